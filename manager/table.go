@@ -1,0 +1,168 @@
+package manager
+
+import (
+	"hash/fnv"
+	"maps"
+	"sort"
+	"time"
+
+	"meshell/protocol"
+)
+
+// Entry is one row of the membership table: the gossiped member plus what
+// only this node measured.
+type Entry struct {
+	protocol.Member
+	Self  bool
+	RTT   time.Duration // last direct probe round trip; 0 = not measured
+	Since time.Time     // when this node last saw the state change
+}
+
+// Table is the membership table. It is owned by one goroutine.
+type Table struct {
+	self    string
+	entries map[string]*Entry
+	digest  uint32
+	dirty   bool
+}
+
+// NewTable returns a table that holds self.
+func NewTable(self protocol.Member, now time.Time) *Table {
+	t := &Table{self: self.Alias, entries: map[string]*Entry{}, dirty: true}
+	t.entries[self.Alias] = &Entry{Member: cloneMember(self), Self: true, Since: now}
+	return t
+}
+
+// SelfAlias is the alias of the node that owns the table.
+func (t *Table) SelfAlias() string { return t.self }
+
+// Get returns the entry for alias.
+func (t *Table) Get(alias string) (Entry, bool) {
+	e, ok := t.entries[alias]
+	if !ok {
+		return Entry{}, false
+	}
+	return *e, true
+}
+
+// Len is the number of entries, self included, in any state.
+func (t *Table) Len() int { return len(t.entries) }
+
+// Merge applies upd if Supersedes says it should and returns the previous
+// entry, whether there was one, and whether the table changed. News about
+// the table's own node is never merged: the caller refutes it instead.
+func (t *Table) Merge(now time.Time, upd protocol.Member) (prev Entry, known, applied bool) {
+	if upd.Alias == t.self || upd.Alias == "" {
+		return Entry{}, false, false
+	}
+	e, known := t.entries[upd.Alias]
+	if known {
+		prev = *e
+	}
+	if !Supersedes(prev.Member, known, upd) {
+		return prev, known, false
+	}
+	t.Set(now, upd)
+	return prev, known, true
+}
+
+// Set stores m unconditionally (the node's own entry, or a member speaking
+// for itself in a handshake). Since moves only when the state changes.
+func (t *Table) Set(now time.Time, m protocol.Member) {
+	e, ok := t.entries[m.Alias]
+	if !ok {
+		e = &Entry{Self: m.Alias == t.self, Since: now}
+		t.entries[m.Alias] = e
+	} else if e.State != m.State {
+		e.Since = now
+	}
+	if m.Tags == nil && ok && e.Incarnation == m.Incarnation {
+		m.Tags = e.Tags // a state-only update keeps the tags known at this incarnation
+	}
+	e.Member = cloneMember(m)
+	t.dirty = true
+}
+
+// SetRTT records the last measured round trip to alias.
+func (t *Table) SetRTT(alias string, d time.Duration) {
+	if e, ok := t.entries[alias]; ok {
+		e.RTT = d
+	}
+}
+
+// Remove drops alias from the table (reaping). The own entry stays.
+func (t *Table) Remove(alias string) {
+	if alias == t.self {
+		return
+	}
+	if _, ok := t.entries[alias]; ok {
+		delete(t.entries, alias)
+		t.dirty = true
+	}
+}
+
+// Entries returns a copy of every entry sorted by alias. The copy shares
+// nothing with the table and may be handed to other goroutines.
+func (t *Table) Entries() []Entry {
+	out := make([]Entry, 0, len(t.entries))
+	for _, e := range t.entries {
+		c := *e
+		c.Member = cloneMember(e.Member)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Alias < out[j].Alias })
+	return out
+}
+
+// Members returns every member as gossiped, sorted by alias.
+func (t *Table) Members() []protocol.Member {
+	es := t.Entries()
+	out := make([]protocol.Member, len(es))
+	for i, e := range es {
+		out[i] = e.Member
+	}
+	return out
+}
+
+// Count returns how many entries are in state s.
+func (t *Table) Count(s protocol.State) int {
+	n := 0
+	for _, e := range t.entries {
+		if e.State == s {
+			n++
+		}
+	}
+	return n
+}
+
+// Digest is a hash of every member's alias, incarnation and state. Two nodes
+// with the same digest hold the same view; a different digest on an ack is how
+// a node learns it (or its peer) missed an update.
+func (t *Table) Digest() uint32 {
+	if !t.dirty {
+		return t.digest
+	}
+	aliases := make([]string, 0, len(t.entries))
+	for a := range t.entries {
+		aliases = append(aliases, a)
+	}
+	sort.Strings(aliases)
+	h := fnv.New32a()
+	var b [9]byte
+	for _, a := range aliases {
+		e := t.entries[a]
+		h.Write([]byte(a))
+		for i := 0; i < 8; i++ {
+			b[i] = byte(e.Incarnation >> (8 * i))
+		}
+		b[8] = byte(e.State)
+		h.Write(b[:])
+	}
+	t.digest, t.dirty = h.Sum32(), false
+	return t.digest
+}
+
+func cloneMember(m protocol.Member) protocol.Member {
+	m.Tags = maps.Clone(m.Tags)
+	return m
+}

@@ -1,0 +1,110 @@
+package swim
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config holds the failure-detection timings. Use a preset and adjust.
+type Config struct {
+	ProbeInterval    time.Duration // time between two probes by this node
+	ProbeTimeout     time.Duration // wait for a direct ack before the indirect round
+	IndirectChecks   int           // members asked to probe on our behalf (k)
+	SuspicionMult    int           // suspicion timeout = mult × max(1, log10 N) × interval, at least
+	SuspicionMaxMult int           // ... and at most SuspicionMaxMult × that, shrinking with confirmations
+	RetransmitMult   int           // each update rides along ≈ mult × log10(N+1) messages (λ)
+	GossipFanout     int           // members told of a change at once, besides piggybacking
+	MaxPiggyback     int           // updates carried by one ping or ack
+	QueueLimit       int           // bound of the retransmit queue; oldest updates are dropped first
+	PushPullInterval time.Duration // periodic full-state exchange with one random member
+	PushPullMinGap   time.Duration // least time between two digest-triggered exchanges
+	AwarenessMax     int           // Lifeguard: timeouts stretch up to (AwarenessMax+1)×
+	ReconnectBase    time.Duration // first re-dial of a failed member
+	ReconnectMax     time.Duration // backoff ceiling for re-dials
+	ReconnectTimeout time.Duration // failed members are re-dialled this long, then reaped
+	LeftReap         time.Duration // left members are kept this long, then reaped
+}
+
+// LANConfig is the default: a LAN or one machine, fast detection.
+func LANConfig() Config {
+	return Config{
+		ProbeInterval:    200 * time.Millisecond, // 5 probes/s: ~100 B/s per node on the wire
+		ProbeTimeout:     100 * time.Millisecond, // LAN round trips are well under 1 ms
+		IndirectChecks:   3,                      // as memberlist
+		SuspicionMult:    4,                      // 800 ms at N ≤ 10 before confirmations
+		SuspicionMaxMult: 3,                      // 2.4 s with no confirmation at all
+		RetransmitMult:   4,                      // as memberlist
+		GossipFanout:     4,                      // one hop reaches a small cluster at once
+		MaxPiggyback:     8,                      // keeps a ping small
+		QueueLimit:       1024,                   // pending updates; drop-oldest beyond
+		PushPullInterval: 60 * time.Second,       // rare: digests trigger repair sooner
+		PushPullMinGap:   500 * time.Millisecond, // rate limit for digest-triggered repair
+		AwarenessMax:     8,                      // as memberlist
+		ReconnectBase:    250 * time.Millisecond, // first re-dial of a failed member
+		ReconnectMax:     2 * time.Second,        // healed partitions merge within a few s
+		ReconnectTimeout: 24 * time.Hour,         // as serf's reconnect timeout
+		LeftReap:         time.Hour,              // left members are shown for an hour
+	}
+}
+
+// LocalConfig is for loopback and tmux clusters on one machine.
+func LocalConfig() Config {
+	c := LANConfig()
+	c.ProbeInterval = 100 * time.Millisecond
+	c.ProbeTimeout = 50 * time.Millisecond
+	c.SuspicionMult = 3
+	c.ReconnectMax = time.Second
+	return c
+}
+
+// WANConfig tolerates long and variable round trips.
+func WANConfig() Config {
+	c := LANConfig()
+	c.ProbeInterval = time.Second
+	c.ProbeTimeout = 500 * time.Millisecond
+	c.SuspicionMult = 6
+	c.ReconnectMax = 10 * time.Second
+	return c
+}
+
+// Profile returns the preset named lan, local or wan.
+func Profile(name string) (Config, error) {
+	switch name {
+	case "lan", "":
+		return LANConfig(), nil
+	case "local":
+		return LocalConfig(), nil
+	case "wan":
+		return WANConfig(), nil
+	}
+	return Config{}, fmt.Errorf("unknown profile %q: use lan, local or wan", name)
+}
+
+// Validate explains the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.ProbeInterval <= 0:
+		return fmt.Errorf("probe interval %v must be positive", c.ProbeInterval)
+	case c.ProbeTimeout <= 0 || c.ProbeTimeout >= c.ProbeInterval:
+		return fmt.Errorf("probe timeout %v must be positive and below the probe interval %v", c.ProbeTimeout, c.ProbeInterval)
+	case c.IndirectChecks < 0:
+		return fmt.Errorf("indirect checks %d must not be negative", c.IndirectChecks)
+	case c.SuspicionMult < 1:
+		return fmt.Errorf("suspicion multiplier %d must be at least 1", c.SuspicionMult)
+	case c.SuspicionMaxMult < 1:
+		return fmt.Errorf("suspicion max multiplier %d must be at least 1", c.SuspicionMaxMult)
+	case c.RetransmitMult < 1:
+		return fmt.Errorf("retransmit multiplier %d must be at least 1", c.RetransmitMult)
+	case c.GossipFanout < 0 || c.MaxPiggyback < 1 || c.QueueLimit < 1:
+		return fmt.Errorf("gossip fanout, max piggyback and queue limit must be positive")
+	case c.PushPullInterval <= 0 || c.PushPullMinGap < 0:
+		return fmt.Errorf("push/pull interval must be positive")
+	case c.AwarenessMax < 0:
+		return fmt.Errorf("awareness max %d must not be negative", c.AwarenessMax)
+	case c.ReconnectBase <= 0 || c.ReconnectMax < c.ReconnectBase:
+		return fmt.Errorf("reconnect backoff %v..%v is not a positive range", c.ReconnectBase, c.ReconnectMax)
+	case c.ReconnectTimeout <= 0 || c.LeftReap <= 0:
+		return fmt.Errorf("reconnect timeout and left reap must be positive")
+	}
+	return nil
+}
