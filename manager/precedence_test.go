@@ -39,8 +39,8 @@ func TestSupersedesTable(t *testing.T) {
 	for i, cs := range states {
 		for j, us := range states {
 			cases = append(cases,
-				tc{m(cs, 5), true, m(us, 6), true},   // higher incarnation always wins
-				tc{m(cs, 5), true, m(us, 4), false},  // lower never does
+				tc{m(cs, 5), true, m(us, 6), true},  // higher incarnation always wins
+				tc{m(cs, 5), true, m(us, 4), false}, // lower never does
 				tc{m(cs, 5), true, m(us, 5), j > i}, // equal: alive < suspect < failed < left
 			)
 		}
