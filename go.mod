@@ -3,11 +3,14 @@ module meshell
 go 1.26.8
 
 require (
-	github.com/chzyer/readline v1.5.1 // indirect
-	github.com/fatih/color v1.19.0 // indirect
-	github.com/hashicorp/go-msgpack/v2 v2.1.5 // indirect
+	github.com/chzyer/readline v1.5.1
+	github.com/fatih/color v1.19.0
+	github.com/hashicorp/go-msgpack/v2 v2.1.5
+	github.com/mattn/go-isatty v0.0.20
+	github.com/sirupsen/logrus v1.10.2
+)
+
+require (
 	github.com/mattn/go-colorable v0.1.14 // indirect
-	github.com/mattn/go-isatty v0.0.20 // indirect
-	github.com/sirupsen/logrus v1.10.2 // indirect
 	golang.org/x/sys v0.42.0 // indirect
 )

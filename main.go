@@ -1,0 +1,339 @@
+// Command meshell is an interactive cluster shell: every process is a node
+// of a full-mesh TCP cluster with a REPL in front of it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/sirupsen/logrus"
+
+	"meshell/node"
+	"meshell/node/swim"
+	"meshell/protocol"
+	"meshell/repl"
+)
+
+const version = "0.1.0"
+
+type options struct {
+	alias, bind, advertise, join, cluster, tags string
+	port                                        int
+	serve, keepGoing, noColor, showVersion      bool
+	demo                                        bool
+	logLevel, logFile, logFormat                string
+	profile                                     string
+	acceptControl                               bool
+	historyFile                                 string
+	probeInterval, probeTimeout                 time.Duration
+	indirectChecks, suspicionMult               int
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("meshell", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.alias, "alias", "", "this node's alias, unique in the cluster (default node-<port>)")
+	fs.StringVar(&o.alias, "node-alias", "", "same as --alias")
+	fs.StringVar(&o.bind, "bind", "127.0.0.1:2254", "cluster listen address HOST:PORT (port 0 = any free port)")
+	fs.IntVar(&o.port, "port", -1, "the listen port only (overrides the port of --bind)")
+	fs.IntVar(&o.port, "P", -1, "same as --port")
+	fs.StringVar(&o.advertise, "advertise", "", "address other nodes dial to reach this node (default: the bind address)")
+	fs.StringVar(&o.join, "join", "", "listen and join at start-up: ADDR[,ADDR…] (a DNS name may resolve to several)")
+	fs.StringVar(&o.cluster, "cluster", protocol.DefaultCluster, "cluster name; nodes of another cluster are refused")
+	fs.StringVar(&o.tags, "tags", "", "tags gossiped with this node: k=v[,k=v…] (e.g. role=worker)")
+	fs.BoolVar(&o.serve, "serve", false, "headless agent: no REPL; runs until SIGINT/SIGTERM")
+	fs.BoolVar(&o.keepGoing, "keep-going", false, "script mode: go on after a failed command (exit status is still 1)")
+	fs.BoolVar(&o.noColor, "no-color", false, "no ANSI colour (also when NO_COLOR is set or stdout is not a terminal)")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	fs.StringVar(&o.logFile, "log-file", "", "write logs to this file instead of stderr")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.profile, "profile", "lan", "failure-detection timings: lan, local (loopback/tmux) or wan")
+	fs.BoolVar(&o.acceptControl, "accept-control", true, "accept remote shutdown, restart and scale")
+	fs.StringVar(&o.historyFile, "history-file", "", "readline history file (interactive only; default ~/.meshell_history)")
+	fs.DurationVar(&o.probeInterval, "probe-interval", 0, "time between two probes (default: from --profile)")
+	fs.DurationVar(&o.probeTimeout, "probe-timeout", 0, "direct probe timeout (default: from --profile)")
+	fs.IntVar(&o.indirectChecks, "indirect-checks", -1, "members asked to probe indirectly (default: from --profile)")
+	fs.IntVar(&o.suspicionMult, "suspicion-mult", 0, "suspicion timeout multiplier (default: from --profile)")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&o.demo, "demo", false, "start with two in-process worker nodes already joined")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q: meshell takes flags only (see --help)", fs.Arg(0))
+	}
+	return o, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return 2
+	}
+	if o.showVersion {
+		fmt.Fprintf(stdout, "meshell %s (protocol %d)\n", version, protocol.Version)
+		return 0
+	}
+	cfg, log, err := o.nodeConfig(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return 2
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return 2
+	}
+	defer n.Close()
+
+	interactive := !o.serve && isTTY(stdin)
+	if o.serve || o.join != "" || o.demo {
+		if _, err := n.Start(""); err != nil {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+			return 1
+		}
+	}
+	if o.join != "" {
+		if err := joinAny(n, o.join); err != nil {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+			return 1
+		}
+	}
+	if o.demo {
+		stop, err := startDemoWorkers(n, cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "error: demo: %v\n", err)
+			return 1
+		}
+		defer stop()
+	}
+	if o.serve {
+		return serve(n, log)
+	}
+	useColor := interactive && !o.noColor && os.Getenv("NO_COLOR") == "" && isTTY(stdout)
+	sh := repl.New(n, repl.Options{Out: stdout, Err: stderr, Color: useColor, Interactive: interactive})
+	if !interactive {
+		return sh.RunScript(context.Background(), stdin, o.keepGoing)
+	}
+	hist := o.historyFile
+	if hist == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			hist = filepath.Join(home, ".meshell_history")
+		}
+	}
+	in, err := repl.NewInteractive(sh, hist)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: terminal: %v\n", err)
+		return 1
+	}
+	if o.logFile == "" {
+		log.SetOutput(in.Stderr())
+	}
+	if o.demo {
+		fmt.Fprintf(stdout, "demo cluster: %s at %s with worker1 and worker2 (role=worker); try !cluster_members or !help\n", n.Alias(), n.Addr())
+	}
+	return in.Run(context.Background())
+}
+
+// nodeConfig turns flags into a node configuration and a logger.
+func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, error) {
+	cfg := node.DefaultConfig()
+	log := logrus.New()
+	log.SetOutput(stderr)
+	lvl, err := logrus.ParseLevel(o.logLevel)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", o.logLevel)
+	}
+	log.SetLevel(lvl)
+	switch o.logFormat {
+	case "text":
+		log.SetFormatter(&logrus.TextFormatter{DisableColors: true, FullTimestamp: true})
+	case "json":
+		log.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return cfg, nil, fmt.Errorf("--log-format %q: use text or json", o.logFormat)
+	}
+	if o.logFile != "" {
+		f, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--log-file: %w", err)
+		}
+		log.SetOutput(f)
+	}
+	cfg.Log = log
+	cfg.Version = version
+	cfg.Alias = o.alias
+	cfg.Cluster = o.cluster
+	cfg.Advertise = o.advertise
+	cfg.Bind = o.bind
+	host, port, err := net.SplitHostPort(o.bind)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("--bind %q is not HOST:PORT", o.bind)
+	}
+	if o.port >= 0 {
+		if o.port > 65535 {
+			return cfg, nil, fmt.Errorf("--port %d is not a port number", o.port)
+		}
+		port = strconv.Itoa(o.port)
+	}
+	cfg.Bind = net.JoinHostPort(host, port)
+	if o.advertise != "" {
+		if _, _, err := net.SplitHostPort(o.advertise); err != nil {
+			return cfg, nil, fmt.Errorf("--advertise %q is not HOST:PORT", o.advertise)
+		}
+	}
+	if cfg.Tags, err = parseTags(o.tags); err != nil {
+		return cfg, nil, err
+	}
+	if cfg.SWIM, err = swim.Profile(o.profile); err != nil {
+		return cfg, nil, fmt.Errorf("--profile: %w", err)
+	}
+	if o.probeInterval > 0 {
+		cfg.SWIM.ProbeInterval = o.probeInterval
+	}
+	if o.probeTimeout > 0 {
+		cfg.SWIM.ProbeTimeout = o.probeTimeout
+	}
+	if o.indirectChecks >= 0 {
+		cfg.SWIM.IndirectChecks = o.indirectChecks
+	}
+	if o.suspicionMult > 0 {
+		cfg.SWIM.SuspicionMult = o.suspicionMult
+	}
+	if err := cfg.SWIM.Validate(); err != nil {
+		return cfg, nil, fmt.Errorf("failure-detection flags: %w", err)
+	}
+	return cfg, log, nil
+}
+
+func parseTags(s string) (map[string]string, error) {
+	tags := map[string]string{}
+	if s == "" {
+		return tags, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--tags: %q is not KEY=VALUE (e.g. --tags role=worker,zone=a)", kv)
+		}
+		tags[k] = v
+	}
+	return tags, nil
+}
+
+// joinAny joins through the first of the listed addresses that answers; a
+// host name may resolve to several addresses, each of which is tried.
+func joinAny(n *node.Node, list string) error {
+	var errs []string
+	for _, a := range strings.Split(list, ",") {
+		a = strings.TrimSpace(a)
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return fmt.Errorf("--join %q is not HOST:PORT", a)
+		}
+		ips, err := net.LookupHost(host)
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", a, err))
+			continue
+		}
+		for _, ip := range ips {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			_, err := n.Join(ctx, net.JoinHostPort(ip, port))
+			cancel()
+			if err == nil {
+				return nil
+			}
+			errs = append(errs, err.Error())
+		}
+	}
+	return fmt.Errorf("could not join: %s", strings.Join(errs, "; "))
+}
+
+// serve runs headless until SIGINT or SIGTERM: the first leaves gracefully,
+// a second exits at once.
+func serve(n *node.Node, log logrus.FieldLogger) int {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	log.WithFields(logrus.Fields{"alias": n.Alias(), "addr": n.Addr()}).Info("serving")
+	<-sig
+	done := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		n.Leave(ctx)
+		close(done)
+	}()
+	select {
+	case <-done:
+		return 0
+	case <-sig:
+		return 1
+	}
+}
+
+// startDemoWorkers starts two in-process worker nodes joined to n.
+func startDemoWorkers(n *node.Node, base node.Config) (func(), error) {
+	host, _, _ := net.SplitHostPort(base.Bind)
+	quiet := logrus.New()
+	quiet.SetOutput(io.Discard)
+	var workers []*node.Node
+	stop := func() {
+		for _, w := range workers {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			w.Leave(ctx)
+			cancel()
+			w.Close()
+		}
+	}
+	for i := 1; i <= 2; i++ {
+		cfg := base
+		cfg.Alias = fmt.Sprintf("worker%d", i)
+		cfg.Bind = net.JoinHostPort(host, "0")
+		cfg.Advertise = ""
+		cfg.Tags = map[string]string{"role": "worker"}
+		cfg.Log = quiet
+		w, err := node.New(cfg)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		workers = append(workers, w)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = w.Join(ctx, n.Addr())
+		cancel()
+		if err != nil {
+			stop()
+			return nil, err
+		}
+	}
+	return stop, nil
+}
+
+func isTTY(f any) bool {
+	if fd, ok := f.(interface{ Fd() uintptr }); ok {
+		return isatty.IsTerminal(fd.Fd()) || isatty.IsCygwinTerminal(fd.Fd())
+	}
+	return false
+}

@@ -1,0 +1,341 @@
+package main
+
+// End-to-end tests: they build the meshell binary and run real processes on
+// loopback, driven by the command files in testdata/.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "meshell-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "meshell")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building meshell: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// script reads a command file from testdata and fills in its placeholders.
+func script(t testing.TB, name string, vars map[string]string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for k, v := range vars {
+		s = strings.ReplaceAll(s, "{{"+k+"}}", v)
+	}
+	return s
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type proc struct {
+	cmd            *exec.Cmd
+	stdin          io.WriteCloser
+	stdout, stderr syncBuffer
+	done           chan struct{}
+	err            error
+}
+
+// start runs meshell with stdin from input; the process is killed when the
+// test ends if it is still running.
+func start(t testing.TB, input string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	var err error
+	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if input != "" {
+		p.feed(t, input)
+		p.stdin.Close()
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// feed writes more commands to the process.
+func (p *proc) feed(t testing.TB, s string) {
+	t.Helper()
+	if _, err := io.WriteString(p.stdin, s); err != nil {
+		t.Fatalf("%v: writing commands: %v", p.cmd.Args, err)
+	}
+}
+
+// waitOutput waits until the process printed marker on stdout.
+func (p *proc) waitOutput(t testing.TB, marker string, limit time.Duration) {
+	t.Helper()
+	deadline := time.After(limit)
+	for !strings.Contains(p.stdout.String(), marker) {
+		select {
+		case <-deadline:
+			t.Fatalf("%v did not print %q within %v\nstdout:\n%s\nstderr:\n%s", p.cmd.Args, marker, limit, p.stdout.String(), p.stderr.String())
+		case <-p.done:
+			t.Fatalf("%v exited before printing %q\nstdout:\n%s\nstderr:\n%s", p.cmd.Args, marker, p.stdout.String(), p.stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// phases splits a command file at its "# barrier" comment.
+func phases(s string) (string, string) {
+	i := strings.Index(s, "# barrier")
+	if i < 0 {
+		return s, ""
+	}
+	return s[:i], s[i:]
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(t testing.TB, limit time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(limit):
+		p.cmd.Process.Kill()
+		<-p.done
+		t.Fatalf("%v did not exit within %v\nstdout:\n%s\nstderr:\n%s", p.cmd.Args, limit, p.stdout.String(), p.stderr.String())
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+type member struct {
+	Alias, Addr, State string
+	Incarnation        uint64
+	Self               bool
+	Tags               map[string]string
+}
+
+// jsonLines returns every line of out that is a JSON array of members.
+func memberTables(t testing.TB, out string) [][]member {
+	var tables [][]member
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "[") {
+			continue
+		}
+		var ms []member
+		if err := json.Unmarshal([]byte(line), &ms); err != nil {
+			t.Fatalf("bad members JSON %q: %v", line, err)
+		}
+		tables = append(tables, ms)
+	}
+	return tables
+}
+
+func TestThreeProcessesFromCommandFiles(t *testing.T) {
+	p1, p2, p3 := freePort(t), freePort(t), freePort(t)
+	vars := map[string]string{"PORT1": fmt.Sprint(p1)}
+	seed1, seed2 := phases(script(t, "seed.cmds", vars))
+	join1, join2 := phases(script(t, "join.cmds", vars))
+	seed := start(t, "", "--alias", "n1")
+	seed.feed(t, seed1)
+	waitListening(t, p1)
+	j2 := start(t, "", "--alias", "n2", "--bind", fmt.Sprintf("127.0.0.1:%d", p2))
+	j3 := start(t, "", "--alias", "n3", "-P", fmt.Sprint(p3))
+	j2.feed(t, join1)
+	j3.feed(t, join1)
+	// Barrier: every node converged before any of them goes on.
+	for _, p := range []*proc{seed, j2, j3} {
+		p.waitOutput(t, "converged", 30*time.Second)
+	}
+	for _, p := range []*proc{j2, j3, seed} {
+		p.feed(t, map[*proc]string{seed: seed2, j2: join2, j3: join2}[p])
+		p.stdin.Close()
+	}
+	want := map[string]string{
+		"n1": fmt.Sprintf("127.0.0.1:%d", p1),
+		"n2": fmt.Sprintf("127.0.0.1:%d", p2),
+		"n3": fmt.Sprintf("127.0.0.1:%d", p3),
+	}
+	for _, p := range []*proc{j2, j3, seed} {
+		if code := p.wait(t, 60*time.Second); code != 0 {
+			for _, q := range []*proc{seed, j2, j3} {
+				t.Logf("%v\nstdout:\n%s\nstderr:\n%s", q.cmd.Args, q.stdout.String(), q.stderr.String())
+			}
+			t.Fatalf("%v exited %d", p.cmd.Args, code)
+		}
+	}
+	for _, p := range []*proc{seed, j2, j3} {
+		tables := memberTables(t, p.stdout.String())
+		if len(tables) == 0 {
+			t.Fatalf("%v printed no member table:\n%s", p.cmd.Args, p.stdout.String())
+		}
+		first := tables[0]
+		if len(first) != 3 {
+			t.Fatalf("%v lists %d members, want 3: %+v", p.cmd.Args, len(first), first)
+		}
+		for _, m := range first {
+			if m.State != "alive" {
+				t.Errorf("%v: %s is %s, want alive", p.cmd.Args, m.Alias, m.State)
+			}
+			if m.Addr != want[m.Alias] {
+				t.Errorf("%v: %s at %s, want its listen address %s", p.cmd.Args, m.Alias, m.Addr, want[m.Alias])
+			}
+		}
+	}
+	// The seed saw both joiners leave gracefully at the end of their input.
+	tables := memberTables(t, seed.stdout.String())
+	last := tables[len(tables)-1]
+	for _, m := range last {
+		if !m.Self && m.State != "left" {
+			t.Errorf("after end of input %s is %s at the seed, want left", m.Alias, m.State)
+		}
+	}
+	if !strings.Contains(seed.stdout.String(), "converged") {
+		t.Errorf("the seed's !echo marker is missing:\n%s", seed.stdout.String())
+	}
+}
+
+func waitListening(t testing.TB, port int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on port %d", port)
+}
+
+func TestScriptErrorsFailFastOrKeepGoing(t *testing.T) {
+	input := script(t, "errors.cmds", nil)
+	p := start(t, input, "--alias", "e1", "-P", "0")
+	if code := p.wait(t, 20*time.Second); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if n := strings.Count(p.stderr.String(), "error: "); n != 1 {
+		t.Fatalf("fail-fast printed %d errors, want 1:\n%s", n, p.stderr.String())
+	}
+	if strings.Contains(p.stdout.String(), "still running") {
+		t.Fatal("the script went on after the first failure")
+	}
+	if !strings.Contains(p.stderr.String(), "!help") {
+		t.Errorf("the error does not say what to do: %s", p.stderr.String())
+	}
+
+	k := start(t, input, "--alias", "e2", "-P", "0", "--keep-going")
+	if code := k.wait(t, 20*time.Second); code != 1 {
+		t.Fatalf("--keep-going: exit %d, want 1", code)
+	}
+	if n := strings.Count(k.stderr.String(), "error: "); n != 4 {
+		t.Fatalf("--keep-going printed %d errors, want 4:\n%s", n, k.stderr.String())
+	}
+	if !strings.Contains(k.stdout.String(), "still running") {
+		t.Fatal("--keep-going stopped early")
+	}
+	ok := start(t, "# a comment\n\n!echo fine\r\n", "-P", "0")
+	if code := ok.wait(t, 20*time.Second); code != 0 || strings.TrimSpace(ok.stdout.String()) != "fine" {
+		t.Fatalf("a clean script exited %d with %q", code, ok.stdout.String())
+	}
+}
+
+func TestServeLeavesOnSIGTERM(t *testing.T) {
+	port := freePort(t)
+	agent := start(t, "", "--serve", "--alias", "agent", "-P", fmt.Sprint(port), "--tags", "role=worker")
+	waitListening(t, port)
+	watcher := start(t, fmt.Sprintf("!join_cluster 127.0.0.1:%d\n!wait members 2 20s\n!echo joined\n!wait agent left 30s\n!cluster_members --json\n", port),
+		"--alias", "watcher", "-P", "0")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for !strings.Contains(watcher.stdout.String(), "joined") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("watcher never joined: %s %s", watcher.stdout.String(), watcher.stderr.String())
+		case <-watcher.done:
+			t.Fatalf("watcher exited early: %s %s", watcher.stdout.String(), watcher.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	agent.cmd.Process.Signal(syscall.SIGTERM)
+	if code := agent.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("agent exited %d after SIGTERM", code)
+	}
+	if code := watcher.wait(t, 40*time.Second); code != 0 {
+		t.Fatalf("watcher did not see the agent leave: %d\n%s\n%s", code, watcher.stdout.String(), watcher.stderr.String())
+	}
+	tables := memberTables(t, watcher.stdout.String())
+	for _, m := range tables[len(tables)-1] {
+		if m.Alias == "agent" && (m.State != "left" || m.Tags["role"] != "worker") {
+			t.Fatalf("agent shown as %+v, want left with its tags", m)
+		}
+	}
+}
+
+func TestVersionAndBadFlags(t *testing.T) {
+	out, err := exec.Command(binary, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "meshell ") {
+		t.Fatalf("--version: %q %v", out, err)
+	}
+	for _, args := range [][]string{{"--profile", "moon"}, {"--tags", "novalue"}, {"--bind", "nohost"}, {"stray"}} {
+		cmd := exec.Command(binary, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if err == nil || !strings.HasPrefix(stderr.String(), "error: ") {
+			t.Errorf("%v: err=%v stderr=%q, want exit status 2 and an error line", args, err, stderr.String())
+		}
+	}
+}

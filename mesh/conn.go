@@ -1,0 +1,267 @@
+package mesh
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"meshell/protocol"
+)
+
+// retireGrace bounds how long a retired connection is read after its
+// replacement won: frames the peer wrote before it saw the winner arrive
+// within it, and the peer normally closes its side much sooner.
+const retireGrace = 2 * time.Second
+
+// maxBatch is how many bytes the writer gathers before one write.
+const maxBatch = 64 << 10
+
+// conn is one TCP connection to a peer. Its reader and writer goroutines are
+// its only users of nc after the handshake; close is the single, idempotent
+// teardown path.
+type conn struct {
+	m      *Mesh
+	nc     net.Conn
+	dialed bool // this node dialled it
+	peer   protocol.Member
+	fr     *protocol.FrameReader
+	dec    *protocol.Decoder
+	out    chan protocol.Message
+	queued atomic.Int64 // enqueued and not yet written
+
+	retired   atomic.Bool
+	stop      chan struct{} // closed by retire
+	done      chan struct{} // closed by close
+	closeOnce sync.Once
+	retOnce   sync.Once
+	reason    error
+}
+
+func (m *Mesh) newConn(nc net.Conn, dialed bool) *conn {
+	c := &conn{m: m, dialed: dialed, dec: protocol.NewDecoder(),
+		out: make(chan protocol.Message, m.cfg.QueueLen), stop: make(chan struct{}), done: make(chan struct{})}
+	if nc != nil {
+		c.attach(nc)
+	}
+	return c
+}
+
+func (c *conn) attach(nc net.Conn) {
+	c.nc = nc
+	c.fr = protocol.NewFrameReader(nc, 0)
+}
+
+// writeDirect writes one frame synchronously; only during the handshake,
+// before the writer goroutine exists.
+func (c *conn) writeDirect(msg protocol.Message) error {
+	b, err := protocol.Frame(msg)
+	if err != nil {
+		return err
+	}
+	n, err := c.nc.Write(b)
+	c.m.sent.Add(uint64(n))
+	return err
+}
+
+func (c *conn) enqueue(msg protocol.Message) error {
+	select {
+	case <-c.done:
+		return ErrNotConnected
+	default:
+	}
+	select {
+	case c.out <- msg:
+		c.queued.Add(1)
+		return nil
+	default:
+		c.m.dropped.Add(1)
+		return ErrQueueFull
+	}
+}
+
+func (c *conn) pending() int64 { return c.queued.Load() }
+
+// discard empties the queue of a connection that never came up.
+func (c *conn) discard() int {
+	n := 0
+	for {
+		select {
+		case <-c.out:
+			n++
+		default:
+			c.queued.Store(0)
+			return n
+		}
+	}
+}
+
+func (c *conn) close(reason error) {
+	c.closeOnce.Do(func() {
+		c.reason = reason
+		close(c.done)
+		if c.nc != nil {
+			c.nc.Close()
+		}
+	})
+}
+
+// retire stops writing on a connection that lost to another one for the same
+// peer. What is queued moves to the winner; the socket is half-closed so the
+// peer still reads what was written, and reading goes on until the peer
+// closes its side (or retireGrace passes).
+func (c *conn) retire() {
+	c.retOnce.Do(func() {
+		c.retired.Store(true)
+		close(c.stop)
+		c.nc.SetReadDeadline(time.Now().Add(retireGrace))
+	})
+}
+
+// start registers a connection whose handshake completed and starts its
+// goroutines. Of two connections to one peer, both nodes keep the one dialled
+// by the node with the smaller alias; of two dialled by the same side, the
+// newer one.
+func (m *Mesh) start(c *conn) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		c.close(ErrClosed)
+		return
+	}
+	m.all[c] = struct{}{}
+	self := m.cfg.Self().Alias
+	prefer := func(x *conn) bool { return (self < x.peer.Alias) == x.dialed }
+	var loser *conn
+	old := m.conns[c.peer.Alias]
+	switch {
+	case old == nil:
+		m.conns[c.peer.Alias] = c
+	case prefer(old) && !prefer(c):
+		loser = c
+	default:
+		m.conns[c.peer.Alias] = c
+		loser = old
+	}
+	m.wg.Add(2)
+	m.mu.Unlock()
+	go c.readLoop()
+	go c.writeLoop()
+	if loser != nil {
+		m.cfg.Log.WithField("alias", c.peer.Alias).Debug("mesh: two connections to one peer; retiring one")
+		loser.retire()
+	}
+	m.h.PeerUp(c.peer)
+}
+
+func (c *conn) readLoop() {
+	m := c.m
+	defer m.wg.Done()
+	var err error
+	for {
+		var p []byte
+		if p, err = c.fr.Next(); err != nil {
+			break
+		}
+		m.received.Add(uint64(len(p)))
+		var msg protocol.Message
+		if msg, err = c.dec.Decode(p); err != nil {
+			m.cfg.Log.WithField("alias", c.peer.Alias).WithError(err).Warn("mesh: closing connection after a bad frame")
+			break
+		}
+		switch msg.Type() {
+		case protocol.TypeHello, protocol.TypeHelloAck, protocol.TypeJoin, protocol.TypeJoinAck:
+			m.cfg.Log.WithField("alias", c.peer.Alias).Warnf("mesh: closing connection: %s after the handshake", msg.Type())
+			c.close(nil)
+		default:
+			m.h.Receive(c.peer.Alias, msg)
+			continue
+		}
+		break
+	}
+	c.close(err)
+	m.mu.Lock()
+	delete(m.all, c)
+	registered := m.conns[c.peer.Alias] == c
+	if registered {
+		delete(m.conns, c.peer.Alias)
+	}
+	m.mu.Unlock()
+	if registered && !c.retired.Load() {
+		m.h.PeerDown(c.peer.Alias, err)
+	}
+}
+
+func (c *conn) writeLoop() {
+	m := c.m
+	defer m.wg.Done()
+	enc := protocol.NewEncoder()
+	buf := make([]byte, 0, 4096)
+	for {
+		var msg protocol.Message
+		select {
+		case msg = <-c.out:
+		case <-c.stop:
+			c.handOver()
+			return
+		case <-c.done:
+			return
+		}
+		n := int64(1)
+		buf = c.append(enc, buf[:0], msg)
+	gather:
+		for len(buf) < maxBatch {
+			select {
+			case msg = <-c.out:
+				n++
+				buf = c.append(enc, buf, msg)
+			default:
+				break gather
+			}
+		}
+		c.nc.SetWriteDeadline(time.Now().Add(m.cfg.WriteTimeout))
+		w, err := c.nc.Write(buf)
+		m.sent.Add(uint64(w))
+		c.queued.Add(-n)
+		if err != nil {
+			c.close(err)
+			return
+		}
+		if cap(buf) > 4*maxBatch {
+			buf = make([]byte, 0, 4096) // do not keep a huge buffer after a burst
+		}
+	}
+}
+
+func (c *conn) append(enc *protocol.Encoder, buf []byte, msg protocol.Message) []byte {
+	out, err := enc.AppendFrame(buf, msg)
+	if err != nil {
+		c.m.dropped.Add(1)
+		c.m.cfg.Log.WithField("alias", c.peer.Alias).WithError(err).Warn("mesh: message not sent")
+		return buf
+	}
+	return out
+}
+
+// handOver moves what a retired connection still had queued to the winner
+// and half-closes the socket.
+func (c *conn) handOver() {
+	m := c.m
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	m.mu.Lock()
+	winner := m.conns[c.peer.Alias]
+	m.mu.Unlock()
+	for {
+		select {
+		case msg := <-c.out:
+			c.queued.Add(-1)
+			if winner == nil || winner == c || winner.enqueue(msg) != nil {
+				m.dropped.Add(1)
+			}
+		default:
+			return
+		}
+	}
+}

@@ -1,0 +1,512 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"meshell/protocol"
+)
+
+// Errors returned by Send and the handshakes.
+var (
+	ErrQueueFull    = errors.New("mesh: outbound queue full")
+	ErrNotConnected = errors.New("mesh: no connection to that member")
+	ErrClosed       = errors.New("mesh: transport closed")
+	// ErrUnavailable, returned by Handler.Admit, closes the connection
+	// without an answer: the node is starting or stopping, which is not a
+	// refusal the peer should report.
+	ErrUnavailable = errors.New("mesh: node unavailable")
+)
+
+// RefusedError is a peer's explicit refusal of a handshake.
+type RefusedError struct {
+	Addr   string
+	Reason string
+}
+
+func (e *RefusedError) Error() string { return e.Addr + " refused: " + e.Reason }
+
+// Handler is what the mesh calls. Calls come from connection goroutines,
+// concurrently; none may block for long (a blocked Receive stalls that
+// peer's connection and nothing else).
+type Handler interface {
+	// Admit decides on a peer's handshake (Hello when hello is true, else
+	// Join). It returns the member list for a HelloAck (ignored for Join)
+	// and the receiver's entries about the peer for a JoinAck, or an error
+	// that is sent back as the refusal.
+	Admit(hello bool, peer protocol.Member) (members []protocol.Member, err error)
+	// PeerUp reports a completed handshake: peer described itself.
+	PeerUp(peer protocol.Member)
+	// PeerDown reports that the connection to alias closed and no other
+	// connection replaced it.
+	PeerDown(alias string, reason error)
+	// DialFailed reports that a dial made on behalf of Send failed.
+	DialFailed(alias string, refused bool, err error)
+	// Receive delivers one message from a connected peer.
+	Receive(from string, m protocol.Message)
+}
+
+// Config configures a Mesh.
+type Config struct {
+	Cluster          string                 // cluster name; a peer of another cluster is refused
+	Self             func() protocol.Member // this node as it introduces itself
+	HandshakeTimeout time.Duration          // first frame and its answer must arrive within this
+	DialTimeout      time.Duration          // TCP connect timeout
+	WriteTimeout     time.Duration          // a peer that does not read for this long is closed
+	QueueLen         int                    // outbound frames queued per peer
+	MaxHandshakes    int                    // connections still in their handshake; more are closed at once
+	Log              logrus.FieldLogger
+}
+
+// DefaultConfig returns the transport defaults for cluster and self.
+func DefaultConfig(cluster string, self func() protocol.Member) Config {
+	return Config{
+		Cluster:          cluster,
+		Self:             self,
+		HandshakeTimeout: 5 * time.Second,  // a peer that says nothing is closed after this
+		DialTimeout:      time.Second,      // a partitioned peer costs a dial this long
+		WriteTimeout:     10 * time.Second, // a stopped peer whose buffers are full is closed
+		QueueLen:         8192,             // frames; enough for a 256-deep job pipeline per peer
+		MaxHandshakes:    1024,             // pending handshakes; bounds idle hostile connections
+		Log:              logrus.StandardLogger(),
+	}
+}
+
+// Mesh is the set of connections of one node.
+type Mesh struct {
+	cfg Config
+	h   Handler
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[string]*conn // registered connection per alias
+	dialing  map[string]*conn // dials under way for Send, with their queues
+	all      map[*conn]struct{}
+	closed   bool
+	shaking  atomic.Int32
+	wg       sync.WaitGroup
+	sent     atomic.Uint64
+	received atomic.Uint64
+	dropped  atomic.Uint64
+}
+
+// New returns a Mesh that reports to h. It does not listen until Listen.
+func New(cfg Config, h Handler) *Mesh {
+	if cfg.Log == nil {
+		cfg.Log = logrus.StandardLogger()
+	}
+	return &Mesh{cfg: cfg, h: h, conns: map[string]*conn{}, dialing: map[string]*conn{}, all: map[*conn]struct{}{}}
+}
+
+// Listen binds addr and starts accepting. It returns the bound address.
+func (m *Mesh) Listen(addr string) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	m.mu.Lock()
+	if m.closed || m.ln != nil {
+		m.mu.Unlock()
+		ln.Close()
+		if m.closed {
+			return nil, ErrClosed
+		}
+		return nil, errors.New("mesh: already listening")
+	}
+	m.ln = ln
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go m.acceptLoop(ln)
+	return ln.Addr(), nil
+}
+
+// Listening reports whether Listen succeeded.
+func (m *Mesh) Listening() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ln != nil
+}
+
+func (m *Mesh) acceptLoop(ln net.Listener) {
+	defer m.wg.Done()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || m.isClosed() {
+				return
+			}
+			// Out of file descriptors and the like: back off, keep serving.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay *= 2
+			}
+			m.cfg.Log.WithError(err).Warn("mesh: accept failed")
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		if int(m.shaking.Add(1)) > m.cfg.MaxHandshakes {
+			m.shaking.Add(-1)
+			m.cfg.Log.WithField("remote", nc.RemoteAddr()).Warn("mesh: too many connections in handshake; closing the newest")
+			nc.Close()
+			continue
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			defer m.shaking.Add(-1)
+			m.accept(nc)
+		}()
+	}
+}
+
+// accept runs the receiving side of a handshake.
+func (m *Mesh) accept(nc net.Conn) {
+	log := m.cfg.Log.WithField("remote", nc.RemoteAddr().String())
+	nc.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
+	c := m.newConn(nc, false)
+	payload, err := c.fr.Next()
+	if err != nil {
+		log.WithError(err).Warn("mesh: connection closed before its handshake")
+		nc.Close()
+		return
+	}
+	msg, err := c.dec.Decode(payload)
+	if err != nil {
+		log.WithError(err).Warn("mesh: bad handshake frame")
+		nc.Close()
+		return
+	}
+	var from protocol.Member
+	var version uint16
+	var cluster string
+	hello := false
+	switch h := msg.(type) {
+	case *protocol.Hello:
+		from, version, cluster, hello = h.From, h.Version, h.Cluster, true
+	case *protocol.Join:
+		from, version, cluster = h.From, h.Version, h.Cluster
+	default:
+		log.Warnf("mesh: first frame is %s, want hello or join", msg.Type())
+		nc.Close()
+		return
+	}
+	from.Addr = normalizeAddr(from.Addr, nc.RemoteAddr())
+	var members []protocol.Member
+	self := m.cfg.Self()
+	switch {
+	case version != protocol.Version:
+		err = fmt.Errorf("protocol version %d refused: this node speaks version %d; run the same meshell release on every node", version, protocol.Version)
+	case cluster != m.cfg.Cluster:
+		err = fmt.Errorf("cluster %q refused: this node belongs to cluster %q; use --cluster %s to join it", cluster, m.cfg.Cluster, m.cfg.Cluster)
+	case from.Alias == "":
+		err = errors.New("empty alias refused")
+	case from.Alias == self.Alias:
+		err = fmt.Errorf("alias %q is this node's own alias (%s); pick another --alias", from.Alias, self.Addr)
+	default:
+		members, err = m.h.Admit(hello, from)
+	}
+	if errors.Is(err, ErrUnavailable) {
+		log.WithField("alias", from.Alias).Info("mesh: handshake while the node is unavailable; closing")
+		nc.Close()
+		return
+	}
+	var ack protocol.Message
+	errText := ""
+	if err != nil {
+		errText = err.Error()
+	}
+	if hello {
+		ack = &protocol.HelloAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: errText, From: self, Members: members}
+	} else {
+		ack = &protocol.JoinAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: errText, From: self, Seen: members}
+	}
+	if werr := c.writeDirect(ack); werr != nil {
+		log.WithError(werr).Warn("mesh: handshake answer not sent")
+		nc.Close()
+		return
+	}
+	if err != nil {
+		log.WithField("alias", from.Alias).Warnf("mesh: refused %s: %s", msg.Type(), errText)
+		nc.Close()
+		return
+	}
+	nc.SetDeadline(time.Time{})
+	c.peer = from
+	m.start(c)
+}
+
+// Hello joins through the seed at addr: it introduces this node, and on
+// success returns the seed's answer with every member the seed knows. The
+// connection stays open as the one to the seed.
+func (m *Mesh) Hello(ctx context.Context, addr string) (*protocol.HelloAck, error) {
+	ack, err := m.handshake(ctx, addr, true, nil)
+	if err != nil {
+		return nil, err
+	}
+	return ack.(*protocol.HelloAck), nil
+}
+
+// Join introduces this node to the member at addr and keeps the connection.
+func (m *Mesh) Join(ctx context.Context, addr string) (*protocol.JoinAck, error) {
+	ack, err := m.handshake(ctx, addr, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	return ack.(*protocol.JoinAck), nil
+}
+
+// handshake dials addr and runs the sending side of a handshake. When pending
+// is not nil (a dial on behalf of Send) its queue becomes the connection's.
+func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *conn) (protocol.Message, error) {
+	if m.isClosed() {
+		return nil, ErrClosed
+	}
+	d := net.Dialer{Timeout: m.cfg.DialTimeout}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(m.cfg.HandshakeTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	nc.SetDeadline(deadline)
+	c := pending
+	if c == nil {
+		c = m.newConn(nc, true)
+	} else {
+		c.attach(nc)
+	}
+	self := m.cfg.Self()
+	var intro protocol.Message = &protocol.Join{Version: protocol.Version, Cluster: m.cfg.Cluster, From: self}
+	if hello {
+		intro = &protocol.Hello{Version: protocol.Version, Cluster: m.cfg.Cluster, From: self}
+	}
+	fail := func(err error) (protocol.Message, error) {
+		nc.Close()
+		return nil, err
+	}
+	if err := c.writeDirect(intro); err != nil {
+		return fail(fmt.Errorf("handshake with %s: %w", addr, err))
+	}
+	payload, err := c.fr.Next()
+	if err != nil {
+		return fail(fmt.Errorf("handshake with %s: no answer: %w", addr, err))
+	}
+	ack, err := c.dec.Decode(payload)
+	if err != nil {
+		return fail(fmt.Errorf("handshake with %s: %w", addr, err))
+	}
+	var from protocol.Member
+	var errText, cluster string
+	var version uint16
+	switch a := ack.(type) {
+	case *protocol.HelloAck:
+		from, errText, cluster, version = a.From, a.Error, a.Cluster, a.Version
+	case *protocol.JoinAck:
+		from, errText, cluster, version = a.From, a.Error, a.Cluster, a.Version
+	default:
+		return fail(fmt.Errorf("handshake with %s: answer is %s", addr, ack.Type()))
+	}
+	switch {
+	case errText != "":
+		return fail(&RefusedError{Addr: addr, Reason: errText})
+	case version != protocol.Version:
+		return fail(fmt.Errorf("%s speaks protocol version %d, this node speaks %d; run the same meshell release on every node", addr, version, protocol.Version))
+	case cluster != m.cfg.Cluster:
+		return fail(fmt.Errorf("%s belongs to cluster %q, this node to %q; use --cluster to pick one", addr, cluster, m.cfg.Cluster))
+	case from.Alias == self.Alias:
+		return fail(fmt.Errorf("%s is this node itself", addr))
+	}
+	nc.SetDeadline(time.Time{})
+	from.Addr = normalizeAddr(from.Addr, nc.RemoteAddr())
+	c.peer = from
+	m.start(c)
+	return ack, nil
+}
+
+// Send queues m for the member alias, dialling addr with a Join when there
+// is no connection yet. It never blocks. When the queue is full the message
+// is dropped and ErrQueueFull returned.
+func (m *Mesh) Send(alias, addr string, msg protocol.Message) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	c := m.conns[alias]
+	if c == nil {
+		c = m.dialing[alias]
+	}
+	if c == nil {
+		if addr == "" {
+			m.mu.Unlock()
+			return ErrNotConnected
+		}
+		c = m.newConn(nil, true)
+		c.peer = protocol.Member{Alias: alias, Addr: addr}
+		m.dialing[alias] = c
+		m.wg.Add(1)
+		go m.dialFor(c, addr)
+	}
+	m.mu.Unlock()
+	return c.enqueue(msg)
+}
+
+// Connect dials alias at addr with a Join unless a connection exists or a
+// dial is already under way. It returns at once.
+func (m *Mesh) Connect(alias, addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed || m.ln == nil || m.conns[alias] != nil || m.dialing[alias] != nil {
+		return
+	}
+	c := m.newConn(nil, true)
+	c.peer = protocol.Member{Alias: alias, Addr: addr}
+	m.dialing[alias] = c
+	m.wg.Add(1)
+	go m.dialFor(c, addr)
+}
+
+// SendConnected queues m only when a connection to alias is established; it
+// never dials. Job traffic uses it: a job goes only to a connected worker.
+func (m *Mesh) SendConnected(alias string, msg protocol.Message) error {
+	m.mu.Lock()
+	c := m.conns[alias]
+	m.mu.Unlock()
+	if c == nil {
+		return ErrNotConnected
+	}
+	return c.enqueue(msg)
+}
+
+// Connected reports whether a connection to alias is established.
+func (m *Mesh) Connected(alias string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.conns[alias] != nil
+}
+
+func (m *Mesh) dialFor(c *conn, addr string) {
+	defer m.wg.Done()
+	alias := c.peer.Alias
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.DialTimeout+m.cfg.HandshakeTimeout)
+	defer cancel()
+	_, err := m.handshake(ctx, addr, false, c)
+	m.mu.Lock()
+	if m.dialing[alias] == c {
+		delete(m.dialing, alias)
+	}
+	m.mu.Unlock()
+	if err != nil {
+		c.close(err)
+		m.dropped.Add(uint64(c.discard()))
+		m.h.DialFailed(alias, errors.Is(err, syscall.ECONNREFUSED), err)
+	}
+}
+
+// Disconnect closes the connection to alias, if any.
+func (m *Mesh) Disconnect(alias string, reason error) {
+	m.mu.Lock()
+	c := m.conns[alias]
+	m.mu.Unlock()
+	if c != nil {
+		c.close(reason)
+	}
+}
+
+// Flush waits until every queued frame is written or the timeout passes.
+func (m *Mesh) Flush(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		m.mu.Lock()
+		busy := false
+		for _, c := range m.conns {
+			if c.pending() > 0 {
+				busy = true
+				break
+			}
+		}
+		m.mu.Unlock()
+		if !busy {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// CloseAll closes every connection and the listener but leaves the Mesh
+// usable: Listen may be called again (a node that left and rejoins).
+func (m *Mesh) CloseAll() {
+	m.mu.Lock()
+	ln := m.ln
+	m.ln = nil
+	conns := make([]*conn, 0, len(m.all))
+	for c := range m.all {
+		conns = append(conns, c)
+	}
+	m.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	for _, c := range conns {
+		c.close(ErrClosed)
+	}
+}
+
+// Close shuts the transport down and waits for its goroutines.
+func (m *Mesh) Close() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.CloseAll()
+	m.wg.Wait()
+}
+
+func (m *Mesh) isClosed() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closed
+}
+
+// Stats are transport counters.
+type Stats struct {
+	BytesSent, BytesReceived uint64
+	Dropped                  uint64 // frames dropped: queue full or dial failed
+	Conns                    int
+}
+
+// Stats returns the transport counters.
+func (m *Mesh) Stats() Stats {
+	m.mu.Lock()
+	n := len(m.conns)
+	m.mu.Unlock()
+	return Stats{BytesSent: m.sent.Load(), BytesReceived: m.received.Load(), Dropped: m.dropped.Load(), Conns: n}
+}
+
+// normalizeAddr replaces an unspecified advertised host (empty, 0.0.0.0, ::)
+// with the IP the connection came from; the port stays the advertised one.
+func normalizeAddr(adv string, remote net.Addr) string {
+	host, port, err := net.SplitHostPort(adv)
+	if err != nil {
+		return adv
+	}
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return adv
+	}
+	if ta, ok := remote.(*net.TCPAddr); ok {
+		return net.JoinHostPort(ta.IP.String(), port)
+	}
+	return adv
+}

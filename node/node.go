@@ -1,0 +1,532 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"meshell/manager"
+	"meshell/mesh"
+	"meshell/node/swim"
+	"meshell/protocol"
+)
+
+// Config configures a node.
+type Config struct {
+	Alias     string            // unique in the cluster; "" = node-<port>
+	Bind      string            // listen address, host:port (port 0 = any free port)
+	Advertise string            // address others dial; "" = the bound address
+	Cluster   string            // cluster name carried in Hello; "" = protocol.DefaultCluster
+	Tags      map[string]string // gossiped with this node
+	SWIM      swim.Config       // failure-detection timings
+	Seed      int64             // randomness of the SWIM core; 0 = from the clock
+	Log       logrus.FieldLogger
+	Version   string // release shown by the status command
+
+	// Transport overrides; zero values take mesh.DefaultConfig's.
+	HandshakeTimeout time.Duration
+	DialTimeout      time.Duration
+}
+
+// DefaultConfig returns a node configuration with the LAN profile on
+// 127.0.0.1:2254.
+func DefaultConfig() Config {
+	return Config{Bind: "127.0.0.1:2254", Cluster: protocol.DefaultCluster, SWIM: swim.LANConfig()}
+}
+
+// Inbox bounds. Membership messages beyond inboxLen are dropped (SWIM
+// tolerates loss, and the drop is counted); connection evidence is never
+// dropped: its sender waits.
+const (
+	inboxLen    = 4096
+	evidenceLen = 1024
+)
+
+// Node is one cluster member.
+type Node struct {
+	cfg  Config
+	log  logrus.FieldLogger
+	mesh *mesh.Mesh
+	hub  hub
+
+	inbox    chan inbound
+	evidence chan inbound
+	calls    chan func()
+	stop     chan struct{}
+	loopDone chan struct{}
+
+	mu      sync.Mutex // guards the lifecycle fields below
+	core    *swim.Core // owned by the run loop once it runs
+	running bool
+	left    bool
+	closed  bool
+	addr    string
+	started time.Time
+
+	self    atomic.Pointer[protocol.Member]
+	snap    atomic.Pointer[Snapshot]
+	dropped atomic.Uint64
+}
+
+type inboundKind uint8
+
+const (
+	inMsg inboundKind = iota
+	inUp
+	inDown
+	inDialFailed
+)
+
+type inbound struct {
+	kind    inboundKind
+	from    string
+	msg     protocol.Message
+	member  protocol.Member
+	refused bool
+}
+
+// Snapshot is an immutable view of the membership table, published by the
+// run loop after every change.
+type Snapshot struct {
+	Entries []manager.Entry
+	At      time.Time
+}
+
+// Count returns how many entries are in state s.
+func (s *Snapshot) Count(st protocol.State) int {
+	n := 0
+	for _, e := range s.Entries {
+		if e.State == st {
+			n++
+		}
+	}
+	return n
+}
+
+// Get returns the entry for alias.
+func (s *Snapshot) Get(alias string) (manager.Entry, bool) {
+	for _, e := range s.Entries {
+		if e.Alias == alias {
+			return e, true
+		}
+	}
+	return manager.Entry{}, false
+}
+
+// New returns a node that is not yet listening.
+func New(cfg Config) (*Node, error) {
+	if cfg.Cluster == "" {
+		cfg.Cluster = protocol.DefaultCluster
+	}
+	if cfg.SWIM == (swim.Config{}) {
+		cfg.SWIM = swim.LANConfig()
+	}
+	if err := cfg.SWIM.Validate(); err != nil {
+		return nil, fmt.Errorf("failure detection: %w", err)
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.StandardLogger()
+	}
+	if cfg.Seed == 0 {
+		cfg.Seed = time.Now().UnixNano()
+	}
+	n := &Node{
+		cfg: cfg, log: cfg.Log,
+		inbox: make(chan inbound, inboxLen), evidence: make(chan inbound, evidenceLen),
+		calls: make(chan func()), stop: make(chan struct{}), loopDone: make(chan struct{}),
+	}
+	n.self.Store(&protocol.Member{Alias: cfg.Alias, State: protocol.StateAlive, Tags: maps.Clone(cfg.Tags)})
+	n.snap.Store(&Snapshot{})
+	mc := mesh.DefaultConfig(cfg.Cluster, func() protocol.Member { return *n.self.Load() })
+	mc.Log = cfg.Log
+	if cfg.HandshakeTimeout > 0 {
+		mc.HandshakeTimeout = cfg.HandshakeTimeout
+	}
+	if cfg.DialTimeout > 0 {
+		mc.DialTimeout = cfg.DialTimeout
+	}
+	n.mesh = mesh.New(mc, (*handler)(n))
+	return n, nil
+}
+
+// Alias is this node's alias ("" before the node listens when none was set).
+func (n *Node) Alias() string { return n.self.Load().Alias }
+
+// Self is this node as it introduces itself.
+func (n *Node) Self() protocol.Member { return *n.self.Load() }
+
+// Addr is the advertised address ("" before the node listens).
+func (n *Node) Addr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.addr
+}
+
+// Cluster is the cluster name.
+func (n *Node) Cluster() string { return n.cfg.Cluster }
+
+// Running reports whether the node listens and takes part in the cluster.
+func (n *Node) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.running
+}
+
+// Members returns the latest membership snapshot.
+func (n *Node) Members() *Snapshot { return n.snap.Load() }
+
+// Subscribe returns a subscription to membership events with a buffer of buf.
+func (n *Node) Subscribe(buf int) *Subscription { return n.hub.add(buf) }
+
+// MeshStats returns the transport counters.
+func (n *Node) MeshStats() mesh.Stats { return n.mesh.Stats() }
+
+// ErrNotRunning is returned by operations that need a listening node.
+var ErrNotRunning = errors.New("this node is not in a cluster: run !start_cluster or !join_cluster first")
+
+// Start binds addr (the configured Bind when empty), starts the run loop and
+// returns the advertised address. A node that left starts again at a higher
+// incarnation.
+func (n *Node) Start(addr string) (string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return "", errors.New("this node is shut down")
+	}
+	if n.running {
+		return n.addr, nil
+	}
+	if addr == "" {
+		addr = n.cfg.Bind
+	}
+	bound, err := n.mesh.Listen(addr)
+	if err != nil {
+		return "", fmt.Errorf("%w; pick another address with !start_cluster HOST:PORT or the -P flag", err)
+	}
+	port := bound.(*net.TCPAddr).Port
+	adv := n.cfg.Advertise
+	if adv == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		adv = net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	n.addr = adv
+	now := time.Now()
+	if n.core == nil {
+		self := *n.self.Load()
+		if self.Alias == "" {
+			self.Alias = "node-" + strconv.Itoa(port)
+		}
+		self.Addr = adv
+		n.self.Store(&self)
+		n.core = swim.New(self, n.cfg.SWIM, n.cfg.Seed, now)
+		n.started = now
+		n.running = true
+		n.flush(now)
+		go n.run()
+		return adv, nil
+	}
+	// A node that left comes back: new address, higher incarnation.
+	n.running = true
+	n.left = false
+	n.callLocked(func() {
+		n.core.Rejoin(time.Now())
+	})
+	return adv, nil
+}
+
+// callLocked runs f on the run loop; n.mu is held by the caller, which the
+// loop never takes.
+func (n *Node) callLocked(f func()) {
+	done := make(chan struct{})
+	n.calls <- func() { f(); close(done) }
+	<-done
+}
+
+// call runs f on the run loop and waits for it. It fails when the node is
+// not running or the loop does not take the call before ctx ends.
+func (n *Node) call(ctx context.Context, f func(c *swim.Core)) error {
+	n.mu.Lock()
+	core, closed := n.core, n.closed
+	n.mu.Unlock()
+	if core == nil || closed {
+		return ErrNotRunning
+	}
+	done := make(chan struct{})
+	select {
+	case n.calls <- func() { f(core); close(done) }:
+	case <-n.loopDone:
+		return ErrNotRunning
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	<-done
+	return nil
+}
+
+func (n *Node) run() {
+	defer close(n.loopDone)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case in := <-n.evidence:
+			n.handle(in)
+		case in := <-n.inbox:
+			n.handle(in)
+			for i := 0; i < 64; i++ { // take a burst before the flush
+				select {
+				case in = <-n.inbox:
+					n.handle(in)
+					continue
+				default:
+				}
+				break
+			}
+		case f := <-n.calls:
+			f()
+		case <-timer.C:
+			n.core.Tick(time.Now())
+		}
+		now := time.Now()
+		n.flush(now)
+		d := n.core.NextDeadline(now).Sub(now)
+		if d < 0 {
+			d = 0
+		}
+		timer.Reset(d)
+	}
+}
+
+func (n *Node) handle(in inbound) {
+	now := time.Now()
+	switch in.kind {
+	case inMsg:
+		n.core.Step(now, in.from, in.msg)
+	case inUp:
+		n.core.Connected(now, in.member)
+	case inDown:
+		n.core.ConnLost(now, in.from)
+	case inDialFailed:
+		n.core.DialFailed(now, in.from, in.refused)
+	}
+}
+
+// flush sends what the core produced, publishes the snapshot, then the
+// events (so that a subscriber woken by an event sees it in the snapshot).
+func (n *Node) flush(now time.Time) {
+	rd := n.core.Ready()
+	for _, o := range rd.Msgs {
+		if err := n.mesh.Send(o.To, o.Addr, o.Msg); err != nil && !errors.Is(err, mesh.ErrClosed) {
+			n.log.WithField("alias", o.To).WithError(err).Debug("node: membership message not sent")
+		}
+	}
+	self := n.core.Self()
+	n.self.Store(&self)
+	n.snap.Store(&Snapshot{Entries: n.core.Entries(), At: now})
+	for _, ev := range rd.Events {
+		// A full mesh: the member with the smaller alias dials a newcomer, so
+		// that two nodes learning of each other do not both dial.
+		if (ev.Kind == swim.MemberJoin || ev.Kind == swim.MemberAlive) && self.Alias < ev.Member.Alias && self.State == protocol.StateAlive {
+			n.mesh.Connect(ev.Member.Alias, ev.Member.Addr)
+		}
+		n.log.WithFields(logrus.Fields{"event": ev.Kind.String(), "member": ev.Member.Alias, "incarnation": ev.Member.Incarnation}).Info("membership")
+		n.hub.publish(ev)
+	}
+}
+
+// JoinResult describes a completed join.
+type JoinResult struct {
+	Seed    protocol.Member // the member that answered Hello
+	Members int             // members known after the join, self included
+	Failed  []string        // members named by the seed that could not be reached
+}
+
+// Join listens if the node does not yet, says Hello to the seed at addr,
+// then introduces itself with Join to every live member the seed named.
+func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
+	if _, err := n.Start(""); err != nil {
+		return JoinResult{}, err
+	}
+	ack, err := n.mesh.Hello(ctx, addr)
+	if err != nil {
+		return JoinResult{}, fmt.Errorf("join %s: %w", addr, err)
+	}
+	res := JoinResult{Seed: ack.From}
+	if err := n.call(ctx, func(c *swim.Core) { c.Merge(time.Now(), ack.Members) }); err != nil {
+		return res, err
+	}
+	self := n.Alias()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var refusal error
+	for _, m := range ack.Members {
+		if m.Alias == self || m.Alias == ack.From.Alias || (m.State != protocol.StateAlive && m.State != protocol.StateSuspect) {
+			continue
+		}
+		wg.Add(1)
+		go func(m protocol.Member) {
+			defer wg.Done()
+			jack, err := n.mesh.Join(ctx, m.Addr)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.Failed = append(res.Failed, m.Alias)
+				n.log.WithField("alias", m.Alias).WithError(err).Warn("join: member not reached; failure detection will decide")
+				var re *mesh.RefusedError
+				if errors.As(err, &re) && refusal == nil {
+					refusal = err
+				}
+				return
+			}
+			n.call(ctx, func(c *swim.Core) { c.Merge(time.Now(), jack.Seen) })
+		}(m)
+	}
+	wg.Wait()
+	res.Members = len(n.Members().Entries)
+	if refusal != nil {
+		return res, fmt.Errorf("join %s: %w", addr, refusal)
+	}
+	return res, nil
+}
+
+// Leave announces a graceful departure, waits briefly for it to be written
+// and closes every connection. The node can Start or Join again later.
+func (n *Node) Leave(ctx context.Context) error {
+	n.mu.Lock()
+	if !n.running {
+		n.mu.Unlock()
+		return ErrNotRunning
+	}
+	n.running = false
+	n.left = true
+	n.mu.Unlock()
+	err := n.call(ctx, func(c *swim.Core) { c.Leave(time.Now()) })
+	n.mesh.Flush(time.Second)
+	n.mesh.CloseAll()
+	return err
+}
+
+// Close stops the node without a goodbye (Leave first for a graceful exit).
+func (n *Node) Close() {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.closed = true
+	wasRunning := n.core != nil
+	n.running = false
+	n.mu.Unlock()
+	if wasRunning {
+		close(n.stop)
+		<-n.loopDone
+	}
+	n.mesh.Close()
+}
+
+// SetTags replaces this node's tags and gossips them.
+func (n *Node) SetTags(ctx context.Context, tags map[string]string) error {
+	if n.core == nil {
+		cur := n.self.Load()
+		upd := *cur
+		upd.Tags = maps.Clone(tags)
+		n.self.Store(&upd)
+		return nil
+	}
+	return n.call(ctx, func(c *swim.Core) { c.SetTags(time.Now(), tags) })
+}
+
+// WaitFor blocks until cond holds for the membership snapshot, or ctx ends.
+func (n *Node) WaitFor(ctx context.Context, cond func(*Snapshot) bool) error {
+	sub := n.Subscribe(64)
+	defer sub.Close()
+	tick := time.NewTicker(50 * time.Millisecond) // snapshots without events (RTT) and drops
+	defer tick.Stop()
+	for {
+		if cond(n.Members()) {
+			return nil
+		}
+		select {
+		case <-sub.C:
+		case <-tick.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// handler adapts the node to mesh.Handler; its methods run on connection
+// goroutines and only hand work to the run loop.
+type handler Node
+
+var _ mesh.Handler = (*handler)(nil)
+
+func (h *handler) Admit(hello bool, peer protocol.Member) ([]protocol.Member, error) {
+	n := (*Node)(h)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var members []protocol.Member
+	var refusal error
+	err := n.call(ctx, func(c *swim.Core) {
+		e, known := c.Get(peer.Alias)
+		if known && e.Addr != peer.Addr && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
+			refusal = fmt.Errorf("alias %q is already used by %s; pick another --alias", peer.Alias, e.Addr)
+			return
+		}
+		if hello {
+			for _, e := range c.Entries() {
+				members = append(members, e.Member)
+			}
+		} else if known {
+			members = []protocol.Member{e.Member}
+		}
+	})
+	if err != nil {
+		return nil, mesh.ErrUnavailable
+	}
+	return members, refusal
+}
+
+func (h *handler) PeerUp(peer protocol.Member) {
+	(*Node)(h).deliverEvidence(inbound{kind: inUp, member: peer, from: peer.Alias})
+}
+
+func (h *handler) PeerDown(alias string, reason error) {
+	(*Node)(h).deliverEvidence(inbound{kind: inDown, from: alias})
+}
+
+func (h *handler) DialFailed(alias string, refused bool, err error) {
+	(*Node)(h).deliverEvidence(inbound{kind: inDialFailed, from: alias, refused: refused})
+}
+
+func (h *handler) Receive(from string, m protocol.Message) {
+	n := (*Node)(h)
+	switch m.Type().Family() {
+	case protocol.FamilyMembership:
+		select {
+		case n.inbox <- inbound{kind: inMsg, from: from, msg: m}:
+		default:
+			n.dropped.Add(1)
+		}
+	default:
+		n.log.WithField("alias", from).Debugf("node: %s message ignored", m.Type())
+	}
+}
+
+func (n *Node) deliverEvidence(in inbound) {
+	select {
+	case n.evidence <- in:
+	case <-n.loopDone:
+	case <-n.stop:
+	}
+}

@@ -1,0 +1,312 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"meshell/node/swim"
+	"meshell/protocol"
+)
+
+// quietLog keeps expected warnings (hostile input, refusals) out of test output.
+func quietLog() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+type testOpt func(*Config)
+
+func withCluster(name string) testOpt { return func(c *Config) { c.Cluster = name } }
+func withSWIM(sc swim.Config) testOpt { return func(c *Config) { c.SWIM = sc } }
+
+// startNode starts a node listening on a free loopback port.
+func startNode(t testing.TB, alias string, opts ...testOpt) *Node {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Alias = alias
+	cfg.Bind = "127.0.0.1:0"
+	// Join tests run many nodes in one process under -race on two cores:
+	// WAN timings keep CPU starvation from raising suspicions they are not
+	// about. Failure-detection tests choose their own timings.
+	cfg.SWIM = swim.WANConfig()
+	cfg.Log = quietLog()
+	cfg.Seed = int64(len(alias)*7919 + int(alias[len(alias)-1]))
+	for _, o := range opts {
+		o(&cfg)
+	}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Start(""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+func ctxFor(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func waitAlive(t testing.TB, n *Node, want int) {
+	t.Helper()
+	err := n.WaitFor(ctxFor(t, 20*time.Second), func(s *Snapshot) bool { return s.Count(protocol.StateAlive) == want })
+	if err != nil {
+		t.Fatalf("%s: %d alive members, want %d: %v (table %+v)", n.Alias(), n.Members().Count(protocol.StateAlive), want, err, n.Members().Entries)
+	}
+}
+
+func TestJoinThroughAnyMemberConverges(t *testing.T) {
+	nodes := []*Node{startNode(t, "n1")}
+	for i := 2; i <= 5; i++ {
+		n := startNode(t, fmt.Sprintf("n%d", i))
+		seed := nodes[len(nodes)-1] // each joins through the newest member, not the first
+		if _, err := n.Join(ctxFor(t, 5*time.Second), seed.Addr()); err != nil {
+			t.Fatalf("n%d joining through %s: %v", i, seed.Alias(), err)
+		}
+		nodes = append(nodes, n)
+	}
+	advertised := map[string]string{}
+	for _, n := range nodes {
+		advertised[n.Alias()] = n.Addr()
+	}
+	for _, n := range nodes {
+		waitAlive(t, n, len(nodes))
+		for _, e := range n.Members().Entries {
+			if e.Addr != advertised[e.Alias] {
+				t.Errorf("%s lists %s at %s; it listens on %s (an ephemeral port leaked into the table)", n.Alias(), e.Alias, e.Addr, advertised[e.Alias])
+			}
+		}
+	}
+	// Exactly one connection per pair once the mesh is complete.
+	for _, n := range nodes {
+		deadline := time.Now().Add(10 * time.Second)
+		for n.MeshStats().Conns != len(nodes)-1 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := n.MeshStats().Conns; got != len(nodes)-1 {
+			t.Errorf("%s holds %d connections, want %d", n.Alias(), got, len(nodes)-1)
+		}
+	}
+}
+
+func TestDuplicateAliasRefused(t *testing.T) {
+	a := startNode(t, "a")
+	b := startNode(t, "b")
+	if _, err := b.Join(ctxFor(t, 5*time.Second), a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitAlive(t, a, 2)
+	imposter := startNode(t, "b")
+	_, err := imposter.Join(ctxFor(t, 5*time.Second), a.Addr())
+	if err == nil {
+		t.Fatal("a second node with alias b was admitted")
+	}
+	want := fmt.Sprintf(`alias "b" is already used by %s`, b.Addr())
+	if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "--alias") {
+		t.Fatalf("error %q does not say %q and what to do", err, want)
+	}
+	e, ok := a.Members().Get("b")
+	if !ok || e.Addr != b.Addr() || e.State != protocol.StateAlive {
+		t.Fatalf("the existing member was disturbed: %+v", e)
+	}
+}
+
+func TestRestartUnderSameAliasAndAddressReplacesEntry(t *testing.T) {
+	a := startNode(t, "a")
+	b := startNode(t, "b")
+	if _, err := b.Join(ctxFor(t, 5*time.Second), a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitAlive(t, a, 2)
+	addr := b.Addr()
+	b.Close() // a crash: no goodbye
+	cfg := DefaultConfig()
+	cfg.Alias, cfg.Bind, cfg.Log, cfg.SWIM = "b", addr, quietLog(), swim.WANConfig()
+	b2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if _, err := b2.Join(ctxFor(t, 5*time.Second), a.Addr()); err != nil {
+		t.Fatalf("restart under the same alias and address was refused: %v", err)
+	}
+	err = a.WaitFor(ctxFor(t, 10*time.Second), func(s *Snapshot) bool {
+		e, ok := s.Get("b")
+		return ok && e.State == protocol.StateAlive && e.Incarnation > 0 || ok && e.State == protocol.StateAlive && b2.Self().Incarnation == e.Incarnation
+	})
+	if err != nil {
+		t.Fatalf("restarted b not alive at a: %+v", a.Members().Entries)
+	}
+}
+
+func TestClusterNameMismatchRefusedOnBothSides(t *testing.T) {
+	a := startNode(t, "a", withCluster("blue"))
+	b := startNode(t, "b", withCluster("green"))
+	_, err := b.Join(ctxFor(t, 5*time.Second), a.Addr())
+	if err == nil {
+		t.Fatal("a node of cluster green joined cluster blue")
+	}
+	if !strings.Contains(err.Error(), `"blue"`) || !strings.Contains(err.Error(), `"green"`) {
+		t.Fatalf("error %q does not name both clusters", err)
+	}
+	if got := a.Members().Count(protocol.StateAlive); got != 1 {
+		t.Fatalf("blue's table has %d members after the refusal", got)
+	}
+	// The other direction is refused too.
+	if _, err := a.Join(ctxFor(t, 5*time.Second), b.Addr()); err == nil {
+		t.Fatal("blue joined green")
+	}
+}
+
+func TestJoinSelfRefused(t *testing.T) {
+	a := startNode(t, "a")
+	if _, err := a.Join(ctxFor(t, 5*time.Second), a.Addr()); err == nil {
+		t.Fatal("a node joined itself")
+	}
+	if a.MeshStats().Conns != 0 {
+		t.Fatalf("a node holds a connection to itself")
+	}
+}
+
+func TestFortyNodesJoinOneSeedAtOnce(t *testing.T) {
+	const n = 40
+	seed := startNode(t, "seed")
+	nodes := make([]*Node, n-1)
+	for i := range nodes {
+		nodes[i] = startNode(t, fmt.Sprintf("w%02d", i))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for _, nd := range nodes {
+		wg.Add(1)
+		go func(nd *Node) {
+			defer wg.Done()
+			if _, err := nd.Join(ctxFor(t, 20*time.Second), seed.Addr()); err != nil {
+				errs <- fmt.Errorf("%s: %w", nd.Alias(), err)
+			}
+		}(nd)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	waitAlive(t, seed, n)
+	for _, nd := range nodes {
+		waitAlive(t, nd, n)
+	}
+}
+
+func TestSimultaneousDialsKeepOneConnection(t *testing.T) {
+	for trial := 0; trial < 10; trial++ {
+		a := startNode(t, fmt.Sprintf("a%d", trial))
+		b := startNode(t, fmt.Sprintf("b%d", trial))
+		var wg sync.WaitGroup
+		for _, p := range [][2]*Node{{a, b}, {b, a}} {
+			wg.Add(1)
+			go func(from, to *Node) {
+				defer wg.Done()
+				from.Join(ctxFor(t, 5*time.Second), to.Addr())
+			}(p[0], p[1])
+		}
+		wg.Wait()
+		waitAlive(t, a, 2)
+		waitAlive(t, b, 2)
+		for _, n := range []*Node{a, b} {
+			deadline := time.Now().Add(5 * time.Second)
+			for n.MeshStats().Conns != 1 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if c := n.MeshStats().Conns; c != 1 {
+				t.Fatalf("trial %d: %s holds %d connections to its one peer", trial, n.Alias(), c)
+			}
+		}
+		a.Close()
+		b.Close()
+	}
+}
+
+func TestHostileInputClosesOnlyThatConnection(t *testing.T) {
+	cfgShort := func(c *Config) { c.HandshakeTimeout = 300 * time.Millisecond }
+	a := startNode(t, "a", cfgShort)
+	b := startNode(t, "b")
+	if _, err := b.Join(ctxFor(t, 5*time.Second), a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", a.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	garbage := make([]byte, 4096)
+	rand.Read(garbage)
+	hostile := map[string][]byte{
+		"random bytes":       garbage,
+		"huge length prefix": binary.AppendUvarint(nil, 1<<40),
+		"unknown type":       {2, 200, 0x90},
+		"ping before hello":  mustFrame(t, &protocol.Ping{Seq: 1}),
+		"truncated hello":    mustFrame(t, &protocol.Hello{Version: protocol.Version, Cluster: "meshell", From: protocol.Member{Alias: "x", Addr: "127.0.0.1:1"}})[:10],
+	}
+	var conns []net.Conn
+	for name, payload := range hostile {
+		c := dial()
+		if _, err := c.Write(payload); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		conns = append(conns, c)
+	}
+	idle := make([]net.Conn, 300)
+	for i := range idle {
+		idle[i] = dial()
+	}
+	// While all of that is open, the node still admits a new member...
+	c := startNode(t, "c")
+	if _, err := c.Join(ctxFor(t, 5*time.Second), a.Addr()); err != nil {
+		t.Fatalf("join while under hostile input: %v", err)
+	}
+	waitAlive(t, a, 3)
+	// ...and closes every hostile or idle connection by itself.
+	for i, hc := range append(conns, idle...) {
+		hc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 256)
+		for {
+			_, err := hc.Read(buf)
+			if err == nil {
+				continue // a refusal answer before the close is fine
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("hostile connection %d was not closed by the node", i)
+			}
+			break
+		}
+	}
+	if e, _ := a.Members().Get("b"); e.State != protocol.StateAlive {
+		t.Fatalf("the healthy member b was disturbed: %+v", e)
+	}
+}
+
+func mustFrame(t testing.TB, m protocol.Message) []byte {
+	b, err := protocol.Frame(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,463 @@
+package repl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"meshell/protocol"
+)
+
+// Command is one entry of the command table: everything the shell knows
+// about a command lives here.
+type Command struct {
+	Name    string   // with the leading "!"
+	Aliases []string // other names, with "!"
+	Group   string   // cluster, jobs, control, shell
+	Args    string   // positional arguments, for usage
+	Summary string   // one line
+	Help    string   // more, for !help CMD
+	Example string
+	Flags   []Flag
+	Rest    bool // takes a free-form tail: flags end at the first word
+	Min     int  // positional arguments, at least
+	Max     int  // ... and at most; -1 = any
+	// Complete returns candidates for the positional argument at index i.
+	Complete func(s *Shell, i int) []string
+	Run      func(ctx context.Context, s *Shell, a *Args) error
+	// NoHistory keeps the command out of the history file.
+	NoHistory bool
+}
+
+func (c *Command) flag(name string) *Flag {
+	for i := range c.Flags {
+		if c.Flags[i].Name == name {
+			return &c.Flags[i]
+		}
+	}
+	return nil
+}
+
+// Usage is the command's one-line synopsis.
+func (c *Command) Usage() string {
+	var b strings.Builder
+	b.WriteString(c.Name)
+	for _, f := range c.Flags {
+		b.WriteString(" [--" + f.Name)
+		if f.Kind != FlagBool {
+			b.WriteString(" " + strings.ToUpper(flagValueName(f)))
+		}
+		b.WriteString("]")
+		if f.Kind == FlagKV {
+			b.WriteString("…")
+		}
+	}
+	if c.Args != "" {
+		b.WriteString(" " + c.Args)
+	}
+	return b.String()
+}
+
+func flagValueName(f Flag) string {
+	switch f.Kind {
+	case FlagKV:
+		return "k=v"
+	case FlagInt:
+		return "n"
+	case FlagDuration:
+		return "d"
+	}
+	return f.Name
+}
+
+// errQuit ends the shell after a command.
+var errQuit = errors.New("quit")
+
+// Groups in the order !help lists them.
+var groups = []string{"cluster", "jobs", "control", "shell"}
+
+var commands []*Command
+
+// lookup finds a command by name or alias; the leading "!" is optional.
+func lookup(name string) *Command {
+	if !strings.HasPrefix(name, "!") {
+		name = "!" + name
+	}
+	for _, c := range commands {
+		if c.Name == name {
+			return c
+		}
+		for _, a := range c.Aliases {
+			if a == name {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+func init() {
+	jsonFlag := Flag{Name: "json", Kind: FlagBool, Usage: "one JSON document per line"}
+	commands = []*Command{
+		{
+			Name: "!start_cluster", Group: "cluster", Args: "[HOST:PORT]", Max: 1,
+			Summary: "listen for members (the first node of a cluster)",
+			Help:    "Binds HOST:PORT (default: the --bind address) and prints the address other nodes join.",
+			Example: "!start_cluster 127.0.0.1:7001",
+			Run:     runStartCluster,
+		},
+		{
+			Name: "!join_cluster", Group: "cluster", Args: "HOST PORT | HOST:PORT", Min: 1, Max: 2,
+			Summary: "join a cluster through any of its members",
+			Help:    "Listens first if needed, says Hello to the seed, then introduces itself to every member the seed names.",
+			Example: "!join_cluster 127.0.0.1 7001",
+			Run:     runJoinCluster,
+		},
+		{
+			Name: "!cluster_members", Aliases: []string{"!members"}, Group: "cluster", Max: 0,
+			Summary: "the membership table: alias, address, state, incarnation, RTT, tags",
+			Flags:   []Flag{jsonFlag},
+			Example: "!cluster_members --json",
+			Run:     runMembers,
+		},
+		{
+			Name: "!leave", Group: "cluster", Max: 0,
+			Summary: "leave the cluster gracefully and keep the shell",
+			Run: func(ctx context.Context, s *Shell, a *Args) error {
+				if err := s.Node.Leave(ctx); err != nil {
+					return err
+				}
+				s.printf("left the cluster\n")
+				return nil
+			},
+		},
+		{
+			Name: "!wait", Group: "cluster", Args: "members N [TIMEOUT] | ALIAS STATE [TIMEOUT]", Min: 2, Max: 3,
+			Summary:  "block until N members are alive, or ALIAS is in STATE",
+			Help:     "STATE is alive, suspect, failed (or dead) or left. TIMEOUT defaults to 10s; Ctrl-C cancels.",
+			Example:  "!wait members 3 5s\n!wait node2 failed",
+			Complete: completeWait,
+			Run:      runWait,
+		},
+		{
+			Name: "!events", Group: "cluster", Args: "[on|off]", Max: 1,
+			Summary:  "print membership events as they happen",
+			Flags:    []Flag{jsonFlag},
+			Complete: func(s *Shell, i int) []string { return []string{"on", "off"} },
+			Run:      runEvents,
+		},
+		{
+			Name: "!tag", Group: "cluster", Args: "K=V…", Min: 1, Max: -1,
+			Summary: "set tags of this node (gossiped to all)",
+			Example: "!tag role=worker zone=a",
+			Complete: func(s *Shell, i int) []string {
+				return []string{"role=worker"}
+			},
+			Run: runTag,
+		},
+		{
+			Name: "!untag", Group: "cluster", Args: "K…", Min: 1, Max: -1,
+			Summary:  "remove tags of this node",
+			Complete: func(s *Shell, i int) []string { return sortedKeys(s.Node.Self().Tags) },
+			Run:      runUntag,
+		},
+		{
+			Name: "!quit", Aliases: []string{"!exit"}, Group: "shell", Max: 0,
+			Summary: "leave the cluster gracefully and exit",
+			Run:     func(ctx context.Context, s *Shell, a *Args) error { return errQuit },
+		},
+		{
+			Name: "!sleep", Group: "shell", Args: "DURATION", Min: 1, Max: 1,
+			Summary: "pause (in scripts)",
+			Example: "!sleep 500ms",
+			Run: func(ctx context.Context, s *Shell, a *Args) error {
+				d, err := parseDuration("sleep", a.Pos[0])
+				if err != nil {
+					return err
+				}
+				t := time.NewTimer(d)
+				defer t.Stop()
+				select {
+				case <-t.C:
+					return nil
+				case <-ctx.Done():
+					return fmt.Errorf("sleep cancelled")
+				}
+			},
+		},
+		{
+			Name: "!echo", Group: "shell", Args: "TEXT", Max: -1, Rest: true,
+			Summary: "print TEXT (markers in scripts)",
+			Run: func(ctx context.Context, s *Shell, a *Args) error {
+				s.printf("%s\n", strings.Join(a.Pos, " "))
+				return nil
+			},
+		},
+		{
+			Name: "!help", Group: "shell", Args: "[CMD]", Max: 1,
+			Summary:  "list commands, or show one command's usage",
+			Complete: func(s *Shell, i int) []string { return commandNames() },
+			Run:      runHelp,
+		},
+	}
+}
+
+func commandNames() []string {
+	var out []string
+	for _, c := range commands {
+		out = append(out, c.Name)
+		out = append(out, c.Aliases...)
+	}
+	return out
+}
+
+func runStartCluster(ctx context.Context, s *Shell, a *Args) error {
+	addr := ""
+	if len(a.Pos) == 1 {
+		addr = a.Pos[0]
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%q is not HOST:PORT, e.g. 127.0.0.1:2254", addr)
+		}
+	}
+	if s.Node.Running() {
+		return fmt.Errorf("already in a cluster, listening on %s; !leave first to start another", s.Node.Addr())
+	}
+	adv, err := s.Node.Start(addr)
+	if err != nil {
+		return err
+	}
+	s.printf("listening on %s as %s (cluster %s)\n", adv, s.Node.Alias(), s.Node.Cluster())
+	return nil
+}
+
+func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
+	addr := a.Pos[0]
+	if len(a.Pos) == 2 {
+		if _, err := strconv.ParseUint(a.Pos[1], 10, 16); err != nil {
+			return fmt.Errorf("port %q is not a number between 0 and 65535", a.Pos[1])
+		}
+		addr = net.JoinHostPort(a.Pos[0], a.Pos[1])
+	} else if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%q is not HOST:PORT; use !join_cluster HOST PORT or HOST:PORT", addr)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	res, err := s.Node.Join(ctx, addr)
+	if err != nil {
+		return err
+	}
+	s.printf("joined cluster %s through %s (%s) as %s: %d members\n", s.Node.Cluster(), res.Seed.Alias, addr, s.Node.Alias(), res.Members)
+	if len(res.Failed) > 0 {
+		s.warnf("not reached yet: %s (failure detection decides)", strings.Join(res.Failed, ", "))
+	}
+	return nil
+}
+
+func runMembers(ctx context.Context, s *Shell, a *Args) error {
+	if !s.Node.Running() && len(s.Node.Members().Entries) == 0 {
+		return errors.New("this node is not in a cluster: run !start_cluster or !join_cluster first")
+	}
+	entries := s.Node.Members().Entries
+	if a.Bool("json") {
+		return s.writeJSON(membersJSON(entries))
+	}
+	s.printf("%s", renderMembers(entries, s.pal))
+	return nil
+}
+
+func completeWait(s *Shell, i int) []string {
+	switch i {
+	case 0:
+		return append([]string{"members"}, s.aliases()...)
+	case 1:
+		return []string{"alive", "suspect", "failed", "left"}
+	}
+	return []string{"5s", "10s", "30s"}
+}
+
+func runWait(ctx context.Context, s *Shell, a *Args) error {
+	timeout := 10 * time.Second
+	if len(a.Pos) == 3 {
+		d, err := parseDuration("timeout", a.Pos[2])
+		if err != nil {
+			return err
+		}
+		timeout = d
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if a.Pos[0] == "members" {
+		want, err := strconv.Atoi(a.Pos[1])
+		if err != nil || want < 1 {
+			return fmt.Errorf("!wait members wants a count ≥ 1, not %q", a.Pos[1])
+		}
+		err = s.Node.WaitFor(ctx, func(sn *nodeSnapshot) bool { return sn.Count(protocol.StateAlive) >= want })
+		if err != nil {
+			sn := s.Node.Members()
+			return fmt.Errorf("%s waiting for %d alive members: %d alive (%s)", waitErr(err, timeout), want, sn.Count(protocol.StateAlive), memberStates(sn))
+		}
+		s.printf("%d members alive\n", s.Node.Members().Count(protocol.StateAlive))
+		return nil
+	}
+	alias := a.Pos[0]
+	st, err := protocol.ParseState(a.Pos[1])
+	if err != nil {
+		return err
+	}
+	err = s.Node.WaitFor(ctx, func(sn *nodeSnapshot) bool {
+		e, ok := sn.Get(alias)
+		return ok && e.State == st
+	})
+	if err != nil {
+		now := "not a member"
+		if e, ok := s.Node.Members().Get(alias); ok {
+			now = e.State.String()
+		}
+		return fmt.Errorf("%s waiting for %s to be %s: it is %s", waitErr(err, timeout), alias, st, now)
+	}
+	s.printf("%s is %s\n", alias, st)
+	return nil
+}
+
+func waitErr(err error, timeout time.Duration) string {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out after " + timeout.String()
+	}
+	return "cancelled"
+}
+
+// memberStates lists the members as "n1 alive, n2 suspect".
+func memberStates(sn *nodeSnapshot) string {
+	var out []string
+	for _, e := range sn.Entries {
+		out = append(out, e.Alias+" "+e.State.String())
+	}
+	return strings.Join(out, ", ")
+}
+
+func runTag(ctx context.Context, s *Shell, a *Args) error {
+	tags := maps.Clone(s.Node.Self().Tags)
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	for _, kv := range a.Pos {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("tag %q is not KEY=VALUE, e.g. role=worker", kv)
+		}
+		tags[k] = v
+	}
+	if err := s.Node.SetTags(ctx, tags); err != nil {
+		return err
+	}
+	s.printf("tags: %s\n", formatTags(tags))
+	return nil
+}
+
+func runUntag(ctx context.Context, s *Shell, a *Args) error {
+	tags := maps.Clone(s.Node.Self().Tags)
+	for _, k := range a.Pos {
+		if _, ok := tags[k]; !ok {
+			return fmt.Errorf("this node has no tag %q (tags: %s)", k, formatTags(tags))
+		}
+		delete(tags, k)
+	}
+	if err := s.Node.SetTags(ctx, tags); err != nil {
+		return err
+	}
+	s.printf("tags: %s\n", formatTags(tags))
+	return nil
+}
+
+func runEvents(ctx context.Context, s *Shell, a *Args) error {
+	on := true
+	if len(a.Pos) == 1 {
+		switch a.Pos[0] {
+		case "on":
+		case "off":
+			on = false
+		default:
+			return fmt.Errorf("!events takes on or off, not %q", a.Pos[0])
+		}
+	}
+	s.setEvents(on, a.Bool("json"))
+	if s.interactive {
+		s.printf("events %s\n", map[bool]string{true: "on", false: "off"}[on])
+	}
+	return nil
+}
+
+func runHelp(ctx context.Context, s *Shell, a *Args) error {
+	if len(a.Pos) == 1 {
+		c := lookup(a.Pos[0])
+		if c == nil {
+			return fmt.Errorf("no command %q; !help lists them", a.Pos[0])
+		}
+		s.printf("%s", helpFor(c))
+		return nil
+	}
+	s.printf("%s", helpIndex())
+	return nil
+}
+
+func helpFor(c *Command) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: %s\n  %s\n", c.Usage(), c.Summary)
+	if c.Help != "" {
+		fmt.Fprintf(&b, "  %s\n", c.Help)
+	}
+	if len(c.Aliases) > 0 {
+		fmt.Fprintf(&b, "also: %s\n", strings.Join(c.Aliases, ", "))
+	}
+	if len(c.Flags) > 0 {
+		b.WriteString("flags:\n")
+		for _, f := range c.Flags {
+			name := "--" + f.Name
+			if f.Kind != FlagBool {
+				name += " " + strings.ToUpper(flagValueName(f))
+			}
+			fmt.Fprintf(&b, "  %-18s %s\n", name, f.Usage)
+		}
+	}
+	if c.Example != "" {
+		b.WriteString("example:\n")
+		for _, l := range strings.Split(c.Example, "\n") {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+	}
+	return b.String()
+}
+
+func helpIndex() string {
+	var b strings.Builder
+	for _, g := range groups {
+		first := true
+		for _, c := range commands {
+			if c.Group != g {
+				continue
+			}
+			if first {
+				fmt.Fprintf(&b, "%s:\n", g)
+				first = false
+			}
+			fmt.Fprintf(&b, "  %-18s %s\n", c.Name, c.Summary)
+		}
+	}
+	b.WriteString("!help CMD shows usage, flags and an example.\n")
+	return b.String()
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

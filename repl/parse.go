@@ -1,0 +1,196 @@
+package repl
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// tokenize splits a line into words. Single and double quotes group words;
+// a backslash escapes the next character outside single quotes.
+func tokenize(line string) ([]string, error) {
+	var out []string
+	var cur strings.Builder
+	inWord := false
+	var quote rune
+	escaped := false
+	for _, r := range line {
+		switch {
+		case escaped:
+			cur.WriteRune(r)
+			escaped = false
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			} else if r == '\\' && quote == '"' {
+				escaped = true
+			} else {
+				cur.WriteRune(r)
+			}
+		case r == '\\':
+			escaped, inWord = true, true
+		case r == '"' || r == '\'':
+			quote, inWord = r, true
+		case r == ' ' || r == '\t':
+			if inWord {
+				out = append(out, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unterminated %c quote", quote)
+	}
+	if escaped {
+		return nil, errors.New("line ends with a backslash")
+	}
+	if inWord {
+		out = append(out, cur.String())
+	}
+	return out, nil
+}
+
+// FlagKind is the type of a command flag's value.
+type FlagKind uint8
+
+const (
+	FlagBool     FlagKind = iota // --json
+	FlagString                   // --strategy random
+	FlagInt                      // --n 1000
+	FlagDuration                 // --timeout 2s
+	FlagKV                       // --tag k=v, repeatable
+)
+
+// Flag describes one flag of a command.
+type Flag struct {
+	Name  string
+	Kind  FlagKind
+	Usage string
+	Value func() []string // completion candidates for the value
+}
+
+// Args is a parsed command line.
+type Args struct {
+	Pos   []string
+	flags map[string][]string
+}
+
+// Bool reports whether a boolean flag was given.
+func (a *Args) Bool(name string) bool { return len(a.flags[name]) > 0 }
+
+// String returns the last value of a flag, or def.
+func (a *Args) String(name, def string) string {
+	if v := a.flags[name]; len(v) > 0 {
+		return v[len(v)-1]
+	}
+	return def
+}
+
+// Int returns a flag's value as an int (already validated), or def.
+func (a *Args) Int(name string, def int) int {
+	if v := a.flags[name]; len(v) > 0 {
+		n, _ := strconv.Atoi(v[len(v)-1])
+		return n
+	}
+	return def
+}
+
+// Duration returns a flag's value (already validated), or def.
+func (a *Args) Duration(name string, def time.Duration) time.Duration {
+	if v := a.flags[name]; len(v) > 0 {
+		d, _ := time.ParseDuration(v[len(v)-1])
+		return d
+	}
+	return def
+}
+
+// KV returns every k=v value of a repeatable flag.
+func (a *Args) KV(name string) map[string]string {
+	out := map[string]string{}
+	for _, v := range a.flags[name] {
+		k, val, _ := strings.Cut(v, "=")
+		out[k] = val
+	}
+	return out
+}
+
+// parseArgs separates flags from positional words. Flags may come anywhere
+// unless the command takes a free-form tail (rest), in which case the first
+// positional word ends flag parsing: `!dispatch --json echo --json` echoes
+// "--json".
+func parseArgs(cmd *Command, words []string) (*Args, error) {
+	a := &Args{flags: map[string][]string{}}
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		if !strings.HasPrefix(w, "-") || w == "-" || (cmd.Rest && len(a.Pos) > 0) || isNumber(w) {
+			a.Pos = append(a.Pos, w)
+			continue
+		}
+		if w == "--" {
+			a.Pos = append(a.Pos, words[i+1:]...)
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(w, "-"), "=")
+		f := cmd.flag(name)
+		if f == nil {
+			return nil, fmt.Errorf("%s has no flag --%s; see !help %s", cmd.Name, name, strings.TrimPrefix(cmd.Name, "!"))
+		}
+		if f.Kind == FlagBool {
+			if hasVal {
+				return nil, fmt.Errorf("--%s takes no value", name)
+			}
+			a.flags[name] = append(a.flags[name], "true")
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(words) {
+				return nil, fmt.Errorf("--%s needs a value: %s", name, f.Usage)
+			}
+			i++
+			val = words[i]
+		}
+		if err := checkFlagValue(f, val); err != nil {
+			return nil, err
+		}
+		a.flags[name] = append(a.flags[name], val)
+	}
+	return a, nil
+}
+
+func isNumber(w string) bool {
+	_, err := strconv.ParseFloat(w, 64)
+	return err == nil
+}
+
+func checkFlagValue(f *Flag, v string) error {
+	switch f.Kind {
+	case FlagInt:
+		if n, err := strconv.Atoi(v); err != nil || n < 0 {
+			return fmt.Errorf("--%s wants a whole number ≥ 0, not %q", f.Name, v)
+		}
+	case FlagDuration:
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			return fmt.Errorf("--%s wants a positive duration such as 500ms or 2s, not %q", f.Name, v)
+		}
+	case FlagKV:
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("--%s wants KEY=VALUE, not %q", f.Name, v)
+		}
+	}
+	return nil
+}
+
+// parseDuration reads a positional duration with a helpful error.
+func parseDuration(what, v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s %q is not a duration: use Go syntax such as 500ms, 2s or 1m", what, v)
+	}
+	return d, nil
+}
