@@ -202,6 +202,10 @@ type Member struct {
 	State       State
 	Incarnation uint64
 	Tags        map[string]string
+	// Accuser is set on suspect news only: the member whose own probe
+	// failed. Distinct accusers are Lifeguard's independent confirmations,
+	// which shorten the suspicion timeout. It is not part of the table.
+	Accuser string
 }
 
 // Hello opens a connection from a joiner to a seed.

@@ -2,7 +2,9 @@ package swim
 
 import (
 	"maps"
+	"math"
 	"math/rand"
+	"slices"
 	"time"
 
 	"meshell/manager"
@@ -11,19 +13,89 @@ import (
 
 // Core is one node's SWIM state machine. It is not safe for concurrent use:
 // one goroutine (the node's run loop, or a simulation) owns it.
+//
+// Time enters only through the now arguments; randomness only through the
+// seeded generator given to New. Fed the same calls, two Cores produce the
+// same messages and events.
 type Core struct {
 	cfg   Config
 	table *manager.Table
 	rng   *rand.Rand
 	ready Ready
-	left  bool
+	left  bool // this node left gracefully: no probing, no refuting
+
+	aware awareness
+	queue queue
+	seq   uint32
+
+	// Probing (probe.go).
+	order     []string  // this pass of the randomised round-robin
+	orderIdx  int       // next position in order
+	nextProbe time.Time // when the next turn-based probe starts
+	probes    []*probe  // in flight: at most one turn-based, plus out-of-turn ones
+	relays    []*relay  // indirect probes run for others
+
+	suspicions map[string]*suspicion
+	redials    map[string]*redial   // failed members being re-contacted
+	reapAt     map[string]time.Time // failed and left members to remove
+
+	nextPushPull time.Time // periodic full-state exchange
+	lastRepair   time.Time // last digest-triggered exchange
+
+	live []string // other alive and suspect members, sorted; see setLive
+
+	asked      time.Time // the deadline last handed to the driver, to measure late ticks
+	deadline   time.Time // cached NextDeadline
+	deadlineOK bool
+	timers     timerHeap // suspicion, re-contact and reap deadlines (timers.go)
+
+	stats Stats
+}
+
+// Stats counts what a Core did since it was created.
+type Stats struct {
+	Pings, Acks, PingReqs, Nacks uint64 // messages sent, by type
+	Gossips, PushPulls, Leaves   uint64
+	ProbesStarted                uint64 // turn-based and out-of-turn
+	OutOfTurnProbes              uint64 // after a lost connection, a refused dial or news of a suspicion
+	ProbesFailed                 uint64 // no ack, direct or indirect, by the end of the probe
+	Suspected                    uint64 // members this node suspected from its own probe
+	FailedFast                   uint64 // members declared failed by refused dials, without suspicion
+	Refutations                  uint64 // times this node raised its incarnation to deny news
+	Redials                      uint64 // pings sent to failed members
+	LateTicks                    uint64 // ticks that came more than ProbeTimeout after their deadline
+	QueueDropped                 uint64 // piggyback updates dropped by the queue bound
+	QueueLen                     int    // piggyback updates waiting now
+	Awareness                    int    // Lifeguard local health now: 0 is healthy
+}
+
+// redial is the re-contact schedule of one failed member.
+type redial struct {
+	next    time.Time
+	backoff time.Duration
 }
 
 // New returns a Core for self (alias, advertised address, tags; state and
 // incarnation are taken from self as given). seed drives every random choice.
 func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 	self.State = protocol.StateAlive
-	return &Core{cfg: cfg, table: manager.NewTable(self, now), rng: rand.New(rand.NewSource(seed))}
+	self.Accuser = ""
+	c := &Core{
+		cfg:        cfg,
+		table:      manager.NewTable(self, now),
+		rng:        rand.New(rand.NewSource(seed)),
+		aware:      awareness{max: cfg.AwarenessMax},
+		queue:      newQueue(cfg.QueueLimit),
+		suspicions: map[string]*suspicion{},
+		redials:    map[string]*redial{},
+		reapAt:     map[string]time.Time{},
+	}
+	c.seq = c.rng.Uint32()
+	c.nextProbe = now.Add(c.jitter(cfg.ProbeInterval))
+	// Stagger the periodic exchange so a cluster started at once does not
+	// exchange all at once.
+	c.nextPushPull = now.Add(cfg.PushPullInterval/2 + c.jitter(cfg.PushPullInterval))
+	return c
 }
 
 // Self returns this node's own entry as it gossips it.
@@ -47,85 +119,172 @@ func (c *Core) SetConfig(cfg Config) error {
 		return err
 	}
 	c.cfg = cfg
+	c.aware.max = cfg.AwarenessMax
+	c.aware.apply(0)
+	c.queue.limit = cfg.QueueLimit
+	c.deadlineOK = false
 	return nil
 }
 
-// Tick advances time: probes start, timeouts fire, suspicions expire.
-func (c *Core) Tick(now time.Time) {}
+// Stats returns the counters.
+func (c *Core) Stats() Stats {
+	s := c.stats
+	s.QueueDropped = c.queue.dropped
+	s.QueueLen = c.queue.len()
+	s.Awareness = c.aware.score
+	return s
+}
 
-// NextDeadline is when the driver must call Tick next at the latest.
-func (c *Core) NextDeadline(now time.Time) time.Time { return now.Add(c.cfg.ProbeInterval) }
+// Awareness is Lifeguard's local health score: 0 is healthy; probe
+// timeouts are multiplied by Awareness()+1.
+func (c *Core) Awareness() int { return c.aware.score }
+
+// Left reports whether this node has left the cluster (Leave without a
+// later Rejoin).
+func (c *Core) Left() bool { return c.left }
 
 // Step feeds one membership message received from the member alias.
 // Hello, HelloAck, Join and JoinAck are handled by the driver, not here.
+//
+// A node that left answers a Ping with an Ack telling that it left, and
+// ignores every other message: it neither probes for others nor refutes.
 func (c *Core) Step(now time.Time, from string, m protocol.Message) {
+	c.enter(now)
+	if c.left {
+		if p, ok := m.(*protocol.Ping); ok {
+			c.sendTo(from, &protocol.Ack{Seq: p.Seq, Digest: c.table.Digest(), Updates: []protocol.Member{c.Self()}})
+		}
+		return
+	}
 	switch m := m.(type) {
+	case *protocol.Ping:
+		changed, correct := c.merge(now, from, m.Updates)
+		c.spread(now, from, changed)
+		c.sendTo(from, &protocol.Ack{Seq: m.Seq, Digest: c.table.Digest(), Updates: c.piggyback(from, correct)})
+	case *protocol.Ack:
+		changed, correct := c.merge(now, from, m.Updates)
+		c.spread(now, from, changed)
+		c.correct(from, correct)
+		c.handleAck(now, from, m)
+	case *protocol.PingReq:
+		c.handlePingReq(now, from, m)
+	case *protocol.Nack:
+		c.handleNack(now, from, m)
 	case *protocol.Gossip:
-		c.merge(now, m.Updates)
+		changed, correct := c.merge(now, from, m.Updates)
+		c.spread(now, from, changed)
+		c.correct(from, correct)
 	case *protocol.PushPull:
-		c.merge(now, m.Members)
+		changed, correct := c.merge(now, from, m.Members)
+		c.spread(now, from, changed)
 		if !m.Reply {
-			c.send(from, &protocol.PushPull{Reply: true, Members: c.table.Members()})
+			c.sendTo(from, &protocol.PushPull{Reply: true, Members: c.table.Members()})
+		} else {
+			c.correct(from, correct)
 		}
 	case *protocol.Leave:
-		e, ok := c.table.Get(m.Alias)
-		if ok && m.Alias != c.table.SelfAlias() {
+		if m.Alias == c.table.SelfAlias() {
+			return
+		}
+		if e, ok := c.table.Get(m.Alias); ok {
 			upd := e.Member
-			upd.State, upd.Incarnation = protocol.StateLeft, m.Incarnation
-			c.merge(now, []protocol.Member{upd})
+			upd.State, upd.Incarnation, upd.Accuser = protocol.StateLeft, m.Incarnation, ""
+			changed, _ := c.merge(now, from, []protocol.Member{upd})
+			c.spread(now, from, changed)
+		}
+	}
+	// Anything heard from a member being probed shows that it runs: the
+	// probe succeeds (without an RTT, which only a direct ack measures).
+	// Under load this spares a slow member that is busy talking to us.
+	if p := c.probeOf(from); p != nil {
+		c.endProbe(p)
+		if !p.outTurn {
+			c.aware.apply(-1)
 		}
 	}
 }
 
 // Connected tells the Core that peer completed a handshake and described
 // itself: it is alive at peer.Incarnation unless this node knows better, in
-// which case the peer refutes once it sees what this node knows.
+// which case the peer is sent what this node knows and refutes it.
 func (c *Core) Connected(now time.Time, peer protocol.Member) {
-	peer.State = protocol.StateAlive
-	c.merge(now, []protocol.Member{peer})
+	c.enter(now)
+	if c.left || peer.Alias == c.table.SelfAlias() || peer.Alias == "" {
+		return
+	}
+	peer.State, peer.Accuser = protocol.StateAlive, ""
+	e, known := c.table.Get(peer.Alias)
+	if known && !manager.Supersedes(e.Member, true, peer) {
+		if e.State != protocol.StateAlive || e.Incarnation > peer.Incarnation {
+			// We hold news the peer must answer: a suspicion or failure at
+			// its incarnation, or a later incarnation of its alias (it
+			// restarted). It refutes with a higher incarnation.
+			c.sendTo(peer.Alias, &protocol.Gossip{Updates: []protocol.Member{e.Member}})
+		}
+		return
+	}
+	changed, _ := c.merge(now, "", []protocol.Member{peer})
+	c.spread(now, peer.Alias, changed)
 }
 
 // Merge folds members learned from a handshake answer into the table. News
 // about this node itself is refuted when it is wrong.
-func (c *Core) Merge(now time.Time, members []protocol.Member) { c.merge(now, members) }
+func (c *Core) Merge(now time.Time, members []protocol.Member) {
+	c.enter(now)
+	if c.left {
+		return
+	}
+	changed, _ := c.merge(now, "", members)
+	c.spread(now, "", changed)
+}
 
-// ConnLost is evidence: the connection to alias closed or reset.
-func (c *Core) ConnLost(now time.Time, alias string) {}
-
-// DialFailed is evidence: a dial to alias failed; refused is set when the
-// address actively refused the connection (nothing listens there).
-func (c *Core) DialFailed(now time.Time, alias string, refused bool) {}
-
-// Leave marks this node left and tells every other live member.
+// Leave marks this node left and tells every other live member directly,
+// so that the news does not wait for gossip.
 func (c *Core) Leave(now time.Time) {
+	c.enter(now)
+	if c.left {
+		return
+	}
 	self := c.Self()
 	self.State = protocol.StateLeft
 	c.table.Set(now, self)
 	c.left = true
-	for _, e := range c.table.Entries() {
-		if !e.Self && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
-			c.sendTo(e.Member, &protocol.Leave{Alias: self.Alias, Incarnation: self.Incarnation})
-		}
+	c.probes, c.relays = nil, nil
+	for _, a := range c.liveMembers() {
+		c.sendTo(a, &protocol.Leave{Alias: self.Alias, Incarnation: self.Incarnation})
+		c.stats.Leaves++
 	}
 }
 
-// Rejoin makes a node that left alive again at a higher incarnation.
+// Rejoin makes a node that left alive again at a higher incarnation and
+// tells every member it still counts as live directly.
 func (c *Core) Rejoin(now time.Time) {
+	c.enter(now)
+	if !c.left {
+		return
+	}
 	self := c.Self()
 	self.State = protocol.StateAlive
 	self.Incarnation++
 	c.table.Set(now, self)
 	c.left = false
-	c.broadcast(self)
+	c.queue.push(self)
+	for _, a := range c.liveMembers() {
+		c.sendTo(a, &protocol.Gossip{Updates: []protocol.Member{self}})
+	}
+	c.nextProbe = now
 }
 
 // SetTags changes this node's tags and gossips them at a new incarnation.
 func (c *Core) SetTags(now time.Time, tags map[string]string) {
+	c.enter(now)
 	self := c.Self()
 	self.Tags = maps.Clone(tags)
 	self.Incarnation++
 	c.table.Set(now, self)
-	c.broadcast(self)
+	if !c.left {
+		c.spread(now, "", []protocol.Member{self})
+	}
 }
 
 // Ready returns and clears what the Core produced.
@@ -135,56 +294,322 @@ func (c *Core) Ready() Ready {
 	return r
 }
 
-func (c *Core) merge(now time.Time, updates []protocol.Member) {
+// merge applies updates received from the member from ("" for a
+// handshake) and returns the updates that changed the table, to be passed
+// on. correct is set when the sender
+// holds stale news about this node and should be sent its entry.
+func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (changed []protocol.Member, correct bool) {
+	self := c.table.SelfAlias()
 	for _, u := range updates {
-		if u.Alias == c.table.SelfAlias() {
-			c.refute(now, u)
+		if u.Alias == self {
+			if c.aboutSelf(now, u) {
+				correct = true
+			}
 			continue
+		}
+		accuser := u.Accuser
+		u.Accuser = ""
+		if u.State == protocol.StateSuspect && accuser == "" {
+			accuser = from
+		}
+		if u.State == protocol.StateSuspect {
+			// A suspicion we already hold at this incarnation may come from
+			// a new accuser: Lifeguard's confirmation.
+			if s := c.suspicions[u.Alias]; s != nil && s.inc == u.Incarnation {
+				if accuser != "" && c.confirm(u.Alias, s, accuser) {
+					// Passed on by piggybacking only: the confirmer pushed
+					// it itself, and every member probes the suspect on
+					// its own, so an epidemic push per confirmation would
+					// only multiply traffic.
+					cur, _ := c.table.Get(u.Alias)
+					m := cur.Member
+					m.Accuser = accuser
+					c.queue.push(m)
+				}
+				continue
+			}
 		}
 		prev, known, applied := c.table.Merge(now, u)
 		if !applied {
 			continue
 		}
 		cur, _ := c.table.Get(u.Alias)
-		if k := transition(prev, known, cur.Member); k != 0 {
-			c.ready.Events = append(c.ready.Events, Event{Kind: k, Member: cur.Member, At: now})
+		c.changed(now, prev, known, cur.Member, accuser)
+		m := cur.Member
+		if m.State == protocol.StateSuspect {
+			m.Accuser = accuser
 		}
-		c.broadcast(cur.Member)
+		changed = append(changed, m)
 	}
+	return changed, correct
 }
 
-// refute answers news about this node: anything but alive at or above our
-// incarnation is wrong while we are not leaving.
-func (c *Core) refute(now time.Time, u protocol.Member) {
+// aboutSelf answers news about this node. Only the node itself refutes:
+// news that it is suspect, failed or left at its incarnation or above, or
+// of any later incarnation, makes it alive at a higher incarnation than
+// the news. It reports whether the sender should be sent this node's
+// entry (the news was wrong or stale).
+func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
 	self := c.Self()
-	if c.left || u.Incarnation < self.Incarnation {
-		return
-	}
-	if u.State == protocol.StateAlive && u.Incarnation == self.Incarnation {
-		return
-	}
-	self.Incarnation = u.Incarnation + 1
-	c.table.Set(now, self)
-	c.broadcast(self)
-}
-
-func (c *Core) broadcast(m protocol.Member) {
-	for _, e := range c.table.Entries() {
-		if e.Self || e.Alias == m.Alias || (e.State != protocol.StateAlive && e.State != protocol.StateSuspect) {
-			continue
+	switch {
+	case c.left:
+		return false
+	case u.Incarnation > self.Incarnation,
+		u.Incarnation == self.Incarnation && u.State != protocol.StateAlive:
+		self.Incarnation = u.Incarnation + 1
+		self.State = protocol.StateAlive
+		c.table.Set(now, self)
+		c.stats.Refutations++
+		if u.State == protocol.StateSuspect || u.State == protocol.StateFailed {
+			// Lifeguard: being accused hints that this node is the slow one.
+			c.aware.apply(1)
 		}
-		c.sendTo(e.Member, &protocol.Gossip{Updates: []protocol.Member{m}})
+		c.spread(now, "", []protocol.Member{self})
+		return true
+	case u.Incarnation < self.Incarnation:
+		return true // the sender holds an old incarnation of us
+	}
+	return false
+}
+
+// confirm records a Lifeguard confirmation of suspicion s and re-arms its
+// timer when it moved.
+func (c *Core) confirm(alias string, s *suspicion, accuser string) bool {
+	if !s.confirm(accuser) {
+		return false
+	}
+	c.arm(timerSuspicion, alias, s.deadline)
+	return true
+}
+
+// changed keeps timers, the probe order and events in step with a table
+// change from prev (known or not) to cur. accuser is the suspect news'
+// accuser.
+func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protocol.Member, accuser string) {
+	if k := transition(prev, known, cur); k != 0 {
+		c.ready.Events = append(c.ready.Events, Event{Kind: k, Member: cur, At: now})
+	}
+	live := cur.State == protocol.StateAlive || cur.State == protocol.StateSuspect
+	wasLive := known && (prev.State == protocol.StateAlive || prev.State == protocol.StateSuspect)
+	c.setLive(cur.Alias, live)
+	if live && !wasLive {
+		c.insertProbeTarget(cur.Alias)
+	}
+	if !live {
+		c.dropProbes(cur.Alias)
+	}
+
+	delete(c.suspicions, cur.Alias)
+	if cur.State == protocol.StateSuspect {
+		c.startSuspicion(now, cur, accuser)
+	}
+	if cur.State == protocol.StateFailed {
+		if _, ok := c.redials[cur.Alias]; !ok || !known || prev.State != protocol.StateFailed {
+			r := &redial{next: now.Add(c.jitter(c.cfg.ReconnectBase)), backoff: c.cfg.ReconnectBase}
+			c.redials[cur.Alias] = r
+			c.arm(timerRedial, cur.Alias, r.next)
+			c.reapAt[cur.Alias] = now.Add(c.cfg.ReconnectTimeout)
+			c.arm(timerReap, cur.Alias, c.reapAt[cur.Alias])
+		}
+	} else {
+		delete(c.redials, cur.Alias)
+	}
+	switch cur.State {
+	case protocol.StateLeft:
+		if !known || prev.State != protocol.StateLeft {
+			c.reapAt[cur.Alias] = now.Add(c.cfg.LeftReap)
+			c.arm(timerReap, cur.Alias, c.reapAt[cur.Alias])
+		}
+	case protocol.StateFailed:
+	default:
+		delete(c.reapAt, cur.Alias)
 	}
 }
 
-func (c *Core) send(alias string, m protocol.Message) {
-	if e, ok := c.table.Get(alias); ok {
-		c.sendTo(e.Member, m)
+// startSuspicion starts the timer for a member now suspect. When the
+// accusation is someone else's, this node probes the member out of turn
+// (within the bound of newsProbes): its own failed probe is then a
+// confirmation, and its ping carries the suspicion to the member, which
+// refutes it if it is alive.
+func (c *Core) startSuspicion(now time.Time, m protocol.Member, accuser string) {
+	n := c.clusterSize()
+	lo := time.Duration(float64(c.cfg.SuspicionMult) * math.Max(1, math.Log10(float64(n))) * float64(c.cfg.ProbeInterval))
+	lo = c.aware.scale(lo)
+	hi := time.Duration(c.cfg.SuspicionMaxMult) * lo
+	k := min(c.cfg.IndirectChecks, max(0, n-2))
+	if accuser == "" {
+		accuser = "?"
+	}
+	s := newSuspicion(now, m.Incarnation, accuser, k, lo, hi)
+	c.suspicions[m.Alias] = s
+	c.arm(timerSuspicion, m.Alias, s.deadline)
+	if accuser != c.table.SelfAlias() && c.newsProbes() <= c.cfg.IndirectChecks {
+		c.startProbe(now, m.Alias, true)
+		if p := c.probeOf(m.Alias); p != nil {
+			p.onNews = true
+		}
 	}
 }
 
-func (c *Core) sendTo(to protocol.Member, m protocol.Message) {
-	c.ready.Msgs = append(c.ready.Msgs, Outbound{To: to.Alias, Addr: to.Addr, Msg: m})
+// newsProbes counts the out-of-turn probes in flight that news of a
+// suspicion started. They are bounded (IndirectChecks+1) so that a mass
+// event — a partition, many crashes at once — does not make every node
+// probe every suspect at the same moment; probes after a lost connection
+// or a refused dial are hard evidence and not bounded.
+func (c *Core) newsProbes() int {
+	n := 0
+	for _, p := range c.probes {
+		if p.onNews {
+			n++
+		}
+	}
+	return n
+}
+
+// spread disseminates changed updates: each is queued to ride on pings and
+// acks, and all of them are pushed at once in one Gossip to GossipFanout
+// random live members other than from.
+func (c *Core) spread(now time.Time, from string, changed []protocol.Member) {
+	if len(changed) == 0 || c.left {
+		return
+	}
+	c.deadlineOK = false
+	for _, m := range changed {
+		c.queue.push(m)
+	}
+	for _, a := range c.pick(c.cfg.GossipFanout, from) {
+		c.sendTo(a, &protocol.Gossip{Updates: changed})
+	}
+}
+
+// correct sends this node's own entry to from, which holds stale news
+// about it.
+func (c *Core) correct(from string, need bool) {
+	if need && from != "" {
+		c.sendTo(from, &protocol.Gossip{Updates: []protocol.Member{c.Self()}})
+	}
+}
+
+// piggyback returns the updates to carry on a ping or ack to member to:
+// this node's own entry when to holds stale news of it (correct), to's own
+// entry when this node suspects it or thinks it failed (so that it can
+// refute), then the least-sent, newest updates of the queue.
+func (c *Core) piggyback(to string, correct bool) []protocol.Member {
+	var out []protocol.Member
+	var skip []string
+	if correct {
+		self := c.Self()
+		out = append(out, self)
+		skip = append(skip, self.Alias)
+	}
+	if e, ok := c.table.Get(to); ok && (e.State == protocol.StateSuspect || e.State == protocol.StateFailed) {
+		out = append(out, e.Member)
+		skip = append(skip, to)
+	}
+	room := c.cfg.MaxPiggyback - len(out)
+	return append(out, c.queue.take(room, c.retransmitLimit(), skip...)...)
+}
+
+// retransmitLimit is how many messages carry one update: λ·⌈log10(N+1)⌉.
+func (c *Core) retransmitLimit() int {
+	return c.cfg.RetransmitMult * int(math.Ceil(math.Log10(float64(c.clusterSize()+1))))
+}
+
+// clusterSize counts the live members, this node included.
+func (c *Core) clusterSize() int { return len(c.liveMembers()) + 1 }
+
+// liveMembers returns the other members that are alive or suspect, sorted
+// by alias. The slice is shared until the next table change: do not keep it.
+func (c *Core) liveMembers() []string { return c.live }
+
+// setLive keeps the sorted list of live members in step with a member's
+// state, in O(N) without sorting or copying the table.
+func (c *Core) setLive(alias string, live bool) {
+	i, found := slices.BinarySearch(c.live, alias)
+	switch {
+	case live && !found:
+		c.live = slices.Insert(c.live, i, alias)
+	case !live && found:
+		c.live = slices.Delete(c.live, i, i+1)
+	}
+}
+
+// pick returns up to k distinct random live members, none of them in
+// exclude.
+func (c *Core) pick(k int, exclude ...string) []string {
+	live := c.liveMembers()
+	if k <= 0 || len(live) == 0 {
+		return nil
+	}
+	if len(live) > 4*k+len(exclude) {
+		// Large cluster: sample without copying the member list.
+		out := make([]string, 0, k)
+		for len(out) < k {
+			a := live[c.rng.Intn(len(live))]
+			if !slices.Contains(exclude, a) && !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	cand := make([]string, 0, len(live))
+	for _, a := range live {
+		if !slices.Contains(exclude, a) {
+			cand = append(cand, a)
+		}
+	}
+	for i := 0; i < k && i < len(cand); i++ {
+		j := i + c.rng.Intn(len(cand)-i)
+		cand[i], cand[j] = cand[j], cand[i]
+	}
+	if len(cand) > k {
+		cand = cand[:k]
+	}
+	return cand
+}
+
+// pickAlive is pick restricted to members alive in the table: the relays
+// of an indirect probe.
+func (c *Core) pickAlive(k int, exclude ...string) []string {
+	out := make([]string, 0, k)
+	for _, a := range c.pick(k+2, exclude...) {
+		if e, _ := c.table.Get(a); e.State == protocol.StateAlive && len(out) < k {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// sendTo queues m for the member alias, with its advertised address for the
+// driver to dial.
+func (c *Core) sendTo(alias string, m protocol.Message) {
+	if alias == "" || alias == c.table.SelfAlias() {
+		return
+	}
+	e, _ := c.table.Get(alias)
+	c.ready.Msgs = append(c.ready.Msgs, Outbound{To: alias, Addr: e.Addr, Msg: m})
+	switch m.(type) {
+	case *protocol.Ping:
+		c.stats.Pings++
+	case *protocol.Ack:
+		c.stats.Acks++
+	case *protocol.PingReq:
+		c.stats.PingReqs++
+	case *protocol.Nack:
+		c.stats.Nacks++
+	case *protocol.Gossip:
+		c.stats.Gossips++
+	case *protocol.PushPull:
+		c.stats.PushPulls++
+	}
+}
+
+// jitter returns a random duration in [d/2, 3d/2).
+func (c *Core) jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + time.Duration(c.rng.Int63n(int64(d)))
 }
 
 // transition names the change from prev (known or not) to cur.

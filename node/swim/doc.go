@@ -11,5 +11,66 @@
 // simulated network of this package's tests, where hundreds of nodes run
 // deterministically against a fake clock.
 //
+// # Files
+//
+//   - core.go: the Core, message handling, merging through the table's one
+//     precedence rule, refutation, dissemination, events.
+//   - probe.go: the randomised round-robin, direct and indirect probes,
+//     relaying, the hard-evidence fast path, Tick and NextDeadline.
+//   - suspicion.go: the suspicion timer with Lifeguard's dogpile rule.
+//   - awareness.go: Lifeguard's local health score.
+//   - queue.go: the piggyback retransmit queue.
+//   - timers.go: the heap of per-member timers (suspicion, re-contact, reap).
+//
+// # Decisions
+//
+// Failure evidence. A closed connection (ConnLost) starts an immediate,
+// out-of-turn probe. If the probe's dial is refused and every relay that
+// answered was refused too (or there was no relay to ask), nothing listens at
+// the member's address and it is failed at once, without suspicion: there
+// is no live process to refute. A dial that times out is not such evidence.
+//
+// Lifeguard. The health score rises when a turn-based probe gets neither an
+// ack nor any nack from its relays, when this node must refute a suspicion
+// of itself, and when the driver calls in more than ProbeTimeout after the
+// deadline it was given (CPU starvation, SIGSTOP); it falls with each
+// successful turn-based probe. Out-of-turn probes do not move it: they come
+// in bursts after one event and would count it many times over. Probe
+// timeouts and the suspicion minimum are multiplied by score+1. A late call
+// also gives already-expired probe and suspicion timers a short grace so
+// that answers waiting in the driver's inbox are read before anyone is
+// accused. Any message heard from a member under probe counts as its ack.
+//
+// Dogpile. Suspect news carries its accuser (protocol.Member.Accuser);
+// distinct accusers of the same incarnation are confirmations that shrink
+// the timeout from max to min. A node hearing of a suspicion probes the
+// member out of turn (its ping carries the suspicion, so a live member
+// refutes at once); at most IndirectChecks+1 such probes are in flight per
+// node, so that a mass event does not make every node probe every suspect
+// at the same moment. The confirmer pushes its confirmation; others only
+// piggyback it.
+//
+// Dissemination. A change to the table is queued for piggybacking and
+// pushed at once, in one Gossip per call, to GossipFanout random live
+// members; a receiver re-pushes only what changed its own table, so the
+// epidemic stops by itself. Leave and Rejoin go to every live member
+// directly.
+//
+// Leaving. A node that left neither probes, relays, gossips nor refutes. It
+// answers a Ping with an Ack carrying its own left entry, so a prober that
+// missed the Leave learns it, and ignores every other message. Receivers of
+// a Leave mark the member left (which outranks failed at one incarnation)
+// and reap it after LeftReap.
+//
+// Re-contact. A failed member is sent a Ping carrying its failed state with
+// exponential backoff (ReconnectBase doubling to ReconnectMax, ±10% jitter)
+// for ReconnectTimeout, then reaped. If it lives it refutes and comes back
+// through any path. A peer that connects while this node holds news it must
+// answer (a suspicion or failure at its incarnation, or a later incarnation
+// of its alias after a restart) is sent that news, and refutes.
+//
+// Determinism. Every random choice comes from the seeded generator; maps
+// are never iterated where the order could change an outcome.
+//
 // It imports protocol and manager only.
 package swim

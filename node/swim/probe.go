@@ -1,0 +1,544 @@
+package swim
+
+import (
+	"slices"
+	"sort"
+	"time"
+
+	"meshell/protocol"
+)
+
+// probe is one probe of a member in flight: a direct Ping, then PingReqs to
+// relays when the direct ack is late (or the dial failed), and a verdict at
+// end if nothing acked.
+type probe struct {
+	seq     uint32
+	target  string
+	outTurn bool // out of turn: not the round-robin's probe
+	onNews  bool // out of turn because another member suspects the target
+	start   time.Time
+	ackAt   time.Time // no direct ack by then: the indirect round
+	endAt   time.Time // no ack at all by then: the target is suspect
+
+	indirect    bool    // PingReqs sent
+	relays      []asked // relays asked, less those that could not be reached
+	nacks       int     // relays that answered Nack
+	refused     int     // ... with Refused set
+	dialFailed  bool    // the direct Ping's dial failed
+	dialRefused bool    // ... and was refused: nothing listens there
+}
+
+// asked is a relay asked to probe for us.
+type asked struct {
+	alias    string
+	answered bool // it sent a Nack
+}
+
+// relayIndex returns the position of the relay alias in p.relays, or -1.
+func (p *probe) relayIndex(alias string) int {
+	return slices.IndexFunc(p.relays, func(a asked) bool { return a.alias == alias })
+}
+
+// relay is an indirect probe run for another member: our own Ping to the
+// target, answered back to origin as an Ack or a Nack.
+type relay struct {
+	seq      uint32 // our Ping's sequence number
+	origin   string
+	origSeq  uint32
+	target   string
+	deadline time.Time
+}
+
+// relayTimeout is how long a relay waits for the target before it nacks.
+// It is shorter than the originator's wait (ProbeInterval−ProbeTimeout at
+// least) so that the nack arrives while the originator still counts.
+func (c *Core) relayTimeout() time.Duration { return c.cfg.ProbeTimeout * 4 / 5 }
+
+// Tick advances time: probes start, timeouts fire, suspicions expire,
+// failed members are re-contacted and dead entries reaped.
+//
+// A Tick (or any other call) that comes more than ProbeTimeout after the
+// deadline NextDeadline asked for is itself a Lifeguard signal; see enter.
+func (c *Core) Tick(now time.Time) {
+	c.enter(now)
+	c.fireTimers(now)
+	if c.left {
+		return
+	}
+
+	for _, p := range slices.Clone(c.probes) {
+		if !c.inFlight(p) {
+			continue
+		}
+		if !p.indirect && !now.Before(p.ackAt) {
+			c.indirectRound(now, p)
+		}
+		if c.inFlight(p) && !now.Before(p.endAt) {
+			c.probeFailed(now, p)
+		}
+	}
+
+	kept := c.relays[:0]
+	for _, r := range c.relays {
+		if now.Before(r.deadline) {
+			kept = append(kept, r)
+			continue
+		}
+		c.sendTo(r.origin, &protocol.Nack{Seq: r.origSeq})
+	}
+	clear(c.relays[len(kept):])
+	c.relays = kept
+
+	if !now.Before(c.nextPushPull) {
+		c.nextPushPull = now.Add(c.cfg.PushPullInterval)
+		if t := c.pick(1); len(t) == 1 {
+			c.sendTo(t[0], &protocol.PushPull{Members: c.table.Members()})
+		}
+	}
+
+	if !now.Before(c.nextProbe) && c.turnProbe() == nil {
+		next := c.nextProbe.Add(c.cfg.ProbeInterval)
+		if next.Before(now) {
+			next = now.Add(c.cfg.ProbeInterval)
+		}
+		c.nextProbe = next
+		if target, ok := c.nextTarget(); ok {
+			c.startProbe(now, target, false)
+		}
+	}
+}
+
+// enter starts every call that feeds the Core. It measures how late the
+// driver is: the first call after the deadline last handed out, more than
+// ProbeTimeout after it, means this node was starved of CPU (or stopped). Its
+// local health score rises, and the timers that expired meanwhile get a short
+// grace, so that answers already waiting in the driver's inbox are read
+// before anyone is accused. Any call counts, not only Tick: a driver may read
+// its inbox before it notices its timer.
+func (c *Core) enter(now time.Time) {
+	c.deadlineOK = false
+	asked := c.asked
+	c.asked = time.Time{}
+	if !asked.IsZero() && now.Sub(asked) > c.cfg.ProbeTimeout {
+		c.stats.LateTicks++
+		c.aware.apply(1)
+		c.grace(now.Add(c.aware.scale(c.cfg.ProbeTimeout)))
+	}
+}
+
+// grace pushes timers that already expired to until.
+func (c *Core) grace(until time.Time) {
+	for _, p := range c.probes {
+		if p.ackAt.Before(until) && !p.indirect {
+			p.ackAt = until
+		}
+		if p.endAt.Before(until) {
+			p.endAt = until
+		}
+	}
+	for _, a := range sortedKeys(c.suspicions) {
+		if s := c.suspicions[a]; s.deadline.Before(until) {
+			s.deadline = until
+			c.arm(timerSuspicion, a, until)
+		}
+	}
+}
+
+// NextDeadline is when the driver must call Tick next at the latest: the
+// earliest pending timer. It costs one pass over the pending timers, and
+// nothing when nothing changed since the last call.
+func (c *Core) NextDeadline(now time.Time) time.Time {
+	if !c.deadlineOK {
+		c.deadline = c.computeDeadline(now)
+		c.deadlineOK = true
+	}
+	c.asked = c.deadline
+	if c.asked.Before(now) {
+		c.asked = now
+	}
+	return c.deadline
+}
+
+func (c *Core) computeDeadline(now time.Time) time.Time {
+	var d time.Time
+	at := func(t time.Time) {
+		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
+			d = t
+		}
+	}
+	if t, ok := c.nextTimer(); ok {
+		at(t.at)
+	}
+	if c.left {
+		if d.IsZero() {
+			return now.Add(c.cfg.LeftReap)
+		}
+		return d
+	}
+	at(c.nextPushPull)
+	if c.turnProbe() == nil {
+		at(c.nextProbe)
+	}
+	for _, p := range c.probes {
+		if !p.indirect {
+			at(p.ackAt)
+		}
+		at(p.endAt)
+	}
+	for _, r := range c.relays {
+		at(r.deadline)
+	}
+	return d
+}
+
+// ConnLost is evidence: the connection to alias closed or reset. A live
+// member is probed at once, out of turn.
+func (c *Core) ConnLost(now time.Time, alias string) {
+	c.enter(now)
+	if c.left {
+		return
+	}
+	if e, ok := c.table.Get(alias); ok && !e.Self && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
+		c.startProbe(now, alias, true)
+	}
+}
+
+// DialFailed is evidence: a dial to alias failed; refused is set when the
+// address actively refused the connection (nothing listens there).
+//
+// A probe of alias moves to its indirect round at once; a relay running
+// for another member answers Nack at once; a relay that could not be
+// reached is no longer waited for. A refused dial to a live member that is
+// not being probed starts an out-of-turn probe. For a failed member it
+// only means the re-contact backs off.
+func (c *Core) DialFailed(now time.Time, alias string, refused bool) {
+	c.enter(now)
+	if c.left {
+		return
+	}
+	probing := false
+	for _, p := range slices.Clone(c.probes) {
+		if !c.inFlight(p) {
+			continue
+		}
+		if p.target == alias {
+			probing = true
+			if !p.dialFailed {
+				p.dialFailed, p.dialRefused = true, refused
+				if !p.indirect {
+					c.indirectRound(now, p)
+				}
+				c.checkFastPath(now, p)
+			}
+			continue
+		}
+		if i := p.relayIndex(alias); i >= 0 && !p.relays[i].answered {
+			p.relays = slices.Delete(p.relays, i, i+1)
+			c.checkFastPath(now, p)
+		}
+	}
+	kept := c.relays[:0]
+	for _, r := range c.relays {
+		if r.target == alias {
+			c.sendTo(r.origin, &protocol.Nack{Seq: r.origSeq, Refused: refused})
+			continue
+		}
+		kept = append(kept, r)
+	}
+	clear(c.relays[len(kept):])
+	c.relays = kept
+	if !probing && refused {
+		if e, ok := c.table.Get(alias); ok && e.State == protocol.StateAlive {
+			c.startProbe(now, alias, true)
+		}
+	}
+}
+
+// startProbe sends a direct Ping to target, unless a probe of it is
+// already in flight.
+func (c *Core) startProbe(now time.Time, target string, outOfTurn bool) {
+	if c.left || c.probeOf(target) != nil {
+		return
+	}
+	c.seq++
+	p := &probe{
+		seq:     c.seq,
+		target:  target,
+		outTurn: outOfTurn,
+		start:   now,
+		ackAt:   now.Add(c.aware.scale(c.cfg.ProbeTimeout)),
+		endAt:   now.Add(c.aware.scale(c.cfg.ProbeInterval)),
+	}
+	c.probes = append(c.probes, p)
+	c.stats.ProbesStarted++
+	if outOfTurn {
+		c.stats.OutOfTurnProbes++
+	}
+	c.sendTo(target, &protocol.Ping{Seq: p.seq, Updates: c.piggyback(target, false)})
+}
+
+// indirectRound asks IndirectChecks random live members to probe p's
+// target for us.
+func (c *Core) indirectRound(now time.Time, p *probe) {
+	p.indirect = true
+	e, _ := c.table.Get(p.target)
+	for _, a := range c.pickAlive(c.cfg.IndirectChecks, p.target) {
+		p.relays = append(p.relays, asked{alias: a})
+		c.sendTo(a, &protocol.PingReq{Seq: p.seq, Target: p.target, Addr: e.Addr})
+	}
+	c.checkFastPath(now, p)
+}
+
+// checkFastPath declares p's target failed at once on hard evidence: the
+// direct dial was refused and every relay that could be asked answered
+// that its dial was refused too (or no relay could be asked at all).
+func (c *Core) checkFastPath(now time.Time, p *probe) {
+	if !c.inFlight(p) || !p.indirect || !p.dialRefused {
+		return
+	}
+	if len(p.relays) == 0 && p.nacks == 0 || p.nacks == len(p.relays) && p.refused == p.nacks {
+		c.endProbe(p)
+		c.stats.FailedFast++
+		c.declareFailed(now, p.target)
+	}
+}
+
+// probeFailed is the verdict on a probe that nobody acked by its end.
+func (c *Core) probeFailed(now time.Time, p *probe) {
+	c.endProbe(p)
+	c.stats.ProbesFailed++
+	if p.nacks == 0 && len(p.relays) > 0 && !p.outTurn {
+		// Relays asked and none answered even a nack: we may be the one
+		// who cannot talk. Only turn-based probes move the score: they
+		// come at a steady rate, while out-of-turn probes come in bursts
+		// after one event (a partition, a mass crash) and would count it
+		// many times over.
+		c.aware.apply(1)
+	}
+	if p.dialRefused && p.nacks > 0 && p.refused == p.nacks {
+		c.stats.FailedFast++
+		c.declareFailed(now, p.target)
+		return
+	}
+	e, ok := c.table.Get(p.target)
+	if !ok {
+		return
+	}
+	self := c.table.SelfAlias()
+	switch e.State {
+	case protocol.StateAlive:
+		c.stats.Suspected++
+		upd := e.Member
+		upd.State = protocol.StateSuspect
+		prev := e
+		c.table.Set(now, upd)
+		c.changed(now, prev, true, upd, self)
+		upd.Accuser = self
+		c.spread(now, "", []protocol.Member{upd})
+		// Tell the member itself: if it is alive after all, it refutes now.
+		c.sendTo(p.target, &protocol.Gossip{Updates: []protocol.Member{upd}})
+	case protocol.StateSuspect:
+		if s := c.suspicions[p.target]; s != nil && s.inc == e.Incarnation && c.confirm(p.target, s, self) {
+			upd := e.Member
+			upd.Accuser = self
+			c.spread(now, "", []protocol.Member{upd})
+		}
+	}
+}
+
+// declareFailed marks a live member failed at its incarnation.
+func (c *Core) declareFailed(now time.Time, alias string) {
+	e, ok := c.table.Get(alias)
+	if !ok || (e.State != protocol.StateAlive && e.State != protocol.StateSuspect) {
+		return
+	}
+	upd := e.Member
+	upd.State, upd.Accuser = protocol.StateFailed, ""
+	c.table.Set(now, upd)
+	c.changed(now, e, true, upd, "")
+	c.spread(now, "", []protocol.Member{upd})
+}
+
+// suspicionExpired fails a suspect member whose timer ran out unrefuted.
+func (c *Core) suspicionExpired(now time.Time, alias string, s *suspicion) {
+	delete(c.suspicions, alias)
+	if c.left {
+		return
+	}
+	if e, ok := c.table.Get(alias); ok && e.State == protocol.StateSuspect && e.Incarnation == s.inc {
+		c.declareFailed(now, alias)
+	}
+}
+
+// redial re-contacts a failed member with a Ping that carries its failed
+// state, so that it refutes if it is alive, and backs off.
+func (c *Core) redial(now time.Time, alias string, r *redial) {
+	e, ok := c.table.Get(alias)
+	if !ok || e.State != protocol.StateFailed {
+		delete(c.redials, alias)
+		return
+	}
+	if !c.left {
+		c.stats.Redials++
+		c.seq++
+		c.sendTo(alias, &protocol.Ping{Seq: c.seq, Updates: c.piggyback(alias, false)})
+	}
+	r.backoff *= 2
+	if r.backoff > c.cfg.ReconnectMax {
+		r.backoff = c.cfg.ReconnectMax
+	}
+	r.next = now.Add(r.backoff - r.backoff/10 + time.Duration(c.rng.Int63n(int64(r.backoff/5)+1)))
+	c.arm(timerRedial, alias, r.next)
+}
+
+// reap removes a failed or left member whose time is up.
+func (c *Core) reap(now time.Time, alias string) {
+	delete(c.reapAt, alias)
+	e, ok := c.table.Get(alias)
+	if !ok || (e.State != protocol.StateFailed && e.State != protocol.StateLeft) {
+		return
+	}
+	c.table.Remove(alias)
+	delete(c.redials, alias)
+	delete(c.suspicions, alias)
+	c.queue.remove(alias)
+	c.setLive(alias, false)
+	c.ready.Events = append(c.ready.Events, Event{Kind: MemberReap, Member: e.Member, At: now})
+}
+
+// handleAck completes the probe or the relay that the Ack answers.
+func (c *Core) handleAck(now time.Time, from string, m *protocol.Ack) {
+	if p := c.probeBySeq(m.Seq); p != nil {
+		if from == p.target {
+			c.table.SetRTT(from, now.Sub(p.start))
+		}
+		c.endProbe(p)
+		if !p.outTurn {
+			c.aware.apply(-1)
+		}
+	} else if i := slices.IndexFunc(c.relays, func(r *relay) bool { return r.seq == m.Seq }); i >= 0 {
+		r := c.relays[i]
+		c.relays = slices.Delete(c.relays, i, i+1)
+		c.sendTo(r.origin, &protocol.Ack{Seq: r.origSeq, Digest: c.table.Digest(), Updates: c.piggyback(r.origin, false)})
+	}
+	if m.Digest != c.table.Digest() && (c.lastRepair.IsZero() || now.Sub(c.lastRepair) >= c.cfg.PushPullMinGap) {
+		c.lastRepair = now
+		c.sendTo(from, &protocol.PushPull{Members: c.table.Members()})
+	}
+}
+
+// handleNack counts a relay's answer that it could not reach the target.
+func (c *Core) handleNack(now time.Time, from string, m *protocol.Nack) {
+	p := c.probeBySeq(m.Seq)
+	if p == nil {
+		return
+	}
+	i := p.relayIndex(from)
+	if i < 0 || p.relays[i].answered {
+		return
+	}
+	p.relays[i].answered = true
+	p.nacks++
+	if m.Refused {
+		p.refused++
+	}
+	c.checkFastPath(now, p)
+}
+
+// handlePingReq probes m.Target on from's behalf.
+func (c *Core) handlePingReq(now time.Time, from string, m *protocol.PingReq) {
+	if m.Target == c.table.SelfAlias() {
+		c.sendTo(from, &protocol.Ack{Seq: m.Seq, Digest: c.table.Digest()})
+		return
+	}
+	c.seq++
+	c.relays = append(c.relays, &relay{seq: c.seq, origin: from, origSeq: m.Seq, target: m.Target, deadline: now.Add(c.relayTimeout())})
+	addr := m.Addr
+	if e, ok := c.table.Get(m.Target); ok && e.Addr != "" {
+		addr = e.Addr
+	}
+	c.ready.Msgs = append(c.ready.Msgs, Outbound{To: m.Target, Addr: addr, Msg: &protocol.Ping{Seq: c.seq, Updates: c.piggyback(m.Target, false)}})
+	c.stats.Pings++
+}
+
+// turnProbe returns the round-robin probe in flight, if any.
+func (c *Core) turnProbe() *probe {
+	for _, p := range c.probes {
+		if !p.outTurn {
+			return p
+		}
+	}
+	return nil
+}
+
+func (c *Core) probeOf(target string) *probe {
+	for _, p := range c.probes {
+		if p.target == target {
+			return p
+		}
+	}
+	return nil
+}
+
+func (c *Core) probeBySeq(seq uint32) *probe {
+	for _, p := range c.probes {
+		if p.seq == seq {
+			return p
+		}
+	}
+	return nil
+}
+
+func (c *Core) inFlight(p *probe) bool { return slices.Contains(c.probes, p) }
+
+func (c *Core) endProbe(p *probe) {
+	if i := slices.Index(c.probes, p); i >= 0 {
+		c.probes = slices.Delete(c.probes, i, i+1)
+	}
+}
+
+// dropProbes forgets probes of a member that is no longer live.
+func (c *Core) dropProbes(alias string) {
+	c.probes = slices.DeleteFunc(c.probes, func(p *probe) bool { return p.target == alias })
+}
+
+// nextTarget returns the next live member in the randomised round-robin.
+// A full pass reshuffles the live members.
+func (c *Core) nextTarget() (string, bool) {
+	for tries := 0; tries < 2; {
+		if c.orderIdx >= len(c.order) {
+			tries++
+			c.order = append(c.order[:0], c.liveMembers()...)
+			c.rng.Shuffle(len(c.order), func(i, j int) { c.order[i], c.order[j] = c.order[j], c.order[i] })
+			c.orderIdx = 0
+			if len(c.order) == 0 {
+				return "", false
+			}
+		}
+		a := c.order[c.orderIdx]
+		c.orderIdx++
+		if e, ok := c.table.Get(a); ok && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) && c.probeOf(a) == nil {
+			return a, true
+		}
+	}
+	return "", false
+}
+
+// insertProbeTarget puts a member that became live at a random position
+// of the rest of this pass, so it is probed within the pass.
+func (c *Core) insertProbeTarget(alias string) {
+	if slices.Contains(c.order[c.orderIdx:], alias) {
+		return
+	}
+	pos := c.orderIdx + c.rng.Intn(len(c.order)-c.orderIdx+1)
+	c.order = slices.Insert(c.order, pos, alias)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

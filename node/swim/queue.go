@@ -1,0 +1,141 @@
+package swim
+
+import (
+	"container/heap"
+	"slices"
+
+	"meshell/protocol"
+)
+
+// queue holds the state changes waiting to ride on pings and acks. There is
+// at most one update per member: a newer one replaces the older. Each update
+// is sent a limited number of times (λ·⌈log10(N+1)⌉); those sent least, and
+// among them the newest, go first. Beyond its limit the queue drops its
+// oldest update and counts the drop.
+//
+// Taking k updates costs O(k log n): the updates sit in a heap ordered by
+// (transmissions, newest first); replaced and dropped ones are only marked
+// and skipped when they surface. A FIFO in insertion order finds the oldest
+// update to drop.
+type queue struct {
+	limit   int
+	items   map[string]*queued // the live update per member
+	heap    queuedHeap         // live and dead updates by send priority
+	fifo    []*queued          // live and dead updates in insertion order
+	nextID  uint64
+	dropped uint64
+	held    []*queued // scratch for take
+}
+
+type queued struct {
+	m         protocol.Member
+	transmits int
+	id        uint64 // insertion order: higher is newer
+	dead      bool   // replaced, dropped or sent enough
+}
+
+type queuedHeap []*queued
+
+func (h queuedHeap) Len() int { return len(h) }
+func (h queuedHeap) Less(i, j int) bool {
+	if h[i].transmits != h[j].transmits {
+		return h[i].transmits < h[j].transmits
+	}
+	return h[i].id > h[j].id
+}
+func (h queuedHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *queuedHeap) Push(x any)   { *h = append(*h, x.(*queued)) }
+func (h *queuedHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return it
+}
+
+func newQueue(limit int) queue {
+	return queue{limit: limit, items: map[string]*queued{}}
+}
+
+// len is the number of updates waiting.
+func (q *queue) len() int { return len(q.items) }
+
+// push queues m, replacing any older update about the same member.
+func (q *queue) push(m protocol.Member) {
+	q.remove(m.Alias)
+	q.nextID++
+	it := &queued{m: m, id: q.nextID}
+	q.items[m.Alias] = it
+	heap.Push(&q.heap, it)
+	q.fifo = append(q.fifo, it)
+	for len(q.items) > q.limit {
+		q.dropOldest()
+	}
+	q.compact()
+}
+
+// remove forgets the update about alias (replaced, or the member was
+// reaped).
+func (q *queue) remove(alias string) {
+	if it, ok := q.items[alias]; ok {
+		it.dead = true
+		delete(q.items, alias)
+	}
+}
+
+func (q *queue) dropOldest() {
+	for len(q.fifo) > 0 {
+		it := q.fifo[0]
+		q.fifo[0] = nil
+		q.fifo = q.fifo[1:]
+		if !it.dead {
+			q.remove(it.m.Alias)
+			q.dropped++
+			return
+		}
+	}
+}
+
+// compact rebuilds the heap and the FIFO when dead updates outnumber live
+// ones, so that neither grows without bound.
+func (q *queue) compact() {
+	if len(q.heap) <= 2*len(q.items)+16 && len(q.fifo) <= 2*len(q.items)+16 {
+		return
+	}
+	q.heap = slices.DeleteFunc(q.heap, func(it *queued) bool { return it.dead })
+	heap.Init(&q.heap)
+	q.fifo = slices.DeleteFunc(slices.Clone(q.fifo), func(it *queued) bool { return it.dead })
+}
+
+// take returns up to max updates for one message, skipping the members
+// named in skip, and counts one transmission for each. Updates sent
+// maxTransmits times leave the queue.
+func (q *queue) take(max, maxTransmits int, skip ...string) []protocol.Member {
+	if max <= 0 || len(q.items) == 0 {
+		return nil
+	}
+	var out []protocol.Member
+	q.held = q.held[:0]
+	for len(out) < max && len(q.heap) > 0 {
+		it := heap.Pop(&q.heap).(*queued)
+		if it.dead {
+			continue
+		}
+		q.held = append(q.held, it)
+		if slices.Contains(skip, it.m.Alias) {
+			continue
+		}
+		out = append(out, it.m)
+		it.transmits++
+		if it.transmits >= maxTransmits {
+			q.remove(it.m.Alias)
+		}
+	}
+	for _, it := range q.held {
+		if !it.dead {
+			heap.Push(&q.heap, it)
+		}
+	}
+	clear(q.held)
+	return out
+}

@@ -1,0 +1,61 @@
+package swim
+
+import (
+	"math"
+	"time"
+)
+
+// suspicion is the timer that turns a suspect member into a failed one,
+// with Lifeguard's dogpile rule: the timeout starts at max and shrinks
+// towards min as independent confirmations (other members whose own probe
+// of the suspect failed) arrive:
+//
+//	timeout = max(min, max − (max−min)·log(C+1)/log(K+1))
+//
+// where C counts confirmations beyond the first accuser and K is how many
+// are expected. With no confirmation to expect (K < 1) the timeout is min.
+type suspicion struct {
+	inc      uint64 // the incarnation suspected; a refutation is above it
+	start    time.Time
+	min, max time.Duration
+	k        int                 // expected confirmations
+	n        int                 // confirmations so far, not counting the first accuser
+	accusers map[string]struct{} // the first accuser and every confirmer
+	deadline time.Time
+}
+
+func newSuspicion(now time.Time, inc uint64, accuser string, k int, lo, hi time.Duration) *suspicion {
+	s := &suspicion{inc: inc, start: now, min: lo, max: max(lo, hi), k: k, accusers: map[string]struct{}{accuser: {}}}
+	s.deadline = now.Add(s.timeout())
+	return s
+}
+
+// timeout is the suspicion period given the confirmations so far.
+func (s *suspicion) timeout() time.Duration {
+	if s.k < 1 {
+		return s.min
+	}
+	frac := math.Log(float64(s.n)+1) / math.Log(float64(s.k)+1)
+	t := s.max - time.Duration(frac*float64(s.max-s.min))
+	if t < s.min {
+		t = s.min
+	}
+	return t
+}
+
+// confirm records that accuser independently suspects the member. It
+// reports whether this was news that still shortens the timer: a repeated
+// accuser, or one beyond the K expected, changes nothing and need not be
+// passed on.
+func (s *suspicion) confirm(accuser string) bool {
+	if s.n >= s.k {
+		return false
+	}
+	if _, dup := s.accusers[accuser]; dup {
+		return false
+	}
+	s.accusers[accuser] = struct{}{}
+	s.n++
+	s.deadline = s.start.Add(s.timeout())
+	return true
+}

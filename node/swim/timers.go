@@ -1,0 +1,116 @@
+package swim
+
+import (
+	"container/heap"
+	"time"
+)
+
+// timerKind names a per-member timer.
+type timerKind uint8
+
+const (
+	timerSuspicion timerKind = iota + 1 // a suspect member's suspicion runs out
+	timerRedial                         // a failed member is re-contacted
+	timerReap                           // a failed or left member is removed
+)
+
+func (k timerKind) String() string {
+	switch k {
+	case timerSuspicion:
+		return "suspicion"
+	case timerRedial:
+		return "redial"
+	case timerReap:
+		return "reap"
+	}
+	return "timer"
+}
+
+// timer is one entry of the per-member timer heap. Entries are never
+// removed when a timer is cancelled or moved: the authoritative time lives
+// in the Core's maps, and an entry whose time no longer matches is stale and
+// skipped when it reaches the top. This keeps arming O(log n) and
+// NextDeadline O(1) with hundreds of members.
+type timer struct {
+	at    time.Time
+	kind  timerKind
+	alias string
+}
+
+// timerHeap orders timers by time, then kind, then alias, so that timers
+// due at the same instant fire in the same order on every run.
+type timerHeap []timer
+
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	a, b := h[i], h[j]
+	if !a.at.Equal(b.at) {
+		return a.at.Before(b.at)
+	}
+	if a.kind != b.kind {
+		return a.kind < b.kind
+	}
+	return a.alias < b.alias
+}
+func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *timerHeap) Push(x any)   { *h = append(*h, x.(timer)) }
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
+}
+
+// arm schedules a per-member timer. The matching map entry must already
+// hold at.
+func (c *Core) arm(kind timerKind, alias string, at time.Time) {
+	heap.Push(&c.timers, timer{at: at, kind: kind, alias: alias})
+}
+
+// live reports whether t is still armed: its map entry exists and holds
+// the same time.
+func (c *Core) armed(t timer) bool {
+	switch t.kind {
+	case timerSuspicion:
+		s, ok := c.suspicions[t.alias]
+		return ok && s.deadline.Equal(t.at)
+	case timerRedial:
+		r, ok := c.redials[t.alias]
+		return ok && r.next.Equal(t.at)
+	case timerReap:
+		at, ok := c.reapAt[t.alias]
+		return ok && at.Equal(t.at)
+	}
+	return false
+}
+
+// nextTimer returns the earliest armed per-member timer, dropping stale
+// entries on the way.
+func (c *Core) nextTimer() (timer, bool) {
+	for len(c.timers) > 0 {
+		if t := c.timers[0]; c.armed(t) {
+			return t, true
+		}
+		heap.Pop(&c.timers)
+	}
+	return timer{}, false
+}
+
+// fireTimers runs every per-member timer due at now, earliest first.
+func (c *Core) fireTimers(now time.Time) {
+	for {
+		t, ok := c.nextTimer()
+		if !ok || t.at.After(now) {
+			return
+		}
+		heap.Pop(&c.timers)
+		switch t.kind {
+		case timerSuspicion:
+			c.suspicionExpired(now, t.alias, c.suspicions[t.alias])
+		case timerRedial:
+			c.redial(now, t.alias, c.redials[t.alias])
+		case timerReap:
+			c.reap(now, t.alias)
+		}
+	}
+}
