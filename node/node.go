@@ -74,6 +74,11 @@ type Node struct {
 	self    atomic.Pointer[protocol.Member]
 	snap    atomic.Pointer[Snapshot]
 	dropped atomic.Uint64
+
+	// The job and control families have their own files and goroutines;
+	// the run loop only tells them about membership.
+	jobs    *Jobs
+	control *control
 }
 
 type inboundKind uint8
@@ -154,6 +159,8 @@ func New(cfg Config) (*Node, error) {
 		mc.DialTimeout = cfg.DialTimeout
 	}
 	n.mesh = mesh.New(mc, (*handler)(n))
+	n.jobs = newJobs(n)
+	n.control = newControl(n)
 	return n, nil
 }
 
@@ -334,6 +341,7 @@ func (n *Node) flush(now time.Time) {
 	n.self.Store(&self)
 	n.snap.Store(&Snapshot{Entries: n.core.Entries(), At: now})
 	for _, ev := range rd.Events {
+		n.jobs.memberEvent(ev)
 		// A full mesh: the member with the smaller alias dials a newcomer, so
 		// that two nodes learning of each other do not both dial.
 		if (ev.Kind == swim.MemberJoin || ev.Kind == swim.MemberAlive) && self.Alias < ev.Member.Alias && self.State == protocol.StateAlive {
@@ -432,6 +440,8 @@ func (n *Node) Close() {
 		<-n.loopDone
 	}
 	n.mesh.Close()
+	n.jobs.close()
+	n.control.close()
 }
 
 // SetTags replaces this node's tags and gossips them.
@@ -502,7 +512,9 @@ func (h *handler) PeerUp(peer protocol.Member) {
 }
 
 func (h *handler) PeerDown(alias string, reason error) {
-	(*Node)(h).deliverEvidence(inbound{kind: inDown, from: alias})
+	n := (*Node)(h)
+	n.jobs.peerDown(alias)
+	n.deliverEvidence(inbound{kind: inDown, from: alias})
 }
 
 func (h *handler) DialFailed(alias string, refused bool, err error) {
@@ -518,6 +530,10 @@ func (h *handler) Receive(from string, m protocol.Message) {
 		default:
 			n.dropped.Add(1)
 		}
+	case protocol.FamilyJobs:
+		n.jobs.receive(from, m)
+	case protocol.FamilyControl:
+		n.control.receive(from, m)
 	default:
 		n.log.WithField("alias", from).Debugf("node: %s message ignored", m.Type())
 	}

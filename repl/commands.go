@@ -82,6 +82,8 @@ var errQuit = errors.New("quit")
 // Groups in the order !help lists them.
 var groups = []string{"cluster", "jobs", "control", "shell"}
 
+// commands is the table. Files that add a family of commands append to it
+// from their own init.
 var commands []*Command
 
 // lookup finds a command by name or alias; the leading "!" is optional.
@@ -104,7 +106,7 @@ func lookup(name string) *Command {
 
 func init() {
 	jsonFlag := Flag{Name: "json", Kind: FlagBool, Usage: "one JSON document per line"}
-	commands = []*Command{
+	commands = append(commands, []*Command{
 		{
 			Name: "!start_cluster", Group: "cluster", Args: "[HOST:PORT]", Max: 1,
 			Summary: "listen for members (the first node of a cluster)",
@@ -205,7 +207,7 @@ func init() {
 			Complete: func(s *Shell, i int) []string { return commandNames() },
 			Run:      runHelp,
 		},
-	}
+	}...)
 }
 
 func commandNames() []string {
