@@ -183,6 +183,7 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	}
 	cfg.Log = log
 	cfg.Version = version
+	cfg.RefuseControl = !o.acceptControl
 	cfg.Alias = o.alias
 	cfg.Cluster = o.cluster
 	cfg.Advertise = o.advertise
@@ -277,7 +278,11 @@ func serve(n *node.Node, log logrus.FieldLogger) int {
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
 	log.WithFields(logrus.Fields{"alias": n.Alias(), "addr": n.Addr()}).Info("serving")
-	<-sig
+	select {
+	case <-sig:
+	case <-n.ShutdownRequested(): // a remote !shutdown drained and left already
+		return 0
+	}
 	done := make(chan struct{})
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

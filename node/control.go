@@ -1,10 +1,501 @@
 package node
 
-import "meshell/protocol"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
-// control answers and sends control-plane commands.
-type control struct{ n *Node }
+	"github.com/sirupsen/logrus"
 
-func newControl(n *Node) *control                          { return &control{n: n} }
-func (c *control) receive(from string, m protocol.Message) {}
-func (c *control) close()                                  {}
+	"meshell/node/swim"
+	"meshell/protocol"
+)
+
+// Control operations (protocol.Control.Op).
+const (
+	OpPing     = "ping"
+	OpStatus   = "status"
+	OpScale    = "scale"
+	OpShutdown = "shutdown"
+	OpRestart  = "restart"
+	OpConfig   = "config"
+)
+
+// maxControlHandlers bounds control requests handled at once; beyond it a
+// request is answered "busy" at once (reject-newest).
+const maxControlHandlers = 64
+
+// control answers and sends control-plane commands. Requests and acks travel
+// in the control family and never pass through the run loop's inbox.
+type control struct {
+	n      *Node
+	nextID atomic.Uint64
+	sem    chan struct{}
+
+	mu      sync.Mutex
+	pending map[uint64]chan ackFrom
+	closed  bool
+
+	strategy     atomic.Value // default dispatch strategy (string)
+	shutdownOnce sync.Once
+	shutdownC    chan struct{}
+	wg           sync.WaitGroup
+}
+
+type ackFrom struct {
+	from string
+	ack  *protocol.ControlAck
+}
+
+func newControl(n *Node) *control {
+	return &control{n: n, sem: make(chan struct{}, maxControlHandlers), pending: map[uint64]chan ackFrom{}, shutdownC: make(chan struct{})}
+}
+
+func (c *control) receive(from string, m protocol.Message) {
+	switch m := m.(type) {
+	case *protocol.Control:
+		select {
+		case c.sem <- struct{}{}:
+		default:
+			c.reply(from, &protocol.ControlAck{ID: m.ID, Error: "busy: too many control requests at once; retry"})
+			return
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer func() { <-c.sem }()
+			ack, after := c.n.handleControl(m, from)
+			c.reply(from, ack)
+			if after != nil {
+				c.n.mesh.Flush(time.Second)
+				after()
+			}
+		}()
+	case *protocol.ControlAck:
+		c.mu.Lock()
+		ch := c.pending[m.ID]
+		c.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- ackFrom{from: from, ack: m}:
+			default: // a duplicate ack: the first one counted
+			}
+		}
+	}
+}
+
+func (c *control) reply(to string, ack *protocol.ControlAck) {
+	if err := c.n.mesh.SendConnected(to, ack); err != nil {
+		c.n.log.WithField("alias", to).WithError(err).Warn("control: acknowledgement not sent")
+	}
+}
+
+func (c *control) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// ControlReply is one node's answer to a control command.
+type ControlReply struct {
+	Alias    string
+	OK       bool
+	Error    string // the node's reason when !OK, or why there was no answer
+	NoAnswer bool   // nothing came back within the timeout
+	RTT      time.Duration
+	Path     string // "local", "direct" or "unreachable"
+	Status   *protocol.NodeStatus
+}
+
+// ErrControlRefused is the reason a node gives when it was started with
+// --accept-control=false.
+var ErrControlRefused = errors.New("refused: this node was started with --accept-control=false")
+
+// Control sends req to each target alias (this node's own alias is handled
+// in-process) and waits up to timeout for every acknowledgement. The replies
+// come back in the order of targets. A shutdown of this node itself runs
+// after every other target answered.
+func (n *Node) Control(ctx context.Context, targets []string, req protocol.Control, timeout time.Duration) ([]ControlReply, error) {
+	if !n.Running() {
+		return nil, ErrNotRunning
+	}
+	c := n.control
+	self := n.Alias()
+	replies := make([]ControlReply, len(targets))
+	index := map[string]int{}
+	for i, t := range targets {
+		replies[i] = ControlReply{Alias: t}
+		index[t] = i
+	}
+	ch := make(chan ackFrom, len(targets))
+	req.ID = c.nextID.Add(1)<<8 | uint64(os.Getpid()&0xff) // unique enough per sender
+	c.mu.Lock()
+	c.pending[req.ID] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, req.ID)
+		c.mu.Unlock()
+	}()
+	sent := map[string]time.Time{}
+	local := -1
+	snap := n.Members()
+	for i, t := range targets {
+		if t == self {
+			local = i
+			continue
+		}
+		e, ok := snap.Get(t)
+		if !ok {
+			replies[i].Error, replies[i].NoAnswer, replies[i].Path = "not a member", true, "unreachable"
+			continue
+		}
+		msg := req
+		sent[t] = time.Now()
+		if err := n.mesh.Send(t, e.Addr, &msg); err != nil {
+			replies[i].Error, replies[i].NoAnswer, replies[i].Path = err.Error(), true, "unreachable"
+			delete(sent, t)
+		}
+	}
+	var after func()
+	runLocal := func() {
+		start := time.Now()
+		ack, a := n.handleControl(&req, self)
+		after = a
+		r := &replies[local]
+		r.RTT, r.Path, r.OK, r.Error, r.Status = time.Since(start), "local", ack.Error == "", ack.Error, ack.Status
+	}
+	if local >= 0 && req.Op != OpShutdown {
+		runLocal()
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+wait:
+	for len(sent) > 0 {
+		select {
+		case a := <-ch:
+			t0, ok := sent[a.from]
+			if !ok {
+				continue
+			}
+			delete(sent, a.from)
+			r := &replies[index[a.from]]
+			r.RTT, r.Path = time.Since(t0), "direct"
+			r.OK, r.Error, r.Status = a.ack.Error == "", a.ack.Error, a.ack.Status
+		case <-timer.C:
+			break wait
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	for t := range sent {
+		r := &replies[index[t]]
+		r.NoAnswer, r.Path = true, "unreachable"
+		r.Error = fmt.Sprintf("no answer within %v", timeout)
+		if ctx.Err() != nil {
+			r.Error = "cancelled before an answer"
+		}
+	}
+	if local >= 0 && req.Op == OpShutdown {
+		runLocal() // the local node goes last
+	}
+	if after != nil {
+		go after()
+	}
+	return replies, nil
+}
+
+// ShutdownRequested is closed when a shutdown command was accepted; the
+// process that owns the node should exit 0 once Leave returned.
+func (n *Node) ShutdownRequested() <-chan struct{} { return n.control.shutdownC }
+
+// handleControl runs one control request addressed to this node. It returns
+// the acknowledgement and, for shutdown and restart, what to do once the
+// acknowledgement is on its way.
+func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.ControlAck, func()) {
+	ack := &protocol.ControlAck{ID: m.ID}
+	log := n.log.WithFields(logrus.Fields{"op": m.Op, "from": from})
+	mutating := m.Op == OpScale || m.Op == OpShutdown || m.Op == OpRestart || m.Op == OpConfig && m.Key != ""
+	if mutating && n.cfg.RefuseControl && from != n.Alias() {
+		log.Warn("control: refused")
+		ack.Error = ErrControlRefused.Error()
+		return ack, nil
+	}
+	switch m.Op {
+	case OpPing:
+	case OpStatus:
+		st := n.Status()
+		ack.Status = &st
+	case OpScale:
+		if m.N < 1 || m.N > 4096 {
+			ack.Error = fmt.Sprintf("scale to %d slots: use 1 to 4096", m.N)
+			break
+		}
+		js, ok := any(n).(jobsControl)
+		if !ok {
+			ack.Error = "this node runs no jobs"
+			break
+		}
+		if err := js.SetSlots(int(m.N)); err != nil {
+			ack.Error = err.Error()
+			break
+		}
+		st := n.Status()
+		ack.Status = &st
+		log.WithField("slots", m.N).Info("control: scaled")
+	case OpConfig:
+		if m.Key != "" {
+			if err := n.SetConfig(m.Key, m.Value); err != nil {
+				ack.Error = err.Error()
+				break
+			}
+			log.WithField(m.Key, m.Value).Info("control: config set")
+		}
+		st := n.Status()
+		ack.Status = &st
+	case OpShutdown:
+		log.Warn("control: shutting down")
+		now := m.Now
+		return ack, func() { n.shutdown(now) }
+	case OpRestart:
+		log.Warn("control: restarting")
+		return ack, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := n.Restart(ctx); err != nil {
+				n.log.WithError(err).Error("control: restart failed")
+			}
+		}
+	default:
+		ack.Error = fmt.Sprintf("unknown control operation %q", m.Op)
+	}
+	return ack, nil
+}
+
+// shutdown drains jobs (unless now), leaves the cluster and signals the
+// owner of the node to exit.
+func (n *Node) shutdown(now bool) {
+	if !now {
+		if js, ok := any(n).(jobsControl); ok {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			js.DrainJobs(ctx)
+			cancel()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n.Leave(ctx)
+	n.control.shutdownOnce.Do(func() { close(n.control.shutdownC) })
+}
+
+// Restart leaves the cluster, closes every connection, listens again on the
+// same address and rejoins through the members it knew. The node comes back
+// alive at a higher incarnation.
+func (n *Node) Restart(ctx context.Context) error {
+	var seeds []string
+	self := n.Alias()
+	for _, e := range n.Members().Entries {
+		if e.Alias != self && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
+			seeds = append(seeds, e.Addr)
+		}
+	}
+	addr := n.Addr()
+	if err := n.Leave(ctx); err != nil {
+		return err
+	}
+	bind := n.cfg.Bind
+	if _, port, err := splitPort(addr); err == nil {
+		if host, _, err := splitPort(bind); err == nil {
+			bind = host + ":" + port
+		}
+	}
+	if _, err := n.Start(bind); err != nil {
+		return err
+	}
+	var errs []string
+	for _, s := range seeds {
+		jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := n.Join(jctx, s)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err.Error())
+	}
+	if len(seeds) == 0 {
+		return nil
+	}
+	return fmt.Errorf("rejoin: %s", strings.Join(errs, "; "))
+}
+
+func splitPort(hostport string) (string, string, error) {
+	i := strings.LastIndex(hostport, ":")
+	if i < 0 {
+		return "", "", errors.New("no port")
+	}
+	return hostport[:i], hostport[i+1:], nil
+}
+
+// Status describes this node for the status command.
+func (n *Node) Status() protocol.NodeStatus {
+	snap := n.Members()
+	st := protocol.NodeStatus{
+		Alias:         n.Alias(),
+		Version:       n.cfg.Version,
+		MembersAlive:  snap.Count(protocol.StateAlive),
+		MembersSusp:   snap.Count(protocol.StateSuspect),
+		MembersFailed: snap.Count(protocol.StateFailed),
+		Goroutines:    runtime.NumGoroutine(),
+		RSSBytes:      rss(),
+		Tags:          n.Self().Tags,
+		Config:        n.ConfigMap(),
+		BytesSent:     n.mesh.Stats().BytesSent,
+	}
+	if js, ok := any(n).(jobsControl); ok {
+		st.Slots, st.InFlight, st.JobsDone = js.jobCounts()
+	}
+	n.mu.Lock()
+	if !n.started.IsZero() {
+		st.UptimeMs = time.Since(n.started).Milliseconds()
+	}
+	n.mu.Unlock()
+	return st
+}
+
+// rss reads this process's resident set size from /proc (0 where there is
+// no /proc).
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseUint(f[1], 10, 64)
+	return pages * uint64(os.Getpagesize())
+}
+
+// Config keys settable at run time with !config set.
+var configKeys = []string{"probe-interval", "probe-timeout", "suspicion-mult", "indirect-checks", "log-level", "strategy"}
+
+// ConfigKeys lists the runtime tunables.
+func ConfigKeys() []string { return append([]string(nil), configKeys...) }
+
+// ConfigMap returns the runtime tunables and their current values.
+func (n *Node) ConfigMap() map[string]string {
+	sc := n.SWIMConfig()
+	lvl := ""
+	if l, ok := n.log.(interface{ GetLevel() logrus.Level }); ok {
+		lvl = l.GetLevel().String()
+	} else if e, ok := n.log.(*logrus.Entry); ok {
+		lvl = e.Logger.GetLevel().String()
+	}
+	return map[string]string{
+		"probe-interval":  sc.ProbeInterval.String(),
+		"probe-timeout":   sc.ProbeTimeout.String(),
+		"suspicion-mult":  strconv.Itoa(sc.SuspicionMult),
+		"indirect-checks": strconv.Itoa(sc.IndirectChecks),
+		"log-level":       lvl,
+		"strategy":        n.DefaultStrategy(),
+	}
+}
+
+// SWIMConfig returns the failure-detection timings in force.
+func (n *Node) SWIMConfig() swim.Config {
+	var sc swim.Config
+	if err := n.call(context.Background(), func(c *swim.Core) { sc = c.Config() }); err != nil {
+		return n.cfg.SWIM
+	}
+	return sc
+}
+
+// SetConfig changes one runtime tunable on this node.
+func (n *Node) SetConfig(key, value string) error {
+	switch key {
+	case "probe-interval", "probe-timeout", "suspicion-mult", "indirect-checks":
+		sc := n.SWIMConfig()
+		switch key {
+		case "probe-interval", "probe-timeout":
+			d, err := time.ParseDuration(value)
+			if err != nil {
+				return fmt.Errorf("%s %q: use a duration such as 200ms", key, value)
+			}
+			if key == "probe-interval" {
+				sc.ProbeInterval = d
+			} else {
+				sc.ProbeTimeout = d
+			}
+		default:
+			k, err := strconv.Atoi(value)
+			if err != nil {
+				return fmt.Errorf("%s %q: use a whole number", key, value)
+			}
+			if key == "suspicion-mult" {
+				sc.SuspicionMult = k
+			} else {
+				sc.IndirectChecks = k
+			}
+		}
+		if err := sc.Validate(); err != nil {
+			return err
+		}
+		var serr error
+		if err := n.call(context.Background(), func(c *swim.Core) { serr = c.SetConfig(sc) }); err != nil {
+			n.cfg.SWIM = sc // not running yet: applies at start
+			return nil
+		}
+		return serr
+	case "log-level":
+		lvl, err := logrus.ParseLevel(value)
+		if err != nil {
+			return fmt.Errorf("log-level %q: use debug, info, warn or error", value)
+		}
+		switch l := n.log.(type) {
+		case *logrus.Logger:
+			l.SetLevel(lvl)
+		case *logrus.Entry:
+			l.Logger.SetLevel(lvl)
+		default:
+			return errors.New("log-level: this node's logger cannot change level")
+		}
+		return nil
+	case "strategy":
+		return n.SetDefaultStrategy(value)
+	}
+	return fmt.Errorf("unknown config key %q: use one of %s", key, strings.Join(configKeys, ", "))
+}
+
+// jobsControl is what the control plane needs of the job side.
+type jobsControl interface {
+	SetSlots(k int) error
+	DrainJobs(ctx context.Context)
+	jobCounts() (slots, running int, done uint64)
+}
+
+// DefaultStrategy is the dispatch strategy used when a command names none.
+func (n *Node) DefaultStrategy() string {
+	if s, ok := n.control.strategy.Load().(string); ok {
+		return s
+	}
+	return "least-connections"
+}
+
+// SetDefaultStrategy changes the default dispatch strategy.
+func (n *Node) SetDefaultStrategy(s string) error {
+	switch s {
+	case "round-robin", "random", "least-connections":
+		n.control.strategy.Store(s)
+		return nil
+	}
+	return fmt.Errorf("strategy %q: use round-robin, random or least-connections", s)
+}

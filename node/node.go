@@ -31,6 +31,10 @@ type Config struct {
 	Log       logrus.FieldLogger
 	Version   string // release shown by the status command
 
+	// RefuseControl refuses remote shutdown, restart, scale and config
+	// changes (--accept-control=false); ping and status stay allowed.
+	RefuseControl bool
+
 	// Transport overrides; zero values take mesh.DefaultConfig's.
 	HandshakeTimeout time.Duration
 	DialTimeout      time.Duration

@@ -320,6 +320,7 @@ type NodeStatus struct {
 	RSSBytes      uint64
 	Tags          map[string]string
 	Config        map[string]string
+	BytesSent     uint64 // application bytes written to the cluster port
 }
 
 // JobRequest asks a worker to run one job.

@@ -144,7 +144,7 @@ func (s *Shell) RunScript(ctx context.Context, r io.Reader, keepGoing bool) int 
 			continue
 		}
 		err := s.Exec(ctx, line)
-		if errors.Is(err, errQuit) {
+		if errors.Is(err, errQuit) || s.shutdownRequested() {
 			break
 		}
 		if err != nil {
@@ -170,6 +170,16 @@ func (s *Shell) RunScript(ctx context.Context, r io.Reader, keepGoing bool) int 
 func firstWord(line string) string {
 	w, _, _ := strings.Cut(line, " ")
 	return w
+}
+
+// shutdownRequested reports whether a !shutdown stopped this node.
+func (s *Shell) shutdownRequested() bool {
+	select {
+	case <-s.Node.ShutdownRequested():
+		return true
+	default:
+		return false
+	}
 }
 
 // Close stops the event printer and leaves the cluster gracefully if the

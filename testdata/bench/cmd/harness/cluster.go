@@ -25,11 +25,8 @@ func (s *System) nodeArgs(alias string, port, joinPort int) []string {
 		if joinPort > 0 {
 			a = append(a, "--join", fmt.Sprintf("127.0.0.1:%d", joinPort))
 		}
-	default: // meshell
+	default: // meshell: it starts or joins from stdin, after !events on (startCommands)
 		a = []string{"--alias", alias, "--bind", fmt.Sprintf("127.0.0.1:%d", port), "--no-color"}
-		if joinPort > 0 {
-			a = append(a, "--join", fmt.Sprintf("127.0.0.1:%d", joinPort))
-		}
 	}
 	return append(a, s.Extra...)
 }
@@ -124,10 +121,25 @@ func (c *Cluster) startNode(alias string, port, joinPort int) (*Node, error) {
 	c.mu.Lock()
 	c.nodes = append(c.nodes, n)
 	c.mu.Unlock()
-	if err := p.Send("!events on --json"); err != nil {
-		return n, fmt.Errorf("%s: write stdin: %w", alias, err)
+	for _, line := range c.sys.startCommands(port, joinPort) {
+		if err := p.Send(line); err != nil {
+			return n, fmt.Errorf("%s: write stdin: %w", alias, err)
+		}
 	}
 	return n, nil
+}
+
+// startCommands are the first stdin lines of a node. meshell turns events
+// on before it starts or joins, so that no join event is missed.
+func (s *System) startCommands(port, joinPort int) []string {
+	lines := []string{"!events on --json"}
+	if s.Kind != "meshell" {
+		return lines
+	}
+	if joinPort > 0 {
+		return append(lines, fmt.Sprintf("!join_cluster 127.0.0.1:%d", joinPort))
+	}
+	return append(lines, fmt.Sprintf("!start_cluster 127.0.0.1:%d", port))
 }
 
 // Status asks the node for "!status <alias> --json" and waits for the reply.

@@ -24,17 +24,16 @@ import (
 // Proc is one child process. Its stdout is drained line by line by a goroutine
 // for its whole life; stderr goes to a log file.
 type Proc struct {
-	h      *Harness
-	Name   string
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	inMu   sync.Mutex
-	done   chan struct{} // closed once the process has exited and stdout is drained
-	err    error         // Wait's result, valid after done
-	Log    string
-	Pid    int
-	Start  time.Time
-	killed bool
+	h     *Harness
+	Name  string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	inMu  sync.Mutex
+	done  chan struct{} // closed once the process has exited and stdout is drained
+	err   error         // Wait's result, valid after done
+	Log   string
+	Pid   int
+	Start time.Time
 }
 
 // startProc spawns bin with args. onLine is called (from the drain goroutine)
@@ -126,7 +125,6 @@ func (p *Proc) Signal(sig syscall.Signal) error {
 
 // Kill sends SIGKILL and waits (bounded) for the process to be reaped.
 func (p *Proc) Kill() {
-	p.killed = true
 	_ = p.Signal(syscall.SIGKILL)
 	p.WaitExit(5 * time.Second)
 	p.stdin.Close()
