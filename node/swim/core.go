@@ -38,6 +38,7 @@ type Core struct {
 	suspicions map[string]*suspicion
 	redials    map[string]*redial   // failed members being re-contacted
 	reapAt     map[string]time.Time // failed and left members to remove
+	revived    map[string]time.Time // members back from failed, and when
 
 	nextPushPull time.Time // periodic full-state exchange
 	lastRepair   time.Time // last digest-triggered exchange
@@ -89,6 +90,7 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		suspicions: map[string]*suspicion{},
 		redials:    map[string]*redial{},
 		reapAt:     map[string]time.Time{},
+		revived:    map[string]time.Time{},
 	}
 	c.seq = c.rng.Uint32()
 	c.nextProbe = now.Add(c.jitter(cfg.ProbeInterval))
@@ -300,11 +302,15 @@ func (c *Core) Ready() Ready {
 // holds stale news about this node and should be sent its entry.
 func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (changed []protocol.Member, correct bool) {
 	self := c.table.SelfAlias()
+	cutOff := c.cutOff(now, from)
 	for _, u := range updates {
 		if u.Alias == self {
 			if c.aboutSelf(now, u) {
 				correct = true
 			}
+			continue
+		}
+		if cutOff && u.Alias != from && (u.State == protocol.StateSuspect || u.State == protocol.StateFailed) {
 			continue
 		}
 		accuser := u.Accuser
@@ -342,6 +348,41 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 		changed = append(changed, m)
 	}
 	return changed, correct
+}
+
+// cutOff reports whether the sender from is, or was until less than a
+// longest suspicion ago, failed in this node's view. Such a sender was cut
+// off from us — typically the other half of a partition that is healing —
+// and its accusations (suspect or failed) about third members describe its
+// side of the cut, not ours: merging them would mark our own live
+// neighbours failed for the moment it takes them to refute, which they do
+// within that time because the sender tells them too. merge drops those
+// accusations, deciding once per message (the message may revive the
+// sender on its way); we detect our neighbours' failures ourselves, and the
+// sender's news about itself and good news still apply.
+func (c *Core) cutOff(now time.Time, from string) bool {
+	if from == "" {
+		return false
+	}
+	if e, ok := c.table.Get(from); ok && e.State == protocol.StateFailed {
+		return true
+	}
+	at, ok := c.revived[from]
+	if !ok {
+		return false
+	}
+	if now.Sub(at) < c.suspicionMax() {
+		return true
+	}
+	delete(c.revived, from)
+	return false
+}
+
+// suspicionMax is the longest a suspicion can last at the current size
+// and local health.
+func (c *Core) suspicionMax() time.Duration {
+	lo := time.Duration(float64(c.cfg.SuspicionMult) * math.Max(1, math.Log10(float64(c.clusterSize()))) * float64(c.cfg.ProbeInterval))
+	return time.Duration(c.cfg.SuspicionMaxMult) * c.aware.scale(lo)
 }
 
 // aboutSelf answers news about this node. Only the node itself refutes:
@@ -399,6 +440,9 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 		c.dropProbes(cur.Alias)
 	}
 
+	if known && prev.State == protocol.StateFailed && cur.State == protocol.StateAlive {
+		c.revived[cur.Alias] = now
+	}
 	delete(c.suspicions, cur.Alias)
 	if cur.State == protocol.StateSuspect {
 		c.startSuspicion(now, cur, accuser)
@@ -433,9 +477,8 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 // refutes it if it is alive.
 func (c *Core) startSuspicion(now time.Time, m protocol.Member, accuser string) {
 	n := c.clusterSize()
-	lo := time.Duration(float64(c.cfg.SuspicionMult) * math.Max(1, math.Log10(float64(n))) * float64(c.cfg.ProbeInterval))
-	lo = c.aware.scale(lo)
-	hi := time.Duration(c.cfg.SuspicionMaxMult) * lo
+	hi := c.suspicionMax()
+	lo := hi / time.Duration(c.cfg.SuspicionMaxMult)
 	k := min(c.cfg.IndirectChecks, max(0, n-2))
 	if accuser == "" {
 		accuser = "?"

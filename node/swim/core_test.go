@@ -956,3 +956,37 @@ func TestAnyMessageFromTargetCountsAsAck(t *testing.T) {
 		t.Fatalf("%d failed probes", f)
 	}
 }
+
+func TestAccusationsFromACutOffSenderAreNotMerged(t *testing.T) {
+	h := newHarness(t, LANConfig(), 3) // a knows b, c, d
+	h.c.Merge(h.now, []protocol.Member{member("c", protocol.StateFailed, 0)})
+	h.collect()
+	// c, failed here, comes back across a healed partition with its view:
+	// b failed, d suspect — both alive on our side — and itself alive.
+	// Its own entry comes first: reviving it must not let the rest in.
+	h.c.Step(h.now, "c", &protocol.PushPull{Members: []protocol.Member{
+		member("c", protocol.StateAlive, 1), member("b", protocol.StateFailed, 0), member("d", protocol.StateSuspect, 0),
+	}})
+	h.collect()
+	for _, alias := range []string{"b", "d"} {
+		if e, _ := h.c.Get(alias); e.State != protocol.StateAlive {
+			t.Errorf("%s became %s on the word of a cut-off sender", alias, e.State)
+		}
+	}
+	if e, _ := h.c.Get("c"); e.State != protocol.StateAlive || e.Incarnation != 1 {
+		t.Errorf("the sender's news about itself was not merged: %+v", e)
+	}
+	// Freshly back, c still speaks for its side of the cut...
+	h.c.Step(h.now, "c", &protocol.Gossip{Updates: []protocol.Member{member("b", protocol.StateFailed, 0)}})
+	h.collect()
+	if e, _ := h.c.Get("b"); e.State != protocol.StateAlive {
+		t.Errorf("b became %s on the word of a sender just back from failed", e.State)
+	}
+	// ...and a longest suspicion later its accusations count as anyone's.
+	h.now = h.now.Add(h.c.suspicionMax())
+	h.c.Step(h.now, "c", &protocol.Gossip{Updates: []protocol.Member{member("b", protocol.StateFailed, 0)}})
+	h.collect()
+	if e, _ := h.c.Get("b"); e.State != protocol.StateFailed {
+		t.Errorf("an accusation from a live sender was ignored: %+v", e)
+	}
+}

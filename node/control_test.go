@@ -1,0 +1,155 @@
+package node
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"meshell/protocol"
+)
+
+// cluster3 starts a, b and c, joined and fully alive.
+func cluster3(t *testing.T, opts ...testOpt) (a, b, c *Node) {
+	t.Helper()
+	a = startNode(t, "a")
+	b = startNode(t, "b", opts...)
+	c = startNode(t, "c")
+	for _, n := range []*Node{b, c} {
+		if _, err := n.Join(ctxFor(t, 5*time.Second), a.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []*Node{a, b, c} {
+		waitAlive(t, n, 3)
+	}
+	return a, b, c
+}
+
+func TestControlPingEveryNode(t *testing.T) {
+	a, _, _ := cluster3(t)
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"a", "b", "c"}, protocol.Control{Op: OpPing}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPath := map[string]string{"a": "local", "b": "direct", "c": "direct"}
+	for _, r := range replies {
+		if !r.OK || r.NoAnswer || r.Path != wantPath[r.Alias] {
+			t.Errorf("%s: %+v, want ok over %s", r.Alias, r, wantPath[r.Alias])
+		}
+	}
+}
+
+func TestControlStatusDescribesTheNode(t *testing.T) {
+	a, _, _ := cluster3(t)
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, protocol.Control{Op: OpStatus}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := replies[0].Status
+	if !replies[0].OK || st == nil {
+		t.Fatalf("no status: %+v", replies[0])
+	}
+	if st.Alias != "b" || st.MembersAlive != 3 || st.Goroutines == 0 || st.RSSBytes == 0 || st.UptimeMs < 0 {
+		t.Fatalf("status of b is wrong: %+v", st)
+	}
+}
+
+func TestControlRefusedWithoutAcceptControl(t *testing.T) {
+	a, _, _ := cluster3(t, func(c *Config) { c.RefuseControl = true })
+	for _, op := range []protocol.Control{{Op: OpShutdown}, {Op: OpRestart}, {Op: OpScale, N: 2}, {Op: OpConfig, Key: "log-level", Value: "debug"}} {
+		replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, op, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := replies[0]
+		if r.OK || r.NoAnswer || !strings.Contains(r.Error, "accept-control=false") {
+			t.Errorf("%s on a node that refuses control: %+v, want an explicit refusal", op.Op, r)
+		}
+	}
+	for _, op := range []string{OpPing, OpStatus} {
+		replies, _ := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, protocol.Control{Op: op}, 5*time.Second)
+		if !replies[0].OK {
+			t.Errorf("%s refused: %+v", op, replies[0])
+		}
+	}
+}
+
+func TestControlNoAnswerFromADeadNode(t *testing.T) {
+	a, b, _ := cluster3(t)
+	b.Close() // gone without a goodbye; a still lists it until detection
+	start := time.Now()
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b", "c"}, protocol.Control{Op: OpPing}, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if replies[0].OK || !replies[0].NoAnswer {
+		t.Errorf("dead node b answered: %+v", replies[0])
+	}
+	if !replies[1].OK {
+		t.Errorf("live node c did not answer: %+v", replies[1])
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("waited %v for a 1s timeout", time.Since(start))
+	}
+}
+
+func TestControlConfigSetEverywhere(t *testing.T) {
+	a, b, c := cluster3(t)
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"a", "b", "c"}, protocol.Control{Op: OpConfig, Key: "probe-interval", Value: "1500ms"}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range replies {
+		if !r.OK {
+			t.Fatalf("%s: %+v", r.Alias, r)
+		}
+	}
+	for _, n := range []*Node{a, b, c} {
+		if got := n.ConfigMap()["probe-interval"]; got != "1.5s" {
+			t.Errorf("%s: probe-interval %s, want 1.5s", n.Alias(), got)
+		}
+	}
+	replies, _ = a.Control(ctxFor(t, 10*time.Second), []string{"b"}, protocol.Control{Op: OpConfig, Key: "probe-interval", Value: "soon"}, 5*time.Second)
+	if replies[0].OK || !strings.Contains(replies[0].Error, "duration") {
+		t.Errorf("a bad value was accepted: %+v", replies[0])
+	}
+}
+
+func TestControlRestartComesBackAtHigherIncarnation(t *testing.T) {
+	a, b, _ := cluster3(t)
+	before, _ := a.Members().Get("b")
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, protocol.Control{Op: OpRestart}, 5*time.Second)
+	if err != nil || !replies[0].OK {
+		t.Fatalf("restart not acknowledged: %+v %v", replies, err)
+	}
+	err = a.WaitFor(ctxFor(t, 20*time.Second), func(s *Snapshot) bool {
+		e, ok := s.Get("b")
+		return ok && e.State == protocol.StateAlive && e.Incarnation > before.Incarnation
+	})
+	if err != nil {
+		t.Fatalf("b not alive at a higher incarnation: %+v", a.Members().Entries)
+	}
+	if !b.Running() {
+		t.Fatal("b is not running after its restart")
+	}
+}
+
+func TestControlShutdownLeavesAndSignals(t *testing.T) {
+	a, b, _ := cluster3(t)
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, protocol.Control{Op: OpShutdown}, 5*time.Second)
+	if err != nil || !replies[0].OK {
+		t.Fatalf("shutdown not acknowledged: %+v %v", replies, err)
+	}
+	select {
+	case <-b.ShutdownRequested():
+	case <-time.After(20 * time.Second):
+		t.Fatal("b never signalled its owner to exit")
+	}
+	err = a.WaitFor(ctxFor(t, 20*time.Second), func(s *Snapshot) bool {
+		e, ok := s.Get("b")
+		return ok && e.State == protocol.StateLeft
+	})
+	if err != nil {
+		t.Fatalf("b is not left at a: %+v", a.Members().Entries)
+	}
+}
