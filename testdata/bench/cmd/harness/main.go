@@ -48,6 +48,7 @@ type config struct {
 	rejoinCap    time.Duration
 	convergeCap  time.Duration
 	idleDur      time.Duration
+	falsePosDur  time.Duration
 	rpcDuration  time.Duration
 	rpcN         int
 	rpcN1        int
@@ -83,7 +84,7 @@ type Harness struct {
 	hadError bool
 }
 
-var allScenarios = []string{"crash", "hang", "leave", "restart", "converge", "idle", "rpc"}
+var allScenarios = []string{"crash", "hang", "leave", "restart", "converge", "idle", "falsepos", "rpc"}
 
 func main() {
 	os.Exit(run())
@@ -105,6 +106,7 @@ func run() (code int) {
 	flag.IntVar(&cfg.convergeN, "converge-n", 40, "processes in the converge scenario")
 	flag.IntVar(&cfg.idleN, "idle-n", 10, "processes in the idle scenario")
 	flag.DurationVar(&cfg.idleDur, "idle-duration", 30*time.Second, "idle measurement window")
+	flag.DurationVar(&cfg.falsePosDur, "falsepos-duration", 5*time.Minute, "falsepos: how long the cores stay saturated")
 	flag.DurationVar(&cfg.settle, "settle", 2*time.Second, "settle time after the cluster formed")
 	flag.DurationVar(&cfg.formTimeout, "form-timeout", 60*time.Second, "cap on forming a cluster")
 	flag.DurationVar(&cfg.detectCap, "detect-cap", 60*time.Second, "cap on crash detection")
@@ -223,11 +225,11 @@ func run() (code int) {
 			continue
 		}
 		fn := map[string]trialFunc{"crash": scenarioCrash, "hang": scenarioHang, "leave": scenarioLeave,
-			"restart": scenarioRestart, "converge": scenarioConverge, "idle": scenarioIdle}[sc]
+			"restart": scenarioRestart, "converge": scenarioConverge, "idle": scenarioIdle, "falsepos": scenarioFalsePos}[sc]
 		trials := cfg.trials
 		if trials == 0 {
 			trials = 5
-			if sc == "idle" {
+			if sc == "idle" || sc == "falsepos" {
 				trials = 1
 			}
 		}

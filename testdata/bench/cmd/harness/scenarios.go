@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os/exec"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -331,4 +333,55 @@ func scenarioIdle(h *Harness, c *Cluster, trial int, r *Result) {
 	}
 	r.Extra["window_s"] = h.cfg.idleDur.Seconds()
 	r.Extra["nodes"] = len(nodes)
+}
+
+// scenarioFalsePos: a 10-node cluster while other processes saturate every
+// core; any suspect or failed event is a false positive (nobody crashed).
+func scenarioFalsePos(h *Harness, c *Cluster, trial int, r *Result) {
+	nodes, err := c.formCluster(h.cfg.idleN, h.cfg.formTimeout)
+	if err != nil {
+		r.Error = err.Error()
+		return
+	}
+	sleepCtx(h.ctx, h.cfg.settle)
+	c.mu.Lock()
+	marks := make([]int, len(nodes))
+	for i, nd := range nodes {
+		marks[i] = len(nd.events)
+	}
+	c.mu.Unlock()
+	var burners []*exec.Cmd
+	for i := 0; i < runtime.NumCPU(); i++ {
+		b := exec.CommandContext(h.ctx, "/bin/sh", "-c", "while :; do :; done")
+		if err := b.Start(); err != nil {
+			r.Error = err.Error()
+			break
+		}
+		burners = append(burners, b)
+	}
+	defer func() {
+		for _, b := range burners {
+			b.Process.Kill()
+			b.Wait()
+		}
+	}()
+	sleepCtx(h.ctx, h.cfg.falsePosDur)
+	suspect, failed := 0, 0
+	c.mu.Lock()
+	for i, nd := range nodes {
+		for _, ev := range nd.events[marks[i]:] {
+			switch ev.Event {
+			case "member-suspect":
+				suspect++
+			case "member-failed":
+				failed++
+			}
+		}
+	}
+	c.mu.Unlock()
+	r.Metrics["suspect_events"] = float64(suspect)
+	r.Metrics["failed_events"] = float64(failed)
+	r.Extra["window_s"] = h.cfg.falsePosDur.Seconds()
+	r.Extra["nodes"] = len(nodes)
+	r.Extra["burners"] = len(burners)
 }
