@@ -315,3 +315,50 @@ func TestSimDeterministic(t *testing.T) {
 	}
 	t.Logf("fingerprint %s", a)
 }
+
+// TestSimStragglerRepairedByDigest: one node misses every gossiped and
+// piggybacked copy of an update; the digest on the acks it exchanges makes
+// it pull the full state within about a probe round, not a push/pull period.
+func TestSimStragglerRepairedByDigest(t *testing.T) {
+	s := newSim(t, simOptions{n: 50, seed: 5, connected: true})
+	s.run(time.Second)
+	const changer, straggler = 7, 3
+	mentions := func(ms []protocol.Member) bool {
+		for _, m := range ms {
+			if m.Alias == s.alias(changer) {
+				return true
+			}
+		}
+		return false
+	}
+	s.drop = func(from, to int, m protocol.Message) bool {
+		if to != straggler {
+			return false
+		}
+		switch m := m.(type) {
+		case *protocol.Gossip:
+			return mentions(m.Updates)
+		case *protocol.Ping:
+			return mentions(m.Updates)
+		case *protocol.Ack:
+			return mentions(m.Updates)
+		}
+		return false // a push/pull still gets through
+	}
+	s.nodes[changer].core.SetTags(s.now, map[string]string{"role": "worker"})
+	s.flush(changer)
+	has := func(i int) bool {
+		e, ok := s.nodes[i].core.Get(s.alias(changer))
+		return ok && e.Tags["role"] == "worker"
+	}
+	took, ok := s.waitFor(10*time.Second, 10*time.Millisecond, func() bool { return has(straggler) })
+	if !ok || took > 2*time.Second {
+		t.Fatalf("the straggler had the update after %v (ok=%v), want within 2s", took, ok)
+	}
+	for _, i := range s.running() {
+		if !has(i) {
+			t.Fatalf("%s never got the update", s.alias(i))
+		}
+	}
+	t.Logf("straggler repaired after %v (simulated), the push/pull period being %v", took, s.cfg.PushPullInterval)
+}

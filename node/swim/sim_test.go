@@ -100,11 +100,12 @@ type sim struct {
 	q     simQueue
 	seq   uint64
 
-	latency     time.Duration // base one-way latency; each link adds up to as much again
-	jitter      time.Duration // random extra per message
-	loss        float64       // probability that a message is lost
-	dialTimeout time.Duration // a dial across a partition fails after this
-	verify      bool          // check every cached NextDeadline against a fresh one
+	latency     time.Duration                               // base one-way latency; each link adds up to as much again
+	jitter      time.Duration                               // random extra per message
+	loss        float64                                     // probability that a message is lost
+	drop        func(from, to int, m protocol.Message) bool // drops chosen messages (nil: none)
+	dialTimeout time.Duration                               // a dial across a partition fails after this
+	verify      bool                                        // check every cached NextDeadline against a fresh one
 
 	log       []simRecord
 	delivered uint64
@@ -318,7 +319,7 @@ func (s *sim) route(i int, o Outbound) {
 		return
 	}
 	s.nodes[i].sent[o.Msg.Type()]++
-	if s.loss > 0 && s.rng.Float64() < s.loss {
+	if s.loss > 0 && s.rng.Float64() < s.loss || s.drop != nil && s.drop(i, j, o.Msg) {
 		s.dropped++
 		return
 	}
