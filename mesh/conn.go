@@ -107,9 +107,11 @@ func (c *conn) close(reason error) {
 }
 
 // retire stops writing on a connection that lost to another one for the same
-// peer. What is queued moves to the winner; the socket is half-closed so the
-// peer still reads what was written, and reading goes on until the peer
-// closes its side (or retireGrace passes).
+// peer; what is queued moves to the winner. Only the side that accepted the
+// loser half-closes it: by then both sides have registered the winner (the
+// acceptor registers before it answers a handshake), so neither mistakes the
+// close for the peer going away. Reading goes on until the peer's side is
+// closed, or retireGrace passes.
 func (c *conn) retire() {
 	c.retOnce.Do(func() {
 		c.retired.Store(true)
@@ -118,21 +120,20 @@ func (c *conn) retire() {
 	})
 }
 
-// start registers a connection whose handshake completed and starts its
-// goroutines. Of two connections to one peer, both nodes keep the one dialled
-// by the node with the smaller alias; of two dialled by the same side, the
-// newer one.
-func (m *Mesh) start(c *conn) {
+// register records a connection whose handshake completed as the one to its
+// peer, or as a loser. Of two connections to one peer, both nodes keep the
+// one dialled by the node with the smaller alias; of two dialled by the same
+// side, the newer one. It returns the connection to retire, if any, and false
+// when the mesh is closed.
+func (m *Mesh) register(c *conn) (loser *conn, ok bool) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.closed {
-		m.mu.Unlock()
-		c.close(ErrClosed)
-		return
+		return nil, false
 	}
 	m.all[c] = struct{}{}
 	self := m.cfg.Self().Alias
 	prefer := func(x *conn) bool { return (self < x.peer.Alias) == x.dialed }
-	var loser *conn
 	old := m.conns[c.peer.Alias]
 	switch {
 	case old == nil:
@@ -143,8 +144,26 @@ func (m *Mesh) start(c *conn) {
 		m.conns[c.peer.Alias] = c
 		loser = old
 	}
-	m.wg.Add(2)
+	return loser, true
+}
+
+// unregister forgets a connection that never started; the connection it
+// displaced, if any, is the peer's again.
+func (m *Mesh) unregister(c, displaced *conn) {
+	m.mu.Lock()
+	delete(m.all, c)
+	if m.conns[c.peer.Alias] == c {
+		delete(m.conns, c.peer.Alias)
+		if displaced != nil && displaced != c {
+			m.conns[c.peer.Alias] = displaced
+		}
+	}
 	m.mu.Unlock()
+}
+
+// launch starts a registered connection's goroutines and retires the loser.
+func (m *Mesh) launch(c, loser *conn) {
+	m.wg.Add(2)
 	go c.readLoop()
 	go c.writeLoop()
 	if loser != nil {
@@ -152,6 +171,16 @@ func (m *Mesh) start(c *conn) {
 		loser.retire()
 	}
 	m.h.PeerUp(c.peer)
+}
+
+// start registers and launches a dialled connection.
+func (m *Mesh) start(c *conn) {
+	loser, ok := m.register(c)
+	if !ok {
+		c.close(ErrClosed)
+		return
+	}
+	m.launch(c, loser)
 }
 
 func (c *conn) readLoop() {
@@ -247,7 +276,7 @@ func (c *conn) append(enc *protocol.Encoder, buf []byte, msg protocol.Message) [
 // and half-closes the socket.
 func (c *conn) handOver() {
 	m := c.m
-	if tc, ok := c.nc.(*net.TCPConn); ok {
+	if tc, ok := c.nc.(*net.TCPConn); ok && !c.dialed {
 		tc.CloseWrite()
 	}
 	m.mu.Lock()

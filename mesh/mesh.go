@@ -231,19 +231,30 @@ func (m *Mesh) accept(nc net.Conn) {
 	} else {
 		ack = &protocol.JoinAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: errText, From: self, Seen: members}
 	}
-	if werr := c.writeDirect(ack); werr != nil {
-		log.WithError(werr).Warn("mesh: handshake answer not sent")
-		nc.Close()
-		return
-	}
 	if err != nil {
+		if werr := c.writeDirect(ack); werr != nil {
+			log.WithError(werr).Warn("mesh: refusal not sent")
+		}
 		log.WithField("alias", from.Alias).Warnf("mesh: refused %s: %s", msg.Type(), errText)
 		nc.Close()
 		return
 	}
-	nc.SetDeadline(time.Time{})
+	// Registered before the answer leaves: once the dialer knows the
+	// connection, so does this side.
 	c.peer = from
-	m.start(c)
+	loser, ok := m.register(c)
+	if !ok {
+		nc.Close()
+		return
+	}
+	if werr := c.writeDirect(ack); werr != nil {
+		log.WithError(werr).Warn("mesh: handshake answer not sent")
+		m.unregister(c, loser)
+		nc.Close()
+		return
+	}
+	nc.SetDeadline(time.Time{})
+	m.launch(c, loser)
 }
 
 // Hello joins through the seed at addr: it introduces this node, and on

@@ -1,0 +1,211 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"meshell/protocol"
+)
+
+// recorder is a Handler that admits everyone and records what happens.
+type recorder struct {
+	mu     sync.Mutex
+	up     []string
+	down   []string
+	got    []protocol.Message
+	block  chan struct{} // when set, Receive waits on it (a slow reader)
+	refuse string
+	recv   chan protocol.Message
+}
+
+func newRecorder() *recorder { return &recorder{recv: make(chan protocol.Message, 1024)} }
+
+func (r *recorder) Admit(hello bool, peer protocol.Member) ([]protocol.Member, error) {
+	if r.refuse != "" {
+		return nil, errors.New(r.refuse)
+	}
+	return nil, nil
+}
+func (r *recorder) PeerUp(p protocol.Member) {
+	r.mu.Lock()
+	r.up = append(r.up, p.Alias)
+	r.mu.Unlock()
+}
+func (r *recorder) PeerDown(a string, err error) {
+	r.mu.Lock()
+	r.down = append(r.down, a)
+	r.mu.Unlock()
+}
+func (r *recorder) DialFailed(string, bool, error) {}
+func (r *recorder) Receive(from string, m protocol.Message) {
+	if r.block != nil {
+		<-r.block
+	}
+	r.recv <- m
+}
+
+func quiet() logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(io.Discard)
+	return l
+}
+
+func newMesh(t *testing.T, alias string, h Handler, tweak ...func(*Config)) (*Mesh, string) {
+	t.Helper()
+	var addr string
+	cfg := DefaultConfig("c", func() protocol.Member { return protocol.Member{Alias: alias, Addr: addr} })
+	cfg.Log = quiet()
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	m := New(cfg, h)
+	a, err := m.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = a.String()
+	t.Cleanup(m.Close)
+	return m, addr
+}
+
+func TestNormalizeAddr(t *testing.T) {
+	remote := &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 55555}
+	cases := map[string]string{
+		"0.0.0.0:7001":   "10.1.2.3:7001",
+		"[::]:7001":      "10.1.2.3:7001",
+		":7001":          "10.1.2.3:7001",
+		"127.0.0.1:7001": "127.0.0.1:7001",
+		"node.lan:7001":  "node.lan:7001",
+		"garbage":        "garbage",
+	}
+	for in, want := range cases {
+		if got := normalizeAddr(in, remote); got != want {
+			t.Errorf("normalizeAddr(%q) = %q, want %q (never the source port)", in, got, want)
+		}
+	}
+}
+
+func TestHelloSendAndReceive(t *testing.T) {
+	ra, rb := newRecorder(), newRecorder()
+	a, _ := newMesh(t, "a", ra)
+	_, bAddr := newMesh(t, "b", rb)
+	ack, err := a.Hello(context.Background(), bAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.From.Alias != "b" || ack.From.Addr != bAddr {
+		t.Fatalf("ack names %+v", ack.From)
+	}
+	if err := a.Send("b", "", &protocol.Ping{Seq: 7}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-rb.recv:
+		if p, ok := m.(*protocol.Ping); !ok || p.Seq != 7 {
+			t.Fatalf("b received %#v", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("b received nothing")
+	}
+	if err := a.SendConnected("nobody", &protocol.Ping{}); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("SendConnected to a stranger: %v", err)
+	}
+}
+
+func TestRefusalReachesTheDialer(t *testing.T) {
+	rb := newRecorder()
+	rb.refuse = `alias "a" is already used by 127.0.0.1:1; pick another --alias`
+	a, _ := newMesh(t, "a", newRecorder())
+	_, bAddr := newMesh(t, "b", rb)
+	_, err := a.Hello(context.Background(), bAddr)
+	var re *RefusedError
+	if !errors.As(err, &re) || !strings.Contains(re.Reason, "pick another --alias") {
+		t.Fatalf("got %v, want the refusal with its reason", err)
+	}
+	if a.Connected("b") {
+		t.Fatal("a refused connection was kept")
+	}
+}
+
+func TestCrossedDialsKeepTheSmallerAliasesConnection(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		ra, rb := newRecorder(), newRecorder()
+		a, aAddr := newMesh(t, fmt.Sprintf("a%02d", i), ra)
+		b, bAddr := newMesh(t, fmt.Sprintf("b%02d", i), rb)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); a.Join(context.Background(), bAddr) }()
+		go func() { defer wg.Done(); b.Join(context.Background(), aAddr) }()
+		wg.Wait()
+		deadline := time.Now().Add(10 * time.Second)
+		for (a.Stats().Conns != 1 || b.Stats().Conns != 1) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		a.mu.Lock()
+		ca := a.conns[fmt.Sprintf("b%02d", i)]
+		a.mu.Unlock()
+		b.mu.Lock()
+		cb := b.conns[fmt.Sprintf("a%02d", i)]
+		b.mu.Unlock()
+		if ca == nil || cb == nil {
+			t.Fatalf("trial %d: a connection is missing (a=%v b=%v)", i, ca != nil, cb != nil)
+		}
+		// Both kept the same connection: the one a (the smaller alias) dialled.
+		if !ca.dialed || cb.dialed || ca.nc.LocalAddr().String() != cb.nc.RemoteAddr().String() {
+			t.Fatalf("trial %d: the two sides kept different connections", i)
+		}
+		// Messages still flow both ways, and no peer was reported down.
+		a.Send(fmt.Sprintf("b%02d", i), "", &protocol.Ping{Seq: 1})
+		b.Send(fmt.Sprintf("a%02d", i), "", &protocol.Ping{Seq: 2})
+		for _, r := range []*recorder{ra, rb} {
+			select {
+			case <-r.recv:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("trial %d: a ping was lost after the crossed dial", i)
+			}
+			r.mu.Lock()
+			if len(r.down) != 0 {
+				t.Errorf("trial %d: a retired duplicate was reported as the peer going down", i)
+			}
+			r.mu.Unlock()
+		}
+		a.Close()
+		b.Close()
+	}
+}
+
+func TestFullQueueDropsNewestAndSaysSo(t *testing.T) {
+	rb := newRecorder()
+	rb.block = make(chan struct{}) // b reads one frame and then stalls
+	defer close(rb.block)
+	a, _ := newMesh(t, "a", newRecorder(), func(c *Config) { c.QueueLen = 4 })
+	_, bAddr := newMesh(t, "b", rb)
+	if _, err := a.Hello(context.Background(), bAddr); err != nil {
+		t.Fatal(err)
+	}
+	big := &protocol.JobResult{Result: strings.Repeat("x", 1<<20)}
+	var full bool
+	for i := 0; i < 10000 && !full; i++ {
+		switch err := a.SendConnected("b", big); {
+		case errors.Is(err, ErrQueueFull):
+			full = true
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	if !full {
+		t.Fatal("the queue to a stalled peer never reported full")
+	}
+	if a.Stats().Dropped == 0 {
+		t.Fatal("the drop was not counted")
+	}
+}
