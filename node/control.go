@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"meshell/manager"
 	"meshell/node/swim"
 	"meshell/protocol"
 )
@@ -239,12 +240,7 @@ func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.Contro
 			ack.Error = fmt.Sprintf("scale to %d slots: use 1 to 4096", m.N)
 			break
 		}
-		js, ok := any(n).(jobsControl)
-		if !ok {
-			ack.Error = "this node runs no jobs"
-			break
-		}
-		if err := js.SetSlots(int(m.N)); err != nil {
+		if err := n.SetSlots(int(m.N)); err != nil {
 			ack.Error = err.Error()
 			break
 		}
@@ -284,11 +280,9 @@ func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.Contro
 // owner of the node to exit.
 func (n *Node) shutdown(now bool) {
 	if !now {
-		if js, ok := any(n).(jobsControl); ok {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			js.DrainJobs(ctx)
-			cancel()
-		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		n.DrainJobs(ctx)
+		cancel()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -359,9 +353,8 @@ func (n *Node) Status() protocol.NodeStatus {
 		Config:        n.ConfigMap(),
 		BytesSent:     n.mesh.Stats().BytesSent,
 	}
-	if js, ok := any(n).(jobsControl); ok {
-		st.Slots, st.InFlight, st.JobsDone = js.jobCounts()
-	}
+	js := n.JobStats()
+	st.Slots, st.InFlight, st.JobsDone = js.Slots, js.Running, js.Done
 	n.mu.Lock()
 	if !n.started.IsZero() {
 		st.UptimeMs = time.Since(n.started).Milliseconds()
@@ -475,13 +468,6 @@ func (n *Node) SetConfig(key, value string) error {
 	return fmt.Errorf("unknown config key %q: use one of %s", key, strings.Join(configKeys, ", "))
 }
 
-// jobsControl is what the control plane needs of the job side.
-type jobsControl interface {
-	SetSlots(k int) error
-	DrainJobs(ctx context.Context)
-	jobCounts() (slots, running int, done uint64)
-}
-
 // DefaultStrategy is the dispatch strategy used when a command names none.
 func (n *Node) DefaultStrategy() string {
 	if s, ok := n.control.strategy.Load().(string); ok {
@@ -492,10 +478,9 @@ func (n *Node) DefaultStrategy() string {
 
 // SetDefaultStrategy changes the default dispatch strategy.
 func (n *Node) SetDefaultStrategy(s string) error {
-	switch s {
-	case "round-robin", "random", "least-connections":
-		n.control.strategy.Store(s)
-		return nil
+	if _, err := manager.ParseStrategy(s); err != nil {
+		return err
 	}
-	return fmt.Errorf("strategy %q: use round-robin, random or least-connections", s)
+	n.control.strategy.Store(s)
+	return nil
 }

@@ -1,15 +1,750 @@
 package node
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"meshell/manager"
+	"meshell/mesh"
 	"meshell/node/swim"
 	"meshell/protocol"
 )
 
-// Jobs runs and dispatches jobs. (Being written: see the jobs issue.)
-type Jobs struct{ n *Node }
+// Jobs runs jobs for other nodes (the worker side, jobs_worker.go) and
+// dispatches this node's jobs to workers (this file).
+//
+// Dispatching has no run-loop hop: Dispatch runs on the caller's goroutine.
+// It picks a worker from a candidate list cached per membership snapshot and
+// filter, stores the attempt in a sharded pending table under a fresh id,
+// and sends the request with mesh.SendConnected. Answers arrive on the
+// worker connection's reader goroutine, which removes the id from the
+// pending table and hands the outcome to the waiting caller through a
+// one-slot channel: removal from the table is the single arbiter of who
+// finishes an attempt, so every attempt ends once, and an answer for an id
+// that is no longer pending (late, duplicate, superseded) is ignored.
+type Jobs struct {
+	n   *Node
+	reg *manager.Registry
+	w   *worker
 
-func newJobs(n *Node) *Jobs                             { return &Jobs{n: n} }
-func (j *Jobs) receive(from string, m protocol.Message) {}
-func (j *Jobs) peerDown(alias string)                   {}
-func (j *Jobs) memberEvent(ev swim.Event)               {}
-func (j *Jobs) close()                                  {}
+	kinds  atomic.Pointer[map[string]kind] // copy on write
+	kindMu sync.Mutex                      // serialises writers of kinds
+
+	nextID   atomic.Uint64
+	pending  [pendingShards]pendingShard
+	inflight atomic.Int64
+	cache    atomic.Pointer[viewCache]
+
+	recentMu sync.Mutex
+	recent   [recentJobs]JobRecord
+	recentN  uint64
+
+	closed  atomic.Bool
+	closing chan struct{}
+}
+
+// DefaultMaxAttempts bounds how many times a job is sent again after its
+// worker failed, left, dropped its connection or shut down under it. Busy
+// and rejected answers do not count: they are bounded by maxBusyRounds.
+const DefaultMaxAttempts = 3
+
+// maxBusyRounds bounds how many times a dispatcher goes round every
+// matching worker when each answered busy or rejected (or could not be
+// reached); between rounds it backs off from 1 ms doubling to 64 ms, about
+// 0.9 s in all.
+const maxBusyRounds = 16
+
+// recentJobs is the size of the ring RecentJobs reads.
+const recentJobs = 256
+
+const pendingShards = 64
+
+type pendingShard struct {
+	mu sync.Mutex
+	m  map[uint64]pend
+	_  [40]byte // keep shards on separate cache lines
+}
+
+// pend is one attempt in flight: who runs it and who waits for it.
+type pend struct {
+	c      *call
+	worker string
+	load   *manager.Load
+}
+
+// call is a Dispatch waiting for its current attempt. ch has room for the
+// one outcome of that attempt: only the goroutine that removed the attempt
+// from the pending table sends on it, so a send never blocks.
+type call struct {
+	ch     chan outcome
+	stream *stream // nil unless the caller takes chunks
+}
+
+type outcome struct {
+	status protocol.JobStatus
+	result string
+	err    string
+	lost   string // not empty: the attempt ended without an answer, and why
+	closed bool   // this node shuts down
+}
+
+var callPool = sync.Pool{New: func() any { return &call{ch: make(chan outcome, 1)} }}
+
+// stream collects chunks pushed by a reader goroutine for the caller's
+// goroutine, without ever blocking the reader.
+type stream struct {
+	mu     sync.Mutex
+	chunks []protocol.JobChunk
+	notify chan struct{}
+}
+
+func (s *stream) push(c protocol.JobChunk) {
+	s.mu.Lock()
+	s.chunks = append(s.chunks, c)
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *stream) take(buf []protocol.JobChunk) []protocol.JobChunk {
+	s.mu.Lock()
+	buf = append(buf[:0], s.chunks...)
+	s.chunks = s.chunks[:0]
+	s.mu.Unlock()
+	return buf
+}
+
+func newJobs(n *Node) *Jobs {
+	j := &Jobs{n: n, reg: manager.NewRegistry(), closing: make(chan struct{})}
+	for i := range j.pending {
+		j.pending[i].m = map[uint64]pend{}
+	}
+	ks := builtinKinds()
+	j.kinds.Store(&ks)
+	slots := runtime.NumCPU()
+	j.w = newWorker(j, slots)
+	// The node is not running yet: advertise the slots with its first Hello.
+	self := *n.self.Load()
+	self.Tags = slotsTags(self.Tags, slots)
+	n.self.Store(&self)
+	return j
+}
+
+func (j *Jobs) kind(name string) (kind, bool) {
+	k, ok := (*j.kinds.Load())[name]
+	return k, ok
+}
+
+func (j *Jobs) kindNames() []string {
+	m := *j.kinds.Load()
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (j *Jobs) shard(id uint64) *pendingShard { return &j.pending[id%pendingShards] }
+
+func (j *Jobs) store(id uint64, p pend) {
+	s := j.shard(id)
+	s.mu.Lock()
+	s.m[id] = p
+	s.mu.Unlock()
+}
+
+// remove takes id out of the pending table; false when another goroutine
+// already did (its outcome is on the way to the call's channel).
+func (j *Jobs) remove(id uint64) bool {
+	s := j.shard(id)
+	s.mu.Lock()
+	_, ok := s.m[id]
+	delete(s.m, id)
+	s.mu.Unlock()
+	return ok
+}
+
+// takeFrom removes id if it is pending on worker from.
+func (j *Jobs) takeFrom(id uint64, from string) (pend, bool) {
+	s := j.shard(id)
+	s.mu.Lock()
+	p, ok := s.m[id]
+	if ok && p.worker == from {
+		delete(s.m, id)
+	} else {
+		ok = false
+	}
+	s.mu.Unlock()
+	return p, ok
+}
+
+func (j *Jobs) peek(id uint64, from string) (pend, bool) {
+	s := j.shard(id)
+	s.mu.Lock()
+	p, ok := s.m[id]
+	s.mu.Unlock()
+	return p, ok && p.worker == from
+}
+
+// failWhere ends every pending attempt for which match holds with o.
+func (j *Jobs) failWhere(match func(p pend) bool, o outcome) {
+	for i := range j.pending {
+		s := &j.pending[i]
+		var taken []pend
+		s.mu.Lock()
+		for id, p := range s.m {
+			if match(p) {
+				delete(s.m, id)
+				taken = append(taken, p)
+			}
+		}
+		s.mu.Unlock()
+		for _, p := range taken {
+			p.c.ch <- o
+		}
+	}
+}
+
+// send delivers a job message to alias: through the mesh, or straight to
+// this node's own handlers when alias is this node (a local worker runs
+// jobs without the network).
+func (j *Jobs) send(alias string, m protocol.Message) error {
+	if alias == j.n.Alias() {
+		j.receive(alias, m)
+		return nil
+	}
+	return j.n.mesh.SendConnected(alias, m)
+}
+
+// receive handles a job message on the sending peer's reader goroutine.
+// It never blocks.
+func (j *Jobs) receive(from string, m protocol.Message) {
+	switch m := m.(type) {
+	case *protocol.JobRequest:
+		j.w.submit(from, m)
+	case *protocol.JobCancel:
+		j.w.cancel(from, m.ID)
+	case *protocol.JobResult:
+		if p, ok := j.takeFrom(m.ID, from); ok {
+			p.c.ch <- outcome{status: m.Status, result: m.Result, err: m.Error}
+		}
+	case *protocol.JobChunk:
+		if p, ok := j.peek(m.ID, from); ok && p.c.stream != nil {
+			p.c.stream.push(*m)
+		}
+	}
+}
+
+// peerDown runs on a mesh goroutine when the connection to alias closed.
+func (j *Jobs) peerDown(alias string) {
+	if l, ok := j.reg.Peek(alias); ok {
+		l.SetDown(true)
+	}
+	j.failWhere(func(p pend) bool { return p.worker == alias }, outcome{lost: alias + " dropped its connection"})
+	j.w.dropFrom(alias)
+}
+
+// memberEvent runs on the run loop: a worker that failed or left loses its
+// jobs to other workers.
+func (j *Jobs) memberEvent(ev swim.Event) {
+	alias := ev.Member.Alias
+	switch ev.Kind {
+	case swim.MemberFailed, swim.MemberLeave, swim.MemberReap:
+		why := alias + " failed"
+		if ev.Kind == swim.MemberLeave {
+			why = alias + " left"
+		}
+		j.failWhere(func(p pend) bool { return p.worker == alias }, outcome{lost: why})
+	}
+}
+
+func (j *Jobs) close() {
+	if j.closed.Swap(true) {
+		return
+	}
+	close(j.closing)
+	j.w.close()
+	j.failWhere(func(pend) bool { return true }, outcome{closed: true})
+}
+
+// viewCache holds the candidate lists of one membership snapshot, per filter.
+type viewCache struct {
+	snap  *Snapshot
+	views sync.Map // filter string → []manager.Candidate
+}
+
+var defaultFilter = manager.DefaultFilter()
+
+const defaultFilterKey = "role=worker"
+
+// candidates returns the workers eligible under filter, rebuilt only when
+// the membership snapshot changed.
+func (j *Jobs) candidates(filter map[string]string) []manager.Candidate {
+	snap := j.n.Members()
+	vc := j.cache.Load()
+	if vc == nil || vc.snap != snap {
+		vc = &viewCache{snap: snap}
+		j.cache.Store(vc)
+	}
+	key := defaultFilterKey
+	if len(filter) > 0 {
+		key = manager.FilterString(filter)
+	} else {
+		filter = defaultFilter
+	}
+	if v, ok := vc.views.Load(key); ok {
+		return v.([]manager.Candidate)
+	}
+	ms := make([]protocol.Member, len(snap.Entries))
+	for i, e := range snap.Entries {
+		ms[i] = e.Member
+	}
+	cands := j.reg.Candidates(ms, j.n.Alias(), filter)
+	for _, c := range cands {
+		// A worker whose connection dropped and came back is preferred again.
+		if c.Load.Down() && (c.Self || j.n.mesh.Connected(c.Alias)) {
+			c.Load.SetDown(false)
+		}
+	}
+	vc.views.Store(key, cands)
+	return cands
+}
+
+// DispatchRequest describes one job.
+type DispatchRequest struct {
+	Kind     string
+	Args     []string
+	Tags     map[string]string // workers must carry all of these; empty = role=worker
+	Strategy manager.Strategy  // zero value: least-connections
+	Timeout  time.Duration     // for the whole job, retries included; 0 = none
+	// MaxAttempts bounds re-dispatch after a worker is lost; 0 = DefaultMaxAttempts.
+	MaxAttempts int
+	// OnChunk receives a streaming job's chunks in order, on the caller's
+	// goroutine, each once even when the job was re-dispatched (chunks the
+	// caller already saw are skipped, so a kind must stream deterministically).
+	OnChunk func(seq int, data string)
+}
+
+// DispatchResult describes a finished job; Dispatch fills it in on failure
+// too, as far as the job got.
+type DispatchResult struct {
+	Job      uint64 // the id of its first attempt, unique per dispatcher
+	Worker   string // the worker of its last attempt
+	Attempts int    // requests sent, busy and rejected ones included
+	Retried  bool   // sent to more than one worker, or sent again
+	Latency  time.Duration
+	Result   string
+	Chunks   int
+}
+
+// ErrNoWorker is wrapped by the error Dispatch returns when no alive
+// member matches the filter.
+var ErrNoWorker = errors.New("no alive worker")
+
+// Dispatch runs one job on a worker chosen by req.Strategy among the alive
+// members whose tags match req.Tags and returns its result. The job ends in
+// exactly one result or one error: a worker that fails, leaves or drops its
+// connection has the job sent to another (at most MaxAttempts times), a
+// worker that answers busy or rejected is skipped, ctx's end or the timeout
+// withdraws the job from its worker. A job may run more than once when its
+// worker was lost after running it; its caller sees one outcome.
+func (n *Node) Dispatch(ctx context.Context, req DispatchRequest) (DispatchResult, error) {
+	return n.jobs.dispatch(ctx, req)
+}
+
+func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchResult, err error) {
+	start := time.Now()
+	if !j.n.Running() {
+		return res, ErrNotRunning
+	}
+	j.inflight.Add(1)
+	c := callPool.Get().(*call)
+	var st *stream
+	if req.OnChunk != nil {
+		st = &stream{notify: make(chan struct{}, 1)}
+		c = &call{ch: make(chan outcome, 1), stream: st} // never pooled: a reader may still hold it
+	}
+	defer func() {
+		res.Latency = time.Since(start)
+		if st == nil {
+			callPool.Put(c)
+		}
+		j.inflight.Add(-1)
+		j.record(req, res, err)
+	}()
+	var deadline <-chan time.Time
+	if req.Timeout > 0 {
+		t := time.NewTimer(req.Timeout)
+		defer t.Stop()
+		deadline = t.C
+	}
+	maxAttempts := req.MaxAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = DefaultMaxAttempts
+	}
+	var (
+		skip       []string // workers not to try again this round
+		notes      []string // why workers were skipped, for the final error
+		failures   int
+		busyRounds int
+		delivered  int // chunks handed to the caller
+		chunkBuf   []protocol.JobChunk
+		backoff    *time.Timer
+	)
+	deliverChunks := func() {
+		chunkBuf = st.take(chunkBuf)
+		for _, ch := range chunkBuf {
+			if int(ch.Seq) == delivered+1 {
+				delivered++
+				res.Chunks = delivered
+				req.OnChunk(delivered, ch.Data)
+			}
+		}
+	}
+	for {
+		if j.closed.Load() {
+			return res, fmt.Errorf("job %d: this node is shutting down", res.Job)
+		}
+		cands := j.candidates(req.Tags)
+		if len(cands) == 0 {
+			return res, j.noWorker(req.Tags)
+		}
+		var rnd uint64
+		if req.Strategy == manager.Random {
+			rnd = rand.Uint64()
+		}
+		i := j.reg.Pick(cands, req.Strategy, skip, rnd)
+		if i < 0 {
+			busyRounds++
+			if busyRounds > maxBusyRounds {
+				return res, fmt.Errorf("job %d: every matching worker is busy or unreachable after %d rounds (%s); add workers, raise their slots or lower the concurrency",
+					res.Job, maxBusyRounds, strings.Join(lastNotes(notes, len(cands)), "; "))
+			}
+			d := time.Millisecond << min(busyRounds-1, 6)
+			if backoff == nil {
+				backoff = time.NewTimer(d)
+				defer backoff.Stop()
+			} else {
+				backoff.Reset(d)
+			}
+			select {
+			case <-backoff.C:
+			case <-ctx.Done():
+				return res, fmt.Errorf("job %d cancelled while waiting for a free worker: %w", res.Job, ctx.Err())
+			case <-deadline:
+				return res, fmt.Errorf("job %d timed out after %v waiting for a free worker (%s)", res.Job, req.Timeout, strings.Join(lastNotes(notes, len(cands)), "; "))
+			case <-j.closing:
+			}
+			skip = skip[:0]
+			continue
+		}
+		w := &cands[i]
+		id := j.nextID.Add(1)
+		if res.Job == 0 {
+			res.Job = id
+		} else if !res.Retried {
+			res.Retried = true
+		}
+		res.Attempts++
+		res.Worker = w.Alias
+		var timeout int64
+		if req.Timeout > 0 {
+			// The worker's deadline is a backstop, a little later than ours:
+			// normally our timer fires first and cancels the job there.
+			left := max(req.Timeout-time.Since(start), 0)
+			timeout = int64(left + left/8 + 5*time.Millisecond)
+		}
+		w.Load.Start()
+		j.store(id, pend{c: c, worker: w.Alias, load: w.Load})
+		msg := &protocol.JobRequest{ID: id, Kind: req.Kind, Args: req.Args, Attempt: uint8(min(res.Attempts, 255)), Timeout: timeout}
+		if serr := j.send(w.Alias, msg); serr != nil {
+			if !j.remove(id) {
+				<-c.ch // a peer-down scan got there first; its outcome is ours
+			}
+			w.Load.Finish(manager.Refused)
+			if errors.Is(serr, mesh.ErrNotConnected) {
+				w.Load.SetDown(true)
+				notes = append(notes, w.Alias+" not connected")
+			} else {
+				notes = append(notes, w.Alias+": "+serr.Error())
+			}
+			skip = append(skip, w.Alias)
+			continue
+		}
+		// Wait for this attempt's outcome.
+		var o outcome
+		var gaveUp error
+	wait:
+		for {
+			var notify chan struct{}
+			if st != nil {
+				notify = st.notify
+			}
+			select {
+			case o = <-c.ch:
+				break wait
+			case <-notify:
+				deliverChunks()
+			case <-ctx.Done():
+				gaveUp = fmt.Errorf("job %d cancelled on %s: %w", res.Job, w.Alias, ctx.Err())
+			case <-deadline:
+				gaveUp = fmt.Errorf("job %d timed out after %v on %s (attempt %d)", res.Job, req.Timeout, w.Alias, res.Attempts)
+			case <-j.closing:
+				gaveUp = fmt.Errorf("job %d: this node is shutting down", res.Job)
+			}
+			if gaveUp != nil {
+				if j.remove(id) {
+					w.Load.Finish(manager.Abandoned)
+					j.send(w.Alias, &protocol.JobCancel{ID: id})
+					return res, gaveUp
+				}
+				o = <-c.ch // the outcome raced the give-up: take it
+				gaveUp = nil
+				break wait
+			}
+		}
+		if st != nil {
+			deliverChunks()
+		}
+		switch {
+		case o.closed:
+			w.Load.Finish(manager.Abandoned)
+			return res, fmt.Errorf("job %d: this node is shutting down", res.Job)
+		case o.lost != "":
+			w.Load.Finish(manager.Lost)
+			failures++
+			notes = append(notes, o.lost)
+			if failures >= maxAttempts {
+				return res, fmt.Errorf("job %d failed after %d attempts: %s", res.Job, failures, strings.Join(lastNotes(notes, maxAttempts), "; "))
+			}
+			skip = append(skip, w.Alias)
+			continue
+		}
+		switch o.status {
+		case protocol.JobOK:
+			w.Load.Finish(manager.Answered)
+			res.Result = o.result
+			return res, nil
+		case protocol.JobError:
+			w.Load.Finish(manager.Answered)
+			return res, fmt.Errorf("job %d (%s) failed on %s: %s", res.Job, req.Kind, w.Alias, o.err)
+		case protocol.JobBusy, protocol.JobRejected:
+			w.Load.Finish(manager.Refused)
+			notes = append(notes, w.Alias+" "+o.status.String())
+			skip = append(skip, w.Alias)
+		default: // JobCancelled by the worker itself: it shut down under the job
+			w.Load.Finish(manager.Lost)
+			failures++
+			notes = append(notes, w.Alias+": "+o.err)
+			if failures >= maxAttempts {
+				return res, fmt.Errorf("job %d failed after %d attempts: %s", res.Job, failures, strings.Join(lastNotes(notes, maxAttempts), "; "))
+			}
+			skip = append(skip, w.Alias)
+		}
+	}
+}
+
+// lastNotes returns at most k of the latest notes.
+func lastNotes(notes []string, k int) []string {
+	if k < 1 {
+		k = 1
+	}
+	if len(notes) > k {
+		return notes[len(notes)-k:]
+	}
+	return notes
+}
+
+// noWorker explains an empty candidate list: the filter and the workers
+// this node knows of.
+func (j *Jobs) noWorker(filter map[string]string) error {
+	if len(filter) == 0 {
+		filter = defaultFilter
+	}
+	var known []string
+	for _, e := range j.n.Members().Entries {
+		tags := maps.Clone(e.Tags)
+		delete(tags, manager.SlotsTag)
+		if len(tags) == 0 {
+			continue // untagged (but for its slots): a worker of no filter but the empty one
+		}
+		desc := e.Alias + " (" + manager.FilterString(tags)
+		if e.State != protocol.StateAlive {
+			desc += ", " + e.State.String()
+		}
+		known = append(known, desc+")")
+	}
+	list := "none"
+	if len(known) > 0 {
+		list = strings.Join(known, ", ")
+	}
+	return fmt.Errorf("%w matches %s; workers known: %s", ErrNoWorker, manager.FilterString(filter), list)
+}
+
+// JobRecord is one finished job as its dispatcher saw it.
+type JobRecord struct {
+	ID       uint64
+	Kind     string
+	Worker   string
+	Attempts int
+	State    string // ok, error
+	Latency  time.Duration
+	Error    string
+	At       time.Time
+}
+
+func (j *Jobs) record(req DispatchRequest, res DispatchResult, err error) {
+	r := JobRecord{ID: res.Job, Kind: req.Kind, Worker: res.Worker, Attempts: res.Attempts, State: "ok", Latency: res.Latency}
+	if err != nil {
+		r.State, r.Error = "error", err.Error()
+	}
+	j.recentMu.Lock()
+	r.At = time.Now()
+	j.recent[j.recentN%recentJobs] = r
+	j.recentN++
+	j.recentMu.Unlock()
+}
+
+// RecentJobs returns the last jobs this node dispatched (at most 256),
+// oldest first.
+func (n *Node) RecentJobs() []JobRecord {
+	j := n.jobs
+	j.recentMu.Lock()
+	defer j.recentMu.Unlock()
+	k := min(j.recentN, recentJobs)
+	out := make([]JobRecord, 0, k)
+	for i := j.recentN - k; i < j.recentN; i++ {
+		out = append(out, j.recent[i%recentJobs])
+	}
+	return out
+}
+
+// WorkerInfo is one worker as this node sees it.
+type WorkerInfo struct {
+	Alias    string
+	Addr     string
+	State    protocol.State
+	Self     bool
+	Tags     map[string]string
+	Slots    int    // as advertised in its slots tag
+	InFlight int    // jobs this node has on it now
+	Done     uint64 // attempts of this node's jobs it answered
+}
+
+// Workers lists the members whose tags match filter (role=worker when
+// empty), in any state, with this dispatcher's counts.
+func (n *Node) Workers(filter map[string]string) []WorkerInfo {
+	if len(filter) == 0 {
+		filter = defaultFilter
+	}
+	var out []WorkerInfo
+	for _, e := range n.Members().Entries {
+		if !manager.Matches(e.Tags, filter) {
+			continue
+		}
+		wi := WorkerInfo{Alias: e.Alias, Addr: e.Addr, State: e.State, Self: e.Self, Tags: e.Tags, Slots: manager.Slots(e.Tags)}
+		if l, ok := n.jobs.reg.Peek(e.Alias); ok {
+			wi.InFlight, wi.Done = l.InFlight(), l.Done()
+		}
+		out = append(out, wi)
+	}
+	return out
+}
+
+// JobStats are a node's job counters, as a worker and as a dispatcher.
+type JobStats struct {
+	Slots      int    // jobs this node runs at once as a worker
+	Running    int    // running now
+	Queued     int    // accepted and waiting for a slot
+	QueueLimit int    // waiting jobs beyond which requests are answered busy
+	Done       uint64 // jobs finished on this node as a worker
+	Busy       uint64 // requests answered busy
+	Rejected   uint64 // requests answered rejected (draining)
+	Draining   bool
+	InFlight   int // jobs this node dispatched that have not finished
+}
+
+// JobStats returns the job counters.
+func (n *Node) JobStats() JobStats {
+	w := n.jobs.w
+	slots, running, queued, draining := w.stats()
+	w.mu.Lock()
+	limit := w.queueMax
+	w.mu.Unlock()
+	return JobStats{Slots: slots, Running: running, Queued: queued, QueueLimit: limit, Done: w.done.Load(),
+		Busy: w.busy.Load(), Rejected: w.rejected.Load(), Draining: draining, InFlight: int(n.jobs.inflight.Load())}
+}
+
+// SetSlots changes how many jobs this node runs at once. Running jobs are
+// not disturbed (with fewer slots, the queue waits until enough finish);
+// the new count is gossiped as the slots tag.
+func (n *Node) SetSlots(k int) error {
+	if k < 0 || k > maxSlots {
+		return fmt.Errorf("slots %d out of range: use 0 to %d", k, maxSlots)
+	}
+	n.jobs.w.setSlots(k)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := n.SetTags(ctx, slotsTags(n.Self().Tags, k))
+	if errors.Is(err, ErrNotRunning) {
+		return nil // a closed node gossips nothing; the local count changed
+	}
+	return err
+}
+
+// SetJobQueue sets how many accepted jobs may wait for a slot (default
+// DefaultJobQueue); past that requests are answered busy.
+func (n *Node) SetJobQueue(k int) error {
+	if k < 0 || k > 1<<20 {
+		return fmt.Errorf("job queue %d out of range: use 0 to %d", k, 1<<20)
+	}
+	w := n.jobs.w
+	w.mu.Lock()
+	w.queueMax = k
+	w.mu.Unlock()
+	return nil
+}
+
+// DrainJobs stops taking new jobs: requests are answered rejected, so that
+// dispatchers fail over at once, and queued jobs are rejected too. It waits
+// for running jobs until ctx ends; those still running then are cancelled
+// and answered rejected, so they fail over. The node stays draining until
+// ResumeJobs.
+func (n *Node) DrainJobs(ctx context.Context) { n.jobs.w.drain(ctx) }
+
+// ResumeJobs undoes DrainJobs.
+func (n *Node) ResumeJobs() { n.jobs.w.resume() }
+
+// RegisterKind makes this node run jobs of kind name with fn (replacing a
+// kind of that name, built-in ones included). Dispatchers need nothing: the
+// kind travels by name.
+func (n *Node) RegisterKind(name string, fn KindFunc) error {
+	if name == "" || strings.ContainsAny(name, " \t\n") {
+		return fmt.Errorf("job kind %q: a kind is one word", name)
+	}
+	if fn == nil {
+		return fmt.Errorf("job kind %q: nil function", name)
+	}
+	j := n.jobs
+	j.kindMu.Lock()
+	defer j.kindMu.Unlock()
+	m := maps.Clone(*j.kinds.Load())
+	m[name] = kind{fn: fn}
+	j.kinds.Store(&m)
+	return nil
+}
+
+// Kinds lists the job kinds this node runs.
+func (n *Node) Kinds() []string { return n.jobs.kindNames() }

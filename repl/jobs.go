@@ -1,0 +1,419 @@
+package repl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"meshell/manager"
+	"meshell/node"
+	"meshell/protocol"
+)
+
+func init() {
+	jsonFlag := Flag{Name: "json", Kind: FlagBool, Usage: "one JSON document per line"}
+	tagFlag := Flag{Name: "tag", Kind: FlagKV, Usage: "workers must carry this tag (repeatable; default role=worker)",
+		Value: func() []string { return []string{"role=worker"} }}
+	strategyFlag := Flag{Name: "strategy", Kind: FlagString, Usage: "least-connections (default), round-robin or random",
+		Value: manager.Strategies}
+	timeoutFlag := Flag{Name: "timeout", Kind: FlagDuration, Usage: "give up on a job after this long, retries included"}
+	kinds := func(s *Shell, i int) []string {
+		if i == 0 {
+			return s.Node.Kinds()
+		}
+		return nil
+	}
+	commands = append(commands, []*Command{
+		{
+			Name: "!workers", Group: "jobs", Max: 0,
+			Summary: "workers known to this node, with slots and load",
+			Help:    "Members whose tags match every --tag (default role=worker), in any state. IN-FLIGHT and DONE count this node's jobs.",
+			Flags:   []Flag{tagFlag, jsonFlag},
+			Example: "!workers\n!workers --tag zone=a --json",
+			Run:     runWorkers,
+		},
+		{
+			Name: "!dispatch", Group: "jobs", Args: "KIND [ARGS…]", Min: 1, Max: -1, Rest: true,
+			Summary: "run one job on a chosen worker",
+			Help: "Kinds: echo TEXT, sleep DURATION, sha256 TEXT, primes N, stream N [INTERVAL], and any kind a node registered. " +
+				"A worker that is busy is skipped; a worker that fails, leaves or drops its connection has the job re-run elsewhere (3 attempts). " +
+				"Flags end at KIND. Ctrl-C cancels the job on its worker.",
+			Flags:    []Flag{tagFlag, strategyFlag, timeoutFlag, jsonFlag},
+			Example:  "!dispatch echo hello\n!dispatch --tag zone=a --strategy round-robin sha256 abc\n!dispatch stream 5 200ms",
+			Complete: kinds,
+			Run:      runDispatch,
+		},
+		{
+			Name: "!bench", Group: "jobs", Args: "KIND [ARGS…]", Min: 1, Max: -1, Rest: true,
+			Summary: "run N jobs, report throughput and latency",
+			Help:    "Runs --n jobs (default 1000) with --concurrency callers (default 16); prints jobs/s, p50/p90/p99/max latency, jobs per worker, retried and failed. Fails when a job failed.",
+			Flags: []Flag{{Name: "n", Kind: FlagInt, Usage: "jobs to run (default 1000)"},
+				{Name: "concurrency", Kind: FlagInt, Usage: "jobs in flight at once (default 16)"},
+				tagFlag, strategyFlag, timeoutFlag, jsonFlag},
+			Example:  "!bench --n 100000 --concurrency 256 echo x\n!bench --n 200 --json sleep 10ms",
+			Complete: kinds,
+			Run:      runBench,
+		},
+		{
+			Name: "!jobs", Group: "jobs", Max: 0,
+			Summary: "recent jobs dispatched by this node: id, kind, worker, attempts, state, latency",
+			Help:    "This node keeps its last 256 jobs.",
+			Flags:   []Flag{{Name: "n", Kind: FlagInt, Usage: "show the last N jobs (default 20; with --json all 256)"}, jsonFlag},
+			Run:     runJobs,
+		},
+	}...)
+}
+
+type workerJSON struct {
+	Alias    string            `json:"alias"`
+	Addr     string            `json:"addr"`
+	State    string            `json:"state"`
+	Slots    int               `json:"slots"`
+	InFlight int               `json:"in_flight"`
+	Done     uint64            `json:"done"`
+	Tags     map[string]string `json:"tags"`
+	Self     bool              `json:"self"`
+}
+
+func runWorkers(ctx context.Context, s *Shell, a *Args) error {
+	ws := s.Node.Workers(a.KV("tag"))
+	if a.Bool("json") {
+		out := make([]workerJSON, len(ws))
+		for i, w := range ws {
+			tags := w.Tags
+			if tags == nil {
+				tags = map[string]string{}
+			}
+			out[i] = workerJSON{Alias: w.Alias, Addr: w.Addr, State: w.State.String(), Slots: w.Slots,
+				InFlight: w.InFlight, Done: w.Done, Tags: tags, Self: w.Self}
+		}
+		return s.writeJSON(out)
+	}
+	if len(ws) == 0 {
+		filter := a.KV("tag")
+		if len(filter) == 0 {
+			filter = manager.DefaultFilter()
+		}
+		s.printf("no workers match %s\n", manager.FilterString(filter))
+		return nil
+	}
+	header := []string{"ALIAS", "ADDRESS", "STATE", "SLOTS", "IN-FLIGHT", "DONE", "TAGS"}
+	rows := make([][]string, len(ws))
+	for i, w := range ws {
+		alias := w.Alias
+		if w.Self {
+			alias += " *"
+		}
+		rows[i] = []string{alias, w.Addr, w.State.String(), fmt.Sprint(w.Slots), fmt.Sprint(w.InFlight), fmt.Sprint(w.Done), formatTags(w.Tags)}
+	}
+	s.printf("%s", table(header, rows, func(i, j int, cell string) string {
+		switch {
+		case i < 0:
+			return s.pal.bold(cell)
+		case j == 2:
+			return s.pal.state(ws[i].State, cell)
+		}
+		return cell
+	}))
+	return nil
+}
+
+// jobRequest builds a dispatch request from the common flags.
+func (s *Shell) jobRequest(a *Args) (node.DispatchRequest, error) {
+	strat, err := manager.ParseStrategy(a.String("strategy", s.Node.DefaultStrategy()))
+	if err != nil {
+		return node.DispatchRequest{}, err
+	}
+	return node.DispatchRequest{Kind: a.Pos[0], Args: a.Pos[1:], Tags: a.KV("tag"), Strategy: strat,
+		Timeout: a.Duration("timeout", 0)}, nil
+}
+
+type dispatchJSON struct {
+	Job       uint64   `json:"job"`
+	OK        bool     `json:"ok"`
+	Worker    string   `json:"worker"`
+	Attempts  int      `json:"attempts"`
+	LatencyMs float64  `json:"latency_ms"`
+	Result    string   `json:"result"`
+	Error     string   `json:"error"`
+	Chunks    []string `json:"chunks,omitempty"`
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d.Nanoseconds())/1e3) / 1e3 }
+
+func formatLatency(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1e3)
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+func runDispatch(ctx context.Context, s *Shell, a *Args) error {
+	req, err := s.jobRequest(a)
+	if err != nil {
+		return err
+	}
+	asJSON := a.Bool("json")
+	var chunks []string
+	req.OnChunk = func(seq int, data string) {
+		if asJSON {
+			chunks = append(chunks, data)
+			return
+		}
+		s.printf("%s\n", data)
+	}
+	res, err := s.Node.Dispatch(ctx, req)
+	if asJSON {
+		out := dispatchJSON{Job: res.Job, OK: err == nil, Worker: res.Worker, Attempts: res.Attempts,
+			LatencyMs: ms(res.Latency), Result: res.Result, Chunks: chunks}
+		if err != nil {
+			out.Error = err.Error()
+		}
+		if jerr := s.writeJSON(out); jerr != nil {
+			return jerr
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	s.printf("%s\n", res.Result)
+	attempts := "1 attempt"
+	if res.Attempts != 1 {
+		attempts = fmt.Sprintf("%d attempts", res.Attempts)
+	}
+	s.printf("%s\n", s.pal.dim(fmt.Sprintf("job %d on %s, %s, %s", res.Job, res.Worker, attempts, formatLatency(res.Latency))))
+	return nil
+}
+
+// benchReport is !bench's result; its JSON form is one line.
+type benchReport struct {
+	Kind       string         `json:"kind"`
+	N          int            `json:"n"`
+	OK         int            `json:"ok"`
+	Failed     int            `json:"failed"`
+	Retried    int            `json:"retried"`
+	Seconds    float64        `json:"seconds"`
+	JobsPerSec float64        `json:"jobs_per_sec"`
+	P50Ms      float64        `json:"p50_ms"`
+	P90Ms      float64        `json:"p90_ms"`
+	P99Ms      float64        `json:"p99_ms"`
+	MaxMs      float64        `json:"max_ms"`
+	ByWorker   map[string]int `json:"by_worker"`
+	Strategy   string         `json:"strategy"`
+	Concurrent int            `json:"concurrency"`
+	FirstError string         `json:"first_error,omitempty"`
+}
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func runBench(ctx context.Context, s *Shell, a *Args) error {
+	req, err := s.jobRequest(a)
+	if err != nil {
+		return err
+	}
+	n := a.Int("n", 1000)
+	conc := a.Int("concurrency", 16)
+	if n < 1 || conc < 1 {
+		return errors.New("!bench wants --n ≥ 1 and --concurrency ≥ 1")
+	}
+	conc = min(conc, n)
+	type callerStats struct {
+		lat      []time.Duration
+		byWorker map[string]int
+		failed   int
+		retried  int
+		firstErr error
+	}
+	stats := make([]callerStats, conc)
+	var next, finished atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for c := 0; c < conc; c++ {
+		wg.Add(1)
+		go func(st *callerStats) {
+			defer wg.Done()
+			st.lat = make([]time.Duration, 0, n/conc+1)
+			st.byWorker = map[string]int{}
+			for next.Add(1) <= int64(n) {
+				if ctx.Err() != nil {
+					return
+				}
+				res, err := s.Node.Dispatch(ctx, req)
+				finished.Add(1)
+				if res.Attempts > 1 {
+					st.retried++
+				}
+				if err != nil {
+					st.failed++
+					if st.firstErr == nil {
+						st.firstErr = err
+					}
+					continue
+				}
+				st.lat = append(st.lat, res.Latency)
+				st.byWorker[res.Worker]++
+			}
+		}(&stats[c])
+	}
+	progressDone := make(chan struct{})
+	var progressWG sync.WaitGroup
+	if s.interactive {
+		progressWG.Add(1)
+		go func() {
+			defer progressWG.Done()
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				select {
+				case <-progressDone:
+					s.printf("\r%s\r", strings.Repeat(" ", 60))
+					return
+				case <-t.C:
+					s.printf("\r%s", progressBar(int(finished.Load()), n, time.Since(start)))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(progressDone)
+	progressWG.Wait()
+
+	rep := benchReport{Kind: req.Kind, N: n, ByWorker: map[string]int{}, Strategy: req.Strategy.String(), Concurrent: conc,
+		Seconds: math.Round(elapsed.Seconds()*1e4) / 1e4}
+	var all []time.Duration
+	var firstErr error
+	for _, st := range stats {
+		all = append(all, st.lat...)
+		rep.Failed += st.failed
+		rep.Retried += st.retried
+		for w, k := range st.byWorker {
+			rep.ByWorker[w] += k
+		}
+		if firstErr == nil && st.firstErr != nil {
+			firstErr = st.firstErr
+		}
+	}
+	rep.OK = len(all)
+	rep.Failed = n - rep.OK // jobs not run because of a cancel count as failed
+	if firstErr == nil && rep.Failed > 0 {
+		firstErr = ctx.Err()
+	}
+	if firstErr != nil {
+		rep.FirstError = firstErr.Error()
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	rep.JobsPerSec = math.Round(float64(rep.OK) / elapsed.Seconds())
+	rep.P50Ms, rep.P90Ms, rep.P99Ms = ms(percentile(all, .50)), ms(percentile(all, .90)), ms(percentile(all, .99))
+	rep.MaxMs = ms(percentile(all, 1))
+	if a.Bool("json") {
+		if err := s.writeJSON(rep); err != nil {
+			return err
+		}
+	} else {
+		s.printf("%d jobs (%s) in %s: %.0f jobs/s, %d ok, %d failed, %d retried, concurrency %d, %s\n",
+			n, req.Kind, elapsed.Round(time.Millisecond), rep.JobsPerSec, rep.OK, rep.Failed, rep.Retried, conc, rep.Strategy)
+		s.printf("latency p50 %s  p90 %s  p99 %s  max %s\n", formatLatency(percentile(all, .5)), formatLatency(percentile(all, .9)),
+			formatLatency(percentile(all, .99)), formatLatency(percentile(all, 1)))
+		workers := make([]string, 0, len(rep.ByWorker))
+		for w := range rep.ByWorker {
+			workers = append(workers, w)
+		}
+		sort.Strings(workers)
+		rows := make([][]string, len(workers))
+		for i, w := range workers {
+			rows[i] = []string{w, fmt.Sprint(rep.ByWorker[w]), fmt.Sprintf("%.1f%%", 100*float64(rep.ByWorker[w])/float64(max(rep.OK, 1)))}
+		}
+		s.printf("%s", table([]string{"WORKER", "JOBS", "SHARE"}, rows, func(i, j int, cell string) string {
+			if i < 0 {
+				return s.pal.bold(cell)
+			}
+			return cell
+		}))
+	}
+	if rep.Failed > 0 {
+		return fmt.Errorf("%d of %d jobs failed; first: %v", rep.Failed, n, firstErr)
+	}
+	return nil
+}
+
+func progressBar(done, total int, elapsed time.Duration) string {
+	const width = 30
+	fill := width * done / max(total, 1)
+	rate := float64(done) / max(elapsed.Seconds(), 1e-9)
+	return fmt.Sprintf("[%s%s] %d/%d  %.0f jobs/s", strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, total, rate)
+}
+
+type jobJSON struct {
+	ID        uint64  `json:"id"`
+	Kind      string  `json:"kind"`
+	Worker    string  `json:"worker"`
+	Attempts  int     `json:"attempts"`
+	State     string  `json:"state"`
+	LatencyMs float64 `json:"latency_ms"`
+	Error     string  `json:"error,omitempty"`
+	At        string  `json:"at"`
+}
+
+func runJobs(ctx context.Context, s *Shell, a *Args) error {
+	recs := s.Node.RecentJobs()
+	def := 20
+	if a.Bool("json") {
+		def = len(recs)
+	}
+	if k := a.Int("n", def); k < len(recs) {
+		recs = recs[len(recs)-k:]
+	}
+	if a.Bool("json") {
+		out := make([]jobJSON, len(recs))
+		for i, r := range recs {
+			out[i] = jobJSON{ID: r.ID, Kind: r.Kind, Worker: r.Worker, Attempts: r.Attempts, State: r.State,
+				LatencyMs: ms(r.Latency), Error: r.Error, At: r.At.Format(time.RFC3339Nano)}
+		}
+		return s.writeJSON(out)
+	}
+	if len(recs) == 0 {
+		s.printf("no jobs dispatched from this node yet (try !dispatch echo hi)\n")
+		return nil
+	}
+	rows := make([][]string, len(recs))
+	for i, r := range recs {
+		worker := r.Worker
+		if worker == "" {
+			worker = "-"
+		}
+		errText := r.Error
+		if len(errText) > 60 {
+			errText = errText[:57] + "..."
+		}
+		rows[i] = []string{fmt.Sprint(r.ID), r.Kind, worker, fmt.Sprint(r.Attempts), r.State, formatLatency(r.Latency), errText}
+	}
+	s.printf("%s", table([]string{"ID", "KIND", "WORKER", "ATTEMPTS", "STATE", "LATENCY", "ERROR"}, rows, func(i, j int, cell string) string {
+		switch {
+		case i < 0:
+			return s.pal.bold(cell)
+		case j == 4 && recs[i].State != "ok":
+			return s.pal.state(protocol.StateFailed, cell)
+		case j == 4:
+			return s.pal.state(protocol.StateAlive, cell)
+		}
+		return cell
+	}))
+	return nil
+}
