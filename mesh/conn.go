@@ -23,7 +23,8 @@ const maxBatch = 64 << 10
 type conn struct {
 	m      *Mesh
 	nc     net.Conn
-	dialed bool // this node dialled it
+	dialed bool   // this node dialled it
+	id     uint64 // the dialler's random id for it, from the handshake
 	peer   protocol.Member
 	fr     *protocol.FrameReader
 	dec    *protocol.Decoder
@@ -123,8 +124,10 @@ func (c *conn) retire() {
 // register records a connection whose handshake completed as the one to its
 // peer, or as a loser. Of two connections to one peer, both nodes keep the
 // one dialled by the node with the smaller alias; of two dialled by the same
-// side, the newer one. It returns the connection to retire, if any, and false
-// when the mesh is closed.
+// side, the one with the larger id. Both rules read only what both ends
+// know, never the order of arrival, so the two nodes always keep the same
+// connection. It returns the connection to retire, if any, and false when
+// the mesh is closed.
 func (m *Mesh) register(c *conn) (loser *conn, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -138,7 +141,7 @@ func (m *Mesh) register(c *conn) (loser *conn, ok bool) {
 	switch {
 	case old == nil:
 		m.conns[c.peer.Alias] = c
-	case prefer(old) && !prefer(c):
+	case prefer(old) != prefer(c) && prefer(old), prefer(old) == prefer(c) && old.id > c.id:
 		loser = c
 	default:
 		m.conns[c.peer.Alias] = c

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -193,9 +194,9 @@ func (m *Mesh) accept(nc net.Conn) {
 	hello := false
 	switch h := msg.(type) {
 	case *protocol.Hello:
-		from, version, cluster, hello = h.From, h.Version, h.Cluster, true
+		from, version, cluster, hello, c.id = h.From, h.Version, h.Cluster, true, h.ConnID
 	case *protocol.Join:
-		from, version, cluster = h.From, h.Version, h.Cluster
+		from, version, cluster, c.id = h.From, h.Version, h.Cluster, h.ConnID
 	default:
 		log.Warnf("mesh: first frame is %s, want hello or join", msg.Type())
 		nc.Close()
@@ -300,9 +301,10 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 		c.attach(nc)
 	}
 	self := m.cfg.Self()
-	var intro protocol.Message = &protocol.Join{Version: protocol.Version, Cluster: m.cfg.Cluster, From: self}
+	c.id = rand.Uint64()
+	var intro protocol.Message = &protocol.Join{Version: protocol.Version, Cluster: m.cfg.Cluster, From: self, ConnID: c.id}
 	if hello {
-		intro = &protocol.Hello{Version: protocol.Version, Cluster: m.cfg.Cluster, From: self}
+		intro = &protocol.Hello{Version: protocol.Version, Cluster: m.cfg.Cluster, From: self, ConnID: c.id}
 	}
 	fail := func(err error) (protocol.Message, error) {
 		nc.Close()

@@ -209,3 +209,27 @@ func TestFullQueueDropsNewestAndSaysSo(t *testing.T) {
 		t.Fatal("the drop was not counted")
 	}
 }
+
+// Two connections dialled by the same side may arrive in either order at
+// either end; both ends must keep the same one.
+func TestSameSideDialsResolvedAlikeInAnyOrder(t *testing.T) {
+	for _, order := range [][2]uint64{{5, 9}, {9, 5}} {
+		a := New(DefaultConfig("c", func() protocol.Member { return protocol.Member{Alias: "a"} }), newRecorder())
+		b := New(DefaultConfig("c", func() protocol.Member { return protocol.Member{Alias: "b"} }), newRecorder())
+		mk := func(m *Mesh, peer string, dialed bool, id uint64) *conn {
+			c := m.newConn(nil, dialed)
+			c.peer, c.id = protocol.Member{Alias: peer}, id
+			return c
+		}
+		// a dialled both; a registers them in one order, b in the other.
+		for _, id := range order {
+			a.register(mk(a, "b", true, id))
+		}
+		for i := len(order) - 1; i >= 0; i-- {
+			b.register(mk(b, "a", false, order[i]))
+		}
+		if a.conns["b"].id != 9 || b.conns["a"].id != 9 {
+			t.Fatalf("order %v: a kept %d, b kept %d; want both 9", order, a.conns["b"].id, b.conns["a"].id)
+		}
+	}
+}

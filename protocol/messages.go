@@ -213,6 +213,7 @@ type Hello struct {
 	Version uint16
 	Cluster string
 	From    Member
+	ConnID  uint64 // random per dial: orders two connections dialled by one side
 }
 
 // HelloAck answers Hello. On refusal Error says why and Members is empty.
@@ -230,6 +231,7 @@ type Join struct {
 	Version uint16
 	Cluster string
 	From    Member
+	ConnID  uint64 // random per dial: orders two connections dialled by one side
 }
 
 // JoinAck answers Join. Seen is the receiver's entry for the joiner, if it has
