@@ -131,16 +131,21 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if o.serve {
 		return serve(n, log)
 	}
-	useColor := interactive && !o.noColor && os.Getenv("NO_COLOR") == "" && isTTY(stdout)
+	// Colour is decided once: a terminal on stdout, no --no-color, no
+	// NO_COLOR (https://no-color.org) and a terminal that knows colours.
+	useColor := interactive && !o.noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb" && isTTY(stdout)
 	sh := repl.New(n, repl.Options{Out: stdout, Err: stderr, Color: useColor, Interactive: interactive})
 	if !interactive {
 		return sh.RunScript(context.Background(), stdin, o.keepGoing)
 	}
+	// History: interactive only (script mode never reaches here), in
+	// ~/.meshell_history unless --history-file says otherwise.
 	hist := o.historyFile
-	if hist == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			hist = filepath.Join(home, ".meshell_history")
-		}
+	home, herr := os.UserHomeDir()
+	if hist == "" && herr == nil {
+		hist = filepath.Join(home, ".meshell_history")
+	} else if strings.HasPrefix(hist, "~/") && herr == nil {
+		hist = filepath.Join(home, hist[2:])
 	}
 	in, err := repl.NewInteractive(sh, hist)
 	if err != nil {

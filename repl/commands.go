@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,7 +34,14 @@ type Command struct {
 	Run      func(ctx context.Context, s *Shell, a *Args) error
 	// NoHistory keeps the command out of the history file.
 	NoHistory bool
+	// Listing marks a command that prints a table (and takes --json, see
+	// flagJSON): !watch re-runs only these.
+	Listing bool
 }
+
+// flagJSON is the --json flag of listing commands: one JSON document per
+// line, the same fields as the table's columns.
+var flagJSON = Flag{Name: "json", Kind: FlagBool, Usage: "one JSON document per line"}
 
 func (c *Command) flag(name string) *Flag {
 	for i := range c.Flags {
@@ -105,7 +113,7 @@ func lookup(name string) *Command {
 }
 
 func init() {
-	jsonFlag := Flag{Name: "json", Kind: FlagBool, Usage: "one JSON document per line"}
+	jsonFlag := flagJSON
 	commands = append(commands, []*Command{
 		{
 			Name: "!start_cluster", Group: "cluster", Args: "[HOST:PORT]", Max: 1,
@@ -124,13 +132,16 @@ func init() {
 		{
 			Name: "!cluster_members", Aliases: []string{"!members"}, Group: "cluster", Max: 0,
 			Summary: "the membership table: alias, address, state, incarnation, RTT, tags",
+			Help:    "With --json: one line, a JSON array of {alias, addr, state, incarnation, tags, self, rtt_ms}.",
 			Flags:   []Flag{jsonFlag},
+			Listing: true,
 			Example: "!cluster_members --json",
 			Run:     runMembers,
 		},
 		{
 			Name: "!leave", Group: "cluster", Max: 0,
 			Summary: "leave the cluster gracefully and keep the shell",
+			Example: "!leave\n!join_cluster 127.0.0.1:7001",
 			Run: func(ctx context.Context, s *Shell, a *Args) error {
 				if err := s.Node.Leave(ctx); err != nil {
 					return err
@@ -150,6 +161,8 @@ func init() {
 		{
 			Name: "!events", Group: "cluster", Args: "[on|off]", Max: 1,
 			Summary:  "print membership events as they happen",
+			Help:     "Events appear above the prompt; what is typed stays intact. --json: one object per line, t in Unix nanoseconds.",
+			Example:  "!events on\n!events off",
 			Flags:    []Flag{jsonFlag},
 			Complete: func(s *Shell, i int) []string { return []string{"on", "off"} },
 			Run:      runEvents,
@@ -159,19 +172,22 @@ func init() {
 			Summary: "set tags of this node (gossiped to all)",
 			Example: "!tag role=worker zone=a",
 			Complete: func(s *Shell, i int) []string {
-				return []string{"role=worker"}
+				return append([]string{"role=worker"}, s.tagCandidates()...)
 			},
 			Run: runTag,
 		},
 		{
 			Name: "!untag", Group: "cluster", Args: "K…", Min: 1, Max: -1,
 			Summary:  "remove tags of this node",
+			Example:  "!untag zone",
 			Complete: func(s *Shell, i int) []string { return sortedKeys(s.Node.Self().Tags) },
 			Run:      runUntag,
 		},
 		{
 			Name: "!quit", Aliases: []string{"!exit"}, Group: "shell", Max: 0,
 			Summary: "leave the cluster gracefully and exit",
+			Help:    "Ctrl-D on an empty line does the same; Ctrl-C while leaving exits at once.",
+			Example: "!quit",
 			Run:     func(ctx context.Context, s *Shell, a *Args) error { return errQuit },
 		},
 		{
@@ -196,6 +212,7 @@ func init() {
 		{
 			Name: "!echo", Group: "shell", Args: "TEXT", Max: -1, Rest: true,
 			Summary: "print TEXT (markers in scripts)",
+			Example: "!echo phase 1 done",
 			Run: func(ctx context.Context, s *Shell, a *Args) error {
 				s.printf("%s\n", strings.Join(a.Pos, " "))
 				return nil
@@ -203,9 +220,16 @@ func init() {
 		},
 		{
 			Name: "!help", Group: "shell", Args: "[CMD]", Max: 1,
-			Summary:  "list commands, or show one command's usage",
-			Complete: func(s *Shell, i int) []string { return commandNames() },
-			Run:      runHelp,
+			Summary: "list commands, or show one command's usage",
+			Example: "!help wait",
+			Complete: func(s *Shell, i int) []string {
+				names := commandNames()
+				for _, n := range commandNames() {
+					names = append(names, strings.TrimPrefix(n, "!"))
+				}
+				return names
+			},
+			Run: runHelp,
 		},
 	}...)
 }
@@ -399,59 +423,87 @@ func runHelp(ctx context.Context, s *Shell, a *Args) error {
 	if len(a.Pos) == 1 {
 		c := lookup(a.Pos[0])
 		if c == nil {
-			return fmt.Errorf("no command %q; !help lists them", a.Pos[0])
+			return fmt.Errorf("no command %q; !help lists them%s", a.Pos[0], suggest("!"+strings.TrimPrefix(a.Pos[0], "!")))
 		}
-		s.printf("%s", helpFor(c))
+		s.printf("%s", helpFor(c, s.pal))
 		return nil
 	}
-	s.printf("%s", helpIndex())
+	s.printf("%s", helpIndex(s.pal))
 	return nil
 }
 
-func helpFor(c *Command) string {
+// helpFor is !help CMD: usage, summary, details, aliases, flags, example.
+func helpFor(c *Command, p palette) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "usage: %s\n  %s\n", c.Usage(), c.Summary)
+	fmt.Fprintf(&b, "%s %s\n  %s\n", p.bold("usage:"), c.Usage(), c.Summary)
 	if c.Help != "" {
 		fmt.Fprintf(&b, "  %s\n", c.Help)
 	}
 	if len(c.Aliases) > 0 {
-		fmt.Fprintf(&b, "also: %s\n", strings.Join(c.Aliases, ", "))
+		fmt.Fprintf(&b, "%s %s\n", p.bold("also:"), strings.Join(c.Aliases, ", "))
 	}
 	if len(c.Flags) > 0 {
-		b.WriteString("flags:\n")
+		b.WriteString(p.bold("flags:") + "\n")
 		for _, f := range c.Flags {
 			name := "--" + f.Name
 			if f.Kind != FlagBool {
 				name += " " + strings.ToUpper(flagValueName(f))
 			}
-			fmt.Fprintf(&b, "  %-18s %s\n", name, f.Usage)
+			if f.Kind == FlagKV {
+				name += "…"
+			}
+			fmt.Fprintf(&b, "  %-20s %s\n", name, f.Usage)
 		}
 	}
-	if c.Example != "" {
-		b.WriteString("example:\n")
-		for _, l := range strings.Split(c.Example, "\n") {
+	example := c.Example
+	if example == "" && c.Min == 0 {
+		example = c.Name
+	}
+	if example != "" {
+		b.WriteString(p.bold("example:") + "\n")
+		for _, l := range strings.Split(example, "\n") {
 			fmt.Fprintf(&b, "  %s\n", l)
 		}
 	}
 	return b.String()
 }
 
-func helpIndex() string {
+// helpIndex is !help: every command by group, with its summary. Groups
+// not in the list of known groups come last.
+func helpIndex(p palette) string {
+	order := append([]string(nil), groups...)
+	for _, c := range commands {
+		if !slices.Contains(order, c.Group) {
+			order = append(order, c.Group)
+		}
+	}
+	width := 0
+	for _, c := range commands {
+		width = max(width, len([]rune(c.Name)))
+	}
 	var b strings.Builder
-	for _, g := range groups {
+	for _, g := range order {
 		first := true
 		for _, c := range commands {
 			if c.Group != g {
 				continue
 			}
 			if first {
-				fmt.Fprintf(&b, "%s:\n", g)
+				name := g
+				if name == "" {
+					name = "other"
+				}
+				b.WriteString(p.bold(name+":") + "\n")
 				first = false
 			}
-			fmt.Fprintf(&b, "  %-18s %s\n", c.Name, c.Summary)
+			summary := c.Summary
+			if len(c.Aliases) > 0 {
+				summary += p.dim(" (also " + strings.Join(c.Aliases, ", ") + ")")
+			}
+			fmt.Fprintf(&b, "  %s  %s\n", c.Name+strings.Repeat(" ", width-len([]rune(c.Name))), summary)
 		}
 	}
-	b.WriteString("!help CMD shows usage, flags and an example.\n")
+	b.WriteString("!help CMD shows usage, flags and an example. Tab completes; Ctrl-R searches history.\n")
 	return b.String()
 }
 

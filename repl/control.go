@@ -18,7 +18,6 @@ import (
 func init() {
 	timeoutFlag := Flag{Name: "timeout", Kind: FlagDuration, Usage: "how long to wait for each node's acknowledgement (default 5s)"}
 	allFlag := Flag{Name: "all", Kind: FlagBool, Usage: "every live member, this node included"}
-	jsonFlag := Flag{Name: "json", Kind: FlagBool, Usage: "one JSON document per node, one per line"}
 	target := func(s *Shell, i int) []string {
 		if i == 0 {
 			return s.aliases()
@@ -35,9 +34,9 @@ func init() {
 			Run:      runPing,
 		},
 		{
-			Name: "!status", Group: "control", Args: "ALIAS | --all", Max: 1,
+			Name: "!status", Group: "control", Args: "ALIAS | --all", Max: 1, Listing: true,
 			Summary:  "version, uptime, members seen, slots, jobs, goroutines, RSS and tags of nodes",
-			Flags:    []Flag{allFlag, jsonFlag, timeoutFlag},
+			Flags:    []Flag{allFlag, flagJSON, timeoutFlag},
 			Example:  "!status --all --json",
 			Complete: target,
 			Run:      runStatus,
@@ -72,7 +71,7 @@ func init() {
 			Name: "!config", Group: "control", Args: "show | set KEY VALUE", Min: 1, Max: 3,
 			Summary: "show or change runtime tunables, here or on every node (--all)",
 			Help:    "Keys: " + strings.Join(node.ConfigKeys(), ", ") + ".",
-			Flags:   []Flag{allFlag, jsonFlag, timeoutFlag},
+			Flags:   []Flag{allFlag, flagJSON, timeoutFlag},
 			Example: "!config set probe-interval 300ms --all",
 			Complete: func(s *Shell, i int) []string {
 				switch i {
@@ -124,9 +123,9 @@ func (s *Shell) control(ctx context.Context, a *Args, targets []string, req prot
 	if a.Bool("json") {
 		return replies, controlFailure(replies)
 	}
-	answers := make([]controlAnswer, len(replies))
+	answers := make([]NodeAnswer, len(replies))
 	for i, r := range replies {
-		answers[i] = controlAnswer{Node: r.Alias, OK: r.OK}
+		answers[i] = NodeAnswer{Node: r.Alias, OK: r.OK}
 		switch {
 		case r.NoAnswer:
 			answers[i].Text = "no answer: " + r.Error
@@ -136,7 +135,7 @@ func (s *Shell) control(ctx context.Context, a *Args, targets []string, req prot
 			answers[i].Text = ok(r)
 		}
 	}
-	s.printControlAnswers(answers)
+	s.printPerNode(answers)
 	return replies, controlFailure(replies)
 }
 
@@ -224,10 +223,10 @@ func runStatus(ctx context.Context, s *Shell, a *Args) error {
 	}
 	header := []string{"ALIAS", "VERSION", "UPTIME", "ALIVE", "SUSPECT", "FAILED", "SLOTS", "IN-FLIGHT", "DONE", "GOROUTINES", "RSS", "TAGS"}
 	var rows [][]string
-	var problems []controlAnswer
+	var problems []NodeAnswer
 	for _, r := range replies {
 		if !r.OK || r.Status == nil {
-			problems = append(problems, controlAnswer{Node: r.Alias, Text: "error: " + r.Error})
+			problems = append(problems, NodeAnswer{Node: r.Alias, Text: "error: " + r.Error})
 			continue
 		}
 		st := r.Status
@@ -245,7 +244,7 @@ func runStatus(ctx context.Context, s *Shell, a *Args) error {
 		}))
 	}
 	if len(problems) > 0 {
-		s.printControlAnswers(problems)
+		s.printPerNode(problems)
 	}
 	return controlFailure(replies)
 }
@@ -335,29 +334,4 @@ func runConfig(ctx context.Context, s *Shell, a *Args) error {
 		return err
 	}
 	return fmt.Errorf("!config takes show or set, not %q", a.Pos[0])
-}
-
-// controlAnswer is one node's answer to a command sent to several nodes.
-type controlAnswer struct {
-	Node string
-	OK   bool
-	Text string
-}
-
-// printControlAnswers prints one line per node. (Gathering of identical answers and
-// per-node colours are the renderer's job.)
-func (s *Shell) printControlAnswers(answers []controlAnswer) {
-	width := 0
-	for _, a := range answers {
-		if len(a.Node) > width {
-			width = len(a.Node)
-		}
-	}
-	for _, a := range answers {
-		text := a.Text
-		if !a.OK {
-			text = s.pal.errText(text)
-		}
-		s.printf("%-*s  %s\n", width, a.Node, text)
-	}
 }

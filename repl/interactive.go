@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/chzyer/readline"
 
@@ -23,12 +25,12 @@ func (s *Shell) Prompt() string {
 	state := "not in a cluster"
 	if s.Node.Running() {
 		sn := s.Node.Members()
-		state = fmt.Sprintf("%d alive", sn.Count(protocol.StateAlive))
+		state = s.pal.state(protocol.StateAlive, fmt.Sprintf("%d alive", sn.Count(protocol.StateAlive)))
 		if n := sn.Count(protocol.StateSuspect); n > 0 {
-			state += fmt.Sprintf(", %d suspect", n)
+			state += ", " + s.pal.state(protocol.StateSuspect, fmt.Sprintf("%d suspect", n))
 		}
 		if n := sn.Count(protocol.StateFailed); n > 0 {
-			state += fmt.Sprintf(", %d failed", n)
+			state += ", " + s.pal.state(protocol.StateFailed, fmt.Sprintf("%d failed", n))
 		}
 	}
 	return s.pal.bold(alias) + " [" + state + "]> "
@@ -38,26 +40,31 @@ func (s *Shell) Prompt() string {
 type Interactive struct {
 	s  *Shell
 	rl *readline.Instance
+
+	mu      sync.Mutex
+	cancel  context.CancelFunc // of the running command; nil at the prompt
+	leaving bool
 }
 
 // NewInteractive opens the terminal. Output of the shell (and of anything
-// written to Stdout/Stderr, such as logs) is redrawn above the prompt.
+// written to Stdout/Stderr, such as logs) is redrawn above the prompt, with
+// the half-typed line intact below it. historyFile "" keeps no history.
 func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
-	rl, err := readline.NewEx(&readline.Config{
+	cfg := &readline.Config{
 		Prompt:                 s.Prompt(),
 		HistoryFile:            historyFile,
+		HistoryLimit:           1000,
 		DisableAutoSaveHistory: true, // saved by hand: some commands stay out of it
 		HistorySearchFold:      true,
 		AutoComplete:           completer{s},
 		InterruptPrompt:        "^C",
 		EOFPrompt:              "",
-		FuncFilterInputRune: func(r rune) (rune, bool) {
-			if r == readline.CharCtrlZ { // would suspend or hang the terminal
-				return r, false
-			}
-			return r, true
-		},
-	})
+		FuncFilterInputRune:    filterInput,
+	}
+	if s.pal.on { // a grey hint needs colour; without it, it would read as typed text
+		cfg.Painter = hintPainter{s: s, width: readline.GetScreenWidth}
+	}
+	rl, err := readline.NewEx(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -65,14 +72,47 @@ func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
 	return &Interactive{s: s, rl: rl}, nil
 }
 
+// filterInput drops the Ctrl-Z byte: readline would suspend the process,
+// which hangs a shell that runs without job control (a tmux pane). It is
+// turned into Ctrl-G (cancel search or completion), which readline handles
+// without touching the terminal.
+func filterInput(r rune) (rune, bool) {
+	if r == readline.CharCtrlZ {
+		return readline.CharBell, true
+	}
+	return r, true
+}
+
 // Stderr is where logs go so that they do not break the prompt.
 func (in *Interactive) Stderr() io.Writer { return in.rl.Stderr() }
 
+// keepInHistory reports whether a line goes to the history file: commands
+// marked NoHistory (remote shutdown, restart, scale) never do, so that an
+// Up arrow and Enter cannot repeat them by accident.
+func keepInHistory(line string) bool {
+	words, err := tokenize(strings.TrimSpace(line))
+	if err != nil || len(words) == 0 {
+		return err != nil // a broken line is kept so it can be fixed
+	}
+	cmd := lookup(words[0])
+	return cmd == nil || !cmd.NoHistory
+}
+
 // Run reads commands until !quit or Ctrl-D. Ctrl-C clears the line, or
-// cancels the running command.
+// cancels the running command (the terminal is not in raw mode while a
+// command runs, so Ctrl-C arrives as SIGINT); two Ctrl-C within a second on
+// an empty line leave. While leaving, Ctrl-C exits at once (status 130).
 func (in *Interactive) Run(base context.Context) int {
 	s, rl := in.s, in.rl
 	defer rl.Close()
+	stopSusp := ignoreSuspend()
+	defer stopSusp()
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt)
+	defer signal.Stop(sigs)
+	go in.interrupts(sigs)
+
 	sub := s.Node.Subscribe(16)
 	defer sub.Close()
 	stop := make(chan struct{})
@@ -82,31 +122,54 @@ func (in *Interactive) Run(base context.Context) int {
 			select {
 			case <-sub.C:
 				rl.SetPrompt(s.Prompt())
-				rl.Refresh()
+				rl.Refresh() // only redraws while a line is being read
 			case <-stop:
 				return
 			}
 		}
 	}()
+	var lastInterrupt time.Time
 	for {
 		rl.SetPrompt(s.Prompt())
 		line, err := rl.Readline()
 		if errors.Is(err, readline.ErrInterrupt) {
+			if strings.TrimSpace(line) != "" {
+				lastInterrupt = time.Time{}
+				continue // the line is cleared
+			}
+			if time.Since(lastInterrupt) < time.Second {
+				break
+			}
+			lastInterrupt = time.Now()
+			s.printf("%s\n", s.pal.dim("(Ctrl-C again or Ctrl-D to leave the cluster and exit)"))
 			continue
 		}
 		if err != nil { // io.EOF: Ctrl-D on an empty line
 			break
 		}
+		lastInterrupt = time.Time{}
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if cmd := lookup(firstWord(line)); cmd == nil || !cmd.NoHistory {
+		if keepInHistory(line) {
 			rl.SaveHistory(line)
+		} else {
+			rl.SaveHistory("") // forgets the line being edited; writes nothing
 		}
-		ctx, cancel := signal.NotifyContext(base, os.Interrupt)
+		ctx, cancel := context.WithCancel(base)
+		in.mu.Lock()
+		in.cancel = cancel
+		in.mu.Unlock()
 		err = s.Exec(ctx, line)
+		in.mu.Lock()
+		in.cancel = nil
+		in.mu.Unlock()
+		interrupted := ctx.Err() != nil && base.Err() == nil
 		cancel()
+		if interrupted {
+			s.printf("\n") // past the ^C the terminal echoed
+		}
 		if errors.Is(err, errQuit) {
 			break
 		}
@@ -114,57 +177,29 @@ func (in *Interactive) Run(base context.Context) int {
 			s.errorLine(err)
 		}
 	}
-	// Leaving is bounded; a second Ctrl-C exits at once.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt)
-	defer signal.Stop(sig)
-	go func() {
-		if _, ok := <-sig; ok {
-			rl.Close()
-			os.Exit(130)
-		}
-	}()
+	in.mu.Lock()
+	in.leaving = true
+	in.mu.Unlock()
+	if s.Node.Running() {
+		s.printf("%s\n", s.pal.dim("leaving the cluster… (Ctrl-C to exit now)"))
+	}
 	s.Close()
 	return 0
 }
 
-// completer completes from the command table: command names, their flags,
-// and each command's own argument candidates (live member aliases, states…).
-type completer struct{ s *Shell }
-
-func (c completer) Do(line []rune, pos int) ([][]rune, int) {
-	head := string(line[:pos])
-	words := strings.Fields(head)
-	typing := ""
-	if len(words) > 0 && !strings.HasSuffix(head, " ") {
-		typing = words[len(words)-1]
-		words = words[:len(words)-1]
-	}
-	var cands []string
-	if len(words) == 0 {
-		cands = commandNames()
-	} else if cmd := lookup(words[0]); cmd != nil {
-		if strings.HasPrefix(typing, "-") {
-			for _, f := range cmd.Flags {
-				cands = append(cands, "--"+f.Name)
-			}
-		} else {
-			pos := 0
-			for _, w := range words[1:] {
-				if !strings.HasPrefix(w, "-") {
-					pos++
-				}
-			}
-			if cmd.Complete != nil {
-				cands = cmd.Complete(c.s, pos)
-			}
+// interrupts routes SIGINT: it cancels the running command, exits at once
+// while leaving, and is ignored at the prompt (readline reads Ctrl-C as a
+// key there).
+func (in *Interactive) interrupts(sigs <-chan os.Signal) {
+	for range sigs {
+		in.mu.Lock()
+		cancel, leaving := in.cancel, in.leaving
+		in.mu.Unlock()
+		switch {
+		case leaving:
+			os.Exit(130) // the terminal is not in raw mode while leaving
+		case cancel != nil:
+			cancel()
 		}
 	}
-	var out [][]rune
-	for _, cand := range cands {
-		if strings.HasPrefix(cand, typing) {
-			out = append(out, []rune(cand[len(typing):]+" "))
-		}
-	}
-	return out, len([]rune(typing))
 }

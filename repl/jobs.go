@@ -17,7 +17,6 @@ import (
 )
 
 func init() {
-	jsonFlag := Flag{Name: "json", Kind: FlagBool, Usage: "one JSON document per line"}
 	tagFlag := Flag{Name: "tag", Kind: FlagKV, Usage: "workers must carry this tag (repeatable; default role=worker)",
 		Value: func() []string { return []string{"role=worker"} }}
 	strategyFlag := Flag{Name: "strategy", Kind: FlagString, Usage: "least-connections (default), round-robin or random",
@@ -31,10 +30,10 @@ func init() {
 	}
 	commands = append(commands, []*Command{
 		{
-			Name: "!workers", Group: "jobs", Max: 0,
+			Name: "!workers", Listing: true, Group: "jobs", Max: 0,
 			Summary: "workers known to this node, with slots and load",
 			Help:    "Members whose tags match every --tag (default role=worker), in any state. IN-FLIGHT and DONE count this node's jobs.",
-			Flags:   []Flag{tagFlag, jsonFlag},
+			Flags:   []Flag{tagFlag, flagJSON},
 			Example: "!workers\n!workers --tag zone=a --json",
 			Run:     runWorkers,
 		},
@@ -44,7 +43,7 @@ func init() {
 			Help: "Kinds: echo TEXT, sleep DURATION, sha256 TEXT, primes N, stream N [INTERVAL], and any kind a node registered. " +
 				"A worker that is busy is skipped; a worker that fails, leaves or drops its connection has the job re-run elsewhere (3 attempts). " +
 				"Flags end at KIND. Ctrl-C cancels the job on its worker.",
-			Flags:    []Flag{tagFlag, strategyFlag, timeoutFlag, jsonFlag},
+			Flags:    []Flag{tagFlag, strategyFlag, timeoutFlag, flagJSON},
 			Example:  "!dispatch echo hello\n!dispatch --tag zone=a --strategy round-robin sha256 abc\n!dispatch stream 5 200ms",
 			Complete: kinds,
 			Run:      runDispatch,
@@ -55,16 +54,16 @@ func init() {
 			Help:    "Runs --n jobs (default 1000) with --concurrency callers (default 16); prints jobs/s, p50/p90/p99/max latency, jobs per worker, retried and failed. Fails when a job failed.",
 			Flags: []Flag{{Name: "n", Kind: FlagInt, Usage: "jobs to run (default 1000)"},
 				{Name: "concurrency", Kind: FlagInt, Usage: "jobs in flight at once (default 16)"},
-				tagFlag, strategyFlag, timeoutFlag, jsonFlag},
+				tagFlag, strategyFlag, timeoutFlag, flagJSON},
 			Example:  "!bench --n 100000 --concurrency 256 echo x\n!bench --n 200 --json sleep 10ms",
 			Complete: kinds,
 			Run:      runBench,
 		},
 		{
-			Name: "!jobs", Group: "jobs", Max: 0,
+			Name: "!jobs", Listing: true, Group: "jobs", Max: 0,
 			Summary: "recent jobs dispatched by this node: id, kind, worker, attempts, state, latency",
 			Help:    "This node keeps its last 256 jobs.",
-			Flags:   []Flag{{Name: "n", Kind: FlagInt, Usage: "show the last N jobs (default 20; with --json all 256)"}, jsonFlag},
+			Flags:   []Flag{{Name: "n", Kind: FlagInt, Usage: "show the last N jobs (default 20; with --json all 256)"}, flagJSON},
 			Run:     runJobs,
 		},
 	}...)

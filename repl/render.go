@@ -152,3 +152,119 @@ func membersJSON(entries []manager.Entry) []memberJSON {
 	}
 	return out
 }
+
+// nodeColours colour the prefixes of answers from several nodes. Green,
+// yellow and red are left out: they mean member states.
+var nodeColours = []color.Attribute{color.FgCyan, color.FgMagenta, color.FgBlue, color.FgHiCyan, color.FgHiMagenta, color.FgHiBlue}
+
+// node colours a node's name with a colour of its own, stable for an alias.
+func (p palette) node(alias, s string) string {
+	h := uint32(2166136261) // FNV-1a
+	for i := 0; i < len(alias); i++ {
+		h ^= uint32(alias[i])
+		h *= 16777619
+	}
+	return p.paint(nodeColours[h%uint32(len(nodeColours))], s)
+}
+
+// NodeAnswer is one node's answer to a command sent to several nodes
+// (the control plane's --all commands).
+type NodeAnswer struct {
+	Node string // alias
+	OK   bool   // false: Text is the error
+	Text string // may hold several lines
+}
+
+// renderPerNode renders answers from several nodes. When some nodes gave
+// the same answer, answers are gathered like `clush -b`: one block per
+// distinct answer under the list of nodes that gave it. When every answer
+// is different, each line is prefixed with its node's alias in a colour
+// of its own. Errors are red. Nodes are listed in alias order.
+func renderPerNode(results []NodeAnswer, p palette) string {
+	if len(results) == 0 {
+		return ""
+	}
+	sorted := append([]NodeAnswer(nil), results...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Node < sorted[j].Node })
+	type group struct {
+		ok    bool
+		text  string
+		nodes []string
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	for _, r := range sorted {
+		text := strings.TrimRight(r.Text, "\n")
+		key := fmt.Sprintf("%t\x00%s", r.OK, text)
+		g := byKey[key]
+		if g == nil {
+			g = &group{ok: r.OK, text: text}
+			byKey[key] = g
+			groups = append(groups, g)
+		}
+		g.nodes = append(g.nodes, r.Node)
+	}
+	body := func(g *group, line string) string {
+		if !g.ok {
+			return p.errText("error: " + line)
+		}
+		return line
+	}
+	var b strings.Builder
+	if len(groups) == len(sorted) && len(sorted) > 1 || len(sorted) == 1 {
+		// All different: one prefixed line per line of answer.
+		width := 0
+		for _, r := range sorted {
+			width = max(width, len([]rune(r.Node)))
+		}
+		for _, g := range groups {
+			n := g.nodes[0]
+			prefix := p.node(n, n+":") + strings.Repeat(" ", width-len([]rune(n))+1)
+			for _, l := range strings.Split(g.text, "\n") {
+				b.WriteString(prefix + body(g, l) + "\n")
+			}
+		}
+		return b.String()
+	}
+	for _, g := range groups {
+		names := make([]string, len(g.nodes))
+		for i, n := range g.nodes {
+			names[i] = p.node(n, n)
+		}
+		head := strings.Join(g.nodes, ",") + fmt.Sprintf(" (%d)", len(g.nodes))
+		rule := strings.Repeat("-", min(len([]rune(head)), 60))
+		b.WriteString(p.dim(rule) + "\n")
+		b.WriteString(strings.Join(names, ",") + p.dim(fmt.Sprintf(" (%d)", len(g.nodes))) + "\n")
+		b.WriteString(p.dim(rule) + "\n")
+		for _, l := range strings.Split(g.text, "\n") {
+			b.WriteString(body(g, l) + "\n")
+		}
+	}
+	return b.String()
+}
+
+// printPerNode prints answers from several nodes to stdout (see
+// renderPerNode). The control plane's --all commands call it.
+func (s *Shell) printPerNode(results []NodeAnswer) {
+	s.printf("%s", renderPerNode(results, s.pal))
+}
+
+// visibleWidth is the width of s on a terminal once ANSI escape sequences
+// are removed (each rune counted as one column).
+func visibleWidth(s string) int {
+	n := 0
+	inEsc := false
+	for _, r := range s {
+		switch {
+		case inEsc:
+			if (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') {
+				inEsc = false
+			}
+		case r == 0x1b:
+			inEsc = true
+		default:
+			n++
+		}
+	}
+	return n
+}

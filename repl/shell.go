@@ -96,21 +96,30 @@ func (s *Shell) Exec(ctx context.Context, line string) error {
 	if len(words) == 0 {
 		return nil
 	}
-	if !strings.HasPrefix(words[0], "!") {
-		return fmt.Errorf("%q is not a command: commands start with ! (try !help)", words[0])
-	}
-	cmd := lookup(words[0])
-	if cmd == nil {
-		return fmt.Errorf("unknown command %s: !help lists the commands%s", words[0], suggest(words[0]))
-	}
-	a, err := parseArgs(cmd, words[1:])
+	cmd, a, err := resolve(words)
 	if err != nil {
 		return err
 	}
-	if len(a.Pos) < cmd.Min || (cmd.Max >= 0 && len(a.Pos) > cmd.Max) {
-		return fmt.Errorf("usage: %s", cmd.Usage())
-	}
 	return cmd.Run(ctx, s, a)
+}
+
+// resolve finds the command named by words[0] and parses its arguments.
+func resolve(words []string) (*Command, *Args, error) {
+	if !strings.HasPrefix(words[0], "!") {
+		return nil, nil, fmt.Errorf("%q is not a command: commands start with ! (try !help)", words[0])
+	}
+	cmd := lookup(words[0])
+	if cmd == nil {
+		return nil, nil, fmt.Errorf("unknown command %s: !help lists the commands%s", words[0], suggest(words[0]))
+	}
+	a, err := parseArgs(cmd, words[1:])
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(a.Pos) < cmd.Min || (cmd.Max >= 0 && len(a.Pos) > cmd.Max) {
+		return nil, nil, fmt.Errorf("usage: %s", cmd.Usage())
+	}
+	return cmd, a, nil
 }
 
 // suggest names commands that start like the unknown word.

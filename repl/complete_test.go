@@ -1,0 +1,391 @@
+package repl
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"meshell/node"
+	"meshell/node/swim"
+)
+
+// testShell returns a shell on a node that is not in a cluster, writing
+// to out.
+func testShell(t testing.TB, out io.Writer) *Shell {
+	t.Helper()
+	n, err := node.New(testConfig(t, "solo", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return New(n, Options{Out: out, Err: out})
+}
+
+func testConfig(t testing.TB, alias string, tags map[string]string) node.Config {
+	t.Helper()
+	cfg := node.DefaultConfig()
+	cfg.Alias, cfg.Bind, cfg.Tags = alias, "127.0.0.1:0", tags
+	prof, err := swim.Profile("local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.SWIM = prof
+	quiet := logrus.New()
+	quiet.SetOutput(io.Discard)
+	cfg.Log = quiet
+	return cfg
+}
+
+// clusterShell returns a shell on node "a" (tag zone=1) joined by node "b"
+// (tag role=worker), both alive.
+func clusterShell(t *testing.T) *Shell {
+	t.Helper()
+	a, err := node.New(testConfig(t, "a", map[string]string{"zone": "1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	addr, err := a.Start("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := node.New(testConfig(t, "b", map[string]string{"role": "worker"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.Join(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WaitFor(ctx, func(sn *node.Snapshot) bool {
+		e, ok := sn.Get("b")
+		return ok && e.Tags["role"] == "worker"
+	}); err != nil {
+		t.Fatal("b never showed up at a with its tags")
+	}
+	return New(a, Options{Out: io.Discard, Err: io.Discard})
+}
+
+func TestCompletionFromTheTable(t *testing.T) {
+	s := testShell(t, io.Discard)
+	tests := []struct {
+		head, typing string
+		want         []string
+	}{
+		{"!start_cl", "!start_cl", []string{"!start_cluster"}},
+		{"!cluster_m", "!cluster_m", []string{"!cluster_members"}},
+		{"!ex", "!ex", []string{"!exit"}},
+		{"!cluster_members -", "-", []string{"--json"}},
+		{"!cluster_members --json -", "-", nil}, // used already
+		{"!events ", "", []string{"off", "on"}},
+		{"!wait members 3 ", "", []string{"10s", "30s", "5s"}},
+		{"!wait solo ", "", []string{"alive", "failed", "left", "suspect"}},
+		{"!wait solo a", "a", []string{"alive"}},
+		{"!help cluster_", "cluster_", []string{"cluster_members"}},
+		{"!help !cluster_", "!cluster_", []string{"!cluster_members"}},
+		{"!watch ", "", []string{"!cluster_members", "!jobs", "!status", "!workers"}},
+		{"!watch --count 2 !cl", "!cl", []string{"!cluster_members"}},
+		{"!cluster_members x ", "", nil}, // no more arguments
+		{"!nope ", "", nil},
+		{"hello", "hello", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.head, func(t *testing.T) {
+			typing, got := s.completions(tt.head)
+			if typing != tt.typing || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("completions(%q) = %q %q, want %q %q", tt.head, typing, got, tt.typing, tt.want)
+			}
+		})
+	}
+	// readline wants the rest of each candidate, and the length replaced.
+	cands, n := completer{s}.Do([]rune("!start_cl"), len("!start_cl"))
+	if n != len("!start_cl") || len(cands) != 1 || string(cands[0]) != "uster " {
+		t.Fatalf("Do = %q %d", cands, n)
+	}
+}
+
+func TestCompletionOfLiveAliasesAndTags(t *testing.T) {
+	s := clusterShell(t)
+	// A command of another family, declared the way they will be.
+	cmd := &Command{
+		Name: "!testtags", Group: "jobs", Max: -1,
+		Flags: []Flag{
+			{Name: "tag", Kind: FlagKV, Usage: "only workers with this tag"},
+			{Name: "strategy", Kind: FlagString, Value: func() []string { return []string{"random", "round-robin"} }},
+		},
+		Complete: func(s *Shell, i int) []string {
+			if i == 0 {
+				return s.aliasCandidates(false)
+			}
+			return completeJobKinds()
+		},
+	}
+	commands = append(commands, cmd)
+	t.Cleanup(func() { commands = slices.DeleteFunc(commands, func(c *Command) bool { return c == cmd }) })
+
+	tests := []struct {
+		head string
+		want []string
+	}{
+		{"!wait ", []string{"a", "b", "members"}},
+		{"!wait b", []string{"b"}},
+		{"!testtags ", []string{"b"}}, // live members other than self
+		{"!testtags b ", []string{"echo", "primes", "sha256", "sleep", "stream"}},
+		{"!testtags b s", []string{"sha256", "sleep", "stream"}},
+		{"!testtags --tag ", []string{"role=worker", "zone=1"}},
+		{"!testtags --tag r", []string{"role=worker"}},
+		{"!testtags --tag=", []string{"--tag=role=worker", "--tag=zone=1"}},
+		{"!testtags --tag role=worker --tag ", []string{"role=worker", "zone=1"}},
+		{"!testtags --tag role=worker ", []string{"b"}},                    // the flag's value is not a positional
+		{"!testtags --tag role=worker -", []string{"--strategy", "--tag"}}, // K=V flags repeat
+		{"!testtags --strategy r", []string{"random", "round-robin"}},
+		{"!tag ", []string{"role=worker", "zone=1"}},
+		{"!untag ", []string{"zone"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.head, func(t *testing.T) {
+			_, got := s.completions(tt.head)
+			// Other families may add tags of their own (slots=…): the tags
+			// set here must be offered, in order, among them.
+			got = slices.DeleteFunc(got, func(c string) bool {
+				return strings.Contains(c, "=") && !strings.Contains(c, "role=") && !strings.Contains(c, "zone=")
+			})
+			if tt.head == "!untag " {
+				got = slices.DeleteFunc(got, func(c string) bool { return c != "zone" })
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("completions(%q) = %q, want %q", tt.head, got, tt.want)
+			}
+		})
+	}
+	if keys := s.tagKeys(); !slices.Contains(keys, "role") || !slices.Contains(keys, "zone") || !slices.IsSorted(keys) {
+		t.Errorf("tagKeys = %q", keys)
+	}
+}
+
+func TestHints(t *testing.T) {
+	tests := []struct{ line, want string }{
+		{"", ""},
+		{"  ", ""}, // found by FuzzParse: a space at the prompt crashed the painter
+		{"!wait", " members N [TIMEOUT] | ALIAS STATE [TIMEOUT]"},
+		{"!wait ", "members N [TIMEOUT] | ALIAS STATE [TIMEOUT]"},
+		{"!wait members ", ""}, // alternatives: no guess
+		{"!join_cluster ", "HOST PORT | HOST:PORT"},
+		{"!start_cluster", " [HOST:PORT]"},
+		{"!sleep ", "DURATION"},
+		{"!sleep 1s ", ""},
+		{"!cluster_members", " [--json]"},
+		{"!watch !cluster_members ", "[ARGS…] [INTERVAL]"},
+		{"!leave", ""},
+		{"!nope ", ""},
+		{"wait ", ""},
+		{"!wait members 3\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			if got := hintFor(tt.line); got != tt.want {
+				t.Fatalf("hintFor(%q) = %q, want %q", tt.line, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHintPainterKeepsTheCursor(t *testing.T) {
+	s := testShell(t, io.Discard)
+	s.pal = palette{on: true}
+	wide := hintPainter{s: s, width: func() int { return 120 }}
+	line := []rune("!sleep ")
+	got := string(wide.Paint(line, len(line)))
+	want := "!sleep \x1b[90mDURATION\x1b[0m\x1b[8D" // grey hint, then back over it
+	if got != want {
+		t.Fatalf("Paint = %q, want %q", got, want)
+	}
+	for name, p := range map[string]struct {
+		painter hintPainter
+		pos     int
+	}{
+		"cursor not at the end": {wide, 2},
+		"hint would wrap":       {hintPainter{s: s, width: func() int { return 30 }}, len(line)},
+		"width unknown":         {hintPainter{s: s, width: func() int { return -1 }}, len(line)},
+	} {
+		if got := string(p.painter.Paint(line, p.pos)); got != string(line) {
+			t.Errorf("%s: Paint = %q, want the line untouched", name, got)
+		}
+	}
+}
+
+func TestKeepInHistory(t *testing.T) {
+	secret := &Command{Name: "!testsecret", Aliases: []string{"!ts"}, Group: "control", Max: -1, NoHistory: true,
+		Run: func(context.Context, *Shell, *Args) error { return nil }}
+	commands = append(commands, secret)
+	t.Cleanup(func() { commands = slices.DeleteFunc(commands, func(c *Command) bool { return c == secret }) })
+	for line, want := range map[string]bool{
+		"!cluster_members":            true,
+		"!testsecret --all":           false,
+		"  !ts node2":                 false,
+		"testsecret":                  false, // lookup takes names without "!"
+		"!nope":                       true,
+		`!echo "unterminated`:         true,
+		"":                            false,
+		`"!testsecret" x`:             false,
+		"!echo !testsecret":           true,
+		"!watch !cluster_members 1s":  true,
+		"!testsecretive --all":        true,
+		"!testsecret\t--all":          false,
+		"#!testsecret":                true,
+		"!help testsecret":            true,
+		"!cluster_members --json x y": true,
+	} {
+		if got := keepInHistory(line); got != want {
+			t.Errorf("keepInHistory(%q) = %v, want %v", line, got, want)
+		}
+	}
+}
+
+func TestHelpComesFromTheTable(t *testing.T) {
+	var out bytes.Buffer
+	s := testShell(t, &out)
+	if err := s.Exec(context.Background(), "!help"); err != nil {
+		t.Fatal(err)
+	}
+	idx := out.String()
+	last := -1
+	for _, g := range []string{"cluster:", "shell:"} {
+		i := strings.Index(idx, "\n"+g)
+		if g == "cluster:" {
+			i = strings.Index(idx, g)
+		}
+		if i < 0 || i < last {
+			t.Fatalf("group %q missing or out of order:\n%s", g, idx)
+		}
+		last = i
+	}
+	for _, c := range commands {
+		if !strings.Contains(idx, c.Name) || !strings.Contains(idx, c.Summary) {
+			t.Errorf("!help lacks %s or its summary", c.Name)
+		}
+	}
+	out.Reset()
+	if err := s.Exec(context.Background(), "!help cluster_members"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"usage: !cluster_members [--json]", "also: !members", "flags:", "--json", "example:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("!help cluster_members lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, c := range commands {
+		if c.Summary == "" || c.Group == "" || !slices.Contains(groups, c.Group) {
+			t.Errorf("%s has no summary or an unknown group %q", c.Name, c.Group)
+		}
+		if (c.Group == "cluster" || c.Group == "shell") && !strings.Contains(helpFor(c, palette{}), "example:") {
+			t.Errorf("!help %s has no example", c.Name)
+		}
+	}
+	if err := s.Exec(context.Background(), "!help nope"); err == nil {
+		t.Error("!help of an unknown command succeeded")
+	}
+}
+
+func TestWatch(t *testing.T) {
+	var out bytes.Buffer
+	s := clusterShell(t)
+	s.setWriters(&out, &out)
+	start := time.Now()
+	if err := s.Exec(context.Background(), "!watch --count 3 !cluster_members --json 100ms"); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) < 200*time.Millisecond {
+		t.Errorf("3 runs 100ms apart took %v", time.Since(start))
+	}
+	frames := strings.Count(out.String(), "every 100ms: !cluster_members --json")
+	docs := strings.Count(out.String(), `[{"alias":"a"`)
+	if frames != 3 || docs != 3 {
+		t.Fatalf("%d frames, %d documents, want 3 each:\n%s", frames, docs, out.String())
+	}
+	if strings.Contains(out.String(), "\x1b[2J") {
+		t.Error("script mode cleared the screen")
+	}
+
+	// Ctrl-C (a cancelled context) ends it without an error.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(150*time.Millisecond, cancel)
+	if err := s.Exec(ctx, "!watch members 100ms"); err != nil {
+		t.Fatalf("cancelled !watch: %v", err)
+	}
+	// Output goes back to the shell's writer afterwards.
+	out.Reset()
+	s.Exec(context.Background(), "!echo after")
+	if out.String() != "after\n" {
+		t.Fatalf("after !watch, !echo printed %q", out.String())
+	}
+
+	for line, want := range map[string]string{
+		"!watch !wait members 1":       "listing commands only (!cluster_members",
+		"!watch !nope":                 "unknown command !nope",
+		"!watch !cluster_members 10ms": "too short",
+		"!watch !cluster_members --x":  "has no flag --x",
+	} {
+		err := s.Exec(context.Background(), line)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error containing %q", line, err, want)
+		}
+	}
+	// A quoted command works too.
+	out.Reset()
+	if err := s.Exec(context.Background(), `!watch --count 1 "!cluster_members --json"`); err != nil || !strings.Contains(out.String(), `"alias":"b"`) {
+		t.Fatalf("quoted: %v %q", err, out.String())
+	}
+}
+
+func TestPromptShowsClusterState(t *testing.T) {
+	s := testShell(t, io.Discard)
+	if got := s.Prompt(); got != "solo [not in a cluster]> " {
+		t.Errorf("Prompt = %q", got)
+	}
+	c := clusterShell(t)
+	if got := c.Prompt(); got != "a [2 alive]> " {
+		t.Errorf("Prompt = %q", got)
+	}
+	c.pal = palette{on: true}
+	if got := stripANSI(c.Prompt()); got != "a [2 alive]> " {
+		t.Errorf("coloured Prompt = %q", got)
+	}
+}
+
+func TestFilterInputDefusesCtrlZ(t *testing.T) {
+	if r, ok := filterInput(0x1a); !ok || r == 0x1a {
+		t.Fatalf("Ctrl-Z passes as %q %v", r, ok)
+	}
+	if r, ok := filterInput('x'); !ok || r != 'x' {
+		t.Fatal("x is changed")
+	}
+}
+
+func TestInterruptCancelsTheRunningCommand(t *testing.T) {
+	in := &Interactive{}
+	sigs := make(chan os.Signal, 1)
+	go in.interrupts(sigs)
+	defer close(sigs)
+	sigs <- os.Interrupt // at the prompt: ignored
+	ctx, cancel := context.WithCancel(context.Background())
+	in.mu.Lock()
+	in.cancel = cancel
+	in.mu.Unlock()
+	sigs <- os.Interrupt
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGINT did not cancel the running command")
+	}
+}

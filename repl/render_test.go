@@ -1,0 +1,202 @@
+package repl
+
+import (
+	"encoding/json"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"meshell/manager"
+	"meshell/protocol"
+)
+
+var ansi = regexp.MustCompile("\x1b\\[[0-9;]*[A-Za-z]")
+
+func stripANSI(s string) string { return ansi.ReplaceAllString(s, "") }
+
+func testEntries() []manager.Entry {
+	return []manager.Entry{
+		{Member: protocol.Member{Alias: "node1", Addr: "127.0.0.1:2254", State: protocol.StateAlive, Incarnation: 3, Tags: map[string]string{"role": "worker", "zone": "a"}}, Self: true},
+		{Member: protocol.Member{Alias: "n2", Addr: "127.0.0.1:22550", State: protocol.StateSuspect, Incarnation: 12}, RTT: 250 * time.Microsecond},
+		{Member: protocol.Member{Alias: "node-three", Addr: "10.0.0.3:1", State: protocol.StateFailed}, RTT: 1500 * time.Microsecond},
+		{Member: protocol.Member{Alias: "x", Addr: "10.0.0.4:2254", State: protocol.StateLeft}},
+	}
+}
+
+// columnStarts returns the column at which each of the header's words
+// starts, once escape codes are removed.
+func columnStarts(line string, words []string) []int {
+	var out []int
+	at := 0
+	for _, w := range words {
+		i := strings.Index(line[at:], w)
+		if i < 0 {
+			return nil
+		}
+		out = append(out, len([]rune(line[:at+i])))
+		at += i + len(w)
+	}
+	return out
+}
+
+func TestMembersTableStaysAlignedWithColour(t *testing.T) {
+	entries := testEntries()
+	plain := renderMembers(entries, palette{on: false})
+	coloured := renderMembers(entries, palette{on: true})
+	if plain == coloured {
+		t.Fatal("colour on printed no escape codes")
+	}
+	for _, want := range []string{"\x1b[32malive", "\x1b[33msuspect", "\x1b[31mfailed", "\x1b[90mleft"} {
+		if !strings.Contains(coloured, want) {
+			t.Errorf("coloured table lacks %q:\n%q", want, coloured)
+		}
+	}
+	if stripANSI(coloured) != plain {
+		t.Fatalf("colour changed the layout:\n%s\nvs\n%s", stripANSI(coloured), plain)
+	}
+	lines := strings.Split(strings.TrimSuffix(stripANSI(coloured), "\n"), "\n")
+	if len(lines) != 1+len(entries) {
+		t.Fatalf("%d lines, want %d", len(lines), 1+len(entries))
+	}
+	header := columnStarts(lines[0], []string{"ALIAS", "ADDRESS", "STATE", "INC", "RTT", "TAGS"})
+	for i, e := range entries {
+		row := lines[i+1]
+		alias := e.Alias
+		if e.Self {
+			alias += " *"
+		}
+		got := columnStarts(row, []string{alias, e.Addr, e.State.String()})
+		if !reflect.DeepEqual(got, header[:3]) {
+			t.Errorf("row %d %q: columns start at %v, header at %v", i, row, got, header[:3])
+		}
+	}
+}
+
+func TestTableAlignsUnicodeAndColouredCells(t *testing.T) {
+	p := palette{on: true}
+	rows := [][]string{{"µs-node", "1"}, {"a", "22"}}
+	out := table([]string{"NAME", "N"}, rows, func(i, j int, cell string) string { return p.errText(cell) })
+	lines := strings.Split(strings.TrimSuffix(stripANSI(out), "\n"), "\n")
+	want := []string{"NAME     N", "µs-node  1", "a        22"}
+	if !reflect.DeepEqual(lines, want) {
+		t.Fatalf("got %q, want %q", lines, want)
+	}
+}
+
+func TestMembersJSONShape(t *testing.T) {
+	b, err := json.Marshal(membersJSON(testEntries()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docs []map[string]any
+	if err := json.Unmarshal(b, &docs); err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 4 {
+		t.Fatalf("%d members", len(docs))
+	}
+	for _, d := range docs {
+		for _, k := range []string{"alias", "addr", "state", "incarnation", "tags", "self"} { // DESIGN.md §3
+			if _, ok := d[k]; !ok {
+				t.Errorf("member %v lacks %q", d, k)
+			}
+		}
+		if _, ok := d["tags"].(map[string]any); !ok {
+			t.Errorf("tags of %v is %T, want an object even when empty", d["alias"], d["tags"])
+		}
+	}
+	first := docs[0]
+	if first["alias"] != "node1" || first["addr"] != "127.0.0.1:2254" || first["state"] != "alive" ||
+		first["incarnation"] != float64(3) || first["self"] != true || first["tags"].(map[string]any)["role"] != "worker" {
+		t.Errorf("first member = %v", first)
+	}
+	if docs[1]["state"] != "suspect" || docs[2]["state"] != "failed" || docs[3]["state"] != "left" || docs[1]["self"] != false {
+		t.Errorf("states = %v %v %v", docs[1]["state"], docs[2]["state"], docs[3]["state"])
+	}
+	if strings.Contains(string(b), "\n") {
+		t.Error("the JSON document spans several lines")
+	}
+}
+
+func TestRenderPerNode(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      []NodeAnswer
+		want    string
+		colours []string // must appear with colour on
+	}{
+		{
+			name: "identical answers gather into one block",
+			in:   []NodeAnswer{{"n3", true, "pong"}, {"n1", true, "pong"}, {"n2", true, "pong\n"}},
+			want: "------------\nn1,n2,n3 (3)\n------------\npong\n",
+		},
+		{
+			name:    "some identical: one block per answer",
+			in:      []NodeAnswer{{"n1", true, "ok"}, {"n2", false, "refused: --accept-control=false"}, {"n3", true, "ok"}},
+			want:    "---------\nn1,n3 (2)\n---------\nok\n------\nn2 (1)\n------\nerror: refused: --accept-control=false\n",
+			colours: []string{"\x1b[31merror: refused"},
+		},
+		{
+			name:    "all different: prefixed lines, aligned",
+			in:      []NodeAnswer{{"node10", true, "load 1\nslots 4"}, {"n2", true, "load 0"}},
+			want:    "n2:     load 0\nnode10: load 1\nnode10: slots 4\n",
+			colours: []string{"n2:\x1b[0m", "node10:\x1b[0m"},
+		},
+		{
+			name: "a single answer is prefixed",
+			in:   []NodeAnswer{{"n1", false, "timed out"}},
+			want: "n1: error: timed out\n",
+		},
+		{name: "nothing", in: nil, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := renderPerNode(tt.in, palette{}); got != tt.want {
+				t.Fatalf("got\n%s\nwant\n%s", got, tt.want)
+			}
+			col := renderPerNode(tt.in, palette{on: true})
+			if stripANSI(col) != tt.want {
+				t.Fatalf("colour changed the text:\n%q", col)
+			}
+			for _, c := range tt.colours {
+				if !strings.Contains(col, c) {
+					t.Errorf("coloured output lacks %q:\n%q", c, col)
+				}
+			}
+		})
+	}
+}
+
+func TestNodeColourIsStableAndNotAState(t *testing.T) {
+	p := palette{on: true}
+	if p.node("n1", "x") != p.node("n1", "x") {
+		t.Fatal("colour of n1 changes")
+	}
+	for _, a := range []string{"n1", "n2", "node3", "worker1", "w"} {
+		c := p.node(a, "x")
+		for _, state := range []string{"\x1b[31m", "\x1b[32m", "\x1b[33m"} {
+			if strings.HasPrefix(c, state) {
+				t.Errorf("%s is coloured like a state: %q", a, c)
+			}
+		}
+	}
+	if (palette{}).node("n1", "x") != "x" {
+		t.Error("colour off still colours")
+	}
+}
+
+func TestVisibleWidth(t *testing.T) {
+	p := palette{on: true}
+	for _, tt := range []struct {
+		s    string
+		want int
+	}{
+		{"", 0}, {"abc", 3}, {p.bold("node1") + " [" + p.state(protocol.StateAlive, "3 alive") + "]> ", 17}, {"µs", 2},
+	} {
+		if got := visibleWidth(tt.s); got != tt.want {
+			t.Errorf("visibleWidth(%q) = %d, want %d", tt.s, got, tt.want)
+		}
+	}
+}

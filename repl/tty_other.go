@@ -1,0 +1,5 @@
+//go:build !unix
+
+package repl
+
+func ignoreSuspend() (restore func()) { return func() {} }

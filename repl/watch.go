@@ -1,0 +1,143 @@
+package repl
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+func init() {
+	commands = append(commands, &Command{
+		Name: "!watch", Group: "shell", Args: "CMD [ARGS…] [INTERVAL]", Min: 1, Max: -1, Rest: true,
+		Summary: "re-run a listing command in place until Ctrl-C",
+		Help: "Clears the screen and redraws the command's output every INTERVAL (default 2s). " +
+			"Only listing commands (those with --json, such as !cluster_members) can be watched.",
+		Example: "!watch !cluster_members\n!watch !cluster_members 500ms\n!watch --count 3 !cluster_members --json 1s",
+		Flags: []Flag{
+			{Name: "count", Kind: FlagInt, Usage: "stop after N runs (0 = until Ctrl-C)"},
+		},
+		Complete: func(s *Shell, i int) []string {
+			if i == 0 {
+				return listingNames()
+			}
+			return []string{"500ms", "1s", "2s", "5s"}
+		},
+		Run: runWatch,
+	})
+}
+
+// listingNames are the commands !watch accepts.
+func listingNames() []string {
+	var out []string
+	for _, c := range commands {
+		if c.Listing {
+			out = append(out, c.Name)
+		}
+	}
+	return out
+}
+
+const (
+	watchDefault = 2 * time.Second
+	watchMin     = 100 * time.Millisecond
+)
+
+// watchTarget splits !watch's words into the command to run, its parsed
+// arguments and the interval.
+func watchTarget(words []string) (*Command, *Args, time.Duration, error) {
+	interval := watchDefault
+	if len(words) > 1 {
+		if d, err := time.ParseDuration(words[len(words)-1]); err == nil {
+			if d < watchMin {
+				return nil, nil, 0, fmt.Errorf("!watch interval %v is too short: use %v or more", d, watchMin)
+			}
+			interval, words = d, words[:len(words)-1]
+		}
+	}
+	if len(words) == 1 && strings.ContainsAny(words[0], " \t") { // !watch "!workers --json"
+		w, err := tokenize(words[0])
+		if err != nil || len(w) == 0 {
+			return nil, nil, 0, fmt.Errorf("!watch: cannot read command %q", words[0])
+		}
+		words = w
+	}
+	words = append([]string{"!" + strings.TrimPrefix(words[0], "!")}, words[1:]...)
+	cmd, a, err := resolve(words)
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("!watch: %w", err)
+	}
+	if !cmd.Listing {
+		return nil, nil, 0, fmt.Errorf("!watch re-runs listing commands only (%s); %s is not one", strings.Join(listingNames(), ", "), cmd.Name)
+	}
+	return cmd, a, interval, nil
+}
+
+func runWatch(ctx context.Context, s *Shell, a *Args) error {
+	cmd, args, interval, err := watchTarget(a.Pos)
+	if err != nil {
+		return err
+	}
+	count := a.Int("count", 0)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		var buf bytes.Buffer
+		err := s.capture(&buf, func() error { return cmd.Run(ctx, s, args) })
+		if ctx.Err() != nil {
+			return nil // Ctrl-C: back to the prompt
+		}
+		last := count > 0 && n >= count
+		if err != nil && !last { // the last run's error is returned instead
+			fmt.Fprintln(&buf, s.pal.errText("error: "+err.Error()))
+		}
+		var frame strings.Builder
+		if s.interactive {
+			frame.WriteString("\x1b[H\x1b[2J") // home, clear screen
+		}
+		where := time.Now().Format("15:04:05")
+		if alias := s.Node.Alias(); alias != "" {
+			where = alias + ", " + where
+		}
+		frame.WriteString(s.pal.dim(fmt.Sprintf("every %v: %s  (%s)", interval, strings.Join(append([]string{cmd.Name}, argWords(a.Pos)...), " "), where)))
+		if s.interactive {
+			frame.WriteString(s.pal.dim("  (Ctrl-C to stop)"))
+		}
+		frame.WriteString("\n")
+		frame.Write(buf.Bytes())
+		s.printf("%s", frame.String())
+		if last {
+			return err // the last run's: a script learns that it failed
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// capture runs f with the shell's output going to w (asynchronous lines
+// printed meanwhile land there too), then restores the writers.
+func (s *Shell) capture(w *bytes.Buffer, f func() error) error {
+	s.wmu.Lock()
+	out, errw := s.out, s.errw
+	s.out, s.errw = w, w
+	s.wmu.Unlock()
+	defer s.setWriters(out, errw)
+	return f()
+}
+
+// argWords are the watched command's arguments as typed (without the
+// command itself and the interval), for the title.
+func argWords(pos []string) []string {
+	if len(pos) <= 1 {
+		return nil
+	}
+	rest := pos[1:]
+	if _, err := time.ParseDuration(rest[len(rest)-1]); err == nil {
+		rest = rest[:len(rest)-1]
+	}
+	return rest
+}

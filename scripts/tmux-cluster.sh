@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# tmux-cluster.sh — an N-pane local meshell cluster in tmux.
+#
+#   scripts/tmux-cluster.sh [-d] [-s SESSION] [-b BINARY] [N] [BASE_PORT]
+#   scripts/tmux-cluster.sh -k [-s SESSION]
+#
+# Opens N tiled panes (default 3), titled node1..nodeN, each running
+# `meshell --alias nodeI -P BASE_PORT+I-1 --profile local`. node1 starts the
+# cluster (!start_cluster 127.0.0.1:BASE_PORT), the others join it. Without
+# -b the binary is built from this repository into a temporary directory.
+# History goes to a temporary directory, not to ~/.meshell_history.
+#   -d  leave the session detached (default: attach, or switch inside tmux)
+#   -k  kill the session (and its temporary directory)
+#   -s  session name (default: meshell)
+# Extra meshell flags can be passed in MESHELL_FLAGS.
+set -euo pipefail
+
+usage() {
+	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 2
+}
+
+session=meshell detach=0 kill=0 binary=""
+while getopts "dks:b:h" opt; do
+	case $opt in
+	d) detach=1 ;;
+	k) kill=1 ;;
+	s) session=$OPTARG ;;
+	b) binary=$OPTARG ;;
+	*) usage ;;
+	esac
+done
+shift $((OPTIND - 1))
+n=${1:-3}
+base=${2:-2254}
+[[ $n =~ ^[1-9][0-9]*$ ]] || { echo "error: N must be a number ≥ 1, not '$n'" >&2; exit 2; }
+[[ $base =~ ^[0-9]+$ ]] && ((base > 0 && base + n - 1 <= 65535)) || { echo "error: BASE_PORT '$base' is not a usable port" >&2; exit 2; }
+command -v tmux >/dev/null || { echo "error: tmux is not installed (apt-get install tmux)" >&2; exit 1; }
+
+if ((kill)); then
+	dir=$(tmux show-environment -t "$session" MESHELL_TMP 2>/dev/null | sed -n 's/^MESHELL_TMP=//p' || true)
+	tmux kill-session -t "$session" 2>/dev/null || { echo "error: no tmux session '$session'" >&2; exit 1; }
+	[[ -n $dir && -d $dir && $dir == */meshell-tmux.* ]] && rm -rf "$dir"
+	echo "killed session $session"
+	exit 0
+fi
+
+if tmux has-session -t "$session" 2>/dev/null; then
+	echo "error: tmux session '$session' already exists; kill it with $0 -k -s $session" >&2
+	exit 1
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/meshell-tmux.XXXXXX")
+if [[ -z $binary ]]; then
+	repo=$(cd "$(dirname "$0")/.." && pwd)
+	binary=$tmp/meshell
+	echo "building meshell into $binary" >&2
+	(cd "$repo" && go build -o "$binary" .)
+fi
+[[ -x $binary ]] || { echo "error: $binary is not an executable" >&2; exit 1; }
+binary=$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")
+
+pane_cmd() { # alias port
+	printf '%q --alias %q -P %q --profile local --history-file %q %s' \
+		"$binary" "$1" "$2" "$tmp/history-$1" "${MESHELL_FLAGS:-}"
+}
+
+tmux new-session -d -s "$session" -x 200 -y 50 -n cluster "$(pane_cmd node1 "$base")"
+tmux set-environment -t "$session" MESHELL_TMP "$tmp"
+tmux set-option -t "$session" -w pane-border-status top >/dev/null
+tmux set-option -t "$session" -w pane-border-format ' #{pane_title} ' >/dev/null
+tmux select-pane -t "$session:cluster.0" -T node1
+for ((i = 2; i <= n; i++)); do
+	tmux split-window -t "$session:cluster" "$(pane_cmd "node$i" $((base + i - 1)))"
+	tmux select-pane -T "node$i"
+	tmux select-layout -t "$session:cluster" tiled >/dev/null
+done
+tmux select-layout -t "$session:cluster" tiled >/dev/null
+
+# wait_prompt PANE: until meshell shows its prompt in the pane.
+wait_prompt() {
+	for _ in $(seq 1 100); do
+		tmux capture-pane -p -t "$session:cluster.$1" | grep -q '\]>' && return 0
+		sleep 0.1
+	done
+	echo "error: pane $1 shows no meshell prompt" >&2
+	return 1
+}
+send() { tmux send-keys -t "$session:cluster.$1" -l "$2" && tmux send-keys -t "$session:cluster.$1" Enter; }
+
+wait_prompt 0
+send 0 "!start_cluster 127.0.0.1:$base"
+for _ in $(seq 1 100); do # until node1 listens
+	tmux capture-pane -p -t "$session:cluster.0" | grep -q 'listening on' && break
+	sleep 0.1
+done
+for ((i = 1; i < n; i++)); do
+	wait_prompt "$i"
+	send "$i" "!join_cluster 127.0.0.1:$base"
+done
+tmux select-pane -t "$session:cluster.0"
+echo "session $session: $n nodes on 127.0.0.1:$base..$((base + n - 1)); kill it with $0 -k -s $session" >&2
+
+if ((!detach)); then
+	if [[ -n ${TMUX:-} ]]; then
+		tmux switch-client -t "$session"
+	else
+		tmux attach-session -t "$session"
+	fi
+fi

@@ -1,0 +1,409 @@
+package main
+
+// Terminal tests: meshell runs in a real terminal (a tmux pane of fixed
+// size) and is typed at with send-keys; the screen is read back with
+// capture-pane. Each test has its own tmux server (-L), killed at cleanup.
+// The binary is the one TestMain builds, without -race: readline's own data
+// races (chzyer/readline #214, #219) cannot show up here.
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tmuxServer is a private tmux server running one session, "t".
+type tmuxServer struct {
+	t      *testing.T
+	socket string
+}
+
+func needTmux(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux is not installed: the terminal tests need it (apt-get install tmux)")
+	}
+}
+
+var (
+	unsafeName  = regexp.MustCompile(`[^A-Za-z0-9]+`)
+	tmuxServers atomic.Int64
+)
+
+// newTmux starts a private tmux server whose first pane runs command.
+func newTmux(t *testing.T, command string) *tmuxServer {
+	t.Helper()
+	needTmux(t)
+	name := fmt.Sprintf("meshell-%d-%d-%s", os.Getpid(), tmuxServers.Add(1), unsafeName.ReplaceAllString(t.Name(), "-"))
+	if len(name) > 60 {
+		name = name[:60]
+	}
+	ts := &tmuxServer{t: t, socket: name}
+	t.Cleanup(func() { exec.Command("tmux", "-L", ts.socket, "kill-server").Run() })
+	ts.run("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "150", "-y", "40", command)
+	return ts
+}
+
+func (ts *tmuxServer) run(args ...string) string {
+	ts.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-L", ts.socket}, args...)...).CombinedOutput()
+	if err != nil {
+		ts.t.Fatalf("tmux %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// typeText types text literally, without Enter.
+func (ts *tmuxServer) typeText(text string) {
+	ts.t.Helper()
+	ts.run("send-keys", "-t", "t", "-l", text)
+}
+
+// keys sends named keys: Enter, Tab, C-c, C-d, Up…
+func (ts *tmuxServer) keys(keys ...string) {
+	ts.t.Helper()
+	ts.run(append([]string{"send-keys", "-t", "t"}, keys...)...)
+}
+
+// line types text and Enter.
+func (ts *tmuxServer) line(text string) { ts.t.Helper(); ts.typeText(text); ts.keys("Enter") }
+
+// screen is what the pane shows, trailing blank lines removed.
+func (ts *tmuxServer) screen() string {
+	ts.t.Helper()
+	return strings.TrimRight(ts.run("capture-pane", "-p", "-t", "t"), "\n")
+}
+
+// waitScreen polls the pane until ok holds, or fails after a generous
+// deadline showing the screen.
+func (ts *tmuxServer) waitScreen(what string, ok func(screen string) bool) string {
+	ts.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s := ts.screen()
+		if ok(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			ts.t.Fatalf("the terminal never showed %s; screen:\n%s", what, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (ts *tmuxServer) waitFor(text string) string {
+	ts.t.Helper()
+	return ts.waitScreen(fmt.Sprintf("%q", text), func(s string) bool { return strings.Contains(s, text) })
+}
+
+// lastLine is the screen's last non-blank line (where the prompt is).
+func lastLine(screen string) string {
+	lines := strings.Split(strings.TrimRight(screen, "\n "), "\n")
+	return strings.TrimRight(lines[len(lines)-1], " ")
+}
+
+func (ts *tmuxServer) waitLastLine(want string) string {
+	ts.t.Helper()
+	return ts.waitScreen(fmt.Sprintf("%q on the last line", want), func(s string) bool { return lastLine(s) == want })
+}
+
+// waitRunning waits until the command on the last line was entered (the
+// cursor went to the next line), then a little longer so that readline has
+// left raw mode and Ctrl-C arrives as a signal.
+func (ts *tmuxServer) waitRunning(promptAndCommand string) {
+	ts.t.Helper()
+	ts.waitScreen(fmt.Sprintf("%q running", promptAndCommand), func(s string) bool {
+		return lastLine(s) == promptAndCommand && strings.TrimSpace(ts.run("display-message", "-p", "-t", "t", "#{cursor_x}")) == "0"
+	})
+	time.Sleep(200 * time.Millisecond)
+}
+
+// shellCommand runs meshell in the pane, then says how it exited and keeps
+// the pane open. NO_COLOR is unset so that hints are drawn.
+func shellCommand(args ...string) string {
+	q := []string{"env", "-u", "NO_COLOR", binary}
+	for _, a := range args {
+		q = append(q, "'"+a+"'")
+	}
+	return strings.Join(q, " ") + "; echo EXITED $?; sleep 600"
+}
+
+func TestTerminalCompletionPromptAndAsyncEvents(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	ts := newTmux(t, shellCommand("--alias", "alpha", "-P", fmt.Sprint(port), "--profile", "local",
+		"--history-file", filepath.Join(t.TempDir(), "hist")))
+	ts.waitLastLine("alpha [not in a cluster]>")
+
+	t.Run("tab completes a command and shows its hint", func(t *testing.T) {
+		ts.t = t
+		ts.typeText("!start_cl")
+		ts.keys("Tab")
+		ts.waitLastLine("alpha [not in a cluster]> !start_cluster [HOST:PORT]") // completed; the grey hint follows
+		ts.keys("Enter")
+		ts.waitFor(fmt.Sprintf("listening on 127.0.0.1:%d as alpha", port))
+		ts.waitLastLine("alpha [1 alive]>")
+	})
+
+	t.Run("an event leaves the half-typed line intact", func(t *testing.T) {
+		ts.t = t
+		ts.line("!events on")
+		ts.waitFor("events on")
+		ts.typeText("!echo half typed")
+		ts.waitLastLine("alpha [1 alive]> !echo half typed")
+		bravo := start(t, "", "--alias", "bravo", "-P", "0", "--profile", "local")
+		bravo.feed(t, fmt.Sprintf("!join_cluster 127.0.0.1:%d\n", port))
+		s := ts.waitScreen("the join event above the prompt", func(s string) bool {
+			return strings.Contains(s, "member-join bravo") && lastLine(s) == "alpha [2 alive]> !echo half typed"
+		})
+		lines := strings.Split(s, "\n")
+		if !strings.Contains(lines[len(lines)-2], "bravo") {
+			t.Errorf("the event is not right above the prompt:\n%s", s)
+		}
+		ts.keys("Enter")
+		ts.waitScreen("the finished line's output", func(s string) bool {
+			return strings.Contains(s, "\nhalf typed\n") && lastLine(s) == "alpha [2 alive]>"
+		})
+
+		t.Run("tab completes a member alias", func(t *testing.T) {
+			ts.t = t
+			ts.typeText("!wait br")
+			ts.keys("Tab")
+			ts.waitLastLine("alpha [2 alive]> !wait bravo")
+			ts.typeText("al")
+			ts.keys("Tab")
+			ts.waitLastLine("alpha [2 alive]> !wait bravo alive")
+			ts.keys("Enter")
+			ts.waitFor("bravo is alive")
+		})
+
+		bravo.stdin.Close() // leaves at the end of its input
+		ts.waitScreen("the leave event and the prompt redrawn", func(s string) bool {
+			return strings.Contains(s, "member-leave bravo") && lastLine(s) == "alpha [1 alive]>"
+		})
+	})
+}
+
+func TestTerminalHistorySurvivesARestart(t *testing.T) {
+	t.Parallel()
+	hist := filepath.Join(t.TempDir(), "history")
+	ts := newTmux(t, shellCommand("--alias", "h1", "-P", "0", "--history-file", hist))
+	ts.waitLastLine("h1 [not in a cluster]>")
+	ts.line("!echo remembered-1")
+	ts.waitFor("\nremembered-1")
+	ts.line("!echo second")
+	ts.waitFor("\nsecond")
+	ts.keys("C-d")
+	ts.waitFor("EXITED 0")
+	b, err := os.ReadFile(hist)
+	if err != nil || !strings.Contains(string(b), "!echo remembered-1\n!echo second\n") {
+		t.Fatalf("history file: %q %v", b, err)
+	}
+
+	ts2 := newTmux(t, shellCommand("--alias", "h2", "-P", "0", "--history-file", hist))
+	ts2.waitLastLine("h2 [not in a cluster]>")
+	ts2.keys("Up")
+	ts2.waitLastLine("h2 [not in a cluster]> !echo second")
+	ts2.keys("Up")
+	ts2.waitLastLine("h2 [not in a cluster]> !echo remembered-1")
+	ts2.keys("Enter")
+	ts2.waitScreen("the recalled command's output", func(s string) bool {
+		return strings.Contains(s, "\nremembered-1\n") && lastLine(s) == "h2 [not in a cluster]>"
+	})
+	// Ctrl-R searches the history.
+	ts2.keys("C-r")
+	ts2.typeText("cond")
+	ts2.waitScreen("a reverse search finding !echo second", func(s string) bool {
+		return strings.Contains(s, "bck-i-search: cond") && strings.Contains(s, "> !echo second")
+	})
+	ts2.keys("Enter")
+	ts2.waitScreen("the found command's output", func(s string) bool {
+		return strings.Count(s, "\nsecond\n") == 1 && lastLine(s) == "h2 [not in a cluster]>"
+	})
+	// Control commands (Command.NoHistory) stay out of the history, in
+	// the file and for the Up arrow.
+	ts2.line("!restart nosuchnode")
+	s := ts2.waitScreen("the control command's answer", func(s string) bool {
+		return strings.Count(s, "error: ") >= 1 && lastLine(s) == "h2 [not in a cluster]>"
+	})
+	if !strings.Contains(s, "unknown command !restart") {
+		ts2.keys("Up")
+		ts2.waitLastLine("h2 [not in a cluster]> !echo second")
+		ts2.keys("C-c")
+		if b, _ := os.ReadFile(hist); strings.Contains(string(b), "restart") {
+			t.Errorf("!restart was saved in the history:\n%s", b)
+		}
+	}
+	// Two Ctrl-C on an empty line leave and exit.
+	ts2.keys("C-c")
+	ts2.waitFor("Ctrl-C again")
+	ts2.keys("C-c")
+	ts2.waitFor("EXITED 0")
+}
+
+func TestTerminalCtrlCCtrlZAndCtrlD(t *testing.T) {
+	t.Parallel()
+	ts := newTmux(t, shellCommand("--alias", "c1", "-P", "0", "--profile", "local", "--history-file", filepath.Join(t.TempDir(), "h")))
+	ts.waitLastLine("c1 [not in a cluster]>")
+	ts.line("!start_cluster")
+	ts.waitLastLine("c1 [1 alive]>")
+	if col := ts.run("capture-pane", "-p", "-e", "-t", "t"); !strings.Contains(col, "\x1b[32m1 alive") {
+		t.Errorf("colour is on but the prompt's alive count is not green: %q", col)
+	}
+
+	// Ctrl-C clears a half-typed line.
+	ts.typeText("!echo never")
+	ts.waitLastLine("c1 [1 alive]> !echo never")
+	ts.keys("C-c")
+	ts.waitLastLine("c1 [1 alive]>")
+
+	// Ctrl-C cancels a running !wait and the shell still works.
+	ts.line("!wait members 5 60s")
+	ts.waitRunning("c1 [1 alive]> !wait members 5 60s")
+	start := time.Now()
+	ts.keys("C-c")
+	ts.waitFor("cancelled waiting for 5 alive members")
+	ts.waitLastLine("c1 [1 alive]>")
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("the cancelled !wait took %v to return", d)
+	}
+	// A Ctrl-Z byte neither suspends nor hangs the shell, at the prompt or
+	// while a command runs.
+	ts.keys("C-z")
+	ts.line("!echo after-ctrl-z")
+	ts.waitFor("\nafter-ctrl-z")
+	ts.line("!sleep 300ms")
+	ts.waitRunning("c1 [1 alive]> !sleep 300ms")
+	ts.keys("C-z")
+	ts.waitLastLine("c1 [1 alive]>")
+	ts.line("!echo still-here")
+	ts.waitFor("\nstill-here")
+	if strings.Contains(ts.screen(), "never\n") {
+		t.Errorf("the cleared line ran:\n%s", ts.screen())
+	}
+	// Ctrl-D on an empty line leaves gracefully and exits 0.
+	ts.keys("C-d")
+	ts.waitFor("leaving the cluster")
+	ts.waitFor("EXITED 0")
+}
+
+// freeBase returns a port p such that p..p+n-1 were free a moment ago.
+func freeBase(t *testing.T, n int) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		base := freePort(t)
+		if base+n > 65535 {
+			continue
+		}
+		ok := true
+		for i := 1; i < n && ok; i++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no run of free ports")
+	return 0
+}
+
+func TestTmuxClusterScript(t *testing.T) {
+	t.Parallel()
+	needTmux(t)
+	// TMUX_TMPDIR gives the script a tmux server of its own.
+	dir, err := os.MkdirTemp("", "mt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	env := append(os.Environ(), "TMUX_TMPDIR="+dir, "TMUX=")
+	tmux := func(args ...string) (string, error) {
+		cmd := exec.Command("tmux", args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() { tmux("kill-server") })
+	script := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("scripts/tmux-cluster.sh", args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux-cluster.sh %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	base := freeBase(t, 3)
+	session := fmt.Sprintf("mc%d", os.Getpid())
+	script("-d", "-s", session, "-b", binary, "3", fmt.Sprint(base))
+
+	titles, _ := tmux("list-panes", "-t", session, "-F", "#{pane_title}")
+	if strings.Fields(titles) == nil || strings.Join(strings.Fields(titles), ",") != "node1,node2,node3" {
+		t.Errorf("pane titles %q, want node1..node3", titles)
+	}
+	pane := session + ":cluster.0"
+	send := func(text string) {
+		t.Helper()
+		if out, err := tmux("send-keys", "-t", pane, "-l", text); err != nil {
+			t.Fatalf("send-keys: %v %s", err, out)
+		}
+		tmux("send-keys", "-t", pane, "Enter")
+	}
+	send("!wait members 3 20s")
+	send("!cluster_members")
+	alive := func(table string, i int) bool {
+		return regexp.MustCompile(fmt.Sprintf(`node%d[ *]+127\.0\.0\.1:%d +alive`, i, base+i-1)).MatchString(table)
+	}
+	var screen string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		screen, _ = tmux("capture-pane", "-p", "-t", pane)
+		if i := strings.LastIndex(screen, "ALIAS"); i >= 0 && alive(screen[i:], 1) && alive(screen[i:], 2) && alive(screen[i:], 3) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pane 0 never listed 3 alive members:\n%s", screen)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("pane 0:\n%s", strings.TrimRight(screen, "\n"))
+
+	script("-k", "-s", session)
+	if out, err := tmux("has-session", "-t", session); err == nil {
+		t.Fatalf("session %s still exists after -k: %s", session, out)
+	}
+}
+
+func TestTerminalNoColour(t *testing.T) {
+	t.Parallel()
+	for name, command := range map[string]string{
+		"--no-color": shellCommand("--alias", "p1", "-P", "0", "--no-color", "--history-file", filepath.Join(t.TempDir(), "h")),
+		"NO_COLOR":   "NO_COLOR=1 " + binary + " --alias p1 -P 0 --history-file " + filepath.Join(t.TempDir(), "h2"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ts := newTmux(t, command)
+			ts.waitLastLine("p1 [not in a cluster]>")
+			ts.line("!start_cluster")
+			ts.line("!nope")
+			ts.line("!cluster_members")
+			ts.waitFor("p1 *")
+			ts.waitFor("error: unknown command !nope")
+			if col := ts.run("capture-pane", "-p", "-e", "-t", "t"); strings.Contains(col, "\x1b[") {
+				t.Errorf("colour is off but the screen has escape codes: %q", col)
+			}
+		})
+	}
+}
