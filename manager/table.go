@@ -24,6 +24,7 @@ type Table struct {
 	entries map[string]*Entry
 	digest  uint32
 	dirty   bool
+	version uint64 // counts every change, RTTs included
 }
 
 // NewTable returns a table that holds self.
@@ -81,12 +82,14 @@ func (t *Table) Set(now time.Time, m protocol.Member) {
 	}
 	e.Member = cloneMember(m)
 	t.dirty = true
+	t.version++
 }
 
 // SetRTT records the last measured round trip to alias.
 func (t *Table) SetRTT(alias string, d time.Duration) {
-	if e, ok := t.entries[alias]; ok {
+	if e, ok := t.entries[alias]; ok && e.RTT != d {
 		e.RTT = d
+		t.version++
 	}
 }
 
@@ -98,23 +101,28 @@ func (t *Table) Remove(alias string) {
 	if _, ok := t.entries[alias]; ok {
 		delete(t.entries, alias)
 		t.dirty = true
+		t.version++
 	}
 }
 
-// Entries returns a copy of every entry sorted by alias. The copy shares
-// nothing with the table and may be handed to other goroutines.
+// Version changes whenever anything in the table does, so that a reader can
+// tell cheaply whether a new snapshot is needed.
+func (t *Table) Version() uint64 { return t.version }
+
+// Entries returns a copy of every entry sorted by alias, for other
+// goroutines. The Tags maps are shared, not copied: the table never changes
+// a stored map (Set stores a clone), and readers must not change them either.
 func (t *Table) Entries() []Entry {
 	out := make([]Entry, 0, len(t.entries))
 	for _, e := range t.entries {
-		c := *e
-		c.Member = cloneMember(e.Member)
-		out = append(out, c)
+		out = append(out, *e)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Alias < out[j].Alias })
 	return out
 }
 
-// Members returns every member as gossiped, sorted by alias.
+// Members returns every member as gossiped, sorted by alias (Tags shared and
+// read-only, as with Entries).
 func (t *Table) Members() []protocol.Member {
 	es := t.Entries()
 	out := make([]protocol.Member, len(es))

@@ -75,7 +75,7 @@ func DefaultConfig(cluster string, self func() protocol.Member) Config {
 		HandshakeTimeout: 5 * time.Second,  // a peer that says nothing is closed after this
 		DialTimeout:      time.Second,      // a partitioned peer costs a dial this long
 		WriteTimeout:     10 * time.Second, // a stopped peer whose buffers are full is closed
-		QueueLen:         8192,             // frames; enough for a 256-deep job pipeline per peer
+		QueueLen:         1024,             // frames; the writer drains in batches, so a 256-deep job pipeline fits
 		MaxHandshakes:    1024,             // pending handshakes; bounds idle hostile connections
 		Log:              logrus.StandardLogger(),
 	}

@@ -75,9 +75,10 @@ type Node struct {
 	addr    string
 	started time.Time
 
-	self    atomic.Pointer[protocol.Member]
-	snap    atomic.Pointer[Snapshot]
-	dropped atomic.Uint64
+	self        atomic.Pointer[protocol.Member]
+	snap        atomic.Pointer[Snapshot]
+	snapVersion uint64 // the table version snap shows; run loop only
+	dropped     atomic.Uint64
 
 	// The job and control families have their own files and goroutines;
 	// the run loop only tells them about membership.
@@ -341,9 +342,13 @@ func (n *Node) flush(now time.Time) {
 			n.log.WithField("alias", o.To).WithError(err).Debug("node: membership message not sent")
 		}
 	}
-	self := n.core.Self()
-	n.self.Store(&self)
-	n.snap.Store(&Snapshot{Entries: n.core.Entries(), At: now})
+	if v := n.core.Version(); v != n.snapVersion || n.snap.Load().Entries == nil {
+		self := n.core.Self()
+		n.self.Store(&self)
+		n.snap.Store(&Snapshot{Entries: n.core.Entries(), At: now})
+		n.snapVersion = v
+	}
+	self := n.self.Load()
 	for _, ev := range rd.Events {
 		n.jobs.memberEvent(ev)
 		// A full mesh: the member with the smaller alias dials a newcomer, so

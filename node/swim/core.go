@@ -112,6 +112,9 @@ func (c *Core) Get(alias string) (manager.Entry, bool) { return c.table.Get(alia
 // Entries returns a copy of the membership table sorted by alias.
 func (c *Core) Entries() []manager.Entry { return c.table.Entries() }
 
+// Version changes whenever the membership table does (RTTs included).
+func (c *Core) Version() uint64 { return c.table.Version() }
+
 // Config returns the timings in force.
 func (c *Core) Config() Config { return c.cfg }
 
