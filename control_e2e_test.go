@@ -151,3 +151,21 @@ func TestScaleIsVisibleFromAnotherNode(t *testing.T) {
 		t.Fatalf("the refusal does not give its reason:\n%s", ctl.stdout.String())
 	}
 }
+
+func TestRemoteShutdownEndsAShellWaitingForInput(t *testing.T) {
+	seed, _ := workerCluster(t, 1)
+	idle := start(t, "", "--alias", "idle", "-P", "0", "--join", seed)
+	idle.feed(t, "!echo waiting\n") // then it waits for a line that never comes
+	idle.waitOutput(t, "waiting", 30*time.Second)
+	ctl := start(t, "", "--alias", "ctl", "-P", "0", "--join", seed)
+	ctl.feed(t, "!wait members 3 30s\n!shutdown idle\n!echo sent\n")
+	ctl.waitOutput(t, "sent", 30*time.Second)
+	if code := idle.wait(t, 20*time.Second); code != 0 {
+		t.Fatalf("the shut-down shell exited %d, want 0\n%s", code, idle.stderr.String())
+	}
+	// And a node that shuts itself down with --all goes last and exits 0.
+	ctl.feed(t, "!shutdown --all\n")
+	if code := ctl.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("!shutdown --all: the issuing shell exited %d\n%s\n%s", code, ctl.stdout.String(), ctl.stderr.String())
+	}
+}

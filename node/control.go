@@ -209,7 +209,7 @@ wait:
 		runLocal() // the local node goes last
 	}
 	if after != nil {
-		go after()
+		after() // this node's own shutdown or restart: done when the command returns
 	}
 	return replies, nil
 }

@@ -28,7 +28,7 @@ func init() {
 		{
 			Name: "!ping", Group: "control", Args: "ALIAS | --all", Max: 1,
 			Summary:  "round-trip time to a node, or to every node",
-			Flags:    []Flag{allFlag, timeoutFlag},
+			Flags:    []Flag{allFlag, flagJSON, timeoutFlag},
 			Example:  "!ping --all",
 			Complete: target,
 			Run:      runPing,
@@ -130,7 +130,7 @@ func (s *Shell) control(ctx context.Context, a *Args, targets []string, req prot
 		case r.NoAnswer:
 			answers[i].Text = "no answer: " + r.Error
 		case !r.OK:
-			answers[i].Text = "error: " + r.Error
+			answers[i].Text = r.Error
 		default:
 			answers[i].Text = ok(r)
 		}
@@ -157,10 +157,24 @@ func runPing(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.control(ctx, a, targets, protocol.Control{Op: node.OpPing}, func(r node.ControlReply) string {
+	replies, err := s.control(ctx, a, targets, protocol.Control{Op: node.OpPing}, func(r node.ControlReply) string {
 		return fmt.Sprintf("%s (%s)", fmtLatency(r.RTT), r.Path)
 	})
+	if a.Bool("json") {
+		for _, r := range replies {
+			s.writeJSON(pingJSON{Alias: r.Alias, OK: r.OK, RTTUs: float64(r.RTT.Nanoseconds()) / 1000, Path: r.Path, Error: r.Error})
+		}
+	}
 	return err
+}
+
+// pingJSON is one node's answer as printed by !ping --json.
+type pingJSON struct {
+	Alias string  `json:"alias"`
+	OK    bool    `json:"ok"`
+	RTTUs float64 `json:"rtt_us"`
+	Path  string  `json:"path"`
+	Error string  `json:"error,omitempty"`
 }
 
 func fmtLatency(d time.Duration) string {
@@ -226,7 +240,7 @@ func runStatus(ctx context.Context, s *Shell, a *Args) error {
 	var problems []NodeAnswer
 	for _, r := range replies {
 		if !r.OK || r.Status == nil {
-			problems = append(problems, NodeAnswer{Node: r.Alias, Text: "error: " + r.Error})
+			problems = append(problems, NodeAnswer{Node: r.Alias, Text: r.Error})
 			continue
 		}
 		st := r.Status

@@ -123,6 +123,12 @@ func (in *Interactive) Run(base context.Context) int {
 			case <-sub.C:
 				rl.SetPrompt(s.Prompt())
 				rl.Refresh() // only redraws while a line is being read
+			case <-s.Node.ShutdownRequested():
+				// A !shutdown from another node: it drained and left
+				// already; end the pending Readline as Ctrl-D would.
+				s.printf("%s\n", s.pal.dim("this node was shut down by !shutdown; exiting"))
+				rl.Operation.Close()
+				return
 			case <-stop:
 				return
 			}
@@ -170,11 +176,11 @@ func (in *Interactive) Run(base context.Context) int {
 		if interrupted {
 			s.printf("\n") // past the ^C the terminal echoed
 		}
-		if errors.Is(err, errQuit) {
-			break
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, errQuit) {
 			s.errorLine(err)
+		}
+		if errors.Is(err, errQuit) || s.shutdownRequested() {
+			break
 		}
 	}
 	in.mu.Lock()

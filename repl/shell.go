@@ -143,34 +143,53 @@ func suggest(word string) string {
 // cluster gracefully.
 func (s *Shell) RunScript(ctx context.Context, r io.Reader, keepGoing bool) int {
 	status := 0
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	lines := make(chan string)
+	readErr := make(chan error, 1)
+	// The reader goroutine ends at the end of input; a shutdown while it
+	// waits for a line ends the script without it (the process exits).
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		readErr <- sc.Err()
+		close(lines)
+	}()
 	lineNo := 0
-	for sc.Scan() {
+loop:
+	for {
+		var raw string
+		var ok bool
+		select {
+		case raw, ok = <-lines:
+			if !ok {
+				if err := <-readErr; err != nil {
+					s.errorLine(fmt.Errorf("reading commands: %w", err))
+					status = 1
+				}
+				break loop
+			}
+		case <-s.Node.ShutdownRequested():
+			break loop
+		}
 		lineNo++
-		line := strings.TrimSpace(strings.TrimSuffix(sc.Text(), "\r"))
+		line := strings.TrimSpace(strings.TrimSuffix(raw, "\r"))
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
 		err := s.Exec(ctx, line)
-		if errors.Is(err, errQuit) || s.shutdownRequested() {
-			break
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, errQuit) {
 			s.errorLine(fmt.Errorf("line %d: %s: %w", lineNo, firstWord(line), err))
 			status = 1
-			if !keepGoing {
-				break
-			}
 		}
-		if ctx.Err() != nil {
+		switch {
+		case errors.Is(err, errQuit), s.shutdownRequested():
+			break loop
+		case err != nil && !keepGoing, ctx.Err() != nil:
 			status = 1
-			break
+			break loop
 		}
-	}
-	if err := sc.Err(); err != nil {
-		s.errorLine(fmt.Errorf("reading commands: %w", err))
-		status = 1
 	}
 	s.Close()
 	return status
