@@ -262,8 +262,10 @@ func (n *Node) callLocked(f func()) {
 	<-done
 }
 
-// call runs f on the run loop and waits for it. It fails when the node is
-// not running or the loop does not take the call before ctx ends.
+// call runs f on the run loop and waits for it; what f changed is published
+// (snapshot, own entry, messages handed to the mesh) before call returns. It
+// fails when the node is not running or the loop does not take the call
+// before ctx ends.
 func (n *Node) call(ctx context.Context, f func(c *swim.Core)) error {
 	n.mu.Lock()
 	core, closed := n.core, n.closed
@@ -273,7 +275,7 @@ func (n *Node) call(ctx context.Context, f func(c *swim.Core)) error {
 	}
 	done := make(chan struct{})
 	select {
-	case n.calls <- func() { f(core); close(done) }:
+	case n.calls <- func() { f(core); n.flush(time.Now()); close(done) }:
 	case <-n.loopDone:
 		return ErrNotRunning
 	case <-ctx.Done():
@@ -453,15 +455,20 @@ func (n *Node) Close() {
 	n.control.close()
 }
 
-// SetTags replaces this node's tags and gossips them.
+// SetTags replaces this node's tags and gossips them at a new incarnation.
+// The slots tag belongs to the node: it always carries the current slot
+// count, whatever tags is.
 func (n *Node) SetTags(ctx context.Context, tags map[string]string) error {
-	if n.core == nil {
-		cur := n.self.Load()
-		upd := *cur
-		upd.Tags = maps.Clone(tags)
+	tags = slotsTags(tags, n.JobStats().Slots)
+	n.mu.Lock()
+	if n.core == nil { // not started: the tags go out with the first Hello
+		upd := *n.self.Load()
+		upd.Tags = tags
 		n.self.Store(&upd)
+		n.mu.Unlock()
 		return nil
 	}
+	n.mu.Unlock()
 	return n.call(ctx, func(c *swim.Core) { c.SetTags(time.Now(), tags) })
 }
 

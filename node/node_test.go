@@ -310,3 +310,22 @@ func mustFrame(t testing.TB, m protocol.Message) []byte {
 	}
 	return b
 }
+
+func TestSlotsTagSurvivesTagChanges(t *testing.T) {
+	a := startNode(t, "a")
+	if err := a.SetSlots(3); err != nil {
+		t.Fatal(err)
+	}
+	// Tags without slots, or with a forged count, keep the real one.
+	for _, tags := range []map[string]string{{"role": "worker"}, {"slots": "99"}, nil} {
+		if err := a.SetTags(ctxFor(t, 5*time.Second), tags); err != nil {
+			t.Fatal(err)
+		}
+		if got := a.Self().Tags["slots"]; got != "3" {
+			t.Fatalf("after SetTags(%v) the slots tag is %q, want 3", tags, got)
+		}
+	}
+	if got := a.Self().Tags["role"]; got != "" {
+		t.Fatalf("SetTags did not replace the tags: role=%q", got)
+	}
+}
