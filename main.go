@@ -251,7 +251,7 @@ func parseTags(s string) (map[string]string, error) {
 // joinAny joins through the first of the listed addresses that answers; a
 // host name may resolve to several addresses, each of which is tried.
 func joinAny(n *node.Node, list string) error {
-	var errs []string
+	var addrs, unresolved []string
 	for _, a := range strings.Split(list, ",") {
 		a = strings.TrimSpace(a)
 		host, port, err := net.SplitHostPort(a)
@@ -260,20 +260,17 @@ func joinAny(n *node.Node, list string) error {
 		}
 		ips, err := net.LookupHost(host)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", a, err))
-			continue
+			unresolved = append(unresolved, fmt.Sprintf("%s: %v", a, err))
+			continue // another name may resolve
 		}
 		for _, ip := range ips {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			_, err := n.Join(ctx, net.JoinHostPort(ip, port))
-			cancel()
-			if err == nil {
-				return nil
-			}
-			errs = append(errs, err.Error())
+			addrs = append(addrs, net.JoinHostPort(ip, port))
 		}
 	}
-	return fmt.Errorf("could not join: %s", strings.Join(errs, "; "))
+	if len(addrs) == 0 {
+		return fmt.Errorf("--join: no address resolved: %s", strings.Join(unresolved, "; "))
+	}
+	return n.JoinAny(context.Background(), addrs, 15*time.Second)
 }
 
 // serve runs headless until SIGINT or SIGTERM: the first leaves gracefully,

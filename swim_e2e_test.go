@@ -206,14 +206,12 @@ func TestRestartUnderSameAliasIsAliveEverywhere(t *testing.T) {
 // sits on a bridge in the test's namespace. Splitting moves some peers to a
 // second bridge; healing moves them back.
 type netLab struct {
-	t      *testing.T
-	id     string
-	br     [2]string
-	hosts  []string // namespace per node
-	peers  []string // bridge-side veth per node
-	ips    []string
-	cmds   [][]string
-	failed bool
+	t     *testing.T
+	id    string
+	br    [2]string
+	hosts []string // namespace per node
+	peers []string // bridge-side veth per node
+	ips   []string
 }
 
 func sh(args ...string) error {

@@ -21,7 +21,6 @@ type recorder struct {
 	mu     sync.Mutex
 	up     []string
 	down   []string
-	got    []protocol.Message
 	block  chan struct{} // when set, Receive waits on it (a slow reader)
 	refuse string
 	recv   chan protocol.Message

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"strconv"
@@ -236,10 +237,6 @@ func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.Contro
 		st := n.Status()
 		ack.Status = &st
 	case OpScale:
-		if m.N < 1 || m.N > 4096 {
-			ack.Error = fmt.Sprintf("scale to %d slots: use 1 to 4096", m.N)
-			break
-		}
 		if err := n.SetSlots(int(m.N)); err != nil {
 			ack.Error = err.Error()
 			break
@@ -306,36 +303,18 @@ func (n *Node) Restart(ctx context.Context) error {
 		return err
 	}
 	bind := n.cfg.Bind
-	if _, port, err := splitPort(addr); err == nil {
-		if host, _, err := splitPort(bind); err == nil {
-			bind = host + ":" + port
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		if host, _, err := net.SplitHostPort(bind); err == nil {
+			bind = net.JoinHostPort(host, port)
 		}
 	}
 	if _, err := n.Start(bind); err != nil {
 		return err
 	}
-	var errs []string
-	for _, s := range seeds {
-		jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := n.Join(jctx, s)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, err.Error())
-	}
 	if len(seeds) == 0 {
 		return nil
 	}
-	return fmt.Errorf("rejoin: %s", strings.Join(errs, "; "))
-}
-
-func splitPort(hostport string) (string, string, error) {
-	i := strings.LastIndex(hostport, ":")
-	if i < 0 {
-		return "", "", errors.New("no port")
-	}
-	return hostport[:i], hostport[i+1:], nil
+	return n.JoinAny(ctx, seeds, 5*time.Second)
 }
 
 // Status describes this node for the status command.

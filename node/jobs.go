@@ -697,7 +697,7 @@ func (n *Node) SetSlots(k int) error {
 	n.jobs.w.setSlots(k)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := n.SetTags(ctx, slotsTags(n.Self().Tags, k))
+	err := n.SetTags(ctx, n.Self().Tags) // SetTags sets the slots tag
 	if errors.Is(err, ErrNotRunning) {
 		return nil // a closed node gossips nothing; the local count changed
 	}

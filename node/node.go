@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -416,6 +417,25 @@ func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
 		return res, fmt.Errorf("join %s: %w", addr, refusal)
 	}
 	return res, nil
+}
+
+// JoinAny joins through the first of addrs that accepts, giving each at
+// most perAddr; it fails, naming every reason, when none does.
+func (n *Node) JoinAny(ctx context.Context, addrs []string, perAddr time.Duration) error {
+	var errs []string
+	for _, a := range addrs {
+		jctx, cancel := context.WithTimeout(ctx, perAddr)
+		_, err := n.Join(jctx, a)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err.Error())
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return fmt.Errorf("could not join through any of %d addresses: %s", len(addrs), strings.Join(errs, "; "))
 }
 
 // Leave announces a graceful departure, waits briefly for it to be written

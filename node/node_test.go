@@ -28,7 +28,6 @@ func quietLog() logrus.FieldLogger {
 type testOpt func(*Config)
 
 func withCluster(name string) testOpt { return func(c *Config) { c.Cluster = name } }
-func withSWIM(sc swim.Config) testOpt { return func(c *Config) { c.SWIM = sc } }
 
 // startNode starts a node listening on a free loopback port.
 func startNode(t testing.TB, alias string, opts ...testOpt) *Node {

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -180,7 +179,7 @@ func init() {
 			Name: "!untag", Group: "cluster", Args: "K…", Min: 1, Max: -1,
 			Summary:  "remove tags of this node",
 			Example:  "!untag zone",
-			Complete: func(s *Shell, i int) []string { return sortedKeys(s.Node.Self().Tags) },
+			Complete: func(s *Shell, i int) []string { return slices.Sorted(maps.Keys(s.Node.Self().Tags)) },
 			Run:      runUntag,
 		},
 		{
@@ -505,13 +504,4 @@ func helpIndex(p palette) string {
 	}
 	b.WriteString("!help CMD shows usage, flags and an example. Tab completes; Ctrl-R searches history.\n")
 	return b.String()
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

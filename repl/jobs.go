@@ -146,16 +146,6 @@ type dispatchJSON struct {
 
 func ms(d time.Duration) float64 { return math.Round(float64(d.Nanoseconds())/1e3) / 1e3 }
 
-func formatLatency(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return fmt.Sprintf("%dµs", d.Microseconds())
-	case d < time.Second:
-		return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1e3)
-	}
-	return d.Round(time.Millisecond).String()
-}
-
 func runDispatch(ctx context.Context, s *Shell, a *Args) error {
 	req, err := s.jobRequest(a)
 	if err != nil {

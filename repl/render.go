@@ -103,30 +103,31 @@ func renderMembers(entries []manager.Entry, p palette) string {
 	})
 }
 
+// formatLatency is the shell's one way of showing a duration measured on
+// the network: µs below a millisecond, ms with two decimals below a second.
+func formatLatency(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return fmt.Sprintf("%dµs", d.Microseconds())
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1e3)
+	}
+	return d.Round(time.Millisecond).String()
+}
+
 func formatRTT(d time.Duration, self bool) string {
 	if self || d <= 0 {
 		return "-"
 	}
-	if d < time.Millisecond {
-		return fmt.Sprintf("%dµs", d.Microseconds())
-	}
-	return d.Round(10 * time.Microsecond).String()
+	return formatLatency(d)
 }
 
+// formatTags shows tags as k=v,k=v sorted by key, or "-" when there are none.
 func formatTags(tags map[string]string) string {
 	if len(tags) == 0 {
 		return "-"
 	}
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + tags[k]
-	}
-	return strings.Join(parts, ",")
+	return manager.FilterString(tags)
 }
 
 // memberJSON is the documented JSON shape of a member (DESIGN.md §3).
