@@ -19,6 +19,7 @@ type harness struct {
 	out    []Outbound
 	ev     []Event
 	answer func(to string) bool // members that ack pings at once (nil: none)
+	pinged map[uint32]bool      // probes nextPing returned
 }
 
 // ackAllBut makes every member but the listed ones answer pings at once.
@@ -103,12 +104,17 @@ func (h *harness) events() []Event {
 	return e
 }
 
-// nextPing advances until the Core sends a turn-based Ping and returns it.
+// nextPing advances until the Core sends a Ping of a new probe (not a
+// resend of one returned before) and returns it.
 func (h *harness) nextPing() (string, *protocol.Ping) {
 	h.t.Helper()
+	if h.pinged == nil {
+		h.pinged = map[uint32]bool{}
+	}
 	for i := 0; i < 2000; i++ {
 		for _, o := range h.drain() {
-			if p, ok := o.Msg.(*protocol.Ping); ok {
+			if p, ok := o.Msg.(*protocol.Ping); ok && !h.pinged[p.Seq] {
+				h.pinged[p.Seq] = true
 				return o.To, p
 			}
 		}
@@ -228,6 +234,76 @@ func TestRelay(t *testing.T) {
 			t.Fatalf("sent %v to %v, want Nack{Refused} to b", nacks, to)
 		}
 	})
+}
+
+// TestLostPingIsSentAgain: a ping unanswered for half the probe timeout
+// is sent again with the same sequence number, until the probe ends; an ack
+// to the resend completes the probe before any relay is asked, and records
+// no RTT, since it cannot tell which copy it answers.
+func TestLostPingIsSentAgain(t *testing.T) {
+	h := newHarness(t, LANConfig(), 5)
+	target, ping := h.nextPing()
+	every := h.c.cfg.ProbeTimeout / 2
+	h.advance(every - time.Millisecond)
+	if to, _ := sent[*protocol.Ping](h.drain()); len(to) != 0 {
+		t.Fatalf("pinged %v again before %v", to, every)
+	}
+	h.advance(time.Millisecond)
+	to, pings := sent[*protocol.Ping](h.drain())
+	if len(pings) != 1 || to[0] != target || pings[0].Seq != ping.Seq {
+		t.Fatalf("after %v sent pings %v to %v, want seq %d to %s", every, pings, to, ping.Seq, target)
+	}
+	h.step(target, &protocol.Ack{Seq: ping.Seq, Digest: h.c.table.Digest()})
+	h.advance(h.c.cfg.ProbeInterval - every - 10*time.Millisecond)
+	out := h.drain()
+	if to, _ := sent[*protocol.PingReq](out); len(to) != 0 {
+		t.Fatalf("acked resend still sent ping-reqs to %v", to)
+	}
+	if to, pings := sent[*protocol.Ping](out); slices.ContainsFunc(pings, func(p *protocol.Ping) bool { return p.Seq == ping.Seq }) {
+		t.Fatalf("acked ping sent again to %v", to)
+	}
+	if e, _ := h.c.Get(target); e.RTT != 0 || e.State != protocol.StateAlive {
+		t.Fatalf("target %s: RTT %v state %s, want no RTT, alive", target, e.RTT, e.State)
+	}
+
+	// Unanswered, the ping goes every half timeout for the whole probe,
+	// beside the indirect round, and no more after the verdict.
+	target, ping = h.nextPing()
+	h.advance(2 * h.c.cfg.ProbeInterval)
+	n := 0
+	for _, o := range h.drain() {
+		if p, ok := o.Msg.(*protocol.Ping); ok && p.Seq == ping.Seq {
+			if o.To != target {
+				t.Fatalf("ping %d sent to %s, not %s", p.Seq, o.To, target)
+			}
+			n++
+		}
+	}
+	if want := int(h.c.cfg.ProbeInterval/every) - 1; n != want {
+		t.Fatalf("unanswered ping sent again %d times, want %d", n, want)
+	}
+}
+
+// TestRelayPingIsSentAgain: a relay resends its ping once its half
+// timeout passes, and the ack to the resend still reaches the originator.
+func TestRelayPingIsSentAgain(t *testing.T) {
+	h := newHarness(t, LANConfig(), 5)
+	h.step("b", &protocol.PingReq{Seq: 80, Target: "c", Addr: "c:1"})
+	_, first := sent[*protocol.Ping](h.drain())
+	h.advance(h.c.cfg.ProbeTimeout / 2)
+	to, again := sent[*protocol.Ping](h.drain())
+	if len(again) != 1 || to[0] != "c" || again[0].Seq != first[0].Seq {
+		t.Fatalf("relay sent %v to %v, want its ping %d to c again", again, to, first[0].Seq)
+	}
+	h.step("c", &protocol.Ack{Seq: first[0].Seq, Digest: h.c.table.Digest()})
+	to, acks := sent[*protocol.Ack](h.drain())
+	if len(acks) != 1 || to[0] != "b" || acks[0].Seq != 80 {
+		t.Fatalf("forwarded %v to %v, want Ack{80} to b", acks, to)
+	}
+	h.advance(h.c.cfg.ProbeTimeout)
+	if to, m := sent[*protocol.Nack](h.drain()); len(m) != 0 {
+		t.Fatalf("answered relay also nacked %v", to)
+	}
 }
 
 func TestSuspectAfterNoAck(t *testing.T) {

@@ -19,6 +19,8 @@ type probe struct {
 	start   time.Time
 	ackAt   time.Time // no direct ack by then: the indirect round
 	endAt   time.Time // no ack at all by then: the target is suspect
+	sendAt  time.Time // the direct Ping is sent again then, unacked (see resendEvery)
+	resent  bool      // it was: an ack no longer measures the RTT (Karn)
 
 	indirect    bool    // PingReqs sent
 	relays      []asked // relays asked, less those that could not be reached
@@ -46,6 +48,8 @@ type relay struct {
 	origin   string
 	origSeq  uint32
 	target   string
+	addr     string    // where to reach target, if this node does not know it
+	sendAt   time.Time // the Ping is sent again then, unacked
 	deadline time.Time
 }
 
@@ -53,6 +57,15 @@ type relay struct {
 // It is shorter than the originator's wait (ProbeInterval−ProbeTimeout at
 // least) so that the nack arrives while the originator still counts.
 func (c *Core) relayTimeout() time.Duration { return c.cfg.ProbeTimeout * 4 / 5 }
+
+// resendEvery is how long an unanswered Ping waits before it is sent again,
+// by a prober until its probe ends and by a relay until it nacks. A round
+// trip takes far less on any link a profile is meant for, so a Ping
+// unanswered by then was most likely lost: dropped by a full send queue, or
+// by the network when a connection is re-dialled. A few cheap resends make
+// a lost message cost nothing, where otherwise one lost ping and a few lost
+// relay messages together make a healthy member suspect.
+func (c *Core) resendEvery() time.Duration { return c.aware.scale(c.cfg.ProbeTimeout) / 2 }
 
 // Tick advances time: probes start, timeouts fire, suspicions expire,
 // failed members are re-contacted and dead entries reaped.
@@ -76,11 +89,19 @@ func (c *Core) Tick(now time.Time) {
 		if c.inFlight(p) && !now.Before(p.endAt) {
 			c.probeFailed(now, p)
 		}
+		if c.inFlight(p) && c.resendDue(now, p.sendAt, p.endAt) && !p.dialFailed {
+			p.resent = true
+			p.sendAt = now.Add(c.resendEvery())
+			c.sendTo(p.target, &protocol.Ping{Seq: p.seq, Updates: c.piggyback(p.target, false)})
+		}
 	}
 
 	kept := c.relays[:0]
 	for _, r := range c.relays {
 		if now.Before(r.deadline) {
+			if c.resendDue(now, r.sendAt, r.deadline) {
+				c.relayPing(now, r)
+			}
 			kept = append(kept, r)
 			continue
 		}
@@ -183,12 +204,24 @@ func (c *Core) computeDeadline(now time.Time) time.Time {
 		if !p.indirect {
 			at(p.ackAt)
 		}
+		if !p.dialFailed && p.sendAt.Before(p.endAt) {
+			at(p.sendAt)
+		}
 		at(p.endAt)
 	}
 	for _, r := range c.relays {
+		if r.sendAt.Before(r.deadline) {
+			at(r.sendAt)
+		}
 		at(r.deadline)
 	}
 	return d
+}
+
+// resendDue reports whether a Ping due again at sendAt is to be sent now:
+// it is time, and the answer could still arrive before end.
+func (c *Core) resendDue(now, sendAt, end time.Time) bool {
+	return !now.Before(sendAt) && sendAt.Before(end)
 }
 
 // ConnLost is evidence: the connection to alias closed or reset. A live
@@ -268,6 +301,7 @@ func (c *Core) startProbe(now time.Time, target string, outOfTurn bool) {
 		start:   now,
 		ackAt:   now.Add(c.aware.scale(c.cfg.ProbeTimeout)),
 		endAt:   now.Add(c.aware.scale(c.cfg.ProbeInterval)),
+		sendAt:  now.Add(c.resendEvery()),
 	}
 	c.probes = append(c.probes, p)
 	c.stats.ProbesStarted++
@@ -409,7 +443,7 @@ func (c *Core) reap(now time.Time, alias string) {
 // handleAck completes the probe or the relay that the Ack answers.
 func (c *Core) handleAck(now time.Time, from string, m *protocol.Ack) {
 	if p := c.probeBySeq(m.Seq); p != nil {
-		if from == p.target {
+		if from == p.target && !p.resent {
 			c.table.SetRTT(from, now.Sub(p.start))
 		}
 		c.endProbe(p)
@@ -452,12 +486,19 @@ func (c *Core) handlePingReq(now time.Time, from string, m *protocol.PingReq) {
 		return
 	}
 	c.seq++
-	c.relays = append(c.relays, &relay{seq: c.seq, origin: from, origSeq: m.Seq, target: m.Target, deadline: now.Add(c.relayTimeout())})
-	addr := m.Addr
-	if e, ok := c.table.Get(m.Target); ok && e.Addr != "" {
+	r := &relay{seq: c.seq, origin: from, origSeq: m.Seq, target: m.Target, addr: m.Addr, deadline: now.Add(c.relayTimeout())}
+	c.relays = append(c.relays, r)
+	c.relayPing(now, r)
+}
+
+// relayPing sends (or sends again) a relay's Ping to its target.
+func (c *Core) relayPing(now time.Time, r *relay) {
+	r.sendAt = now.Add(c.resendEvery())
+	addr := r.addr
+	if e, ok := c.table.Get(r.target); ok && e.Addr != "" {
 		addr = e.Addr
 	}
-	c.ready.Msgs = append(c.ready.Msgs, Outbound{To: m.Target, Addr: addr, Msg: &protocol.Ping{Seq: c.seq, Updates: c.piggyback(m.Target, false)}})
+	c.ready.Msgs = append(c.ready.Msgs, Outbound{To: r.target, Addr: addr, Msg: &protocol.Ping{Seq: r.seq, Updates: c.piggyback(r.target, false)}})
 	c.stats.Pings++
 }
 
