@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ type conn struct {
 	dialed bool   // this node dialled it
 	id     uint64 // the dialler's random id for it, from the handshake
 	peer   protocol.Member
+	rw     io.ReadWriter // nc's reads and writes (newIO)
 	fr     *protocol.FrameReader
 	dec    *protocol.Decoder
 	out    chan protocol.Message
@@ -50,7 +52,8 @@ func (m *Mesh) newConn(nc net.Conn, dialed bool) *conn {
 
 func (c *conn) attach(nc net.Conn) {
 	c.nc = nc
-	c.fr = protocol.NewFrameReader(nc, 0)
+	c.rw = newIO(nc)
+	c.fr = protocol.NewFrameReader(c.rw, 0)
 }
 
 // writeDirect writes one frame synchronously; only during the handshake,
@@ -60,7 +63,7 @@ func (c *conn) writeDirect(msg protocol.Message) error {
 	if err != nil {
 		return err
 	}
-	n, err := c.nc.Write(b)
+	n, err := c.rw.Write(b)
 	c.m.sent.Add(uint64(n))
 	return err
 }
@@ -252,7 +255,7 @@ func (c *conn) writeLoop() {
 			}
 		}
 		c.nc.SetWriteDeadline(time.Now().Add(m.cfg.WriteTimeout))
-		w, err := c.nc.Write(buf)
+		w, err := c.rw.Write(buf)
 		m.sent.Add(uint64(w))
 		c.queued.Add(-n)
 		if err != nil {
