@@ -207,6 +207,7 @@ func (c *Core) Step(now time.Time, from string, m protocol.Message) {
 			c.aware.apply(-1)
 		}
 	}
+	c.probeTurn(now, now.Add(c.probeSlack()))
 }
 
 // Connected tells the Core that peer completed a handshake and described

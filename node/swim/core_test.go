@@ -979,8 +979,34 @@ func TestNextDeadlineIdle(t *testing.T) {
 			}
 		}
 	}
-	if pings < 48 || pings > 51 || ticks > pings+1 {
+	want := int(10 * time.Second / h.c.cfg.ProbeInterval)
+	if pings < want-2 || pings > want+1 || ticks > pings+1 {
 		t.Fatalf("10s idle: %d ticks, %d pings; want one tick and one ping per probe interval", ticks, pings)
+	}
+}
+
+// TestTurnGoesOutWithTraffic: a message that arrives less than a quarter
+// interval before the next turn is due starts that turn's probe at once; an
+// earlier one does not; and the turn after is still due one interval after
+// the first was, so the pace is unchanged.
+func TestTurnGoesOutWithTraffic(t *testing.T) {
+	h := newHarness(t, LANConfig(), 5)
+	target, ping := h.nextPing()
+	h.step(target, &protocol.Ack{Seq: ping.Seq, Digest: h.c.table.Digest()})
+	due := h.c.nextProbe
+	slack := h.c.cfg.ProbeInterval / 4
+	h.now = due.Add(-slack - time.Millisecond)
+	h.step("b", &protocol.Gossip{})
+	if to, _ := sent[*protocol.Ping](h.drain()); len(to) != 0 {
+		t.Fatalf("a message %v before the turn started it early (ping to %v)", slack+time.Millisecond, to)
+	}
+	h.now = due.Add(-slack + time.Millisecond)
+	h.step("b", &protocol.Gossip{})
+	if to, _ := sent[*protocol.Ping](h.drain()); len(to) != 1 {
+		t.Fatalf("a message %v before the turn sent pings to %v, want the turn's probe", slack-time.Millisecond, to)
+	}
+	if next := h.c.nextProbe; !next.Equal(due.Add(h.c.cfg.ProbeInterval)) {
+		t.Fatalf("next turn due %v after the early one's due time, want one interval", next.Sub(due))
 	}
 }
 

@@ -117,17 +117,30 @@ func (c *Core) Tick(now time.Time) {
 		}
 	}
 
-	if !now.Before(c.nextProbe) && c.turnProbe() == nil {
-		next := c.nextProbe.Add(c.cfg.ProbeInterval)
-		if next.Before(now) {
-			next = now.Add(c.cfg.ProbeInterval)
-		}
-		c.nextProbe = next
-		if target, ok := c.nextTarget(); ok {
-			c.startProbe(now, target, false)
-		}
+	c.probeTurn(now, now)
+}
+
+// probeTurn starts the round-robin's next probe if it is due by at. Tick
+// passes now. Step passes a little later (probeSlack), so that a probe due
+// soon goes out while the node is awake for a message anyway: an idle node
+// wakes for its timer less often. The pace stays the same: the turn after
+// is due one interval after this one was.
+func (c *Core) probeTurn(now, at time.Time) {
+	if c.left || at.Before(c.nextProbe) || c.turnProbe() != nil {
+		return
+	}
+	next := c.nextProbe.Add(c.cfg.ProbeInterval)
+	if next.Before(now) {
+		next = now.Add(c.cfg.ProbeInterval)
+	}
+	c.nextProbe = next
+	if target, ok := c.nextTarget(); ok {
+		c.startProbe(now, target, false)
 	}
 }
+
+// probeSlack is how early a turn's probe may go out with other traffic.
+func (c *Core) probeSlack() time.Duration { return c.cfg.ProbeInterval / 4 }
 
 // enter starts every call that feeds the Core. It measures how late the
 // driver is: the first call after the deadline last handed out, more than
