@@ -89,7 +89,7 @@ func (c *Core) Tick(now time.Time) {
 		if c.inFlight(p) && !now.Before(p.endAt) {
 			c.probeFailed(now, p)
 		}
-		if c.inFlight(p) && c.resendDue(now, p.sendAt, p.endAt) && !p.dialFailed {
+		if t := p.resendAt(); c.inFlight(p) && !t.IsZero() && !now.Before(t) {
 			p.resent = true
 			p.sendAt = now.Add(c.resendEvery())
 			c.sendTo(p.target, &protocol.Ping{Seq: p.seq, Updates: c.piggyback(p.target, false)})
@@ -99,7 +99,7 @@ func (c *Core) Tick(now time.Time) {
 	kept := c.relays[:0]
 	for _, r := range c.relays {
 		if now.Before(r.deadline) {
-			if c.resendDue(now, r.sendAt, r.deadline) {
+			if t := r.resendAt(); !t.IsZero() && !now.Before(t) {
 				c.relayPing(now, r)
 			}
 			kept = append(kept, r)
@@ -217,24 +217,32 @@ func (c *Core) computeDeadline(now time.Time) time.Time {
 		if !p.indirect {
 			at(p.ackAt)
 		}
-		if !p.dialFailed && p.sendAt.Before(p.endAt) {
-			at(p.sendAt)
-		}
+		at(p.resendAt())
 		at(p.endAt)
 	}
 	for _, r := range c.relays {
-		if r.sendAt.Before(r.deadline) {
-			at(r.sendAt)
-		}
+		at(r.resendAt())
 		at(r.deadline)
 	}
 	return d
 }
 
-// resendDue reports whether a Ping due again at sendAt is to be sent now:
-// it is time, and the answer could still arrive before end.
-func (c *Core) resendDue(now, sendAt, end time.Time) bool {
-	return !now.Before(sendAt) && sendAt.Before(end)
+// resendAt is when p's Ping goes again: zero once its dial failed (that is
+// evidence, not loss) or when no answer could arrive before the probe ends.
+func (p *probe) resendAt() time.Time {
+	if p.dialFailed || !p.sendAt.Before(p.endAt) {
+		return time.Time{}
+	}
+	return p.sendAt
+}
+
+// resendAt is when r's Ping goes again: zero when no answer could arrive
+// before r nacks.
+func (r *relay) resendAt() time.Time {
+	if !r.sendAt.Before(r.deadline) {
+		return time.Time{}
+	}
+	return r.sendAt
 }
 
 // ConnLost is evidence: the connection to alias closed or reset. A live
