@@ -985,7 +985,7 @@ func TestNextDeadlineIdle(t *testing.T) {
 	}
 }
 
-// TestTurnGoesOutWithTraffic: a message that arrives less than a quarter
+// TestTurnGoesOutWithTraffic: a message that arrives less than half an
 // interval before the next turn is due starts that turn's probe at once; an
 // earlier one does not; and the turn after is still due one interval after
 // the first was, so the pace is unchanged.
@@ -994,7 +994,7 @@ func TestTurnGoesOutWithTraffic(t *testing.T) {
 	target, ping := h.nextPing()
 	h.step(target, &protocol.Ack{Seq: ping.Seq, Digest: h.c.table.Digest()})
 	due := h.c.nextProbe
-	slack := h.c.cfg.ProbeInterval / 4
+	slack := h.c.cfg.ProbeInterval / 2
 	h.now = due.Add(-slack - time.Millisecond)
 	h.step("b", &protocol.Gossip{})
 	if to, _ := sent[*protocol.Ping](h.drain()); len(to) != 0 {

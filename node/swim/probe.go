@@ -140,7 +140,9 @@ func (c *Core) probeTurn(now, at time.Time) {
 }
 
 // probeSlack is how early a turn's probe may go out with other traffic.
-func (c *Core) probeSlack() time.Duration { return c.cfg.ProbeInterval / 4 }
+// Half an interval makes an idle node's timer wakeups rare (measured in
+// BENCHMARKS.md); a quarter spared half as many.
+func (c *Core) probeSlack() time.Duration { return c.cfg.ProbeInterval / 2 }
 
 // enter starts every call that feeds the Core. It measures how late the
 // driver is: the first call after the deadline last handed out, more than
