@@ -19,7 +19,17 @@ import (
 // non-blocking socket returns at once, so it needs no such bookkeeping:
 // EAGAIN means wait for readiness, which RawConn does.
 type rawIO struct {
-	rc syscall.RawConn
+	rc      syscall.RawConn
+	rd, wr  rawOp              // the call in progress: one reader, one writer
+	readFn  func(uintptr) bool // rawIO.read and rawIO.write, bound once so
+	writeFn func(uintptr) bool // that a call allocates nothing
+}
+
+// rawOp is one Read or Write: its buffer and outcome.
+type rawOp struct {
+	p     []byte
+	n     int
+	errno syscall.Errno
 }
 
 // newIO returns the reader and writer for nc: raw I/O for a socket, nc
@@ -33,65 +43,79 @@ func newIO(nc net.Conn) io.ReadWriter {
 	if err != nil {
 		return nc
 	}
-	return rawIO{rc: rc}
+	r := &rawIO{rc: rc}
+	r.readFn, r.writeFn = r.read, r.write
+	return r
 }
 
-func (r rawIO) Read(p []byte) (int, error) {
+func (r *rawIO) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case 0:
-				n = int(m)
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // not readable yet: wait for the poller
-			default:
-				errno = e
-			}
-			return true
-		}
-	})
+	r.rd = rawOp{p: p}
+	err := r.rc.Read(r.readFn)
+	op := r.rd
+	r.rd = rawOp{}
 	switch {
 	case err != nil:
 		return 0, err
-	case errno != 0:
-		return 0, errno
-	case n == 0:
+	case op.errno != 0:
+		return 0, op.errno
+	case op.n == 0:
 		return 0, io.EOF
 	}
 	raceRead()
-	return n, nil
+	return op.n, nil
 }
 
-func (r rawIO) Write(p []byte) (int, error) {
-	raceWrote()
-	var n int
-	var errno syscall.Errno
-	err := r.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
-			switch e {
-			case 0:
-				n += int(m)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // the send buffer is full: wait for the poller
-			default:
-				errno = e
-				return true
-			}
+// read is one attempt at r.rd; false means not readable yet: the poller
+// waits, then RawConn calls it again.
+func (r *rawIO) read(fd uintptr) bool {
+	p := r.rd.p
+	for {
+		m, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			r.rd.n = int(m)
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.rd.errno = e
 		}
 		return true
-	})
-	if err == nil && errno != 0 {
-		err = errno
 	}
-	return n, err
+}
+
+func (r *rawIO) Write(p []byte) (int, error) {
+	raceWrote()
+	r.wr = rawOp{p: p}
+	err := r.rc.Write(r.writeFn)
+	op := r.wr
+	r.wr = rawOp{}
+	if err == nil && op.errno != 0 {
+		err = op.errno
+	}
+	return op.n, err
+}
+
+// write writes what is left of r.wr; false means the send buffer is full:
+// the poller waits, then RawConn calls it again.
+func (r *rawIO) write(fd uintptr) bool {
+	p := r.wr.p
+	for r.wr.n < len(p) {
+		m, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[r.wr.n])), uintptr(len(p)-r.wr.n))
+		switch e {
+		case 0:
+			r.wr.n += int(m)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.wr.errno = e
+			return true
+		}
+	}
+	return true
 }

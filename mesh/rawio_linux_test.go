@@ -42,7 +42,7 @@ func tcpPair(t *testing.T) (a, b net.Conn) {
 func TestRawIOStreamsLikeTheConn(t *testing.T) {
 	a, b := tcpPair(t)
 	wa, rb := newIO(a), newIO(b)
-	if _, ok := wa.(rawIO); !ok {
+	if _, ok := wa.(*rawIO); !ok {
 		t.Fatalf("newIO of a TCP conn is %T, want rawIO", wa)
 	}
 	want := make([]byte, 16<<20)

@@ -27,9 +27,10 @@ wait_for() { # file pattern seconds
 echo "binary: $B; nodes: $N; ping rounds: $PINGS; trials: $TRIALS; $(nproc) cores"
 for trial in $(seq 1 "$TRIALS"); do
 	pids=()
-	base=$((33000 + RANDOM % 2000))
+	base=$((24000 + RANDOM % 8000)) # below Linux's ephemeral ports (32768–)
 	"$B" --serve --alias n01 -P $base >/dev/null 2>&1 &
 	pids+=($!)
+	until (exec 9<>"/dev/tcp/127.0.0.1/$base") 2>/dev/null; do sleep 0.05; done # the seed listens
 	for i in $(seq 2 $((N - 1))); do
 		"$B" --serve --alias "n$(printf %02d "$i")" -P $((base + i)) --join "127.0.0.1:$base" >/dev/null 2>&1 &
 		pids+=($!)
