@@ -15,7 +15,7 @@ import (
 // write is a blocking-call wrapper, and entering one wakes the runtime's
 // monitor thread whenever the process was idle. An idle cluster node does
 // little else than a few small reads and writes a second, so those wakeups
-// were most of its CPU (see BENCHMARKS.md, idle cost). A read or write on a
+// were a sixth of its CPU (see BENCHMARKS.md, idle cost). A read or write on a
 // non-blocking socket returns at once, so it needs no such bookkeeping:
 // EAGAIN means wait for readiness, which RawConn does.
 type rawIO struct {

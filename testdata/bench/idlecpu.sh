@@ -28,7 +28,10 @@ for round in $(seq 1 "$ROUNDS"); do
 	"$B" --serve --alias n01 -P $base "$@" >/dev/null 2>&1 &
 	disown
 	pids+=($!)
-	until (exec 9<>"/dev/tcp/127.0.0.1/$base") 2>/dev/null; do sleep 0.05; done # the seed listens
+	for _ in $(seq 1 100); do # the seed listens, within 5 s
+		(exec 9<>"/dev/tcp/127.0.0.1/$base") 2>/dev/null && break
+		sleep 0.05
+	done
 	for i in $(seq 2 "$N"); do
 		"$B" --serve --alias "n$(printf %02d "$i")" -P $((base + i)) --join "127.0.0.1:$base" "$@" >/dev/null 2>&1 &
 		disown
