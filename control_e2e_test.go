@@ -155,6 +155,11 @@ func TestScaleIsVisibleFromAnotherNode(t *testing.T) {
 func TestRemoteShutdownEndsAShellWaitingForInput(t *testing.T) {
 	seed, _ := workerCluster(t, 1)
 	idle := start(t, "", "--alias", "idle", "-P", "0", "--join", seed)
+	defer func() {
+		if t.Failed() {
+			t.Logf("idle stderr:\n%s", idle.stderr.String())
+		}
+	}()
 	idle.feed(t, "!echo waiting\n") // then it waits for a line that never comes
 	idle.waitOutput(t, "waiting", 30*time.Second)
 	ctl := start(t, "", "--alias", "ctl", "-P", "0", "--join", seed)

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -86,6 +87,17 @@ func (c *conn) enqueue(msg protocol.Message) error {
 
 func (c *conn) pending() int64 { return c.queued.Load() }
 
+// closed reports whether close ran: the connection is gone even if its
+// reader has not yet taken it out of the mesh's table.
+func (c *conn) closed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // discard empties the queue of a connection that never came up.
 func (c *conn) discard() int {
 	n := 0
@@ -140,7 +152,7 @@ func (m *Mesh) register(c *conn) (loser *conn, ok bool) {
 	m.all[c] = struct{}{}
 	self := m.cfg.Self().Alias
 	prefer := func(x *conn) bool { return (self < x.peer.Alias) == x.dialed }
-	old := m.conns[c.peer.Alias]
+	old := m.live(c.peer.Alias)
 	switch {
 	case old == nil:
 		m.conns[c.peer.Alias] = c
@@ -221,8 +233,13 @@ func (c *conn) readLoop() {
 	if registered {
 		delete(m.conns, c.peer.Alias)
 	}
+	// A clean close of a connection this node dialled, while it dials the
+	// same peer again, is the peer retiring it for the newer one before
+	// this node learnt that the newer one won: the peer is not down.
+	superseded := c.dialed && errors.Is(err, io.EOF) && m.dialing[c.peer.Alias] != nil
 	m.mu.Unlock()
-	if registered && !c.retired.Load() {
+	c.requeue() // what is still queued goes to the newer connection, if any
+	if registered && !c.retired.Load() && !superseded {
 		m.h.PeerDown(c.peer.Alias, err)
 	}
 }
@@ -232,7 +249,14 @@ func (c *conn) writeLoop() {
 	defer m.wg.Done()
 	enc := protocol.NewEncoder()
 	buf := make([]byte, 0, 4096)
+	var batch []framed // the frames in buf
 	for {
+		select { // a retired connection takes no more frames, whatever else is ready
+		case <-c.stop:
+			c.handOver()
+			return
+		default:
+		}
 		var msg protocol.Message
 		select {
 		case msg = <-c.out:
@@ -243,13 +267,13 @@ func (c *conn) writeLoop() {
 			return
 		}
 		n := int64(1)
-		buf = c.append(enc, buf[:0], msg)
+		buf, batch = c.append(enc, buf[:0], batch[:0], msg)
 	gather:
 		for len(buf) < maxBatch {
 			select {
 			case msg = <-c.out:
 				n++
-				buf = c.append(enc, buf, msg)
+				buf, batch = c.append(enc, buf, batch, msg)
 			default:
 				break gather
 			}
@@ -259,44 +283,84 @@ func (c *conn) writeLoop() {
 		m.sent.Add(uint64(w))
 		c.queued.Add(-n)
 		if err != nil {
+			// Frames that did not go out go to the peer's other
+			// connection, if it has one: this one may have been retired
+			// or superseded while they were on their way.
+			next := c.next()
+			for _, f := range batch {
+				if f.end > w {
+					c.moveTo(next, f.msg)
+				}
+			}
 			c.close(err)
 			return
 		}
+		clear(batch)
 		if cap(buf) > 4*maxBatch {
 			buf = make([]byte, 0, 4096) // do not keep a huge buffer after a burst
 		}
 	}
 }
 
-func (c *conn) append(enc *protocol.Encoder, buf []byte, msg protocol.Message) []byte {
+// framed is a message in the writer's buffer and where its frame ends.
+type framed struct {
+	msg protocol.Message
+	end int
+}
+
+func (c *conn) append(enc *protocol.Encoder, buf []byte, batch []framed, msg protocol.Message) ([]byte, []framed) {
 	out, err := enc.AppendFrame(buf, msg)
 	if err != nil {
 		c.m.dropped.Add(1)
 		c.m.cfg.Log.WithField("alias", c.peer.Alias).WithError(err).Warn("mesh: message not sent")
-		return buf
+		return buf, batch
 	}
-	return out
+	return out, append(batch, framed{msg: msg, end: len(out)})
 }
 
 // handOver moves what a retired connection still had queued to the winner
 // and half-closes the socket.
 func (c *conn) handOver() {
-	m := c.m
 	if tc, ok := c.nc.(*net.TCPConn); ok && !c.dialed {
 		tc.CloseWrite()
 	}
-	m.mu.Lock()
-	winner := m.conns[c.peer.Alias]
-	m.mu.Unlock()
+	c.requeue()
+}
+
+// requeue moves what c still has queued to the peer's connection, or to the
+// one being dialled; what finds neither is dropped and counted.
+func (c *conn) requeue() {
+	next := c.next()
 	for {
 		select {
 		case msg := <-c.out:
 			c.queued.Add(-1)
-			if winner == nil || winner == c || winner.enqueue(msg) != nil {
-				m.dropped.Add(1)
-			}
+			c.moveTo(next, msg)
 		default:
 			return
 		}
+	}
+}
+
+// next returns the peer's connection other than c, or the one being
+// dialled, or nil.
+func (c *conn) next() *conn {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	next := c.m.conns[c.peer.Alias]
+	if next == nil || next == c {
+		next = c.m.dialing[c.peer.Alias]
+	}
+	if next == c {
+		return nil
+	}
+	return next
+}
+
+// moveTo queues msg on next; without one, or when next is full, it is
+// dropped and counted.
+func (c *conn) moveTo(next *conn, msg protocol.Message) {
+	if next == nil || next.enqueue(msg) != nil {
+		c.m.dropped.Add(1)
 	}
 }

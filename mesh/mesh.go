@@ -353,28 +353,34 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 // is no connection yet. It never blocks. When the queue is full the message
 // is dropped and ErrQueueFull returned.
 func (m *Mesh) Send(alias, addr string, msg protocol.Message) error {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return ErrClosed
-	}
-	c := m.conns[alias]
-	if c == nil {
-		c = m.dialing[alias]
-	}
-	if c == nil {
-		if addr == "" {
+	for tries := 0; ; tries++ {
+		m.mu.Lock()
+		if m.closed {
 			m.mu.Unlock()
-			return ErrNotConnected
+			return ErrClosed
 		}
-		c = m.newConn(nil, true)
-		c.peer = protocol.Member{Alias: alias, Addr: addr}
-		m.dialing[alias] = c
-		m.wg.Add(1)
-		go m.dialFor(c, addr)
+		c := m.live(alias)
+		if c == nil {
+			c = m.dialing[alias]
+		}
+		if c == nil {
+			if addr == "" {
+				m.mu.Unlock()
+				return ErrNotConnected
+			}
+			c = m.newConn(nil, true)
+			c.peer = protocol.Member{Alias: alias, Addr: addr}
+			m.dialing[alias] = c
+			m.wg.Add(1)
+			go m.dialFor(c, addr)
+		}
+		m.mu.Unlock()
+		err := c.enqueue(msg)
+		if errors.Is(err, ErrNotConnected) && tries == 0 {
+			continue // it closed just now: the next pick skips it
+		}
+		return err
 	}
-	m.mu.Unlock()
-	return c.enqueue(msg)
 }
 
 // Connect dials alias at addr with a Join unless a connection exists or a
@@ -382,7 +388,7 @@ func (m *Mesh) Send(alias, addr string, msg protocol.Message) error {
 func (m *Mesh) Connect(alias, addr string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || m.ln == nil || m.conns[alias] != nil || m.dialing[alias] != nil {
+	if m.closed || m.ln == nil || m.live(alias) != nil || m.dialing[alias] != nil {
 		return
 	}
 	c := m.newConn(nil, true)
@@ -396,7 +402,7 @@ func (m *Mesh) Connect(alias, addr string) {
 // never dials. Job traffic uses it: a job goes only to a connected worker.
 func (m *Mesh) SendConnected(alias string, msg protocol.Message) error {
 	m.mu.Lock()
-	c := m.conns[alias]
+	c := m.live(alias)
 	m.mu.Unlock()
 	if c == nil {
 		return ErrNotConnected
@@ -404,11 +410,20 @@ func (m *Mesh) SendConnected(alias string, msg protocol.Message) error {
 	return c.enqueue(msg)
 }
 
+// live returns the connection to alias unless there is none or it closed
+// (its reader has yet to forget it). Caller holds m.mu.
+func (m *Mesh) live(alias string) *conn {
+	if c := m.conns[alias]; c != nil && !c.closed() {
+		return c
+	}
+	return nil
+}
+
 // Connected reports whether a connection to alias is established.
 func (m *Mesh) Connected(alias string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.conns[alias] != nil
+	return m.live(alias) != nil
 }
 
 func (m *Mesh) dialFor(c *conn, addr string) {
