@@ -213,6 +213,7 @@ func init() {
 			Summary: "print TEXT (markers in scripts)",
 			Example: "!echo phase 1 done",
 			Run: func(ctx context.Context, s *Shell, a *Args) error {
+				// The operator's own text, printed as typed (not from the network).
 				s.printf("%s\n", strings.Join(a.Pos, " "))
 				return nil
 			},
@@ -257,7 +258,7 @@ func runStartCluster(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	s.printf("listening on %s as %s (cluster %s)\n", adv, s.Node.Alias(), s.Node.Cluster())
+	s.printf("listening on %s as %s (cluster %s)\n", clean(adv), clean(s.Node.Alias()), clean(s.Node.Cluster()))
 	return nil
 }
 
@@ -277,7 +278,8 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	s.printf("joined cluster %s through %s (%s) as %s: %d members\n", s.Node.Cluster(), res.Seed.Alias, addr, s.Node.Alias(), res.Members)
+	s.printf("joined cluster %s through %s (%s) as %s: %d members\n", clean(s.Node.Cluster()), clean(res.Seed.Alias), clean(addr),
+		clean(s.Node.Alias()), res.Members)
 	if len(res.Failed) > 0 {
 		s.warnf("not reached yet: %s (failure detection decides)", strings.Join(res.Failed, ", "))
 	}
@@ -346,7 +348,7 @@ func runWait(ctx context.Context, s *Shell, a *Args) error {
 		}
 		return fmt.Errorf("%s waiting for %s to be %s: it is %s", waitErr(err, timeout), alias, st, now)
 	}
-	s.printf("%s is %s\n", alias, st)
+	s.printf("%s is %s\n", clean(alias), st)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"meshell/protocol"
 )
@@ -26,7 +27,10 @@ func (c completer) Do(line []rune, pos int) ([][]rune, int) {
 }
 
 // completions returns the word being typed at the end of head and the
-// candidates that start with it, sorted and without duplicates.
+// candidates that start with it, sorted and without duplicates. Candidates
+// come from members' aliases and tags: one that is not plain text or longer
+// than fieldCap is left out, as readline would print it raw (and its cleaned
+// form would not name the member).
 func (s *Shell) completions(head string) (typing string, cands []string) {
 	words := strings.Fields(head)
 	if len(words) > 0 && !strings.HasSuffix(head, " ") && !strings.HasSuffix(head, "\t") {
@@ -46,13 +50,18 @@ func (s *Shell) completions(head string) (typing string, cands []string) {
 	}
 	seen := map[string]bool{}
 	for _, cand := range all {
-		if strings.HasPrefix(cand, typing) && !seen[cand] {
+		if strings.HasPrefix(cand, typing) && !seen[cand] && completable(cand) {
 			seen[cand] = true
 			cands = append(cands, cand)
 		}
 	}
 	sort.Strings(cands)
 	return typing, cands
+}
+
+// completable reports whether cand may be offered: safe to print as is.
+func completable(cand string) bool {
+	return utf8.RuneCountInString(cand) <= fieldCap && plain(cand)
 }
 
 // argCandidates completes an argument of cmd after the complete words

@@ -123,6 +123,13 @@ func (s *Shell) control(ctx context.Context, a *Args, targets []string, req prot
 	if a.Bool("json") {
 		return replies, controlFailure(replies)
 	}
+	s.printPerNode(controlAnswers(replies, ok))
+	return replies, controlFailure(replies)
+}
+
+// controlAnswers turns replies into answers for renderPerNode (which
+// cleans them): ok(r) is the text of a confirmed reply.
+func controlAnswers(replies []node.ControlReply, ok func(r node.ControlReply) string) []NodeAnswer {
 	answers := make([]NodeAnswer, len(replies))
 	for i, r := range replies {
 		answers[i] = NodeAnswer{Node: r.Alias, OK: r.OK}
@@ -135,8 +142,7 @@ func (s *Shell) control(ctx context.Context, a *Args, targets []string, req prot
 			answers[i].Text = ok(r)
 		}
 	}
-	s.printPerNode(answers)
-	return replies, controlFailure(replies)
+	return answers
 }
 
 func controlFailure(replies []node.ControlReply) error {
@@ -228,6 +234,13 @@ func runStatus(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
+	s.printf("%s", renderStatus(replies, s.pal))
+	return controlFailure(replies)
+}
+
+// renderStatus is !status's table of the nodes that answered, then the
+// per-node errors of those that did not.
+func renderStatus(replies []node.ControlReply, p palette) string {
 	header := []string{"ALIAS", "VERSION", "UPTIME", "ALIVE", "SUSPECT", "FAILED", "SLOTS", "IN-FLIGHT", "DONE", "GOROUTINES", "RSS", "TAGS"}
 	var rows [][]string
 	var problems []NodeAnswer
@@ -237,23 +250,21 @@ func runStatus(ctx context.Context, s *Shell, a *Args) error {
 			continue
 		}
 		st := r.Status
-		rows = append(rows, []string{r.Alias, st.Version, (time.Duration(st.UptimeMs) * time.Millisecond).Round(time.Second).String(),
+		rows = append(rows, []string{clean(r.Alias), clean(st.Version), (time.Duration(st.UptimeMs) * time.Millisecond).Round(time.Second).String(),
 			strconv.Itoa(st.MembersAlive), strconv.Itoa(st.MembersSusp), strconv.Itoa(st.MembersFailed),
 			strconv.Itoa(st.Slots), strconv.Itoa(st.InFlight), strconv.FormatUint(st.JobsDone, 10),
 			strconv.Itoa(st.Goroutines), fmt.Sprintf("%.1fMiB", float64(st.RSSBytes)/(1<<20)), formatTags(st.Tags)})
 	}
+	var out string
 	if len(rows) > 0 {
-		s.printf("%s", table(header, rows, func(i, j int, c string) string {
+		out = table(header, rows, func(i, j int, c string) string {
 			if i < 0 {
-				return s.pal.bold(c)
+				return p.bold(c)
 			}
 			return c
-		}))
+		})
 	}
-	if len(problems) > 0 {
-		s.printPerNode(problems)
-	}
-	return controlFailure(replies)
+	return out + renderPerNode(problems, p)
 }
 
 func runScale(ctx context.Context, s *Shell, a *Args) error {
@@ -318,7 +329,7 @@ func runConfig(ctx context.Context, s *Shell, a *Args) error {
 		sort.Strings(keys)
 		rows := make([][]string, len(keys))
 		for i, k := range keys {
-			rows[i] = []string{k, cfg[k]}
+			rows[i] = []string{clean(k), clean(cfg[k])}
 		}
 		s.printf("%s", table([]string{"KEY", "VALUE"}, rows, nil))
 		return nil

@@ -18,7 +18,7 @@ import (
 
 // Prompt is the alias and a short cluster state, e.g. "node1 [3 alive]> ".
 func (s *Shell) Prompt() string {
-	alias := s.Node.Alias()
+	alias := clean(s.Node.Alias())
 	if alias == "" {
 		alias = "meshell"
 	}

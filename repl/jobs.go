@@ -99,28 +99,33 @@ func runWorkers(ctx context.Context, s *Shell, a *Args) error {
 		if len(filter) == 0 {
 			filter = manager.DefaultFilter()
 		}
-		s.printf("no workers match %s\n", manager.FilterString(filter))
+		s.printf("no workers match %s\n", formatTags(filter))
 		return nil
 	}
+	s.printf("%s", renderWorkers(ws, s.pal))
+	return nil
+}
+
+// renderWorkers is !workers' table.
+func renderWorkers(ws []node.WorkerInfo, p palette) string {
 	header := []string{"ALIAS", "ADDRESS", "STATE", "SLOTS", "IN-FLIGHT", "DONE", "TAGS"}
 	rows := make([][]string, len(ws))
 	for i, w := range ws {
-		alias := w.Alias
+		alias := clean(w.Alias)
 		if w.Self {
 			alias += " *"
 		}
-		rows[i] = []string{alias, w.Addr, w.State.String(), fmt.Sprint(w.Slots), fmt.Sprint(w.InFlight), fmt.Sprint(w.Done), formatTags(w.Tags)}
+		rows[i] = []string{alias, clean(w.Addr), w.State.String(), fmt.Sprint(w.Slots), fmt.Sprint(w.InFlight), fmt.Sprint(w.Done), formatTags(w.Tags)}
 	}
-	s.printf("%s", table(header, rows, func(i, j int, cell string) string {
+	return table(header, rows, func(i, j int, cell string) string {
 		switch {
 		case i < 0:
-			return s.pal.bold(cell)
+			return p.bold(cell)
 		case j == 2:
-			return s.pal.state(ws[i].State, cell)
+			return p.state(ws[i].State, cell)
 		}
 		return cell
-	}))
-	return nil
+	})
 }
 
 // jobRequest builds a dispatch request from the common flags.
@@ -158,7 +163,7 @@ func runDispatch(ctx context.Context, s *Shell, a *Args) error {
 			chunks = append(chunks, data)
 			return
 		}
-		s.printf("%s\n", data)
+		s.printf("%s\n", cleanText(data))
 	}
 	res, err := s.Node.Dispatch(ctx, req)
 	if asJSON {
@@ -175,13 +180,19 @@ func runDispatch(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	s.printf("%s\n", res.Result)
+	s.printf("%s", renderDispatch(res, s.pal))
+	return nil
+}
+
+// renderDispatch is a finished job: its result (free text from the worker,
+// cleaned line by line), then a dim line saying where and how it ran.
+func renderDispatch(res node.DispatchResult, p palette) string {
 	attempts := "1 attempt"
 	if res.Attempts != 1 {
 		attempts = fmt.Sprintf("%d attempts", res.Attempts)
 	}
-	s.printf("%s\n", s.pal.dim(fmt.Sprintf("job %d on %s, %s, %s", res.Job, res.Worker, attempts, formatLatency(res.Latency))))
-	return nil
+	return cleanText(res.Result) + "\n" +
+		p.dim(fmt.Sprintf("job %d on %s, %s, %s", res.Job, clean(res.Worker), attempts, formatLatency(res.Latency))) + "\n"
 }
 
 // benchReport is !bench's result; its JSON form is one line.
@@ -317,29 +328,34 @@ func runBench(ctx context.Context, s *Shell, a *Args) error {
 		}
 	} else {
 		s.printf("%d jobs (%s) in %s: %.0f jobs/s, %d ok, %d failed, %d retried, concurrency %d, %s\n",
-			n, req.Kind, elapsed.Round(time.Millisecond), rep.JobsPerSec, rep.OK, rep.Failed, rep.Retried, conc, rep.Strategy)
+			n, clean(req.Kind), elapsed.Round(time.Millisecond), rep.JobsPerSec, rep.OK, rep.Failed, rep.Retried, conc, rep.Strategy)
 		s.printf("latency p50 %s  p90 %s  p99 %s  max %s\n", formatLatency(percentile(all, .5)), formatLatency(percentile(all, .9)),
 			formatLatency(percentile(all, .99)), formatLatency(percentile(all, 1)))
-		workers := make([]string, 0, len(rep.ByWorker))
-		for w := range rep.ByWorker {
-			workers = append(workers, w)
-		}
-		sort.Strings(workers)
-		rows := make([][]string, len(workers))
-		for i, w := range workers {
-			rows[i] = []string{w, fmt.Sprint(rep.ByWorker[w]), fmt.Sprintf("%.1f%%", 100*float64(rep.ByWorker[w])/float64(max(rep.OK, 1)))}
-		}
-		s.printf("%s", table([]string{"WORKER", "JOBS", "SHARE"}, rows, func(i, j int, cell string) string {
-			if i < 0 {
-				return s.pal.bold(cell)
-			}
-			return cell
-		}))
+		s.printf("%s", renderBenchWorkers(rep.ByWorker, rep.OK, s.pal))
 	}
 	if rep.Failed > 0 {
 		return fmt.Errorf("%d of %d jobs failed; first: %v", rep.Failed, n, firstErr)
 	}
 	return nil
+}
+
+// renderBenchWorkers is !bench's table of jobs per worker.
+func renderBenchWorkers(byWorker map[string]int, ok int, p palette) string {
+	workers := make([]string, 0, len(byWorker))
+	for w := range byWorker {
+		workers = append(workers, w)
+	}
+	sort.Strings(workers)
+	rows := make([][]string, len(workers))
+	for i, w := range workers {
+		rows[i] = []string{clean(w), fmt.Sprint(byWorker[w]), fmt.Sprintf("%.1f%%", 100*float64(byWorker[w])/float64(max(ok, 1)))}
+	}
+	return table([]string{"WORKER", "JOBS", "SHARE"}, rows, func(i, j int, cell string) string {
+		if i < 0 {
+			return p.bold(cell)
+		}
+		return cell
+	})
 }
 
 func progressBar(done, total int, elapsed time.Duration) string {
@@ -381,28 +397,32 @@ func runJobs(ctx context.Context, s *Shell, a *Args) error {
 		s.printf("no jobs dispatched from this node yet (try !dispatch echo hi)\n")
 		return nil
 	}
+	s.printf("%s", renderJobs(recs, s.pal))
+	return nil
+}
+
+// jobErrCap is how much of a job's error the jobs table shows.
+const jobErrCap = 60
+
+// renderJobs is !jobs' table.
+func renderJobs(recs []node.JobRecord, p palette) string {
 	rows := make([][]string, len(recs))
 	for i, r := range recs {
-		worker := r.Worker
+		worker := clean(r.Worker)
 		if worker == "" {
 			worker = "-"
 		}
-		errText := r.Error
-		if len(errText) > 60 {
-			errText = errText[:57] + "..."
-		}
-		rows[i] = []string{fmt.Sprint(r.ID), r.Kind, worker, fmt.Sprint(r.Attempts), r.State, formatLatency(r.Latency), errText}
+		rows[i] = []string{fmt.Sprint(r.ID), clean(r.Kind), worker, fmt.Sprint(r.Attempts), clean(r.State), formatLatency(r.Latency), cleanN(r.Error, jobErrCap)}
 	}
-	s.printf("%s", table([]string{"ID", "KIND", "WORKER", "ATTEMPTS", "STATE", "LATENCY", "ERROR"}, rows, func(i, j int, cell string) string {
+	return table([]string{"ID", "KIND", "WORKER", "ATTEMPTS", "STATE", "LATENCY", "ERROR"}, rows, func(i, j int, cell string) string {
 		switch {
 		case i < 0:
-			return s.pal.bold(cell)
+			return p.bold(cell)
 		case j == 4 && recs[i].State != "ok":
-			return s.pal.state(protocol.StateFailed, cell)
+			return p.state(protocol.StateFailed, cell)
 		case j == 4:
-			return s.pal.state(protocol.StateAlive, cell)
+			return p.state(protocol.StateAlive, cell)
 		}
 		return cell
-	}))
-	return nil
+	})
 }

@@ -2,10 +2,14 @@ package repl
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/chzyer/readline"
 	"github.com/fatih/color"
 
 	"meshell/manager"
@@ -48,17 +52,16 @@ func (p palette) dim(s string) string      { return p.paint(color.FgHiBlack, s) 
 func (p palette) bold(s string) string     { return p.paint(color.Bold, s) }
 
 // table renders rows as aligned columns; colour(i, j, padded) may colour a
-// cell after it is padded.
+// cell after it is padded. Cells must be cleaned already (see clean): the
+// columns are as wide as the cleaned text.
 func table(header []string, rows [][]string, colour func(row, col int, cell string) string) string {
 	widths := make([]int, len(header))
 	for j, h := range header {
-		widths[j] = len(h)
+		widths[j] = visibleWidth(h)
 	}
 	for _, r := range rows {
 		for j, c := range r {
-			if n := len([]rune(c)); n > widths[j] {
-				widths[j] = n
-			}
+			widths[j] = max(widths[j], visibleWidth(c))
 		}
 	}
 	var b strings.Builder
@@ -66,7 +69,7 @@ func table(header []string, rows [][]string, colour func(row, col int, cell stri
 		for j, c := range cells {
 			pad := c
 			if j < len(cells)-1 {
-				pad = c + strings.Repeat(" ", widths[j]-len([]rune(c))+2)
+				pad = c + strings.Repeat(" ", widths[j]-visibleWidth(c)+2)
 			}
 			if colour != nil {
 				pad = colour(i, j, pad)
@@ -86,11 +89,11 @@ func renderMembers(entries []manager.Entry, p palette) string {
 	header := []string{"ALIAS", "ADDRESS", "STATE", "INC", "RTT", "TAGS"}
 	rows := make([][]string, len(entries))
 	for i, e := range entries {
-		alias := e.Alias
+		alias := clean(e.Alias)
 		if e.Self {
 			alias += " *"
 		}
-		rows[i] = []string{alias, e.Addr, e.State.String(), fmt.Sprint(e.Incarnation), formatRTT(e.RTT, e.Self), formatTags(e.Tags)}
+		rows[i] = []string{alias, clean(e.Addr), e.State.String(), fmt.Sprint(e.Incarnation), formatRTT(e.RTT, e.Self), formatTags(e.Tags)}
 	}
 	return table(header, rows, func(i, j int, cell string) string {
 		switch {
@@ -122,12 +125,29 @@ func formatRTT(d time.Duration, self bool) string {
 	return formatLatency(d)
 }
 
-// formatTags shows tags as k=v,k=v sorted by key, or "-" when there are none.
+// formatTags shows tags as k=v,k=v sorted by key, or "-" when there are
+// none. Keys and values are cleaned; once the text reaches fieldCap runes
+// the other tags are counted, not shown: …(+N tags).
 func formatTags(tags map[string]string) string {
 	if len(tags) == 0 {
 		return "-"
 	}
-	return manager.FilterString(tags)
+	keys := slices.Sorted(maps.Keys(tags))
+	var b strings.Builder
+	runes := 0
+	for i, k := range keys {
+		if runes >= fieldCap {
+			fmt.Fprintf(&b, ",…(+%d tags)", len(keys)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		kv := clean(k) + "=" + clean(tags[k])
+		b.WriteString(kv)
+		runes += utf8.RuneCountInString(kv) + 1
+	}
+	return b.String()
 }
 
 // memberJSON is the documented JSON shape of a member (DESIGN.md §3).
@@ -169,18 +189,21 @@ func (p palette) node(alias, s string) string {
 }
 
 // NodeAnswer is one node's answer to a command sent to several nodes
-// (the control plane's --all commands).
+// (the control plane's --all commands). Fields are raw: renderPerNode
+// cleans them.
 type NodeAnswer struct {
 	Node string // alias
-	OK   bool   // false: Text is the error
-	Text string // may hold several lines
+	OK   bool   // false: Text is the error, shown on one line
+	Text string // may hold several lines when OK
 }
 
 // renderPerNode renders answers from several nodes. When some nodes gave
 // the same answer, answers are gathered like `clush -b`: one block per
 // distinct answer under the list of nodes that gave it. When every answer
 // is different, each line is prefixed with its node's alias in a colour
-// of its own. Errors are red. Nodes are listed in alias order.
+// of its own. Errors are red. Nodes are listed in alias order. Aliases and
+// each line of text are cleaned; an error's newlines are shown as \n so a
+// peer cannot forge lines.
 func renderPerNode(results []NodeAnswer, p palette) string {
 	if len(results) == 0 {
 		return ""
@@ -205,6 +228,16 @@ func renderPerNode(results []NodeAnswer, p palette) string {
 		}
 		g.nodes = append(g.nodes, r.Node)
 	}
+	lines := func(g *group) []string {
+		if !g.ok {
+			return []string{cleanN(g.text, lineCap)}
+		}
+		ls := strings.Split(g.text, "\n")
+		for i, l := range ls {
+			ls[i] = cleanN(l, lineCap)
+		}
+		return ls
+	}
 	body := func(g *group, line string) string {
 		if !g.ok {
 			return p.errText("error: " + line)
@@ -216,12 +249,12 @@ func renderPerNode(results []NodeAnswer, p palette) string {
 		// All different: one prefixed line per line of answer.
 		width := 0
 		for _, r := range sorted {
-			width = max(width, len([]rune(r.Node)))
+			width = max(width, visibleWidth(clean(r.Node)))
 		}
 		for _, g := range groups {
-			n := g.nodes[0]
-			prefix := p.node(n, n+":") + strings.Repeat(" ", width-len([]rune(n))+1)
-			for _, l := range strings.Split(g.text, "\n") {
+			n := clean(g.nodes[0])
+			prefix := p.node(g.nodes[0], n+":") + strings.Repeat(" ", width-visibleWidth(n)+1)
+			for _, l := range lines(g) {
 				b.WriteString(prefix + body(g, l) + "\n")
 			}
 		}
@@ -229,15 +262,17 @@ func renderPerNode(results []NodeAnswer, p palette) string {
 	}
 	for _, g := range groups {
 		names := make([]string, len(g.nodes))
+		plainNames := make([]string, len(g.nodes))
 		for i, n := range g.nodes {
-			names[i] = p.node(n, n)
+			plainNames[i] = clean(n)
+			names[i] = p.node(n, plainNames[i])
 		}
-		head := strings.Join(g.nodes, ",") + fmt.Sprintf(" (%d)", len(g.nodes))
-		rule := strings.Repeat("-", min(len([]rune(head)), 60))
+		head := strings.Join(plainNames, ",") + fmt.Sprintf(" (%d)", len(g.nodes))
+		rule := strings.Repeat("-", min(visibleWidth(head), 60))
 		b.WriteString(p.dim(rule) + "\n")
 		b.WriteString(strings.Join(names, ",") + p.dim(fmt.Sprintf(" (%d)", len(g.nodes))) + "\n")
 		b.WriteString(p.dim(rule) + "\n")
-		for _, l := range strings.Split(g.text, "\n") {
+		for _, l := range lines(g) {
 			b.WriteString(body(g, l) + "\n")
 		}
 	}
@@ -251,7 +286,8 @@ func (s *Shell) printPerNode(results []NodeAnswer) {
 }
 
 // visibleWidth is the width of s on a terminal once ANSI escape sequences
-// are removed (each rune counted as one column).
+// are removed: combining marks count 0 columns, CJK 2, other runes 1 (as
+// readline counts them). s must be cleaned text plus our own colour codes.
 func visibleWidth(s string) int {
 	n := 0
 	inEsc := false
@@ -264,7 +300,7 @@ func visibleWidth(s string) int {
 		case r == 0x1b:
 			inEsc = true
 		default:
-			n++
+			n += readline.Runes{}.Width(r)
 		}
 	}
 	return n

@@ -57,24 +57,37 @@ func (s *Shell) printf(format string, args ...any) {
 	fmt.Fprintf(s.out, format, args...)
 }
 
+// warnf prints a warning line. The message is cleaned (its arguments may
+// come from peers) before it is coloured: pass raw arguments.
 func (s *Shell) warnf(format string, args ...any) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	fmt.Fprintln(s.errw, s.pal.warnText("warning: "+fmt.Sprintf(format, args...)))
+	fmt.Fprintln(s.errw, s.pal.warnText("warning: "+cleanN(fmt.Sprintf(format, args...), lineCap)))
 }
 
+// errorLine prints err on one line. Errors embed peers' refusal reasons
+// and aliases, so the text is cleaned, then coloured.
 func (s *Shell) errorLine(err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	fmt.Fprintln(s.errw, s.pal.errText("error: "+err.Error()))
+	fmt.Fprintln(s.errw, errorText(s.pal, err))
 }
 
+// errorText is the coloured "error: …" line of err, cleaned and capped.
+func errorText(p palette, err error) string {
+	return p.errText("error: " + cleanN(err.Error(), lineCap))
+}
+
+// writeJSON prints v as one line of JSON. Strings are not cleaned: a JSON
+// consumer gets them back byte for byte, since encoding/json escapes C0
+// controls (\u001b) and jsonSafe the DEL, C1 and format characters. The
+// one exception: json replaces each byte of invalid UTF-8 with U+FFFD.
 func (s *Shell) writeJSON(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	s.printf("%s\n", b)
+	s.printf("%s\n", jsonSafe(b))
 	return nil
 }
 
@@ -272,6 +285,11 @@ func (s *Shell) printEvent(ev swim.Event, asJSON bool) {
 			State: ev.Member.State.String(), Incarnation: ev.Member.Incarnation, Tags: ev.Member.Tags})
 		return
 	}
-	s.printf("%s %s %s %s\n", s.pal.dim(ev.At.Format("15:04:05.000")), ev.Kind,
-		s.pal.state(ev.Member.State, ev.Member.Alias), s.pal.dim(fmt.Sprintf("%s inc=%d", ev.Member.Addr, ev.Member.Incarnation)))
+	s.printf("%s", renderEvent(ev, s.pal))
+}
+
+// renderEvent is one event line: time, kind, alias, address, incarnation.
+func renderEvent(ev swim.Event, p palette) string {
+	return fmt.Sprintf("%s %s %s %s\n", p.dim(ev.At.Format("15:04:05.000")), ev.Kind,
+		p.state(ev.Member.State, clean(ev.Member.Alias)), p.dim(fmt.Sprintf("%s inc=%d", clean(ev.Member.Addr), ev.Member.Incarnation)))
 }

@@ -90,7 +90,7 @@ func runWatch(ctx context.Context, s *Shell, a *Args) error {
 		}
 		last := count > 0 && n >= count
 		if err != nil && !last { // the last run's error is returned instead
-			fmt.Fprintln(&buf, s.pal.errText("error: "+err.Error()))
+			fmt.Fprintln(&buf, errorText(s.pal, err))
 		}
 		var frame strings.Builder
 		if s.interactive {
@@ -98,9 +98,10 @@ func runWatch(ctx context.Context, s *Shell, a *Args) error {
 		}
 		where := time.Now().Format("15:04:05")
 		if alias := s.Node.Alias(); alias != "" {
-			where = alias + ", " + where
+			where = clean(alias) + ", " + where
 		}
-		frame.WriteString(s.pal.dim(fmt.Sprintf("every %v: %s  (%s)", interval, strings.Join(append([]string{cmd.Name}, argWords(a.Pos)...), " "), where)))
+		watched := cleanN(strings.Join(append([]string{cmd.Name}, argWords(a.Pos)...), " "), lineCap)
+		frame.WriteString(s.pal.dim(fmt.Sprintf("every %v: %s  (%s)", interval, watched, where)))
 		if s.interactive {
 			frame.WriteString(s.pal.dim("  (Ctrl-C to stop)"))
 		}
