@@ -53,7 +53,7 @@ func workerCluster(t *testing.T, n int) (string, []*proc) {
 func TestShutdownOfAWorkerDuringABenchLosesNoJob(t *testing.T) {
 	seed, ws := workerCluster(t, 3)
 	d := start(t, "", "--alias", "d", "-P", "0", "--join", seed)
-	d.feed(t, "!wait members 4 30s\n!echo bench-start\n!bench --n 3000 --concurrency 32 --json sleep 2ms\n")
+	d.feed(t, "!wait members 4 30s\n!echo bench-start\n!bench --n 3000 --concurrency 32 --json sleep 20ms\n")
 	ctl := start(t, "", "--alias", "ctl", "-P", "0", "--join", seed)
 	ctl.feed(t, "!wait members 5 30s\n!echo ready\n")
 	ctl.waitOutput(t, "ready", 30*time.Second)
@@ -79,6 +79,15 @@ func TestShutdownOfAWorkerDuringABenchLosesNoJob(t *testing.T) {
 	res := jsonLinesWith(d.stdout.String(), "jobs_per_sec")[0]
 	if res["ok"] != float64(3000) || res["failed"] != float64(0) {
 		t.Fatalf("jobs lost across the shutdown: %v", res)
+	}
+	// The shutdown came mid-bench: w2 did some of the jobs, not all, and
+	// the ones it handed back or refused while draining went elsewhere.
+	byWorker, _ := res["by_worker"].(map[string]any)
+	if done, _ := byWorker["w2"].(float64); done <= 0 || done >= 3000 {
+		t.Fatalf("w2 did %v of 3000 jobs: the shutdown did not land mid-bench: %v", byWorker["w2"], res)
+	}
+	if res["retried"].(float64) <= 0 {
+		t.Fatalf("no job was retried across w2's shutdown: %v", res)
 	}
 	ctl.feed(t, "!wait w2 left 30s\n!echo w2-left\n")
 	ctl.waitOutput(t, "w2-left", 40*time.Second)
