@@ -22,6 +22,7 @@ type Entry struct {
 type Table struct {
 	self    string
 	entries map[string]*Entry
+	vouched map[string]uint64 // incarnation each member last gave in its own word (Vouch)
 	digest  uint32
 	dirty   bool
 	version uint64 // counts every change, RTTs included
@@ -29,7 +30,7 @@ type Table struct {
 
 // NewTable returns a table that holds self.
 func NewTable(self protocol.Member, now time.Time) *Table {
-	t := &Table{self: self.Alias, entries: map[string]*Entry{}, dirty: true}
+	t := &Table{self: self.Alias, entries: map[string]*Entry{}, vouched: map[string]uint64{}, dirty: true}
 	t.entries[self.Alias] = &Entry{Member: cloneMember(self), Self: true, Since: now}
 	return t
 }
@@ -49,26 +50,46 @@ func (t *Table) Get(alias string) (Entry, bool) {
 // Len is the number of entries, self included, in any state.
 func (t *Table) Len() int { return len(t.entries) }
 
-// Merge applies upd if Supersedes says it should and returns the previous
-// entry, whether there was one, and whether the table changed. News about
-// the table's own node is never merged: the caller refutes it instead.
+// Merge applies third-party news upd if Judge says it should and returns
+// the previous entry, whether there was one, and whether the table changed.
+// News about the table's own node is never merged: the caller refutes it
+// instead.
 func (t *Table) Merge(now time.Time, upd protocol.Member) (prev Entry, known, applied bool) {
-	if upd.Alias == t.self || upd.Alias == "" {
-		return Entry{}, false, false
-	}
-	e, known := t.entries[upd.Alias]
-	if known {
-		prev = *e
-	}
-	if !Supersedes(prev.Member, known, upd) {
+	prev, known, v := t.Judge(upd, false)
+	if v != Apply {
 		return prev, known, false
 	}
 	t.Set(now, upd)
 	return prev, known, true
 }
 
-// Set stores m unconditionally (the node's own entry, or a member speaking
-// for itself in a handshake). Since moves only when the state changes.
+// Judge returns the entry upd is about, whether there is one, and what the
+// precedence rule (the function Judge, with what the member vouched for)
+// decides about upd, without applying it, so that a caller can weigh a new
+// member before it stores it with Set. own is set when upd is the member's
+// own word. News about the table's own node is always ignored.
+func (t *Table) Judge(upd protocol.Member, own bool) (prev Entry, known bool, v Verdict) {
+	if upd.Alias == t.self || upd.Alias == "" {
+		return Entry{}, false, Ignore
+	}
+	e, known := t.entries[upd.Alias]
+	if known {
+		prev = *e
+	}
+	return prev, known, Judge(prev.Member, known, t.vouched[upd.Alias], upd, own)
+}
+
+// Vouch records that member alias gave incarnation inc in its own word: its
+// handshake, or its own entry on its own connection. Judge counts the jump
+// of later third-party news from it. Members not in the table are ignored.
+func (t *Table) Vouch(alias string, inc uint64) {
+	if _, ok := t.entries[alias]; ok && alias != t.self {
+		t.vouched[alias] = inc
+	}
+}
+
+// Set stores m unconditionally (the node's own entry, or an update Judge
+// let through). Since moves only when the state changes.
 func (t *Table) Set(now time.Time, m protocol.Member) {
 	e, ok := t.entries[m.Alias]
 	if !ok {
@@ -100,6 +121,7 @@ func (t *Table) Remove(alias string) {
 	}
 	if _, ok := t.entries[alias]; ok {
 		delete(t.entries, alias)
+		delete(t.vouched, alias)
 		t.dirty = true
 		t.version++
 	}
@@ -143,16 +165,24 @@ func (t *Table) Count(s protocol.State) int {
 	return n
 }
 
-// Digest is a hash of every member's alias, incarnation and state. Two nodes
-// with the same digest hold the same view; a different digest on an ack is how
-// a node learns it (or its peer) missed an update.
+// Digest is a hash of the alias, incarnation and state of every alive and
+// suspect member. Two nodes with the same digest hold the same live view; a
+// different digest on an ack is how a node learns it (or its peer) missed an
+// update.
+//
+// Failed and left entries are left out: a later joiner cannot learn them
+// (Judge ignores such news about unknown members), so a digest over them
+// would differ forever after one crash and one join, and every ack would
+// trigger a push/pull.
 func (t *Table) Digest() uint32 {
 	if !t.dirty {
 		return t.digest
 	}
 	aliases := make([]string, 0, len(t.entries))
-	for a := range t.entries {
-		aliases = append(aliases, a)
+	for a, e := range t.entries {
+		if e.State == protocol.StateAlive || e.State == protocol.StateSuspect {
+			aliases = append(aliases, a)
+		}
 	}
 	sort.Strings(aliases)
 	h := fnv.New32a()

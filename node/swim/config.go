@@ -23,7 +23,15 @@ type Config struct {
 	ReconnectMax     time.Duration // backoff ceiling for re-dials
 	ReconnectTimeout time.Duration // failed members are re-dialled this long, then reaped
 	LeftReap         time.Duration // left members are kept this long, then reaped
+	UnverifiedReap   time.Duration // members never in contact: reaped this long after learned, once failed or left
+	NewMemberBurst   int           // new members one sender may introduce at once ...
+	NewMemberRate    int           // ... and per second after that (a token bucket per sender)
+	MaxMembers       int           // table size cap, self and every state included; new members beyond it are refused
 }
+
+// maxMembersLimit is the largest MaxMembers that Validate accepts: far
+// beyond what a full mesh can hold, and still a bound on memory.
+const maxMembersLimit = 1 << 20
 
 // LANConfig is the default: a LAN or one machine, fast detection.
 func LANConfig() Config {
@@ -44,6 +52,10 @@ func LANConfig() Config {
 		ReconnectMax:     2 * time.Second,        // healed partitions merge within a few s
 		ReconnectTimeout: 24 * time.Hour,         // as serf's reconnect timeout
 		LeftReap:         time.Hour,              // left members are shown for an hour
+		UnverifiedReap:   30 * time.Second,       // a member nobody could reach is hearsay: it goes soon
+		NewMemberBurst:   256,                    // a seed's gossip of 200 nodes joining at once passes
+		NewMemberRate:    64,                     // a flood from one sender grows the table slowly
+		MaxMembers:       4096,                   // bounds the memory a flood can take
 	}
 }
 
@@ -103,8 +115,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("awareness max %d must not be negative", c.AwarenessMax)
 	case c.ReconnectBase <= 0 || c.ReconnectMax < c.ReconnectBase:
 		return fmt.Errorf("reconnect backoff %v..%v is not a positive range", c.ReconnectBase, c.ReconnectMax)
-	case c.ReconnectTimeout <= 0 || c.LeftReap <= 0:
-		return fmt.Errorf("reconnect timeout and left reap must be positive")
+	case c.ReconnectTimeout <= 0 || c.LeftReap <= 0 || c.UnverifiedReap <= 0:
+		return fmt.Errorf("reconnect timeout, left reap and unverified reap must be positive")
+	case c.NewMemberBurst < 1 || c.NewMemberRate < 1:
+		return fmt.Errorf("new member burst %d and rate %d/s must be at least 1", c.NewMemberBurst, c.NewMemberRate)
+	case c.MaxMembers < 2 || c.MaxMembers > maxMembersLimit:
+		return fmt.Errorf("max members %d must be between 2 and %d", c.MaxMembers, maxMembersLimit)
 	}
 	return nil
 }

@@ -39,6 +39,8 @@ type Core struct {
 	redials    map[string]*redial   // failed members being re-contacted
 	reapAt     map[string]time.Time // failed and left members to remove
 	revived    map[string]time.Time // members back from failed, and when
+	unverified map[string]time.Time // members never in direct contact, and when learned (limit.go)
+	buckets    map[string]*bucket   // new-member rate limit per sender (limit.go)
 
 	nextPushPull time.Time // periodic full-state exchange
 	lastRepair   time.Time // last digest-triggered exchange
@@ -66,6 +68,12 @@ type Stats struct {
 	Redials                      uint64 // pings sent to failed members
 	LateTicks                    uint64 // ticks that came more than ProbeTimeout after their deadline
 	QueueDropped                 uint64 // piggyback updates dropped by the queue bound
+	Implausible                  uint64 // news refused: it raised an incarnation beyond manager.MaxIncarnationJump
+	ForeignLeaves                uint64 // Leave messages about another member than their sender, ignored
+	PingReqsRefused              uint64 // PingReqs for a target not known or left, nacked at once
+	RateLimited                  uint64 // new members refused by their sender's rate limit
+	OverCap                      uint64 // new members refused by MaxMembers
+	UnverifiedReaped             uint64 // failed or left members reaped early: never in contact
 	QueueLen                     int    // piggyback updates waiting now
 	Awareness                    int    // Lifeguard local health now: 0 is healthy
 }
@@ -91,6 +99,8 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		redials:    map[string]*redial{},
 		reapAt:     map[string]time.Time{},
 		revived:    map[string]time.Time{},
+		unverified: map[string]time.Time{},
+		buckets:    map[string]*bucket{},
 	}
 	c.seq = c.rng.Uint32()
 	c.nextProbe = now.Add(c.jitter(cfg.ProbeInterval))
@@ -155,6 +165,7 @@ func (c *Core) Left() bool { return c.left }
 // ignores every other message: it neither probes for others nor refutes.
 func (c *Core) Step(now time.Time, from string, m protocol.Message) {
 	c.enter(now)
+	c.contact(from)
 	if c.left {
 		if p, ok := m.(*protocol.Ping); ok {
 			c.sendTo(from, &protocol.Ack{Seq: p.Seq, Digest: c.table.Digest(), Updates: []protocol.Member{c.Self()}})
@@ -188,8 +199,11 @@ func (c *Core) Step(now time.Time, from string, m protocol.Message) {
 			c.correct(from, correct)
 		}
 	case *protocol.Leave:
-		if m.Alias == c.table.SelfAlias() {
-			return
+		if m.Alias != from {
+			// Only a member announces its own departure: anyone else's
+			// word for it would evict a live member.
+			c.stats.ForeignLeaves++
+			break
 		}
 		if e, ok := c.table.Get(m.Alias); ok {
 			upd := e.Member
@@ -218,9 +232,11 @@ func (c *Core) Connected(now time.Time, peer protocol.Member) {
 	if c.left || peer.Alias == c.table.SelfAlias() || peer.Alias == "" {
 		return
 	}
+	c.contact(peer.Alias)
 	peer.State, peer.Accuser = protocol.StateAlive, ""
-	e, known := c.table.Get(peer.Alias)
-	if known && !manager.Supersedes(e.Member, true, peer) {
+	e, known, v := c.table.Judge(peer, true)
+	if known && v != manager.Apply {
+		c.table.Vouch(peer.Alias, peer.Incarnation)
 		if e.State != protocol.StateAlive || e.Incarnation > peer.Incarnation {
 			// We hold news the peer must answer: a suspicion or failure at
 			// its incarnation, or a later incarnation of its alias (it
@@ -229,8 +245,16 @@ func (c *Core) Connected(now time.Time, peer protocol.Member) {
 		}
 		return
 	}
-	changed, _ := c.merge(now, "", []protocol.Member{peer})
+	changed, _ := c.merge(now, peer.Alias, []protocol.Member{peer})
 	c.spread(now, peer.Alias, changed)
+}
+
+// vouch records a member's own word about its incarnation (see
+// manager.Judge): its alive entry, or its left one when it leaves.
+func (c *Core) vouch(own bool, u protocol.Member) {
+	if own && (u.State == protocol.StateAlive || u.State == protocol.StateLeft) {
+		c.table.Vouch(u.Alias, u.Incarnation)
+	}
 }
 
 // Merge folds members learned from a handshake answer into the table. News
@@ -271,7 +295,7 @@ func (c *Core) Rejoin(now time.Time) {
 	}
 	self := c.Self()
 	self.State = protocol.StateAlive
-	self.Incarnation++
+	self.Incarnation = manager.NextIncarnation(self.Incarnation)
 	c.table.Set(now, self)
 	c.left = false
 	c.queue.push(self)
@@ -286,7 +310,7 @@ func (c *Core) SetTags(now time.Time, tags map[string]string) {
 	c.enter(now)
 	self := c.Self()
 	self.Tags = maps.Clone(tags)
-	self.Incarnation++
+	self.Incarnation = manager.NextIncarnation(self.Incarnation)
 	c.table.Set(now, self)
 	if !c.left {
 		c.spread(now, "", []protocol.Member{self})
@@ -302,8 +326,8 @@ func (c *Core) Ready() Ready {
 
 // merge applies updates received from the member from ("" for a
 // handshake) and returns the updates that changed the table, to be passed
-// on. correct is set when the sender
-// holds stale news about this node and should be sent its entry.
+// on. correct is set when the sender holds stale news about this node and
+// should be sent its entry.
 func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (changed []protocol.Member, correct bool) {
 	self := c.table.SelfAlias()
 	cutOff := c.cutOff(now, from)
@@ -317,14 +341,14 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 		if cutOff && u.Alias != from && (u.State == protocol.StateSuspect || u.State == protocol.StateFailed) {
 			continue
 		}
+		own := from != "" && u.Alias == from // the member's own word
 		accuser := u.Accuser
 		u.Accuser = ""
-		if u.State == protocol.StateSuspect && accuser == "" {
-			accuser = from
-		}
 		if u.State == protocol.StateSuspect {
 			// A suspicion we already hold at this incarnation may come from
-			// a new accuser: Lifeguard's confirmation.
+			// a new accuser: Lifeguard's confirmation. Only an explicit
+			// accuser confirms: a copy that names none (a push/pull, an
+			// echo) is the same accusation again, not its sender's.
 			if s := c.suspicions[u.Alias]; s != nil && s.inc == u.Incarnation {
 				if accuser != "" && c.confirm(u.Alias, s, accuser) {
 					// Passed on by piggybacking only: the confirmer pushed
@@ -339,10 +363,22 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 				continue
 			}
 		}
-		prev, known, applied := c.table.Merge(now, u)
-		if !applied {
+		prev, known, v := c.table.Judge(u, own)
+		switch {
+		case v == manager.Implausible:
+			c.stats.Implausible++
+			continue
+		case v != manager.Apply:
+			c.vouch(own, u)
+			continue
+		case !known && !c.admit(now, from):
 			continue
 		}
+		if !known && !own {
+			c.unverified[u.Alias] = now
+		}
+		c.table.Set(now, u)
+		c.vouch(own, u)
 		cur, _ := c.table.Get(u.Alias)
 		c.changed(now, prev, known, cur.Member, accuser)
 		m := cur.Member
@@ -350,6 +386,12 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 			m.Accuser = accuser
 		}
 		changed = append(changed, m)
+		if !own && (m.State == protocol.StateFailed || m.State == protocol.StateLeft) {
+			// Failed or left on someone else's word (gossip, a push/pull,
+			// perhaps a forged frame): the member is told at once, so
+			// that if it runs it refutes now rather than never.
+			c.sendTo(m.Alias, &protocol.Gossip{Updates: []protocol.Member{m}})
+		}
 	}
 	return changed, correct
 }
@@ -393,15 +435,21 @@ func (c *Core) suspicionMax() time.Duration {
 // news that it is suspect, failed or left at its incarnation or above, or
 // of any later incarnation, makes it alive at a higher incarnation than
 // the news. It reports whether the sender should be sent this node's
-// entry (the news was wrong or stale).
+// entry (the news was wrong, stale or implausible).
 func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
 	self := c.Self()
 	switch {
 	case c.left:
 		return false
+	case !manager.Plausible(self.Incarnation, u.Incarnation):
+		// Forged or corrupt: refuting it would take this node there, on
+		// the way to an incarnation it can no longer raise.
+		c.stats.Implausible++
+		return true
 	case u.Incarnation > self.Incarnation,
 		u.Incarnation == self.Incarnation && u.State != protocol.StateAlive:
-		self.Incarnation = u.Incarnation + 1
+		old := self.Incarnation
+		self.Incarnation = manager.NextIncarnation(u.Incarnation)
 		self.State = protocol.StateAlive
 		c.table.Set(now, self)
 		c.stats.Refutations++
@@ -409,7 +457,19 @@ func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
 			// Lifeguard: being accused hints that this node is the slow one.
 			c.aware.apply(1)
 		}
-		c.spread(now, "", []protocol.Member{self})
+		if u.Incarnation <= old {
+			c.spread(now, "", []protocol.Member{self})
+			return true
+		}
+		// The news was above anything this node said (a restart, or
+		// forged), and members count third-party news from what it said
+		// (manager.Judge): some could refuse this refutation from anyone
+		// else, so every live member hears it in this node's own word.
+		c.deadlineOK = false
+		c.queue.push(self)
+		for _, a := range c.liveMembers() {
+			c.sendTo(a, &protocol.Gossip{Updates: []protocol.Member{self}})
+		}
 		return true
 	case u.Incarnation < self.Incarnation:
 		return true // the sender holds an old incarnation of us
@@ -456,7 +516,7 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 			r := &redial{next: now.Add(c.jitter(c.cfg.ReconnectBase)), backoff: c.cfg.ReconnectBase}
 			c.redials[cur.Alias] = r
 			c.arm(timerRedial, cur.Alias, r.next)
-			c.reapAt[cur.Alias] = now.Add(c.cfg.ReconnectTimeout)
+			c.reapAt[cur.Alias] = c.reapTime(now, cur.Alias, cur.State)
 			c.arm(timerReap, cur.Alias, c.reapAt[cur.Alias])
 		}
 	} else {
@@ -465,7 +525,7 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 	switch cur.State {
 	case protocol.StateLeft:
 		if !known || prev.State != protocol.StateLeft {
-			c.reapAt[cur.Alias] = now.Add(c.cfg.LeftReap)
+			c.reapAt[cur.Alias] = c.reapTime(now, cur.Alias, cur.State)
 			c.arm(timerReap, cur.Alias, c.reapAt[cur.Alias])
 		}
 	case protocol.StateFailed:
@@ -539,8 +599,8 @@ func (c *Core) correct(from string, need bool) {
 
 // piggyback returns the updates to carry on a ping or ack to member to:
 // this node's own entry when to holds stale news of it (correct), to's own
-// entry when this node suspects it or thinks it failed (so that it can
-// refute), then the least-sent, newest updates of the queue.
+// entry when this node holds it suspect, failed or left (so that, talking
+// to us, it refutes), then the least-sent, newest updates of the queue.
 func (c *Core) piggyback(to string, correct bool) []protocol.Member {
 	var out []protocol.Member
 	var skip []string
@@ -549,7 +609,7 @@ func (c *Core) piggyback(to string, correct bool) []protocol.Member {
 		out = append(out, self)
 		skip = append(skip, self.Alias)
 	}
-	if e, ok := c.table.Get(to); ok && (e.State == protocol.StateSuspect || e.State == protocol.StateFailed) {
+	if e, ok := c.table.Get(to); ok && (e.State == protocol.StateSuspect || e.State == protocol.StateFailed || e.State == protocol.StateLeft) {
 		out = append(out, e.Member)
 		skip = append(skip, to)
 	}

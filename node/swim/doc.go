@@ -21,6 +21,8 @@
 //   - awareness.go: Lifeguard's local health score.
 //   - queue.go: the piggyback retransmit queue.
 //   - timers.go: the heap of per-member timers (suspicion, re-contact, reap).
+//   - limit.go: the bounds on new members (a rate limit per sender, a table
+//     cap) and the record of which members were ever in contact.
 //
 // # Decisions
 //
@@ -43,7 +45,8 @@
 //
 // Dogpile. Suspect news carries its accuser (protocol.Member.Accuser);
 // distinct accusers of the same incarnation are confirmations that shrink
-// the timeout from max to min. A node hearing of a suspicion probes the
+// the timeout from max to min. A copy that names no accuser (a push/pull,
+// an echo) confirms nothing. A node hearing of a suspicion probes the
 // member out of turn (its ping carries the suspicion, so a live member
 // refutes at once); at most IndirectChecks+1 such probes are in flight per
 // node, so that a mass event does not make every node probe every suspect
@@ -59,8 +62,8 @@
 // Leaving. A node that left neither probes, relays, gossips nor refutes. It
 // answers a Ping with an Ack carrying its own left entry, so a prober that
 // missed the Leave learns it, and ignores every other message. Receivers of
-// a Leave mark the member left (which outranks failed at one incarnation)
-// and reap it after LeftReap.
+// a Leave from the member itself mark it left (which outranks failed at one
+// incarnation) and reap it after LeftReap.
 //
 // Re-contact. A failed member is sent a Ping carrying its failed state with
 // exponential backoff (ReconnectBase doubling to ReconnectMax, ±10% jitter)
@@ -68,6 +71,24 @@
 // through any path. A peer that connects while this node holds news it must
 // answer (a suspicion or failure at its incarnation, or a later incarnation
 // of its alias after a restart) is sent that news, and refutes.
+//
+// Hostile and faulty peers. Incarnations saturate (manager.NextIncarnation)
+// and third-party news may raise one by at most manager.MaxIncarnationJump
+// above what the member last said in its own word, so that nobody can push
+// a member, at once or step by step, to an incarnation it cannot refute. An
+// alive entry in a member's own word (on its own connection) is believed at
+// any height: a member that refutes news above its incarnation tells every
+// live member itself, since some would refuse the refutation from others. A
+// Leave is taken only from the member that leaves. A member marked failed
+// or left on anyone else's word is told at once, and its own entry rides on
+// whatever is sent to it, so that a live member refutes within a round
+// trip. A relay probes only members it knows, at the address it knows. New
+// members are rate limited per sender (handshake lists excepted) and the
+// table is capped. A member learned only from others that never answered
+// is reaped UnverifiedReap after it was learned once it fails, instead of
+// being re-contacted for ReconnectTimeout: invented members cost a few
+// dials, not a day of them. The digest covers alive and suspect members
+// only, the part of the view a joiner can learn.
 //
 // Determinism. Every random choice comes from the seeded generator; maps
 // are never iterated where the order could change an outcome.

@@ -17,10 +17,11 @@ type probe struct {
 	outTurn bool // out of turn: not the round-robin's probe
 	onNews  bool // out of turn because another member suspects the target
 	start   time.Time
-	ackAt   time.Time // no direct ack by then: the indirect round
-	endAt   time.Time // no ack at all by then: the target is suspect
-	sendAt  time.Time // the direct Ping is sent again then, unacked (see resendEvery)
-	resent  bool      // it was: an ack no longer measures the RTT (Karn)
+	ackAt   time.Time         // no direct ack by then: the indirect round
+	endAt   time.Time         // no ack at all by then: the target is suspect
+	sendAt  time.Time         // the direct Ping is sent again then, unacked (see resendEvery)
+	resent  bool              // it was: an ack no longer measures the RTT (Karn)
+	updates []protocol.Member // what the Ping carries, every copy of it
 
 	indirect    bool    // PingReqs sent
 	relays      []asked // relays asked, less those that could not be reached
@@ -48,8 +49,9 @@ type relay struct {
 	origin   string
 	origSeq  uint32
 	target   string
-	addr     string    // where to reach target, if this node does not know it
-	sendAt   time.Time // the Ping is sent again then, unacked
+	addr     string            // target's address in this node's table when asked
+	updates  []protocol.Member // what the Ping carries, every copy of it
+	sendAt   time.Time         // the Ping is sent again then, unacked
 	deadline time.Time
 }
 
@@ -90,9 +92,11 @@ func (c *Core) Tick(now time.Time) {
 			c.probeFailed(now, p)
 		}
 		if t := p.resendAt(); c.inFlight(p) && !t.IsZero() && !now.Before(t) {
+			// The same updates again: taking fresh ones would spend their
+			// retransmit budget on a copy that most likely duplicates.
 			p.resent = true
 			p.sendAt = now.Add(c.resendEvery())
-			c.sendTo(p.target, &protocol.Ping{Seq: p.seq, Updates: c.piggyback(p.target, false)})
+			c.sendTo(p.target, &protocol.Ping{Seq: p.seq, Updates: p.updates})
 		}
 	}
 
@@ -325,13 +329,14 @@ func (c *Core) startProbe(now time.Time, target string, outOfTurn bool) {
 		ackAt:   now.Add(c.aware.scale(c.cfg.ProbeTimeout)),
 		endAt:   now.Add(c.aware.scale(c.cfg.ProbeInterval)),
 		sendAt:  now.Add(c.resendEvery()),
+		updates: c.piggyback(target, false),
 	}
 	c.probes = append(c.probes, p)
 	c.stats.ProbesStarted++
 	if outOfTurn {
 		c.stats.OutOfTurnProbes++
 	}
-	c.sendTo(target, &protocol.Ping{Seq: p.seq, Updates: c.piggyback(target, false)})
+	c.sendTo(target, &protocol.Ping{Seq: p.seq, Updates: p.updates})
 }
 
 // indirectRound asks IndirectChecks random live members to probe p's
@@ -456,6 +461,10 @@ func (c *Core) reap(now time.Time, alias string) {
 		return
 	}
 	c.table.Remove(alias)
+	if _, ok := c.unverified[alias]; ok {
+		delete(c.unverified, alias)
+		c.stats.UnverifiedReaped++
+	}
 	delete(c.redials, alias)
 	delete(c.suspicions, alias)
 	c.queue.remove(alias)
@@ -502,26 +511,42 @@ func (c *Core) handleNack(now time.Time, from string, m *protocol.Nack) {
 	c.checkFastPath(now, p)
 }
 
-// handlePingReq probes m.Target on from's behalf.
+// handlePingReq probes m.Target on from's behalf. Only a member this
+// node knows, and not as left, is probed, and only at the address this
+// node holds for it: PingReq.Addr is hearsay, and dialling it would make
+// this node a scanner for anyone who sends PingReqs. Any other target is
+// nacked at once, with Refused unset, which tells nothing about it.
 func (c *Core) handlePingReq(now time.Time, from string, m *protocol.PingReq) {
 	if m.Target == c.table.SelfAlias() {
 		c.sendTo(from, &protocol.Ack{Seq: m.Seq, Digest: c.table.Digest()})
 		return
 	}
+	e, ok := c.table.Get(m.Target)
+	if !ok || e.Addr == "" || (e.State != protocol.StateAlive && e.State != protocol.StateSuspect && e.State != protocol.StateFailed) {
+		c.stats.PingReqsRefused++
+		c.sendTo(from, &protocol.Nack{Seq: m.Seq})
+		return
+	}
 	c.seq++
-	r := &relay{seq: c.seq, origin: from, origSeq: m.Seq, target: m.Target, addr: m.Addr, deadline: now.Add(c.relayTimeout())}
+	r := &relay{seq: c.seq, origin: from, origSeq: m.Seq, target: m.Target, addr: e.Addr, deadline: now.Add(c.relayTimeout())}
+	r.updates = c.piggyback(r.target, false)
 	c.relays = append(c.relays, r)
 	c.relayPing(now, r)
 }
 
-// relayPing sends (or sends again) a relay's Ping to its target.
+// relayPing sends (or sends again) a relay's Ping to its target, at the
+// address this node holds now; a target reaped meanwhile is not pinged.
 func (c *Core) relayPing(now time.Time, r *relay) {
 	r.sendAt = now.Add(c.resendEvery())
+	e, ok := c.table.Get(r.target)
+	if !ok {
+		return
+	}
 	addr := r.addr
-	if e, ok := c.table.Get(r.target); ok && e.Addr != "" {
+	if e.Addr != "" {
 		addr = e.Addr
 	}
-	c.ready.Msgs = append(c.ready.Msgs, Outbound{To: r.target, Addr: addr, Msg: &protocol.Ping{Seq: r.seq, Updates: c.piggyback(r.target, false)}})
+	c.ready.Msgs = append(c.ready.Msgs, Outbound{To: r.target, Addr: addr, Msg: &protocol.Ping{Seq: r.seq, Updates: r.updates}})
 	c.stats.Pings++
 }
 

@@ -108,6 +108,7 @@ type sim struct {
 	verify      bool                                        // check every cached NextDeadline against a fresh one
 
 	log       []simRecord
+	strays    map[string]time.Time // aliases no node has: when a message was last addressed to one
 	delivered uint64
 	dropped   uint64
 	processed uint64
@@ -174,6 +175,7 @@ func (c *Core) bootstrap(now time.Time, members []protocol.Member) {
 			continue
 		}
 		c.table.Set(now, m)
+		c.table.Vouch(m.Alias, m.Incarnation) // as by the handshake
 		c.setLive(m.Alias, true)
 		c.insertProbeTarget(m.Alias)
 	}
@@ -315,7 +317,16 @@ func (s *sim) flush(i int) {
 // route sends one Outbound of node i over the simulated transport.
 func (s *sim) route(i int, o Outbound) {
 	j, ok := s.index[o.To]
-	if !ok || j == i {
+	if !ok {
+		// An address nobody answers at: the message is lost, and so is
+		// the dial, which never reports.
+		if s.strays == nil {
+			s.strays = map[string]time.Time{}
+		}
+		s.strays[o.To] = s.now
+		return
+	}
+	if j == i {
 		return
 	}
 	s.nodes[i].sent[o.Msg.Type()]++

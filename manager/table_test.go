@@ -1,0 +1,78 @@
+package manager
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"meshell/protocol"
+)
+
+// TestDigestCoversLiveEntriesOnly: a failed or left entry, which a later
+// joiner cannot learn, does not change the digest; a live one does.
+func TestDigestCoversLiveEntriesOnly(t *testing.T) {
+	now := time.Unix(0, 0)
+	mk := func() *Table {
+		t := NewTable(protocol.Member{Alias: "a", State: protocol.StateAlive}, now)
+		t.Set(now, protocol.Member{Alias: "b", State: protocol.StateAlive, Incarnation: 2})
+		return t
+	}
+	joiner, old := mk(), mk()
+	old.Set(now, protocol.Member{Alias: "c", State: protocol.StateFailed, Incarnation: 1})
+	old.Set(now, protocol.Member{Alias: "d", State: protocol.StateLeft})
+	if joiner.Digest() != old.Digest() {
+		t.Fatal("failed and left entries changed the digest")
+	}
+	old.Set(now, protocol.Member{Alias: "c", State: protocol.StateSuspect, Incarnation: 2})
+	if joiner.Digest() == old.Digest() {
+		t.Fatal("a suspect entry did not change the digest")
+	}
+	joiner.Set(now, protocol.Member{Alias: "c", State: protocol.StateSuspect, Incarnation: 2})
+	if joiner.Digest() != old.Digest() {
+		t.Fatal("same live view, different digests")
+	}
+	joiner.Set(now, protocol.Member{Alias: "c", State: protocol.StateSuspect, Incarnation: 3})
+	if joiner.Digest() == old.Digest() {
+		t.Fatal("the incarnation is not in the digest")
+	}
+}
+
+// TestTableMergeRefusesImplausibleJumps: Merge applies the precedence rule,
+// jump bound included, counted from what the member vouched for.
+func TestTableMergeRefusesImplausibleJumps(t *testing.T) {
+	now := time.Unix(0, 0)
+	tb := NewTable(protocol.Member{Alias: "a", State: protocol.StateAlive}, now)
+	tb.Set(now, protocol.Member{Alias: "b", State: protocol.StateAlive, Incarnation: 4})
+	// Never vouched for: bounded as if unknown.
+	if _, _, ok := tb.Merge(now, protocol.Member{Alias: "b", State: protocol.StateFailed, Incarnation: 4 + MaxIncarnationJump}); ok {
+		t.Fatal("failed at +jump merged for a member that never vouched for 4")
+	}
+	tb.Vouch("b", 4)
+	if _, _, ok := tb.Merge(now, protocol.Member{Alias: "b", State: protocol.StateLeft, Incarnation: math.MaxUint64}); ok {
+		t.Fatal("left@MaxUint64 merged")
+	}
+	if _, _, ok := tb.Merge(now, protocol.Member{Alias: "z", State: protocol.StateAlive, Incarnation: MaxIncarnationJump + 1}); ok {
+		t.Fatal("an unknown member beyond the jump merged")
+	}
+	if _, _, v := tb.Judge(protocol.Member{Alias: "b", State: protocol.StateAlive, Incarnation: math.MaxUint64}, true); v != Apply {
+		t.Fatalf("own alive word judged %d", v)
+	}
+	if _, _, ok := tb.Merge(now, protocol.Member{Alias: "b", State: protocol.StateAlive, Incarnation: 4 + MaxIncarnationJump}); !ok {
+		t.Fatal("alive at +jump not merged")
+	}
+	// Ratcheting on: b still vouched for 4 only.
+	if _, _, ok := tb.Merge(now, protocol.Member{Alias: "b", State: protocol.StateLeft, Incarnation: 5 + MaxIncarnationJump}); ok {
+		t.Fatal("left beyond what b vouched for plus the jump merged")
+	}
+	if _, _, ok := tb.Merge(now, protocol.Member{Alias: "b", State: protocol.StateLeft, Incarnation: 4 + MaxIncarnationJump}); !ok {
+		t.Fatal("left at +jump not merged")
+	}
+	tb.Remove("b")
+	tb.Set(now, protocol.Member{Alias: "b", State: protocol.StateAlive})
+	if _, _, ok := tb.Merge(now, protocol.Member{Alias: "b", State: protocol.StateLeft, Incarnation: 4 + MaxIncarnationJump}); ok {
+		t.Fatal("a reaped member's vouch outlived it")
+	}
+	if _, _, v := tb.Judge(protocol.Member{Alias: "a", State: protocol.StateFailed}, false); v != Ignore {
+		t.Fatal("news about the table's own node judged")
+	}
+}

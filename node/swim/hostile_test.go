@@ -1,0 +1,448 @@
+package swim
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"meshell/manager"
+	"meshell/protocol"
+)
+
+// Unit tests of what hostile or faulty peers send: forged departures and
+// incarnations, PingReqs naming strangers, invented members.
+
+const jump = manager.MaxIncarnationJump
+
+// TestIncarnationsSaturate: every raise of the own incarnation stops at
+// MaxUint64 instead of wrapping to 0.
+func TestIncarnationsSaturate(t *testing.T) {
+	c := New(protocol.Member{Alias: "a", Addr: "a:1", Incarnation: math.MaxUint64 - 1}, LANConfig(), 1, simEpoch)
+	c.bootstrap(simEpoch, []protocol.Member{member("b", protocol.StateAlive, 0)})
+	c.SetTags(simEpoch, map[string]string{"k": "1"})
+	c.SetTags(simEpoch, map[string]string{"k": "2"})
+	if inc := c.Self().Incarnation; inc != math.MaxUint64 {
+		t.Fatalf("after two tag changes from MaxUint64-1: incarnation %d", inc)
+	}
+	c.Step(simEpoch, "b", &protocol.Gossip{Updates: []protocol.Member{member("a", protocol.StateSuspect, math.MaxUint64)}})
+	if s := c.Self(); s.Incarnation != math.MaxUint64 || s.State != protocol.StateAlive {
+		t.Fatalf("refuting at MaxUint64: self %s@%d", s.State, s.Incarnation)
+	}
+	c.Leave(simEpoch)
+	c.Rejoin(simEpoch)
+	if s := c.Self(); s.Incarnation != math.MaxUint64 || s.State != protocol.StateAlive {
+		t.Fatalf("rejoined as %s@%d", s.State, s.Incarnation)
+	}
+}
+
+// TestImplausibleNewsIsRefused: news that raises a member's incarnation
+// beyond the jump bound is refused and counted; news about this node beyond
+// it is ignored, and the sender is told the truth.
+func TestImplausibleNewsIsRefused(t *testing.T) {
+	h := newHarness(t, LANConfig(), 6)
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{
+		member("c", protocol.StateFailed, math.MaxUint64),
+		member("d", protocol.StateLeft, jump+1),
+		member("zz", protocol.StateAlive, jump+1), // unknown
+	}})
+	if h.state("c") != protocol.StateAlive || h.state("d") != protocol.StateAlive || h.state("zz") != protocol.StateUnknown {
+		t.Fatalf("c %s, d %s, zz %s after implausible news", h.state("c"), h.state("d"), h.state("zz"))
+	}
+	if n := h.c.Stats().Implausible; n != 3 {
+		t.Fatalf("%d refusals counted, want 3", n)
+	}
+	if out := h.drain(); len(out) != 0 {
+		t.Fatalf("refused news made this node send %T to %s", out[0].Msg, out[0].To)
+	}
+	if ev := h.events(); len(ev) != 0 {
+		t.Fatalf("events %v", kinds(ev))
+	}
+
+	// About itself: ignored, and the sender corrected.
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("a", protocol.StateLeft, jump+1)}})
+	if s := h.c.Self(); s.Incarnation != 0 || s.State != protocol.StateAlive {
+		t.Fatalf("self %s@%d after implausible news of itself", s.State, s.Incarnation)
+	}
+	to, gossips := sent[*protocol.Gossip](h.drain())
+	if len(to) != 1 || to[0] != "b" || !hasUpdate(gossips[0].Updates, "a", protocol.StateAlive, 0) {
+		t.Fatalf("sender not corrected: gossip %v to %v", gossips, to)
+	}
+	if n := h.c.Stats().Implausible; n != 4 {
+		t.Fatalf("%d refusals counted, want 4", n)
+	}
+
+	// A leave in the member's own word is bounded too.
+	h.step("e", &protocol.Leave{Alias: "e", Incarnation: math.MaxUint64})
+	if st := h.state("e"); st != protocol.StateAlive {
+		t.Fatalf("e %s after its own Leave@MaxUint64", st)
+	}
+	// At the bound it is believed.
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("d", protocol.StateLeft, jump)}})
+	if e, _ := h.c.Get("d"); e.State != protocol.StateLeft || e.Incarnation != jump {
+		t.Fatalf("d %s@%d after left@+jump", e.State, e.Incarnation)
+	}
+}
+
+// TestRefutationBeyondAJumpGoesToEveryone: refuting news above its own
+// incarnation (here at +jump) takes this node where members that count
+// from its last word could refuse the refutation from a third party, so
+// every live member is told directly, and believes it in the member's own
+// word.
+func TestRefutationBeyondAJumpGoesToEveryone(t *testing.T) {
+	h := newHarness(t, LANConfig(), 5)
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("a", protocol.StateFailed, jump)}})
+	if s := h.c.Self(); s.Incarnation != jump+1 {
+		t.Fatalf("self@%d, want %d", s.Incarnation, jump+1)
+	}
+	to, _ := sent[*protocol.Gossip](h.drain())
+	for _, p := range []string{"b", "c", "d", "e", "f"} {
+		if !slices.Contains(to, p) {
+			t.Fatalf("refutation gossiped to %v, not to every live member", to)
+		}
+	}
+
+	// The receiving side: an alive entry far ahead is believed from the
+	// member itself, and refused from anyone else.
+	h.step("c", &protocol.Gossip{Updates: []protocol.Member{member("d", protocol.StateAlive, 5*jump)}})
+	if e, _ := h.c.Get("d"); e.Incarnation != 0 {
+		t.Fatalf("d@%d on c's word", e.Incarnation)
+	}
+	h.step("d", &protocol.Gossip{Updates: []protocol.Member{member("d", protocol.StateAlive, 5*jump)}})
+	if e, _ := h.c.Get("d"); e.Incarnation != 5*jump {
+		t.Fatalf("d@%d on its own word, want %d", e.Incarnation, 5*jump)
+	}
+}
+
+// TestLeaveOnlyFromTheLeaver: a Leave is taken only from the member that
+// leaves.
+func TestLeaveOnlyFromTheLeaver(t *testing.T) {
+	h := newHarness(t, LANConfig(), 6)
+	h.step("b", &protocol.Leave{Alias: "c", Incarnation: math.MaxUint64})
+	h.step("b", &protocol.Leave{Alias: "d"})
+	h.step("b", &protocol.Leave{Alias: "a"})
+	if h.state("c") != protocol.StateAlive || h.state("d") != protocol.StateAlive || h.c.Self().State != protocol.StateAlive {
+		t.Fatalf("a third party's Leave applied: c %s, d %s, self %s", h.state("c"), h.state("d"), h.c.Self().State)
+	}
+	if n := h.c.Stats().ForeignLeaves; n != 3 {
+		t.Fatalf("%d foreign leaves counted, want 3", n)
+	}
+	h.step("d", &protocol.Leave{Alias: "d"})
+	if st := h.state("d"); st != protocol.StateLeft {
+		t.Fatalf("d %s after its own Leave", st)
+	}
+	// Its own Leave is not told back to it.
+	if to, _ := sent[*protocol.Gossip](h.drain()); slices.Contains(to, "d") {
+		t.Fatalf("the leaver was told of its own leave")
+	}
+}
+
+// TestHearsayDepartureIsToldToTheMember: a member marked failed or left on
+// someone else's word is told directly, and its own entry rides on what is
+// sent to it while it stands left here.
+func TestHearsayDepartureIsToldToTheMember(t *testing.T) {
+	h := newHarness(t, LANConfig(), 6)
+	h.ackAllBut("c")
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateFailed, 0)}})
+	to, gossips := sent[*protocol.Gossip](h.drain())
+	i := slices.Index(to, "c")
+	if i < 0 || !hasUpdate(gossips[i].Updates, "c", protocol.StateFailed, 0) {
+		t.Fatalf("c not told it is failed: gossip to %v", to)
+	}
+	h.step("d", &protocol.PushPull{Members: []protocol.Member{member("d", protocol.StateAlive, 0), member("e", protocol.StateLeft, 0)}})
+	to, gossips = sent[*protocol.Gossip](h.drain())
+	i = slices.Index(to, "e")
+	if i < 0 || !hasUpdate(gossips[i].Updates, "e", protocol.StateLeft, 0) {
+		t.Fatalf("e not told it left: gossip to %v", to)
+	}
+	// e, alive after all, pings us: the ack carries its left entry.
+	h.step("e", &protocol.Ping{Seq: 3})
+	_, acks := sent[*protocol.Ack](h.drain())
+	if len(acks) != 1 || !hasUpdate(acks[0].Updates, "e", protocol.StateLeft, 0) {
+		t.Fatalf("ack to a member held left: %+v", acks)
+	}
+	// e refutes: alive again.
+	h.step("e", &protocol.Gossip{Updates: []protocol.Member{member("e", protocol.StateAlive, 1)}})
+	if st := h.state("e"); st != protocol.StateAlive {
+		t.Fatalf("e %s after refuting", st)
+	}
+}
+
+// TestPingReqOnlyForKnownTargets: a relay probes only a member in its table
+// (not left), at the address it holds; anything else is nacked at once
+// with Refused unset, and nothing is dialled.
+func TestPingReqOnlyForKnownTargets(t *testing.T) {
+	h := newHarness(t, LANConfig(), 6)
+	h.step("b", &protocol.Leave{Alias: "b"}) // b left...
+	h.drain()
+	for i := 0; i < 200; i++ {
+		h.step("c", &protocol.PingReq{Seq: uint32(i), Target: fmt.Sprintf("x%d", i), Addr: fmt.Sprintf("10.9.9.9:%d", 1000+i)})
+	}
+	h.step("c", &protocol.PingReq{Seq: 500, Target: "b", Addr: "10.9.9.9:22"}) // ...and is not probed either
+	out := h.drain()
+	to, nacks := sent[*protocol.Nack](out)
+	if len(out) != 201 || len(nacks) != 201 {
+		t.Fatalf("201 ping-reqs for strangers: %d messages, %d nacks", len(out), len(nacks))
+	}
+	for i, n := range nacks {
+		if to[i] != "c" || n.Refused {
+			t.Fatalf("nack %+v to %s", n, to[i])
+		}
+	}
+	if n := h.c.Stats().PingReqsRefused; n != 201 {
+		t.Fatalf("%d refused ping-reqs counted", n)
+	}
+	// A refused dial afterwards cannot turn into a telling nack.
+	h.c.DialFailed(h.now, "x7", true)
+	h.collect()
+	if out := h.drain(); len(out) != 0 {
+		t.Fatalf("a refused dial to a stranger sent %T", out[0].Msg)
+	}
+
+	// A known target is pinged at its address in the table, whatever the
+	// PingReq says.
+	h.step("c", &protocol.PingReq{Seq: 600, Target: "d", Addr: "10.9.9.9:22"})
+	h.advance(h.c.cfg.ProbeTimeout / 2) // and its resend too
+	for _, o := range h.drain() {
+		if o.Addr != "d:1" || o.To != "d" {
+			t.Fatalf("relay sent %T to %s at %s", o.Msg, o.To, o.Addr)
+		}
+	}
+}
+
+// TestNewMemberRateLimit: one sender introduces at most the burst of new
+// members at once, then the refill rate; handshake lists are not limited.
+func TestNewMemberRateLimit(t *testing.T) {
+	cfg := LANConfig()
+	h := newHarness(t, cfg, 3)
+	before := h.c.table.Len()
+	for f := 0; f < 4; f++ {
+		var fakes []protocol.Member
+		for i := 0; i < 5000; i++ {
+			fakes = append(fakes, member(fmt.Sprintf("f%d-%04d", f, i), protocol.StateAlive, 0))
+		}
+		h.step("b", &protocol.Gossip{Updates: fakes})
+	}
+	if grown := h.c.table.Len() - before; grown != cfg.NewMemberBurst {
+		t.Fatalf("20,000 new members in 4 frames grew the table by %d, want the burst %d", grown, cfg.NewMemberBurst)
+	}
+	if n := h.c.Stats().RateLimited; n != 20000-uint64(cfg.NewMemberBurst) {
+		t.Fatalf("%d rate limited", n)
+	}
+	// Another sender has its own bucket; the first refills at the rate.
+	h.step("c", &protocol.Gossip{Updates: []protocol.Member{member("from-c", protocol.StateAlive, 0)}})
+	h.now = h.now.Add(time.Second)
+	var more []protocol.Member
+	for i := 0; i < 1000; i++ {
+		more = append(more, member(fmt.Sprintf("g%04d", i), protocol.StateAlive, 0))
+	}
+	n := h.c.table.Len()
+	h.step("b", &protocol.Gossip{Updates: more})
+	if grown := h.c.table.Len() - n; grown != cfg.NewMemberRate {
+		t.Fatalf("a second later the sender added %d, want the rate %d", grown, cfg.NewMemberRate)
+	}
+	if h.state("from-c") != protocol.StateAlive {
+		t.Fatal("another sender's new member refused")
+	}
+	// Known members are not charged: news about them always applies.
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateSuspect, 0)}})
+	if st := h.state("c"); st != protocol.StateSuspect {
+		t.Fatalf("news about a known member refused with an empty bucket: c %s", st)
+	}
+	// A handshake list is not limited.
+	n = h.c.table.Len()
+	var hello []protocol.Member
+	for i := 0; i < 1000; i++ {
+		hello = append(hello, member(fmt.Sprintf("h%04d", i), protocol.StateAlive, 0))
+	}
+	h.c.Merge(h.now, hello)
+	h.collect()
+	if grown := h.c.table.Len() - n; grown != 1000 {
+		t.Fatalf("a handshake list of 1000 added %d", grown)
+	}
+}
+
+// TestMaxMembersCap: the table never grows beyond MaxMembers, whatever the
+// path; refusals are counted.
+func TestMaxMembersCap(t *testing.T) {
+	cfg := LANConfig()
+	cfg.MaxMembers = 100
+	h := newHarness(t, cfg, 3)
+	var list []protocol.Member
+	for i := 0; i < 500; i++ {
+		list = append(list, member(fmt.Sprintf("m%03d", i), protocol.StateAlive, 0))
+	}
+	h.c.Merge(h.now, list)
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("one-more", protocol.StateAlive, 0)}})
+	h.c.Connected(h.now, member("peer", protocol.StateAlive, 0))
+	h.collect()
+	if n := h.c.table.Len(); n != cfg.MaxMembers {
+		t.Fatalf("table of %d, cap %d", n, cfg.MaxMembers)
+	}
+	if n := h.c.Stats().OverCap; n != 500-(100-4)+2 {
+		t.Fatalf("%d refused over the cap", n)
+	}
+	// Members already in the table still change.
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("m000", protocol.StateSuspect, 0)}})
+	if st := h.state("m000"); st != protocol.StateSuspect {
+		t.Fatalf("m000 %s at the cap", st)
+	}
+}
+
+// TestUnverifiedMemberIsReapedSoon: a member heard of only through others
+// that never answered is reaped UnverifiedReap after it was learned once it
+// failed; one that was ever in contact keeps ReconnectTimeout; one heard
+// from later keeps it too.
+func TestUnverifiedMemberIsReapedSoon(t *testing.T) {
+	cfg := LANConfig()
+	h := newHarness(t, cfg, 4)
+	h.ackAllBut("x", "y", "z")
+	learned := h.now
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("x", protocol.StateAlive, 0), member("y", protocol.StateAlive, 0)}})
+	h.c.Connected(h.now, member("z", protocol.StateAlive, 0))
+	h.collect()
+	h.advance(5 * time.Second)
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{
+		member("x", protocol.StateFailed, 0), member("y", protocol.StateFailed, 0), member("z", protocol.StateFailed, 0),
+	}})
+	h.advance(time.Second)
+	h.step("y", &protocol.Ping{Seq: 1}) // y talks to us, still failed here
+	h.advance(learned.Add(cfg.UnverifiedReap).Sub(h.now) - time.Millisecond)
+	if h.state("x") != protocol.StateFailed {
+		t.Fatalf("x %s before UnverifiedReap", h.state("x"))
+	}
+	h.advance(time.Millisecond)
+	if _, ok := h.c.Get("x"); ok {
+		t.Fatal("x, never in contact, not reaped after UnverifiedReap")
+	}
+	if h.state("y") != protocol.StateFailed || h.state("z") != protocol.StateFailed {
+		t.Fatalf("members in contact reaped early: y %s, z %s", h.state("y"), h.state("z"))
+	}
+	if n := h.c.Stats().UnverifiedReaped; n != 1 {
+		t.Fatalf("%d unverified reaps", n)
+	}
+	// Once reaped, nothing more goes to x.
+	h.drain()
+	h.advance(10 * time.Second)
+	for _, o := range h.drain() {
+		if o.To == "x" {
+			t.Fatalf("%T sent to x after its reap", o.Msg)
+		}
+	}
+
+	// A member that fails later than UnverifiedReap after it was learned
+	// goes at once.
+	cfg.UnverifiedReap = 100 * time.Millisecond
+	h = newHarness(t, cfg, 4)
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("w", protocol.StateAlive, 0)}})
+	h.advance(2 * cfg.UnverifiedReap)
+	if st := h.state("w"); st != protocol.StateAlive {
+		t.Fatalf("w %s", st)
+	}
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("w", protocol.StateFailed, 0)}})
+	h.advance(0)
+	if _, ok := h.c.Get("w"); ok {
+		t.Fatal("w not reaped on failing past UnverifiedReap")
+	}
+	if got := kinds(h.events()); !slices.Equal(got[len(got)-2:], []string{"member-failed w", "member-reap w"}) {
+		t.Fatalf("events %v", got)
+	}
+}
+
+// TestEchoedSuspicionIsNoConfirmation: only an explicit, distinct accuser
+// confirms a suspicion; a copy without one (an echo, a push/pull) does
+// not, and a suspicion learned without one is not passed on in its
+// sender's name.
+func TestEchoedSuspicionIsNoConfirmation(t *testing.T) {
+	h := newHarness(t, LANConfig(), 10)
+	h.ackAllBut()
+	suspectNews(h, "c")
+	h.step("d", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateSuspect, 0)}})
+	h.step("e", &protocol.PushPull{Members: []protocol.Member{member("c", protocol.StateSuspect, 0)}})
+	h.step("f", &protocol.Ping{Seq: 9, Updates: []protocol.Member{member("c", protocol.StateSuspect, 0)}})
+	if s := h.c.suspicions["c"]; s == nil || s.n != 0 {
+		t.Fatalf("suspicion %+v after three echoes, want no confirmation", s)
+	}
+	conf := member("c", protocol.StateSuspect, 0)
+	conf.Accuser = "g"
+	h.step("d", &protocol.Gossip{Updates: []protocol.Member{conf}})
+	if s := h.c.suspicions["c"]; s.n != 1 {
+		t.Fatalf("%d confirmations after an explicit accuser, want 1", s.n)
+	}
+
+	h.drain()
+	h.step("d", &protocol.Gossip{Updates: []protocol.Member{member("e", protocol.StateSuspect, 0)}})
+	_, gossips := sent[*protocol.Gossip](h.drain())
+	for _, g := range gossips {
+		for _, m := range g.Updates {
+			if m.Alias == "e" && m.Accuser != "" {
+				t.Fatalf("a suspicion without accuser passed on as %s's", m.Accuser)
+			}
+		}
+	}
+}
+
+// TestResentPingCarriesTheSameUpdates: the resend of an unanswered ping,
+// direct or relayed, carries what the first copy did and takes nothing more
+// from the retransmit queue.
+func TestResentPingCarriesTheSameUpdates(t *testing.T) {
+	h := newHarness(t, LANConfig(), 5)
+	h.c.SetTags(h.now, map[string]string{"role": "worker"})
+	h.collect()
+	h.drain()
+	target, ping := h.nextPing()
+	if !hasUpdate(ping.Updates, "a", protocol.StateAlive, 1) {
+		t.Fatalf("first ping carries %+v", ping.Updates)
+	}
+	h.advance(h.c.cfg.ProbeTimeout / 2)
+	to, pings := sent[*protocol.Ping](h.drain())
+	if len(pings) != 1 || to[0] != target || !sameUpdates(pings[0].Updates, ping.Updates) {
+		t.Fatalf("resend carries %+v, want %+v", pings, ping.Updates)
+	}
+	if it := h.c.queue.items["a"]; it == nil || it.transmits != 1 {
+		t.Fatalf("queued update %+v, want one transmission", it)
+	}
+
+	h.step("b", &protocol.PingReq{Seq: 70, Target: "c"})
+	_, first := sent[*protocol.Ping](h.drain())
+	sentBefore := h.c.queue.items["a"].transmits
+	h.advance(h.c.cfg.ProbeTimeout / 2)
+	to, again := sent[*protocol.Ping](h.drain())
+	i := slices.Index(to, "c")
+	if i < 0 || again[i].Seq != first[0].Seq || !sameUpdates(again[i].Updates, first[0].Updates) {
+		t.Fatalf("relay resend %+v, want %+v", again, first)
+	}
+	if it := h.c.queue.items["a"]; it != nil && it.transmits != sentBefore {
+		t.Fatalf("relay resend took from the queue: %d transmissions, was %d", it.transmits, sentBefore)
+	}
+}
+
+func TestValidateHostileLimits(t *testing.T) {
+	for name, mod := range map[string]func(*Config){
+		"max members 1":      func(c *Config) { c.MaxMembers = 1 },
+		"max members huge":   func(c *Config) { c.MaxMembers = maxMembersLimit + 1 },
+		"burst 0":            func(c *Config) { c.NewMemberBurst = 0 },
+		"rate 0":             func(c *Config) { c.NewMemberRate = 0 },
+		"unverified reap 0s": func(c *Config) { c.UnverifiedReap = 0 },
+	} {
+		c := LANConfig()
+		mod(&c)
+		if c.Validate() == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	for _, name := range []string{"lan", "local", "wan"} {
+		c, _ := Profile(name)
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// sameUpdates compares two update lists by alias, state and incarnation.
+func sameUpdates(a, b []protocol.Member) bool {
+	return slices.EqualFunc(a, b, func(x, y protocol.Member) bool {
+		return x.Alias == y.Alias && x.State == y.State && x.Incarnation == y.Incarnation
+	})
+}
