@@ -1,11 +1,9 @@
 package protocol
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 )
@@ -14,11 +12,12 @@ import (
 // A length prefix above it closes the connection before anything is allocated.
 const MaxFrameSize = 4 << 20
 
-// Decoder limits: a hostile length inside the body cannot make the decoder
-// allocate more than maxInitLen elements up front, nor recurse deeper than
-// maxDepth.
+// Decoder limits, behind scan's: every declared length is already checked
+// against the bytes left and the type's caps, so a collection is made at its
+// declared size (no growth garbage) up to maxInitLen elements; maxDepth is a
+// second bound on recursion.
 const (
-	maxInitLen = 256
+	maxInitLen = MaxMembersPerFrame
 	maxDepth   = 16
 )
 
@@ -84,75 +83,69 @@ func NewDecoder() *Decoder {
 	return &Decoder{dec: codec.NewDecoderBytes(nil, handle)}
 }
 
-// Decode decodes a frame payload (type byte and body) into a new message.
+// Decode decodes a frame payload (type byte and body) into a new message of
+// any known type. It is DecodeOnly with every type allowed.
 func (d *Decoder) Decode(payload []byte) (Message, error) {
+	return d.DecodeOnly(payload, nil)
+}
+
+// DecodeOnly decodes a frame payload whose type allowed accepts (nil allows
+// every known type). Everything that can be checked before decoding is: the
+// type byte, the frame's size for that type and the body's msgpack shape
+// (scan). The decoded message is then checked by Validate.
+func (d *Decoder) DecodeOnly(payload []byte, allowed func(MsgType) bool) (Message, error) {
 	if len(payload) == 0 {
 		return nil, errors.New("protocol: empty frame")
 	}
 	t := MsgType(payload[0])
-	m := New(t)
-	if m == nil {
+	lim, ok := limitsOf(t)
+	if !ok {
 		return nil, fmt.Errorf("protocol: unknown message type %d", payload[0])
 	}
-	d.dec.ResetBytes(payload[1:])
+	if allowed != nil && !allowed(t) {
+		return nil, fmt.Errorf("protocol: %s: %w", t, ErrUnexpectedType)
+	}
+	if len(payload) > lim.frame {
+		return nil, fmt.Errorf("protocol: %s of %d bytes: %w of %d bytes", t, len(payload), ErrFrameTooLarge, lim.frame)
+	}
+	body := payload[1:]
+	if err := scan(body, lim); err != nil {
+		return nil, fmt.Errorf("protocol: %s: %w", t, err)
+	}
+	m := New(t)
+	d.dec.ResetBytes(body)
 	if err := d.dec.Decode(m); err != nil {
 		return nil, fmt.Errorf("protocol: decode %s: %w", t, err)
+	}
+	if err := Validate(m); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-// FrameReader reads frames from a stream. The returned payload is valid only
-// until the next call to Next.
-type FrameReader struct {
-	r   *bufio.Reader
-	max int
-	buf []byte
+// IsHandshake reports whether t is one of the handshake messages (Hello,
+// HelloAck, Join, JoinAck): each is allowed only as a connection's first
+// frame in its direction.
+func IsHandshake(t MsgType) bool {
+	switch t {
+	case TypeHello, TypeHelloAck, TypeJoin, TypeJoinAck:
+		return true
+	}
+	return false
 }
 
-// NewFrameReader reads frames of at most max bytes (MaxFrameSize if max <= 0).
-func NewFrameReader(r io.Reader, max int) *FrameReader {
-	if max <= 0 || max > MaxFrameSize {
-		max = MaxFrameSize
-	}
-	br, ok := r.(*bufio.Reader)
-	if !ok {
-		br = bufio.NewReaderSize(r, 32<<10)
-	}
-	return &FrameReader{r: br, max: max}
+// AfterHandshake reports whether t may arrive on an established connection:
+// any known type but the handshake ones.
+func AfterHandshake(t MsgType) bool {
+	_, known := limitsOf(t)
+	return known && !IsHandshake(t)
 }
 
-// Next returns the next frame's payload: the type byte followed by the body.
-// The length is checked before the payload buffer grows.
-func (f *FrameReader) Next() ([]byte, error) {
-	n, err := binary.ReadUvarint(f.r)
-	if err != nil {
-		if err == io.EOF {
-			return nil, io.EOF
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("protocol: truncated length prefix: %w", err)
-		}
-		return nil, fmt.Errorf("protocol: bad length prefix: %w", err)
+// Only returns a DecodeOnly filter that allows exactly types.
+func Only(types ...MsgType) func(MsgType) bool {
+	var set [256]bool
+	for _, t := range types {
+		set[t] = true
 	}
-	if n == 0 {
-		return nil, errors.New("protocol: empty frame")
-	}
-	if n > uint64(f.max) {
-		return nil, fmt.Errorf("protocol: frame of %d bytes: %w of %d bytes", n, ErrFrameTooLarge, f.max)
-	}
-	if cap(f.buf) < int(n) {
-		f.buf = make([]byte, n)
-	}
-	f.buf = f.buf[:n]
-	if _, err := io.ReadFull(f.r, f.buf); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, fmt.Errorf("protocol: truncated frame of %d bytes: %w", n, err)
-	}
-	return f.buf, nil
+	return func(t MsgType) bool { return set[t] }
 }
-
-// Buffered reports how many bytes are already read from the stream but not
-// yet returned; a reader uses it to decide whether to flush replies now.
-func (f *FrameReader) Buffered() int { return f.r.Buffered() }

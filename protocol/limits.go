@@ -1,0 +1,205 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Message limits, checked on every decoded message. A sender that wants its
+// message accepted checks it with Validate first.
+const (
+	MaxHandshakeFrame  = 64 << 10 // Hello, Join and JoinAck frames; a HelloAck may use MaxFrameSize
+	MaxMembersPerFrame = 8192     // Gossip updates, PushPull and HelloAck members
+	MaxTagsPerFrame    = 65536    // tags of all those members together: 8 each on average at the most members
+	MaxProbeUpdates    = 256      // updates piggybacked on a Ping or an Ack
+	MaxSeen            = 16       // JoinAck.Seen entries
+	MaxErrorLen        = 1024     // HelloAck and JoinAck refusal text
+	MaxOpLen           = 32       // Control.Op
+	MaxKeyLen          = 64       // Control.Key
+	MaxValueLen        = 4096     // Control.Value
+	MaxAckErrorLen     = 4096     // ControlAck.Error
+	MaxStatusString    = 256      // NodeStatus.Alias and .Version
+	MaxConfigEntries   = 64       // NodeStatus.Config entries
+	MaxConfigKeyLen    = 64       // NodeStatus.Config key
+	MaxConfigValueLen  = 256      // NodeStatus.Config value
+	MaxJobArgs         = 1024     // JobRequest.Args entries
+)
+
+// ErrUnexpectedType is wrapped by DecodeOnly's error for a known message
+// type that the connection's state does not allow.
+var ErrUnexpectedType = errors.New("message type not allowed in this state")
+
+// bodyLimits bound the msgpack shape of one message type before it is
+// decoded: the frame's size, how deep containers nest (the message itself is
+// depth 1), the longest array or map, how many msgpack objects the body holds
+// and how many map entries all its maps declare. They admit every message
+// Validate accepts, and bound what decoding can allocate: map entries cost
+// the decoder ~90 bytes each, whatever their size on the wire.
+type bodyLimits struct {
+	frame, depth, length, objects, entries int
+}
+
+const (
+	structLen     = 32                 // fields of any struct, with room to append
+	memberObjects = 8 + 2*MaxTags      // one Member: array, fields, full tags map
+	introObjects  = 64 + memberObjects // a message's own fields and its From
+)
+
+// limitsOf returns t's limits; false for an unknown type.
+func limitsOf(t MsgType) (bodyLimits, bool) {
+	switch t {
+	case TypeHello, TypeJoin: // [From [Tags{}]]
+		return bodyLimits{MaxHandshakeFrame, 3, max(structLen, MaxTags), introObjects, MaxTags}, true
+	case TypeJoinAck: // [From, Seen [Member [Tags{}]]]
+		return bodyLimits{MaxHandshakeFrame, 4, max(structLen, MaxTags), introObjects + MaxSeen*memberObjects, (1 + MaxSeen) * MaxTags}, true
+	case TypeHelloAck, TypeGossip, TypePushPull:
+		return bodyLimits{MaxFrameSize, 4, MaxMembersPerFrame, introObjects + MaxMembersPerFrame*memberObjects, MaxTags + MaxTagsPerFrame}, true
+	case TypePing, TypeAck:
+		return bodyLimits{MaxFrameSize, 4, MaxProbeUpdates, introObjects + MaxProbeUpdates*memberObjects, MaxProbeUpdates * MaxTags}, true
+	case TypeControlAck: // [Status [Tags{}, Config{}]]
+		return bodyLimits{MaxFrameSize, 3, max(structLen, MaxTags, MaxConfigEntries), 64 + 2*structLen + 2*MaxTags + 2*MaxConfigEntries, MaxTags + MaxConfigEntries}, true
+	case TypeJobRequest: // [Args []]
+		return bodyLimits{MaxFrameSize, 2, MaxJobArgs, 64 + MaxJobArgs, 0}, true
+	case TypePingReq, TypeNack, TypeLeave, TypeControl, TypeJobChunk, TypeJobResult, TypeJobCancel:
+		return bodyLimits{MaxFrameSize, 1, structLen, 64, 0}, true
+	}
+	return bodyLimits{}, false
+}
+
+// Validate checks a decoded (or about to be sent) message against its type's
+// limits and name rules. The error names the message type and the limit.
+func Validate(m Message) error {
+	if err := validate(m); err != nil {
+		return fmt.Errorf("protocol: %s: %w", m.Type(), err)
+	}
+	return nil
+}
+
+func validate(m Message) error {
+	switch m := m.(type) {
+	case *Hello:
+		return validateIntro(m.Cluster, "", m.From)
+	case *Join:
+		return validateIntro(m.Cluster, "", m.From)
+	case *HelloAck:
+		if err := validateIntro(m.Cluster, m.Error, m.From); err != nil {
+			return err
+		}
+		return validateList("members", m.Members)
+	case *JoinAck:
+		if err := validateIntro(m.Cluster, m.Error, m.From); err != nil {
+			return err
+		}
+		return validateMembers("seen entries", m.Seen, MaxSeen)
+	case *Ping:
+		return validateMembers("updates", m.Updates, MaxProbeUpdates)
+	case *Ack:
+		return validateMembers("updates", m.Updates, MaxProbeUpdates)
+	case *Gossip:
+		return validateList("updates", m.Updates)
+	case *PushPull:
+		return validateList("members", m.Members)
+	case *PingReq:
+		if err := ValidAlias(m.Target); err != nil {
+			return fmt.Errorf("target: %w", err)
+		}
+		if m.Addr != "" {
+			return ValidAddr(m.Addr)
+		}
+	case *Leave:
+		return ValidAlias(m.Alias)
+	case *Control:
+		return firstErr(maxLen("op", m.Op, MaxOpLen), maxLen("key", m.Key, MaxKeyLen), maxLen("value", m.Value, MaxValueLen))
+	case *ControlAck:
+		if err := maxLen("error", m.Error, MaxAckErrorLen); err != nil || m.Status == nil {
+			return err
+		}
+		return validateStatus(m.Status)
+	case *JobRequest:
+		if err := ValidKind(m.Kind); err != nil {
+			return err
+		}
+		if len(m.Args) > MaxJobArgs {
+			return fmt.Errorf("%d arguments exceed the limit of %d", len(m.Args), MaxJobArgs)
+		}
+	case *Nack, *JobChunk, *JobResult, *JobCancel: // bounded by the frame alone
+	default:
+		return fmt.Errorf("unknown message %T", m)
+	}
+	return nil
+}
+
+// validateIntro checks the common part of the four handshake messages. The
+// sender's state may be unset; a refusal (errText set) may carry no sender.
+func validateIntro(cluster, errText string, from Member) error {
+	if err := ValidCluster(cluster); err != nil {
+		return err
+	}
+	if err := maxLen("error", errText, MaxErrorLen); err != nil {
+		return err
+	}
+	if errText != "" && from.Alias == "" && from.Addr == "" && len(from.Tags) == 0 {
+		return nil
+	}
+	return from.validate()
+}
+
+// validateList checks a member list of up to MaxMembersPerFrame members and
+// MaxTagsPerFrame tags.
+func validateList(what string, ms []Member) error {
+	tags := 0
+	for i := range ms {
+		tags += len(ms[i].Tags)
+	}
+	if tags > MaxTagsPerFrame {
+		return fmt.Errorf("%d tags in all exceed the limit of %d", tags, MaxTagsPerFrame)
+	}
+	return validateMembers(what, ms, MaxMembersPerFrame)
+}
+
+func validateMembers(what string, ms []Member, limit int) error {
+	if len(ms) > limit {
+		return fmt.Errorf("%d %s exceed the limit of %d", len(ms), what, limit)
+	}
+	for i := range ms {
+		if err := ms[i].Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateStatus(s *NodeStatus) error {
+	if err := firstErr(maxLen("status alias", s.Alias, MaxStatusString), maxLen("status version", s.Version, MaxStatusString)); err != nil {
+		return err
+	}
+	if err := ValidTags(s.Tags); err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if len(s.Config) > MaxConfigEntries {
+		return fmt.Errorf("%d config entries exceed the limit of %d", len(s.Config), MaxConfigEntries)
+	}
+	for k, v := range s.Config {
+		if err := firstErr(maxLen("config key", k, MaxConfigKeyLen), maxLen("config value", v, MaxConfigValueLen)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxLen refuses a string longer than limit bytes.
+func maxLen(what, s string, limit int) error {
+	if len(s) > limit {
+		return fmt.Errorf("%s of %d bytes exceeds the limit of %d", what, len(s), limit)
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
