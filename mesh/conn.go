@@ -8,7 +8,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"meshell/protocol"
+)
+
+// What a connection may carry in each of its states; the type byte is
+// checked against them before anything is decoded.
+var (
+	isIntro      = protocol.Only(protocol.TypeHello, protocol.TypeJoin)
+	onlyHelloAck = protocol.Only(protocol.TypeHelloAck)
+	onlyJoinAck  = protocol.Only(protocol.TypeJoinAck)
 )
 
 // retireGrace bounds how long a retired connection is read after its
@@ -28,11 +38,14 @@ type conn struct {
 	dialed bool   // this node dialled it
 	id     uint64 // the dialler's random id for it, from the handshake
 	peer   protocol.Member
+	ip     string        // source IP of an accepted connection, counted by the gate
 	rw     io.ReadWriter // nc's reads and writes (newIO)
 	fr     *protocol.FrameReader
 	dec    *protocol.Decoder
 	out    chan protocol.Message
 	queued atomic.Int64 // enqueued and not yet written
+	heard  atomic.Int64 // unix nanoseconds of the last frame read after the handshake; 0 = none
+	up     time.Time    // when the handshake completed; set before the reader starts
 
 	retired   atomic.Bool
 	stop      chan struct{} // closed by retire
@@ -54,7 +67,34 @@ func (m *Mesh) newConn(nc net.Conn, dialed bool) *conn {
 func (c *conn) attach(nc net.Conn) {
 	c.nc = nc
 	c.rw = newIO(nc)
-	c.fr = protocol.NewFrameReader(c.rw, 0)
+	c.fr = protocol.NewFrameReaderOpts(c.rw, protocol.FrameOptions{
+		Max: protocol.MaxHandshakeFrame, Budget: c.m.budget,
+		Deadline: func(t time.Time) error {
+			if c.retired.Load() {
+				return nil // retire's grace deadline stands
+			}
+			err := nc.SetReadDeadline(t)
+			if c.retired.Load() { // retired meanwhile: put its deadline back
+				nc.SetReadDeadline(time.Now().Add(retireGrace))
+			}
+			return err
+		},
+	})
+}
+
+// afterHandshake arms the per-frame deadline: from now on a frame whose
+// first byte arrived must be complete within FrameTimeout. A retired
+// connection keeps the deadline retire set.
+func (c *conn) afterHandshake() {
+	c.fr.SetMax(protocol.MaxFrameSize)
+	c.fr.SetFrameTimeout(c.m.cfg.FrameTimeout)
+}
+
+// answering reports whether the connection is up for more than settle and
+// its peer delivered a frame within window.
+func (c *conn) answering(now time.Time, settle, window time.Duration) bool {
+	h := c.heard.Load()
+	return h != 0 && now.Sub(time.Unix(0, h)) < window && now.Sub(c.up) >= settle
 }
 
 // writeDirect writes one frame synchronously; only during the handshake,
@@ -142,14 +182,15 @@ func (c *conn) retire() {
 // side, the one with the larger id. Both rules read only what both ends
 // know, never the order of arrival, so the two nodes always keep the same
 // connection. It returns the connection to retire, if any, and false when
-// the mesh is closed.
+// the mesh is closed or no longer listens.
 func (m *Mesh) register(c *conn) (loser *conn, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
+	if m.closed || m.ln == nil {
 		return nil, false
 	}
 	m.all[c] = struct{}{}
+	c.up = time.Now()
 	self := m.cfg.Self().Alias
 	prefer := func(x *conn) bool { return (self < x.peer.Alias) == x.dialed }
 	old := m.live(c.peer.Alias)
@@ -181,6 +222,7 @@ func (m *Mesh) unregister(c, displaced *conn) {
 
 // launch starts a registered connection's goroutines and retires the loser.
 func (m *Mesh) launch(c, loser *conn) {
+	c.afterHandshake()
 	m.wg.Add(2)
 	go c.readLoop()
 	go c.writeLoop()
@@ -191,14 +233,16 @@ func (m *Mesh) launch(c, loser *conn) {
 	m.h.PeerUp(c.peer)
 }
 
-// start registers and launches a dialled connection.
-func (m *Mesh) start(c *conn) {
+// start registers and launches a dialled connection; false when the mesh
+// no longer listens (the node left while the dial was under way).
+func (m *Mesh) start(c *conn) bool {
 	loser, ok := m.register(c)
 	if !ok {
 		c.close(ErrClosed)
-		return
+		return false
 	}
 	m.launch(c, loser)
+	return true
 }
 
 func (c *conn) readLoop() {
@@ -208,25 +252,26 @@ func (c *conn) readLoop() {
 	for {
 		var p []byte
 		if p, err = c.fr.Next(); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				m.warn.warn("frame-read", logrus.Fields{"alias": c.peer.Alias, "error": err.Error()}, "mesh: closing connection")
+			}
 			break
 		}
 		m.received.Add(uint64(len(p)))
+		c.heard.Store(time.Now().UnixNano())
 		var msg protocol.Message
-		if msg, err = c.dec.Decode(p); err != nil {
-			m.cfg.Log.WithField("alias", c.peer.Alias).WithError(err).Warn("mesh: closing connection after a bad frame")
+		if msg, err = c.dec.DecodeOnly(p, protocol.AfterHandshake); err != nil {
+			m.refused.Add(1)
+			m.warn.warn("frame-bad", logrus.Fields{"alias": c.peer.Alias, "error": err.Error()}, "mesh: closing connection after a bad frame")
 			break
 		}
-		switch msg.Type() {
-		case protocol.TypeHello, protocol.TypeHelloAck, protocol.TypeJoin, protocol.TypeJoinAck:
-			m.cfg.Log.WithField("alias", c.peer.Alias).Warnf("mesh: closing connection: %s after the handshake", msg.Type())
-			c.close(nil)
-		default:
-			m.h.Receive(c.peer.Alias, msg)
-			continue
-		}
-		break
+		m.h.Receive(c.peer.Alias, msg)
 	}
 	c.close(err)
+	c.fr.Release()
+	if c.ip != "" {
+		m.gate.disconnect(c.ip)
+	}
 	m.mu.Lock()
 	delete(m.all, c)
 	registered := m.conns[c.peer.Alias] == c

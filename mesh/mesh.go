@@ -21,6 +21,7 @@ var (
 	ErrQueueFull    = errors.New("mesh: outbound queue full")
 	ErrNotConnected = errors.New("mesh: no connection to that member")
 	ErrClosed       = errors.New("mesh: transport closed")
+	ErrTooManyDials = errors.New("mesh: too many dials under way")
 	// ErrUnavailable, returned by Handler.Admit, closes the connection
 	// without an answer: the node is starting or stopping, which is not a
 	// refusal the peer should report.
@@ -63,7 +64,14 @@ type Config struct {
 	DialTimeout      time.Duration          // TCP connect timeout
 	WriteTimeout     time.Duration          // a peer that does not read for this long is closed
 	QueueLen         int                    // outbound frames queued per peer
-	MaxHandshakes    int                    // connections still in their handshake; more are closed at once
+	MaxHandshakes    int                    // connections still in their handshake; past it the oldest is closed
+	MaxHandshakesIP  int                    // the same, per source IP
+	MaxConnsPerIP    int                    // established connections per source IP
+	MaxDials         int                    // dials under way at once; past it a message to an unconnected peer is dropped
+	FrameTimeout     time.Duration          // a frame whose first byte arrived must be complete within this
+	ReadBudget       int64                  // bytes all connections may hold in partly read large frames
+	AnswerWindow     time.Duration          // a connection that delivered a frame this recently is answering: its alias is not taken over
+	Settle           time.Duration          // ... once it is up this long; before, crossed dials compete by register's rule
 	Log              logrus.FieldLogger
 }
 
@@ -77,6 +85,13 @@ func DefaultConfig(cluster string, self func() protocol.Member) Config {
 		WriteTimeout:     10 * time.Second, // a stopped peer whose buffers are full is closed
 		QueueLen:         1024,             // frames; the writer drains in batches, so a 256-deep job pipeline fits
 		MaxHandshakes:    1024,             // pending handshakes; bounds idle hostile connections
+		MaxHandshakesIP:  64,               // one source cannot hold every handshake slot
+		MaxConnsPerIP:    1024,             // a 200-process cluster on one host fits five times
+		MaxDials:         256,              // bounds dials a flood of news about unknown members can cause
+		FrameTimeout:     10 * time.Second, // 4 MiB at 3.3 Mbit/s
+		ReadBudget:       64 << 20,         // sixteen 4 MiB frames in flight at once
+		AnswerWindow:     30 * time.Second, // longer than a probe round of a 100-node LAN cluster
+		Settle:           time.Second,      // crossed dials of a join are resolved well within it
 		Log:              logrus.StandardLogger(),
 	}
 }
@@ -92,11 +107,16 @@ type Mesh struct {
 	dialing  map[string]*conn // dials under way for Send, with their queues
 	all      map[*conn]struct{}
 	closed   bool
-	shaking  atomic.Int32
+	dialCtx  context.Context // cancelled by CloseAll: dials under way stop
+	stopDial context.CancelFunc
+	gate     *gate
+	budget   *protocol.Budget
+	warn     *rateLog
 	wg       sync.WaitGroup
 	sent     atomic.Uint64
 	received atomic.Uint64
 	dropped  atomic.Uint64
+	refused  atomic.Uint64 // connections closed for a bad handshake, frame or bound
 }
 
 // New returns a Mesh that reports to h. It does not listen until Listen.
@@ -104,7 +124,12 @@ func New(cfg Config, h Handler) *Mesh {
 	if cfg.Log == nil {
 		cfg.Log = logrus.StandardLogger()
 	}
-	return &Mesh{cfg: cfg, h: h, conns: map[string]*conn{}, dialing: map[string]*conn{}, all: map[*conn]struct{}{}}
+	m := &Mesh{cfg: cfg, h: h, conns: map[string]*conn{}, dialing: map[string]*conn{}, all: map[*conn]struct{}{},
+		gate:   newGate(cfg.MaxHandshakes, cfg.MaxHandshakesIP, cfg.MaxConnsPerIP),
+		budget: protocol.NewBudget(cfg.ReadBudget),
+		warn:   newRateLog(cfg.Log, time.Now)}
+	m.dialCtx, m.stopDial = context.WithCancel(context.Background())
+	return m
 }
 
 // Listen binds addr and starts accepting. It returns the bound address.
@@ -123,17 +148,13 @@ func (m *Mesh) Listen(addr string) (net.Addr, error) {
 		return nil, errors.New("mesh: already listening")
 	}
 	m.ln = ln
+	if m.dialCtx.Err() != nil {
+		m.dialCtx, m.stopDial = context.WithCancel(context.Background())
+	}
 	m.wg.Add(1)
 	m.mu.Unlock()
 	go m.acceptLoop(ln)
 	return ln.Addr(), nil
-}
-
-// Listening reports whether Listen succeeded.
-func (m *Mesh) Listening() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.ln != nil
 }
 
 func (m *Mesh) acceptLoop(ln net.Listener) {
@@ -151,41 +172,47 @@ func (m *Mesh) acceptLoop(ln net.Listener) {
 			} else if delay < time.Second {
 				delay *= 2
 			}
-			m.cfg.Log.WithError(err).Warn("mesh: accept failed")
+			m.warn.warn("accept", logrus.Fields{"error": err}, "mesh: accept failed")
 			time.Sleep(delay)
 			continue
 		}
 		delay = 0
-		if int(m.shaking.Add(1)) > m.cfg.MaxHandshakes {
-			m.shaking.Add(-1)
-			m.cfg.Log.WithField("remote", nc.RemoteAddr()).Warn("mesh: too many connections in handshake; closing the newest")
-			nc.Close()
-			continue
-		}
+		sh := m.gate.enter(nc)
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			defer m.shaking.Add(-1)
-			m.accept(nc)
+			defer m.gate.leave(sh)
+			m.accept(nc, sh)
 		}()
 	}
 }
 
-// accept runs the receiving side of a handshake.
-func (m *Mesh) accept(nc net.Conn) {
-	log := m.cfg.Log.WithField("remote", nc.RemoteAddr().String())
+// accept runs the receiving side of a handshake. Only a Hello or a Join of
+// at most protocol.MaxHandshakeFrame bytes is decoded; anything else closes
+// the connection, counted, with at most one log line per kind per period.
+func (m *Mesh) accept(nc net.Conn, sh *shake) {
+	remote := logrus.Fields{"remote": nc.RemoteAddr().String()}
+	reject := func(kind, msg string, err error) {
+		m.refused.Add(1)
+		f := logrus.Fields{"remote": remote["remote"]}
+		if err != nil {
+			f["error"] = err.Error()
+		}
+		m.warn.warn(kind, f, msg)
+		nc.Close()
+	}
 	nc.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
 	c := m.newConn(nc, false)
 	payload, err := c.fr.Next()
 	if err != nil {
-		log.WithError(err).Warn("mesh: connection closed before its handshake")
-		nc.Close()
+		c.fr.Release()
+		reject("handshake-read", "mesh: connection closed before its handshake", err)
 		return
 	}
-	msg, err := c.dec.Decode(payload)
+	msg, err := c.dec.DecodeOnly(payload, isIntro)
 	if err != nil {
-		log.WithError(err).Warn("mesh: bad handshake frame")
-		nc.Close()
+		c.fr.Release()
+		reject("handshake-frame", "mesh: bad handshake frame", err)
 		return
 	}
 	var from protocol.Member
@@ -197,28 +224,39 @@ func (m *Mesh) accept(nc net.Conn) {
 		from, version, cluster, hello, c.id = h.From, h.Version, h.Cluster, true, h.ConnID
 	case *protocol.Join:
 		from, version, cluster, c.id = h.From, h.Version, h.Cluster, h.ConnID
-	default:
-		log.Warnf("mesh: first frame is %s, want hello or join", msg.Type())
-		nc.Close()
-		return
 	}
 	from.Addr = normalizeAddr(from.Addr, nc.RemoteAddr())
 	var members []protocol.Member
 	self := m.cfg.Self()
+	ip := remoteIP(nc)
+	counted := false
 	switch {
 	case version != protocol.Version:
 		err = fmt.Errorf("protocol version %d refused: this node speaks version %d; run the same meshell release on every node", version, protocol.Version)
 	case cluster != m.cfg.Cluster:
 		err = fmt.Errorf("cluster %q refused: this node belongs to cluster %q; use --cluster %s to join it", cluster, m.cfg.Cluster, m.cfg.Cluster)
-	case from.Alias == "":
-		err = errors.New("empty alias refused")
 	case from.Alias == self.Alias:
 		err = fmt.Errorf("alias %q is this node's own alias (%s); pick another --alias", from.Alias, self.Addr)
 	default:
+		if err = m.takeover(from.Alias); err != nil {
+			break
+		}
+		if !m.gate.connect(ip) {
+			err = fmt.Errorf("too many connections from %s (at most %d); close some or raise the limit", ip, m.cfg.MaxConnsPerIP)
+			break
+		}
+		counted = true
 		members, err = m.h.Admit(hello, from)
 	}
+	uncount := func() {
+		if counted {
+			m.gate.disconnect(ip)
+		}
+	}
 	if errors.Is(err, ErrUnavailable) {
-		log.WithField("alias", from.Alias).Info("mesh: handshake while the node is unavailable; closing")
+		uncount()
+		c.fr.Release()
+		m.cfg.Log.WithFields(remote).WithField("alias", from.Alias).Info("mesh: handshake while the node is unavailable; closing")
 		nc.Close()
 		return
 	}
@@ -233,30 +271,62 @@ func (m *Mesh) accept(nc net.Conn) {
 		ack = &protocol.JoinAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: errText, From: self, Seen: members}
 	}
 	if err != nil {
-		if werr := c.writeDirect(ack); werr != nil {
-			log.WithError(werr).Warn("mesh: refusal not sent")
-		}
-		log.WithField("alias", from.Alias).Warnf("mesh: refused %s: %s", msg.Type(), errText)
+		uncount()
+		c.fr.Release()
+		c.writeDirect(ack)
+		m.refused.Add(1)
+		m.warn.warn("handshake-refused", logrus.Fields{"remote": remote["remote"], "alias": from.Alias, "reason": errText},
+			"mesh: refused "+msg.Type().String())
 		nc.Close()
 		return
 	}
 	// Registered before the answer leaves: once the dialer knows the
 	// connection, so does this side.
-	c.peer = from
+	c.peer, c.ip = from, ip
 	loser, ok := m.register(c)
 	if !ok {
+		uncount()
+		c.fr.Release()
 		nc.Close()
 		return
 	}
 	if werr := c.writeDirect(ack); werr != nil {
-		log.WithError(werr).Warn("mesh: handshake answer not sent")
+		m.warn.warn("handshake-write", logrus.Fields{"remote": remote["remote"], "error": werr.Error()}, "mesh: handshake answer not sent")
 		m.unregister(c, loser)
+		uncount()
+		c.fr.Release()
 		nc.Close()
 		return
 	}
 	nc.SetDeadline(time.Time{})
+	m.gate.leave(sh)
 	m.launch(c, loser)
 }
+
+// takeover refuses a handshake that claims the alias of a peer whose
+// connection is live and answering, whatever the newcomer's ConnID: an
+// impostor cannot displace a working member. A connection closing at this
+// moment (the peer restarted) is given a moment to finish closing.
+func (m *Mesh) takeover(alias string) error {
+	m.mu.Lock()
+	old := m.live(alias)
+	m.mu.Unlock()
+	if old == nil || !old.answering(time.Now(), m.cfg.Settle, m.cfg.AnswerWindow) {
+		return nil
+	}
+	t := time.NewTimer(takeoverWait)
+	defer t.Stop()
+	select {
+	case <-old.done:
+		return nil
+	case <-t.C:
+	}
+	return fmt.Errorf("alias %q is connected from %s and answering; pick another --alias", alias, old.nc.RemoteAddr())
+}
+
+// takeoverWait is how long a handshake claiming a connected alias waits for
+// that connection to close before it is refused.
+const takeoverWait = 250 * time.Millisecond
 
 // Hello joins through the seed at addr: it introduces this node, and on
 // success returns the seed's answer with every member the seed knows. The
@@ -281,14 +351,27 @@ func (m *Mesh) Join(ctx context.Context, addr string) (*protocol.JoinAck, error)
 // handshake dials addr and runs the sending side of a handshake. When pending
 // is not nil (a dial on behalf of Send) its queue becomes the connection's.
 func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *conn) (protocol.Message, error) {
-	if m.isClosed() {
+	m.mu.Lock()
+	closed, dialCtx := m.closed, m.dialCtx
+	m.mu.Unlock()
+	if closed {
 		return nil, ErrClosed
 	}
+	// CloseAll (a leave) or Close stops the dial and the handshake at once.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(dialCtx, cancel)
+	defer stop()
 	d := net.Dialer{Timeout: m.cfg.DialTimeout}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		if dialCtx.Err() != nil {
+			return nil, ErrClosed
+		}
 		return nil, err
 	}
+	unblock := context.AfterFunc(ctx, func() { nc.Close() })
+	defer unblock()
 	deadline := time.Now().Add(m.cfg.HandshakeTimeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
@@ -313,11 +396,18 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 	if err := c.writeDirect(intro); err != nil {
 		return fail(fmt.Errorf("handshake with %s: %w", addr, err))
 	}
+	if hello {
+		c.fr.SetMax(protocol.MaxFrameSize) // a HelloAck carries the member list
+	}
 	payload, err := c.fr.Next()
 	if err != nil {
 		return fail(fmt.Errorf("handshake with %s: no answer: %w", addr, err))
 	}
-	ack, err := c.dec.Decode(payload)
+	want := onlyJoinAck
+	if hello {
+		want = onlyHelloAck
+	}
+	ack, err := c.dec.DecodeOnly(payload, want)
 	if err != nil {
 		return fail(fmt.Errorf("handshake with %s: %w", addr, err))
 	}
@@ -342,10 +432,15 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 	case from.Alias == self.Alias:
 		return fail(fmt.Errorf("%s is this node itself", addr))
 	}
+	if !unblock() { // ctx ended: nc is closed or about to be
+		return fail(ErrClosed)
+	}
 	nc.SetDeadline(time.Time{})
 	from.Addr = normalizeAddr(from.Addr, nc.RemoteAddr())
 	c.peer = from
-	m.start(c)
+	if !m.start(c) {
+		return nil, ErrClosed
+	}
 	return ack, nil
 }
 
@@ -368,6 +463,11 @@ func (m *Mesh) Send(alias, addr string, msg protocol.Message) error {
 				m.mu.Unlock()
 				return ErrNotConnected
 			}
+			if len(m.dialing) >= m.cfg.MaxDials {
+				m.mu.Unlock()
+				m.dropped.Add(1)
+				return ErrTooManyDials
+			}
 			c = m.newConn(nil, true)
 			c.peer = protocol.Member{Alias: alias, Addr: addr}
 			m.dialing[alias] = c
@@ -388,7 +488,7 @@ func (m *Mesh) Send(alias, addr string, msg protocol.Message) error {
 func (m *Mesh) Connect(alias, addr string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || m.ln == nil || m.live(alias) != nil || m.dialing[alias] != nil {
+	if m.closed || m.ln == nil || m.live(alias) != nil || m.dialing[alias] != nil || len(m.dialing) >= m.cfg.MaxDials {
 		return
 	}
 	c := m.newConn(nil, true)
@@ -444,16 +544,6 @@ func (m *Mesh) dialFor(c *conn, addr string) {
 	}
 }
 
-// Disconnect closes the connection to alias, if any.
-func (m *Mesh) Disconnect(alias string, reason error) {
-	m.mu.Lock()
-	c := m.conns[alias]
-	m.mu.Unlock()
-	if c != nil {
-		c.close(reason)
-	}
-}
-
 // Flush waits until every queued frame is written or the timeout passes.
 func (m *Mesh) Flush(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
@@ -480,6 +570,7 @@ func (m *Mesh) CloseAll() {
 	m.mu.Lock()
 	ln := m.ln
 	m.ln = nil
+	m.stopDial()
 	conns := make([]*conn, 0, len(m.all))
 	for c := range m.all {
 		conns = append(conns, c)
@@ -511,7 +602,9 @@ func (m *Mesh) isClosed() bool {
 // Stats are transport counters.
 type Stats struct {
 	BytesSent, BytesReceived uint64
-	Dropped                  uint64 // frames dropped: queue full or dial failed
+	Dropped                  uint64 // frames dropped: queue full, dial failed or too many dials
+	Refused                  uint64 // connections closed for a bad handshake or frame, or a bound
+	Evicted                  uint64 // handshakes closed to make room for newer ones
 	Conns                    int
 }
 
@@ -520,7 +613,8 @@ func (m *Mesh) Stats() Stats {
 	m.mu.Lock()
 	n := len(m.conns)
 	m.mu.Unlock()
-	return Stats{BytesSent: m.sent.Load(), BytesReceived: m.received.Load(), Dropped: m.dropped.Load(), Conns: n}
+	return Stats{BytesSent: m.sent.Load(), BytesReceived: m.received.Load(), Dropped: m.dropped.Load(),
+		Refused: m.refused.Load(), Evicted: m.gate.evictions(), Conns: n}
 }
 
 // normalizeAddr replaces an unspecified advertised host (empty, 0.0.0.0, ::)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,8 +61,9 @@ func quiet() logrus.FieldLogger {
 
 func newMesh(t *testing.T, alias string, h Handler, tweak ...func(*Config)) (*Mesh, string) {
 	t.Helper()
-	var addr string
-	cfg := DefaultConfig("c", func() protocol.Member { return protocol.Member{Alias: alias, Addr: addr} })
+	var addr atomic.Value // set once listening; read by handshakes
+	addr.Store("")
+	cfg := DefaultConfig("c", func() protocol.Member { return protocol.Member{Alias: alias, Addr: addr.Load().(string)} })
 	cfg.Log = quiet()
 	for _, f := range tweak {
 		f(&cfg)
@@ -71,9 +73,9 @@ func newMesh(t *testing.T, alias string, h Handler, tweak ...func(*Config)) (*Me
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr = a.String()
+	addr.Store(a.String())
 	t.Cleanup(m.Close)
-	return m, addr
+	return m, a.String()
 }
 
 func TestNormalizeAddr(t *testing.T) {
@@ -215,6 +217,12 @@ func TestSameSideDialsResolvedAlikeInAnyOrder(t *testing.T) {
 	for _, order := range [][2]uint64{{5, 9}, {9, 5}} {
 		a := New(DefaultConfig("c", func() protocol.Member { return protocol.Member{Alias: "a"} }), newRecorder())
 		b := New(DefaultConfig("c", func() protocol.Member { return protocol.Member{Alias: "b"} }), newRecorder())
+		for _, m := range []*Mesh{a, b} { // only a listening mesh registers connections
+			if _, err := m.Listen("127.0.0.1:0"); err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+		}
 		mk := func(m *Mesh, peer string, dialed bool, id uint64) *conn {
 			c := m.newConn(nil, dialed)
 			c.peer, c.id = protocol.Member{Alias: peer}, id

@@ -396,29 +396,7 @@ func (n *Node) SetConfig(key, value string) error {
 	switch key {
 	case "probe-interval", "probe-timeout", "suspicion-mult", "indirect-checks":
 		sc := n.SWIMConfig()
-		switch key {
-		case "probe-interval", "probe-timeout":
-			d, err := time.ParseDuration(value)
-			if err != nil {
-				return fmt.Errorf("%s %q: use a duration such as 200ms", key, value)
-			}
-			if key == "probe-interval" {
-				sc.ProbeInterval = d
-			} else {
-				sc.ProbeTimeout = d
-			}
-		default:
-			k, err := strconv.Atoi(value)
-			if err != nil {
-				return fmt.Errorf("%s %q: use a whole number", key, value)
-			}
-			if key == "suspicion-mult" {
-				sc.SuspicionMult = k
-			} else {
-				sc.IndirectChecks = k
-			}
-		}
-		if err := sc.Validate(); err != nil {
+		if err := SetTunables(&sc, [][2]string{{key, value}}); err != nil {
 			return err
 		}
 		var serr error

@@ -137,6 +137,17 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Cluster == "" {
 		cfg.Cluster = protocol.DefaultCluster
 	}
+	if err := protocol.ValidCluster(cfg.Cluster); err != nil {
+		return nil, err
+	}
+	if cfg.Alias != "" {
+		if err := protocol.ValidAlias(cfg.Alias); err != nil {
+			return nil, fmt.Errorf("%w; pick another --alias", err)
+		}
+	}
+	if err := protocol.ValidTags(cfg.Tags); err != nil {
+		return nil, err
+	}
 	if cfg.SWIM == (swim.Config{}) {
 		cfg.SWIM = swim.LANConfig()
 	}
@@ -220,6 +231,13 @@ func (n *Node) Start(addr string) (string, error) {
 	if addr == "" {
 		addr = n.cfg.Bind
 	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("listen address %q is not HOST:PORT", addr)
+	}
+	if ip := net.ParseIP(host); n.cfg.Advertise == "" && (host == "" || ip != nil && ip.IsUnspecified()) {
+		return "", fmt.Errorf("%s listens on every interface, and other nodes cannot dial %q: say which address they dial with --advertise HOST:PORT", addr, host)
+	}
 	bound, err := n.mesh.Listen(addr)
 	if err != nil {
 		return "", fmt.Errorf("%w; pick another address with !start_cluster HOST:PORT or the -P flag", err)
@@ -227,7 +245,6 @@ func (n *Node) Start(addr string) (string, error) {
 	port := bound.(*net.TCPAddr).Port
 	adv := n.cfg.Advertise
 	if adv == "" {
-		host, _, _ := net.SplitHostPort(addr)
 		adv = net.JoinHostPort(host, strconv.Itoa(port))
 	}
 	n.addr = adv
@@ -250,7 +267,7 @@ func (n *Node) Start(addr string) (string, error) {
 	n.running = true
 	n.left = false
 	n.callLocked(func() {
-		n.core.Rejoin(time.Now())
+		n.core.Rejoin(time.Now(), adv)
 	})
 	return adv, nil
 }
@@ -480,6 +497,9 @@ func (n *Node) Close() {
 // count, whatever tags is.
 func (n *Node) SetTags(ctx context.Context, tags map[string]string) error {
 	tags = slotsTags(tags, n.JobStats().Slots)
+	if err := protocol.ValidTags(tags); err != nil {
+		return err
+	}
 	n.mu.Lock()
 	if n.core == nil { // not started: the tags go out with the first Hello
 		upd := *n.self.Load()

@@ -95,14 +95,14 @@ func Profile(name string) (Config, error) {
 // Validate explains the first setting that cannot work.
 func (c Config) Validate() error {
 	switch {
-	case c.ProbeInterval <= 0:
-		return fmt.Errorf("probe interval %v must be positive", c.ProbeInterval)
+	case c.ProbeInterval <= 0 || c.ProbeInterval > time.Minute:
+		return fmt.Errorf("probe interval %v must be positive and at most 1m", c.ProbeInterval)
 	case c.ProbeTimeout <= 0 || c.ProbeTimeout >= c.ProbeInterval:
 		return fmt.Errorf("probe timeout %v must be positive and below the probe interval %v", c.ProbeTimeout, c.ProbeInterval)
-	case c.IndirectChecks < 0:
-		return fmt.Errorf("indirect checks %d must not be negative", c.IndirectChecks)
-	case c.SuspicionMult < 1:
-		return fmt.Errorf("suspicion multiplier %d must be at least 1", c.SuspicionMult)
+	case c.IndirectChecks < 0 || c.IndirectChecks > 16:
+		return fmt.Errorf("indirect checks %d must be 0 to 16", c.IndirectChecks)
+	case c.SuspicionMult < 1 || c.SuspicionMult > 100:
+		return fmt.Errorf("suspicion multiplier %d must be 1 to 100", c.SuspicionMult)
 	case c.SuspicionMaxMult < 1:
 		return fmt.Errorf("suspicion max multiplier %d must be at least 1", c.SuspicionMaxMult)
 	case c.RetransmitMult < 1:

@@ -286,15 +286,17 @@ func (c *Core) Leave(now time.Time) {
 	}
 }
 
-// Rejoin makes a node that left alive again at a higher incarnation and
-// tells every member it still counts as live directly.
-func (c *Core) Rejoin(now time.Time) {
+// Rejoin makes a node that left alive again at a higher incarnation, at
+// addr (the address it listens on now), and tells every member it still
+// counts as live directly.
+func (c *Core) Rejoin(now time.Time, addr string) {
 	c.enter(now)
 	if !c.left {
 		return
 	}
 	self := c.Self()
 	self.State = protocol.StateAlive
+	self.Addr = addr
 	self.Incarnation = manager.NextIncarnation(self.Incarnation)
 	c.table.Set(now, self)
 	c.left = false

@@ -708,10 +708,10 @@ func TestLeave(t *testing.T) {
 		if len(acks) != 1 || to[0] != "c" || !hasUpdate(acks[0].Updates, "a", protocol.StateLeft, 0) {
 			t.Fatalf("a left node answers a ping with %v", acks)
 		}
-		h.c.Rejoin(h.now)
+		h.c.Rejoin(h.now, "127.0.0.1:9999")
 		h.collect()
-		if s := h.c.Self(); s.State != protocol.StateAlive || s.Incarnation != 1 {
-			t.Fatalf("rejoined as %s@%d", s.State, s.Incarnation)
+		if s := h.c.Self(); s.State != protocol.StateAlive || s.Incarnation != 1 || s.Addr != "127.0.0.1:9999" {
+			t.Fatalf("rejoined as %s@%d at %s, want alive@1 at the new address", s.State, s.Incarnation, s.Addr)
 		}
 	})
 	t.Run("receiver marks left, never failed, and reaps it", func(t *testing.T) {

@@ -31,7 +31,7 @@ func TestIncarnationsSaturate(t *testing.T) {
 		t.Fatalf("refuting at MaxUint64: self %s@%d", s.State, s.Incarnation)
 	}
 	c.Leave(simEpoch)
-	c.Rejoin(simEpoch)
+	c.Rejoin(simEpoch, c.Self().Addr)
 	if s := c.Self(); s.Incarnation != math.MaxUint64 || s.State != protocol.StateAlive {
 		t.Fatalf("rejoined as %s@%d", s.State, s.Incarnation)
 	}

@@ -1,0 +1,122 @@
+package mesh
+
+import (
+	"net"
+	"sync"
+)
+
+// gate bounds what unauthenticated peers can hold: connections still in
+// their handshake (in all and per source IP) and established connections per
+// source IP. Its overflow policy for handshakes is drop-oldest: a new
+// connection evicts the longest-waiting handshake of its IP, or of all, so a
+// flood of idle connections cannot lock out a joiner whose Hello arrives at
+// once.
+type gate struct {
+	maxShakes, maxShakesPerIP, maxConnsPerIP int
+
+	mu      sync.Mutex
+	shakes  []*shake // oldest first
+	perIP   map[string]int
+	conns   map[string]int // established connections per IP
+	evicted uint64
+}
+
+// shake is one accepted connection in its handshake.
+type shake struct {
+	nc   net.Conn
+	ip   string
+	done bool // left the gate: finished, failed or evicted
+}
+
+func newGate(maxShakes, maxShakesPerIP, maxConnsPerIP int) *gate {
+	return &gate{maxShakes: maxShakes, maxShakesPerIP: maxShakesPerIP, maxConnsPerIP: maxConnsPerIP,
+		perIP: map[string]int{}, conns: map[string]int{}}
+}
+
+// remoteIP is the key of a connection's source for the per-IP bounds.
+func remoteIP(nc net.Conn) string {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	return nc.RemoteAddr().String()
+}
+
+// enter admits nc to the handshake phase, evicting (closing) the oldest
+// handshake of its IP or of all when a bound is reached.
+func (g *gate) enter(nc net.Conn) *shake {
+	s := &shake{nc: nc, ip: remoteIP(nc)}
+	var victims []*shake
+	g.mu.Lock()
+	if g.perIP[s.ip] >= g.maxShakesPerIP {
+		for _, o := range g.shakes {
+			if o.ip == s.ip {
+				victims = append(victims, o)
+				g.leaveLocked(o)
+				break
+			}
+		}
+	}
+	if len(g.shakes) >= g.maxShakes {
+		o := g.shakes[0]
+		victims = append(victims, o)
+		g.leaveLocked(o)
+	}
+	g.shakes = append(g.shakes, s)
+	g.perIP[s.ip]++
+	g.evicted += uint64(len(victims))
+	g.mu.Unlock()
+	for _, v := range victims {
+		v.nc.Close()
+	}
+	return s
+}
+
+// leave takes s out of the handshake phase; it may be called more than once.
+func (g *gate) leave(s *shake) {
+	g.mu.Lock()
+	g.leaveLocked(s)
+	g.mu.Unlock()
+}
+
+func (g *gate) leaveLocked(s *shake) {
+	if s.done {
+		return
+	}
+	s.done = true
+	for i, o := range g.shakes {
+		if o == s {
+			g.shakes = append(g.shakes[:i], g.shakes[i+1:]...)
+			break
+		}
+	}
+	if g.perIP[s.ip]--; g.perIP[s.ip] <= 0 {
+		delete(g.perIP, s.ip)
+	}
+}
+
+// connect counts an established connection from ip, or reports false when
+// that IP holds its maximum already.
+func (g *gate) connect(ip string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conns[ip] >= g.maxConnsPerIP {
+		return false
+	}
+	g.conns[ip]++
+	return true
+}
+
+// disconnect undoes connect.
+func (g *gate) disconnect(ip string) {
+	g.mu.Lock()
+	if g.conns[ip]--; g.conns[ip] <= 0 {
+		delete(g.conns, ip)
+	}
+	g.mu.Unlock()
+}
+
+func (g *gate) evictions() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.evicted
+}

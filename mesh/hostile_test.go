@@ -1,0 +1,210 @@
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"math"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"meshell/protocol"
+)
+
+// rawDial opens a plain TCP connection to addr, closed when the test ends.
+func rawDial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+// closedByPeer reports whether the other end closed nc within limit.
+func closedByPeer(nc net.Conn, limit time.Duration) bool {
+	nc.SetReadDeadline(time.Now().Add(limit))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := nc.Read(buf); err != nil {
+			ne, ok := err.(net.Error)
+			return !ok || !ne.Timeout()
+		}
+	}
+}
+
+func frame(t *testing.T, m protocol.Message) []byte {
+	t.Helper()
+	b, err := protocol.Frame(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestIdleHandshakesEvictTheOldestNotTheJoiner(t *testing.T) {
+	a, addr := newMesh(t, "a", newRecorder(), func(c *Config) {
+		c.MaxHandshakes, c.MaxHandshakesIP = 8, 4
+	})
+	var idle []net.Conn
+	for i := 0; i < 20; i++ {
+		idle = append(idle, rawDial(t, addr))
+	}
+	// The oldest idle connections were closed to make room...
+	if !closedByPeer(idle[0], 5*time.Second) {
+		t.Fatal("the oldest idle handshake was not closed when newer ones came")
+	}
+	// ...and a joiner whose Hello comes at once still gets in.
+	b, _ := newMesh(t, "b", newRecorder())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := b.Hello(ctx, addr); err != nil {
+		t.Fatalf("join while idle connections hold every handshake slot: %v", err)
+	}
+	if ev := a.Stats().Evicted; ev < 12 {
+		t.Fatalf("%d handshakes evicted, want at least 12 of 20 over a bound of 4 per IP", ev)
+	}
+}
+
+func TestFirstFrameMustBeASmallHelloOrJoin(t *testing.T) {
+	_, addr := newMesh(t, "a", newRecorder())
+	cases := map[string][]byte{
+		"a hello-ack first": frame(t, &protocol.HelloAck{Version: protocol.Version, Cluster: "c"}),
+		"a ping first":      frame(t, &protocol.Ping{Seq: 1}),
+		"a 1 MiB prefix":    binary.AppendUvarint(nil, 1<<20),
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			nc := rawDial(t, addr)
+			nc.Write(b)
+			nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 1)
+			n, err := nc.Read(buf)
+			if n != 0 || err == nil {
+				t.Fatalf("the node answered %s instead of closing", name)
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the node kept a connection that opened with %s", name)
+			}
+		})
+	}
+}
+
+func TestAnsweringAliasCannotBeTakenOver(t *testing.T) {
+	ra := newRecorder()
+	a, addrA := newMesh(t, "a", ra, func(c *Config) { c.Settle = 0 })
+	b, _ := newMesh(t, "b", newRecorder())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := b.Hello(ctx, addrA); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.SendConnected("a", &protocol.Ping{Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	<-ra.recv // a heard from b: the connection is answering
+	nc := rawDial(t, addrA)
+	nc.Write(frame(t, &protocol.Join{Version: protocol.Version, Cluster: "c", ConnID: math.MaxUint64,
+		From: protocol.Member{Alias: "b", Addr: "127.0.0.1:1", State: protocol.StateAlive}}))
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := protocol.NewFrameReader(nc, 0).Next()
+	if err != nil {
+		t.Fatalf("no answer to the impostor: %v", err)
+	}
+	ack, err := protocol.NewDecoder().Decode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ja := ack.(*protocol.JoinAck); !strings.Contains(ja.Error, "answering") {
+		t.Fatalf("impostor's join answered %+v, want a refusal", ja)
+	}
+	if err := a.SendConnected("b", &protocol.Ping{Seq: 2}); err != nil {
+		t.Fatalf("a lost its connection to the real b: %v", err)
+	}
+}
+
+func TestCloseStopsADialUnderWay(t *testing.T) {
+	// A peer that accepts and never answers the handshake.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+		}
+	}()
+	a, _ := newMesh(t, "a", newRecorder(), func(c *Config) { c.HandshakeTimeout = time.Minute })
+	if err := a.Send("silent", ln.Addr().String(), &protocol.Ping{Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { a.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for a dial stuck in its handshake")
+	}
+}
+
+func TestReadBudgetBoundsPartlyReadFrames(t *testing.T) {
+	a, addrA := newMesh(t, "a", newRecorder(), func(c *Config) { c.ReadBudget = 1 << 20 })
+	// Three joined peers each send 768 KiB of a 4 MiB frame: a buffer that
+	// holds it takes 1 MiB, so the budget lets one of them go on at most.
+	var peers []net.Conn
+	for i, alias := range []string{"p1", "p2", "p3"} {
+		nc := rawDial(t, addrA)
+		nc.Write(frame(t, &protocol.Join{Version: protocol.Version, Cluster: "c", ConnID: uint64(i),
+			From: protocol.Member{Alias: alias, Addr: "127.0.0.1:1", State: protocol.StateAlive}}))
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := protocol.NewFrameReader(nc, 0).Next(); err != nil {
+			t.Fatal(err)
+		}
+		nc.Write(binary.AppendUvarint(nil, protocol.MaxFrameSize))
+		nc.Write(bytes.Repeat([]byte{0x90}, 768<<10))
+		peers = append(peers, nc)
+	}
+	closed := 0
+	for _, nc := range peers {
+		if closedByPeer(nc, 2*time.Second) {
+			closed++
+		}
+	}
+	if closed < 2 {
+		t.Fatalf("%d of 3 connections over a 1 MiB read budget were closed, want at least 2", closed)
+	}
+	if used := a.budget.Used(); used > 1<<20 {
+		t.Fatalf("%d bytes held against a budget of 1 MiB", used)
+	}
+}
+
+func TestRateLogWritesOneLinePerPeriod(t *testing.T) {
+	var buf bytes.Buffer
+	l := logrus.New()
+	l.SetOutput(&buf)
+	now := time.Unix(0, 0)
+	r := newRateLog(l, func() time.Time { return now })
+	for i := 0; i < 1000; i++ {
+		r.warn("handshake-refused", nil, "mesh: refused")
+	}
+	now = now.Add(logPeriod)
+	r.warn("handshake-refused", nil, "mesh: refused")
+	r.warn("other", nil, "mesh: other")
+	out := buf.String()
+	if n := strings.Count(out, "\n"); n != 3 {
+		t.Fatalf("%d lines for 1,002 warnings over two periods, want 3:\n%s", n, out)
+	}
+	if !strings.Contains(out, "suppressed=999") {
+		t.Fatalf("the second line does not count what was held back:\n%s", out)
+	}
+}

@@ -1,0 +1,57 @@
+package mesh
+
+import (
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+// logPeriod is how often one kind of outsider-triggered warning may reach
+// the log; the occurrences in between are counted into the next line.
+const logPeriod = 10 * time.Second
+
+// rateLog writes at most one line per kind per logPeriod, so that a peer
+// repeating a refused handshake costs a counter, not a log line per attempt.
+type rateLog struct {
+	log   logrus.FieldLogger
+	now   func() time.Time
+	mu    sync.Mutex
+	kinds map[string]*rateKind
+}
+
+type rateKind struct {
+	last       time.Time
+	suppressed int
+}
+
+func newRateLog(log logrus.FieldLogger, now func() time.Time) *rateLog {
+	return &rateLog{log: log, now: now, kinds: map[string]*rateKind{}}
+}
+
+// warn logs msg under kind unless a line of that kind went out less than
+// logPeriod ago; the next line that goes out says how many were held back.
+// kind must come from a fixed set (never from the network), so the map stays
+// small.
+func (r *rateLog) warn(kind string, fields logrus.Fields, msg string) {
+	now := r.now()
+	r.mu.Lock()
+	k := r.kinds[kind]
+	if k == nil {
+		k = &rateKind{}
+		r.kinds[kind] = k
+	}
+	if !k.last.IsZero() && now.Sub(k.last) < logPeriod {
+		k.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	held := k.suppressed
+	k.last, k.suppressed = now, 0
+	r.mu.Unlock()
+	e := r.log.WithFields(fields)
+	if held > 0 {
+		e = e.WithField("suppressed", held)
+	}
+	e.Warn(msg)
+}
