@@ -67,7 +67,14 @@ func (m *Mesh) newConn(nc net.Conn, dialed bool) *conn {
 func (c *conn) attach(nc net.Conn) {
 	c.nc = nc
 	c.rw = newIO(nc)
-	c.fr = protocol.NewFrameReaderOpts(c.rw, protocol.FrameOptions{
+	c.readFrom(c.rw)
+}
+
+// readFrom makes r the source of c's frames: the connection, or what a
+// handshake peeked at followed by the connection.
+func (c *conn) readFrom(r io.Reader) {
+	nc := c.nc
+	c.fr = protocol.NewFrameReaderOpts(r, protocol.FrameOptions{
 		Max: protocol.MaxHandshakeFrame, Budget: c.m.budget,
 		Deadline: func(t time.Time) error {
 			if c.retired.Load() {
@@ -366,8 +373,8 @@ func (c *conn) append(enc *protocol.Encoder, buf []byte, batch []framed, msg pro
 // handOver moves what a retired connection still had queued to the winner
 // and half-closes the socket.
 func (c *conn) handOver() {
-	if tc, ok := c.nc.(*net.TCPConn); ok && !c.dialed {
-		tc.CloseWrite()
+	if hc, ok := c.nc.(interface{ CloseWrite() error }); ok && !c.dialed {
+		hc.CloseWrite()
 	}
 	c.requeue()
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"meshell/mesh/keyring"
 	"meshell/protocol"
 )
 
@@ -72,6 +73,8 @@ type Config struct {
 	ReadBudget       int64                  // bytes all connections may hold in partly read large frames
 	AnswerWindow     time.Duration          // a connection that delivered a frame this recently is answering: its alias is not taken over
 	Settle           time.Duration          // ... once it is up this long; before, crossed dials compete by register's rule
+	Keyring          *keyring.Keyring       // cluster keys: every connection is TLS 1.3 under them; nil = plaintext
+	Insecure         bool                   // without a keyring, take peers from any address, not loopback only
 	Log              logrus.FieldLogger
 }
 
@@ -202,7 +205,26 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		nc.Close()
 	}
 	nc.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
+	certAlias := ""
+	if m.cfg.Keyring != nil {
+		tnc, alias, err := m.secureAccept(nc)
+		if err != nil {
+			m.refused.Add(1)
+			m.warn.warn("handshake-key", logrus.Fields{"remote": remote["remote"], "reason": err.Error()}, "mesh: refused a peer's TLS handshake")
+			return
+		}
+		nc, certAlias = tnc, alias
+	}
 	c := m.newConn(nc, false)
+	if m.cfg.Keyring == nil {
+		peek, err := m.plainAccept(nc, c.rw)
+		if err != nil {
+			c.fr.Release()
+			reject("handshake-read", "mesh: connection closed before its handshake", err)
+			return
+		}
+		c.readFrom(&prefixed{p: peek, r: c.rw})
+	}
 	payload, err := c.fr.Next()
 	if err != nil {
 		c.fr.Release()
@@ -237,6 +259,10 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		err = fmt.Errorf("cluster %q refused: this node belongs to cluster %q; use --cluster %s to join it", cluster, m.cfg.Cluster, m.cfg.Cluster)
 	case from.Alias == self.Alias:
 		err = fmt.Errorf("alias %q is this node's own alias (%s); pick another --alias", from.Alias, self.Addr)
+	case certAlias != "" && from.Alias != certAlias:
+		err = fmt.Errorf("alias %q is not the alias %q of the certificate it presented", from.Alias, certAlias)
+	case m.cfg.Keyring == nil && !m.cfg.Insecure && !loopback(nc):
+		err = errors.New(protectedRefusal)
 	default:
 		if err = m.takeover(from.Alias); err != nil {
 			break
@@ -372,6 +398,16 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 	}
 	unblock := context.AfterFunc(ctx, func() { nc.Close() })
 	defer unblock()
+	if m.cfg.Keyring != nil {
+		deadline := time.Now().Add(m.cfg.HandshakeTimeout)
+		nc.SetDeadline(deadline)
+		tnc, err := m.secureDial(ctx, nc, addr)
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		nc = tnc
+	}
 	deadline := time.Now().Add(m.cfg.HandshakeTimeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
@@ -401,6 +437,10 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 	}
 	payload, err := c.fr.Next()
 	if err != nil {
+		var km *keyring.KeyMismatchError
+		if errors.As(err, &km) {
+			return fail(&RefusedError{Addr: addr, Reason: km.Error()})
+		}
 		return fail(fmt.Errorf("handshake with %s: no answer: %w", addr, err))
 	}
 	want := onlyJoinAck
@@ -431,6 +471,9 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 		return fail(fmt.Errorf("%s belongs to cluster %q, this node to %q; use --cluster to pick one", addr, cluster, m.cfg.Cluster))
 	case from.Alias == self.Alias:
 		return fail(fmt.Errorf("%s is this node itself", addr))
+	}
+	if tc, ok := nc.(*keyring.Conn); ok && tc.PeerAlias() != from.Alias {
+		return fail(fmt.Errorf("%s answered as %q with the certificate of %q", addr, from.Alias, tc.PeerAlias()))
 	}
 	if !unblock() { // ctx ended: nc is closed or about to be
 		return fail(ErrClosed)

@@ -1,0 +1,124 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+
+	"meshell/mesh/keyring"
+	"meshell/protocol"
+)
+
+// rawNetConn is a TCP connection whose reads and writes go through newIO's
+// raw socket I/O, for crypto/tls to run over: an encrypted connection keeps
+// the idle-CPU saving of an unencrypted one.
+type rawNetConn struct {
+	net.Conn
+	rw io.ReadWriter
+}
+
+func (c *rawNetConn) Read(p []byte) (int, error)  { return c.rw.Read(p) }
+func (c *rawNetConn) Write(p []byte) (int, error) { return c.rw.Write(p) }
+
+func withRawIO(nc net.Conn) net.Conn {
+	if rw := newIO(nc); rw != io.ReadWriter(nc) {
+		return &rawNetConn{Conn: nc, rw: rw}
+	}
+	return nc
+}
+
+// prefixed reads p first, then r: the bytes a handshake peeked at.
+type prefixed struct {
+	p []byte
+	r io.Reader
+}
+
+func (x *prefixed) Read(b []byte) (int, error) {
+	if len(x.p) > 0 {
+		n := copy(b, x.p)
+		x.p = x.p[n:]
+		return n, nil
+	}
+	return x.r.Read(b)
+}
+
+// secureAccept runs the acceptor's side of TLS when the node holds a key. It
+// returns the connection to use and the alias the peer's certificate names;
+// on refusal it has answered and closed nc, and returns an error.
+func (m *Mesh) secureAccept(nc net.Conn) (net.Conn, string, error) {
+	ring := m.cfg.Keyring
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.HandshakeTimeout)
+	defer cancel()
+	tc, err := ring.Server(ctx, withRawIO(nc), m.cfg.Self().Alias)
+	if err == nil {
+		return tc, tc.PeerAlias(), nil
+	}
+	var pe *keyring.PlaintextError
+	if errors.As(err, &pe) {
+		m.refusePlain(nc, pe.Peeked, fmt.Sprintf("this cluster is encrypted (key ids %s): pass the cluster's key with --key-file or %s", strings.Join(ring.IDs(), ", "), keyring.EnvVar))
+	}
+	nc.Close()
+	return nil, "", errors.New(keyring.Describe(err))
+}
+
+// refusePlain answers a plaintext peer's Hello or Join, whose first bytes
+// were already read (peeked), with a refusal, in plaintext.
+func (m *Mesh) refusePlain(nc net.Conn, peeked []byte, reason string) {
+	c := m.newConn(nil, false)
+	c.nc, c.rw = nc, newIO(nc)
+	fr := protocol.NewFrameReaderOpts(&prefixed{p: peeked, r: c.rw}, protocol.FrameOptions{Max: protocol.MaxHandshakeFrame})
+	defer fr.Release()
+	p, err := fr.Next()
+	if err != nil {
+		return
+	}
+	msg, err := c.dec.DecodeOnly(p, isIntro)
+	if err != nil {
+		return
+	}
+	self := m.cfg.Self()
+	if msg.Type() == protocol.TypeHello {
+		c.writeDirect(&protocol.HelloAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: reason, From: self})
+	} else {
+		c.writeDirect(&protocol.JoinAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: reason, From: self})
+	}
+}
+
+// plainAccept peeks at the first bytes of a connection to a node without a
+// key: a TLS handshake is a keyed node dialling the wrong cluster, answered
+// in plaintext so that its side can say so. It returns the peeked bytes.
+func (m *Mesh) plainAccept(nc net.Conn, rw io.Reader) ([]byte, error) {
+	peek := make([]byte, 3)
+	if _, err := io.ReadFull(rw, peek); err != nil {
+		return nil, err
+	}
+	if keyring.LooksLikeTLS(peek) {
+		b, _ := protocol.Frame(&protocol.HelloAck{Version: protocol.Version, Cluster: m.cfg.Cluster,
+			Error: "this node has no cluster key: the cluster is not encrypted", From: m.cfg.Self()})
+		nc.Write(b)
+		return nil, errors.New("a peer with a cluster key dialled this node, which has none")
+	}
+	return peek, nil
+}
+
+// loopback reports whether the connection comes from this machine.
+func loopback(nc net.Conn) bool {
+	ta, ok := nc.RemoteAddr().(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// protectedRefusal is the answer of a node without a key to a remote peer.
+const protectedRefusal = "this node has no cluster key and takes peers from loopback only (protected mode): " +
+	"give every node the same --key-file (meshell keygen makes a key), or start this node with --insecure"
+
+// secureDial runs the dialler's side of TLS when the node holds a key.
+func (m *Mesh) secureDial(ctx context.Context, nc net.Conn, addr string) (net.Conn, error) {
+	tc, err := m.cfg.Keyring.Client(ctx, withRawIO(nc), m.cfg.Self().Alias)
+	if err != nil {
+		return nil, &RefusedError{Addr: addr, Reason: keyring.Describe(err)}
+	}
+	return tc, nil
+}
