@@ -37,8 +37,10 @@ type options struct {
 	profile                                     string
 	acceptControl                               bool
 	historyFile                                 string
-	probeInterval, probeTimeout                 time.Duration
-	indirectChecks, suspicionMult               int
+	keyFile, operatorsFile, operatorKey         string
+	insecure                                    bool
+	swim                                        [][2]string // failure-detection flags as given: key, value
+	set                                         map[string]bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -48,8 +50,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.alias, "alias", "", "this node's alias, unique in the cluster (default node-<port>)")
 	fs.StringVar(&o.alias, "node-alias", "", "same as --alias")
 	fs.StringVar(&o.bind, "bind", "127.0.0.1:2254", "cluster listen address HOST:PORT (port 0 = any free port)")
-	fs.IntVar(&o.port, "port", -1, "the listen port only (overrides the port of --bind)")
-	fs.IntVar(&o.port, "P", -1, "same as --port")
+	fs.IntVar(&o.port, "port", 0, "the listen port only (overrides the port of --bind; 0 = any free port)")
+	fs.IntVar(&o.port, "P", 0, "same as --port")
 	fs.StringVar(&o.advertise, "advertise", "", "address other nodes dial to reach this node (default: the bind address)")
 	fs.StringVar(&o.join, "join", "", "listen and join at start-up: ADDR[,ADDR…] (a DNS name may resolve to several)")
 	fs.StringVar(&o.cluster, "cluster", protocol.DefaultCluster, "cluster name; nodes of another cluster are refused")
@@ -63,10 +65,19 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.profile, "profile", "lan", "failure-detection timings: lan, local (loopback/tmux) or wan")
 	fs.BoolVar(&o.acceptControl, "accept-control", true, "accept remote shutdown, restart and scale")
 	fs.StringVar(&o.historyFile, "history-file", "", "readline history file (interactive only; default ~/.meshell_history)")
-	fs.DurationVar(&o.probeInterval, "probe-interval", 0, "time between two probes (default: from --profile)")
-	fs.DurationVar(&o.probeTimeout, "probe-timeout", 0, "direct probe timeout (default: from --profile)")
-	fs.IntVar(&o.indirectChecks, "indirect-checks", -1, "members asked to probe indirectly (default: from --profile)")
-	fs.IntVar(&o.suspicionMult, "suspicion-mult", 0, "suspicion timeout multiplier (default: from --profile)")
+	for _, f := range [][2]string{
+		{"probe-interval", "time between two probes, e.g. 250ms (default: from --profile)"},
+		{"probe-timeout", "direct probe timeout, e.g. 100ms (default: from --profile)"},
+		{"indirect-checks", "members asked to probe indirectly (default: from --profile)"},
+		{"suspicion-mult", "suspicion timeout multiplier (default: from --profile)"},
+	} {
+		key := f[0]
+		fs.Func(key, f[1], func(v string) error { o.swim = append(o.swim, [2]string{key, v}); return nil })
+	}
+	fs.StringVar(&o.keyFile, "key-file", "", "cluster keys, one per line, the first is primary (or MESHELL_KEY); every connection is then TLS 1.3")
+	fs.BoolVar(&o.insecure, "insecure", false, "without a cluster key, take peers from any address (default: loopback only)")
+	fs.StringVar(&o.operatorsFile, "operators", "", "operators file: control that changes this node must be signed by one of them")
+	fs.StringVar(&o.operatorKey, "operator-key", "", "operator private key that signs the control requests this shell sends")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.demo, "demo", false, "start with two in-process worker nodes already joined")
 	if err := fs.Parse(args); err != nil {
@@ -75,6 +86,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q: meshell takes flags only (see --help)", fs.Arg(0))
 	}
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	return o, nil
 }
 
@@ -83,12 +96,15 @@ func main() {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "keygen" {
+		return keygen(args[1:], stdout, stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+		fmt.Fprintf(stderr, "error: %s\n", repl.Clean(err.Error()))
 		return 2
 	}
 	if o.showVersion {
@@ -97,12 +113,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cfg, log, err := o.nodeConfig(stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+		fmt.Fprintf(stderr, "error: %s\n", repl.Clean(err.Error()))
 		return 2
 	}
 	n, err := node.New(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+		fmt.Fprintf(stderr, "error: %s\n", repl.Clean(err.Error()))
 		return 2
 	}
 	defer n.Close()
@@ -110,13 +126,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	interactive := !o.serve && isTTY(stdin)
 	if o.serve || o.join != "" || o.demo {
 		if _, err := n.Start(""); err != nil {
-			fmt.Fprintf(stderr, "error: %v\n", err)
+			fmt.Fprintf(stderr, "error: %s\n", repl.Clean(err.Error()))
 			return 1
 		}
 	}
 	if o.join != "" {
 		if err := joinAny(n, o.join); err != nil {
-			fmt.Fprintf(stderr, "error: %v\n", err)
+			fmt.Fprintf(stderr, "error: %s\n", repl.Clean(err.Error()))
 			return 1
 		}
 	}
@@ -136,6 +152,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	useColor := interactive && !o.noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb" && isTTY(stdout)
 	sh := repl.New(n, repl.Options{Out: stdout, Err: stderr, Color: useColor, Interactive: interactive})
 	if !interactive {
+		stop := leaveOnSignal(n, syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
 		return sh.RunScript(context.Background(), stdin, o.keepGoing)
 	}
 	// History: interactive only (script mode never reaches here), in
@@ -190,6 +208,14 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	cfg.Version = version
 	cfg.RefuseControl = !o.acceptControl
 	cfg.Alias = o.alias
+	if o.set["alias"] || o.set["node-alias"] {
+		if err := protocol.ValidAlias(o.alias); err != nil {
+			return cfg, nil, fmt.Errorf("--alias: %w", err)
+		}
+	}
+	if err := protocol.ValidCluster(o.cluster); err != nil {
+		return cfg, nil, fmt.Errorf("--cluster: %w", err)
+	}
 	cfg.Cluster = o.cluster
 	cfg.Advertise = o.advertise
 	cfg.Bind = o.bind
@@ -197,9 +223,9 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	if err != nil {
 		return cfg, nil, fmt.Errorf("--bind %q is not HOST:PORT", o.bind)
 	}
-	if o.port >= 0 {
-		if o.port > 65535 {
-			return cfg, nil, fmt.Errorf("--port %d is not a port number", o.port)
+	if o.set["port"] || o.set["P"] {
+		if o.port < 0 || o.port > 65535 {
+			return cfg, nil, fmt.Errorf("--port %d is not a port number: use 1 to 65535, or 0 for any free port", o.port)
 		}
 		port = strconv.Itoa(o.port)
 	}
@@ -215,19 +241,10 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	if cfg.SWIM, err = swim.Profile(o.profile); err != nil {
 		return cfg, nil, fmt.Errorf("--profile: %w", err)
 	}
-	if o.probeInterval > 0 {
-		cfg.SWIM.ProbeInterval = o.probeInterval
+	if err := o.security(&cfg); err != nil {
+		return cfg, nil, err
 	}
-	if o.probeTimeout > 0 {
-		cfg.SWIM.ProbeTimeout = o.probeTimeout
-	}
-	if o.indirectChecks >= 0 {
-		cfg.SWIM.IndirectChecks = o.indirectChecks
-	}
-	if o.suspicionMult > 0 {
-		cfg.SWIM.SuspicionMult = o.suspicionMult
-	}
-	if err := cfg.SWIM.Validate(); err != nil {
+	if err := node.SetTunables(&cfg.SWIM, o.swim); err != nil {
 		return cfg, nil, fmt.Errorf("failure-detection flags: %w", err)
 	}
 	return cfg, log, nil
@@ -297,6 +314,36 @@ func serve(n *node.Node, log logrus.FieldLogger) int {
 		return 0
 	case <-sig:
 		return 1
+	}
+}
+
+// leaveOnSignal makes the first of sigs leave the cluster gracefully (within
+// about a second) and exit 128+signal, and a second one exit at once. The
+// returned func stops watching.
+func leaveOnSignal(n *node.Node, sigs ...os.Signal) func() {
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, sigs...)
+	done := make(chan struct{})
+	go func() {
+		var first os.Signal
+		select {
+		case first = <-ch:
+		case <-done:
+			return
+		}
+		code := 128 + int(first.(syscall.Signal))
+		go func() {
+			<-ch
+			os.Exit(code)
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		n.Leave(ctx)
+		cancel()
+		os.Exit(code)
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(done)
 	}
 }
 

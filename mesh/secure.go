@@ -122,3 +122,19 @@ func (m *Mesh) secureDial(ctx context.Context, nc net.Conn, addr string) (net.Co
 	}
 	return tc, nil
 }
+
+// CloseKeyed closes the connections whose peer was authenticated by the key
+// with id: a key removed from the keyring admits nobody any longer.
+func (m *Mesh) CloseKeyed(id string) {
+	m.mu.Lock()
+	var victims []*conn
+	for c := range m.all {
+		if tc, ok := c.nc.(*keyring.Conn); ok && tc.PeerKeyID() == id {
+			victims = append(victims, c)
+		}
+	}
+	m.mu.Unlock()
+	for _, c := range victims {
+		c.close(errors.New("mesh: its cluster key was removed"))
+	}
+}

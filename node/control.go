@@ -28,6 +28,7 @@ const (
 	OpShutdown = "shutdown"
 	OpRestart  = "restart"
 	OpConfig   = "config"
+	OpKeys     = "keys" // Key: list, install, use or remove; Value: the key (install) or its id
 )
 
 // maxControlHandlers bounds control requests handled at once; beyond it a
@@ -138,7 +139,7 @@ func (n *Node) Control(ctx context.Context, targets []string, req protocol.Contr
 		index[t] = i
 	}
 	ch := make(chan ackFrom, len(targets))
-	req.ID = c.nextID.Add(1)<<8 | uint64(os.Getpid()&0xff) // unique enough per sender
+	req.ID = c.nextID.Add(1)
 	c.mu.Lock()
 	c.pending[req.ID] = ch
 	c.mu.Unlock()
@@ -161,6 +162,10 @@ func (n *Node) Control(ctx context.Context, targets []string, req protocol.Contr
 			continue
 		}
 		msg := req
+		if err := n.sign(&msg, t); err != nil {
+			replies[i].Error, replies[i].NoAnswer, replies[i].Path = err.Error(), true, "unreachable"
+			continue
+		}
 		sent[t] = time.Now()
 		if err := n.mesh.Send(t, e.Addr, &msg); err != nil {
 			replies[i].Error, replies[i].NoAnswer, replies[i].Path = err.Error(), true, "unreachable"
@@ -225,11 +230,18 @@ func (n *Node) ShutdownRequested() <-chan struct{} { return n.control.shutdownC 
 func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.ControlAck, func()) {
 	ack := &protocol.ControlAck{ID: m.ID}
 	log := n.log.WithFields(logrus.Fields{"op": m.Op, "from": from})
-	mutating := m.Op == OpScale || m.Op == OpShutdown || m.Op == OpRestart || m.Op == OpConfig && m.Key != ""
-	if mutating && n.cfg.RefuseControl && from != n.Alias() {
-		log.Warn("control: refused")
-		ack.Error = ErrControlRefused.Error()
-		return ack, nil
+	local := from == n.Alias()
+	if mutating(m) && !local {
+		if n.cfg.RefuseControl {
+			log.Warn("control: refused")
+			ack.Error = ErrControlRefused.Error()
+			return ack, nil
+		}
+		if err := n.verify(m); err != nil {
+			log.WithError(err).Warn("control: refused an unsigned or badly signed request")
+			ack.Error = "refused: " + err.Error()
+			return ack, nil
+		}
 	}
 	switch m.Op {
 	case OpPing:
@@ -251,6 +263,13 @@ func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.Contro
 				break
 			}
 			log.WithField(m.Key, m.Value).Info("control: config set")
+		}
+		st := n.Status()
+		ack.Status = &st
+	case OpKeys:
+		if err := n.keys(m.Key, m.Value); err != nil {
+			ack.Error = err.Error()
+			break
 		}
 		st := n.Status()
 		ack.Status = &st
@@ -331,6 +350,10 @@ func (n *Node) Status() protocol.NodeStatus {
 		Tags:          n.Self().Tags,
 		Config:        n.ConfigMap(),
 		BytesSent:     n.mesh.Stats().BytesSent,
+		Operators:     n.cfg.Operators != nil,
+	}
+	if n.cfg.Keyring != nil {
+		st.KeyIDs = n.cfg.Keyring.IDs()
 	}
 	js := n.JobStats()
 	st.Slots, st.InFlight, st.JobsDone = js.Slots, js.Running, js.Done

@@ -16,6 +16,8 @@ import (
 
 	"meshell/manager"
 	"meshell/mesh"
+	"meshell/mesh/keyring"
+	"meshell/node/operator"
 	"meshell/node/swim"
 	"meshell/protocol"
 )
@@ -35,6 +37,18 @@ type Config struct {
 	// RefuseControl refuses remote shutdown, restart, scale and config
 	// changes (--accept-control=false); ping and status stay allowed.
 	RefuseControl bool
+
+	// Keyring holds the cluster keys: every connection is TLS 1.3 under them
+	// (nil: plaintext, loopback peers only unless Insecure). KeyFile, when
+	// set, is rewritten after every rotation.
+	Keyring  *keyring.Keyring
+	KeyFile  string
+	Insecure bool
+
+	// Operators, when set, must sign every control request that changes
+	// this node; OperatorKey signs the requests this node sends.
+	Operators   *operator.Verifier
+	OperatorKey *operator.PrivateKey
 
 	// Transport overrides; zero values take mesh.DefaultConfig's.
 	HandshakeTimeout time.Duration
@@ -169,6 +183,7 @@ func New(cfg Config) (*Node, error) {
 	n.snap.Store(&Snapshot{})
 	mc := mesh.DefaultConfig(cfg.Cluster, func() protocol.Member { return *n.self.Load() })
 	mc.Log = cfg.Log
+	mc.Keyring, mc.Insecure = cfg.Keyring, cfg.Insecure
 	if cfg.HandshakeTimeout > 0 {
 		mc.HandshakeTimeout = cfg.HandshakeTimeout
 	}

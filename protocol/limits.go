@@ -23,6 +23,9 @@ const (
 	MaxConfigKeyLen    = 64       // NodeStatus.Config key
 	MaxConfigValueLen  = 256      // NodeStatus.Config value
 	MaxJobArgs         = 1024     // JobRequest.Args entries
+	MaxKeyIDs          = 64       // NodeStatus.KeyIDs entries, each at most MaxStatusString
+	MaxNonceLen        = 32       // Control.Nonce
+	MaxSigLen          = 128      // Control.Sig
 )
 
 // ErrUnexpectedType is wrapped by DecodeOnly's error for a known message
@@ -57,7 +60,7 @@ func limitsOf(t MsgType) (bodyLimits, bool) {
 	case TypePing, TypeAck:
 		return bodyLimits{MaxFrameSize, 4, MaxProbeUpdates, introObjects + MaxProbeUpdates*memberObjects, MaxProbeUpdates * MaxTags}, true
 	case TypeControlAck: // [Status [Tags{}, Config{}]]
-		return bodyLimits{MaxFrameSize, 3, max(structLen, MaxTags, MaxConfigEntries), 64 + 2*structLen + 2*MaxTags + 2*MaxConfigEntries, MaxTags + MaxConfigEntries}, true
+		return bodyLimits{MaxFrameSize, 3, max(structLen, MaxTags, MaxConfigEntries, MaxKeyIDs), 64 + 2*structLen + 2*MaxTags + 2*MaxConfigEntries + MaxKeyIDs, MaxTags + MaxConfigEntries}, true
 	case TypeJobRequest: // [Args []]
 		return bodyLimits{MaxFrameSize, 2, MaxJobArgs, 64 + MaxJobArgs, 0}, true
 	case TypePingReq, TypeNack, TypeLeave, TypeControl, TypeJobChunk, TypeJobResult, TypeJobCancel:
@@ -109,7 +112,18 @@ func validate(m Message) error {
 	case *Leave:
 		return ValidAlias(m.Alias)
 	case *Control:
-		return firstErr(maxLen("op", m.Op, MaxOpLen), maxLen("key", m.Key, MaxKeyLen), maxLen("value", m.Value, MaxValueLen))
+		if err := firstErr(maxLen("op", m.Op, MaxOpLen), maxLen("key", m.Key, MaxKeyLen), maxLen("value", m.Value, MaxValueLen),
+			maxLen("nonce", string(m.Nonce), MaxNonceLen), maxLen("signature", string(m.Sig), MaxSigLen)); err != nil {
+			return err
+		}
+		if m.Target != "" {
+			if err := ValidAlias(m.Target); err != nil {
+				return err
+			}
+		}
+		if m.Issuer != "" {
+			return ValidAlias(m.Issuer)
+		}
 	case *ControlAck:
 		if err := maxLen("error", m.Error, MaxAckErrorLen); err != nil || m.Status == nil {
 			return err
@@ -175,6 +189,14 @@ func validateStatus(s *NodeStatus) error {
 	}
 	if err := ValidTags(s.Tags); err != nil {
 		return fmt.Errorf("status: %w", err)
+	}
+	if len(s.KeyIDs) > MaxKeyIDs {
+		return fmt.Errorf("%d key ids exceed the limit of %d", len(s.KeyIDs), MaxKeyIDs)
+	}
+	for _, id := range s.KeyIDs {
+		if err := maxLen("key id", id, MaxStatusString); err != nil {
+			return err
+		}
 	}
 	if len(s.Config) > MaxConfigEntries {
 		return fmt.Errorf("%d config entries exceed the limit of %d", len(s.Config), MaxConfigEntries)

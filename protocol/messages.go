@@ -291,13 +291,20 @@ type Leave struct {
 }
 
 // Control is a command for the receiving node itself (not for its jobs).
+// The last five fields are an operator's signature over Op, the arguments,
+// Target, Issuer, Nonce and Expiry (node/operator); empty when unsigned.
 type Control struct {
-	ID    uint64
-	Op    string // ping, status, scale, shutdown, restart, config
-	N     int64
-	Key   string
-	Value string
-	Now   bool // shutdown without draining
+	ID     uint64
+	Op     string // ping, status, scale, shutdown, restart, config, keys
+	N      int64
+	Key    string
+	Value  string
+	Now    bool   // shutdown without draining
+	Target string // the alias the request was signed for
+	Issuer string // the operator who signed it
+	Nonce  []byte
+	Expiry int64 // Unix nanoseconds
+	Sig    []byte
 }
 
 // ControlAck answers a Control with the same ID. Error empty means ok.
@@ -322,7 +329,9 @@ type NodeStatus struct {
 	RSSBytes      uint64
 	Tags          map[string]string
 	Config        map[string]string
-	BytesSent     uint64 // application bytes written to the cluster port
+	BytesSent     uint64   // application bytes written to the cluster port
+	KeyIDs        []string // installed cluster key ids, primary first; none = not encrypted
+	Operators     bool     // control that changes the node needs an operator's signature
 }
 
 // JobRequest asks a worker to run one job.

@@ -515,9 +515,13 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 	}
 	if cur.State == protocol.StateFailed {
 		if _, ok := c.redials[cur.Alias]; !ok || !known || prev.State != protocol.StateFailed {
-			r := &redial{next: now.Add(c.jitter(c.cfg.ReconnectBase)), backoff: c.cfg.ReconnectBase}
-			c.redials[cur.Alias] = r
-			c.arm(timerRedial, cur.Alias, r.next)
+			// Only a member once in contact is re-dialled: one known by
+			// hearsay alone is not dialled again on hearsay.
+			if _, hearsay := c.unverified[cur.Alias]; !hearsay {
+				r := &redial{next: now.Add(c.jitter(c.cfg.ReconnectBase)), backoff: c.cfg.ReconnectBase}
+				c.redials[cur.Alias] = r
+				c.arm(timerRedial, cur.Alias, r.next)
+			}
 			c.reapAt[cur.Alias] = c.reapTime(now, cur.Alias, cur.State)
 			c.arm(timerReap, cur.Alias, c.reapAt[cur.Alias])
 		}

@@ -1,0 +1,125 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"meshell/mesh/keyring"
+	"meshell/node/operator"
+	"meshell/protocol"
+)
+
+// mutating reports whether a control request changes the node: those are
+// refused by --accept-control=false and need an operator's signature when
+// the node has --operators. Ping, status and listing keys do not.
+func mutating(m *protocol.Control) bool {
+	switch m.Op {
+	case OpScale, OpShutdown, OpRestart:
+		return true
+	case OpConfig:
+		return m.Key != ""
+	case OpKeys:
+		return m.Key != "list"
+	}
+	return false
+}
+
+// controlArgs are the arguments an operator's signature covers, built the
+// same way on both ends from every field that changes what the request does.
+func controlArgs(m *protocol.Control) []string {
+	return []string{"n=" + strconv.FormatInt(m.N, 10), "key=" + m.Key, "value=" + m.Value, "now=" + strconv.FormatBool(m.Now)}
+}
+
+// sign signs m for target with this node's operator key, if it has one.
+func (n *Node) sign(m *protocol.Control, target string) error {
+	k := n.cfg.OperatorKey
+	if k == nil || !mutating(m) {
+		return nil
+	}
+	s, err := operator.Sign(k, m.Op, controlArgs(m), target, operator.DefaultTTL, time.Now())
+	if err != nil {
+		return err
+	}
+	m.Target, m.Issuer, m.Nonce, m.Expiry, m.Sig = s.Target, s.Issuer, s.Nonce, s.Expiry, s.Sig
+	return nil
+}
+
+// verify checks m's operator signature when this node requires one.
+func (n *Node) verify(m *protocol.Control) error {
+	v := n.cfg.Operators
+	if v == nil {
+		return nil
+	}
+	s := operator.Signed{Op: m.Op, Args: controlArgs(m), Target: m.Target, Issuer: m.Issuer, Nonce: m.Nonce, Expiry: m.Expiry, Sig: m.Sig}
+	issuer, err := v.Verify(s, n.Alias(), time.Now())
+	if err != nil {
+		if errors.Is(err, operator.ErrNotSigned) {
+			return errors.New("this node takes changes only from its operators: sign the request with --operator-key")
+		}
+		return err
+	}
+	n.log.WithField("operator", issuer).WithField("op", m.Op).Info("control: signed request")
+	return nil
+}
+
+// Operator is the name of the operator this node signs control requests
+// as, or "" when it has no operator key.
+func (n *Node) Operator() string {
+	if k := n.cfg.OperatorKey; k != nil {
+		return k.Name()
+	}
+	return ""
+}
+
+// keys runs one step of a key rotation on this node: list, install KEY, use
+// ID or remove ID. The key file, if any, is rewritten atomically after a
+// change; connections authenticated by a removed key are closed.
+func (n *Node) keys(op, value string) error {
+	ring := n.cfg.Keyring
+	if ring == nil {
+		return errors.New("this node holds no cluster key: the cluster is not encrypted (start every node with --key-file to use keys)")
+	}
+	lookup := func() (keyring.Key, error) {
+		k, ok := ring.Lookup(value)
+		if !ok {
+			return k, fmt.Errorf("key %s is not installed here (installed: %v)", value, ring.IDs())
+		}
+		return k, nil
+	}
+	var err error
+	switch op {
+	case "list":
+		return nil
+	case "install":
+		var k keyring.Key
+		if k, err = keyring.ParseKey(value); err == nil {
+			err = ring.Install(k)
+		}
+	case "use":
+		var k keyring.Key
+		if k, err = lookup(); err == nil {
+			err = ring.Use(k)
+		}
+	case "remove":
+		var k keyring.Key
+		if k, err = lookup(); err == nil {
+			if err = ring.Remove(k); err == nil {
+				n.mesh.CloseKeyed(k.ID())
+			}
+		}
+	default:
+		return fmt.Errorf("unknown keys operation %q: use list, install, use or remove", op)
+	}
+	if err != nil {
+		return err
+	}
+	if n.cfg.KeyFile != "" {
+		if err := ring.Save(n.cfg.KeyFile); err != nil {
+			return fmt.Errorf("keyring changed, but %s was not rewritten: %w", n.cfg.KeyFile, err)
+		}
+	}
+	n.log.WithField("keys", ring.IDs()).Info("keys: " + op)
+	return nil
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"meshell/mesh/keyring"
+	"meshell/node"
+	"meshell/node/operator"
+)
+
+// security loads the cluster keys (--key-file, else MESHELL_KEY), the
+// operators file and this shell's operator key into cfg.
+func (o *options) security(cfg *node.Config) error {
+	switch env := os.Getenv(keyring.EnvVar); {
+	case o.keyFile != "":
+		ring, err := keyring.Load(o.keyFile)
+		if err != nil {
+			return fmt.Errorf("--key-file: %w", err)
+		}
+		cfg.Keyring, cfg.KeyFile = ring, o.keyFile
+	case env != "":
+		ring, err := keyring.FromEnv(env)
+		if err != nil {
+			return fmt.Errorf("%s: %w", keyring.EnvVar, err)
+		}
+		cfg.Keyring = ring
+	}
+	cfg.Insecure = o.insecure
+	if o.operatorsFile != "" {
+		ops, err := operator.LoadOperators(o.operatorsFile)
+		if err != nil {
+			return fmt.Errorf("--operators: %w", err)
+		}
+		if cfg.Operators, err = operator.NewVerifier(ops, operator.VerifierConfig{}); err != nil {
+			return fmt.Errorf("--operators: %w", err)
+		}
+	}
+	if o.operatorKey != "" {
+		k, err := operator.LoadPrivateKey(o.operatorKey)
+		if err != nil {
+			return fmt.Errorf("--operator-key: %w", err)
+		}
+		cfg.OperatorKey = k
+	}
+	return nil
+}
+
+// keygen prints a new cluster key, or with --operator NAME --out FILE writes
+// an operator's private key and prints the line for an operators file.
+func keygen(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("meshell keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("operator", "", "make an operator key for NAME instead of a cluster key")
+	out := fs.String("out", "", "with --operator: write the private key to this file (mode 0600)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "error: unexpected argument %q: meshell keygen [--operator NAME --out FILE]\n", fs.Arg(0))
+		return 2
+	}
+	if *name == "" {
+		if *out != "" {
+			fmt.Fprintln(stderr, "error: --out is for operator keys; a cluster key is printed: meshell keygen > cluster.key && chmod 600 cluster.key")
+			return 2
+		}
+		k, err := keyring.Generate()
+		if err != nil {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, k.Encode())
+		return 0
+	}
+	if *out == "" {
+		fmt.Fprintln(stderr, "error: --operator needs --out FILE for the private key")
+		return 2
+	}
+	k, err := operator.Generate(*name)
+	if err == nil {
+		err = k.WriteFile(*out)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, k.PublicLine())
+	return 0
+}
