@@ -39,6 +39,8 @@ type options struct {
 	historyFile                                 string
 	keyFile, operatorsFile, operatorKey         string
 	insecure                                    bool
+	maxSlots, maxMembers                        int
+	maxJobTimeout                               time.Duration
 	swim                                        [][2]string // failure-detection flags as given: key, value
 	set                                         map[string]bool
 }
@@ -78,6 +80,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.insecure, "insecure", false, "without a cluster key, take peers from any address (default: loopback only)")
 	fs.StringVar(&o.operatorsFile, "operators", "", "operators file: control that changes this node must be signed by one of them")
 	fs.StringVar(&o.operatorKey, "operator-key", "", "operator private key that signs the control requests this shell sends")
+	fs.IntVar(&o.maxSlots, "max-slots", node.DefaultMaxSlots(), "most job slots !scale may give this node")
+	fs.DurationVar(&o.maxJobTimeout, "max-job-timeout", node.DefaultMaxJobTimeout, "longest a job may run on this node")
+	fs.IntVar(&o.maxMembers, "max-members", swim.LANConfig().MaxMembers, "largest membership table; news of members beyond it is refused")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.demo, "demo", false, "start with two in-process worker nodes already joined")
 	if err := fs.Parse(args); err != nil {
@@ -244,6 +249,14 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	if err := o.security(&cfg); err != nil {
 		return cfg, nil, err
 	}
+	if o.maxSlots < 1 {
+		return cfg, nil, fmt.Errorf("--max-slots %d: give at least 1", o.maxSlots)
+	}
+	if o.maxJobTimeout <= 0 {
+		return cfg, nil, fmt.Errorf("--max-job-timeout %v: give a positive duration such as 1h", o.maxJobTimeout)
+	}
+	cfg.Jobs = node.JobLimits{MaxSlots: o.maxSlots, MaxJobTimeout: o.maxJobTimeout}
+	cfg.SWIM.MaxMembers = o.maxMembers
 	if err := node.SetTunables(&cfg.SWIM, o.swim); err != nil {
 		return cfg, nil, fmt.Errorf("failure-detection flags: %w", err)
 	}

@@ -396,7 +396,8 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 		}
 		return nil, err
 	}
-	unblock := context.AfterFunc(ctx, func() { nc.Close() })
+	raw := nc // closing the socket ends a TLS handshake or read on it too
+	unblock := context.AfterFunc(ctx, func() { raw.Close() })
 	defer unblock()
 	if m.cfg.Keyring != nil {
 		deadline := time.Now().Add(m.cfg.HandshakeTimeout)

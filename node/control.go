@@ -180,7 +180,10 @@ func (n *Node) Control(ctx context.Context, targets []string, req protocol.Contr
 		r := &replies[local]
 		r.RTT, r.Path, r.OK, r.Error, r.Status = time.Since(start), "local", ack.Error == "", ack.Error, ack.Status
 	}
-	if local >= 0 && req.Op != OpShutdown {
+	// The local node goes last when its own step would cut the others off:
+	// a shutdown, or a key removal that closes their connections.
+	localLast := req.Op == OpShutdown || req.Op == OpKeys && req.Key == "remove"
+	if local >= 0 && !localLast {
 		runLocal()
 	}
 	timer := time.NewTimer(timeout)
@@ -211,8 +214,8 @@ wait:
 			r.Error = "cancelled before an answer"
 		}
 	}
-	if local >= 0 && req.Op == OpShutdown {
-		runLocal() // the local node goes last
+	if local >= 0 && localLast {
+		runLocal()
 	}
 	if after != nil {
 		after() // this node's own shutdown or restart: done when the command returns
@@ -267,12 +270,14 @@ func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.Contro
 		st := n.Status()
 		ack.Status = &st
 	case OpKeys:
-		if err := n.keys(m.Key, m.Value); err != nil {
+		after, err := n.keys(m.Key, m.Value)
+		if err != nil {
 			ack.Error = err.Error()
 			break
 		}
 		st := n.Status()
 		ack.Status = &st
+		return ack, after
 	case OpShutdown:
 		log.Warn("control: shutting down")
 		now := m.Now

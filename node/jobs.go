@@ -31,10 +31,20 @@ import (
 // one-slot channel: removal from the table is the single arbiter of who
 // finishes an attempt, so every attempt ends once, and an answer for an id
 // that is no longer pending (late, duplicate, superseded) is ignored.
+//
+// The worker side answers through j.out (jobs_replies.go): inline while a
+// dispatcher's mesh queue has room, else through a bounded queue per
+// dispatcher.
 type Jobs struct {
 	n   *Node
 	reg *manager.Registry
 	w   *worker
+	out *outbox   // worker answers waiting for a dispatcher's mesh queue
+	lim JobLimits // the owner's, fixed by newJobs
+
+	// transport hands a job message to a peer's mesh queue without
+	// blocking (mesh.SendConnected; tests put a fake peer here).
+	transport func(alias string, m protocol.Message) error
 
 	kinds  atomic.Pointer[map[string]kind] // copy on write
 	kindMu sync.Mutex                      // serialises writers of kinds
@@ -126,13 +136,14 @@ func (s *stream) take(buf []protocol.JobChunk) []protocol.JobChunk {
 }
 
 func newJobs(n *Node) *Jobs {
-	j := &Jobs{n: n, reg: manager.NewRegistry(), closing: make(chan struct{})}
+	j := &Jobs{n: n, reg: manager.NewRegistry(), lim: n.jobLimits(), transport: n.mesh.SendConnected, closing: make(chan struct{})}
 	for i := range j.pending {
 		j.pending[i].m = map[uint64]pend{}
 	}
 	ks := builtinKinds()
 	j.kinds.Store(&ks)
-	slots := runtime.NumCPU()
+	j.out = newOutbox(j)
+	slots := min(runtime.NumCPU(), j.lim.MaxSlots)
 	j.w = newWorker(j, slots)
 	// The node is not running yet: advertise the slots with its first Hello.
 	self := *n.self.Load()
@@ -225,7 +236,7 @@ func (j *Jobs) send(alias string, m protocol.Message) error {
 		j.receive(alias, m)
 		return nil
 	}
-	return j.n.mesh.SendConnected(alias, m)
+	return j.transport(alias, m)
 }
 
 // receive handles a job message on the sending peer's reader goroutine.
@@ -253,7 +264,8 @@ func (j *Jobs) peerDown(alias string) {
 		l.SetDown(true)
 	}
 	j.failWhere(func(p pend) bool { return p.worker == alias }, outcome{lost: alias + " dropped its connection"})
-	j.w.dropFrom(alias)
+	j.w.dropFrom(alias, whyCancel)
+	j.out.forget(alias)
 }
 
 // memberEvent runs on the run loop: a worker that failed or left loses its
@@ -276,6 +288,7 @@ func (j *Jobs) close() {
 	}
 	close(j.closing)
 	j.w.close()
+	j.out.close()
 	j.failWhere(func(pend) bool { return true }, outcome{closed: true})
 }
 
@@ -328,7 +341,10 @@ type DispatchRequest struct {
 	Args     []string
 	Tags     map[string]string // workers must carry all of these; empty = role=worker
 	Strategy manager.Strategy  // zero value: least-connections
-	Timeout  time.Duration     // for the whole job, retries included; 0 = none
+	// Timeout bounds the whole job, retries included; 0 = none here, but a
+	// worker stops an attempt after this node's MaxJobTimeout, which also
+	// caps a longer Timeout.
+	Timeout time.Duration
 	// MaxAttempts bounds re-dispatch after a worker is lost; 0 = DefaultMaxAttempts.
 	MaxAttempts int
 	// OnChunk receives a streaming job's chunks in order, on the caller's
@@ -384,9 +400,10 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		j.inflight.Add(-1)
 		j.record(req, res, err)
 	}()
+	timeout := min(req.Timeout, j.lim.MaxJobTimeout)
 	var deadline <-chan time.Time
-	if req.Timeout > 0 {
-		t := time.NewTimer(req.Timeout)
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
 		defer t.Stop()
 		deadline = t.C
 	}
@@ -444,7 +461,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			case <-ctx.Done():
 				return res, fmt.Errorf("job %d cancelled while waiting for a free worker: %w", res.Job, ctx.Err())
 			case <-deadline:
-				return res, fmt.Errorf("job %d timed out after %v waiting for a free worker (%s)", res.Job, req.Timeout, strings.Join(lastNotes(notes, len(cands)), "; "))
+				return res, fmt.Errorf("job %d timed out after %v waiting for a free worker (%s)", res.Job, timeout, strings.Join(lastNotes(notes, len(cands)), "; "))
 			case <-j.closing:
 			}
 			skip = skip[:0]
@@ -459,16 +476,18 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		}
 		res.Attempts++
 		res.Worker = w.Alias
-		var timeout int64
-		if req.Timeout > 0 {
+		// Without a timeout of ours, the worker stops the attempt after our
+		// MaxJobTimeout (and after its own, when that is shorter).
+		wt := j.lim.MaxJobTimeout
+		if timeout > 0 {
 			// The worker's deadline is a backstop, a little later than ours:
 			// normally our timer fires first and cancels the job there.
-			left := max(req.Timeout-time.Since(start), 0)
-			timeout = int64(left + left/8 + 5*time.Millisecond)
+			left := max(timeout-time.Since(start), 0)
+			wt = min(left+left/8+5*time.Millisecond, wt)
 		}
 		w.Load.Start()
 		j.store(id, pend{c: c, worker: w.Alias, load: w.Load})
-		msg := &protocol.JobRequest{ID: id, Kind: req.Kind, Args: req.Args, Attempt: uint8(min(res.Attempts, 255)), Timeout: timeout}
+		msg := &protocol.JobRequest{ID: id, Kind: req.Kind, Args: req.Args, Attempt: uint8(min(res.Attempts, 255)), Timeout: int64(wt)}
 		if serr := j.send(w.Alias, msg); serr != nil {
 			if !j.remove(id) {
 				<-c.ch // a peer-down scan got there first; its outcome is ours
@@ -500,7 +519,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			case <-ctx.Done():
 				gaveUp = fmt.Errorf("job %d cancelled on %s: %w", res.Job, w.Alias, ctx.Err())
 			case <-deadline:
-				gaveUp = fmt.Errorf("job %d timed out after %v on %s (attempt %d)", res.Job, req.Timeout, w.Alias, res.Attempts)
+				gaveUp = fmt.Errorf("job %d timed out after %v on %s (attempt %d)", res.Job, timeout, w.Alias, res.Attempts)
 			case <-j.closing:
 				gaveUp = fmt.Errorf("job %d: this node is shutting down", res.Job)
 			}
@@ -668,12 +687,19 @@ type JobStats struct {
 	Slots      int    // jobs this node runs at once as a worker
 	Running    int    // running now
 	Queued     int    // accepted and waiting for a slot
-	QueueLimit int    // waiting jobs beyond which requests are answered busy
+	QueueLimit int    // waiting jobs beyond which requests are answered busy (see SetJobQueue)
 	Done       uint64 // jobs finished on this node as a worker
 	Busy       uint64 // requests answered busy
 	Rejected   uint64 // requests answered rejected (draining)
 	Draining   bool
 	InFlight   int // jobs this node dispatched that have not finished
+
+	RepliesQueued  int    // answers waiting for a dispatcher's full mesh queue
+	RepliesDropped uint64 // answers dropped because their dispatcher was not reading
+	ReplyOverflows uint64 // times a dispatcher's answers were dropped and its jobs cancelled
+
+	MaxSlots      int           // the owner's bound on Slots
+	MaxJobTimeout time.Duration // the owner's bound on one job's run
 }
 
 // JobStats returns the job counters.
@@ -683,16 +709,24 @@ func (n *Node) JobStats() JobStats {
 	w.mu.Lock()
 	limit := w.queueMax
 	w.mu.Unlock()
+	rq, rd, ro := n.jobs.out.stats()
 	return JobStats{Slots: slots, Running: running, Queued: queued, QueueLimit: limit, Done: w.done.Load(),
-		Busy: w.busy.Load(), Rejected: w.rejected.Load(), Draining: draining, InFlight: int(n.jobs.inflight.Load())}
+		Busy: w.busy.Load(), Rejected: w.rejected.Load(), Draining: draining, InFlight: int(n.jobs.inflight.Load()),
+		RepliesQueued: rq, RepliesDropped: rd, ReplyOverflows: ro,
+		MaxSlots: n.jobs.lim.MaxSlots, MaxJobTimeout: n.jobs.lim.MaxJobTimeout}
 }
 
-// SetSlots changes how many jobs this node runs at once. Running jobs are
-// not disturbed (with fewer slots, the queue waits until enough finish);
-// the new count is gossiped as the slots tag.
+// SetSlots changes how many jobs this node runs at once, at most its
+// owner's MaxSlots (the remote scale command comes here too). Running jobs
+// are not disturbed (with fewer slots, the queue waits until enough
+// finish); the new count is gossiped as the slots tag.
 func (n *Node) SetSlots(k int) error {
-	if k < 0 || k > maxSlots {
-		return fmt.Errorf("slots %d out of range: use 0 to %d", k, maxSlots)
+	limit := n.jobs.lim.MaxSlots
+	if k < 0 {
+		return fmt.Errorf("slots %d out of range: use 0 to %d", k, limit)
+	}
+	if k > limit {
+		return fmt.Errorf("slots %d exceeds this node's --max-slots %d (set by its owner at start-up)", k, limit)
 	}
 	n.jobs.w.setSlots(k)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -705,10 +739,12 @@ func (n *Node) SetSlots(k int) error {
 }
 
 // SetJobQueue sets how many accepted jobs may wait for a slot (default
-// DefaultJobQueue); past that requests are answered busy.
+// DefaultJobQueue); past that requests are answered busy. A dispatcher
+// alone may fill it; while others wait, each holds at most its share of it,
+// and one with nothing waiting always gets a place.
 func (n *Node) SetJobQueue(k int) error {
-	if k < 0 || k > 1<<20 {
-		return fmt.Errorf("job queue %d out of range: use 0 to %d", k, 1<<20)
+	if k < 0 || k > maxJobQueue {
+		return fmt.Errorf("job queue %d out of range: use 0 to %d", k, maxJobQueue)
 	}
 	w := n.jobs.w
 	w.mu.Lock()

@@ -12,26 +12,26 @@ import (
 	"time"
 
 	"meshell/manager"
-	"meshell/mesh"
 	"meshell/protocol"
 )
 
 // DefaultJobQueue is how many accepted jobs may wait for a slot on a worker.
-// Past slots running plus this many waiting, a request is answered JobBusy
-// at once and its dispatcher tries another worker. 256 lets one dispatcher
-// running `!bench --concurrency 256` keep a single worker busy without
-// bouncing.
+// Past slots running plus this many waiting (or past its share of them, see
+// worker.admits), a request is answered JobBusy at once and its dispatcher
+// tries another worker. 256 lets one dispatcher running `!bench
+// --concurrency 256` keep a single worker busy without bouncing.
 const DefaultJobQueue = 256
 
-// maxSlots bounds SetSlots.
-const maxSlots = 4096
+// maxJobQueue bounds SetJobQueue.
+const maxJobQueue = 1 << 20
 
 // Why a worker cancelled a job's context; decides the answer.
 const (
-	whyNone   uint32 = iota
-	whyCancel        // the dispatcher sent JobCancel or went away: JobCancelled
-	whyReject        // DrainJobs ran out of time: JobRejected, so it fails over
-	whyClose         // this node shuts down: JobCancelled, which fails over
+	whyNone    uint32 = iota
+	whyCancel         // the dispatcher sent JobCancel or went away: JobCancelled
+	whyReject         // DrainJobs ran out of time: JobRejected, so it fails over
+	whyClose          // this node shuts down: JobCancelled, which fails over
+	whyDropped        // the dispatcher did not read its answers: JobCancelled
 )
 
 // drainGrace bounds how long DrainJobs waits, after its ctx ended, for the
@@ -46,31 +46,53 @@ type taskKey struct {
 // task is an accepted job that runs on a goroutine: queued, then running.
 type task struct {
 	key     taskKey
+	d       *disp // its dispatcher's share
 	kind    kind
 	args    []string
 	timeout time.Duration
+	capped  bool // timeout is this node's MaxJobTimeout
 	ctx     context.Context
 	cancel  context.CancelFunc
 	why     atomic.Uint32
 	started bool // guarded by worker.mu
+
+	prev, next *task // in d's queue while queued; guarded by worker.mu
+}
+
+// disp is one dispatcher's share of a worker: its jobs waiting for a slot
+// (FIFO) and the count of its goroutine jobs running. It exists while it
+// has either; guarded by worker.mu.
+type disp struct {
+	from       string
+	head, tail *task
+	queued     int
+	running    int
+	served     uint64 // worker.serveSeq when its last job started; 0 = never
+	wait       int    // index in worker.waiting while queued > 0
 }
 
 // worker is the job-running side of a node. Slots are tokens: a request
 // that finds a free slot and an empty queue takes a token and either runs
 // at once on the connection's goroutine (inline kinds: cheap and bounded) or
-// on a new goroutine; otherwise it waits in a FIFO queue of bounded length,
-// and past that it is answered JobBusy. A goroutine that finishes a job
-// takes the next queued one while it still holds a token, so a queued job
-// never waits for a goroutine hand-off it does not need.
+// on a new goroutine; otherwise it waits in its dispatcher's FIFO, and past
+// that dispatcher's share it is answered JobBusy. A goroutine that finishes
+// a job takes the next queued one while it still holds a token, so a queued
+// job never waits for a goroutine hand-off it does not need.
+//
+// When a slot frees, the next job is the oldest of the waiting dispatcher
+// served least recently (round robin, a newcomer first), so that one
+// dispatcher's backlog does not delay the others' jobs.
 type worker struct {
 	j *Jobs
 
 	mu       sync.Mutex
 	slots    int
 	queueMax int
-	running  int     // tokens held (inline and goroutine jobs)
-	queue    []*task // FIFO from qhead
-	qhead    int
+	running  int // tokens held (inline and goroutine jobs)
+	queued   int // tasks waiting, all dispatchers
+	disps    map[string]*disp
+	waiting  []*disp // dispatchers with queued tasks, in no order
+	serveSeq uint64
 	tasks    map[taskKey]*task // queued and goroutine-run tasks, for cancel
 	draining bool
 	closed   bool
@@ -87,36 +109,125 @@ type worker struct {
 
 func newWorker(j *Jobs, slots int) *worker {
 	base, stop := context.WithCancel(context.Background())
-	return &worker{j: j, slots: slots, queueMax: DefaultJobQueue, tasks: map[taskKey]*task{}, base: base, stop: stop}
+	return &worker{j: j, slots: slots, queueMax: DefaultJobQueue, disps: map[string]*disp{},
+		tasks: map[taskKey]*task{}, base: base, stop: stop}
 }
 
-func (w *worker) queued() int { return len(w.queue) - w.qhead }
-
-func (w *worker) push(t *task) { w.queue = append(w.queue, t) }
-
-func (w *worker) pop() *task {
-	t := w.queue[w.qhead]
-	w.queue[w.qhead] = nil
-	w.qhead++
-	if w.qhead == len(w.queue) {
-		w.queue, w.qhead = w.queue[:0], 0
+// dispFor returns from's share, making one. Called with w.mu held.
+func (w *worker) dispFor(from string) *disp {
+	d := w.disps[from]
+	if d == nil {
+		d = &disp{from: from, wait: -1}
+		w.disps[from] = d
 	}
+	return d
+}
+
+// forgetIfIdle drops d once it has nothing queued or running, so that the
+// table holds only active dispatchers. Called with w.mu held.
+func (w *worker) forgetIfIdle(d *disp) {
+	if d.queued == 0 && d.running == 0 && w.disps[d.from] == d {
+		delete(w.disps, d.from)
+	}
+}
+
+// admits reports whether a request of dispatcher d (nil when it has nothing
+// here) may wait for a slot. Share rule: a dispatcher with nothing waiting
+// always gets one place; one with jobs waiting gets another while the queue
+// holds fewer than queueMax and it holds fewer than queueMax/n, n being the
+// dispatchers with jobs waiting. So a flood cannot lock the others out, and
+// the queue holds at most queueMax plus one per dispatcher. Called with
+// w.mu held.
+func (w *worker) admits(d *disp) bool {
+	if w.slots == 0 || w.queueMax == 0 {
+		return false
+	}
+	if d == nil || d.queued == 0 {
+		return true
+	}
+	return w.queued < w.queueMax && d.queued < w.queueMax/len(w.waiting)
+}
+
+// enqueue puts t at the end of its dispatcher's FIFO. Called with w.mu held.
+func (w *worker) enqueue(t *task) {
+	d := t.d
+	if d.tail == nil {
+		d.head = t
+	} else {
+		d.tail.next = t
+		t.prev = d.tail
+	}
+	d.tail = t
+	if d.queued == 0 {
+		d.wait = len(w.waiting)
+		w.waiting = append(w.waiting, d)
+	}
+	d.queued++
+	w.queued++
+}
+
+// unqueue takes the queued t out of its dispatcher's FIFO. Called with
+// w.mu held.
+func (w *worker) unqueue(t *task) {
+	d := t.d
+	if t.prev != nil {
+		t.prev.next = t.next
+	} else {
+		d.head = t.next
+	}
+	if t.next != nil {
+		t.next.prev = t.prev
+	} else {
+		d.tail = t.prev
+	}
+	t.prev, t.next = nil, nil
+	d.queued--
+	w.queued--
+	if d.queued == 0 {
+		last := len(w.waiting) - 1
+		moved := w.waiting[last]
+		w.waiting[d.wait] = moved
+		moved.wait = d.wait
+		w.waiting[last] = nil
+		w.waiting = w.waiting[:last]
+		d.wait = -1
+		w.forgetIfIdle(d)
+	}
+}
+
+// serve counts a job of d as started. Called with w.mu held.
+func (w *worker) serve(d *disp) {
+	w.serveSeq++
+	d.served = w.serveSeq
+	d.running++
+}
+
+// next takes the queued task to run next: the oldest of the waiting
+// dispatcher served least recently. Called with w.mu held, queued > 0.
+func (w *worker) next() *task {
+	d := w.waiting[0]
+	for _, o := range w.waiting[1:] {
+		if o.served < d.served {
+			d = o
+		}
+	}
+	t := d.head
+	w.serve(d) // before unqueue, so that d is not forgotten
+	w.unqueue(t)
+	t.started = true
 	return t
 }
 
-func (w *worker) unqueue(t *task) bool {
-	for i := w.qhead; i < len(w.queue); i++ {
-		if w.queue[i] == t {
-			copy(w.queue[i:], w.queue[i+1:])
-			w.queue[len(w.queue)-1] = nil
-			w.queue = w.queue[:len(w.queue)-1]
-			if w.qhead == len(w.queue) {
-				w.queue, w.qhead = w.queue[:0], 0
-			}
-			return true
-		}
+// takeQueued empties the queue; called with w.mu held.
+func (w *worker) takeQueued() []*task {
+	out := make([]*task, 0, w.queued)
+	for len(w.waiting) > 0 {
+		t := w.waiting[0].head
+		w.unqueue(t)
+		delete(w.tasks, t.key)
+		out = append(out, t)
 	}
-	return false
+	return out
 }
 
 func argsLen(args []string) int {
@@ -144,7 +255,15 @@ func (w *worker) submit(from string, req *protocol.JobRequest) {
 		w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobRejected, Error: w.j.n.Alias() + " takes no new jobs (draining)"})
 		return
 	}
-	if w.running < w.slots && w.queued() == 0 {
+	if len(w.tasks) > 0 {
+		if _, dup := w.tasks[taskKey{from, req.ID}]; dup {
+			w.mu.Unlock()
+			w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobError,
+				Error: fmt.Sprintf("job %d is already queued or running on %s: a request runs once", req.ID, w.j.n.Alias())})
+			return
+		}
+	}
+	if w.running < w.slots && w.queued == 0 {
 		w.running++
 		if k.inline && argsLen(req.Args) <= maxInlineIn {
 			w.mu.Unlock()
@@ -154,25 +273,36 @@ func (w *worker) submit(from string, req *protocol.JobRequest) {
 			w.release()
 			return
 		}
-		t := w.newTask(from, req, k)
+		t := w.newTask(w.dispFor(from), req, k)
 		t.started = true
+		w.serve(t.d)
 		w.tasks[t.key] = t
 		w.wg.Add(1)
 		w.mu.Unlock()
 		go w.runLoop(t)
 		return
 	}
-	if w.slots > 0 && w.queued() < w.queueMax {
-		t := w.newTask(from, req, k)
+	d := w.disps[from]
+	if w.admits(d) {
+		if d == nil {
+			d = w.dispFor(from)
+		}
+		t := w.newTask(d, req, k)
 		w.tasks[t.key] = t
-		w.push(t)
+		w.enqueue(t)
 		w.mu.Unlock()
 		return
 	}
+	var why string
+	if d != nil && len(w.waiting) > 1 && d.queued >= w.queueMax/len(w.waiting) {
+		why = fmt.Sprintf("%s is busy: %d of its %d queued jobs are yours, your share while %d dispatchers wait",
+			w.j.n.Alias(), d.queued, w.queued, len(w.waiting))
+	} else {
+		why = fmt.Sprintf("%s is busy: %d slots running and %d queued", w.j.n.Alias(), w.slots, w.queued)
+	}
 	w.mu.Unlock()
 	w.busy.Add(1)
-	w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobBusy,
-		Error: fmt.Sprintf("%s is busy: %d slots running and %d queued", w.j.n.Alias(), w.slots, w.queueMax)})
+	w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobBusy, Error: why})
 }
 
 func noEmit(string) error { return errors.New("this kind does not stream") }
@@ -185,23 +315,22 @@ func answer(id uint64, res string, err error) *protocol.JobResult {
 }
 
 // newTask is called with w.mu held. A job's timeout runs from its arrival,
-// queueing included, as the dispatcher's does.
-func (w *worker) newTask(from string, req *protocol.JobRequest, k kind) *task {
-	t := &task{key: taskKey{from, req.ID}, kind: k, args: req.Args, timeout: time.Duration(req.Timeout)}
-	if t.timeout > 0 {
-		t.ctx, t.cancel = context.WithTimeout(w.base, t.timeout)
-	} else {
-		t.ctx, t.cancel = context.WithCancel(w.base)
+// queueing included, as the dispatcher's does; none, or one above this
+// node's MaxJobTimeout, is MaxJobTimeout.
+func (w *worker) newTask(d *disp, req *protocol.JobRequest, k kind) *task {
+	t := &task{key: taskKey{d.from, req.ID}, d: d, kind: k, args: req.Args, timeout: time.Duration(req.Timeout)}
+	if limit := w.j.lim.MaxJobTimeout; t.timeout <= 0 || t.timeout > limit {
+		t.timeout, t.capped = limit, true
 	}
+	t.ctx, t.cancel = context.WithTimeout(w.base, t.timeout)
 	return t
 }
 
 // release gives a token back, or hands it to the next queued task.
 func (w *worker) release() {
 	w.mu.Lock()
-	if !w.closed && w.running <= w.slots && w.queued() > 0 {
-		t := w.pop()
-		t.started = true
+	if !w.closed && w.running <= w.slots && w.queued > 0 {
+		t := w.next()
 		w.wg.Add(1)
 		w.mu.Unlock()
 		go w.runLoop(t)
@@ -227,10 +356,11 @@ func (w *worker) runLoop(t *task) {
 		w.run(t)
 		w.mu.Lock()
 		delete(w.tasks, t.key)
+		t.d.running--
+		w.forgetIfIdle(t.d)
 		t = nil
-		if !w.closed && w.running <= w.slots && w.queued() > 0 {
-			t = w.pop()
-			t.started = true
+		if !w.closed && w.running <= w.slots && w.queued > 0 {
+			t = w.next()
 		} else {
 			w.running--
 			w.signalIdle()
@@ -263,9 +393,14 @@ func (w *worker) run(t *task) {
 		out = &protocol.JobResult{ID: t.key.id, Status: protocol.JobCancelled, Error: "cancelled"}
 	case whyClose:
 		out = &protocol.JobResult{ID: t.key.id, Status: protocol.JobCancelled, Error: w.j.n.Alias() + " is shutting down"}
+	case whyDropped:
+		out = &protocol.JobResult{ID: t.key.id, Status: protocol.JobCancelled, Error: "cancelled: " + w.j.n.Alias() + " dropped this dispatcher's answers, which it was not reading"}
 	default:
 		if err != nil && errors.Is(err, context.DeadlineExceeded) && t.ctx.Err() != nil {
 			err = fmt.Errorf("timed out after %v on %s", t.timeout, w.j.n.Alias())
+			if t.capped {
+				err = fmt.Errorf("%w (its --max-job-timeout)", err)
+			}
 		}
 		out = answer(t.key.id, res, err)
 	}
@@ -293,38 +428,33 @@ func (w *worker) cancel(from string, id uint64) {
 	t.cancel()
 }
 
-// dropFrom cancels every job of a dispatcher whose connection dropped: its
-// answers could not be delivered, and the dispatcher sends them elsewhere.
-func (w *worker) dropFrom(from string) {
+// dropFrom cancels every job of dispatcher from, for why (whyCancel: its
+// connection dropped; whyDropped: it did not read its answers). Queued jobs
+// go without an answer; running ones answer when they return.
+func (w *worker) dropFrom(from string, why uint32) {
 	w.mu.Lock()
 	var stop []*task
-	for k, t := range w.tasks {
-		if k.from != from {
-			continue
-		}
-		if !t.started {
+	if d := w.disps[from]; d != nil {
+		for t := d.head; t != nil; {
+			next := t.next
 			w.unqueue(t)
-			delete(w.tasks, k)
-		} else {
-			t.why.CompareAndSwap(whyNone, whyCancel)
+			delete(w.tasks, t.key)
+			stop = append(stop, t)
+			t = next
 		}
-		stop = append(stop, t)
+		if d.running > 0 {
+			for k, t := range w.tasks {
+				if k.from == from && t.started {
+					t.why.CompareAndSwap(whyNone, why)
+					stop = append(stop, t)
+				}
+			}
+		}
 	}
 	w.mu.Unlock()
 	for _, t := range stop {
 		t.cancel()
 	}
-}
-
-// takeQueued empties the queue; called with w.mu held.
-func (w *worker) takeQueued() []*task {
-	var out []*task
-	for w.queued() > 0 {
-		t := w.pop()
-		delete(w.tasks, t.key)
-		out = append(out, t)
-	}
-	return out
 }
 
 func (w *worker) drain(ctx context.Context) {
@@ -381,9 +511,8 @@ func (w *worker) resume() {
 func (w *worker) setSlots(k int) {
 	w.mu.Lock()
 	w.slots = k
-	for !w.closed && w.running < w.slots && w.queued() > 0 {
-		t := w.pop()
-		t.started = true
+	for !w.closed && w.running < w.slots && w.queued > 0 {
+		t := w.next()
 		w.running++
 		w.wg.Add(1)
 		go w.runLoop(t)
@@ -414,64 +543,7 @@ func (w *worker) close() {
 func (w *worker) stats() (slots, running, queued int, draining bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.slots, w.running, w.queued(), w.draining
-}
-
-// reply sends a worker's message to dispatcher to. A full outbound queue is
-// retried from a goroutine for a while (the answer is the only thing that
-// ends the job for its caller); a missing connection is not: the
-// dispatcher saw it drop and sends the job elsewhere.
-func (j *Jobs) reply(to string, m protocol.Message) {
-	err := j.send(to, m)
-	if !errors.Is(err, mesh.ErrQueueFull) {
-		return
-	}
-	w := j.w
-	w.mu.Lock()
-	if w.closed {
-		w.mu.Unlock()
-		return
-	}
-	w.wg.Add(1)
-	w.mu.Unlock()
-	go func() {
-		defer w.wg.Done()
-		ctx, cancel := context.WithTimeout(w.base, 10*time.Second)
-		defer cancel()
-		if err := j.sendRetry(ctx, to, m); err != nil {
-			j.n.log.WithField("alias", to).WithError(err).Warn("jobs: answer not sent")
-		}
-	}()
-}
-
-func (j *Jobs) sendChunk(ctx context.Context, to string, m *protocol.JobChunk) error {
-	return j.sendRetry(ctx, to, m)
-}
-
-// sendRetry sends m, waiting out a full queue until ctx ends.
-func (j *Jobs) sendRetry(ctx context.Context, to string, m protocol.Message) error {
-	backoff := 100 * time.Microsecond
-	var t *time.Timer
-	for {
-		err := j.send(to, m)
-		if !errors.Is(err, mesh.ErrQueueFull) {
-			return err
-		}
-		if t == nil {
-			t = time.NewTimer(backoff)
-			defer t.Stop()
-		} else {
-			t.Reset(backoff)
-		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if backoff < 50*time.Millisecond {
-			backoff *= 2
-		}
-	}
+	return w.slots, w.running, w.queued, w.draining
 }
 
 // slotsTags returns tags with the slots tag set to k.

@@ -50,6 +50,10 @@ type Config struct {
 	Operators   *operator.Verifier
 	OperatorKey *operator.PrivateKey
 
+	// Jobs are the owner's bounds on the job plane (--max-job-timeout,
+	// --max-slots); zero fields take the defaults.
+	Jobs JobLimits
+
 	// Transport overrides; zero values take mesh.DefaultConfig's.
 	HandshakeTimeout time.Duration
 	DialTimeout      time.Duration

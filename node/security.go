@@ -75,8 +75,15 @@ func (n *Node) Operator() string {
 
 // keys runs one step of a key rotation on this node: list, install KEY, use
 // ID or remove ID. The key file, if any, is rewritten atomically after a
-// change; connections authenticated by a removed key are closed.
-func (n *Node) keys(op, value string) error {
+// change. After a removal, what it returns closes the connections the
+// removed key authenticated; it runs once the acknowledgement is sent.
+func (n *Node) keys(op, value string) (func(), error) {
+	var after func()
+	err := n.rotate(op, value, &after)
+	return after, err
+}
+
+func (n *Node) rotate(op, value string, after *func()) error {
 	ring := n.cfg.Keyring
 	if ring == nil {
 		return errors.New("this node holds no cluster key: the cluster is not encrypted (start every node with --key-file to use keys)")
@@ -106,7 +113,7 @@ func (n *Node) keys(op, value string) error {
 		var k keyring.Key
 		if k, err = lookup(); err == nil {
 			if err = ring.Remove(k); err == nil {
-				n.mesh.CloseKeyed(k.ID())
+				*after = func() { n.mesh.CloseKeyed(k.ID()) }
 			}
 		}
 	default:

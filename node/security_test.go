@@ -1,0 +1,200 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"meshell/mesh/keyring"
+	"meshell/node/operator"
+	"meshell/protocol"
+)
+
+func genKey(t *testing.T) keyring.Key {
+	t.Helper()
+	k, err := keyring.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// keyFile writes keys to a new key file and returns its path.
+func keyFile(t *testing.T, keys ...keyring.Key) string {
+	t.Helper()
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k.Encode() + "\n")
+	}
+	p := filepath.Join(t.TempDir(), "cluster.key")
+	if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// withKeyFile gives a node the keyring in path, rewritten on rotation.
+func withKeyFile(t *testing.T, path string) testOpt {
+	ring, err := keyring.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(c *Config) { c.Keyring, c.KeyFile = ring, path }
+}
+
+func keysOp(t *testing.T, from *Node, targets []string, op, value string) []ControlReply {
+	t.Helper()
+	replies, err := from.Control(ctxFor(t, 10*time.Second), targets, protocol.Control{Op: OpKeys, Key: op, Value: value}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return replies
+}
+
+func TestKeyedClusterRefusesOutsiders(t *testing.T) {
+	k := genKey(t)
+	a := startNode(t, "a", withKeyFile(t, keyFile(t, k)))
+	b := startNode(t, "b", withKeyFile(t, keyFile(t, k)))
+	if _, err := b.Join(ctxFor(t, 5*time.Second), a.Addr()); err != nil {
+		t.Fatalf("join with the cluster key: %v", err)
+	}
+	cases := map[string]testOpt{
+		"no key":    func(c *Config) {},
+		"wrong key": withKeyFile(t, keyFile(t, genKey(t))),
+	}
+	for name, opt := range cases {
+		t.Run(name, func(t *testing.T) {
+			x := startNode(t, "x-"+strings.ReplaceAll(name, " ", "-"), opt)
+			_, err := x.Join(ctxFor(t, 5*time.Second), a.Addr())
+			if err == nil || !strings.Contains(err.Error(), k.ID()) {
+				t.Fatalf("an outsider with %s: join error %v, want a refusal naming the cluster's key id %s", name, err, k.ID())
+			}
+			if _, ok := a.Members().Get(x.Alias()); ok {
+				t.Fatalf("the outsider is in a's table")
+			}
+		})
+	}
+}
+
+func TestRotationWithANodeDown(t *testing.T) {
+	k1, k2 := genKey(t), genKey(t)
+	files := map[string]string{}
+	var nodes []*Node
+	for _, alias := range []string{"a", "b", "c"} {
+		files[alias] = keyFile(t, k1)
+		nodes = append(nodes, startNode(t, alias, withKeyFile(t, files[alias])))
+	}
+	for _, n := range nodes[1:] {
+		if _, err := n.Join(ctxFor(t, 5*time.Second), nodes[0].Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		waitAlive(t, n, 3)
+	}
+	// c is down during the rotation.
+	nodes[2].Close()
+	all := []string{"a", "b"}
+	for _, step := range [][2]string{{"install", k2.Encode()}, {"use", k2.ID()}, {"remove", k1.ID()}} {
+		for _, r := range keysOp(t, nodes[0], all, step[0], step[1]) {
+			if !r.OK {
+				t.Fatalf("keys %s on %s: %s", step[0], r.Alias, r.Error)
+			}
+		}
+	}
+	for _, alias := range all {
+		ring, err := keyring.Load(files[alias])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ids := ring.IDs(); len(ids) != 1 || ids[0] != k2.ID() {
+			t.Fatalf("%s's key file after the rotation holds %v, want only %s", alias, ids, k2.ID())
+		}
+	}
+	// A fourth node with the new key only joins; c, back with the old key, is
+	// refused with a reason naming the key ids.
+	d := startNode(t, "d", withKeyFile(t, keyFile(t, k2)))
+	if _, err := d.Join(ctxFor(t, 5*time.Second), nodes[0].Addr()); err != nil {
+		t.Fatalf("a node with the new key: %v", err)
+	}
+	c2 := startNode(t, "c", withKeyFile(t, files["c"]))
+	_, err := c2.Join(ctxFor(t, 5*time.Second), nodes[0].Addr())
+	if err == nil || !strings.Contains(err.Error(), k2.ID()) {
+		t.Fatalf("a node with the rotated-out key: join error %v, want a refusal naming %s", err, k2.ID())
+	}
+}
+
+func TestRotationRefusesRemovingThePrimary(t *testing.T) {
+	k1, k2 := genKey(t), genKey(t)
+	a := startNode(t, "a", withKeyFile(t, keyFile(t, k1, k2)))
+	r := keysOp(t, a, []string{"a"}, "remove", k1.ID())[0]
+	if r.OK || !strings.Contains(r.Error, "primary") {
+		t.Fatalf("removing the primary key: %+v, want a refusal", r)
+	}
+}
+
+// operatorPair makes an operator key and a verifier that lists it.
+func operatorPair(t *testing.T, name string) (*operator.PrivateKey, *operator.Verifier) {
+	t.Helper()
+	k, err := operator.Generate(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := operator.ParseOperators(strings.NewReader(k.PublicLine()+"\n"), "operators")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := operator.NewVerifier(ops, operator.VerifierConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, v
+}
+
+func TestSignedControl(t *testing.T) {
+	key, verifier := operatorPair(t, "alice")
+	a, b, _ := cluster3(t, func(c *Config) { c.Operators = verifier })
+	scale := protocol.Control{Op: OpScale, N: 2}
+
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, scale, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := replies[0]; r.OK || !strings.Contains(r.Error, "operators") {
+		t.Fatalf("unsigned scale: %+v, want a refusal", r)
+	}
+	if replies, _ := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, protocol.Control{Op: OpStatus}, 5*time.Second); !replies[0].OK {
+		t.Fatalf("status needs no signature: %+v", replies[0])
+	}
+
+	a.cfg.OperatorKey = key
+	replies, _ = a.Control(ctxFor(t, 10*time.Second), []string{"b"}, scale, 5*time.Second)
+	if r := replies[0]; !r.OK {
+		t.Fatalf("signed scale refused: %+v", r)
+	}
+
+	// The same signed request again, or aimed at another node, is refused.
+	signed := scale
+	if err := a.sign(&signed, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if ack, _ := b.handleControl(&signed, "a"); ack.Error != "" {
+		t.Fatalf("first use of a signed request: %s", ack.Error)
+	}
+	if ack, _ := b.handleControl(&signed, "a"); !strings.Contains(ack.Error, "replayed") {
+		t.Fatalf("replayed signed request: %q, want a refusal", ack.Error)
+	}
+	reaimed := scale
+	a.sign(&reaimed, "c")
+	if ack, _ := b.handleControl(&reaimed, "a"); !strings.Contains(ack.Error, "aimed at c") {
+		t.Fatalf("request signed for c run by b: %q, want a refusal", ack.Error)
+	}
+	tampered := scale
+	a.sign(&tampered, "b")
+	tampered.N = 64
+	if ack, _ := b.handleControl(&tampered, "a"); !strings.Contains(ack.Error, "signature") {
+		t.Fatalf("tampered signed request: %q, want a refusal", ack.Error)
+	}
+}
