@@ -82,6 +82,50 @@ func (s *shell) rss(t *testing.T) int64 {
 	return 0
 }
 
+// cpuTicks is the user+system CPU time of the shell's process, in clock
+// ticks (1/100 s on Linux).
+func (s *shell) cpuTicks(t *testing.T) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return ut + st
+}
+
+// watch samples the victim's RSS while an attack runs and logs its peak
+// growth and CPU use when stop is called: the figures in BENCHMARKS.md.
+func (s *shell) watch(t *testing.T, attack string) (stop func() (peak int64)) {
+	base, ticks, start := s.rss(t), s.cpuTicks(t), time.Now()
+	var peak atomic.Int64
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			if g := s.rss(t) - base; g > peak.Load() {
+				peak.Store(g)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		<-finished
+		el := time.Since(start)
+		cpu := float64(s.cpuTicks(t)-ticks) * 10 / float64(el.Milliseconds()) * 100
+		t.Logf("figures: %s: %s RSS %d MiB at start, peak +%.1f MiB, CPU %.0f%% of a core over %v",
+			attack, s.alias, base>>20, float64(peak.Load())/(1<<20), cpu, el.Round(10*time.Millisecond))
+		return peak.Load()
+	}
+}
+
 // cluster3 starts n1, n2, n3 joined and converged.
 func cluster3(t *testing.T) []*shell {
 	t.Helper()
@@ -311,7 +355,7 @@ func TestHostilePeers(t *testing.T) {
 	})
 
 	t.Run("memory before the handshake stays bounded", func(t *testing.T) {
-		base := n1.rss(t)
+		stop := n1.watch(t, "oversized first frames")
 		// A 4 MiB HelloAck of millions of empty members as the first frame,
 		// three times over.
 		body := make([]byte, 0, protocol.MaxFrameSize)
@@ -353,14 +397,14 @@ func TestHostilePeers(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		if grown := n1.rss(t) - base; grown > rssBound {
+		if grown := stop(); grown > rssBound {
 			t.Fatalf("n1 grew by %d MiB under oversized handshakes", grown>>20)
 		}
 		waitAliveEverywhere(t, shells, 10*time.Second, "n1", "n2", "n3")
 	})
 
 	t.Run("joined peers holding unfinished frames are bounded and closed", func(t *testing.T) {
-		base := n1.rss(t)
+		stop := n1.watch(t, "100 joined peers holding half-sent 4 MiB frames")
 		prefix := bin.AppendUvarint(nil, protocol.MaxFrameSize)
 		chunk := make([]byte, 2<<20)
 		var conns []*attacker
@@ -374,9 +418,9 @@ func TestHostilePeers(t *testing.T) {
 			a.nc.Write(chunk)
 			conns = append(conns, a)
 		}
-		if grown := n1.rss(t) - base; grown > rssBound+(32<<20) {
-			t.Fatalf("n1 grew by %d MiB holding unfinished frames", grown>>20)
-		}
+		n5 := startShell(t, "n5", freePort(t), "--join", n1.addr)
+		n5.run(t, "!wait members 4 30s", 40*time.Second)
+		n5.run(t, "!leave", 10*time.Second)
 		// Every frame must complete within the frame timeout: n1 closes them.
 		deadline := time.Now().Add(30 * time.Second)
 		for _, a := range conns {
@@ -390,6 +434,9 @@ func TestHostilePeers(t *testing.T) {
 				}
 			}
 		}
+		if grown := stop(); grown > rssBound+(32<<20) {
+			t.Fatalf("n1 grew by %d MiB holding unfinished frames", grown>>20)
+		}
 	})
 
 	t.Run("a flood of fake members is capped and dials little", func(t *testing.T) {
@@ -399,7 +446,7 @@ func TestHostilePeers(t *testing.T) {
 			t.Fatal(err)
 		}
 		a.drain()
-		base := n1.rss(t)
+		stop := n1.watch(t, "20,000 fake members in 4 gossip frames")
 		for f := 0; f < 4; f++ {
 			var ups []protocol.Member
 			for i := 0; i < 5000; i++ {
@@ -408,7 +455,7 @@ func TestHostilePeers(t *testing.T) {
 			a.send(&protocol.Gossip{Updates: ups})
 		}
 		time.Sleep(5 * time.Second) // real time: what the flood costs
-		if grown := n1.rss(t) - base; grown > rssBound {
+		if grown := stop(); grown > rssBound {
 			t.Fatalf("n1 grew by %d MiB under 20,000 fake members", grown>>20)
 		}
 		if got := len(n1.members(t)); got > 300+4096 {
@@ -445,7 +492,7 @@ func TestHostilePeers(t *testing.T) {
 		if _, err := a.join("evil-jobs", evilHome.addr(), true); err != nil {
 			t.Fatal(err)
 		}
-		base := n2.rss(t)
+		stop := n2.watch(t, "80,000 jobs from a dispatcher that never reads")
 		var frames []byte
 		for i := 1; i <= 80000; i++ {
 			b, _ := protocol.Frame(&protocol.JobRequest{ID: uint64(i), Kind: "echo", Args: []string{"x"}})
@@ -460,7 +507,7 @@ func TestHostilePeers(t *testing.T) {
 		if g := st[0]["goroutines"].(float64); g > 500 {
 			t.Fatalf("n2 runs %v goroutines while a dispatcher does not read", g)
 		}
-		if grown := n2.rss(t) - base; grown > rssBound {
+		if grown := stop(); grown > rssBound {
 			t.Fatalf("n2 grew by %d MiB while a dispatcher does not read", grown>>20)
 		}
 		a.nc.Close()
@@ -470,7 +517,7 @@ func TestHostilePeers(t *testing.T) {
 	t.Run("idle handshakes do not lock out a joiner", func(t *testing.T) {
 		// 1,100 idle connections, each opened again a second after the node
 		// closes it: more than every handshake slot, all the time.
-		stop := make(chan struct{})
+		stopFlood := make(chan struct{})
 		var wg sync.WaitGroup
 		for w := 0; w < 1100; w++ {
 			wg.Add(1)
@@ -480,7 +527,7 @@ func TestHostilePeers(t *testing.T) {
 				for {
 					nc, err := net.DialTimeout("tcp", n1.addr, time.Second)
 					if err == nil {
-						go func() { <-stop; nc.Close() }()
+						go func() { <-stopFlood; nc.Close() }()
 						for {
 							if _, err := nc.Read(buf); err != nil {
 								break
@@ -489,7 +536,7 @@ func TestHostilePeers(t *testing.T) {
 						nc.Close()
 					}
 					select {
-					case <-stop:
+					case <-stopFlood:
 						return
 					case <-time.After(time.Second):
 					}
@@ -497,11 +544,13 @@ func TestHostilePeers(t *testing.T) {
 			}()
 		}
 		time.Sleep(time.Second) // real time: let the flood fill every slot
+		stop := n1.watch(t, "1,100 idle connections reopened as they close")
 		logged := strings.Count(n1.stderr.String(), "\n")
 		n4 := startShell(t, "n4", freePort(t), "--join", n1.addr)
 		n4.run(t, "!wait members 4 30s", 40*time.Second)
-		close(stop)
+		close(stopFlood)
 		wg.Wait()
+		stop()
 		if lines := strings.Count(n1.stderr.String(), "\n") - logged; lines > 20 {
 			t.Fatalf("n1 logged %d lines during the flood; refused connections must be counted, not each logged", lines)
 		}
