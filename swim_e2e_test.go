@@ -1,3 +1,5 @@
+//go:build !windows
+
 package main
 
 // End-to-end failure detection with real processes: crash (kill -9), hang

@@ -8,7 +8,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -584,7 +583,7 @@ func (m *Mesh) dialFor(c *conn, addr string) {
 	if err != nil {
 		c.close(err)
 		m.dropped.Add(uint64(c.discard()))
-		m.h.DialFailed(alias, errors.Is(err, syscall.ECONNREFUSED), err)
+		m.h.DialFailed(alias, refused(err), err)
 	}
 }
 
