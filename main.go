@@ -42,6 +42,8 @@ type options struct {
 	maxSlots, maxMembers                        int
 	maxJobTimeout                               time.Duration
 	swim                                        [][2]string // failure-detection flags as given: key, value
+	allowRun                                    bool
+	kinds                                       []node.DeclaredKind
 	set                                         map[string]bool
 }
 
@@ -83,6 +85,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.maxSlots, "max-slots", node.DefaultMaxSlots(), "most job slots !scale may give this node")
 	fs.DurationVar(&o.maxJobTimeout, "max-job-timeout", node.DefaultMaxJobTimeout, "longest a job may run on this node")
 	fs.IntVar(&o.maxMembers, "max-members", swim.LANConfig().MaxMembers, "largest membership table; news of members beyond it is refused")
+	fs.BoolVar(&o.allowRun, "allow-run", false, "run the commands of !run sent to this node (signed ones only with --operators)")
+	fs.Func("kind", "declare a job kind NAME=COMMAND [ARGS…] that runs COMMAND with the job's arguments (NAME!=… if it may run twice); repeatable", func(v string) error {
+		d, err := node.ParseKindSpec(v)
+		if err == nil {
+			o.kinds = append(o.kinds, d)
+		}
+		return err
+	})
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.demo, "demo", false, "start with two in-process worker nodes already joined")
 	if err := fs.Parse(args); err != nil {
@@ -256,6 +266,7 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 		return cfg, nil, fmt.Errorf("--max-job-timeout %v: give a positive duration such as 1h", o.maxJobTimeout)
 	}
 	cfg.Jobs = node.JobLimits{MaxSlots: o.maxSlots, MaxJobTimeout: o.maxJobTimeout}
+	cfg.Run = node.RunConfig{Allow: o.allowRun, Kinds: o.kinds}
 	cfg.SWIM.MaxMembers = o.maxMembers
 	if err := node.SetTunables(&cfg.SWIM, o.swim); err != nil {
 		return cfg, nil, fmt.Errorf("failure-detection flags: %w", err)

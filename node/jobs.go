@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -41,6 +42,7 @@ type Jobs struct {
 	w   *worker
 	out *outbox   // worker answers waiting for a dispatcher's mesh queue
 	lim JobLimits // the owner's, fixed by newJobs
+	run RunConfig // the owner's, fixed by newJobs
 
 	// transport hands a job message to a peer's mesh queue without
 	// blocking (mesh.SendConnected; tests put a fake peer here).
@@ -103,8 +105,9 @@ type outcome struct {
 	status protocol.JobStatus
 	result string
 	err    string
-	lost   string // not empty: the attempt ended without an answer, and why
-	closed bool   // this node shuts down
+	lost   string              // not empty: the attempt ended without an answer, and why
+	closed bool                // this node shuts down
+	res    *protocol.JobResult // the answer itself, when there is one
 }
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan outcome, 1)} }}
@@ -136,18 +139,23 @@ func (s *stream) take(buf []protocol.JobChunk) []protocol.JobChunk {
 }
 
 func newJobs(n *Node) *Jobs {
-	j := &Jobs{n: n, reg: manager.NewRegistry(), lim: n.jobLimits(), transport: n.mesh.SendConnected, closing: make(chan struct{})}
+	j := &Jobs{n: n, reg: manager.NewRegistry(), lim: n.jobLimits(), run: n.cfg.Run.withDefaults(),
+		transport: n.mesh.SendConnected, closing: make(chan struct{})}
 	for i := range j.pending {
 		j.pending[i].m = map[uint64]pend{}
 	}
 	ks := builtinKinds()
+	for _, d := range j.run.Kinds {
+		ks[d.Name] = kind{cmd: &cmdKind{name: d.Name, argv: d.Command, idempotent: d.Idempotent}}
+	}
 	j.kinds.Store(&ks)
 	j.out = newOutbox(j)
 	slots := min(runtime.NumCPU(), j.lim.MaxSlots)
 	j.w = newWorker(j, slots)
-	// The node is not running yet: advertise the slots with its first Hello.
+	// The node is not running yet: advertise the slots and declared kinds
+	// with its first Hello.
 	self := *n.self.Load()
-	self.Tags = slotsTags(self.Tags, slots)
+	self.Tags = j.ownTags(self.Tags, slots)
 	n.self.Store(&self)
 	return j
 }
@@ -249,7 +257,7 @@ func (j *Jobs) receive(from string, m protocol.Message) {
 		j.w.cancel(from, m.ID)
 	case *protocol.JobResult:
 		if p, ok := j.takeFrom(m.ID, from); ok {
-			p.c.ch <- outcome{status: m.Status, result: m.Result, err: m.Error}
+			p.c.ch <- outcome{status: m.Status, result: m.Result, err: m.Error, res: m}
 		}
 	case *protocol.JobChunk:
 		if p, ok := j.peek(m.ID, from); ok && p.c.stream != nil {
@@ -302,9 +310,36 @@ var defaultFilter = manager.DefaultFilter()
 
 const defaultFilterKey = "role=worker"
 
-// candidates returns the workers eligible under filter, rebuilt only when
-// the membership snapshot changed.
-func (j *Jobs) candidates(filter map[string]string) []manager.Candidate {
+// candidates returns the workers eligible under filter for a job of kind,
+// rebuilt only when the membership snapshot changed. A kind that is not
+// built in goes to the workers that declare it (their kinds tag), when any
+// does; otherwise to every matching worker (a kind registered in Go is not
+// gossiped).
+func (j *Jobs) candidates(filter map[string]string, kind string) []manager.Candidate {
+	cands, vc, key := j.filtered(filter)
+	if builtin(kind) {
+		return cands
+	}
+	key += "\x00" + kind
+	if v, ok := vc.views.Load(key); ok {
+		return v.([]manager.Candidate)
+	}
+	var offering []manager.Candidate
+	for _, c := range cands {
+		if declared, _ := offers(c.Tags, kind); declared {
+			offering = append(offering, c)
+		}
+	}
+	if len(offering) == 0 {
+		offering = cands
+	}
+	vc.views.Store(key, offering)
+	return offering
+}
+
+// filtered returns the workers eligible under filter, the cache they are
+// in and their key in it.
+func (j *Jobs) filtered(filter map[string]string) ([]manager.Candidate, *viewCache, string) {
 	snap := j.n.Members()
 	vc := j.cache.Load()
 	if vc == nil || vc.snap != snap {
@@ -318,7 +353,7 @@ func (j *Jobs) candidates(filter map[string]string) []manager.Candidate {
 		filter = defaultFilter
 	}
 	if v, ok := vc.views.Load(key); ok {
-		return v.([]manager.Candidate)
+		return v.([]manager.Candidate), vc, key
 	}
 	ms := make([]protocol.Member, len(snap.Entries))
 	for i, e := range snap.Entries {
@@ -332,7 +367,20 @@ func (j *Jobs) candidates(filter map[string]string) []manager.Candidate {
 		}
 	}
 	vc.views.Store(key, cands)
-	return cands
+	return cands, vc, key
+}
+
+// only is the candidate list of a job for one member (DispatchRequest.Worker):
+// it must be alive or suspect.
+func (j *Jobs) only(alias string) ([]manager.Candidate, error) {
+	e, ok := j.n.Members().Get(alias)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%s is not a member", alias)
+	case e.State != protocol.StateAlive && e.State != protocol.StateSuspect:
+		return nil, fmt.Errorf("%s is %s", alias, e.State)
+	}
+	return []manager.Candidate{{Alias: e.Alias, Addr: e.Addr, Self: e.Self, Tags: e.Tags, Slots: manager.Slots(e.Tags), Load: j.reg.Load(alias)}}, nil
 }
 
 // DispatchRequest describes one job.
@@ -351,6 +399,14 @@ type DispatchRequest struct {
 	// goroutine, each once even when the job was re-dispatched (chunks the
 	// caller already saw are skipped, so a kind must stream deterministically).
 	OnChunk func(seq int, data string)
+	// OnOutput receives a command's output (the run kind) as it comes, in
+	// whole lines, on the caller's goroutine; setting it asks the worker to
+	// stream.
+	OnOutput func(stderr bool, data string)
+	// Worker, when set, sends the job to this member only, alive or
+	// suspect: no strategy, no failover (at most one attempt is lost), and a
+	// draining worker ends the job. Tags are not checked.
+	Worker string
 }
 
 // DispatchResult describes a finished job; Dispatch fills it in on failure
@@ -363,6 +419,12 @@ type DispatchResult struct {
 	Latency  time.Duration
 	Result   string
 	Chunks   int
+	// WorkerLatency is the last attempt's round trip on Worker, from its
+	// request to its answer: what a per-worker latency is made of.
+	WorkerLatency time.Duration
+	// Answer is the worker's final answer (nil when none came): a command's
+	// exit status and output are in it.
+	Answer *protocol.JobResult
 }
 
 // ErrNoWorker is wrapped by the error Dispatch returns when no alive
@@ -385,10 +447,15 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 	if !j.n.Running() {
 		return res, ErrNotRunning
 	}
+	if req.Kind == RunKind && req.Worker == "" {
+		// A command may have effects: it goes to named nodes, never to
+		// whichever worker a strategy picks, nor to a second one.
+		return res, errors.New("the run kind runs on named nodes only: use !run (Node.Run)")
+	}
 	j.inflight.Add(1)
 	c := callPool.Get().(*call)
 	var st *stream
-	if req.OnChunk != nil {
+	if req.OnChunk != nil || req.OnOutput != nil {
 		st = &stream{notify: make(chan struct{}, 1)}
 		c = &call{ch: make(chan outcome, 1), stream: st} // never pooled: a reader may still hold it
 	}
@@ -411,6 +478,9 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 	if maxAttempts <= 0 {
 		maxAttempts = DefaultMaxAttempts
 	}
+	if req.Worker != "" {
+		maxAttempts = 1
+	}
 	var (
 		skip       []string // workers not to try again this round
 		notes      []string // why workers were skipped, for the final error
@@ -423,9 +493,15 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 	deliverChunks := func() {
 		chunkBuf = st.take(chunkBuf)
 		for _, ch := range chunkBuf {
-			if int(ch.Seq) == delivered+1 {
-				delivered++
-				res.Chunks = delivered
+			if int(ch.Seq) != delivered+1 {
+				continue
+			}
+			delivered++
+			res.Chunks = delivered
+			switch {
+			case ch.Stream != protocol.StreamJob && req.OnOutput != nil:
+				req.OnOutput(ch.Stream == protocol.StreamStderr, ch.Data)
+			case req.OnChunk != nil:
 				req.OnChunk(delivered, ch.Data)
 			}
 		}
@@ -434,8 +510,13 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		if j.closed.Load() {
 			return res, fmt.Errorf("job %d: this node is shutting down", res.Job)
 		}
-		cands := j.candidates(req.Tags)
-		if len(cands) == 0 {
+		var cands []manager.Candidate
+		if req.Worker != "" {
+			var err error
+			if cands, err = j.only(req.Worker); err != nil {
+				return res, fmt.Errorf("job %d (%s): %w", res.Job, req.Kind, err)
+			}
+		} else if cands = j.candidates(req.Tags, req.Kind); len(cands) == 0 {
 			return res, j.noWorker(req.Tags)
 		}
 		var rnd uint64
@@ -476,6 +557,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		}
 		res.Attempts++
 		res.Worker = w.Alias
+		res.Answer = nil
 		// Without a timeout of ours, the worker stops the attempt after our
 		// MaxJobTimeout (and after its own, when that is shorter).
 		wt := j.lim.MaxJobTimeout
@@ -485,9 +567,20 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			left := max(timeout-time.Since(start), 0)
 			wt = min(left+left/8+5*time.Millisecond, wt)
 		}
+		msg := &protocol.JobRequest{ID: id, Kind: req.Kind, Args: req.Args, Attempt: uint8(min(res.Attempts, 255)), Timeout: int64(wt),
+			Stream: req.OnOutput != nil}
+		if req.Kind == RunKind {
+			s, ok, serr := j.n.signFor(RunKind, req.Args, w.Alias)
+			if serr != nil {
+				return res, fmt.Errorf("job %d (run) for %s: cannot sign it with the operator key: %w", res.Job, w.Alias, serr)
+			}
+			if ok {
+				msg.Target, msg.Issuer, msg.Nonce, msg.Expiry, msg.Sig = s.Target, s.Issuer, s.Nonce, s.Expiry, s.Sig
+			}
+		}
 		w.Load.Start()
 		j.store(id, pend{c: c, worker: w.Alias, load: w.Load})
-		msg := &protocol.JobRequest{ID: id, Kind: req.Kind, Args: req.Args, Attempt: uint8(min(res.Attempts, 255)), Timeout: int64(wt)}
+		sent := time.Now()
 		if serr := j.send(w.Alias, msg); serr != nil {
 			if !j.remove(id) {
 				<-c.ch // a peer-down scan got there first; its outcome is ours
@@ -537,6 +630,8 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		if st != nil {
 			deliverChunks()
 		}
+		res.WorkerLatency = time.Since(sent)
+		res.Answer = o.res
 		switch {
 		case o.closed:
 			w.Load.Finish(manager.Abandoned)
@@ -545,6 +640,9 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			w.Load.Finish(manager.Lost)
 			failures++
 			notes = append(notes, o.lost)
+			if err := notAgain(req.Kind, w, res.Job, o.lost); err != nil {
+				return res, err
+			}
 			if failures >= maxAttempts {
 				return res, fmt.Errorf("job %d failed after %d attempts: %s", res.Job, failures, strings.Join(lastNotes(notes, maxAttempts), "; "))
 			}
@@ -559,7 +657,16 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		case protocol.JobError:
 			w.Load.Finish(manager.Answered)
 			return res, fmt.Errorf("job %d (%s) failed on %s: %s", res.Job, req.Kind, w.Alias, o.err)
-		case protocol.JobBusy, protocol.JobRejected:
+		case protocol.JobRefused:
+			w.Load.Finish(manager.Answered)
+			return res, fmt.Errorf("job %d (%s) on %s: %s", res.Job, req.Kind, w.Alias, o.err)
+		case protocol.JobRejected:
+			if req.Worker != "" {
+				w.Load.Finish(manager.Refused)
+				return res, fmt.Errorf("job %d (%s) on %s: %s", res.Job, req.Kind, w.Alias, o.err)
+			}
+			fallthrough
+		case protocol.JobBusy:
 			w.Load.Finish(manager.Refused)
 			notes = append(notes, w.Alias+" "+o.status.String())
 			skip = append(skip, w.Alias)
@@ -567,12 +674,26 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			w.Load.Finish(manager.Lost)
 			failures++
 			notes = append(notes, w.Alias+": "+o.err)
+			if err := notAgain(req.Kind, w, res.Job, o.err); err != nil {
+				return res, err
+			}
 			if failures >= maxAttempts {
 				return res, fmt.Errorf("job %d failed after %d attempts: %s", res.Job, failures, strings.Join(lastNotes(notes, maxAttempts), "; "))
 			}
 			skip = append(skip, w.Alias)
 		}
 	}
+}
+
+// notAgain is the error that ends a job lost on w when its kind is a
+// command w declared without idempotence: it may have had effects, so it
+// is not run again elsewhere. nil when the job may go to another worker.
+func notAgain(kind string, w *manager.Candidate, job uint64, why string) error {
+	if declared, idem := offers(w.Tags, kind); declared && !idem {
+		return fmt.Errorf("job %d (%s) lost on %s (%s) and not run again: %s is not declared idempotent there (--kind %s!=… would allow it)",
+			job, kind, w.Alias, why, kind, kind)
+	}
+	return nil
 }
 
 // lastNotes returns at most k of the latest notes.
@@ -770,6 +891,9 @@ func (n *Node) RegisterKind(name string, fn KindFunc) error {
 	if name == "" || strings.ContainsAny(name, " \t\n") {
 		return fmt.Errorf("job kind %q: a kind is one word", name)
 	}
+	if name == RunKind {
+		return fmt.Errorf("job kind %s is reserved for !run", name)
+	}
 	if fn == nil {
 		return fmt.Errorf("job kind %q: nil function", name)
 	}
@@ -782,5 +906,20 @@ func (n *Node) RegisterKind(name string, fn KindFunc) error {
 	return nil
 }
 
-// Kinds lists the job kinds this node runs.
-func (n *Node) Kinds() []string { return n.jobs.kindNames() }
+// Kinds lists the job kinds this node runs and those the live members
+// declare (their kinds tag), sorted: what a dispatch here may name.
+func (n *Node) Kinds() []string {
+	names := n.jobs.kindNames()
+	for _, e := range n.Members().Entries {
+		if e.State != protocol.StateAlive && e.State != protocol.StateSuspect {
+			continue
+		}
+		for item := range strings.SplitSeq(e.Tags[KindsTag], "+") {
+			if name := strings.TrimSuffix(item, idemSuffix); name != "" && protocol.ValidKind(name) == nil {
+				names = append(names, name)
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}

@@ -51,6 +51,7 @@ type task struct {
 	args    []string
 	timeout time.Duration
 	capped  bool // timeout is this node's MaxJobTimeout
+	stream  bool // the run kind streams its output
 	ctx     context.Context
 	cancel  context.CancelFunc
 	why     atomic.Uint32
@@ -243,6 +244,13 @@ func argsLen(args []string) int {
 // most it runs an inline kind, which is bounded by maxInlineIn.
 func (w *worker) submit(from string, req *protocol.JobRequest) {
 	k, ok := w.j.kind(req.Kind)
+	if req.Kind == RunKind {
+		if st, why := w.j.refuseRun(from, req); why != "" {
+			w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: st, Error: why})
+			return
+		}
+		k, ok = runKindEntry, true
+	}
 	if !ok {
 		w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobError,
 			Error: fmt.Sprintf("unknown job kind %q on %s: it runs %s", req.Kind, w.j.n.Alias(), strings.Join(w.j.kindNames(), ", "))})
@@ -318,7 +326,7 @@ func answer(id uint64, res string, err error) *protocol.JobResult {
 // queueing included, as the dispatcher's does; none, or one above this
 // node's MaxJobTimeout, is MaxJobTimeout.
 func (w *worker) newTask(d *disp, req *protocol.JobRequest, k kind) *task {
-	t := &task{key: taskKey{d.from, req.ID}, d: d, kind: k, args: req.Args, timeout: time.Duration(req.Timeout)}
+	t := &task{key: taskKey{d.from, req.ID}, d: d, kind: k, args: req.Args, timeout: time.Duration(req.Timeout), stream: req.Stream}
 	if limit := w.j.lim.MaxJobTimeout; t.timeout <= 0 || t.timeout > limit {
 		t.timeout, t.capped = limit, true
 	}
@@ -371,40 +379,70 @@ func (w *worker) runLoop(t *task) {
 
 func (w *worker) run(t *task) {
 	defer t.cancel()
-	var seq uint32
-	emit := func(data string) error {
-		seq++
-		return w.j.sendChunk(t.ctx, t.key.from, &protocol.JobChunk{ID: t.key.id, Seq: seq, Data: data})
-	}
-	var res string
-	var err error
-	if t.ctx.Err() == nil {
-		res, err = t.kind.fn(t.ctx, t.args, emit)
-	} else {
-		err = t.ctx.Err()
-	}
-	w.done.Add(1)
 	var out *protocol.JobResult
-	switch t.why.Load() {
-	case whyReject:
-		w.rejected.Add(1)
-		out = &protocol.JobResult{ID: t.key.id, Status: protocol.JobRejected, Error: w.j.n.Alias() + " is draining: job stopped"}
-	case whyCancel:
-		out = &protocol.JobResult{ID: t.key.id, Status: protocol.JobCancelled, Error: "cancelled"}
-	case whyClose:
-		out = &protocol.JobResult{ID: t.key.id, Status: protocol.JobCancelled, Error: w.j.n.Alias() + " is shutting down"}
-	case whyDropped:
-		out = &protocol.JobResult{ID: t.key.id, Status: protocol.JobCancelled, Error: "cancelled: " + w.j.n.Alias() + " dropped this dispatcher's answers, which it was not reading"}
-	default:
-		if err != nil && errors.Is(err, context.DeadlineExceeded) && t.ctx.Err() != nil {
-			err = fmt.Errorf("timed out after %v on %s", t.timeout, w.j.n.Alias())
-			if t.capped {
-				err = fmt.Errorf("%w (its --max-job-timeout)", err)
-			}
+	if t.kind.cmd != nil {
+		out = w.runCommand(t)
+	} else {
+		var seq uint32
+		emit := func(data string) error {
+			seq++
+			return w.j.sendChunk(t.ctx, t.key.from, &protocol.JobChunk{ID: t.key.id, Seq: seq, Data: data})
+		}
+		var res string
+		var err error
+		if t.ctx.Err() == nil {
+			res, err = t.kind.fn(t.ctx, t.args, emit)
+		} else {
+			err = t.ctx.Err()
 		}
 		out = answer(t.key.id, res, err)
 	}
-	w.j.reply(t.key.from, out)
+	w.done.Add(1)
+	w.j.reply(t.key.from, w.stopped(t, out))
+}
+
+// stopped turns out into the answer of a job that was stopped (cancelled,
+// drained, shut down, dropped, timed out); a command's output and exit
+// status stay in it. A command kind that is not idempotent answers an error
+// where others answer rejected or cancelled, so that it is not run again.
+func (w *worker) stopped(t *task, out *protocol.JobResult) *protocol.JobResult {
+	alias := w.j.n.Alias()
+	why := t.why.Load()
+	if c := t.kind.cmd; c != nil && !c.idempotent && (why == whyReject || why == whyClose) {
+		what := "is draining"
+		if why == whyClose {
+			what = "is shutting down"
+		}
+		out.Status = protocol.JobError
+		out.Error = fmt.Sprintf("stopped: %s %s", alias, what)
+		if !c.run {
+			out.Error += fmt.Sprintf("; %s is not idempotent, so it is not run again", c.name)
+		}
+		return out
+	}
+	switch why {
+	case whyReject:
+		w.rejected.Add(1)
+		out.Status, out.Error = protocol.JobRejected, alias+" is draining: job stopped"
+	case whyCancel:
+		out.Status, out.Error = protocol.JobCancelled, "cancelled"
+	case whyClose:
+		out.Status, out.Error = protocol.JobCancelled, alias+" is shutting down"
+	case whyDropped:
+		out.Status, out.Error = protocol.JobCancelled, "cancelled: "+alias+" dropped this dispatcher's answers, which it was not reading"
+	default:
+		if t.ctx.Err() != nil && errors.Is(t.ctx.Err(), context.DeadlineExceeded) && out.Status != protocol.JobOK {
+			out.Status = protocol.JobError
+			out.Error = fmt.Sprintf("timed out after %v on %s", t.timeout, alias)
+			if t.capped {
+				out.Error += " (its --max-job-timeout)"
+			}
+		}
+	}
+	if out.Status != protocol.JobOK && out.Status != protocol.JobError {
+		out.Result = ""
+	}
+	return out
 }
 
 // cancel withdraws the job id of dispatcher from.
@@ -553,5 +591,17 @@ func slotsTags(tags map[string]string, k int) map[string]string {
 		out = map[string]string{}
 	}
 	out[manager.SlotsTag] = strconv.Itoa(k)
+	return out
+}
+
+// ownTags returns tags with the tags the node keeps itself: slots set to
+// k, and kinds naming the declared kinds (absent without any).
+func (j *Jobs) ownTags(tags map[string]string, k int) map[string]string {
+	out := slotsTags(tags, k)
+	if v := kindsTagValue(j.run.Kinds); v != "" {
+		out[KindsTag] = v
+	} else {
+		delete(out, KindsTag)
+	}
 	return out
 }

@@ -26,6 +26,7 @@ type KindFunc func(ctx context.Context, args []string, emit func(data string) er
 type kind struct {
 	fn     KindFunc
 	inline bool
+	cmd    *cmdKind // set instead of fn: the kind runs a process (run.go)
 }
 
 // Limits of the built-in kinds, so that a request cannot pin a worker.
@@ -47,6 +48,15 @@ func builtinKinds() map[string]kind {
 
 // BuiltinKinds lists the kinds every node runs, for help and completion.
 func BuiltinKinds() []string { return []string{"echo", "sha256", "sleep", "primes", "stream"} }
+
+// builtin reports whether every node runs kind (the run kind included).
+func builtin(kind string) bool {
+	switch kind {
+	case "echo", "sha256", "sleep", "primes", "stream", RunKind:
+		return true
+	}
+	return false
+}
 
 func kindEcho(ctx context.Context, args []string, emit func(string) error) (string, error) {
 	if len(args) == 1 {

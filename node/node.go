@@ -54,6 +54,10 @@ type Config struct {
 	// --max-slots); zero fields take the defaults.
 	Jobs JobLimits
 
+	// Run allows the run kind and declares command kinds (--allow-run,
+	// --kind); see run.go.
+	Run RunConfig
+
 	// Transport overrides; zero values take mesh.DefaultConfig's.
 	HandshakeTimeout time.Duration
 	DialTimeout      time.Duration
@@ -164,6 +168,10 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	if err := protocol.ValidTags(cfg.Tags); err != nil {
+		return nil, err
+	}
+	var err error
+	if cfg.Run, err = cfg.Run.checked(); err != nil {
 		return nil, err
 	}
 	if cfg.SWIM == (swim.Config{}) {
@@ -515,7 +523,7 @@ func (n *Node) Close() {
 // The slots tag belongs to the node: it always carries the current slot
 // count, whatever tags is.
 func (n *Node) SetTags(ctx context.Context, tags map[string]string) error {
-	tags = slotsTags(tags, n.JobStats().Slots)
+	tags = n.jobs.ownTags(tags, n.JobStats().Slots)
 	if err := protocol.ValidTags(tags); err != nil {
 		return err
 	}

@@ -25,8 +25,12 @@ const (
 	MaxJobArgs         = 1024     // JobRequest.Args entries
 	MaxKeyIDs          = 64       // NodeStatus.KeyIDs entries, each at most MaxStatusString
 	MaxNonceLen        = 32       // Control.Nonce
-	MaxSigLen          = 128      // Control.Sig
+	MaxSigLen          = 128      // Control.Sig and JobRequest.Sig
 )
+
+// MaxJobOutput bounds JobResult.Stdout and .Stderr: a worker's 1 MiB capture
+// of a command's output and its truncation marker.
+const MaxJobOutput = 1<<20 + 1024
 
 // ErrUnexpectedType is wrapped by DecodeOnly's error for a known message
 // type that the connection's state does not allow.
@@ -136,7 +140,20 @@ func validate(m Message) error {
 		if len(m.Args) > MaxJobArgs {
 			return fmt.Errorf("%d arguments exceed the limit of %d", len(m.Args), MaxJobArgs)
 		}
-	case *Nack, *JobChunk, *JobResult, *JobCancel: // bounded by the frame alone
+		if err := firstErr(maxLen("nonce", string(m.Nonce), MaxNonceLen), maxLen("signature", string(m.Sig), MaxSigLen)); err != nil {
+			return err
+		}
+		if m.Target != "" {
+			if err := ValidAlias(m.Target); err != nil {
+				return fmt.Errorf("target: %w", err)
+			}
+		}
+		if m.Issuer != "" {
+			return ValidAlias(m.Issuer)
+		}
+	case *JobResult:
+		return firstErr(maxLen("stdout", m.Stdout, MaxJobOutput), maxLen("stderr", m.Stderr, MaxJobOutput))
+	case *Nack, *JobChunk, *JobCancel: // bounded by the frame alone
 	default:
 		return fmt.Errorf("unknown message %T", m)
 	}

@@ -335,20 +335,37 @@ type NodeStatus struct {
 }
 
 // JobRequest asks a worker to run one job.
+// The last five fields are an operator's signature (node/operator) over the
+// run kind's command, as Control's are; empty when unsigned.
 type JobRequest struct {
 	ID      uint64
 	Kind    string
 	Args    []string
 	Attempt uint8
 	Timeout int64 // nanoseconds; 0 = none
+	Stream  bool  // run kind: send the output as JobChunks as it comes
+	Target  string
+	Issuer  string
+	Nonce   []byte
+	Expiry  int64 // Unix nanoseconds
+	Sig     []byte
 }
 
 // JobChunk is one piece of a streaming job's output, in order of Seq.
 type JobChunk struct {
-	ID   uint64
-	Seq  uint32
-	Data string
+	ID     uint64
+	Seq    uint32
+	Data   string
+	Stream uint8 // StreamJob, StreamStdout or StreamStderr
 }
+
+// Streams of a JobChunk: a kind's own chunks, or a command's output (whole
+// lines, several per chunk).
+const (
+	StreamJob    uint8 = 0
+	StreamStdout uint8 = 1
+	StreamStderr uint8 = 2
+)
 
 // JobStatus is the outcome of a job attempt.
 type JobStatus uint8
@@ -359,6 +376,7 @@ const (
 	JobBusy                       // no slot and no queue room: try another worker
 	JobCancelled                  // cancelled by the caller or the worker's shutdown
 	JobRejected                   // the worker takes no jobs (draining): try another
+	JobRefused                    // the worker will not run this (not allowed, not signed): do not retry
 )
 
 func (s JobStatus) String() string {
@@ -373,16 +391,23 @@ func (s JobStatus) String() string {
 		return "cancelled"
 	case JobRejected:
 		return "rejected"
+	case JobRefused:
+		return "refused"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }
 
 // JobResult is the one final answer to a JobRequest with the same ID.
+// A command (the run kind, a declared kind) also reports its exit status
+// and its captured output, each capped by the worker with a marker line.
 type JobResult struct {
 	ID     uint64
 	Status JobStatus
 	Result string
 	Error  string
+	Exit   int32  // the command's exit status; 128+N when killed by signal N
+	Stdout string // run kind only: a declared kind's stdout is Result
+	Stderr string
 }
 
 // JobCancel withdraws a job.

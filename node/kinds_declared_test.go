@@ -1,0 +1,91 @@
+package node
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseKindSpec(t *testing.T) {
+	cases := []struct {
+		spec string
+		want DeclaredKind
+		err  string
+	}{
+		{"echo2=/bin/echo", DeclaredKind{Name: "echo2", Command: []string{"/bin/echo"}}, ""},
+		{"disk=df -h /", DeclaredKind{Name: "disk", Command: []string{"df", "-h", "/"}}, ""},
+		{"render!=blender -b", DeclaredKind{Name: "render", Command: []string{"blender", "-b"}, Idempotent: true}, ""},
+		{`say=sh -c 'echo "$0 $*"' said`, DeclaredKind{Name: "say", Command: []string{"sh", "-c", `echo "$0 $*"`, "said"}}, ""},
+		{`path=ls "a b" c\ d`, DeclaredKind{Name: "path", Command: []string{"ls", "a b", "c d"}}, ""},
+		{"x=a=b", DeclaredKind{Name: "x", Command: []string{"a=b"}}, ""},
+		{"noequals", DeclaredKind{}, "want NAME=COMMAND"},
+		{"empty=", DeclaredKind{}, "no command"},
+		{"empty=   ", DeclaredKind{}, "no command"},
+		{"run=/bin/true", DeclaredKind{}, "reserved for !run"},
+		{"two words=/bin/true", DeclaredKind{}, "is not valid"},
+		{"q=sh -c 'unterminated", DeclaredKind{}, "unterminated ' quote"},
+		{`b=echo \`, DeclaredKind{}, "ends with a backslash"},
+	}
+	for _, c := range cases {
+		t.Run(c.spec, func(t *testing.T) {
+			got, err := ParseKindSpec(c.spec)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("got %+v, %v; want an error with %q", got, err, c.err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("got %+v, %v; want %+v", got, err, c.want)
+			}
+		})
+	}
+}
+
+func TestRunConfigChecked(t *testing.T) {
+	c, err := RunConfig{Kinds: []DeclaredKind{{Name: "b", Command: []string{"sh", "-c", "true"}, Idempotent: true}, {Name: "a", Command: []string{"true"}}}}.checked()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(c.Kinds[0].Command[0], "/") || c.Kinds[0].Command[1] != "-c" {
+		t.Errorf("the program is not resolved on PATH: %v", c.Kinds[0].Command)
+	}
+	if v := kindsTagValue(c.Kinds); v != "a+b:idem" {
+		t.Errorf("kinds tag %q, want a+b:idem", v)
+	}
+	for _, bad := range []struct {
+		cfg  RunConfig
+		want string
+	}{
+		{RunConfig{Kinds: []DeclaredKind{{Name: "x", Command: []string{"no-such-program-here"}}}}, "--kind x: exec: \"no-such-program-here\": executable file not found"},
+		{RunConfig{Kinds: []DeclaredKind{{Name: "x", Command: []string{"true"}}, {Name: "x", Command: []string{"true"}}}}, "declared twice"},
+		{RunConfig{MaxOutput: DefaultMaxOutput + 1}, "out of range"},
+		{RunConfig{Kinds: manyKinds(40)}, "kinds tag that gossips them is too long"},
+	} {
+		if _, err := bad.cfg.checked(); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%+v: %v, want %q", bad.cfg, err, bad.want)
+		}
+	}
+}
+
+func manyKinds(n int) []DeclaredKind {
+	var out []DeclaredKind
+	for i := range n {
+		out = append(out, DeclaredKind{Name: strings.Repeat("k", 8) + string(rune('a'+i%26)) + string(rune('a'+i/26)), Command: []string{"true"}})
+	}
+	return out
+}
+
+func TestOffers(t *testing.T) {
+	tags := map[string]string{KindsTag: "build+render:idem+x"}
+	for kind, want := range map[string][2]bool{
+		"build": {true, false}, "render": {true, true}, "x": {true, false}, "rend": {false, false}, "echo": {false, false},
+	} {
+		if d, i := offers(tags, kind); d != want[0] || i != want[1] {
+			t.Errorf("offers(%s) = %v, %v; want %v", kind, d, i, want)
+		}
+	}
+	if d, _ := offers(nil, "build"); d {
+		t.Error("a worker without the kinds tag offers build")
+	}
+}

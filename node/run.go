@@ -1,0 +1,461 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"meshell/node/operator"
+	"meshell/protocol"
+)
+
+// RunKind is the reserved job kind of !run: its arguments are a command
+// line, run on the node the request names. It is off unless the node's
+// owner allows it (RunConfig.Allow) and, on a node with operators, needs an
+// operator's signature over the command.
+const RunKind = "run"
+
+// RunConfig is the node owner's settings for commands, fixed at start-up.
+type RunConfig struct {
+	Allow     bool           // run the run kind (--allow-run)
+	Kinds     []DeclaredKind // kinds that run a command (--kind)
+	MaxOutput int            // bytes of stdout, and of stderr, kept per command; 0 = DefaultMaxOutput (also the most)
+	KillGrace time.Duration  // between SIGTERM and SIGKILL of a command's group; 0 = DefaultKillGrace
+}
+
+// Defaults of RunConfig.
+const (
+	DefaultMaxOutput = 1 << 20
+	DefaultKillGrace = 2 * time.Second
+)
+
+func (c RunConfig) withDefaults() RunConfig {
+	if c.MaxOutput <= 0 {
+		c.MaxOutput = DefaultMaxOutput
+	}
+	if c.KillGrace <= 0 {
+		c.KillGrace = DefaultKillGrace
+	}
+	return c
+}
+
+// cmdKind is a kind that runs a process: the run kind, or a declared one.
+type cmdKind struct {
+	name       string
+	argv       []string // a declared kind's program and fixed arguments; nil for run
+	idempotent bool
+	run        bool // the run kind: the output travels as Stdout and Stderr, streamed when asked
+}
+
+// Bounds of the command runner.
+const (
+	readBuf      = 32 << 10 // bytes read from a pipe at once
+	maxLinePiece = 16 << 10 // a streamed line longer than this goes out in pieces
+	stderrTail   = 10       // lines of stderr a failed declared kind's error quotes
+	stderrTailB  = 1024     // ... at most this many bytes of them
+	groupPoll    = 20 * time.Millisecond
+	drainWait    = 50 * time.Millisecond // after the leader exited, for its output to be read
+	forceClose   = time.Second           // after SIGKILL: how long a pipe held by an escaped process may stay open
+)
+
+// cmdResult is how one command ended.
+type cmdResult struct {
+	exit           int // -1 when it never exited that we saw
+	stdout, stderr string
+	err            error // it did not start
+}
+
+// execute runs argv in a process group of its own with stdin on /dev/null,
+// capturing stdout and stderr (each capped at maxOut bytes, then a marker
+// line) and, when emit is set, streaming them as they come in whole lines.
+// When ctx ends the group is sent SIGTERM, then SIGKILL after grace; when
+// the command exits, whatever it left running in its group is ended the
+// same way, so that no process outlives its job.
+func execute(ctx context.Context, argv, env []string, maxOut int, grace time.Duration, emit func(stream uint8, data string) error) cmdResult {
+	if err := ctx.Err(); err != nil {
+		return cmdResult{exit: -1, err: err}
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	inGroup(cmd)
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return cmdResult{exit: 127, err: err}
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return cmdResult{exit: 127, err: err}
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	err = cmd.Start()
+	outW.Close() // the child holds its own copies
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return cmdResult{exit: 127, err: err}
+	}
+	stdout := &capture{stream: protocol.StreamStdout, name: "stdout", max: maxOut, emit: emit}
+	stderr := &capture{stream: protocol.StreamStderr, name: "stderr", max: maxOut, emit: emit}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); stdout.read(outR) }()
+	go func() { defer wg.Done(); stderr.read(errR) }()
+	read, exited := make(chan struct{}), make(chan struct{})
+	go func() { wg.Wait(); close(read) }()
+	go func() { cmd.Wait(); close(exited) }()
+
+	var (
+		isExited, isRead, killed, forced bool
+		stopping                         bool // SIGTERM sent
+		graceC, forceC, pollC, drainC    <-chan time.Time
+		timers                           []*time.Timer
+	)
+	defer func() {
+		for _, t := range timers {
+			t.Stop()
+		}
+	}()
+	after := func(d time.Duration) <-chan time.Time {
+		t := time.NewTimer(d)
+		timers = append(timers, t)
+		return t.C
+	}
+	stop := func() {
+		if !stopping {
+			stopping = true
+			terminate(cmd.Process)
+			graceC = after(grace)
+		}
+	}
+	done := ctx.Done()
+	for {
+		if isRead && (isExited || forced) {
+			if killed || forced || !groupAlive(cmd.Process) {
+				break
+			}
+			stop() // the leader is gone, the rest of its group is not
+			if pollC == nil {
+				t := time.NewTicker(groupPoll)
+				defer t.Stop()
+				pollC = t.C
+			}
+		}
+		select {
+		case <-exited:
+			isExited, exited = true, nil
+			if !isRead {
+				drainC = after(drainWait)
+			}
+		case <-drainC:
+			// Output still open after the leader exited: held by what it
+			// left running in its group, which ends with it.
+			drainC = nil
+			if !isRead && groupAlive(cmd.Process) {
+				stop()
+			}
+		case <-read:
+			isRead, read = true, nil
+		case <-done:
+			done = nil
+			stop()
+		case <-graceC:
+			graceC = nil
+			kill(cmd.Process)
+			killed = true
+			forceC = after(forceClose)
+		case <-forceC:
+			// A process that left the group still holds a pipe: stop reading.
+			forceC, forced = nil, true
+			outR.Close()
+			errR.Close()
+		case <-pollC:
+		}
+	}
+	r := cmdResult{exit: -1, stdout: stdout.result(), stderr: stderr.result()}
+	if isExited {
+		r.exit = exitStatus(cmd.ProcessState)
+	}
+	return r
+}
+
+// capture keeps the first max bytes of one output stream and streams them.
+// Only its reader goroutine touches it until read returns.
+type capture struct {
+	stream    uint8
+	name      string
+	max       int
+	emit      func(stream uint8, data string) error // nil: not streamed (or no longer)
+	kept      []byte
+	streamed  int // bytes of kept already sent
+	truncated bool
+}
+
+func (c *capture) read(r *os.File) {
+	defer r.Close()
+	buf := make([]byte, readBuf)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			c.add(buf[:n])
+		}
+		if err != nil {
+			break
+		}
+	}
+	c.flush()
+}
+
+func (c *capture) add(p []byte) {
+	if c.truncated {
+		return // read on, so that the command never blocks on a full pipe
+	}
+	if room := c.max - len(c.kept); len(p) >= room {
+		p, c.truncated = p[:room], true
+	}
+	c.kept = append(c.kept, p...)
+	if c.emit == nil {
+		return
+	}
+	if c.truncated {
+		c.flush()
+		c.send(c.marker())
+		return
+	}
+	cut := len(c.kept)
+	if i := bytes.LastIndexByte(c.kept[c.streamed:], '\n'); i >= 0 {
+		cut = c.streamed + i + 1
+	} else if cut-c.streamed < maxLinePiece {
+		return // wait for the end of the line
+	}
+	c.send(string(c.kept[c.streamed:cut]))
+	c.streamed = cut
+}
+
+// flush streams what is kept and not sent yet: a last line without its end.
+func (c *capture) flush() {
+	if c.emit != nil && c.streamed < len(c.kept) {
+		c.send(string(c.kept[c.streamed:]))
+	}
+	c.streamed = len(c.kept)
+}
+
+func (c *capture) send(data string) {
+	if c.emit(c.stream, data) != nil {
+		c.emit = nil // the dispatcher is gone or the job ended: capture only
+	}
+}
+
+// marker is the line that ends a truncated stream, on a line of its own.
+func (c *capture) marker() string {
+	m := fmt.Sprintf("[meshell: %s truncated at %d bytes]\n", c.name, c.max)
+	if len(c.kept) > 0 && c.kept[len(c.kept)-1] != '\n' {
+		m = "\n" + m
+	}
+	return m
+}
+
+func (c *capture) result() string {
+	if c.truncated {
+		return string(c.kept) + c.marker()
+	}
+	return string(c.kept)
+}
+
+// lastLines is at most n of s's last lines, and at most max bytes of them.
+func lastLines(s string, n, max int) string {
+	s = strings.TrimRight(s, "\n")
+	i := len(s)
+	for k := 0; k < n && i > 0; k++ {
+		i = strings.LastIndexByte(s[:i], '\n')
+		if i < 0 {
+			i = 0
+		}
+	}
+	s = strings.TrimLeft(s[i:], "\n")
+	if len(s) > max {
+		s = "…" + s[len(s)-max:]
+	}
+	return s
+}
+
+// runCommand runs a command kind's job t and returns its answer.
+func (w *worker) runCommand(t *task) *protocol.JobResult {
+	c := t.kind.cmd
+	argv := t.args
+	if !c.run {
+		argv = append(slices.Clip(c.argv), t.args...)
+	}
+	var emit func(uint8, string) error
+	if c.run && t.stream {
+		var mu sync.Mutex // one sequence over both streams
+		var seq uint32
+		emit = func(stream uint8, data string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			seq++
+			return w.j.sendChunk(t.ctx, t.key.from, &protocol.JobChunk{ID: t.key.id, Seq: seq, Data: data, Stream: stream})
+		}
+	}
+	cfg := w.j.run
+	r := execute(t.ctx, argv, w.j.runEnv(), cfg.MaxOutput, cfg.KillGrace, emit)
+	out := &protocol.JobResult{ID: t.key.id, Exit: int32(r.exit), Stderr: r.stderr}
+	if c.run {
+		out.Stdout = r.stdout
+	} else {
+		out.Result = strings.TrimSuffix(r.stdout, "\n")
+	}
+	switch {
+	case r.err != nil:
+		out.Status, out.Error = protocol.JobError, fmt.Sprintf("%s on %s", r.err, w.j.n.Alias())
+	case r.exit != 0:
+		out.Status, out.Error = protocol.JobError, fmt.Sprintf("exit status %d", r.exit)
+		if tail := lastLines(r.stderr, stderrTail, stderrTailB); tail != "" && !c.run {
+			out.Error += "; stderr: " + tail
+		}
+	}
+	return out
+}
+
+// runEnv is a command's environment: the node's, and who runs it.
+func (j *Jobs) runEnv() []string {
+	return append(os.Environ(), "MESHELL_ALIAS="+j.n.Alias(), "MESHELL_CLUSTER="+j.n.Cluster())
+}
+
+// refuseRun decides a run request of dispatcher from before it is queued:
+// "" to run it, else the answer's status and reason.
+func (j *Jobs) refuseRun(from string, req *protocol.JobRequest) (protocol.JobStatus, string) {
+	if !j.run.Allow {
+		return protocol.JobRefused, "refused: started without --allow-run"
+	}
+	if len(req.Args) == 0 || req.Args[0] == "" {
+		return protocol.JobError, "run: no command given"
+	}
+	if from == j.n.Alias() {
+		return protocol.JobOK, "" // this node's own shell, as for control
+	}
+	err := j.n.verifySigned(operator.Signed{Op: RunKind, Args: req.Args, Target: req.Target, Issuer: req.Issuer,
+		Nonce: req.Nonce, Expiry: req.Expiry, Sig: req.Sig})
+	switch {
+	case errors.Is(err, operator.ErrNotSigned):
+		return protocol.JobRefused, "refused: this node runs commands only for its operators: sign the request with --operator-key"
+	case err != nil:
+		j.n.log.WithField("from", from).WithError(err).Warn("run: refused a badly signed request")
+		return protocol.JobRefused, "refused: " + err.Error()
+	}
+	return protocol.JobOK, ""
+}
+
+var runKindEntry = kind{cmd: &cmdKind{name: RunKind, run: true}}
+
+// RunRequest is one command for several nodes (!run).
+type RunRequest struct {
+	Targets []string // aliases; each runs the command once
+	Command []string // the program and its arguments (no shell)
+	// Timeout bounds the whole run; a node that has not answered by then is
+	// counted as not answering, and its command is killed. 0 = DefaultRunTimeout.
+	Timeout time.Duration
+	// OnOutput, when set, receives each node's output as it comes: whole
+	// lines, several at a time. Calls for one node are in order; calls for
+	// different nodes are concurrent.
+	OnOutput func(alias string, stderr bool, data string)
+	// OnDone, when set, receives each node's reply as soon as it is known,
+	// concurrently for different nodes (after that node's last OnOutput).
+	OnDone func(RunReply)
+}
+
+// DefaultRunTimeout is RunRequest.Timeout when none is given.
+const DefaultRunTimeout = time.Minute
+
+// RunReply is one node's answer to a RunRequest.
+type RunReply struct {
+	Alias    string
+	Exited   bool // the command ran and Exit is its status (127: it did not start)
+	Exit     int
+	Stdout   string // capped, with a marker line when truncated
+	Stderr   string
+	Refused  bool   // the node will not run commands for this node (see Error)
+	NoAnswer bool   // no answer within the timeout, cancelled, or the node was lost
+	Error    string // why it did not run to an exit status, or what else went wrong
+	Latency  time.Duration
+}
+
+// OK reports whether the command ran and exited 0.
+func (r RunReply) OK() bool { return r.Exited && r.Exit == 0 && r.Error == "" }
+
+// Run runs req.Command on every target at once, each as a job of the run
+// kind sent to that node (no strategy, no failover), and returns the
+// replies in the order of req.Targets once every node answered, the
+// timeout passed or ctx ended (a cancelled run keeps the answers it got).
+// Nodes need --allow-run, and the signature of an operator when they have
+// operators; this node signs with its operator key when it has one.
+func (n *Node) Run(ctx context.Context, req RunRequest) ([]RunReply, error) {
+	if !n.Running() {
+		return nil, ErrNotRunning
+	}
+	if len(req.Command) == 0 || req.Command[0] == "" {
+		return nil, errors.New("run: no command given")
+	}
+	if len(req.Command) > protocol.MaxJobArgs {
+		return nil, fmt.Errorf("run: %d words exceed the limit of %d", len(req.Command), protocol.MaxJobArgs)
+	}
+	timeout := req.Timeout
+	if timeout <= 0 {
+		timeout = DefaultRunTimeout
+	}
+	replies := make([]RunReply, len(req.Targets))
+	var wg sync.WaitGroup
+	for i, alias := range req.Targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			replies[i] = n.runOn(ctx, alias, req, timeout)
+			if req.OnDone != nil {
+				req.OnDone(replies[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return replies, nil
+}
+
+func (n *Node) runOn(ctx context.Context, alias string, req RunRequest, timeout time.Duration) RunReply {
+	dr := DispatchRequest{Kind: RunKind, Args: req.Command, Worker: alias, Timeout: timeout, MaxAttempts: 1}
+	if req.OnOutput != nil {
+		dr.OnOutput = func(stderr bool, data string) { req.OnOutput(alias, stderr, data) }
+	}
+	start := time.Now()
+	res, err := n.jobs.dispatch(ctx, dr)
+	r := RunReply{Alias: alias, Latency: time.Since(start)}
+	a := res.Answer
+	switch {
+	case a == nil && ctx.Err() != nil:
+		r.NoAnswer, r.Error = true, "cancelled before an answer"
+	case a == nil && time.Since(start) >= timeout:
+		r.NoAnswer, r.Error = true, fmt.Sprintf("no answer within %v", timeout)
+	case a == nil:
+		r.NoAnswer = true
+		if err != nil {
+			r.Error = err.Error()
+		}
+	case a.Status == protocol.JobRefused:
+		r.Refused, r.Error = true, a.Error
+	case a.Status == protocol.JobOK || a.Status == protocol.JobError && a.Exit != 0:
+		r.Exited, r.Exit, r.Stdout, r.Stderr = a.Exit >= 0, int(a.Exit), a.Stdout, a.Stderr
+		if a.Status == protocol.JobError && a.Error != fmt.Sprintf("exit status %d", a.Exit) {
+			r.Error = a.Error // it did not start, timed out there, or was stopped
+		}
+	default: // no command, an old node without the run kind, stopped by the worker
+		r.Error, r.Stdout, r.Stderr = a.Error, a.Stdout, a.Stderr
+	}
+	return r
+}
