@@ -77,7 +77,7 @@ func TestShutdownOfAWorkerDuringABenchLosesNoJob(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	res := jsonLinesWith(d.stdout.String(), "jobs_per_sec")[0]
-	if res["ok"] != float64(3000) || res["failed"] != float64(0) {
+	if res["succeeded"] != float64(3000) || res["failed"] != float64(0) {
 		t.Fatalf("jobs lost across the shutdown: %v", res)
 	}
 	// The shutdown came mid-bench: w2 did some of the jobs, not all, and
@@ -156,7 +156,7 @@ func TestScaleIsVisibleFromAnotherNode(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if !strings.Contains(ctl.stdout.String(), "accept-control=false") {
+	if !strings.Contains(ctl.stderr.String(), "accept-control=false") {
 		t.Fatalf("the refusal does not give its reason:\n%s", ctl.stdout.String())
 	}
 }

@@ -12,7 +12,7 @@ import (
 // benchJSON is the one line !bench --json prints.
 type benchJSON struct {
 	N          int            `json:"n"`
-	OK         int            `json:"ok"`
+	Succeeded  int            `json:"succeeded"`
 	Failed     int            `json:"failed"`
 	Retried    int            `json:"retried"`
 	Seconds    float64        `json:"seconds"`
@@ -57,7 +57,7 @@ func TestJobsScriptOnDemoCluster(t *testing.T) {
 		}
 	}
 	b := jsonLine[benchJSON](t, out, `{"kind":"echo"`)
-	if b.N != 500 || b.OK != 500 || b.Failed != 0 || b.ByWorker["worker1"] != 250 || b.ByWorker["worker2"] != 250 {
+	if b.N != 500 || b.Succeeded != 500 || b.Failed != 0 || b.ByWorker["worker1"] != 250 || b.ByWorker["worker2"] != 250 {
 		t.Errorf("bench: %+v, want 500 ok split evenly by round-robin", b)
 	}
 	// A dispatch nobody can run fails the script, naming the filter.
@@ -105,10 +105,10 @@ func TestBenchSurvivesWorkerKill(t *testing.T) {
 	}
 	b := jsonLine[benchJSON](t, d.stdout.String(), `{"kind":"sleep"`)
 	t.Logf("bench: %+v (worker killed %v before the end)", b, time.Since(killedAt).Round(time.Millisecond))
-	if b.OK != n || b.Failed != 0 {
+	if b.Succeeded != n || b.Failed != 0 {
 		t.Fatalf("bench %+v: want %d ok and none failed", b, n)
 	}
-	if b.ByWorker["w2"] == 0 || b.ByWorker["w2"] >= b.OK/3 {
+	if b.ByWorker["w2"] == 0 || b.ByWorker["w2"] >= b.Succeeded/3 {
 		t.Fatalf("the kill did not land mid-run: %+v", b)
 	}
 	if b.Retried == 0 {

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -125,14 +126,14 @@ func (ts *tmuxServer) waitRunning(promptAndCommand string) {
 	time.Sleep(200 * time.Millisecond)
 }
 
-// shellCommand runs meshell in the pane, then says how it exited and keeps
-// the pane open. NO_COLOR is unset so that hints are drawn.
+// shellCommand runs meshell in the pane, then says how it exited and in
+// which mode it left the terminal, and keeps the pane open. NO_COLOR is unset so that hints are drawn.
 func shellCommand(args ...string) string {
 	q := []string{"env", "-u", "NO_COLOR", binary}
 	for _, a := range args {
 		q = append(q, "'"+a+"'")
 	}
-	return strings.Join(q, " ") + "; echo EXITED $?; sleep 600"
+	return strings.Join(q, " ") + "; echo EXITED $?; " + ttyMode + "; sleep 600"
 }
 
 func TestTerminalCompletionPromptAndAsyncEvents(t *testing.T) {
@@ -176,10 +177,10 @@ func TestTerminalCompletionPromptAndAsyncEvents(t *testing.T) {
 			ts.t = t
 			ts.typeText("!wait br")
 			ts.keys("Tab")
-			ts.waitLastLine("alpha [2 alive]> !wait bravo")
+			ts.waitLastLine("alpha [2 alive]> !wait bravo STATE [TIMEOUT]") // the hint goes on after an argument
 			ts.typeText("al")
 			ts.keys("Tab")
-			ts.waitLastLine("alpha [2 alive]> !wait bravo alive")
+			ts.waitLastLine("alpha [2 alive]> !wait bravo alive [TIMEOUT]")
 			ts.keys("Enter")
 			ts.waitFor("bravo is alive")
 		})
@@ -328,7 +329,13 @@ func TestTmuxClusterScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	env := append(os.Environ(), "TMUX_TMPDIR="+dir, "TMUX=")
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "NO_COLOR=") { // the hint is drawn in colour only
+			env = append(env, e)
+		}
+	}
+	env = append(env, "TMUX_TMPDIR="+dir, "TMUX=")
 	tmux := func(args ...string) (string, error) {
 		cmd := exec.Command("tmux", args...)
 		cmd.Env = env
@@ -354,32 +361,93 @@ func TestTmuxClusterScript(t *testing.T) {
 	if strings.Fields(titles) == nil || strings.Join(strings.Fields(titles), ",") != "node1,node2,node3" {
 		t.Errorf("pane titles %q, want node1..node3", titles)
 	}
-	pane := session + ":cluster.0"
-	send := func(text string) {
+	send := func(pane int, text string, enter bool) {
 		t.Helper()
-		if out, err := tmux("send-keys", "-t", pane, "-l", text); err != nil {
+		target := fmt.Sprintf("%s:cluster.%d", session, pane)
+		if out, err := tmux("send-keys", "-t", target, "-l", text); err != nil {
 			t.Fatalf("send-keys: %v %s", err, out)
 		}
-		tmux("send-keys", "-t", pane, "Enter")
+		if enter {
+			tmux("send-keys", "-t", target, "Enter")
+		}
 	}
-	send("!wait members 3 20s")
-	send("!cluster_members")
+	capture := func() string {
+		s, _ := tmux("capture-pane", "-p", "-t", session+":cluster.0")
+		return s
+	}
+	// What README's capture shows, typed the way it says.
+	send(0, "!cluster_members", true)
 	alive := func(table string, i int) bool {
 		return regexp.MustCompile(fmt.Sprintf(`node%d[ *]+127\.0\.0\.1:%d +alive`, i, base+i-1)).MatchString(table)
 	}
-	var screen string
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		screen, _ = tmux("capture-pane", "-p", "-t", pane)
-		if i := strings.LastIndex(screen, "ALIAS"); i >= 0 && alive(screen[i:], 1) && alive(screen[i:], 2) && alive(screen[i:], 3) {
-			break
+	waitPane := func(what string, ok func(string) bool) string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			screen := capture()
+			if ok(screen) {
+				return screen
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pane 0 never showed %s:\n%s", what, screen)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pane 0 never listed 3 alive members:\n%s", screen)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	waitPane("3 alive members", func(screen string) bool {
+		i := strings.LastIndex(screen, "ALIAS")
+		return i >= 0 && alive(screen[i:], 1) && alive(screen[i:], 2) && alive(screen[i:], 3)
+	})
+	send(0, "!dispatch echo hi", true) // the workers are tagged: it runs
+	waitPane("the job's answer", func(screen string) bool {
+		return regexp.MustCompile(`\njob 1 on node[23], 1 attempt`).MatchString(screen)
+	})
+	send(2, "!quit", true)
+	waitPane("node3 leaving", func(screen string) bool { return strings.Contains(screen, "member-leave node3") })
+	send(0, "!wait ", false)
+	screen := waitPane("the hint of !wait", func(screen string) bool {
+		return strings.Contains(screen, "node1 [2 alive]> !wait members N [TIMEOUT] | ALIAS STATE [TIMEOUT]")
+	})
 	t.Logf("pane 0:\n%s", strings.TrimRight(screen, "\n"))
+
+	// Every line of README's capture is on the pane, in order, but for
+	// times, latencies, slots, ports and which worker ran the job.
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)### A local cluster in tmux.*?\n```\n(node1 .*?)```").FindSubmatch(readme)
+	if m == nil {
+		t.Fatal("README's tmux section shows no pane capture")
+	}
+	norm := func(l string, base int) string {
+		l = regexp.MustCompile(`\d\d:\d\d:\d\d\.\d{3}`).ReplaceAllString(l, "TIME")
+		l = latencyRE.ReplaceAllString(l, "LAT")
+		l = regexp.MustCompile(`slots=\d+`).ReplaceAllString(l, "slots=N")
+		l = regexp.MustCompile(`job \d+ on node\d`).ReplaceAllString(l, "job N on W")
+		l = regexp.MustCompile(`127\.0\.0\.1:(\d+)`).ReplaceAllStringFunc(l, func(a string) string {
+			var p int
+			fmt.Sscanf(a, "127.0.0.1:%d", &p)
+			return fmt.Sprintf("PORT+%d", p-base)
+		})
+		l = strings.Join(strings.Fields(l), " ")
+		return regexp.MustCompile(`(alive|suspect|failed|left) (\d+) (-|LAT) `).ReplaceAllString(l, "$1 $2 RTT ") // "-": not measured yet
+	}
+	var got []string
+	for _, l := range strings.Split(screen, "\n") {
+		got = append(got, norm(l, base))
+	}
+	at := 0
+	for _, want := range strings.Split(strings.TrimRight(string(m[1]), "\n"), "\n") {
+		w := norm(want, 2254)
+		for at < len(got) && got[at] != w {
+			at++
+		}
+		if at == len(got) {
+			t.Fatalf("README's capture line %q is not on the pane (in order):\n%s", want, screen)
+		}
+		at++
+	}
 
 	script("-k", "-s", session)
 	if out, err := tmux("has-session", "-t", session); err == nil {
@@ -406,4 +474,180 @@ func TestTerminalNoColour(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ttyMode prints, once meshell exited, whether it left the terminal in raw
+// mode (no canonical input or no echo) or restored it.
+const ttyMode = `stty -a | tr ' ;' '\n\n' | grep -qx -e -icanon -e -echo && echo TTY-RAW || echo TTY-COOKED`
+
+// shellCommandPid is shellCommand that also writes meshell's process id to
+// pidFile (for signals) and reports the terminal's mode after the exit.
+func shellCommandPid(pidFile string, args ...string) string {
+	q := []string{"exec", "env", "-u", "NO_COLOR", binary}
+	for _, a := range args {
+		q = append(q, "'"+a+"'")
+	}
+	return `sh -c "echo \$\$ > ` + pidFile + `; ` + strings.Join(q, " ") + `"; echo EXITED $?; ` + ttyMode + "; sleep 600"
+}
+
+// readPid waits for the pid file shellCommandPid writes.
+func readPid(t *testing.T, path string) int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile(path)
+		var pid int
+		if err == nil {
+			if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
+				return pid
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pid in %s: %q %v", path, b, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A node shut down by !shutdown from another node exits 0 at once, with no
+// key pressed, and leaves the terminal as it found it.
+func TestTerminalRemoteShutdownExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	ctl := start(t, "", "--alias", "ctl", "-P", fmt.Sprint(port), "--profile", "local")
+	ctl.feed(t, "!start_cluster\n")
+	waitListening(t, port)
+	ts := newTmux(t, shellCommand("--alias", "n3", "-P", "0", "--profile", "local", "--join", fmt.Sprintf("127.0.0.1:%d", port),
+		"--history-file", filepath.Join(t.TempDir(), "h")))
+	ts.waitLastLine("n3 [2 alive]>")
+	ts.typeText("!echo half typed") // a half-typed line is not run
+	ts.waitLastLine("n3 [2 alive]> !echo half typed")
+	ctl.feed(t, "!wait members 2 20s\n!shutdown n3\n!echo sent\n")
+	ctl.waitOutput(t, "sent", 30*time.Second)
+	s := ts.waitFor("EXITED 0")
+	if !strings.Contains(s, "this node was shut down by !shutdown; exiting") {
+		t.Errorf("no word on the shutdown:\n%s", s)
+	}
+	if strings.Contains(s, "\nhalf typed") {
+		t.Errorf("the half-typed line ran:\n%s", s)
+	}
+	ts.waitFor("TTY-COOKED")
+}
+
+// SIGTERM (and SIGHUP) make an interactive node leave gracefully, within
+// about a second, and exit 128+15 with the terminal restored, at the prompt
+// or while a command runs.
+func TestTerminalSIGTERMLeavesGracefully(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, typed, running string }{
+		{"at the prompt, a line half typed", "!echo not-to-run", ""},
+		{"while a command runs", "", "!sleep 60s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freePort(t)
+			watcher := start(t, "", "--alias", "watcher", "-P", fmt.Sprint(port), "--profile", "local")
+			watcher.feed(t, "!start_cluster\n!wait t1 alive 30s\n!echo seen\n!wait t1 left 30s\n!echo left-seen\n")
+			waitListening(t, port)
+			pidFile := filepath.Join(t.TempDir(), "pid")
+			ts := newTmux(t, shellCommandPid(pidFile, "--alias", "t1", "-P", "0", "--profile", "local",
+				"--join", fmt.Sprintf("127.0.0.1:%d", port), "--history-file", filepath.Join(t.TempDir(), "h")))
+			pid := readPid(t, pidFile)
+			ts.waitLastLine("t1 [2 alive]>")
+			watcher.waitOutput(t, "seen", 30*time.Second)
+			if tc.typed != "" {
+				ts.typeText(tc.typed)
+				ts.waitLastLine("t1 [2 alive]> " + tc.typed)
+			}
+			if tc.running != "" {
+				ts.line(tc.running)
+				ts.waitRunning("t1 [2 alive]> " + tc.running)
+			}
+			if p, err := os.FindProcess(pid); err != nil || p.Signal(syscall.SIGTERM) != nil {
+				t.Fatalf("SIGTERM to %d: %v", pid, err)
+			}
+			sent := time.Now()
+			watcher.waitOutput(t, "left-seen", 30*time.Second) // left, not failed
+			s := ts.waitFor("EXITED 143")
+			t.Logf("left and exited %v after SIGTERM", time.Since(sent).Round(time.Millisecond))
+			if strings.Contains(s, "\nnot-to-run") {
+				t.Errorf("the half-typed line ran:\n%s", s)
+			}
+			ts.waitFor("TTY-COOKED")
+		})
+	}
+}
+
+// While a command runs: an event is printed above the progress bar, not
+// glued to it, and text typed ahead is not echoed into the output but
+// waits at the next prompt.
+func TestTerminalProgressBarEventsAndTypeAhead(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	ts := newTmux(t, shellCommand("--alias", "d1", "-P", fmt.Sprint(port), "--profile", "local", "--demo",
+		"--history-file", filepath.Join(t.TempDir(), "h")))
+	ts.waitLastLine("d1 [3 alive]>")
+	ts.line("!events on")
+	ts.waitFor("events on")
+	ts.line("!bench --n 100000 --concurrency 1 sleep 10ms")
+	ts.waitFor("jobs/s") // the progress bar
+	late := start(t, "", "--alias", "late", "-P", "0", "--profile", "local", "--join", fmt.Sprintf("127.0.0.1:%d", port))
+	late.feed(t, "!echo up\n")
+	s := ts.waitScreen("the join event on a line of its own, the bar below it", func(s string) bool {
+		ev := linesContaining(s, "member-join late")
+		return len(ev) == 1 && strings.Contains(lastLine(s), "jobs/s")
+	})
+	if ev := linesContaining(s, "member-join late")[0]; strings.Contains(ev, "jobs/s") || strings.Contains(ev, "[#") || !regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} member-join`).MatchString(ev) {
+		t.Errorf("the event is glued to the progress bar: %q\n%s", ev, s)
+	}
+	ts.keys("C-c")
+	s = ts.waitScreen("the cancelled bench's report", func(s string) bool {
+		return strings.Contains(s, "not started") && lastLine(s) == "d1 [4 alive]>"
+	})
+	if !strings.Contains(s, "error: cancelled after") || strings.Contains(s, "failed; first") {
+		t.Errorf("a cancelled bench is reported as failed:\n%s", s)
+	}
+
+	ts.line("!sleep 2s")
+	ts.waitRunning("d1 [4 alive]> !sleep 2s")
+	ts.typeText("!echo typed-ahead")
+	s = ts.waitLastLine("d1 [4 alive]> !echo typed-ahead") // shown at the next prompt, not before
+	if n := len(linesContaining(s, "typed-ahead")); n != 1 {
+		t.Errorf("text typed during !sleep was echoed raw:\n%s", s)
+	}
+	ts.keys("Enter")
+	ts.waitScreen("the typed-ahead command's output", func(s string) bool {
+		return strings.Contains(s, "\ntyped-ahead\n") && lastLine(s) == "d1 [4 alive]>"
+	})
+}
+
+func linesContaining(screen, text string) []string {
+	var out []string
+	for _, l := range strings.Split(screen, "\n") {
+		if strings.Contains(l, text) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// The hint stays after the first argument, and an unwritable history file
+// is said at start-up.
+func TestTerminalHintsAndHistoryWarning(t *testing.T) {
+	t.Parallel()
+	ts := newTmux(t, shellCommand("--alias", "w1", "-P", "0", "--history-file", "/nonexistent-meshell-dir/h"))
+	s := ts.waitLastLine("w1 [not in a cluster]>")
+	if n := len(linesContaining(s, "warning: history is not saved: open /nonexistent-meshell-dir/h: no such file or directory")); n != 1 {
+		t.Errorf("want one warning about the history file:\n%s", s)
+	}
+	ts.typeText("!wait members ")
+	ts.waitLastLine("w1 [not in a cluster]> !wait members N [TIMEOUT]")
+	ts.typeText("3")
+	ts.waitLastLine("w1 [not in a cluster]> !wait members 3 [TIMEOUT]")
+	ts.keys("C-u")
+	ts.typeText("!config set ")
+	ts.waitLastLine("w1 [not in a cluster]> !config set KEY VALUE")
+	ts.typeText("log-level ")
+	ts.keys("Tab")
+	ts.waitFor("debug")
+	ts.waitFor("warn")
 }

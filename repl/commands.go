@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"meshell/manager"
+	"meshell/node"
 	"meshell/protocol"
 )
 
@@ -28,8 +30,9 @@ type Command struct {
 	Rest    bool // takes a free-form tail: flags end at the first word
 	Min     int  // positional arguments, at least
 	Max     int  // ... and at most; -1 = any
-	// Complete returns candidates for the positional argument at index i.
-	Complete func(s *Shell, i int) []string
+	// Complete returns candidates for the next positional argument; prev
+	// are the positional words before it (so len(prev) is its index).
+	Complete func(s *Shell, prev []string) []string
 	Run      func(ctx context.Context, s *Shell, a *Args) error
 	// NoHistory keeps the command out of the history file.
 	NoHistory bool
@@ -124,8 +127,10 @@ func init() {
 		{
 			Name: "!join_cluster", Group: "cluster", Args: "HOST PORT | HOST:PORT", Min: 1, Max: 2,
 			Summary: "join a cluster through any of its members",
-			Help:    "Listens first if needed, says Hello to the seed, then introduces itself to every member the seed names.",
-			Example: "!join_cluster 127.0.0.1 7001",
+			Help: "Listens first if needed, says Hello to the seed, then introduces itself to every member the seed names. " +
+				"--retry keeps trying while nothing answers at the seed, for nodes started at the same time as it.",
+			Flags:   []Flag{{Name: "retry", Kind: FlagDuration, Usage: "keep trying for up to this long while the seed cannot be reached"}},
+			Example: "!join_cluster 127.0.0.1 7001\n!leave\n!join_cluster --retry 20s 127.0.0.1:7001",
 			Run:     runJoinCluster,
 		},
 		{
@@ -153,7 +158,7 @@ func init() {
 			Name: "!wait", Group: "cluster", Args: "members N [TIMEOUT] | ALIAS STATE [TIMEOUT]", Min: 2, Max: 3,
 			Summary:  "block until N members are alive, or ALIAS is in STATE",
 			Help:     "STATE is alive, suspect, failed (or dead) or left. TIMEOUT defaults to 10s; Ctrl-C cancels.",
-			Example:  "!wait members 3 5s\n!wait node2 failed",
+			Example:  "!wait members 3 5s\n!wait worker2 alive",
 			Complete: completeWait,
 			Run:      runWait,
 		},
@@ -163,24 +168,28 @@ func init() {
 			Help:     "Events appear above the prompt; what is typed stays intact. --json: one object per line, t in Unix nanoseconds.",
 			Example:  "!events on\n!events off",
 			Flags:    []Flag{jsonFlag},
-			Complete: func(s *Shell, i int) []string { return []string{"on", "off"} },
+			Complete: func(s *Shell, prev []string) []string { return []string{"on", "off"} },
 			Run:      runEvents,
 		},
 		{
 			Name: "!tag", Group: "cluster", Args: "K=V…", Min: 1, Max: -1,
 			Summary: "set tags of this node (gossiped to all)",
+			Help:    "K=V,K2=V2 sets several, as --tags does. slots is set by !scale.",
 			Example: "!tag role=worker zone=a",
-			Complete: func(s *Shell, i int) []string {
+			Complete: func(s *Shell, prev []string) []string {
 				return append([]string{"role=worker"}, s.tagCandidates()...)
 			},
 			Run: runTag,
 		},
 		{
 			Name: "!untag", Group: "cluster", Args: "K…", Min: 1, Max: -1,
-			Summary:  "remove tags of this node",
-			Example:  "!untag zone",
-			Complete: func(s *Shell, i int) []string { return slices.Sorted(maps.Keys(s.Node.Self().Tags)) },
-			Run:      runUntag,
+			Summary: "remove tags of this node",
+			Example: "!tag zone=a\n!untag zone",
+			Complete: func(s *Shell, prev []string) []string {
+				keys := slices.Sorted(maps.Keys(s.Node.Self().Tags))
+				return slices.DeleteFunc(keys, func(k string) bool { return k == manager.SlotsTag })
+			},
+			Run: runUntag,
 		},
 		{
 			Name: "!quit", Aliases: []string{"!exit"}, Group: "shell", Max: 0,
@@ -222,7 +231,7 @@ func init() {
 			Name: "!help", Group: "shell", Args: "[CMD]", Max: 1,
 			Summary: "list commands, or show one command's usage",
 			Example: "!help wait",
-			Complete: func(s *Shell, i int) []string {
+			Complete: func(s *Shell, prev []string) []string {
 				names := commandNames()
 				for _, n := range commandNames() {
 					names = append(names, strings.TrimPrefix(n, "!"))
@@ -272,9 +281,7 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 	} else if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("%q is not HOST:PORT; use !join_cluster HOST PORT or HOST:PORT", addr)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	res, err := s.Node.Join(ctx, addr)
+	res, err := s.join(ctx, addr, a.Duration("retry", 0))
 	if err != nil {
 		return err
 	}
@@ -284,6 +291,26 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 		s.warnf("not reached yet: %s (failure detection decides)", strings.Join(res.Failed, ", "))
 	}
 	return nil
+}
+
+// join joins through addr; while the seed cannot be dialled (it may still
+// be starting) it tries again every 200ms for up to retry.
+func (s *Shell) join(ctx context.Context, addr string, retry time.Duration) (node.JoinResult, error) {
+	deadline := time.Now().Add(retry)
+	for {
+		jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		res, err := s.Node.Join(jctx, addr)
+		cancel()
+		var dial *net.OpError
+		if err == nil || !errors.As(err, &dial) || dial.Op != "dial" || time.Now().After(deadline) {
+			return res, err
+		}
+		select {
+		case <-ctx.Done():
+			return res, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 func runMembers(ctx context.Context, s *Shell, a *Args) error {
@@ -298,8 +325,8 @@ func runMembers(ctx context.Context, s *Shell, a *Args) error {
 	return nil
 }
 
-func completeWait(s *Shell, i int) []string {
-	switch i {
+func completeWait(s *Shell, prev []string) []string {
+	switch len(prev) {
 	case 0:
 		return append([]string{"members"}, s.aliases()...)
 	case 1:
@@ -329,10 +356,13 @@ func runWait(ctx context.Context, s *Shell, a *Args) error {
 			sn := s.Node.Members()
 			return fmt.Errorf("%s waiting for %d alive members: %d alive (%s)", waitErr(err, timeout), want, sn.Count(protocol.StateAlive), memberStates(sn))
 		}
-		s.printf("%d members alive\n", s.Node.Members().Count(protocol.StateAlive))
+		s.printf("%s alive\n", plural(s.Node.Members().Count(protocol.StateAlive), "member"))
 		return nil
 	}
 	alias := a.Pos[0]
+	if err := protocol.ValidAlias(alias); err != nil {
+		return fmt.Errorf("%w; usage: %s", err, cmdUsage("!wait"))
+	}
 	st, err := protocol.ParseState(a.Pos[1])
 	if err != nil {
 		return err
@@ -348,9 +378,28 @@ func runWait(ctx context.Context, s *Shell, a *Args) error {
 		}
 		return fmt.Errorf("%s waiting for %s to be %s: it is %s", waitErr(err, timeout), alias, st, now)
 	}
-	s.printf("%s is %s\n", clean(alias), st)
+	s.printf("%s %s\n", clean(alias), isState(st))
 	return nil
 }
+
+// isState is "is alive", "is suspect", "has failed" or "has left".
+func isState(st protocol.State) string {
+	if st == protocol.StateFailed || st == protocol.StateLeft {
+		return "has " + st.String()
+	}
+	return "is " + st.String()
+}
+
+// plural is "1 member", "2 members".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// cmdUsage is the usage line of a command of the table.
+func cmdUsage(name string) string { return lookup(name).Usage() }
 
 func waitErr(err error, timeout time.Duration) string {
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -368,17 +417,29 @@ func memberStates(sn *nodeSnapshot) string {
 	return strings.Join(out, ", ")
 }
 
+// errSlotsTag refuses a change of the slots tag, which the node keeps
+// equal to its worker slots.
+var errSlotsTag = fmt.Errorf("%s is set by !scale: use !scale ALIAS N", manager.SlotsTag)
+
 func runTag(ctx context.Context, s *Shell, a *Args) error {
 	tags := maps.Clone(s.Node.Self().Tags)
 	if tags == nil {
 		tags = map[string]string{}
 	}
-	for _, kv := range a.Pos {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("tag %q is not KEY=VALUE, e.g. role=worker", kv)
+	for _, word := range a.Pos {
+		kvs, err := parseTags(word)
+		if err != nil {
+			return fmt.Errorf("tag %w", err)
 		}
-		tags[k] = v
+		for k, v := range kvs {
+			if k == manager.SlotsTag {
+				return errSlotsTag
+			}
+			tags[k] = v
+		}
+	}
+	if err := protocol.ValidTags(tags); err != nil {
+		return err
 	}
 	if err := s.Node.SetTags(ctx, tags); err != nil {
 		return err
@@ -389,11 +450,16 @@ func runTag(ctx context.Context, s *Shell, a *Args) error {
 
 func runUntag(ctx context.Context, s *Shell, a *Args) error {
 	tags := maps.Clone(s.Node.Self().Tags)
-	for _, k := range a.Pos {
-		if _, ok := tags[k]; !ok {
-			return fmt.Errorf("this node has no tag %q (tags: %s)", k, formatTags(tags))
+	for _, word := range a.Pos {
+		for _, k := range strings.Split(word, ",") {
+			if k == manager.SlotsTag {
+				return errSlotsTag
+			}
+			if _, ok := tags[k]; !ok {
+				return fmt.Errorf("this node has no tag %q (tags: %s)", k, formatTags(tags))
+			}
+			delete(tags, k)
 		}
-		delete(tags, k)
 	}
 	if err := s.Node.SetTags(ctx, tags); err != nil {
 		return err
@@ -456,17 +522,26 @@ func helpFor(c *Command, p palette) string {
 			fmt.Fprintf(&b, "  %-20s %s\n", name, f.Usage)
 		}
 	}
-	example := c.Example
-	if example == "" && c.Min == 0 {
-		example = c.Name
-	}
-	if example != "" {
+	if ex := examples(c); len(ex) > 0 {
 		b.WriteString(p.bold("example:") + "\n")
-		for _, l := range strings.Split(example, "\n") {
+		for _, l := range ex {
 			fmt.Fprintf(&b, "  %s\n", l)
 		}
 	}
 	return b.String()
+}
+
+// examples are the lines !help CMD shows under "example:", run in order
+// (a test runs every one): the command's Example, or its bare name when it
+// takes no argument.
+func examples(c *Command) []string {
+	switch {
+	case c.Example != "":
+		return strings.Split(c.Example, "\n")
+	case c.Min == 0:
+		return []string{c.Name}
+	}
+	return nil
 }
 
 // helpIndex is !help: every command by group, with its summary. Groups

@@ -1,11 +1,14 @@
 package repl
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
+	"meshell/manager"
 	"meshell/protocol"
 )
 
@@ -21,6 +24,10 @@ func (c completer) Do(line []rune, pos int) ([][]rune, int) {
 	typing, cands := c.s.completions(string(line[:pos]))
 	var out [][]rune
 	for _, cand := range cands {
+		if strings.HasSuffix(cand, "=") { // a tag key: its value comes next
+			out = append(out, []rune(cand[len(typing):]))
+			continue
+		}
 		out = append(out, []rune(cand[len(typing):]+" "))
 	}
 	return out, len([]rune(typing))
@@ -69,15 +76,14 @@ func completable(cand string) bool {
 func (s *Shell) argCandidates(cmd *Command, done []string, typing string) []string {
 	// A flag's value: "--tag " or "--tag=".
 	if len(done) > 0 {
-		if f := cmd.flag(strings.TrimLeft(done[len(done)-1], "-")); f != nil && strings.HasPrefix(done[len(done)-1], "-") &&
-			!strings.Contains(done[len(done)-1], "=") && f.Kind != FlagBool {
-			return s.flagValues(f)
+		if f := valueFlag(cmd, done[len(done)-1]); f != nil {
+			return s.flagValues(f, typing)
 		}
 	}
-	if name, _, ok := strings.Cut(typing, "="); ok && strings.HasPrefix(name, "-") {
+	if name, val, ok := strings.Cut(typing, "="); ok && strings.HasPrefix(name, "-") {
 		if f := cmd.flag(strings.TrimLeft(name, "-")); f != nil {
 			var out []string
-			for _, v := range s.flagValues(f) {
+			for _, v := range s.flagValues(f, val) {
 				out = append(out, name+"="+v)
 			}
 			return out
@@ -85,7 +91,7 @@ func (s *Shell) argCandidates(cmd *Command, done []string, typing string) []stri
 		return nil
 	}
 	pos, used := positionals(cmd, done)
-	if strings.HasPrefix(typing, "-") && !(cmd.Rest && pos > 0) {
+	if strings.HasPrefix(typing, "-") && !(cmd.Rest && len(pos) > 0) {
 		var out []string
 		for _, f := range cmd.Flags {
 			if !used[f.Name] || f.Kind == FlagKV {
@@ -94,21 +100,33 @@ func (s *Shell) argCandidates(cmd *Command, done []string, typing string) []stri
 		}
 		return out
 	}
-	if cmd.Complete != nil && (cmd.Max < 0 || pos < cmd.Max) {
+	if cmd.Complete != nil && (cmd.Max < 0 || len(pos) < cmd.Max) {
 		return cmd.Complete(s, pos)
 	}
 	return nil
 }
 
-// positionals counts the positional words among done, skipping flags and
+// valueFlag is the flag of cmd that word names when it still waits for its
+// value ("--tag", not "--tag=x" nor a boolean flag), or nil.
+func valueFlag(cmd *Command, word string) *Flag {
+	if !strings.HasPrefix(word, "-") || isValue(word) || strings.Contains(word, "=") {
+		return nil
+	}
+	if f := cmd.flag(strings.TrimLeft(word, "-")); f != nil && f.Kind != FlagBool {
+		return f
+	}
+	return nil
+}
+
+// positionals returns the positional words among done, skipping flags and
 // their values, and names the flags used.
-func positionals(cmd *Command, done []string) (int, map[string]bool) {
+func positionals(cmd *Command, done []string) ([]string, map[string]bool) {
 	used := map[string]bool{}
-	pos := 0
+	var pos []string
 	for i := 0; i < len(done); i++ {
 		w := done[i]
-		if !strings.HasPrefix(w, "-") || w == "-" || isNumber(w) || (cmd.Rest && pos > 0) {
-			pos++
+		if isValue(w) || (cmd.Rest && len(pos) > 0) {
+			pos = append(pos, w)
 			continue
 		}
 		name, _, hasVal := strings.Cut(strings.TrimLeft(w, "-"), "=")
@@ -120,58 +138,89 @@ func positionals(cmd *Command, done []string) (int, map[string]bool) {
 	return pos, used
 }
 
-// flagValues are the completion candidates of a flag's value. A K=V flag
-// without its own list completes the cluster's known tags.
-func (s *Shell) flagValues(f *Flag) []string {
+// flagValues are the completion candidates of a flag's value, typing the
+// part of it typed so far. A K=V flag without its own list completes the
+// live members' tags.
+func (s *Shell) flagValues(f *Flag, typing string) []string {
 	switch {
 	case f.Value != nil:
 		return f.Value()
 	case f.Kind == FlagKV:
-		return s.tagCandidates()
+		return s.tagFilterCandidates(typing)
 	case f.Kind == FlagDuration:
 		return []string{"500ms", "1s", "2s", "5s", "10s"}
 	}
 	return nil
 }
 
-// tagCandidates lists every tag the members of the cluster carry, as
-// "key=value", sorted. Commands that filter by tag use it for completion:
-//
-//	Complete: func(s *Shell, i int) []string { return s.tagCandidates() }
-func (s *Shell) tagCandidates() []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, e := range s.Node.Members().Entries {
-		for k, v := range e.Tags {
-			if kv := k + "=" + v; !seen[kv] {
-				seen[kv] = true
-				out = append(out, kv)
+// liveTags maps every tag key the live (alive or suspect) members carry,
+// this node included, to its values, sorted. The slots tag is left out:
+// it is set by !scale and differs from node to node.
+func (s *Shell) liveTags() map[string][]string {
+	seen := map[string]map[string]bool{}
+	add := func(tags map[string]string) {
+		for k, v := range tags {
+			if k == manager.SlotsTag {
+				continue
 			}
+			if seen[k] == nil {
+				seen[k] = map[string]bool{}
+			}
+			seen[k][v] = true
 		}
 	}
-	for k, v := range s.Node.Self().Tags {
-		if kv := k + "=" + v; !seen[kv] {
-			seen[kv] = true
-			out = append(out, kv)
+	for _, e := range s.Node.Members().Entries {
+		if e.State == protocol.StateAlive || e.State == protocol.StateSuspect {
+			add(e.Tags)
+		}
+	}
+	add(s.Node.Self().Tags)
+	out := map[string][]string{}
+	for k, vs := range seen {
+		out[k] = slices.Sorted(maps.Keys(vs))
+	}
+	return out
+}
+
+// tagCandidates lists every tag of the live members as "key=value",
+// sorted (see liveTags).
+func (s *Shell) tagCandidates() []string {
+	var out []string
+	for k, vs := range s.liveTags() {
+		for _, v := range vs {
+			out = append(out, k+"="+v)
 		}
 	}
 	sort.Strings(out)
 	return out
 }
 
-// tagKeys lists the tag keys the members carry, sorted.
-func (s *Shell) tagKeys() []string {
-	seen := map[string]bool{}
+// tagFilterCandidates completes a --tag K=V filter from the live members'
+// tags in two steps: before the '=' a key (as "key=value" when it has one
+// value, "key=" to go on with when it has several), after it that key's
+// values.
+func (s *Shell) tagFilterCandidates(typing string) []string {
+	tags := s.liveTags()
 	var out []string
-	for _, kv := range s.tagCandidates() {
-		k, _, _ := strings.Cut(kv, "=")
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, k)
+	if k, _, ok := strings.Cut(typing, "="); ok {
+		for _, v := range tags[k] {
+			out = append(out, k+"="+v)
+		}
+		return out
+	}
+	for k, vs := range tags {
+		if len(vs) == 1 {
+			out = append(out, k+"="+vs[0])
+		} else {
+			out = append(out, k+"=")
 		}
 	}
+	sort.Strings(out)
 	return out
 }
+
+// tagKeys lists the tag keys the live members carry, sorted.
+func (s *Shell) tagKeys() []string { return slices.Sorted(maps.Keys(s.liveTags())) }
 
 // aliasCandidates lists the aliases of the live (alive or suspect) members
 // other than this node, for commands that address one node; with all it
@@ -192,9 +241,35 @@ func completeJobKinds() []string {
 	return []string{"echo", "primes", "sha256", "sleep", "stream"}
 }
 
+// configValues are candidates for the value of a !config set KEY: this
+// node's current value first, then the usual ones for the key.
+func (s *Shell) configValues(key string) []string {
+	var usual []string
+	switch key {
+	case "probe-interval", "probe-timeout":
+		usual = []string{"50ms", "100ms", "250ms", "500ms", "1s"}
+	case "suspicion-mult":
+		usual = []string{"3", "4", "6"}
+	case "indirect-checks":
+		usual = []string{"1", "3", "5"}
+	case "log-level":
+		return []string{"debug", "info", "warn", "error"}
+	case "strategy":
+		return manager.Strategies()
+	default:
+		return nil
+	}
+	if cur := s.Node.ConfigMap()[key]; cur != "" {
+		usual = append(usual, cur)
+	}
+	return usual
+}
+
 // hintFor returns the greyed-out hint shown after what is typed: the
-// arguments of the command still to type (like redis-cli). It is empty
-// when the cursor is not at the end, or the line holds no known command.
+// arguments of the command still to type (like redis-cli). After the
+// command name it is the whole usage; after some arguments, what remains
+// of the alternatives of the synopsis that fit what is typed. It is empty
+// when the line holds no known command.
 func hintFor(line string) string {
 	if line == "" || strings.ContainsAny(line, "\n\r") {
 		return ""
@@ -210,23 +285,109 @@ func hintFor(line string) string {
 	trailing := strings.HasSuffix(line, " ")
 	if len(words) == 1 {
 		syn := strings.TrimSpace(strings.TrimPrefix(cmd.Usage(), cmd.Name))
-		if syn == "" {
-			return ""
-		}
-		if trailing {
+		if syn == "" || trailing {
 			return syn
 		}
 		return " " + syn
 	}
-	if !trailing || cmd.Args == "" || strings.Contains(cmd.Args, "|") {
+	done, partial := words[1:], ""
+	if !trailing {
+		done, partial = words[1:len(words)-1], words[len(words)-1]
+		if strings.HasPrefix(partial, "-") && !isValue(partial) {
+			return "" // typing a flag
+		}
+	}
+	if len(done) > 0 {
+		if f := valueFlag(cmd, done[len(done)-1]); f != nil {
+			if partial != "" {
+				return ""
+			}
+			return strings.ToUpper(flagValueName(*f)) // the flag's value comes next
+		}
+	}
+	if cmd.Args == "" {
 		return ""
 	}
-	pos, _ := positionals(cmd, words[1:])
-	rest := splitSynopsis(cmd.Args)
-	if pos >= len(rest) {
-		return ""
+	pos, used := positionals(cmd, done)
+	if partial != "" {
+		pos = append(pos, partial)
 	}
-	return strings.Join(rest[pos:], " ")
+	hint := remainingArgs(cmd.Args, pos, used, partial != "")
+	if hint != "" && !trailing {
+		hint = " " + hint
+	}
+	return hint
+}
+
+// remainingArgs matches the positional words typed against each
+// alternative of a synopsis ("members N [TIMEOUT] | ALIAS STATE [TIMEOUT]")
+// and returns the words still to type of the alternatives that fit best,
+// joined by " | ". A literal word (members, set) must be typed as it is
+// (its start when partial); a flag word (--all) fits when that flag was
+// used; a placeholder (ALIAS, [TIMEOUT]) fits any word, but HOST:PORT only
+// a word with a colon; a word ending in … takes every word after it.
+// Literals, flags and colons that fit make an alternative fit better.
+func remainingArgs(args string, typed []string, used map[string]bool, partial bool) string {
+	best, score := []string{}, -1
+	for _, alt := range strings.Split(args, " | ") {
+		syn := splitSynopsis(alt)
+		i, sc, ok := 0, 0, true
+		for j, w := range typed {
+			for i < len(syn) && strings.HasPrefix(syn[i], "--") { // a flag word
+				if !used[strings.TrimPrefix(syn[i], "--")] {
+					ok = false
+				}
+				i, sc = i+1, sc+1
+			}
+			if !ok || i >= len(syn) {
+				ok = false
+				break
+			}
+			last := partial && j == len(typed)-1
+			switch sw := syn[i]; {
+			case isLiteral(sw):
+				if w != sw && !(last && strings.HasPrefix(sw, w)) {
+					ok = false
+				}
+				sc++
+			case strings.Contains(sw, ":") && !strings.Contains(sw, "|"):
+				if !strings.Contains(w, ":") && !last {
+					ok = false
+				} else if strings.Contains(w, ":") {
+					sc++
+				}
+			}
+			if strings.HasSuffix(strings.TrimSuffix(syn[i], "]"), "…") {
+				i = len(syn) // it takes the rest
+				continue
+			}
+			i++
+		}
+		for ok && i < len(syn) && strings.HasPrefix(syn[i], "--") && used[strings.TrimPrefix(syn[i], "--")] {
+			i, sc = i+1, sc+1
+		}
+		if !ok {
+			continue
+		}
+		rest := ""
+		if i < len(syn) {
+			rest = strings.Join(syn[i:], " ")
+		}
+		switch {
+		case sc > score:
+			best, score = []string{rest}, sc
+		case sc == score:
+			best = append(best, rest)
+		}
+	}
+	best = slices.DeleteFunc(best, func(r string) bool { return r == "" })
+	return strings.Join(best, " | ")
+}
+
+// isLiteral reports whether a synopsis word is typed as it is: lower case,
+// not optional, not a flag.
+func isLiteral(w string) bool {
+	return w != "" && !strings.HasPrefix(w, "[") && !strings.HasPrefix(w, "-") && strings.ToLower(w) == w
 }
 
 // splitSynopsis splits "KIND [ARGS…] [TIMEOUT]" into its words, keeping

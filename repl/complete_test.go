@@ -15,6 +15,7 @@ import (
 
 	"meshell/node"
 	"meshell/node/swim"
+	"meshell/protocol"
 )
 
 // testShell returns a shell on a node that is not in a cluster, writing
@@ -33,6 +34,7 @@ func testConfig(t testing.TB, alias string, tags map[string]string) node.Config 
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.Alias, cfg.Bind, cfg.Tags = alias, "127.0.0.1:0", tags
+	cfg.Run.Allow = true // !run's help examples run commands
 	prof, err := swim.Profile("local")
 	if err != nil {
 		t.Fatal(err)
@@ -47,6 +49,13 @@ func testConfig(t testing.TB, alias string, tags map[string]string) node.Config 
 // clusterShell returns a shell on node "a" (tag zone=1) joined by node "b"
 // (tag role=worker), both alive.
 func clusterShell(t *testing.T) *Shell {
+	t.Helper()
+	s, _ := clusterShellAndB(t)
+	return s
+}
+
+// clusterShellAndB is clusterShell, and node b.
+func clusterShellAndB(t *testing.T) (*Shell, *node.Node) {
 	t.Helper()
 	a, err := node.New(testConfig(t, "a", map[string]string{"zone": "1"}))
 	if err != nil {
@@ -73,7 +82,7 @@ func clusterShell(t *testing.T) *Shell {
 	}); err != nil {
 		t.Fatal("b never showed up at a with its tags")
 	}
-	return New(a, Options{Out: io.Discard, Err: io.Discard})
+	return New(a, Options{Out: io.Discard, Err: io.Discard}), b
 }
 
 func TestCompletionFromTheTable(t *testing.T) {
@@ -123,8 +132,8 @@ func TestCompletionOfLiveAliasesAndTags(t *testing.T) {
 			{Name: "tag", Kind: FlagKV, Usage: "only workers with this tag"},
 			{Name: "strategy", Kind: FlagString, Value: func() []string { return []string{"random", "round-robin"} }},
 		},
-		Complete: func(s *Shell, i int) []string {
-			if i == 0 {
+		Complete: func(s *Shell, prev []string) []string {
+			if len(prev) == 0 {
 				return s.aliasCandidates(false)
 			}
 			return completeJobKinds()
@@ -145,7 +154,13 @@ func TestCompletionOfLiveAliasesAndTags(t *testing.T) {
 		{"!testtags --tag ", []string{"role=worker", "zone=1"}},
 		{"!testtags --tag r", []string{"role=worker"}},
 		{"!testtags --tag=", []string{"--tag=role=worker", "--tag=zone=1"}},
+		{"!testtags --tag=z", []string{"--tag=zone=1"}},
 		{"!testtags --tag role=worker --tag ", []string{"role=worker", "zone=1"}},
+		{"!workers --tag ", []string{"role=worker", "zone=1"}}, // live tags, not a fixed list
+		{"!dispatch --tag z", []string{"zone=1"}},              // …in every job command
+		{"!config set ", slices.Sorted(slices.Values(node.ConfigKeys()))},
+		{"!config set log-level ", []string{"debug", "error", "info", "warn"}},
+		{"!config set strategy r", []string{"random", "round-robin"}},
 		{"!testtags --tag role=worker ", []string{"b"}},                    // the flag's value is not a positional
 		{"!testtags --tag role=worker -", []string{"--strategy", "--tag"}}, // K=V flags repeat
 		{"!testtags --strategy r", []string{"random", "round-robin"}},
@@ -173,14 +188,85 @@ func TestCompletionOfLiveAliasesAndTags(t *testing.T) {
 	}
 }
 
+func TestTagFilterCompletesKeysThenValues(t *testing.T) {
+	s, b := clusterShellAndB(t)
+	ctx := context.Background()
+	if err := b.SetTags(ctx, map[string]string{"role": "worker", "zone": "2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Node.WaitFor(ctx, func(sn *node.Snapshot) bool { e, _ := sn.Get("b"); return e.Tags["zone"] == "2" }); err != nil {
+		t.Fatal(err)
+	}
+	for head, want := range map[string][]string{
+		"!workers --tag ":       {"role=worker", "zone="}, // zone has two values: the key first
+		"!workers --tag zone=":  {"zone=1", "zone=2"},
+		"!workers --tag zone=2": {"zone=2"},
+		"!bench --tag=zo":       {"--tag=zone="},
+		"!dispatch --tag s":     nil, // slots is not a filter to offer
+	} {
+		if _, got := s.completions(head); !slices.Equal(got, want) {
+			t.Errorf("completions(%q) = %q, want %q", head, got, want)
+		}
+	}
+	// A key goes on with its value: no space after the '='.
+	cands, _ := completer{s}.Do([]rune("!workers --tag z"), len("!workers --tag z"))
+	if len(cands) != 1 || string(cands[0]) != "one=" {
+		t.Errorf("Do = %q, want the key completed without a space", cands)
+	}
+	// Tags of members that left are not offered.
+	b.Leave(ctx)
+	if err := s.Node.WaitFor(ctx, func(sn *node.Snapshot) bool { e, _ := sn.Get("b"); return e.State == protocol.StateLeft }); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := s.completions("!workers --tag "); !slices.Equal(got, []string{"zone=1"}) {
+		t.Errorf("after b left: %q", got)
+	}
+}
+
+func TestConfigCompletion(t *testing.T) {
+	s := testShell(t, io.Discard)
+	for head, want := range map[string][]string{
+		"!config ":                       {"set", "show"},
+		"!config set p":                  {"probe-interval", "probe-timeout"},
+		"!config set probe-interval 1":   {"100ms", "1s"},
+		"!config set suspicion-mult ":    {"3", "4", "6"},
+		"!config set strategy ":          {"least-connections", "random", "round-robin"},
+		"!config set log-level w":        {"warn"},
+		"!config show ":                  nil,
+		"!config set indirect-checks 3 ": nil,
+	} {
+		_, got := s.completions(head)
+		if !slices.Equal(got, want) {
+			t.Errorf("completions(%q) = %q, want %q", head, got, want)
+		}
+	}
+}
+
 func TestHints(t *testing.T) {
 	tests := []struct{ line, want string }{
 		{"", ""},
 		{"  ", ""}, // found by FuzzParse: a space at the prompt crashed the painter
 		{"!wait", " members N [TIMEOUT] | ALIAS STATE [TIMEOUT]"},
 		{"!wait ", "members N [TIMEOUT] | ALIAS STATE [TIMEOUT]"},
-		{"!wait members ", ""}, // alternatives: no guess
-		{"!join_cluster ", "HOST PORT | HOST:PORT"},
+		{"!wait members ", "N [TIMEOUT]"}, // the alternative that fits
+		{"!wait members 3", " [TIMEOUT]"},
+		{"!wait n2 ", "STATE [TIMEOUT]"},
+		{"!wait n2 alive ", "[TIMEOUT]"},
+		{"!wait n2 alive 5s ", ""},
+		{"!join_cluster 127.0.0.1 ", "PORT"},
+		{"!join_cluster 127.0.0.1:7001 ", ""},
+		{"!config set ", "KEY VALUE"},
+		{"!config set probe-interval ", "VALUE"},
+		{"!config show ", ""},
+		{"!scale --all ", "N"},
+		{"!scale w1 ", "N"},
+		{"!scale --timeout ", "D"}, // a flag's value comes next
+		{"!dispatch echo ", "[ARGS…]"},
+		{"!dispatch echo hi ", ""},
+		{"!dispatch --tag role=worker ", "KIND [ARGS…]"},
+		{"!wait --x", ""}, // typing a flag
+		{"!join_cluster ", "[--retry D] HOST PORT | HOST:PORT"},
+		{"!join_cluster --retry 5s ", "HOST PORT | HOST:PORT"},
 		{"!start_cluster", " [HOST:PORT]"},
 		{"!sleep ", "DURATION"},
 		{"!sleep 1s ", ""},
@@ -375,7 +461,7 @@ func TestFilterInputDefusesCtrlZ(t *testing.T) {
 func TestInterruptCancelsTheRunningCommand(t *testing.T) {
 	in := &Interactive{}
 	sigs := make(chan os.Signal, 1)
-	go in.interrupts(sigs)
+	go in.signals(sigs)
 	defer close(sigs)
 	sigs <- os.Interrupt // at the prompt: ignored
 	ctx, cancel := context.WithCancel(context.Background())

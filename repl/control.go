@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,11 +16,13 @@ import (
 
 // The control plane: commands addressed to nodes themselves, one or all,
 // each answered per node with an acknowledgement, an error or silence.
+// Confirmed answers go to stdout; the nodes that did not confirm, with
+// their reasons, make the command's one error line.
 func init() {
 	timeoutFlag := Flag{Name: "timeout", Kind: FlagDuration, Usage: "how long to wait for each node's acknowledgement (default 5s)"}
 	allFlag := Flag{Name: "all", Kind: FlagBool, Usage: "every live member, this node included"}
-	target := func(s *Shell, i int) []string {
-		if i == 0 {
+	target := func(s *Shell, prev []string) []string {
+		if len(prev) == 0 {
 			return s.aliases()
 		}
 		return nil
@@ -29,7 +32,7 @@ func init() {
 			Name: "!ping", Group: "control", Args: "ALIAS | --all", Max: 1,
 			Summary:  "round-trip time to a node, or to every node",
 			Flags:    []Flag{allFlag, flagJSON, timeoutFlag},
-			Example:  "!ping --all",
+			Example:  "!ping worker1\n!ping --all",
 			Complete: target,
 			Run:      runPing,
 		},
@@ -37,12 +40,12 @@ func init() {
 			Name: "!status", Group: "control", Args: "ALIAS | --all", Max: 1, Listing: true,
 			Summary:  "version, uptime, members seen, slots, jobs, goroutines, RSS and tags of nodes",
 			Flags:    []Flag{allFlag, flagJSON, timeoutFlag},
-			Example:  "!status --all --json",
+			Example:  "!status --all\n!status worker1 --json",
 			Complete: target,
 			Run:      runStatus,
 		},
 		{
-			Name: "!scale", Group: "control", Args: "ALIAS|--all N", Min: 1, Max: 2,
+			Name: "!scale", Group: "control", Args: "ALIAS N | --all N", Max: 2, // runScale says what is missing
 			Summary:   "set the number of worker slots of nodes (running jobs are not disturbed)",
 			Flags:     []Flag{allFlag, timeoutFlag},
 			Example:   "!scale worker1 8",
@@ -55,6 +58,7 @@ func init() {
 			Summary:   "drain and stop nodes: jobs finish or fail over, the node leaves and its process exits 0",
 			Help:      "--now skips the drain. With --all this node shuts down last.",
 			Flags:     []Flag{allFlag, {Name: "now", Kind: FlagBool, Usage: "do not wait for running jobs"}, timeoutFlag},
+			Example:   "!shutdown worker2",
 			Complete:  target,
 			Run:       runShutdown,
 			NoHistory: true,
@@ -63,6 +67,7 @@ func init() {
 			Name: "!restart", Group: "control", Args: "ALIAS", Min: 1, Max: 1,
 			Summary:   "a node leaves, reconnects through the members it knew and comes back at a higher incarnation",
 			Flags:     []Flag{timeoutFlag},
+			Example:   "!restart worker1",
 			Complete:  target,
 			Run:       runRestart,
 			NoHistory: true,
@@ -70,15 +75,20 @@ func init() {
 		{
 			Name: "!config", Group: "control", Args: "show | set KEY VALUE", Min: 1, Max: 3,
 			Summary: "show or change runtime tunables, here or on every node (--all)",
-			Help:    "Keys: " + strings.Join(node.ConfigKeys(), ", ") + ".",
+			Help: "Keys: " + strings.Join(node.ConfigKeys(), ", ") + ". " +
+				"show --all gathers every node's values and marks those that differ.",
 			Flags:   []Flag{allFlag, flagJSON, timeoutFlag},
-			Example: "!config set probe-interval 300ms --all",
-			Complete: func(s *Shell, i int) []string {
-				switch i {
-				case 0:
+			Example: "!config show\n!config set probe-interval 300ms --all\n!config show --all",
+			Complete: func(s *Shell, prev []string) []string {
+				switch {
+				case len(prev) == 0:
 					return []string{"show", "set"}
-				case 1:
+				case prev[0] != "set":
+					return nil
+				case len(prev) == 1:
 					return node.ConfigKeys()
+				case len(prev) == 2:
+					return s.configValues(prev[1])
 				}
 				return nil
 			},
@@ -88,7 +98,8 @@ func init() {
 	}...)
 }
 
-// targets resolves ALIAS or --all into member aliases.
+// targets resolves ALIAS or --all into member aliases. A member that left
+// is refused at once: it cannot answer.
 func (s *Shell) targets(a *Args, pos int) ([]string, error) {
 	snap := s.Node.Members()
 	if a.Bool("all") {
@@ -107,55 +118,96 @@ func (s *Shell) targets(a *Args, pos int) ([]string, error) {
 		return nil, fmt.Errorf("name a node or use --all")
 	}
 	alias := a.Pos[pos]
-	if _, ok := snap.Get(alias); !ok {
+	e, ok := snap.Get(alias)
+	if !ok {
 		return nil, fmt.Errorf("no member %q: members are %s", alias, strings.Join(s.aliases(), ", "))
+	}
+	if e.State == protocol.StateLeft {
+		return nil, fmt.Errorf("%s left the cluster", alias)
 	}
 	return []string{alias}, nil
 }
 
-// control sends req and prints one line per node. It fails when any node
-// did not confirm.
+// control sends req and prints one line per node that confirmed: ok(r)
+// (nothing with --json: the caller prints its documents). It fails, with
+// every reason, when any node did not confirm.
 func (s *Shell) control(ctx context.Context, a *Args, targets []string, req protocol.Control, ok func(r node.ControlReply) string) ([]node.ControlReply, error) {
 	replies, err := s.Node.Control(ctx, targets, req, a.Duration("timeout", 5*time.Second))
 	if err != nil {
 		return nil, err
 	}
-	if a.Bool("json") {
-		return replies, controlFailure(replies)
+	if !a.Bool("json") {
+		var answers []NodeAnswer
+		for _, r := range replies {
+			if r.OK {
+				answers = append(answers, NodeAnswer{Node: r.Alias, OK: true, Text: ok(r)})
+			}
+		}
+		s.printPerNode(answers)
 	}
-	s.printPerNode(controlAnswers(replies, ok))
 	return replies, controlFailure(replies)
 }
 
-// controlAnswers turns replies into answers for renderPerNode (which
-// cleans them): ok(r) is the text of a confirmed reply.
-func controlAnswers(replies []node.ControlReply, ok func(r node.ControlReply) string) []NodeAnswer {
-	answers := make([]NodeAnswer, len(replies))
-	for i, r := range replies {
-		answers[i] = NodeAnswer{Node: r.Alias, OK: r.OK}
-		switch {
-		case r.NoAnswer:
-			answers[i].Text = "no answer: " + r.Error
-		case !r.OK:
-			answers[i].Text = r.Error
-		default:
-			answers[i].Text = ok(r)
+// controlFailure names the nodes that did not confirm and why, nodes with
+// the same reason together: "n2 did not confirm: refused: …" or "2 of 3
+// nodes did not confirm: n2,n3: no answer within 5s".
+func controlFailure(replies []node.ControlReply) error {
+	var reasons []string
+	nodes := map[string][]string{}
+	bad := 0
+	for _, r := range replies {
+		if r.OK {
+			continue
 		}
+		bad++
+		why := replyError(r)
+		if nodes[why] == nil {
+			reasons = append(reasons, why)
+		}
+		nodes[why] = append(nodes[why], r.Alias)
 	}
-	return answers
+	switch {
+	case bad == 0:
+		return nil
+	case len(replies) == 1:
+		return fmt.Errorf("%s did not confirm: %s", replies[0].Alias, reasons[0])
+	}
+	parts := make([]string, len(reasons))
+	for i, why := range reasons {
+		parts[i] = strings.Join(nodes[why], ",") + ": " + why
+	}
+	return fmt.Errorf("%d of %d nodes did not confirm: %s", bad, len(replies), strings.Join(parts, "; "))
 }
 
-func controlFailure(replies []node.ControlReply) error {
-	var bad []string
-	for _, r := range replies {
-		if !r.OK {
-			bad = append(bad, r.Alias)
-		}
+// replyError is why a node did not confirm.
+func replyError(r node.ControlReply) string {
+	switch {
+	case r.NoAnswer && r.Error == "":
+		return "no answer"
+	case r.NoAnswer && !strings.HasPrefix(r.Error, "no answer"):
+		return "no answer: " + r.Error
 	}
-	if len(bad) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%d of %d nodes did not confirm: %s", len(bad), len(replies), strings.Join(bad, ", "))
+	return r.Error
+}
+
+// nodeErrorJSON is a node that did not confirm, in every per-node --json
+// output (!ping, !status, !config).
+type nodeErrorJSON struct {
+	Alias string `json:"alias"`
+	OK    bool   `json:"ok"` // false
+	Error string `json:"error"`
+}
+
+func nodeError(r node.ControlReply) nodeErrorJSON {
+	return nodeErrorJSON{Alias: r.Alias, Error: replyError(r)}
+}
+
+// pingJSON is one node's answer as printed by !ping --json.
+type pingJSON struct {
+	Alias string  `json:"alias"`
+	OK    bool    `json:"ok"` // true
+	RTTMs float64 `json:"rtt_ms"`
+	Path  string  `json:"path"`
 }
 
 func runPing(ctx context.Context, s *Shell, a *Args) error {
@@ -168,27 +220,21 @@ func runPing(ctx context.Context, s *Shell, a *Args) error {
 	})
 	if a.Bool("json") {
 		for _, r := range replies {
-			s.writeJSON(pingJSON{Alias: r.Alias, OK: r.OK, RTTUs: float64(r.RTT.Nanoseconds()) / 1000, Path: r.Path, Error: r.Error})
+			if !r.OK {
+				s.writeJSON(nodeError(r))
+				continue
+			}
+			s.writeJSON(pingJSON{Alias: r.Alias, OK: true, RTTMs: ms(r.RTT), Path: r.Path})
 		}
 	}
 	return err
 }
 
-// pingJSON is one node's answer as printed by !ping --json.
-type pingJSON struct {
-	Alias string  `json:"alias"`
-	OK    bool    `json:"ok"`
-	RTTUs float64 `json:"rtt_us"`
-	Path  string  `json:"path"`
-	Error string  `json:"error,omitempty"`
-}
-
 // statusJSON is one node's status as printed by !status --json.
 type statusJSON struct {
 	Alias          string            `json:"alias"`
-	OK             bool              `json:"ok"`
-	Error          string            `json:"error,omitempty"`
-	Version        string            `json:"version,omitempty"`
+	OK             bool              `json:"ok"` // true
+	Version        string            `json:"version"`
 	UptimeS        float64           `json:"uptime_s"`
 	MembersAlive   int               `json:"members_alive"`
 	MembersSuspect int               `json:"members_suspect"`
@@ -200,20 +246,42 @@ type statusJSON struct {
 	RSSBytes       uint64            `json:"rss_bytes"`
 	BytesSent      uint64            `json:"bytes_sent"`
 	Tags           map[string]string `json:"tags"`
-	Config         map[string]string `json:"config,omitempty"`
+	Config         map[string]any    `json:"config"`
+	KeyIDs         []string          `json:"key_ids"`   // cluster keys, primary first; [] = not encrypted
+	Operators      bool              `json:"operators"` // control that changes the node must be signed
 }
 
-func toStatusJSON(r node.ControlReply) statusJSON {
-	out := statusJSON{Alias: r.Alias, OK: r.OK, Error: r.Error, Tags: map[string]string{}}
-	if st := r.Status; st != nil {
-		out.Version, out.UptimeS = st.Version, float64(st.UptimeMs)/1000
-		out.MembersAlive, out.MembersSuspect, out.MembersFailed = st.MembersAlive, st.MembersSusp, st.MembersFailed
-		out.Slots, out.InFlight, out.JobsDone = st.Slots, st.InFlight, st.JobsDone
-		out.Goroutines, out.RSSBytes, out.BytesSent = st.Goroutines, st.RSSBytes, st.BytesSent
-		if st.Tags != nil {
-			out.Tags = st.Tags
+// statusDoc is a reply as !status --json prints it: the node's status, or
+// the error object when it did not answer.
+func statusDoc(r node.ControlReply) any {
+	st := r.Status
+	if !r.OK || st == nil {
+		return nodeError(r)
+	}
+	out := statusJSON{Alias: r.Alias, OK: true, Version: st.Version, UptimeS: float64(st.UptimeMs) / 1000,
+		MembersAlive: st.MembersAlive, MembersSuspect: st.MembersSusp, MembersFailed: st.MembersFailed,
+		Slots: st.Slots, InFlight: st.InFlight, JobsDone: st.JobsDone,
+		Goroutines: st.Goroutines, RSSBytes: st.RSSBytes, BytesSent: st.BytesSent,
+		Tags: st.Tags, Config: configValues(st.Config), KeyIDs: st.KeyIDs, Operators: st.Operators}
+	if out.Tags == nil {
+		out.Tags = map[string]string{}
+	}
+	if out.KeyIDs == nil {
+		out.KeyIDs = []string{}
+	}
+	return out
+}
+
+// configValues types a node's tunables for JSON: counts are numbers,
+// durations and names stay strings in the syntax !config set takes.
+func configValues(cfg map[string]string) map[string]any {
+	out := make(map[string]any, len(cfg))
+	for k, v := range cfg {
+		if n, err := strconv.Atoi(v); err == nil {
+			out[k] = n
+		} else {
+			out[k] = v
 		}
-		out.Config = st.Config
 	}
 	return out
 }
@@ -223,58 +291,64 @@ func runStatus(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	if a.Bool("json") {
-		replies, err := s.control(ctx, a, targets, protocol.Control{Op: node.OpStatus}, nil)
-		for _, r := range replies {
-			s.writeJSON(toStatusJSON(r))
-		}
-		return err
-	}
 	replies, err := s.Node.Control(ctx, targets, protocol.Control{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
 	if err != nil {
 		return err
 	}
-	s.printf("%s", renderStatus(replies, s.pal))
+	if a.Bool("json") {
+		for _, r := range replies {
+			s.writeJSON(statusDoc(r))
+		}
+	} else {
+		s.printf("%s", renderStatus(replies, s.pal))
+	}
 	return controlFailure(replies)
 }
 
-// renderStatus is !status's table of the nodes that answered, then the
-// per-node errors of those that did not.
+// renderStatus is !status's table of the nodes that answered.
 func renderStatus(replies []node.ControlReply, p palette) string {
-	header := []string{"ALIAS", "VERSION", "UPTIME", "ALIVE", "SUSPECT", "FAILED", "SLOTS", "IN-FLIGHT", "DONE", "GOROUTINES", "RSS", "TAGS"}
+	header := []string{"ALIAS", "VERSION", "UPTIME", "ALIVE", "SUSPECT", "FAILED", "SLOTS", "IN-FLIGHT", "DONE", "GOROUTINES", "RSS", "SECURITY", "TAGS"}
 	var rows [][]string
-	var problems []NodeAnswer
 	for _, r := range replies {
 		if !r.OK || r.Status == nil {
-			problems = append(problems, NodeAnswer{Node: r.Alias, Text: r.Error})
 			continue
 		}
 		st := r.Status
 		rows = append(rows, []string{clean(r.Alias), clean(st.Version), (time.Duration(st.UptimeMs) * time.Millisecond).Round(time.Second).String(),
 			strconv.Itoa(st.MembersAlive), strconv.Itoa(st.MembersSusp), strconv.Itoa(st.MembersFailed),
 			strconv.Itoa(st.Slots), strconv.Itoa(st.InFlight), strconv.FormatUint(st.JobsDone, 10),
-			strconv.Itoa(st.Goroutines), fmt.Sprintf("%.1fMiB", float64(st.RSSBytes)/(1<<20)), formatTags(st.Tags)})
+			strconv.Itoa(st.Goroutines), fmt.Sprintf("%.1fMiB", float64(st.RSSBytes)/(1<<20)), security(st), formatTags(st.Tags)})
 	}
-	var out string
-	if len(rows) > 0 {
-		out = table(header, rows, func(i, j int, c string) string {
-			if i < 0 {
-				return p.bold(c)
-			}
-			return c
-		})
+	if len(rows) == 0 {
+		return ""
 	}
-	return out + renderPerNode(problems, p)
+	return table(header, rows, func(i, j int, c string) string {
+		if i < 0 {
+			return p.bold(c)
+		}
+		return c
+	})
 }
 
 func runScale(ctx context.Context, s *Shell, a *Args) error {
-	if len(a.Pos) == 0 {
-		return errors.New("usage: !scale ALIAS|--all N")
+	usage := "usage: " + cmdUsage("!scale")
+	want := 2 // ALIAS N
+	if a.Bool("all") {
+		want = 1 // N
+	}
+	if len(a.Pos) < want {
+		if len(a.Pos) == 1 && !a.Bool("all") && isCount(a.Pos[0]) {
+			return fmt.Errorf("name a node or use --all; %s", usage)
+		}
+		return fmt.Errorf("N, the number of slots, is missing; %s", usage)
+	}
+	if len(a.Pos) > want {
+		return fmt.Errorf("give an alias or --all, not both; %s", usage)
 	}
 	nStr := a.Pos[len(a.Pos)-1]
 	k, err := strconv.Atoi(nStr)
-	if err != nil {
-		return fmt.Errorf("slots %q: give a whole number", nStr)
+	if err != nil || k < 0 {
+		return fmt.Errorf("slots %q: give a whole number ≥ 0; %s", nStr, usage)
 	}
 	a.Pos = a.Pos[:len(a.Pos)-1]
 	targets, err := s.targets(a, 0)
@@ -288,6 +362,11 @@ func runScale(ctx context.Context, s *Shell, a *Args) error {
 		return "ok"
 	})
 	return err
+}
+
+func isCount(w string) bool {
+	_, err := strconv.Atoi(w)
+	return err == nil
 }
 
 func runShutdown(ctx context.Context, s *Shell, a *Args) error {
@@ -312,44 +391,180 @@ func runRestart(ctx context.Context, s *Shell, a *Args) error {
 	return err
 }
 
+// configJSON is one node's tunables as printed by !config --json.
+type configJSON struct {
+	Alias  string         `json:"alias"`
+	OK     bool           `json:"ok"` // true
+	Config map[string]any `json:"config"`
+}
+
 func runConfig(ctx context.Context, s *Shell, a *Args) error {
 	switch a.Pos[0] {
 	case "show":
 		if len(a.Pos) != 1 {
-			return errors.New("usage: !config show")
+			return errors.New("usage: !config show [--all] [--json]")
+		}
+		if a.Bool("all") {
+			return s.configShowAll(ctx, a)
 		}
 		cfg := s.Node.ConfigMap()
 		if a.Bool("json") {
-			return s.writeJSON(cfg)
+			return s.writeJSON(configJSON{Alias: s.Node.Alias(), OK: true, Config: configValues(cfg)})
 		}
-		keys := make([]string, 0, len(cfg))
-		for k := range cfg {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys := slices.Sorted(maps.Keys(cfg))
 		rows := make([][]string, len(keys))
 		for i, k := range keys {
 			rows[i] = []string{clean(k), clean(cfg[k])}
 		}
-		s.printf("%s", table([]string{"KEY", "VALUE"}, rows, nil))
+		s.printf("%s", table([]string{"KEY", "VALUE"}, rows, func(i, j int, c string) string {
+			if i < 0 {
+				return s.pal.bold(c)
+			}
+			return c
+		}))
 		return nil
 	case "set":
 		if len(a.Pos) != 3 {
 			return errors.New("usage: !config set KEY VALUE [--all]")
 		}
 		key, value := a.Pos[1], a.Pos[2]
-		targets := []string{s.Node.Alias()}
-		if a.Bool("all") {
-			var err error
-			a.Pos = nil
-			if targets, err = s.targets(a, 0); err != nil {
+		if !a.Bool("all") { // this node: in or out of a cluster
+			if err := s.Node.SetConfig(key, value); err != nil {
 				return err
 			}
+			if a.Bool("json") {
+				return s.writeJSON(configJSON{Alias: s.Node.Alias(), OK: true, Config: configValues(s.Node.ConfigMap())})
+			}
+			s.printf("ok: %s = %s\n", clean(key), clean(value))
+			return nil
 		}
-		_, err := s.control(ctx, a, targets, protocol.Control{Op: node.OpConfig, Key: key, Value: value}, func(r node.ControlReply) string {
+		a.Pos = nil
+		targets, err := s.targets(a, 0)
+		if err != nil {
+			return err
+		}
+		replies, err := s.control(ctx, a, targets, protocol.Control{Op: node.OpConfig, Key: key, Value: value}, func(r node.ControlReply) string {
 			return fmt.Sprintf("ok: %s = %s", key, value)
 		})
+		if a.Bool("json") {
+			s.printConfigJSON(replies)
+		}
 		return err
 	}
 	return fmt.Errorf("!config takes show or set, not %q", a.Pos[0])
+}
+
+func (s *Shell) printConfigJSON(replies []node.ControlReply) {
+	for _, r := range replies {
+		if !r.OK || r.Status == nil {
+			s.writeJSON(nodeError(r))
+			continue
+		}
+		s.writeJSON(configJSON{Alias: r.Alias, OK: true, Config: configValues(r.Status.Config)})
+	}
+}
+
+// configShowAll gathers every live node's tunables (the status operation
+// carries them) and prints one row per key when all nodes agree, or one
+// row per value, with the nodes that have it, when they differ.
+func (s *Shell) configShowAll(ctx context.Context, a *Args) error {
+	a.Pos = nil // "show"
+	targets, err := s.targets(a, 0)
+	if err != nil {
+		return err
+	}
+	replies, err := s.Node.Control(ctx, targets, protocol.Control{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
+	if err != nil {
+		return err
+	}
+	if a.Bool("json") {
+		s.printConfigJSON(replies)
+		return controlFailure(replies)
+	}
+	s.printf("%s", renderConfigAll(replies, s.pal))
+	return controlFailure(replies)
+}
+
+// renderConfigAll is the table of !config show --all. A key whose value
+// differs between nodes is marked * and shown in yellow, one row per value.
+func renderConfigAll(replies []node.ControlReply, p palette) string {
+	byKey := map[string]map[string][]string{} // key → value → aliases
+	answered := 0
+	for _, r := range replies {
+		if !r.OK || r.Status == nil {
+			continue
+		}
+		answered++
+		for k, v := range r.Status.Config {
+			if byKey[k] == nil {
+				byKey[k] = map[string][]string{}
+			}
+			byKey[k][v] = append(byKey[k][v], r.Alias)
+		}
+	}
+	if answered == 0 {
+		return ""
+	}
+	var rows [][]string
+	var differs []bool
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+		vals := byKey[k]
+		if len(vals) == 1 {
+			for v, nodes := range vals {
+				where := fmt.Sprintf("all %d", answered)
+				if len(nodes) < answered { // some nodes lack the key
+					where = strings.Join(cleanAll(nodes), ",")
+				}
+				rows = append(rows, []string{clean(k), clean(v), where})
+				differs = append(differs, len(nodes) < answered)
+			}
+			continue
+		}
+		for i, v := range slices.Sorted(maps.Keys(vals)) {
+			key := ""
+			if i == 0 {
+				key = clean(k) + " *"
+			}
+			nodes := slices.Sorted(slices.Values(vals[v]))
+			rows = append(rows, []string{key, clean(v), strings.Join(cleanAll(nodes), ",")})
+			differs = append(differs, true)
+		}
+	}
+	out := table([]string{"KEY", "VALUE", "NODES"}, rows, func(i, j int, c string) string {
+		switch {
+		case i < 0:
+			return p.bold(c)
+		case differs[i]:
+			return p.warnText(c)
+		}
+		return c
+	})
+	if slices.Contains(differs, true) {
+		out += p.dim("* differs between nodes") + "\n"
+	}
+	return out
+}
+
+func cleanAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = clean(s)
+	}
+	return out
+}
+
+// security is a node's SECURITY cell: "tls KEYID(+N)" or "plaintext", and
+// "+operators" when control must be signed.
+func security(st *protocol.NodeStatus) string {
+	out := "plaintext"
+	if len(st.KeyIDs) > 0 {
+		out = "tls " + clean(st.KeyIDs[0])
+		if n := len(st.KeyIDs) - 1; n > 0 {
+			out += "(+" + strconv.Itoa(n) + ")"
+		}
+	}
+	if st.Operators {
+		out += " +operators"
+	}
+	return out
 }

@@ -243,15 +243,18 @@ func TestHostileTextIsRenderedSafely(t *testing.T) {
 				{Alias: v + "2", OK: false, Error: "refused: " + v},
 				{Alias: "n3", NoAnswer: true, Error: v},
 			}
-			checkRendered(t, "status", func(p palette) string { return renderStatus(replies, p) }, 4)
-			answers := controlAnswers(replies, func(r node.ControlReply) string { return "ok: " + r.Path })
+			checkRendered(t, "status", func(p palette) string { return renderStatus(replies, p) }, 2)
+			checkRendered(t, "config of every node", func(p palette) string { return renderConfigAll(replies, p) }, 1+len(tags))
+			answers := []NodeAnswer{{Node: v, OK: true, Text: "ok: direct"}, {Node: "n2", OK: true, Text: "ok"}, {Node: "n3", Text: v}}
 			checkRendered(t, "per-node answers, all different", func(p palette) string { return renderPerNode(answers, p) }, 3)
-			same := controlAnswers([]node.ControlReply{{Alias: v, Error: v}, {Alias: "n2", Error: v}}, nil)
+			same := []NodeAnswer{{Node: v, Text: v}, {Node: "n2", Text: v}}
 			checkRendered(t, "per-node answers, gathered", func(p palette) string { return renderPerNode(same, p) }, 4)
 
 			recs := []node.JobRecord{{ID: 1, Kind: v, Worker: v, Attempts: 3, State: "error", Error: v}}
 			checkRendered(t, "jobs", func(p palette) string { return renderJobs(recs, p) }, 2)
-			checkRendered(t, "bench workers", func(p palette) string { return renderBenchWorkers(map[string]int{v: 3, "n2": 1}, 4, p) }, 3)
+			checkRendered(t, "bench workers", func(p palette) string {
+				return renderBenchWorkers([]benchWorker{{Alias: "n2", Jobs: 1}, {Alias: v, Jobs: 3}}, 4, p)
+			}, 3)
 
 			// A job result is free text: its own newlines stay, nothing else.
 			res := node.DispatchResult{Job: 7, Worker: v, Attempts: 1, Result: v}
@@ -271,11 +274,12 @@ func TestHostileTextIsRenderedSafely(t *testing.T) {
 				buf.Reset()
 				s.errorLine(fmt.Errorf("dispatch: %w", errors.New("worker "+v+" refused: "+v)))
 				s.warnf("not reached yet: %s", v)
+				s.errorLine(controlFailure(replies)) // peers' reasons
 				out := buf.String()
 				if colour && !strings.HasPrefix(out, "\x1b[31merror: dispatch: worker ") {
 					t.Fatalf("colour of the error line lost: %q", out[:min(len(out), 40)])
 				}
-				checkLines(t, "error and warning lines", out, colour, 2)
+				checkLines(t, "error and warning lines", out, colour, 3)
 			}
 		})
 	}
@@ -311,7 +315,7 @@ func byteAt(s string, rune int) int {
 
 func TestCompletionLeavesOutUnsafeCandidates(t *testing.T) {
 	s := testShell(t, nil)
-	cmd := &Command{Name: "!testhostile", Max: 1, Complete: func(s *Shell, i int) []string {
+	cmd := &Command{Name: "!testhostile", Max: 1, Complete: func(s *Shell, prev []string) []string {
 		return append([]string{"node1", "role=worker", "节点"}, hostileStrings()...)
 	}}
 	commands = append(commands, cmd)
@@ -356,15 +360,21 @@ func TestJSONGivesBackTheExactStrings(t *testing.T) {
 			s.printEvent(swim.Event{Kind: swim.MemberUpdate, Member: protocol.Member{Alias: v, Addr: v, Tags: tags}}, true)
 			var ev eventJSON
 			decode("event", &ev)
-			if ev.Member != want || ev.Addr != want || ev.Tags[want] != want {
+			if ev.Alias != want || ev.Addr != want || ev.Tags[want] != want {
 				t.Error("event: strings changed")
 			}
 
-			s.writeJSON(toStatusJSON(node.ControlReply{Alias: v, Error: v, Status: &protocol.NodeStatus{Version: v, Tags: tags, Config: tags}}))
+			s.writeJSON(statusDoc(node.ControlReply{Alias: v, OK: true, Status: &protocol.NodeStatus{Version: v, Tags: tags, Config: tags}}))
 			var st statusJSON
 			decode("status", &st)
-			if st.Alias != want || st.Error != want || st.Version != want || st.Tags[want] != want || st.Config[want] != want {
+			if st.Alias != want || st.Version != want || st.Tags[want] != want || st.Config[want] != want {
 				t.Error("status: strings changed")
+			}
+			s.writeJSON(statusDoc(node.ControlReply{Alias: v, Error: v}))
+			var se nodeErrorJSON
+			decode("status error", &se)
+			if se.Alias != want || se.Error != want {
+				t.Error("status error: strings changed")
 			}
 
 			s.writeJSON(dispatchJSON{Worker: v, Result: v, Error: v, Chunks: []string{v, v}})

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/chzyer/readline"
@@ -40,18 +41,34 @@ func (s *Shell) Prompt() string {
 type Interactive struct {
 	s  *Shell
 	rl *readline.Instance
+	// stdin is what readline reads the terminal through: closing it ends
+	// a pending read, so that a remote !shutdown or a signal ends Readline
+	// (and rl.Close) without waiting for a key.
+	stdin *readline.CancelableStdin
 
-	mu      sync.Mutex
-	cancel  context.CancelFunc // of the running command; nil at the prompt
-	leaving bool
+	mu       sync.Mutex
+	cancel   context.CancelFunc // of the running command; nil at the prompt
+	echoBack func()             // turns echo back on while a command runs; nil at the prompt
+	stopSig  os.Signal          // the signal that makes the shell leave and exit
+	leaving  bool
+	ended    bool // input ended by a signal or a remote shutdown
 }
 
 // NewInteractive opens the terminal. Output of the shell (and of anything
 // written to Stdout/Stderr, such as logs) is redrawn above the prompt, with
-// the half-typed line intact below it. historyFile "" keeps no history.
+// the half-typed line intact below it. historyFile "" keeps no history; one
+// that cannot be written is warned about once, and no history is kept.
 func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
+	var histErr error
+	if historyFile != "" {
+		if histErr = writable(historyFile); histErr != nil {
+			historyFile = ""
+		}
+	}
+	stdin := readline.NewCancelableStdin(os.Stdin)
 	cfg := &readline.Config{
 		Prompt:                 s.Prompt(),
+		Stdin:                  stdin,
 		HistoryFile:            historyFile,
 		HistoryLimit:           1000,
 		DisableAutoSaveHistory: true, // saved by hand: some commands stay out of it
@@ -66,10 +83,24 @@ func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
 	}
 	rl, err := readline.NewEx(cfg)
 	if err != nil {
+		stdin.Close()
 		return nil, err
 	}
 	s.setWriters(rl.Stdout(), rl.Stderr())
-	return &Interactive{s: s, rl: rl}, nil
+	if histErr != nil {
+		s.warnf("history is not saved: %v (see --history-file)", histErr)
+	}
+	return &Interactive{s: s, rl: rl, stdin: stdin}, nil
+}
+
+// writable reports why the history file cannot be opened the way readline
+// opens it, if it cannot.
+func writable(path string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	return f.Close()
 }
 
 // filterInput drops the Ctrl-Z byte: readline would suspend the process,
@@ -101,17 +132,20 @@ func keepInHistory(line string) bool {
 // Run reads commands until !quit or Ctrl-D. Ctrl-C clears the line, or
 // cancels the running command (the terminal is not in raw mode while a
 // command runs, so Ctrl-C arrives as SIGINT); two Ctrl-C within a second on
-// an empty line leave. While leaving, Ctrl-C exits at once (status 130).
+// an empty line leave. A remote !shutdown ends the shell at once (status
+// 0); SIGTERM or SIGHUP cancel the running command, leave within about a
+// second and exit 128+signal. While leaving, a signal exits at once.
 func (in *Interactive) Run(base context.Context) int {
 	s, rl := in.s, in.rl
 	defer rl.Close()
+	defer in.stdin.Close() // first: rl.Close waits for a pending read
 	stopSusp := ignoreSuspend()
 	defer stopSusp()
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, append([]os.Signal{os.Interrupt}, leaveSignals...)...)
 	defer signal.Stop(sigs)
-	go in.interrupts(sigs)
+	go in.signals(sigs)
 
 	sub := s.Node.Subscribe(16)
 	defer sub.Close()
@@ -127,7 +161,7 @@ func (in *Interactive) Run(base context.Context) int {
 				// A !shutdown from another node: it drained and left
 				// already; end the pending Readline as Ctrl-D would.
 				s.printf("%s\n", s.pal.dim("this node was shut down by !shutdown; exiting"))
-				rl.Operation.Close()
+				in.endInput()
 				return
 			case <-stop:
 				return
@@ -138,6 +172,9 @@ func (in *Interactive) Run(base context.Context) int {
 	for {
 		rl.SetPrompt(s.Prompt())
 		line, err := rl.Readline()
+		if in.inputEnded() {
+			break // a half-typed line is not run
+		}
 		if errors.Is(err, readline.ErrInterrupt) {
 			if strings.TrimSpace(line) != "" {
 				lastInterrupt = time.Time{}
@@ -163,49 +200,113 @@ func (in *Interactive) Run(base context.Context) int {
 		} else {
 			rl.SaveHistory("") // forgets the line being edited; writes nothing
 		}
-		ctx, cancel := context.WithCancel(base)
-		in.mu.Lock()
-		in.cancel = cancel
-		in.mu.Unlock()
-		err = s.Exec(ctx, line)
-		in.mu.Lock()
-		in.cancel = nil
-		in.mu.Unlock()
-		interrupted := ctx.Err() != nil && base.Err() == nil
-		cancel()
-		if interrupted {
-			s.printf("\n") // past the ^C the terminal echoed
-		}
+		err = in.exec(base, line)
 		if err != nil && !errors.Is(err, errQuit) {
 			s.errorLine(err)
 		}
-		if errors.Is(err, errQuit) || s.shutdownRequested() {
+		if errors.Is(err, errQuit) || s.shutdownRequested() || in.inputEnded() {
 			break
 		}
 	}
 	in.mu.Lock()
 	in.leaving = true
+	sig := in.stopSig
 	in.mu.Unlock()
+	if s.shutdownRequested() {
+		return 0 // it left already
+	}
 	if s.Node.Running() {
 		s.printf("%s\n", s.pal.dim("leaving the cluster… (Ctrl-C to exit now)"))
+	}
+	if sig != nil {
+		s.leave(time.Second)
+		return exitCode(sig)
 	}
 	s.Close()
 	return 0
 }
 
-// interrupts routes SIGINT: it cancels the running command, exits at once
-// while leaving, and is ignored at the prompt (readline reads Ctrl-C as a
-// key there).
-func (in *Interactive) interrupts(sigs <-chan os.Signal) {
-	for range sigs {
+// exec runs one command line with Ctrl-C cancelling it and the terminal's
+// echo off, so that what is typed meanwhile waits for the next prompt.
+func (in *Interactive) exec(base context.Context, line string) error {
+	ctx, cancel := context.WithCancel(base)
+	defer cancel()
+	in.mu.Lock()
+	in.cancel = cancel
+	in.echoBack = echoOff(readline.GetStdin())
+	in.mu.Unlock()
+	err := in.s.Exec(ctx, line)
+	in.mu.Lock()
+	in.cancel = nil
+	in.echoBack()
+	in.echoBack = nil
+	in.mu.Unlock()
+	if ctx.Err() != nil && base.Err() == nil && !in.inputEnded() {
+		in.s.printf("^C\n") // Ctrl-C: the terminal did not echo it
+	}
+	return err
+}
+
+// endInput ends the pending Readline, at once and for good.
+func (in *Interactive) endInput() {
+	in.mu.Lock()
+	in.ended = true
+	in.mu.Unlock()
+	in.rl.Operation.Close() // Readline returns io.EOF
+	in.stdin.Close()        // and the terminal's read ends, not waiting for a key
+}
+
+func (in *Interactive) inputEnded() bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.ended
+}
+
+// signals routes SIGINT, SIGTERM and SIGHUP. SIGINT cancels the running
+// command and is ignored at the prompt (readline reads Ctrl-C as a key
+// there). SIGTERM and SIGHUP cancel the running command and end the input:
+// Run leaves and exits. Any signal after that, or while leaving, exits at
+// once with the terminal restored.
+func (in *Interactive) signals(sigs <-chan os.Signal) {
+	for sig := range sigs {
 		in.mu.Lock()
-		cancel, leaving := in.cancel, in.leaving
+		cancel, stopping := in.cancel, in.leaving || in.stopSig != nil
+		if !stopping && sig != os.Interrupt {
+			in.stopSig = sig
+		}
 		in.mu.Unlock()
 		switch {
-		case leaving:
-			os.Exit(130) // the terminal is not in raw mode while leaving
+		case stopping:
+			in.restoreTerminal()
+			os.Exit(exitCode(sig))
+		case sig != os.Interrupt:
+			if cancel != nil {
+				cancel()
+			}
+			in.endInput()
 		case cancel != nil:
 			cancel()
 		}
 	}
+}
+
+// restoreTerminal puts the terminal back as the shell found it, before an
+// exit that skips Run's deferred cleanup.
+func (in *Interactive) restoreTerminal() {
+	in.mu.Lock()
+	if in.echoBack != nil {
+		in.echoBack()
+	}
+	in.mu.Unlock()
+	if in.rl != nil {
+		in.rl.Terminal.ExitRawMode()
+	}
+}
+
+// exitCode is the shell's conventional status after a signal: 128+signal.
+func exitCode(sig os.Signal) int {
+	if n, ok := sig.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return 1
 }

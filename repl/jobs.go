@@ -17,13 +17,12 @@ import (
 )
 
 func init() {
-	tagFlag := Flag{Name: "tag", Kind: FlagKV, Usage: "workers must carry this tag (repeatable; default role=worker)",
-		Value: func() []string { return []string{"role=worker"} }}
+	tagFlag := Flag{Name: "tag", Kind: FlagKV, Usage: "workers must carry this tag (repeatable; default role=worker)"}
 	strategyFlag := Flag{Name: "strategy", Kind: FlagString, Usage: "least-connections (default), round-robin or random",
 		Value: manager.Strategies}
 	timeoutFlag := Flag{Name: "timeout", Kind: FlagDuration, Usage: "give up on a job after this long, retries included"}
-	kinds := func(s *Shell, i int) []string {
-		if i == 0 {
+	kinds := func(s *Shell, prev []string) []string {
+		if len(prev) == 0 {
 			return s.Node.Kinds()
 		}
 		return nil
@@ -34,7 +33,7 @@ func init() {
 			Summary: "workers known to this node, with slots and load",
 			Help:    "Members whose tags match every --tag (default role=worker), in any state. IN-FLIGHT and DONE count this node's jobs.",
 			Flags:   []Flag{tagFlag, flagJSON},
-			Example: "!workers\n!workers --tag zone=a --json",
+			Example: "!workers\n!workers --tag role=worker --json",
 			Run:     runWorkers,
 		},
 		{
@@ -44,18 +43,20 @@ func init() {
 				"A worker that is busy is skipped; a worker that fails, leaves or drops its connection has the job re-run elsewhere (3 attempts). " +
 				"Flags end at KIND. Ctrl-C cancels the job on its worker.",
 			Flags:    []Flag{tagFlag, strategyFlag, timeoutFlag, flagJSON},
-			Example:  "!dispatch echo hello\n!dispatch --tag zone=a --strategy round-robin sha256 abc\n!dispatch stream 5 200ms",
+			Example:  "!dispatch echo hello\n!dispatch --tag role=worker --strategy round-robin sha256 abc\n!dispatch stream 5 200ms",
 			Complete: kinds,
 			Run:      runDispatch,
 		},
 		{
 			Name: "!bench", Group: "jobs", Args: "KIND [ARGS…]", Min: 1, Max: -1, Rest: true,
 			Summary: "run N jobs, report throughput and latency",
-			Help:    "Runs --n jobs (default 1000) with --concurrency callers (default 16); prints jobs/s, p50/p90/p99/max latency, jobs per worker, retried and failed. Fails when a job failed.",
+			Help: "Runs --n jobs (default 1000) with --concurrency callers (default 16); prints jobs/s, p50/p90/p99/max latency, jobs per worker, retried and failed. " +
+				"The first job runs alone: if it fails (an unknown kind, no matching worker), the bench stops with its error. " +
+				"Fails when a job failed; Ctrl-C stops it and counts the jobs not started.",
 			Flags: []Flag{{Name: "n", Kind: FlagInt, Usage: "jobs to run (default 1000)"},
 				{Name: "concurrency", Kind: FlagInt, Usage: "jobs in flight at once (default 16)"},
 				tagFlag, strategyFlag, timeoutFlag, flagJSON},
-			Example:  "!bench --n 100000 --concurrency 256 echo x\n!bench --n 200 --json sleep 10ms",
+			Example:  "!bench --n 2000 --concurrency 64 echo x\n!bench --n 200 --json sleep 10ms",
 			Complete: kinds,
 			Run:      runBench,
 		},
@@ -64,6 +65,7 @@ func init() {
 			Summary: "recent jobs dispatched by this node: id, kind, worker, attempts, state, latency",
 			Help:    "This node keeps its last 256 jobs.",
 			Flags:   []Flag{{Name: "n", Kind: FlagInt, Usage: "show the last N jobs (default 20; with --json all 256)"}, flagJSON},
+			Example: "!jobs\n!jobs --n 5 --json",
 			Run:     runJobs,
 		},
 	}...)
@@ -139,14 +141,34 @@ func (s *Shell) jobRequest(a *Args) (node.DispatchRequest, error) {
 }
 
 type dispatchJSON struct {
-	Job       uint64   `json:"job"`
+	Job       *uint64  `json:"job"` // null: it never reached a worker
 	OK        bool     `json:"ok"`
 	Worker    string   `json:"worker"`
 	Attempts  int      `json:"attempts"`
 	LatencyMs float64  `json:"latency_ms"`
 	Result    string   `json:"result"`
-	Error     string   `json:"error"`
 	Chunks    []string `json:"chunks,omitempty"`
+	Error     string   `json:"error,omitempty"`
+}
+
+// jobID is a job id for JSON: null for 0, a job that never reached a worker.
+func jobID(id uint64) *uint64 {
+	if id == 0 {
+		return nil
+	}
+	return &id
+}
+
+// withWorkerHint adds to a "no alive worker matches" error how to get one.
+func withWorkerHint(err error, filter map[string]string) error {
+	if !errors.Is(err, node.ErrNoWorker) {
+		return err
+	}
+	if len(filter) == 0 {
+		filter = manager.DefaultFilter()
+	}
+	f := manager.FilterString(filter)
+	return fmt.Errorf("%w; to make a node a worker, run !tag %s on it, or start it with --tags %s", err, strings.ReplaceAll(f, ",", " "), f)
 }
 
 func ms(d time.Duration) float64 { return math.Round(float64(d.Nanoseconds())/1e3) / 1e3 }
@@ -166,8 +188,9 @@ func runDispatch(ctx context.Context, s *Shell, a *Args) error {
 		s.printf("%s\n", cleanText(data))
 	}
 	res, err := s.Node.Dispatch(ctx, req)
+	err = withWorkerHint(err, req.Tags)
 	if asJSON {
-		out := dispatchJSON{Job: res.Job, OK: err == nil, Worker: res.Worker, Attempts: res.Attempts,
+		out := dispatchJSON{Job: jobID(res.Job), OK: err == nil, Worker: res.Worker, Attempts: res.Attempts,
 			LatencyMs: ms(res.Latency), Result: res.Result, Chunks: chunks}
 		if err != nil {
 			out.Error = err.Error()
@@ -199,8 +222,11 @@ func renderDispatch(res node.DispatchResult, p palette) string {
 type benchReport struct {
 	Kind       string         `json:"kind"`
 	N          int            `json:"n"`
-	OK         int            `json:"ok"`
+	OK         bool           `json:"ok"` // every job succeeded
+	Succeeded  int            `json:"succeeded"`
 	Failed     int            `json:"failed"`
+	Cancelled  int            `json:"cancelled"`   // in flight when the bench was cancelled
+	NotStarted int            `json:"not_started"` // never sent: the bench was cancelled first
 	Retried    int            `json:"retried"`
 	Seconds    float64        `json:"seconds"`
 	JobsPerSec float64        `json:"jobs_per_sec"`
@@ -209,9 +235,10 @@ type benchReport struct {
 	P99Ms      float64        `json:"p99_ms"`
 	MaxMs      float64        `json:"max_ms"`
 	ByWorker   map[string]int `json:"by_worker"`
+	Workers    []benchWorker  `json:"workers"` // per worker, by alias: jobs, p50, p99
 	Strategy   string         `json:"strategy"`
 	Concurrent int            `json:"concurrency"`
-	FirstError string         `json:"first_error,omitempty"`
+	Error      string         `json:"error,omitempty"` // the first failure
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {
@@ -220,6 +247,43 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	}
 	i := int(math.Ceil(p*float64(len(sorted)))) - 1
 	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// benchWorker is one worker's line of !bench: the jobs it answered and
+// their round trips on it (DispatchResult.WorkerLatency).
+type benchWorker struct {
+	Alias string  `json:"alias"`
+	Jobs  int     `json:"jobs"`
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+}
+
+// benchCaller is what one of !bench's callers saw.
+type benchCaller struct {
+	lat       []time.Duration
+	byWorker  map[string][]time.Duration // the worker latencies of its jobs
+	failed    int
+	cancelled int
+	retried   int
+	firstErr  error
+}
+
+func (c *benchCaller) add(ctx context.Context, res node.DispatchResult, err error) {
+	if res.Attempts > 1 {
+		c.retried++
+	}
+	switch {
+	case err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled):
+		c.cancelled++
+	case err != nil:
+		c.failed++
+		if c.firstErr == nil {
+			c.firstErr = err
+		}
+	default:
+		c.lat = append(c.lat, res.Latency)
+		c.byWorker[res.Worker] = append(c.byWorker[res.Worker], res.WorkerLatency)
+	}
 }
 
 func runBench(ctx context.Context, s *Shell, a *Args) error {
@@ -233,41 +297,31 @@ func runBench(ctx context.Context, s *Shell, a *Args) error {
 		return errors.New("!bench wants --n ≥ 1 and --concurrency ≥ 1")
 	}
 	conc = min(conc, n)
-	type callerStats struct {
-		lat      []time.Duration
-		byWorker map[string]int
-		failed   int
-		retried  int
-		firstErr error
+	stats := make([]benchCaller, conc)
+	for i := range stats {
+		stats[i].byWorker = map[string][]time.Duration{}
 	}
-	stats := make([]callerStats, conc)
-	var next, finished atomic.Int64
-	var wg sync.WaitGroup
 	start := time.Now()
-	for c := 0; c < conc; c++ {
+	// The first job runs alone: when it fails (an unknown kind, no worker
+	// that matches, bad arguments) every job would, so the bench stops
+	// with that one error.
+	res, err := s.Node.Dispatch(ctx, req)
+	if err != nil {
+		return withWorkerHint(err, req.Tags)
+	}
+	stats[0].add(ctx, res, nil)
+	started, finished := atomic.Int64{}, atomic.Int64{}
+	started.Store(1)
+	finished.Store(1)
+	var wg sync.WaitGroup
+	for c := range stats {
 		wg.Add(1)
-		go func(st *callerStats) {
+		go func(st *benchCaller) {
 			defer wg.Done()
-			st.lat = make([]time.Duration, 0, n/conc+1)
-			st.byWorker = map[string]int{}
-			for next.Add(1) <= int64(n) {
-				if ctx.Err() != nil {
-					return
-				}
+			for ctx.Err() == nil && started.Add(1) <= int64(n) {
 				res, err := s.Node.Dispatch(ctx, req)
 				finished.Add(1)
-				if res.Attempts > 1 {
-					st.retried++
-				}
-				if err != nil {
-					st.failed++
-					if st.firstErr == nil {
-						st.firstErr = err
-					}
-					continue
-				}
-				st.lat = append(st.lat, res.Latency)
-				st.byWorker[res.Worker]++
+				st.add(ctx, res, err)
 			}
 		}(&stats[c])
 	}
@@ -282,10 +336,10 @@ func runBench(ctx context.Context, s *Shell, a *Args) error {
 			for {
 				select {
 				case <-progressDone:
-					s.printf("\r%s\r", strings.Repeat(" ", 60))
+					s.setStatus("")
 					return
 				case <-t.C:
-					s.printf("\r%s", progressBar(int(finished.Load()), n, time.Since(start)))
+					s.setStatus(progressBar(int(finished.Load()), n, time.Since(start)))
 				}
 			}
 		}()
@@ -296,61 +350,72 @@ func runBench(ctx context.Context, s *Shell, a *Args) error {
 	progressWG.Wait()
 
 	rep := benchReport{Kind: req.Kind, N: n, ByWorker: map[string]int{}, Strategy: req.Strategy.String(), Concurrent: conc,
-		Seconds: math.Round(elapsed.Seconds()*1e4) / 1e4}
+		Seconds: math.Round(elapsed.Seconds()*1e4) / 1e4, NotStarted: n - min(int(started.Load()), n)}
 	var all []time.Duration
 	var firstErr error
+	byWorker := map[string][]time.Duration{}
 	for _, st := range stats {
 		all = append(all, st.lat...)
 		rep.Failed += st.failed
+		rep.Cancelled += st.cancelled
 		rep.Retried += st.retried
-		for w, k := range st.byWorker {
-			rep.ByWorker[w] += k
+		for w, lat := range st.byWorker {
+			byWorker[w] = append(byWorker[w], lat...)
+			rep.ByWorker[w] += len(lat)
 		}
 		if firstErr == nil && st.firstErr != nil {
 			firstErr = st.firstErr
 		}
 	}
-	rep.OK = len(all)
-	rep.Failed = n - rep.OK // jobs not run because of a cancel count as failed
-	if firstErr == nil && rep.Failed > 0 {
-		firstErr = ctx.Err()
-	}
+	rep.Succeeded = len(all)
+	rep.OK = rep.Succeeded == n
 	if firstErr != nil {
-		rep.FirstError = firstErr.Error()
+		rep.Error = firstErr.Error()
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	rep.JobsPerSec = math.Round(float64(rep.OK) / elapsed.Seconds())
+	rep.JobsPerSec = math.Round(float64(rep.Succeeded) / elapsed.Seconds())
 	rep.P50Ms, rep.P90Ms, rep.P99Ms = ms(percentile(all, .50)), ms(percentile(all, .90)), ms(percentile(all, .99))
 	rep.MaxMs = ms(percentile(all, 1))
+	rep.Workers = make([]benchWorker, 0, len(byWorker))
+	for w, lat := range byWorker {
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		rep.Workers = append(rep.Workers, benchWorker{Alias: w, Jobs: len(lat), P50Ms: ms(percentile(lat, .5)), P99Ms: ms(percentile(lat, .99))})
+	}
+	sort.Slice(rep.Workers, func(i, j int) bool { return rep.Workers[i].Alias < rep.Workers[j].Alias })
 	if a.Bool("json") {
 		if err := s.writeJSON(rep); err != nil {
 			return err
 		}
 	} else {
-		s.printf("%d jobs (%s) in %s: %.0f jobs/s, %d ok, %d failed, %d retried, concurrency %d, %s\n",
-			n, clean(req.Kind), elapsed.Round(time.Millisecond), rep.JobsPerSec, rep.OK, rep.Failed, rep.Retried, conc, rep.Strategy)
+		unfinished := ""
+		if rep.Cancelled+rep.NotStarted > 0 {
+			unfinished = fmt.Sprintf(", %d cancelled, %d not started", rep.Cancelled, rep.NotStarted)
+		}
+		s.printf("%d jobs (%s) in %s: %.0f jobs/s, %d ok, %d failed%s, %d retried, concurrency %d, %s\n",
+			n, clean(req.Kind), elapsed.Round(time.Millisecond), rep.JobsPerSec, rep.Succeeded, rep.Failed, unfinished, rep.Retried, conc, rep.Strategy)
 		s.printf("latency p50 %s  p90 %s  p99 %s  max %s\n", formatLatency(percentile(all, .5)), formatLatency(percentile(all, .9)),
 			formatLatency(percentile(all, .99)), formatLatency(percentile(all, 1)))
-		s.printf("%s", renderBenchWorkers(rep.ByWorker, rep.OK, s.pal))
+		s.printf("%s", renderBenchWorkers(rep.Workers, rep.Succeeded, s.pal))
 	}
-	if rep.Failed > 0 {
-		return fmt.Errorf("%d of %d jobs failed; first: %v", rep.Failed, n, firstErr)
+	switch {
+	case rep.Failed > 0:
+		return fmt.Errorf("%d of %d jobs failed; first: %v", rep.Failed, n, withWorkerHint(firstErr, req.Tags))
+	case rep.Cancelled+rep.NotStarted > 0:
+		return fmt.Errorf("cancelled after %d of %d jobs (%d cancelled while running, %d not started)",
+			rep.Succeeded+rep.Failed, n, rep.Cancelled, rep.NotStarted)
 	}
 	return nil
 }
 
-// renderBenchWorkers is !bench's table of jobs per worker.
-func renderBenchWorkers(byWorker map[string]int, ok int, p palette) string {
-	workers := make([]string, 0, len(byWorker))
-	for w := range byWorker {
-		workers = append(workers, w)
+// renderBenchWorkers is !bench's table per worker: jobs, share, and the
+// p50 and p99 of their round trips on it, so that a slow worker shows.
+func renderBenchWorkers(ws []benchWorker, ok int, p palette) string {
+	rows := make([][]string, len(ws))
+	for i, w := range ws {
+		rows[i] = []string{clean(w.Alias), fmt.Sprint(w.Jobs), fmt.Sprintf("%.1f%%", 100*float64(w.Jobs)/float64(max(ok, 1))),
+			formatLatency(time.Duration(w.P50Ms * 1e6)), formatLatency(time.Duration(w.P99Ms * 1e6))}
 	}
-	sort.Strings(workers)
-	rows := make([][]string, len(workers))
-	for i, w := range workers {
-		rows[i] = []string{clean(w), fmt.Sprint(byWorker[w]), fmt.Sprintf("%.1f%%", 100*float64(byWorker[w])/float64(max(ok, 1)))}
-	}
-	return table([]string{"WORKER", "JOBS", "SHARE"}, rows, func(i, j int, cell string) string {
+	return table([]string{"WORKER", "JOBS", "SHARE", "P50", "P99"}, rows, func(i, j int, cell string) string {
 		if i < 0 {
 			return p.bold(cell)
 		}
@@ -366,14 +431,14 @@ func progressBar(done, total int, elapsed time.Duration) string {
 }
 
 type jobJSON struct {
-	ID        uint64  `json:"id"`
+	Job       *uint64 `json:"job"` // null: it never reached a worker
 	Kind      string  `json:"kind"`
+	OK        bool    `json:"ok"`
 	Worker    string  `json:"worker"`
 	Attempts  int     `json:"attempts"`
-	State     string  `json:"state"`
 	LatencyMs float64 `json:"latency_ms"`
+	Time      string  `json:"time"` // when it ended
 	Error     string  `json:"error,omitempty"`
-	At        string  `json:"at"`
 }
 
 func runJobs(ctx context.Context, s *Shell, a *Args) error {
@@ -388,8 +453,8 @@ func runJobs(ctx context.Context, s *Shell, a *Args) error {
 	if a.Bool("json") {
 		out := make([]jobJSON, len(recs))
 		for i, r := range recs {
-			out[i] = jobJSON{ID: r.ID, Kind: r.Kind, Worker: r.Worker, Attempts: r.Attempts, State: r.State,
-				LatencyMs: ms(r.Latency), Error: r.Error, At: r.At.Format(time.RFC3339Nano)}
+			out[i] = jobJSON{Job: jobID(r.ID), Kind: r.Kind, OK: r.State == "ok", Worker: r.Worker, Attempts: r.Attempts,
+				LatencyMs: ms(r.Latency), Time: jsonTime(r.At), Error: r.Error}
 		}
 		return s.writeJSON(out)
 	}
@@ -412,7 +477,11 @@ func renderJobs(recs []node.JobRecord, p palette) string {
 		if worker == "" {
 			worker = "-"
 		}
-		rows[i] = []string{fmt.Sprint(r.ID), clean(r.Kind), worker, fmt.Sprint(r.Attempts), clean(r.State), formatLatency(r.Latency), cleanN(r.Error, jobErrCap)}
+		id := "-" // it never reached a worker
+		if r.ID != 0 {
+			id = fmt.Sprint(r.ID)
+		}
+		rows[i] = []string{id, clean(r.Kind), worker, fmt.Sprint(r.Attempts), clean(r.State), formatLatency(r.Latency), cleanN(r.Error, jobErrCap)}
 	}
 	return table([]string{"ID", "KIND", "WORKER", "ATTEMPTS", "STATE", "LATENCY", "ERROR"}, rows, func(i, j int, cell string) string {
 		switch {

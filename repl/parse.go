@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"meshell/protocol"
 )
 
 // tokenize splits a line into words. Single and double quotes group words;
@@ -110,12 +112,15 @@ func (a *Args) Duration(name string, def time.Duration) time.Duration {
 	return def
 }
 
-// KV returns every k=v value of a repeatable flag.
+// KV returns every k=v value of a repeatable flag; one value may hold
+// several, comma-separated, as --tags does at start-up.
 func (a *Args) KV(name string) map[string]string {
 	out := map[string]string{}
 	for _, v := range a.flags[name] {
-		k, val, _ := strings.Cut(v, "=")
-		out[k] = val
+		for _, kv := range strings.Split(v, ",") {
+			k, val, _ := strings.Cut(kv, "=")
+			out[k] = val
+		}
 	}
 	return out
 }
@@ -128,7 +133,7 @@ func parseArgs(cmd *Command, words []string) (*Args, error) {
 	a := &Args{flags: map[string][]string{}}
 	for i := 0; i < len(words); i++ {
 		w := words[i]
-		if !strings.HasPrefix(w, "-") || w == "-" || (cmd.Rest && len(a.Pos) > 0) || isNumber(w) {
+		if isValue(w) || (cmd.Rest && len(a.Pos) > 0) {
 			a.Pos = append(a.Pos, w)
 			continue
 		}
@@ -163,9 +168,15 @@ func parseArgs(cmd *Command, words []string) (*Args, error) {
 	return a, nil
 }
 
-func isNumber(w string) bool {
-	_, err := strconv.ParseFloat(w, 64)
-	return err == nil
+// isValue reports whether w is a positional word rather than a flag: it
+// does not start with '-', or it is "-", or a '-' followed by a digit or
+// '.' (a negative number or duration such as -5s: no flag starts so).
+func isValue(w string) bool {
+	if !strings.HasPrefix(w, "-") || w == "-" {
+		return true
+	}
+	c := w[1]
+	return c >= '0' && c <= '9' || c == '.'
 }
 
 func checkFlagValue(f *Flag, v string) error {
@@ -179,11 +190,28 @@ func checkFlagValue(f *Flag, v string) error {
 			return fmt.Errorf("--%s wants a positive duration such as 500ms or 2s, not %q", f.Name, v)
 		}
 	case FlagKV:
-		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
-			return fmt.Errorf("--%s wants KEY=VALUE, not %q", f.Name, v)
+		if _, err := parseTags(v); err != nil {
+			return fmt.Errorf("--%s: %w", f.Name, err)
 		}
 	}
 	return nil
+}
+
+// parseTags reads "k=v" or "k=v,k2=v2" into tags, each checked with the
+// rules every node applies (protocol.ValidTag).
+func parseTags(word string) (map[string]string, error) {
+	tags := map[string]string{}
+	for _, kv := range strings.Split(word, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not KEY=VALUE, e.g. role=worker", kv)
+		}
+		if err := protocol.ValidTag(k, v); err != nil {
+			return nil, err
+		}
+		tags[k] = v
+	}
+	return tags, nil
 }
 
 // parseDuration reads a positional duration with a helpful error.

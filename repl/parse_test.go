@@ -108,6 +108,15 @@ func TestParseArgs(t *testing.T) {
 				}
 			}},
 		{name: "negative numbers are positional", cmd: plain, words: []string{"-5", "-1.5"}, pos: []string{"-5", "-1.5"}},
+		{name: "negative durations are positional", cmd: plain, words: []string{"probe-interval", "-5s", "-.5s"}, pos: []string{"probe-interval", "-5s", "-.5s"}},
+		{name: "several k=v in one value", cmd: plain, words: []string{"--tag", "role=worker,zone=a"},
+			check: func(t *testing.T, a *Args) {
+				if kv := a.KV("tag"); len(kv) != 2 || kv["role"] != "worker" || kv["zone"] != "a" {
+					t.Errorf("KV = %v", kv)
+				}
+			}},
+		{name: "a tag value with a comma and no =", cmd: plain, words: []string{"--tag", "a=b,c"}, err: `"c" is not KEY=VALUE`},
+		{name: "a tag value protocol.ValidTag refuses", cmd: plain, words: []string{"--tag", "a=b c"}, err: "is not valid"},
 		{name: "lone dash is positional", cmd: plain, words: []string{"-"}, pos: []string{"-"}},
 		{name: "double dash ends flags", cmd: plain, words: []string{"--", "--json"}, pos: []string{"--json"}},
 		{name: "rest: flags end at the first word", cmd: testCmd, words: []string{"--json", "echo", "--json"}, pos: []string{"echo", "--json"}},

@@ -158,8 +158,12 @@ type memberJSON struct {
 	Incarnation uint64            `json:"incarnation"`
 	Tags        map[string]string `json:"tags"`
 	Self        bool              `json:"self"`
-	RTTMs       float64           `json:"rtt_ms"`
+	RTTMs       *float64          `json:"rtt_ms"` // null: not measured (this node, or no ack yet)
 }
+
+// jsonTime is the one time format of the JSON output: RFC 3339 in UTC
+// with microseconds, "2025-06-01T12:00:00.123456Z".
+func jsonTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z07:00") }
 
 func membersJSON(entries []manager.Entry) []memberJSON {
 	out := make([]memberJSON, len(entries))
@@ -169,7 +173,11 @@ func membersJSON(entries []manager.Entry) []memberJSON {
 			tags = map[string]string{}
 		}
 		out[i] = memberJSON{Alias: e.Alias, Addr: e.Addr, State: e.State.String(), Incarnation: e.Incarnation,
-			Tags: tags, Self: e.Self, RTTMs: float64(e.RTT.Microseconds()) / 1000}
+			Tags: tags, Self: e.Self}
+		if !e.Self && e.RTT > 0 {
+			rtt := ms(e.RTT)
+			out[i].RTTMs = &rtt
+		}
 	}
 	return out
 }

@@ -112,6 +112,12 @@ func TestMembersJSONShape(t *testing.T) {
 		first["incarnation"] != float64(3) || first["self"] != true || first["tags"].(map[string]any)["role"] != "worker" {
 		t.Errorf("first member = %v", first)
 	}
+	if first["rtt_ms"] != nil || docs[1]["rtt_ms"] != 0.25 || docs[3]["rtt_ms"] != nil {
+		t.Errorf("rtt_ms: %v %v %v, want null for this node and an unmeasured one, else milliseconds", first["rtt_ms"], docs[1]["rtt_ms"], docs[3]["rtt_ms"])
+	}
+	if _, ok := first["rtt_ms"]; !ok {
+		t.Error("rtt_ms is left out when unmeasured, want null")
+	}
 	if docs[1]["state"] != "suspect" || docs[2]["state"] != "failed" || docs[3]["state"] != "left" || docs[1]["self"] != false {
 		t.Errorf("states = %v %v %v", docs[1]["state"], docs[2]["state"], docs[3]["state"])
 	}

@@ -28,9 +28,10 @@ type Shell struct {
 	pal         palette
 	interactive bool
 
-	wmu  sync.Mutex // serialises every line written, synchronous or not
-	out  io.Writer
-	errw io.Writer
+	wmu    sync.Mutex // serialises every line written, synchronous or not
+	out    io.Writer
+	errw   io.Writer
+	status string // a transient last line (!bench's progress), or ""
 
 	evMu   sync.Mutex
 	evSub  *node.Subscription
@@ -54,7 +55,35 @@ func (s *Shell) setWriters(out, errw io.Writer) {
 func (s *Shell) printf(format string, args ...any) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	fmt.Fprintf(s.out, format, args...)
+	s.aboveStatus(s.out, fmt.Sprintf(format, args...))
+}
+
+// aboveStatus writes text to w, wmu held. While a status line is shown it
+// is cleared first and drawn again below the text, so that an event never
+// lands on the end of a progress bar.
+func (s *Shell) aboveStatus(w io.Writer, text string) {
+	if s.status == "" {
+		io.WriteString(w, text)
+		return
+	}
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	io.WriteString(s.out, "\r\x1b[K")
+	io.WriteString(w, text)
+	io.WriteString(s.out, s.status)
+}
+
+// setStatus shows line as the transient last line, replacing the one
+// shown; "" removes it. Only the interactive shell uses it.
+func (s *Shell) setStatus(line string) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if line == "" && s.status == "" {
+		return
+	}
+	io.WriteString(s.out, "\r\x1b[K"+line)
+	s.status = line
 }
 
 // warnf prints a warning line. The message is cleaned (its arguments may
@@ -62,7 +91,7 @@ func (s *Shell) printf(format string, args ...any) {
 func (s *Shell) warnf(format string, args ...any) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	fmt.Fprintln(s.errw, s.pal.warnText("warning: "+cleanN(fmt.Sprintf(format, args...), lineCap)))
+	s.aboveStatus(s.errw, s.pal.warnText("warning: "+cleanN(fmt.Sprintf(format, args...), lineCap))+"\n")
 }
 
 // errorLine prints err on one line. Errors embed peers' refusal reasons
@@ -70,7 +99,7 @@ func (s *Shell) warnf(format string, args ...any) {
 func (s *Shell) errorLine(err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	fmt.Fprintln(s.errw, errorText(s.pal, err))
+	s.aboveStatus(s.errw, errorText(s.pal, err)+"\n")
 }
 
 // errorText is the coloured "error: …" line of err, cleaned and capped.
@@ -149,6 +178,53 @@ func suggest(word string) string {
 	return " (did you mean " + strings.Join(near, ", ") + "?)"
 }
 
+// maxScriptLine is the longest script line read; a longer one fails as
+// a command would.
+const maxScriptLine = 1 << 20
+
+// scriptLine is one line of a script, without its end of line.
+type scriptLine struct {
+	text    string
+	tooLong bool // over maxScriptLine: text is empty
+}
+
+// readScript sends r's lines to lines until the end of input or done.
+func readScript(r io.Reader, lines chan<- scriptLine, done <-chan struct{}) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		var buf []byte
+		tooLong, eof := false, false
+		for {
+			chunk, err := br.ReadSlice('\n')
+			if !tooLong && len(buf)+len(chunk) > maxScriptLine+1 {
+				tooLong, buf = true, nil
+			}
+			if !tooLong {
+				buf = append(buf, chunk...)
+			}
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			if errors.Is(err, io.EOF) {
+				eof = true
+			} else if err != nil {
+				return err
+			}
+			break
+		}
+		if !eof || len(buf) > 0 || tooLong {
+			select {
+			case lines <- scriptLine{text: strings.TrimSuffix(string(buf), "\n"), tooLong: tooLong}:
+			case <-done:
+				return nil
+			}
+		}
+		if eof {
+			return nil
+		}
+	}
+}
+
 // RunScript runs commands read from r, one per line, without prompt or
 // colour. Blank lines and lines starting with # are skipped. It returns the
 // exit status: 0 if every command succeeded, 1 otherwise; unless keepGoing
@@ -156,26 +232,23 @@ func suggest(word string) string {
 // cluster gracefully.
 func (s *Shell) RunScript(ctx context.Context, r io.Reader, keepGoing bool) int {
 	status := 0
-	lines := make(chan string)
+	lines := make(chan scriptLine)
 	readErr := make(chan error, 1)
+	done := make(chan struct{})
+	defer close(done)
 	// The reader goroutine ends at the end of input; a shutdown while it
 	// waits for a line ends the script without it (the process exits).
 	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		readErr <- sc.Err()
+		readErr <- readScript(r, lines, done)
 		close(lines)
 	}()
 	lineNo := 0
 loop:
 	for {
-		var raw string
+		var l scriptLine
 		var ok bool
 		select {
-		case raw, ok = <-lines:
+		case l, ok = <-lines:
 			if !ok {
 				if err := <-readErr; err != nil {
 					s.errorLine(fmt.Errorf("reading commands: %w", err))
@@ -187,13 +260,20 @@ loop:
 			break loop
 		}
 		lineNo++
-		line := strings.TrimSpace(strings.TrimSuffix(raw, "\r"))
-		if line == "" || strings.HasPrefix(line, "#") {
+		var err error
+		line := strings.TrimSpace(strings.TrimSuffix(l.text, "\r"))
+		switch {
+		case l.tooLong:
+			err = fmt.Errorf("line %d: line longer than 1 MiB", lineNo)
+		case line == "" || strings.HasPrefix(line, "#"):
 			continue
+		default:
+			if err = s.Exec(ctx, line); err != nil && !errors.Is(err, errQuit) {
+				err = fmt.Errorf("line %d: %s: %w", lineNo, firstWord(line), err)
+			}
 		}
-		err := s.Exec(ctx, line)
 		if err != nil && !errors.Is(err, errQuit) {
-			s.errorLine(fmt.Errorf("line %d: %s: %w", lineNo, firstWord(line), err))
+			s.errorLine(err)
 			status = 1
 		}
 		switch {
@@ -225,10 +305,13 @@ func (s *Shell) shutdownRequested() bool {
 
 // Close stops the event printer and leaves the cluster gracefully if the
 // node is in one.
-func (s *Shell) Close() {
+func (s *Shell) Close() { s.leave(3 * time.Second) }
+
+// leave is Close with a bound on the goodbye.
+func (s *Shell) leave(limit time.Duration) {
 	s.setEvents(false, false)
 	if s.Node.Running() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), limit)
 		defer cancel()
 		s.Node.Leave(ctx)
 	}
@@ -236,13 +319,13 @@ func (s *Shell) Close() {
 
 // eventJSON is one membership event as printed by !events --json.
 type eventJSON struct {
-	T           int64             `json:"t"` // Unix nanoseconds
+	Time        string            `json:"time"`
 	Event       string            `json:"event"`
-	Member      string            `json:"member"`
+	Alias       string            `json:"alias"`
 	Addr        string            `json:"addr"`
 	State       string            `json:"state"`
 	Incarnation uint64            `json:"incarnation"`
-	Tags        map[string]string `json:"tags,omitempty"`
+	Tags        map[string]string `json:"tags"`
 }
 
 // setEvents starts or stops the live event printer.
@@ -281,8 +364,12 @@ func (s *Shell) setEvents(on, asJSON bool) {
 
 func (s *Shell) printEvent(ev swim.Event, asJSON bool) {
 	if asJSON {
-		s.writeJSON(eventJSON{T: ev.At.UnixNano(), Event: ev.Kind.String(), Member: ev.Member.Alias, Addr: ev.Member.Addr,
-			State: ev.Member.State.String(), Incarnation: ev.Member.Incarnation, Tags: ev.Member.Tags})
+		tags := ev.Member.Tags
+		if tags == nil {
+			tags = map[string]string{}
+		}
+		s.writeJSON(eventJSON{Time: jsonTime(ev.At), Event: ev.Kind.String(), Alias: ev.Member.Alias, Addr: ev.Member.Addr,
+			State: ev.Member.State.String(), Incarnation: ev.Member.Incarnation, Tags: tags})
 		return
 	}
 	s.printf("%s", renderEvent(ev, s.pal))

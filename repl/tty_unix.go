@@ -3,6 +3,7 @@
 package repl
 
 import (
+	"os"
 	"os/signal"
 	"syscall"
 )
@@ -14,3 +15,7 @@ func ignoreSuspend() (restore func()) {
 	signal.Ignore(syscall.SIGTSTP)
 	return func() { signal.Reset(syscall.SIGTSTP) }
 }
+
+// leaveSignals make the interactive shell leave the cluster and exit:
+// kill's default, and the hang-up of a closed terminal or tmux pane.
+var leaveSignals = []os.Signal{syscall.SIGTERM, syscall.SIGHUP}

@@ -14,12 +14,12 @@ func init() {
 		Summary: "re-run a listing command in place until Ctrl-C",
 		Help: "Clears the screen and redraws the command's output every INTERVAL (default 2s). " +
 			"Only listing commands (those with --json, such as !cluster_members) can be watched.",
-		Example: "!watch !cluster_members\n!watch !cluster_members 500ms\n!watch --count 3 !cluster_members --json 1s",
+		Example: "!watch --count 3 !cluster_members 500ms\n!watch --count 2 !workers --json 1s",
 		Flags: []Flag{
 			{Name: "count", Kind: FlagInt, Usage: "stop after N runs (0 = until Ctrl-C)"},
 		},
-		Complete: func(s *Shell, i int) []string {
-			if i == 0 {
+		Complete: func(s *Shell, prev []string) []string {
+			if len(prev) == 0 {
 				return listingNames()
 			}
 			return []string{"500ms", "1s", "2s", "5s"}

@@ -5,10 +5,12 @@
 #   scripts/tmux-cluster.sh -k [-s SESSION]
 #
 # Opens N tiled panes (default 3), titled node1..nodeN, each running
-# `meshell --alias nodeI -P BASE_PORT+I-1 --profile local`. node1 starts the
-# cluster (!start_cluster 127.0.0.1:BASE_PORT), the others join it. Without
-# -b the binary is built from this repository into a temporary directory.
-# History goes to a temporary directory, not to ~/.meshell_history.
+# `meshell --alias nodeI -P BASE_PORT+I-1 --profile local`; node2..nodeN are
+# workers (--tags role=worker,zone=a or zone=b, alternately). node1 starts
+# the cluster (!start_cluster 127.0.0.1:BASE_PORT) and turns !events on, then
+# the others join it one after the other. Without -b the binary is built
+# from this repository into a temporary directory. History goes to a
+# temporary directory, not to ~/.meshell_history.
 #   -d  leave the session detached (default: attach, or switch inside tmux)
 #   -k  kill the session (and its temporary directory)
 #   -s  session name (default: meshell)
@@ -16,7 +18,7 @@
 set -euo pipefail
 
 usage() {
-	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -60,9 +62,10 @@ fi
 [[ -x $binary ]] || { echo "error: $binary is not an executable" >&2; exit 1; }
 binary=$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")
 
-pane_cmd() { # alias port
-	printf '%q --alias %q -P %q --profile local --history-file %q %s' \
-		"$binary" "$1" "$2" "$tmp/history-$1" "${MESHELL_FLAGS:-}"
+pane_cmd() { # alias port [tags]
+	printf '%q --alias %q -P %q --profile local --history-file %q' "$binary" "$1" "$2" "$tmp/history-$1"
+	[[ -n ${3:-} ]] && printf ' --tags %q' "$3"
+	printf ' %s' "${MESHELL_FLAGS:-}"
 }
 
 tmux new-session -d -s "$session" -x 200 -y 50 -n cluster "$(pane_cmd node1 "$base")"
@@ -71,32 +74,35 @@ tmux set-option -t "$session" -w pane-border-status top >/dev/null
 tmux set-option -t "$session" -w pane-border-format ' #{pane_title} ' >/dev/null
 tmux select-pane -t "$session:cluster.0" -T node1
 for ((i = 2; i <= n; i++)); do
-	tmux split-window -t "$session:cluster" "$(pane_cmd "node$i" $((base + i - 1)))"
+	zone=a
+	((i % 2)) && zone=b
+	tmux split-window -t "$session:cluster" "$(pane_cmd "node$i" $((base + i - 1)) "role=worker,zone=$zone")"
 	tmux select-pane -T "node$i"
 	tmux select-layout -t "$session:cluster" tiled >/dev/null
 done
 tmux select-layout -t "$session:cluster" tiled >/dev/null
 
-# wait_prompt PANE: until meshell shows its prompt in the pane.
-wait_prompt() {
-	for _ in $(seq 1 100); do
-		tmux capture-pane -p -t "$session:cluster.$1" | grep -q '\]>' && return 0
+# wait_for PANE TEXT: until the pane shows TEXT (a grep pattern), for up
+# to 20 s.
+wait_for() {
+	for _ in $(seq 1 200); do
+		tmux capture-pane -p -t "$session:cluster.$1" | grep -q -- "$2" && return 0
 		sleep 0.1
 	done
-	echo "error: pane $1 shows no meshell prompt" >&2
+	echo "error: pane $1 never showed '$2'" >&2
 	return 1
 }
 send() { tmux send-keys -t "$session:cluster.$1" -l "$2" && tmux send-keys -t "$session:cluster.$1" Enter; }
 
-wait_prompt 0
+wait_for 0 '\]>'
 send 0 "!start_cluster 127.0.0.1:$base"
-for _ in $(seq 1 100); do # until node1 listens
-	tmux capture-pane -p -t "$session:cluster.0" | grep -q 'listening on' && break
-	sleep 0.1
-done
-for ((i = 1; i < n; i++)); do
-	wait_prompt "$i"
+wait_for 0 'listening on'
+send 0 "!events on"
+wait_for 0 '^events on'
+for ((i = 1; i < n; i++)); do # one after the other: node1's events come in order
+	wait_for "$i" '\]>'
 	send "$i" "!join_cluster 127.0.0.1:$base"
+	wait_for "$i" 'joined cluster'
 done
 tmux select-pane -t "$session:cluster.0"
 echo "session $session: $n nodes on 127.0.0.1:$base..$((base + n - 1)); kill it with $0 -k -s $session" >&2

@@ -65,9 +65,9 @@ func (h *Harness) newCluster(sys *System, label string) *Cluster {
 }
 
 type lineMsg struct {
-	T         json.RawMessage `json:"t"`
+	T         json.RawMessage `json:"time"`
 	Event     *string         `json:"event"`
-	Member    string          `json:"member"`
+	Member    string          `json:"alias"`
 	BytesSent json.RawMessage `json:"bytes_sent"`
 }
 

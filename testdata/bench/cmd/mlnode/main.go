@@ -6,7 +6,7 @@
 //
 // stdout: one JSON line per membership event
 //
-//	{"t":<unix ns>,"event":"member-join|member-leave|member-failed|member-alive|member-update","member":"<alias>"}
+//	{"time":"<RFC 3339>","event":"member-join|member-leave|member-failed|member-alive|member-update","alias":"<alias>"}
 //
 // stdin: "!events on --json" (no-op), "!status <alias> --json" (prints
 // {"alias","bytes_sent","rss_bytes"}), "!quit" (Leave(5s)+Shutdown, exit 0).
@@ -121,9 +121,9 @@ func (p *printer) line(v any) {
 }
 
 type eventOut struct {
-	T      int64  `json:"t"`
+	T      string `json:"time"` // RFC 3339, UTC, microseconds: meshell's format
 	Event  string `json:"event"`
-	Member string `json:"member"`
+	Member string `json:"alias"`
 }
 
 type events struct {
@@ -134,7 +134,7 @@ type events struct {
 }
 
 func (e *events) emit(kind, member string) {
-	e.out.line(eventOut{T: time.Now().UnixNano(), Event: kind, Member: member})
+	e.out.line(eventOut{T: time.Now().UTC().Format("2006-01-02T15:04:05.000000Z07:00"), Event: kind, Member: member})
 }
 
 func (e *events) NotifyJoin(n *memberlist.Node) {

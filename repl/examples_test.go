@@ -1,0 +1,142 @@
+package repl
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"meshell/node"
+	"meshell/protocol"
+)
+
+// startNode starts an in-process node; with join it joins through that
+// address.
+func startNode(t *testing.T, alias string, tags map[string]string, join string) *node.Node {
+	t.Helper()
+	return startNodeWith(t, testConfig(t, alias, tags), join)
+}
+
+func startNodeWith(t *testing.T, cfg node.Config, join string) *node.Node {
+	t.Helper()
+	alias := cfg.Alias
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	if join == "" {
+		if _, err := n.Start(""); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := n.Join(ctx, join); err != nil {
+		t.Fatalf("%s joining %s: %v", alias, join, err)
+	}
+	return n
+}
+
+// waitAlive waits until n sees every alias alive.
+func waitAlive(t *testing.T, n *node.Node, aliases ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := n.WaitFor(ctx, func(sn *node.Snapshot) bool {
+		for _, a := range aliases {
+			if e, ok := sn.Get(a); !ok || e.State != protocol.StateAlive {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatalf("%s never saw %v alive: %s", n.Alias(), aliases, memberStates(n.Members()))
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// script runs lines in script mode on a shell of n and returns its exit
+// status, stdout and stderr.
+func script(t *testing.T, n *node.Node, lines string, keepGoing bool) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	sh := New(n, Options{Out: &out, Err: &errb})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	code := sh.RunScript(ctx, strings.NewReader(lines), keepGoing)
+	return code, out.String(), errb.String()
+}
+
+// TestEveryHelpExampleRuns runs the example lines of every !help CMD, in
+// script mode, against a cluster shaped like --demo's: worker1 and worker2
+// (role=worker). Each example runs on a node of its own, joined to the
+// cluster unless the example starts or joins one itself. The address the
+// examples give, 127.0.0.1:7001, stands for worker1's (a free one for
+// !start_cluster). Every node allows !run, as its help says nodes must.
+// !restart and !shutdown run last: they take a worker away.
+func TestEveryHelpExampleRuns(t *testing.T) {
+	config := func(alias string, tags map[string]string) node.Config {
+		cfg := testConfig(t, alias, tags)
+		cfg.Run.Allow = true // --allow-run
+		return cfg
+	}
+	worker := map[string]string{"role": "worker"}
+	w1 := startNodeWith(t, config("worker1", worker), "")
+	w2 := startNodeWith(t, config("worker2", worker), w1.Addr())
+	waitAlive(t, w1, "worker2")
+	_, seedPort, _ := net.SplitHostPort(w1.Addr())
+
+	order := slices.Clone(commands)
+	last := func(c *Command) int { return slices.Index([]string{"!restart", "!shutdown"}, c.Name) }
+	slices.SortStableFunc(order, func(a, b *Command) int { return last(a) - last(b) })
+	for i, c := range order {
+		lines := examples(c)
+		if len(lines) == 0 {
+			t.Errorf("!help %s shows no example", strings.TrimPrefix(c.Name, "!"))
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			waitAlive(t, w2, "worker1")
+			waitAlive(t, w1, "worker2")
+			n, err := node.New(config(fmt.Sprintf("ex%d", i), nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(n.Close)
+			port := seedPort
+			switch firstWord(lines[0]) {
+			case "!start_cluster":
+				port = freePort(t)
+			case "!join_cluster":
+			default:
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				err := n.JoinAny(ctx, []string{w1.Addr(), w2.Addr()}, 5*time.Second)
+				cancel()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			text := strings.ReplaceAll(strings.Join(lines, "\n"), "7001", port)
+			if code, out, errs := script(t, n, text+"\n", false); code != 0 {
+				t.Fatalf("the example of !help %s failed:\n%s\nstdout:\n%s\nstderr:\n%s", strings.TrimPrefix(c.Name, "!"), text, out, errs)
+			}
+		})
+	}
+}

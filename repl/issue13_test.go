@@ -1,0 +1,278 @@
+package repl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"meshell/node"
+)
+
+// lines holds every line of text that contains all of words.
+func linesWith(text string, words ...string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		ok := true
+		for _, w := range words {
+			ok = ok && strings.Contains(l, w)
+		}
+		if ok && l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func TestTagsAreCheckedAndSlotsAreLeftToScale(t *testing.T) {
+	n := startNode(t, "t1", nil, "")
+	s := New(n, Options{Out: io.Discard, Err: io.Discard})
+	for _, tt := range []struct{ line, err string }{
+		{"!tag slots=100", "slots is set by !scale"},
+		{"!tag zone=a,slots=1", "slots is set by !scale"},
+		{"!untag slots", "slots is set by !scale"},
+		{"!tag a=b,c", `"c" is not KEY=VALUE`},
+		{"!tag a=b;c", `value "b;c" is not valid`},
+		{"!tag a=b c=d,e=f", ""},
+		{"!untag c,e", ""},
+	} {
+		t.Run(tt.line, func(t *testing.T) {
+			before := n.Self()
+			err := s.Exec(context.Background(), tt.line)
+			if tt.err == "" {
+				if err != nil {
+					t.Fatalf("%s: %v", tt.line, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("%s: %v, want an error with %q", tt.line, err, tt.err)
+			}
+			if after := n.Self(); after.Incarnation != before.Incarnation || after.Tags["slots"] != before.Tags["slots"] {
+				t.Errorf("a refused %s changed the node: %+v → %+v", tt.line, before, after)
+			}
+		})
+	}
+	if tags := n.Self().Tags; tags["a"] != "b" || tags["c"] != "" || tags["e"] != "" || len(tags) != 2 {
+		t.Errorf("!tag a=b c=d,e=f then !untag c,e left %v, want a=b and slots", tags)
+	}
+}
+
+func TestParsingCornerCases(t *testing.T) {
+	s := clusterShell(t)
+	var out bytes.Buffer
+	s.setWriters(&out, &out)
+	for _, tt := range []struct{ line, err string }{
+		{"!config set probe-interval -5s", "probe-interval -5s"}, // a value, refused by the node, not a flag
+		{"!scale b", "N, the number of slots, is missing; usage: !scale"},
+		{"!scale 4", "name a node or use --all; usage: !scale"},
+		{"!scale --all", "N, the number of slots, is missing"},
+		{"!scale b x", `slots "x": give a whole number`},
+		{"!workers --tag a=b,c", `"c" is not KEY=VALUE`},
+		{`!wait "" alive`, `alias "" is not valid`},
+	} {
+		t.Run(tt.line, func(t *testing.T) {
+			err := s.Exec(context.Background(), tt.line)
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Fatalf("%s: %v, want an error with %q", tt.line, err, tt.err)
+			}
+			if strings.Contains(err.Error(), "has no flag") {
+				t.Fatalf("%s: %v", tt.line, err)
+			}
+		})
+	}
+}
+
+func TestScriptLineOverOneMiB(t *testing.T) {
+	n, err := node.New(testConfig(t, "long", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	huge := "!echo " + strings.Repeat("x", 1<<20)
+	text := "!echo one\n" + huge + "\n!echo three\n"
+	code, out, errs := script(t, n, text, false)
+	if code != 1 || errs != "error: line 2: line longer than 1 MiB\n" || out != "one\n" {
+		t.Fatalf("fail-fast: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = script(t, n, text, true)
+	if code != 1 || errs != "error: line 2: line longer than 1 MiB\n" || out != "one\nthree\n" {
+		t.Fatalf("--keep-going: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	// A line of exactly 1 MiB is read, also as the last line without a newline.
+	exact := "!echo " + strings.Repeat("y", 1<<20-len("!echo "))
+	if code, out, errs := script(t, n, exact, false); code != 0 || len(out) != 1<<20-len("!echo ")+1 {
+		t.Fatalf("a 1 MiB line: exit %d, %d bytes out, stderr %q", code, len(out), errs)
+	}
+}
+
+func TestControlFailureReasonsGoToTheErrorLine(t *testing.T) {
+	s := clusterShell(t)
+	var out, errs bytes.Buffer
+	s.setWriters(&out, &errs)
+	err := s.Exec(context.Background(), "!config set log-level loud --all")
+	if err == nil {
+		t.Fatal("a bad log level was accepted")
+	}
+	if !strings.Contains(err.Error(), `2 of 2 nodes did not confirm: a,b: log-level "loud": use debug, info, warn or error`) {
+		t.Errorf("error = %v", err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("the refusals went to stdout too: %q", out.String())
+	}
+	one := controlFailure([]node.ControlReply{{Alias: "n3", NoAnswer: true, Error: "no answer within 5s"}})
+	if one == nil || one.Error() != "n3 did not confirm: no answer within 5s" {
+		t.Errorf("one node: %v", one)
+	}
+	// In a script, the reason is on the error line, on stderr.
+	a := startNode(t, "lg", nil, "")
+	code, stdout, stderr := script(t, a, "!config set log-level loud --all\n", false)
+	if code != 1 || stdout != "" || !strings.HasPrefix(stderr, `error: line 1: !config: lg did not confirm: log-level "loud"`) {
+		t.Errorf("script: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+func TestConfigShowAllGathersEveryNode(t *testing.T) {
+	s := clusterShell(t)
+	var out bytes.Buffer
+	s.setWriters(&out, &out)
+	ctx := context.Background()
+	if err := s.Exec(ctx, "!config set probe-interval 300ms"); err != nil { // here only
+		t.Fatal(err)
+	}
+	if err := s.Exec(ctx, "!config show --all"); err != nil {
+		t.Fatal(err)
+	}
+	table := out.String()
+	if len(linesWith(table, "probe-interval *")) != 1 || len(linesWith(table, "300ms", " a")) != 1 || len(linesWith(table, "100ms", " b")) != 1 {
+		t.Errorf("the differing probe-interval is not marked, with each node's value:\n%s", table)
+	}
+	if got := linesWith(table, "suspicion-mult", "all 2"); len(got) != 1 {
+		t.Errorf("a value every node shares is not shown once:\n%s", table)
+	}
+	if !strings.Contains(table, "* differs between nodes") {
+		t.Errorf("no note on the mark:\n%s", table)
+	}
+	out.Reset()
+	if err := s.Exec(ctx, "!config show --all --json"); err != nil {
+		t.Fatal(err)
+	}
+	var docs []configJSON
+	for _, l := range linesWith(out.String(), "{") {
+		var d configJSON
+		if err := json.Unmarshal([]byte(l), &d); err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, d)
+	}
+	if len(docs) != 2 || docs[0].Config["probe-interval"] != "300ms" || docs[1].Config["suspicion-mult"] != float64(3) {
+		t.Errorf("--json: %+v", docs)
+	}
+}
+
+func TestBenchFailsAtOnceOrCountsJobsNotStarted(t *testing.T) {
+	s := clusterShell(t)
+	var out bytes.Buffer
+	s.setWriters(&out, &out)
+	for line, want := range map[string]string{
+		"!bench --n 5000 nosuchkind":            `unknown job kind "nosuchkind"`,
+		"!bench --n 5000 --tag role=gpu echo x": "no alive worker matches role=gpu",
+	} {
+		out.Reset()
+		before := len(s.Node.RecentJobs())
+		err := s.Exec(context.Background(), line)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: %v, want %q", line, err, want)
+		}
+		if out.Len() != 0 {
+			t.Errorf("%s printed a report before its error: %q", line, out.String())
+		}
+		if k := len(s.Node.RecentJobs()) - before; k > 1 {
+			t.Errorf("%s ran %d jobs, want 1", line, k)
+		}
+	}
+	if err := s.Exec(context.Background(), "!bench --n 1 --tag role=gpu echo x"); !strings.Contains(err.Error(), "!tag role=gpu") {
+		t.Errorf("no hint on how to get a worker: %v", err)
+	}
+
+	// Cancelled once some jobs are done: the rest were never started.
+	out.Reset()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	before := len(s.Node.RecentJobs())
+	go func() {
+		for len(s.Node.RecentJobs()) < before+20 && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+	}()
+	err := s.Exec(ctx, "!bench --n 100000 --concurrency 4 --json sleep 2ms")
+	if err == nil || !strings.Contains(err.Error(), "cancelled after") || strings.Contains(err.Error(), "failed") {
+		t.Fatalf("cancelled bench: %v", err)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out.String())), &rep); err != nil {
+		t.Fatalf("%v: %q", err, out.String())
+	}
+	if rep.OK || rep.Failed != 0 || rep.NotStarted < 90000 || rep.Succeeded < 20 ||
+		rep.Succeeded+rep.Cancelled+rep.NotStarted != rep.N {
+		t.Errorf("report of a cancelled bench: %+v", rep)
+	}
+}
+
+func TestProgressLineStaysBelowOtherOutput(t *testing.T) {
+	var out bytes.Buffer
+	s := testShell(t, &out)
+	s.setStatus("[####....] 40/100")
+	s.printf("%s", "12:00:00.000 member-join n2 127.0.0.1:2 inc=0\n")
+	s.errorLine(errors.New("boom"))
+	s.setStatus("[########] 100/100")
+	s.setStatus("")
+	want := "\r\x1b[K[####....] 40/100" +
+		"\r\x1b[K12:00:00.000 member-join n2 127.0.0.1:2 inc=0\n[####....] 40/100" +
+		"\r\x1b[Kerror: boom\n[####....] 40/100" +
+		"\r\x1b[K[########] 100/100" +
+		"\r\x1b[K"
+	if out.String() != want {
+		t.Fatalf("output\n%q\nwant\n%q", out.String(), want)
+	}
+	out.Reset()
+	s.printf("plain\n")
+	if out.String() != "plain\n" {
+		t.Errorf("without a status line: %q", out.String())
+	}
+}
+
+func TestWordingOfWaitAndPing(t *testing.T) {
+	var out bytes.Buffer
+	ctx := context.Background()
+	solo := testShell(t, &out)
+	if _, err := solo.Node.Start(""); err != nil {
+		t.Fatal(err)
+	}
+	if err := solo.Exec(ctx, "!wait members 1"); err != nil || out.String() != "1 member alive\n" {
+		t.Errorf("!wait members 1: %v %q", err, out.String())
+	}
+	out.Reset()
+	s, b := clusterShellAndB(t)
+	s.setWriters(&out, &out)
+	if err := s.Exec(ctx, "!wait members 2"); err != nil || out.String() != "2 members alive\n" {
+		t.Errorf("!wait members 2: %v %q", err, out.String())
+	}
+	// b leaves: waiting for it says "has left", and a ping is answered
+	// from the table at once.
+	b.Leave(ctx)
+	out.Reset()
+	if err := s.Exec(ctx, "!wait b left 20s"); err != nil || out.String() != "b has left\n" {
+		t.Errorf("!wait b left: %v %q", err, out.String())
+	}
+	start := time.Now()
+	err := s.Exec(ctx, "!ping b")
+	if err == nil || err.Error() != "b left the cluster" || time.Since(start) > time.Second {
+		t.Errorf("!ping of a member that left: %v after %v", err, time.Since(start))
+	}
+}

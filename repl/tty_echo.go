@@ -1,0 +1,32 @@
+//go:build linux || darwin || dragonfly || freebsd || netbsd || openbsd
+
+package repl
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// echoOff turns the terminal's echo off, keeping its line discipline and
+// signals (Ctrl-C still cancels), and returns how to turn it back on. While
+// a command runs, text typed ahead is then not echoed raw into its output:
+// readline reads it and shows it at the next prompt.
+func echoOff(fd int) (restore func()) {
+	var t syscall.Termios
+	if termios(fd, ioctlGetTermios, &t) != nil {
+		return func() {}
+	}
+	old := t
+	t.Lflag &^= syscall.ECHO | syscall.ECHONL
+	if termios(fd, ioctlSetTermios, &t) != nil {
+		return func() {}
+	}
+	return func() { termios(fd, ioctlSetTermios, &old) }
+}
+
+func termios(fd int, req uintptr, t *syscall.Termios) error {
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), req, uintptr(unsafe.Pointer(t))); e != 0 {
+		return e
+	}
+	return nil
+}

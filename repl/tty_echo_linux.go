@@ -1,0 +1,5 @@
+package repl
+
+import "syscall"
+
+const ioctlGetTermios, ioctlSetTermios = syscall.TCGETS, syscall.TCSETS
