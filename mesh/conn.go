@@ -46,6 +46,7 @@ type conn struct {
 	queued atomic.Int64 // enqueued and not yet written
 	heard  atomic.Int64 // unix nanoseconds of the last frame read after the handshake; 0 = none
 	up     time.Time    // when the handshake completed; set before the reader starts
+	dup    bool         // the peer answered that it keeps another connection with us
 
 	retired   atomic.Bool
 	stop      chan struct{} // closed by retire

@@ -120,8 +120,11 @@ func TestAnsweringAliasCannotBeTakenOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ja := ack.(*protocol.JoinAck); !strings.Contains(ja.Error, "answering") {
-		t.Fatalf("impostor's join answered %+v, want a refusal", ja)
+	if ja := ack.(*protocol.JoinAck); !ja.Duplicate {
+		t.Fatalf("impostor's join answered %+v, want it told that a connection to b exists", ja)
+	}
+	if !closedByPeer(nc, 5*time.Second) {
+		t.Fatal("the impostor's connection was kept")
 	}
 	if err := a.SendConnected("b", &protocol.Ping{Seq: 2}); err != nil {
 		t.Fatalf("a lost its connection to the real b: %v", err)

@@ -250,7 +250,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 	var members []protocol.Member
 	self := m.cfg.Self()
 	ip := remoteIP(nc)
-	counted := false
+	counted, dup := false, false
 	switch {
 	case version != protocol.Version:
 		err = fmt.Errorf("protocol version %d refused: this node speaks version %d; run the same meshell release on every node", version, protocol.Version)
@@ -263,7 +263,8 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 	case m.cfg.Keyring == nil && !m.cfg.Insecure && !loopback(nc):
 		err = errors.New(protectedRefusal)
 	default:
-		if err = m.takeover(from.Alias); err != nil {
+		if dup = m.answering(from.Alias); dup {
+			members, err = m.h.Admit(hello, from)
 			break
 		}
 		if !m.gate.connect(ip) {
@@ -291,9 +292,17 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		errText = err.Error()
 	}
 	if hello {
-		ack = &protocol.HelloAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: errText, From: self, Members: members}
+		ack = &protocol.HelloAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: errText, From: self, Members: members, Duplicate: dup}
 	} else {
-		ack = &protocol.JoinAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: errText, From: self, Seen: members}
+		ack = &protocol.JoinAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: errText, From: self, Seen: members, Duplicate: dup}
+	}
+	if dup && err == nil {
+		// The working connection stays the peer's; this one is answered
+		// and closed, whatever its ConnID: no connection displaces it.
+		c.fr.Release()
+		c.writeDirect(ack)
+		nc.Close()
+		return
 	}
 	if err != nil {
 		uncount()
@@ -328,29 +337,30 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 	m.launch(c, loser)
 }
 
-// takeover refuses a handshake that claims the alias of a peer whose
-// connection is live and answering, whatever the newcomer's ConnID: an
-// impostor cannot displace a working member. A connection closing at this
-// moment (the peer restarted) is given a moment to finish closing.
-func (m *Mesh) takeover(alias string) error {
+// answering reports whether alias has a working connection that a new
+// handshake claiming it must not displace, whatever its ConnID: one up for
+// longer than Settle (crossed dials of a join compete by register's rule
+// before that) that delivered a frame within AnswerWindow. A connection
+// closing at this moment (the peer restarted) is given a moment to go.
+func (m *Mesh) answering(alias string) bool {
 	m.mu.Lock()
 	old := m.live(alias)
 	m.mu.Unlock()
 	if old == nil || !old.answering(time.Now(), m.cfg.Settle, m.cfg.AnswerWindow) {
-		return nil
+		return false
 	}
 	t := time.NewTimer(takeoverWait)
 	defer t.Stop()
 	select {
 	case <-old.done:
-		return nil
+		return false
 	case <-t.C:
+		return true
 	}
-	return fmt.Errorf("alias %q is connected from %s and answering; pick another --alias", alias, old.nc.RemoteAddr())
 }
 
 // takeoverWait is how long a handshake claiming a connected alias waits for
-// that connection to close before it is refused.
+// that connection to close before it is answered as a duplicate.
 const takeoverWait = 250 * time.Millisecond
 
 // Hello joins through the seed at addr: it introduces this node, and on
@@ -454,11 +464,12 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 	var from protocol.Member
 	var errText, cluster string
 	var version uint16
+	dup := false
 	switch a := ack.(type) {
 	case *protocol.HelloAck:
-		from, errText, cluster, version = a.From, a.Error, a.Cluster, a.Version
+		from, errText, cluster, version, dup = a.From, a.Error, a.Cluster, a.Version, a.Duplicate
 	case *protocol.JoinAck:
-		from, errText, cluster, version = a.From, a.Error, a.Cluster, a.Version
+		from, errText, cluster, version, dup = a.From, a.Error, a.Cluster, a.Version, a.Duplicate
 	default:
 		return fail(fmt.Errorf("handshake with %s: answer is %s", addr, ack.Type()))
 	}
@@ -477,6 +488,11 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 	}
 	if !unblock() { // ctx ended: nc is closed or about to be
 		return fail(ErrClosed)
+	}
+	if dup { // the peer keeps the connection it has with us
+		nc.Close()
+		c.dup = true
+		return ack, nil
 	}
 	nc.SetDeadline(time.Time{})
 	from.Addr = normalizeAddr(from.Addr, nc.RemoteAddr())
@@ -580,6 +596,11 @@ func (m *Mesh) dialFor(c *conn, addr string) {
 		delete(m.dialing, alias)
 	}
 	m.mu.Unlock()
+	if err == nil && c.dup {
+		c.close(nil)
+		c.requeue() // to the working connection the peer kept
+		return
+	}
 	if err != nil {
 		c.close(err)
 		m.dropped.Add(uint64(c.discard()))

@@ -114,7 +114,7 @@ func TestLimitsRefuseOverflow(t *testing.T) {
 		{"hello-ack fake member", &HelloAck{Cluster: "c", From: m, Members: []Member{{Alias: "x", Addr: "evil host:1", State: StateAlive}}},
 			`protocol: hello-ack: member x: address "evil host:1" is not valid`},
 		{"join-ack 17 seen", &JoinAck{Cluster: "c", From: m, Seen: members(17, m)}, "protocol: join-ack: 17 seen entries exceed the limit of 16"},
-		{"join-ack over 64 KiB", &JoinAck{Cluster: "c", From: m, Error: strings.Repeat("e", 70000)}, "protocol: join-ack of 70046 bytes: frame exceeds limit of 65536 bytes"},
+		{"join-ack over 64 KiB", &JoinAck{Cluster: "c", From: m, Error: strings.Repeat("e", 70000)}, "protocol: join-ack of 70047 bytes: frame exceeds limit of 65536 bytes"},
 		{"ping 257 updates", &Ping{Updates: members(257, m)}, "protocol: ping: array of 257 elements exceeds the limit of 256"},
 		{"ack 257 updates", &Ack{Updates: members(257, m)}, "protocol: ack: array of 257 elements exceeds the limit of 256"},
 		{"ping member with 65 tags", &Ping{Updates: []Member{{Alias: "a", State: StateAlive, Tags: manyTags(65)}}}, "protocol: ping: member a: 65 tags exceed the limit of 64"},

@@ -223,6 +223,9 @@ type HelloAck struct {
 	Error   string
 	From    Member
 	Members []Member // every member the seed knows, itself included
+	// Duplicate: the receiver already has a working connection to the
+	// sender, which this one does not replace; the sender closes it.
+	Duplicate bool
 }
 
 // Join opens a connection to a member named by a seed (or a redial). It is not
@@ -240,8 +243,9 @@ type JoinAck struct {
 	Version uint16
 	Cluster string
 	Error   string
-	From    Member
-	Seen    []Member
+	From      Member
+	Seen      []Member
+	Duplicate bool // as in HelloAck
 }
 
 // Ping is a direct probe. Updates piggyback state changes.
