@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -370,19 +371,29 @@ func (n *Node) Status() protocol.NodeStatus {
 	return st
 }
 
-// rss reads this process's resident set size from /proc (0 where there is
-// no /proc).
+// rss is this process's resident set size: from /proc where there is one,
+// else the memory the Go runtime holds from the system less what it gave
+// back (runtime/metrics), which is what a Go process's RSS mostly is.
 func rss() uint64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
+	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			pages, _ := strconv.ParseUint(f[1], 10, 64)
+			return pages * uint64(os.Getpagesize())
+		}
+	}
+	return goRSS()
+}
+
+// goRSS is the memory the Go runtime holds from the system, less what it
+// returned: rss where there is no /proc (macOS, Windows).
+func goRSS() uint64 {
+	sample := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(sample)
+	total, released := sample[0].Value.Uint64(), sample[1].Value.Uint64()
+	if released > total {
 		return 0
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 2 {
-		return 0
-	}
-	pages, _ := strconv.ParseUint(f[1], 10, 64)
-	return pages * uint64(os.Getpagesize())
+	return total - released
 }
 
 // Config keys settable at run time with !config set.

@@ -153,3 +153,12 @@ func TestControlShutdownLeavesAndSignals(t *testing.T) {
 		t.Fatalf("b is not left at a: %+v", a.Members().Entries)
 	}
 }
+
+// Where there is no /proc, the RSS that !status shows comes from the Go
+// runtime: it must not be 0, and it is of the order of the real one.
+func TestRSSWithoutProc(t *testing.T) {
+	got, real := goRSS(), rss()
+	if got == 0 || got > 4*real+64<<20 {
+		t.Fatalf("runtime-derived RSS %d bytes, /proc says %d", got, real)
+	}
+}
