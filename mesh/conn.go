@@ -287,9 +287,14 @@ func (c *conn) readLoop() {
 		delete(m.conns, c.peer.Alias)
 	}
 	// A clean close of a connection this node dialled, while it dials the
-	// same peer again, is the peer retiring it for the newer one before
-	// this node learnt that the newer one won: the peer is not down.
-	superseded := c.dialed && errors.Is(err, io.EOF) && m.dialing[c.peer.Alias] != nil
+	// same peer again, is normally the peer retiring it for the newer one
+	// before this node learnt that the newer one won. The peer-down is held
+	// until that dial ends: reported if it fails, dropped if it succeeds,
+	// so it is never lost (a dispatch waiting on the peer always ends).
+	superseded := registered && c.dialed && errors.Is(err, io.EOF) && m.dialing[c.peer.Alias] != nil
+	if superseded {
+		m.heldDown[c.peer.Alias] = err
+	}
 	m.mu.Unlock()
 	c.requeue() // what is still queued goes to the newer connection, if any
 	if registered && !c.retired.Load() && !superseded {

@@ -211,3 +211,46 @@ func TestRateLogWritesOneLinePerPeriod(t *testing.T) {
 		t.Fatalf("the second line does not count what was held back:\n%s", out)
 	}
 }
+
+// A clean close while a new dial to the same peer is under way is held as
+// a possible retirement; when that dial fails the peer-down still comes.
+func TestHeldPeerDownIsReportedWhenTheNewDialFails(t *testing.T) {
+	ra := newRecorder()
+	a, _ := newMesh(t, "a", ra)
+	b, addrB := newMesh(t, "b", newRecorder())
+	if err := hello(t, a, addrB); err != nil {
+		t.Fatal(err)
+	}
+	pending := a.newConn(nil, true)
+	pending.peer = protocol.Member{Alias: "b"}
+	a.mu.Lock()
+	a.dialing["b"] = pending
+	a.mu.Unlock()
+	b.CloseAll() // b closes cleanly: a reads EOF on the connection it dialled
+	down := func() bool {
+		ra.mu.Lock()
+		defer ra.mu.Unlock()
+		return len(ra.down) > 0
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		a.mu.Lock()
+		_, held := a.heldDown["b"]
+		a.mu.Unlock()
+		if held {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if down() {
+		t.Fatal("peer-down reported while a dial that may replace the connection is under way")
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	a.wg.Add(1)
+	a.dialFor(pending, dead)
+	if !down() {
+		t.Fatal("the held peer-down was lost when the new dial failed")
+	}
+}

@@ -107,6 +107,7 @@ type Mesh struct {
 	ln       net.Listener
 	conns    map[string]*conn // registered connection per alias
 	dialing  map[string]*conn // dials under way for Send, with their queues
+	heldDown map[string]error // peer-downs held until the dial under way ends (conn.go)
 	all      map[*conn]struct{}
 	closed   bool
 	dialCtx  context.Context // cancelled by CloseAll: dials under way stop
@@ -126,7 +127,7 @@ func New(cfg Config, h Handler) *Mesh {
 	if cfg.Log == nil {
 		cfg.Log = logrus.StandardLogger()
 	}
-	m := &Mesh{cfg: cfg, h: h, conns: map[string]*conn{}, dialing: map[string]*conn{}, all: map[*conn]struct{}{},
+	m := &Mesh{cfg: cfg, h: h, conns: map[string]*conn{}, dialing: map[string]*conn{}, all: map[*conn]struct{}{}, heldDown: map[string]error{},
 		gate:   newGate(cfg.MaxHandshakes, cfg.MaxHandshakesIP, cfg.MaxConnsPerIP),
 		budget: protocol.NewBudget(cfg.ReadBudget),
 		warn:   newRateLog(cfg.Log, time.Now)}
@@ -595,7 +596,12 @@ func (m *Mesh) dialFor(c *conn, addr string) {
 	if m.dialing[alias] == c {
 		delete(m.dialing, alias)
 	}
+	held, wasHeld := m.heldDown[alias]
+	delete(m.heldDown, alias)
 	m.mu.Unlock()
+	if wasHeld && err != nil {
+		m.h.PeerDown(alias, held) // the newer connection never came
+	}
 	if err == nil && c.dup {
 		c.close(nil)
 		c.requeue() // to the working connection the peer kept
