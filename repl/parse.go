@@ -1,62 +1,18 @@
 package repl
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"meshell/node"
 	"meshell/protocol"
 )
 
-// tokenize splits a line into words. Single and double quotes group words;
-// a backslash escapes the next character outside single quotes.
-func tokenize(line string) ([]string, error) {
-	var out []string
-	var cur strings.Builder
-	inWord := false
-	var quote rune
-	escaped := false
-	for _, r := range line {
-		switch {
-		case escaped:
-			cur.WriteRune(r)
-			escaped = false
-		case quote != 0:
-			if r == quote {
-				quote = 0
-			} else if r == '\\' && quote == '"' {
-				escaped = true
-			} else {
-				cur.WriteRune(r)
-			}
-		case r == '\\':
-			escaped, inWord = true, true
-		case r == '"' || r == '\'':
-			quote, inWord = r, true
-		case r == ' ' || r == '\t':
-			if inWord {
-				out = append(out, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteRune(r)
-			inWord = true
-		}
-	}
-	if quote != 0 {
-		return nil, fmt.Errorf("unterminated %c quote", quote)
-	}
-	if escaped {
-		return nil, errors.New("line ends with a backslash")
-	}
-	if inWord {
-		out = append(out, cur.String())
-	}
-	return out, nil
-}
+// tokenize splits a command line into words, by the one quoting rule of
+// the project (node.SplitWords): quotes group, a backslash escapes.
+func tokenize(line string) ([]string, error) { return node.SplitWords(line) }
 
 // FlagKind is the type of a command flag's value.
 type FlagKind uint8
