@@ -329,13 +329,24 @@ func TestVersionAndBadFlags(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "meshell ") {
 		t.Fatalf("--version: %q %v", out, err)
 	}
-	for _, args := range [][]string{{"--profile", "moon"}, {"--tags", "novalue"}, {"--bind", "nohost"}, {"stray"}} {
+	for _, args := range [][]string{{"--profile", "moon"}, {"--tags", "novalue"}, {"--bind", "nohost"}, {"stray"},
+		{"--port", "-5"}, {"-P", "70000"}, {"--suspicion-mult", "0"}, {"--probe-interval", "-1s"},
+		{"--indirect-checks", "-3"}, {"--indirect-checks", "99999999999"}, {"--cluster", ""}, {"--alias", ""},
+		{"--alias", "a b"}, {"--tags", "k=a,b=c d"}, {"--max-slots", "0"}, {"--max-members", "1"}} {
 		cmd := exec.Command(binary, args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
+		cmd.Stdin = strings.NewReader("")
 		err := cmd.Run()
-		if err == nil || !strings.HasPrefix(stderr.String(), "error: ") {
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 2 || !strings.HasPrefix(stderr.String(), "error: ") {
 			t.Errorf("%v: err=%v stderr=%q, want exit status 2 and an error line", args, err, stderr.String())
 		}
+	}
+	// --bind on every interface needs --advertise: no peer could dial 0.0.0.0.
+	cmd := exec.Command(binary, "--serve", "--bind", "0.0.0.0:0")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "--advertise") {
+		t.Errorf("--bind 0.0.0.0:0 without --advertise: err=%v stderr=%q, want a refusal naming --advertise", err, stderr.String())
 	}
 }
