@@ -360,6 +360,25 @@ func (m *Mesh) answering(alias string) bool {
 	}
 }
 
+// StillConnected reports whether alias has a connection that does not close
+// within wait.
+func (m *Mesh) StillConnected(alias string, wait time.Duration) bool {
+	m.mu.Lock()
+	c := m.live(alias)
+	m.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // takeoverWait is how long a handshake claiming a connected alias waits for
 // that connection to close before it is answered as a duplicate.
 const takeoverWait = 250 * time.Millisecond

@@ -570,9 +570,13 @@ func (h *handler) Admit(hello bool, peer protocol.Member) ([]protocol.Member, er
 	defer cancel()
 	var members []protocol.Member
 	var refusal error
+	// A live member at another address keeps its alias while its
+	// connection is up; once that connection is gone (it left, moved or
+	// restarted on another port) the newcomer may be it.
+	inUse := n.mesh.StillConnected(peer.Alias, 250*time.Millisecond)
 	err := n.call(ctx, func(c *swim.Core) {
 		e, known := c.Get(peer.Alias)
-		if known && e.Addr != peer.Addr && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
+		if inUse && known && e.Addr != peer.Addr && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
 			refusal = fmt.Errorf("alias %q is already used by %s; pick another --alias", peer.Alias, e.Addr)
 			return
 		}
