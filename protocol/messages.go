@@ -240,9 +240,9 @@ type Join struct {
 // JoinAck answers Join. Seen is the receiver's entry for the joiner, if it has
 // one, so that the joiner can refute a stale suspicion at once.
 type JoinAck struct {
-	Version uint16
-	Cluster string
-	Error   string
+	Version   uint16
+	Cluster   string
+	Error     string
 	From      Member
 	Seen      []Member
 	Duplicate bool // as in HelloAck
