@@ -575,7 +575,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 				return res, fmt.Errorf("job %d (run) for %s: cannot sign it with the operator key: %w", res.Job, w.Alias, serr)
 			}
 			if ok {
-				msg.Target, msg.Issuer, msg.Nonce, msg.Expiry, msg.Sig = s.Target, s.Issuer, s.Nonce, s.Expiry, s.Sig
+				msg.Auth = signatureOf(s)
 			}
 		}
 		w.Load.Start()

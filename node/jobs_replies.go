@@ -81,7 +81,8 @@ func newOutbox(j *Jobs) *outbox {
 func replySize(m protocol.Message) int {
 	switch m := m.(type) {
 	case *protocol.JobResult:
-		return 48 + len(m.Result) + len(m.Error) + len(m.Stdout) + len(m.Stderr)
+		o := m.Output()
+		return 48 + len(m.Result) + len(m.Error) + len(o.Stdout) + len(o.Stderr)
 	case *protocol.JobChunk:
 		return 40 + len(m.Data)
 	}

@@ -308,9 +308,9 @@ func (w *worker) runCommand(t *task) *protocol.JobResult {
 	}
 	cfg := w.j.run
 	r := execute(t.ctx, argv, w.j.runEnv(), cfg.MaxOutput, cfg.KillGrace, emit)
-	out := &protocol.JobResult{ID: t.key.id, Exit: int32(r.exit), Stderr: r.stderr}
+	out := &protocol.JobResult{ID: t.key.id, Run: &protocol.RunOutput{Exit: int32(r.exit), Stderr: r.stderr}}
 	if c.run {
-		out.Stdout = r.stdout
+		out.Run.Stdout = r.stdout
 	} else {
 		out.Result = strings.TrimSuffix(r.stdout, "\n")
 	}
@@ -343,8 +343,7 @@ func (j *Jobs) refuseRun(from string, req *protocol.JobRequest) (protocol.JobSta
 	if from == j.n.Alias() {
 		return protocol.JobOK, "" // this node's own shell, as for control
 	}
-	err := j.n.verifySigned(operator.Signed{Op: RunKind, Args: req.Args, Target: req.Target, Issuer: req.Issuer,
-		Nonce: req.Nonce, Expiry: req.Expiry, Sig: req.Sig})
+	err := j.n.verifySigned(signedOf(RunKind, req.Args, req.Auth))
 	switch {
 	case errors.Is(err, operator.ErrNotSigned):
 		return protocol.JobRefused, "refused: this node runs commands only for its operators: sign the request with --operator-key"
@@ -449,13 +448,14 @@ func (n *Node) runOn(ctx context.Context, alias string, req RunRequest, timeout 
 		}
 	case a.Status == protocol.JobRefused:
 		r.Refused, r.Error = true, a.Error
-	case a.Status == protocol.JobOK || a.Status == protocol.JobError && a.Exit != 0:
-		r.Exited, r.Exit, r.Stdout, r.Stderr = a.Exit >= 0, int(a.Exit), a.Stdout, a.Stderr
-		if a.Status == protocol.JobError && a.Error != fmt.Sprintf("exit status %d", a.Exit) {
+	case a.Status == protocol.JobOK || a.Status == protocol.JobError && a.Output().Exit != 0:
+		o := a.Output()
+		r.Exited, r.Exit, r.Stdout, r.Stderr = o.Exit >= 0, int(o.Exit), o.Stdout, o.Stderr
+		if a.Status == protocol.JobError && a.Error != fmt.Sprintf("exit status %d", o.Exit) {
 			r.Error = a.Error // it did not start, timed out there, or was stopped
 		}
 	default: // no command, an old node without the run kind, stopped by the worker
-		r.Error, r.Stdout, r.Stderr = a.Error, a.Stdout, a.Stderr
+		r.Error, r.Stdout, r.Stderr = a.Error, a.Output().Stdout, a.Output().Stderr
 	}
 	return r
 }

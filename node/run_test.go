@@ -166,7 +166,7 @@ func TestRunNeedsAnOperatorSignature(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := &protocol.JobRequest{Kind: RunKind, Args: []string{"rm", "-rf", "/tmp/x"}, Target: s.Target, Issuer: s.Issuer, Nonce: s.Nonce, Expiry: s.Expiry, Sig: s.Sig}
+	req := &protocol.JobRequest{Kind: RunKind, Args: []string{"rm", "-rf", "/tmp/x"}, Auth: signatureOf(s)}
 	if st, why := w.jobs.refuseRun("d", req); st != protocol.JobRefused || !strings.Contains(why, "bad signature") {
 		t.Fatalf("a signature over another command: %v %q", st, why)
 	}
@@ -211,7 +211,7 @@ func TestDeclaredKindsRunOnTheWorkersThatDeclareThem(t *testing.T) {
 		}
 	}
 	res, err := d.Dispatch(ctxFor(t, 30*time.Second), DispatchRequest{Kind: "fail"})
-	if err == nil || !strings.Contains(err.Error(), "exit status 3; stderr: bad news") || res.Answer == nil || res.Answer.Exit != 3 || res.Attempts != 1 {
+	if err == nil || !strings.Contains(err.Error(), "exit status 3; stderr: bad news") || res.Answer == nil || res.Answer.Output().Exit != 3 || res.Attempts != 1 {
 		t.Fatalf("a failing kind: %+v %v", res, err)
 	}
 	if res.WorkerLatency <= 0 || res.WorkerLatency > res.Latency {

@@ -39,14 +39,14 @@ func (n *Node) sign(m *protocol.Control, target string) error {
 	}
 	s, ok, err := n.signFor(m.Op, controlArgs(m), target)
 	if ok {
-		m.Target, m.Issuer, m.Nonce, m.Expiry, m.Sig = s.Target, s.Issuer, s.Nonce, s.Expiry, s.Sig
+		m.Auth = signatureOf(s)
 	}
 	return err
 }
 
 // verify checks m's operator signature when this node requires one.
 func (n *Node) verify(m *protocol.Control) error {
-	s := operator.Signed{Op: m.Op, Args: controlArgs(m), Target: m.Target, Issuer: m.Issuer, Nonce: m.Nonce, Expiry: m.Expiry, Sig: m.Sig}
+	s := signedOf(m.Op, controlArgs(m), m.Auth)
 	err := n.verifySigned(s)
 	if errors.Is(err, operator.ErrNotSigned) {
 		return errors.New("this node takes changes only from its operators: sign the request with --operator-key")
@@ -149,4 +149,18 @@ func (n *Node) rotate(op, value string, after *func()) error {
 	}
 	n.log.WithField("keys", ring.IDs()).Info("keys: " + op)
 	return nil
+}
+
+// signatureOf is s as it travels; signedOf puts a request's operation and
+// arguments back beside the signature that came with it (nil: unsigned).
+func signatureOf(s operator.Signed) *protocol.Signature {
+	return &protocol.Signature{Target: s.Target, Issuer: s.Issuer, Nonce: s.Nonce, Expiry: s.Expiry, Sig: s.Sig}
+}
+
+func signedOf(op string, args []string, a *protocol.Signature) operator.Signed {
+	s := operator.Signed{Op: op, Args: args}
+	if a != nil {
+		s.Target, s.Issuer, s.Nonce, s.Expiry, s.Sig = a.Target, a.Issuer, a.Nonce, a.Expiry, a.Sig
+	}
+	return s
 }

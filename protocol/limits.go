@@ -65,9 +65,11 @@ func limitsOf(t MsgType) (bodyLimits, bool) {
 		return bodyLimits{MaxFrameSize, 4, MaxProbeUpdates, introObjects + MaxProbeUpdates*memberObjects, MaxProbeUpdates * MaxTags}, true
 	case TypeControlAck: // [Status [Tags{}, Config{}]]
 		return bodyLimits{MaxFrameSize, 3, max(structLen, MaxTags, MaxConfigEntries, MaxKeyIDs), 64 + 2*structLen + 2*MaxTags + 2*MaxConfigEntries + MaxKeyIDs, MaxTags + MaxConfigEntries}, true
-	case TypeJobRequest: // [Args []]
-		return bodyLimits{MaxFrameSize, 2, MaxJobArgs, 64 + MaxJobArgs, 0}, true
-	case TypePingReq, TypeNack, TypeLeave, TypeControl, TypeJobChunk, TypeJobResult, TypeJobCancel:
+	case TypeJobRequest: // [Args [], Auth []]
+		return bodyLimits{MaxFrameSize, 2, MaxJobArgs, 64 + structLen + MaxJobArgs, 0}, true
+	case TypeControl, TypeJobResult: // [Auth []] or [Run []]
+		return bodyLimits{MaxFrameSize, 2, structLen, 64 + structLen, 0}, true
+	case TypePingReq, TypeNack, TypeLeave, TypeJobChunk, TypeJobCancel:
 		return bodyLimits{MaxFrameSize, 1, structLen, 64, 0}, true
 	}
 	return bodyLimits{}, false
@@ -116,18 +118,10 @@ func validate(m Message) error {
 	case *Leave:
 		return ValidAlias(m.Alias)
 	case *Control:
-		if err := firstErr(maxLen("op", m.Op, MaxOpLen), maxLen("key", m.Key, MaxKeyLen), maxLen("value", m.Value, MaxValueLen),
-			maxLen("nonce", string(m.Nonce), MaxNonceLen), maxLen("signature", string(m.Sig), MaxSigLen)); err != nil {
+		if err := firstErr(maxLen("op", m.Op, MaxOpLen), maxLen("key", m.Key, MaxKeyLen), maxLen("value", m.Value, MaxValueLen)); err != nil {
 			return err
 		}
-		if m.Target != "" {
-			if err := ValidAlias(m.Target); err != nil {
-				return err
-			}
-		}
-		if m.Issuer != "" {
-			return ValidAlias(m.Issuer)
-		}
+		return validateSignature(m.Auth)
 	case *ControlAck:
 		if err := maxLen("error", m.Error, MaxAckErrorLen); err != nil || m.Status == nil {
 			return err
@@ -140,19 +134,11 @@ func validate(m Message) error {
 		if len(m.Args) > MaxJobArgs {
 			return fmt.Errorf("%d arguments exceed the limit of %d", len(m.Args), MaxJobArgs)
 		}
-		if err := firstErr(maxLen("nonce", string(m.Nonce), MaxNonceLen), maxLen("signature", string(m.Sig), MaxSigLen)); err != nil {
-			return err
-		}
-		if m.Target != "" {
-			if err := ValidAlias(m.Target); err != nil {
-				return fmt.Errorf("target: %w", err)
-			}
-		}
-		if m.Issuer != "" {
-			return ValidAlias(m.Issuer)
-		}
+		return validateSignature(m.Auth)
 	case *JobResult:
-		return firstErr(maxLen("stdout", m.Stdout, MaxJobOutput), maxLen("stderr", m.Stderr, MaxJobOutput))
+		if m.Run != nil {
+			return firstErr(maxLen("stdout", m.Run.Stdout, MaxJobOutput), maxLen("stderr", m.Run.Stderr, MaxJobOutput))
+		}
 	case *Nack, *JobChunk, *JobCancel: // bounded by the frame alone
 	default:
 		return fmt.Errorf("unknown message %T", m)
@@ -224,6 +210,21 @@ func validateStatus(s *NodeStatus) error {
 		}
 	}
 	return nil
+}
+
+// validateSignature checks the shape of an operator's signature, if any
+// (node/operator checks the signature itself).
+func validateSignature(a *Signature) error {
+	if a == nil {
+		return nil
+	}
+	if err := firstErr(maxLen("nonce", string(a.Nonce), MaxNonceLen), maxLen("signature", string(a.Sig), MaxSigLen)); err != nil {
+		return err
+	}
+	if err := ValidAlias(a.Target); err != nil {
+		return fmt.Errorf("signed target: %w", err)
+	}
+	return ValidAlias(a.Issuer)
 }
 
 // maxLen refuses a string longer than limit bytes.

@@ -295,20 +295,14 @@ type Leave struct {
 }
 
 // Control is a command for the receiving node itself (not for its jobs).
-// The last five fields are an operator's signature over Op, the arguments,
-// Target, Issuer, Nonce and Expiry (node/operator); empty when unsigned.
 type Control struct {
-	ID     uint64
-	Op     string // ping, status, scale, shutdown, restart, config, keys
-	N      int64
-	Key    string
-	Value  string
-	Now    bool   // shutdown without draining
-	Target string // the alias the request was signed for
-	Issuer string // the operator who signed it
-	Nonce  []byte
-	Expiry int64 // Unix nanoseconds
-	Sig    []byte
+	ID    uint64
+	Op    string // ping, status, scale, shutdown, restart, config, keys
+	N     int64
+	Key   string
+	Value string
+	Now   bool       // shutdown without draining
+	Auth  *Signature // an operator's signature; nil when unsigned
 }
 
 // ControlAck answers a Control with the same ID. Error empty means ok.
@@ -346,13 +340,20 @@ type JobRequest struct {
 	Kind    string
 	Args    []string
 	Attempt uint8
-	Timeout int64 // nanoseconds; 0 = none
-	Stream  bool  // run kind: send the output as JobChunks as it comes
-	Target  string
-	Issuer  string
-	Nonce   []byte
-	Expiry  int64 // Unix nanoseconds
-	Sig     []byte
+	Timeout int64      // nanoseconds; 0 = none
+	Stream  bool       // run kind: send the output as JobChunks as it comes
+	Auth    *Signature // an operator's signature (run kind); nil when unsigned
+}
+
+// Signature is an operator's signature over a request's operation,
+// arguments, Target, Issuer, Nonce and Expiry (node/operator). It travels as
+// one pointer so that an unsigned request pays one byte for it.
+type Signature struct {
+	Target string // the alias the request was signed for
+	Issuer string // the operator who signed it
+	Nonce  []byte
+	Expiry int64 // Unix nanoseconds
+	Sig    []byte
 }
 
 // JobChunk is one piece of a streaming job's output, in order of Seq.
@@ -409,9 +410,24 @@ type JobResult struct {
 	Status JobStatus
 	Result string
 	Error  string
-	Exit   int32  // the command's exit status; 128+N when killed by signal N
-	Stdout string // run kind only: a declared kind's stdout is Result
+	Run    *RunOutput // a command's outcome (run and declared kinds); nil for other kinds
+}
+
+// RunOutput is what a command left: its exit status (128+N when killed by
+// signal N) and, for the run kind, its capped stdout (a declared kind's
+// stdout is the Result) and stderr.
+type RunOutput struct {
+	Exit   int32
+	Stdout string
 	Stderr string
+}
+
+// Output is r's command outcome, the zero value when it carries none.
+func (r *JobResult) Output() RunOutput {
+	if r.Run == nil {
+		return RunOutput{}
+	}
+	return *r.Run
 }
 
 // JobCancel withdraws a job.
