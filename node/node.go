@@ -469,7 +469,7 @@ func (n *Node) JoinAny(ctx context.Context, addrs []string, perAddr time.Duratio
 	var errs []string
 	for _, a := range addrs {
 		jctx, cancel := context.WithTimeout(ctx, perAddr)
-		_, err := n.Join(jctx, a)
+		err := n.joinRetrying(jctx, a)
 		cancel()
 		if err == nil {
 			return nil
@@ -480,6 +480,28 @@ func (n *Node) JoinAny(ctx context.Context, addrs []string, perAddr time.Duratio
 		}
 	}
 	return fmt.Errorf("could not join through any of %d addresses: %s", len(addrs), strings.Join(errs, "; "))
+}
+
+// joinRetrying joins through addr, trying again twice, after 200 ms and
+// 600 ms, when the attempt failed without an answer (a connection reset or
+// closed under a flood of handshakes, say); a refusal is final.
+func (n *Node) joinRetrying(ctx context.Context, addr string) error {
+	wait := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err := n.Join(ctx, addr)
+		var re *mesh.RefusedError
+		if err == nil || attempt == 3 || errors.As(err, &re) || errors.Is(err, ErrNotRunning) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		wait *= 3
+	}
 }
 
 // Leave announces a graceful departure, waits briefly for it to be written
