@@ -261,7 +261,7 @@ func (c *conn) readLoop() {
 		var p []byte
 		if p, err = c.fr.Next(); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				m.warn.warn("frame-read", logrus.Fields{"alias": c.peer.Alias, "error": err.Error()}, "mesh: closing connection")
+				m.warn.Warn("frame-read", logrus.Fields{"alias": c.peer.Alias, "error": err.Error()}, "mesh: closing connection")
 			}
 			break
 		}
@@ -270,7 +270,7 @@ func (c *conn) readLoop() {
 		var msg protocol.Message
 		if msg, err = c.dec.DecodeOnly(p, protocol.AfterHandshake); err != nil {
 			m.refused.Add(1)
-			m.warn.warn("frame-bad", logrus.Fields{"alias": c.peer.Alias, "error": err.Error()}, "mesh: closing connection after a bad frame")
+			m.warn.Warn("frame-bad", logrus.Fields{"alias": c.peer.Alias, "error": err.Error()}, "mesh: closing connection after a bad frame")
 			break
 		}
 		m.h.Receive(c.peer.Alias, msg)

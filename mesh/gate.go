@@ -94,6 +94,17 @@ func (g *gate) leaveLocked(s *shake) {
 	}
 }
 
+// closeAll closes every connection still in its handshake (a leave or a
+// close of the mesh): none is left to run out its handshake timeout.
+func (g *gate) closeAll() {
+	g.mu.Lock()
+	shakes := append([]*shake(nil), g.shakes...)
+	g.mu.Unlock()
+	for _, s := range shakes {
+		s.nc.Close()
+	}
+}
+
 // connect counts an established connection from ip, or reports false when
 // that IP holds its maximum already.
 func (g *gate) connect(ip string) bool {

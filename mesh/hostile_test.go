@@ -196,13 +196,13 @@ func TestRateLogWritesOneLinePerPeriod(t *testing.T) {
 	l := logrus.New()
 	l.SetOutput(&buf)
 	now := time.Unix(0, 0)
-	r := newRateLog(l, func() time.Time { return now })
+	r := NewRateLog(l, func() time.Time { return now })
 	for i := 0; i < 1000; i++ {
-		r.warn("handshake-refused", nil, "mesh: refused")
+		r.Warn("handshake-refused", nil, "mesh: refused")
 	}
 	now = now.Add(logPeriod)
-	r.warn("handshake-refused", nil, "mesh: refused")
-	r.warn("other", nil, "mesh: other")
+	r.Warn("handshake-refused", nil, "mesh: refused")
+	r.Warn("other", nil, "mesh: other")
 	out := buf.String()
 	if n := strings.Count(out, "\n"); n != 3 {
 		t.Fatalf("%d lines for 1,002 warnings over two periods, want 3:\n%s", n, out)
@@ -252,5 +252,21 @@ func TestHeldPeerDownIsReportedWhenTheNewDialFails(t *testing.T) {
 	a.dialFor(pending, dead)
 	if !down() {
 		t.Fatal("the held peer-down was lost when the new dial failed")
+	}
+}
+
+func TestCloseEndsHandshakesUnderWay(t *testing.T) {
+	a, addr := newMesh(t, "a", newRecorder(), func(c *Config) { c.HandshakeTimeout = time.Minute })
+	nc := rawDial(t, addr) // never sends its Hello
+	nc.Write([]byte{0x40}) // a length prefix: the frame has started
+	done := make(chan struct{})
+	go func() { a.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for a connection stuck in its handshake")
+	}
+	if !closedByPeer(nc, 5*time.Second) {
+		t.Fatal("the connection in its handshake was left open")
 	}
 }

@@ -114,7 +114,7 @@ type Mesh struct {
 	stopDial context.CancelFunc
 	gate     *gate
 	budget   *protocol.Budget
-	warn     *rateLog
+	warn     *RateLog
 	wg       sync.WaitGroup
 	sent     atomic.Uint64
 	received atomic.Uint64
@@ -130,7 +130,7 @@ func New(cfg Config, h Handler) *Mesh {
 	m := &Mesh{cfg: cfg, h: h, conns: map[string]*conn{}, dialing: map[string]*conn{}, all: map[*conn]struct{}{}, heldDown: map[string]error{},
 		gate:   newGate(cfg.MaxHandshakes, cfg.MaxHandshakesIP, cfg.MaxConnsPerIP),
 		budget: protocol.NewBudget(cfg.ReadBudget),
-		warn:   newRateLog(cfg.Log, time.Now)}
+		warn:   NewRateLog(cfg.Log, time.Now)}
 	m.dialCtx, m.stopDial = context.WithCancel(context.Background())
 	return m
 }
@@ -175,7 +175,7 @@ func (m *Mesh) acceptLoop(ln net.Listener) {
 			} else if delay < time.Second {
 				delay *= 2
 			}
-			m.warn.warn("accept", logrus.Fields{"error": err}, "mesh: accept failed")
+			m.warn.Warn("accept", logrus.Fields{"error": err}, "mesh: accept failed")
 			time.Sleep(delay)
 			continue
 		}
@@ -201,7 +201,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		if err != nil {
 			f["error"] = err.Error()
 		}
-		m.warn.warn(kind, f, msg)
+		m.warn.Warn(kind, f, msg)
 		nc.Close()
 	}
 	nc.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
@@ -210,7 +210,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		tnc, alias, err := m.secureAccept(nc)
 		if err != nil {
 			m.refused.Add(1)
-			m.warn.warn("handshake-key", logrus.Fields{"remote": remote["remote"], "reason": err.Error()}, "mesh: refused a peer's TLS handshake")
+			m.warn.Warn("handshake-key", logrus.Fields{"remote": remote["remote"], "reason": err.Error()}, "mesh: refused a peer's TLS handshake")
 			return
 		}
 		nc, certAlias = tnc, alias
@@ -310,7 +310,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		c.fr.Release()
 		c.writeDirect(ack)
 		m.refused.Add(1)
-		m.warn.warn("handshake-refused", logrus.Fields{"remote": remote["remote"], "alias": from.Alias, "reason": errText},
+		m.warn.Warn("handshake-refused", logrus.Fields{"remote": remote["remote"], "alias": from.Alias, "reason": errText},
 			"mesh: refused "+msg.Type().String())
 		nc.Close()
 		return
@@ -326,7 +326,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		return
 	}
 	if werr := c.writeDirect(ack); werr != nil {
-		m.warn.warn("handshake-write", logrus.Fields{"remote": remote["remote"], "error": werr.Error()}, "mesh: handshake answer not sent")
+		m.warn.Warn("handshake-write", logrus.Fields{"remote": remote["remote"], "error": werr.Error()}, "mesh: handshake answer not sent")
 		m.unregister(c, loser)
 		uncount()
 		c.fr.Release()
@@ -668,6 +668,7 @@ func (m *Mesh) CloseAll() {
 	if ln != nil {
 		ln.Close()
 	}
+	m.gate.closeAll()
 	for _, c := range conns {
 		c.close(ErrClosed)
 	}

@@ -11,9 +11,10 @@ import (
 // the log; the occurrences in between are counted into the next line.
 const logPeriod = 10 * time.Second
 
-// rateLog writes at most one line per kind per logPeriod, so that a peer
-// repeating a refused handshake costs a counter, not a log line per attempt.
-type rateLog struct {
+// RateLog writes at most one line per kind per logPeriod, so that a peer
+// repeating a refused handshake or request costs a counter, not a log line
+// per attempt. The node's control and job planes use it too.
+type RateLog struct {
 	log   logrus.FieldLogger
 	now   func() time.Time
 	mu    sync.Mutex
@@ -25,15 +26,16 @@ type rateKind struct {
 	suppressed int
 }
 
-func newRateLog(log logrus.FieldLogger, now func() time.Time) *rateLog {
-	return &rateLog{log: log, now: now, kinds: map[string]*rateKind{}}
+// NewRateLog returns a RateLog writing to log, with now as its clock.
+func NewRateLog(log logrus.FieldLogger, now func() time.Time) *RateLog {
+	return &RateLog{log: log, now: now, kinds: map[string]*rateKind{}}
 }
 
-// warn logs msg under kind unless a line of that kind went out less than
+// Warn logs msg under kind unless a line of that kind went out less than
 // logPeriod ago; the next line that goes out says how many were held back.
 // kind must come from a fixed set (never from the network), so the map stays
 // small.
-func (r *rateLog) warn(kind string, fields logrus.Fields, msg string) {
+func (r *RateLog) Warn(kind string, fields logrus.Fields, msg string) {
 	now := r.now()
 	r.mu.Lock()
 	k := r.kinds[kind]

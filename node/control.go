@@ -97,7 +97,7 @@ func (c *control) receive(from string, m protocol.Message) {
 
 func (c *control) reply(to string, ack *protocol.ControlAck) {
 	if err := c.n.mesh.SendConnected(to, ack); err != nil {
-		c.n.log.WithField("alias", to).WithError(err).Warn("control: acknowledgement not sent")
+		c.n.warn.Warn("control-ack", logrus.Fields{"alias": to, "error": err.Error()}, "control: acknowledgement not sent")
 	}
 }
 
@@ -237,12 +237,12 @@ func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.Contro
 	local := from == n.Alias()
 	if mutating(m) && !local {
 		if n.cfg.RefuseControl {
-			log.Warn("control: refused")
+			n.warn.Warn("control-refused", logrus.Fields{"op": m.Op, "from": from}, "control: refused (--accept-control=false)")
 			ack.Error = ErrControlRefused.Error()
 			return ack, nil
 		}
 		if err := n.verify(m); err != nil {
-			log.WithError(err).Warn("control: refused an unsigned or badly signed request")
+			n.warn.Warn("control-unsigned", logrus.Fields{"op": m.Op, "from": from, "error": err.Error()}, "control: refused an unsigned or badly signed request")
 			ack.Error = "refused: " + err.Error()
 			return ack, nil
 		}

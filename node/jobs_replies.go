@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"meshell/mesh"
 	"meshell/protocol"
 )
@@ -220,8 +222,8 @@ func (q *replyQueue) wake() {
 func (o *outbox) overflow(to string, n int, why string) {
 	o.overflows.Add(1)
 	o.dropped.Add(uint64(n))
-	o.j.n.log.WithField("alias", to).WithField("dropped", n).
-		Warnf("jobs: %s is not reading its answers (%s): answers dropped, its jobs cancelled", to, why)
+	o.j.n.warn.Warn("jobs-overflow", logrus.Fields{"alias": to, "dropped": n, "why": why},
+		"jobs: a dispatcher is not reading its answers: answers dropped, its jobs cancelled")
 	o.j.w.dropFrom(to, whyDropped)
 }
 

@@ -102,6 +102,7 @@ type Node struct {
 	snap        atomic.Pointer[Snapshot]
 	snapVersion uint64 // the table version snap shows; run loop only
 	dropped     atomic.Uint64
+	warn        *mesh.RateLog // warnings a peer can trigger: one line per kind per period
 
 	// The job and control families have their own files and goroutines;
 	// the run loop only tells them about membership.
@@ -190,6 +191,7 @@ func New(cfg Config) (*Node, error) {
 		cfg: cfg, log: cfg.Log,
 		inbox: make(chan inbound, inboxLen), evidence: make(chan inbound, evidenceLen),
 		calls: make(chan func()), stop: make(chan struct{}), loopDone: make(chan struct{}),
+		warn: mesh.NewRateLog(cfg.Log, time.Now),
 	}
 	n.self.Store(&protocol.Member{Alias: cfg.Alias, State: protocol.StateAlive, Tags: maps.Clone(cfg.Tags)})
 	n.snap.Store(&Snapshot{})

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"meshell/node/operator"
 	"meshell/protocol"
 )
@@ -348,7 +350,7 @@ func (j *Jobs) refuseRun(from string, req *protocol.JobRequest) (protocol.JobSta
 	case errors.Is(err, operator.ErrNotSigned):
 		return protocol.JobRefused, "refused: this node runs commands only for its operators: sign the request with --operator-key"
 	case err != nil:
-		j.n.log.WithField("from", from).WithError(err).Warn("run: refused a badly signed request")
+		j.n.warn.Warn("run-unsigned", logrus.Fields{"from": from, "error": err.Error()}, "run: refused a badly signed request")
 		return protocol.JobRefused, "refused: " + err.Error()
 	}
 	return protocol.JobOK, ""

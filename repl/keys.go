@@ -165,7 +165,7 @@ func primaryText(k keyHolding) string {
 	case len(k.Primary) == k.Of:
 		return "all (" + strconv.Itoa(k.Of) + ")"
 	}
-	return strings.Join(k.Primary, ",")
+	return clean(strings.Join(k.Primary, ","))
 }
 
 // missing lists the aliases of all that are not in have.
