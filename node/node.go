@@ -442,7 +442,10 @@ func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
 		wg.Add(1)
 		go func(m protocol.Member) {
 			defer wg.Done()
-			jack, err := n.mesh.Join(ctx, m.Addr)
+			jack, err := n.mesh.JoinPeer(ctx, m.Alias, m.Addr)
+			if err == nil && jack == nil {
+				return // already connected: it dialled us, or we it
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -593,17 +596,10 @@ func (h *handler) Admit(hello bool, peer protocol.Member) ([]protocol.Member, er
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var members []protocol.Member
-	var refusal error
-	// A live member at another address keeps its alias while its
-	// connection is up; once that connection is gone (it left, moved or
-	// restarted on another port) the newcomer may be it.
-	inUse := n.mesh.StillConnected(peer.Alias, 250*time.Millisecond)
+	var e manager.Entry
+	var known bool
 	err := n.call(ctx, func(c *swim.Core) {
-		e, known := c.Get(peer.Alias)
-		if inUse && known && e.Addr != peer.Addr && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
-			refusal = fmt.Errorf("alias %q is already used by %s; pick another --alias", peer.Alias, e.Addr)
-			return
-		}
+		e, known = c.Get(peer.Alias)
 		if hello {
 			for _, e := range c.Entries() {
 				members = append(members, e.Member)
@@ -615,7 +611,15 @@ func (h *handler) Admit(hello bool, peer protocol.Member) ([]protocol.Member, er
 	if err != nil {
 		return nil, mesh.ErrUnavailable
 	}
-	return members, refusal
+	// A live member at another address keeps its alias while its
+	// connection is up; once that connection is gone (it left, moved or
+	// restarted on another port) the newcomer may be it. Only then is the
+	// connection given a moment to close: crossed dials of a join do not wait.
+	if known && e.Addr != peer.Addr && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) &&
+		n.mesh.StillConnected(peer.Alias, 250*time.Millisecond) {
+		return nil, fmt.Errorf("alias %q is already used by %s; pick another --alias", peer.Alias, e.Addr)
+	}
+	return members, nil
 }
 
 func (h *handler) PeerUp(peer protocol.Member) {

@@ -14,6 +14,7 @@ type Config struct {
 	SuspicionMaxMult int           // ... and at most SuspicionMaxMult × that, shrinking with confirmations
 	RetransmitMult   int           // each update rides along ≈ mult × log10(N+1) messages (λ)
 	GossipFanout     int           // members told of a change at once, besides piggybacking
+	GossipInterval   time.Duration // least time between two such pushes; changes meanwhile go out together
 	MaxPiggyback     int           // updates carried by one ping or ack
 	QueueLimit       int           // bound of the retransmit queue; oldest updates are dropped first
 	PushPullInterval time.Duration // periodic full-state exchange with one random member
@@ -43,6 +44,7 @@ func LANConfig() Config {
 		SuspicionMaxMult: 3,                      // 2.25 s with no confirmation at all
 		RetransmitMult:   4,                      // as memberlist
 		GossipFanout:     4,                      // one hop reaches a small cluster at once
+		GossipInterval:   50 * time.Millisecond,  // a join storm of 100 costs ≤ 80 pushes/s per node, not 4 per change
 		MaxPiggyback:     8,                      // keeps a ping small
 		QueueLimit:       1024,                   // pending updates; drop-oldest beyond
 		PushPullInterval: 60 * time.Second,       // rare: digests trigger repair sooner
@@ -109,6 +111,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("retransmit multiplier %d must be at least 1", c.RetransmitMult)
 	case c.GossipFanout < 0 || c.MaxPiggyback < 1 || c.QueueLimit < 1:
 		return fmt.Errorf("gossip fanout, max piggyback and queue limit must be positive")
+	case c.GossipInterval < 0 || c.GossipInterval >= c.ProbeInterval:
+		return fmt.Errorf("gossip interval %v must be at least 0 and below the probe interval %v", c.GossipInterval, c.ProbeInterval)
 	case c.PushPullInterval <= 0 || c.PushPullMinGap < 0:
 		return fmt.Errorf("push/pull interval must be positive")
 	case c.AwarenessMax < 0:

@@ -44,6 +44,13 @@ type Core struct {
 
 	nextPushPull time.Time // periodic full-state exchange
 	lastRepair   time.Time // last digest-triggered exchange
+	lastChange   time.Time // last change of a member's state, incarnation, address or tags
+
+	// Pushes of changes (spread): at most one per GossipInterval; changes
+	// made meanwhile wait in pending and go out together.
+	lastPush    time.Time
+	pending     []protocol.Member
+	pendingFrom []string // senders of the pending changes: they need no copy
 
 	live []string // other alive and suspect members, sorted; see setLive
 
@@ -74,6 +81,7 @@ type Stats struct {
 	RateLimited                  uint64 // new members refused by their sender's rate limit
 	OverCap                      uint64 // new members refused by MaxMembers
 	UnverifiedReaped             uint64 // failed or left members reaped early: never in contact
+	NewcomerGrace                uint64 // failed probes of members never heard from yet, learned too recently to suspect
 	QueueLen                     int    // piggyback updates waiting now
 	Awareness                    int    // Lifeguard local health now: 0 is healthy
 }
@@ -429,8 +437,14 @@ func (c *Core) cutOff(now time.Time, from string) bool {
 // suspicionMax is the longest a suspicion can last at the current size
 // and local health.
 func (c *Core) suspicionMax() time.Duration {
+	return time.Duration(c.cfg.SuspicionMaxMult) * c.suspicionMin()
+}
+
+// suspicionMin is the shortest a suspicion can last at the current size
+// and local health.
+func (c *Core) suspicionMin() time.Duration {
 	lo := time.Duration(float64(c.cfg.SuspicionMult) * math.Max(1, math.Log10(float64(c.clusterSize()))) * float64(c.cfg.ProbeInterval))
-	return time.Duration(c.cfg.SuspicionMaxMult) * c.aware.scale(lo)
+	return c.aware.scale(lo)
 }
 
 // aboutSelf answers news about this node. Only the node itself refutes:
@@ -493,6 +507,7 @@ func (c *Core) confirm(alias string, s *suspicion, accuser string) bool {
 // change from prev (known or not) to cur. accuser is the suspect news'
 // accuser.
 func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protocol.Member, accuser string) {
+	c.lastChange = now
 	if k := transition(prev, known, cur); k != 0 {
 		c.ready.Events = append(c.ready.Events, Event{Kind: k, Member: cur, At: now})
 	}
@@ -580,8 +595,10 @@ func (c *Core) newsProbes() int {
 }
 
 // spread disseminates changed updates: each is queued to ride on pings and
-// acks, and all of them are pushed at once in one Gossip to GossipFanout
-// random live members other than from.
+// acks, and all of them are pushed in one Gossip to GossipFanout random
+// live members other than from — at once, unless a push went out less than
+// GossipInterval ago; then they wait and go out with the changes that
+// follow (pushGossip), so a storm of changes costs a bounded rate of pushes.
 func (c *Core) spread(now time.Time, from string, changed []protocol.Member) {
 	if len(changed) == 0 || c.left {
 		return
@@ -589,10 +606,41 @@ func (c *Core) spread(now time.Time, from string, changed []protocol.Member) {
 	c.deadlineOK = false
 	for _, m := range changed {
 		c.queue.push(m)
+		if i := slices.IndexFunc(c.pending, func(p protocol.Member) bool { return p.Alias == m.Alias }); i >= 0 {
+			c.pending[i] = m
+		} else {
+			c.pending = append(c.pending, m)
+		}
 	}
-	for _, a := range c.pick(c.cfg.GossipFanout, from) {
-		c.sendTo(a, &protocol.Gossip{Updates: changed})
+	if from != "" && !slices.Contains(c.pendingFrom, from) && len(c.pendingFrom) < maxPendingFrom {
+		c.pendingFrom = append(c.pendingFrom, from)
 	}
+	c.pushGossip(now)
+}
+
+// maxPendingFrom bounds the senders a batched push avoids.
+const maxPendingFrom = 8
+
+// pushGossip sends the pending changes when a push is due.
+func (c *Core) pushGossip(now time.Time) {
+	if len(c.pending) == 0 || c.left || (!c.lastPush.IsZero() && now.Sub(c.lastPush) < c.cfg.GossipInterval) {
+		return
+	}
+	c.lastPush = now
+	c.deadlineOK = false
+	updates := c.pending
+	for _, a := range c.pick(c.cfg.GossipFanout, c.pendingFrom...) {
+		c.sendTo(a, &protocol.Gossip{Updates: updates})
+	}
+	c.pending, c.pendingFrom = nil, c.pendingFrom[:0]
+}
+
+// nextPush is when pending changes go out; zero when none wait.
+func (c *Core) nextPush() time.Time {
+	if len(c.pending) == 0 || c.left {
+		return time.Time{}
+	}
+	return c.lastPush.Add(c.cfg.GossipInterval)
 }
 
 // correct sends this node's own entry to from, which holds stale news

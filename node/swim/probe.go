@@ -121,6 +121,7 @@ func (c *Core) Tick(now time.Time) {
 		}
 	}
 
+	c.pushGossip(now)
 	c.probeTurn(now, now)
 }
 
@@ -216,6 +217,7 @@ func (c *Core) computeDeadline(now time.Time) time.Time {
 		return d
 	}
 	at(c.nextPushPull)
+	at(c.nextPush())
 	if c.turnProbe() == nil {
 		at(c.nextProbe)
 	}
@@ -386,6 +388,14 @@ func (c *Core) probeFailed(now time.Time, p *probe) {
 	if !ok {
 		return
 	}
+	if learned, hearsay := c.unverified[p.target]; hearsay && e.State == protocol.StateAlive && now.Sub(learned) < c.suspicionMin() {
+		// A member learned from others and never heard from yet: in a
+		// join storm its connection is still being set up. It gets as long
+		// to answer a first probe as a suspect gets to refute; accusing it
+		// sooner would start a cascade of suspicions and refutations.
+		c.stats.NewcomerGrace++
+		return
+	}
 	self := c.table.SelfAlias()
 	switch e.State {
 	case protocol.StateAlive:
@@ -487,7 +497,10 @@ func (c *Core) handleAck(now time.Time, from string, m *protocol.Ack) {
 		c.relays = slices.Delete(c.relays, i, i+1)
 		c.sendTo(r.origin, &protocol.Ack{Seq: r.origSeq, Digest: c.table.Digest(), Updates: c.piggyback(r.origin, false)})
 	}
-	if m.Digest != c.table.Digest() && (c.lastRepair.IsZero() || now.Sub(c.lastRepair) >= c.cfg.PushPullMinGap) {
+	// Repair only a quiet table: while changes arrive (a join storm) gossip
+	// is still delivering them, and a full exchange per ack would repeat it.
+	if m.Digest != c.table.Digest() && now.Sub(c.lastChange) >= c.cfg.PushPullMinGap &&
+		(c.lastRepair.IsZero() || now.Sub(c.lastRepair) >= c.cfg.PushPullMinGap) {
 		c.lastRepair = now
 		c.sendTo(from, &protocol.PushPull{Members: c.table.Members()})
 	}

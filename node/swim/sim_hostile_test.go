@@ -124,8 +124,8 @@ func TestSimForgedDeparture(t *testing.T) {
 
 // TestSimFakeMemberReaped: one gossip frame announces 20 members whose
 // address never answers. They spread, are probed, fail, and — never in
-// contact with anyone — are gone from every table within UnverifiedReap
-// and a probe round; after that no message is addressed to them.
+// contact with anyone — are gone from every table UnverifiedReap after
+// they were learned; after that no message is addressed to them.
 func TestSimFakeMemberReaped(t *testing.T) {
 	const n, fakes = 50, 20
 	s := newSim(t, simOptions{n: n, seed: 13, connected: true})
@@ -150,11 +150,14 @@ func TestSimFakeMemberReaped(t *testing.T) {
 		}
 		return k
 	}
-	s.run(100 * time.Millisecond)
-	if k := known(); k != n*fakes {
-		t.Fatalf("the fakes reached %d of %d tables' entries", k, n*fakes)
+	// Most tables learn them; a few hear first that they failed, and never
+	// learn them at all (failed news about an unknown member is not merged).
+	if _, ok := s.waitFor(time.Second, 10*time.Millisecond, func() bool { return known() >= n*fakes*9/10 }); !ok {
+		t.Fatalf("the fakes reached %d of %d tables' entries", known(), n*fakes)
 	}
-	took, ok := s.waitFor(s.cfg.UnverifiedReap+s.cfg.ProbeInterval, 10*time.Millisecond, func() bool { return known() == 0 })
+	// Learned within a second or two (the last from piggybacked copies),
+	// each is reaped UnverifiedReap after it was learned.
+	took, ok := s.waitFor(s.cfg.UnverifiedReap+2*time.Second, 10*time.Millisecond, func() bool { return known() == 0 })
 	if !ok {
 		t.Fatalf("%d fake entries left %v after the announcement", known(), took)
 	}
