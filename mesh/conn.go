@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -29,6 +30,11 @@ const retireGrace = 2 * time.Second
 // maxBatch is how many bytes the writer gathers before one write.
 const maxBatch = 64 << 10
 
+// readBuf is each connection's read buffer: membership frames are a few
+// hundred bytes, and a full mesh of 100 holds 99 of them (larger frames are
+// read straight into the frame's own buffer).
+const readBuf = 4 << 10
+
 // conn is one TCP connection to a peer. Its reader and writer goroutines are
 // its only users of nc after the handshake; close is the single, idempotent
 // teardown path.
@@ -40,9 +46,10 @@ type conn struct {
 	peer   protocol.Member
 	ip     string        // source IP of an accepted connection, counted by the gate
 	rw     io.ReadWriter // nc's reads and writes (newIO)
+	br     *bufio.Reader // under fr; readBuf bytes
 	fr     *protocol.FrameReader
 	dec    *protocol.Decoder
-	out    chan protocol.Message
+	out    *outq
 	queued atomic.Int64 // enqueued and not yet written
 	heard  atomic.Int64 // unix nanoseconds of the last frame read after the handshake; 0 = none
 	up     time.Time    // when the handshake completed; set before the reader starts
@@ -63,7 +70,7 @@ type conn struct {
 
 func (m *Mesh) newConn(nc net.Conn, dialed bool) *conn {
 	c := &conn{m: m, dialed: dialed, dec: protocol.NewDecoder(),
-		out: make(chan protocol.Message, m.cfg.QueueLen), stop: make(chan struct{}), done: make(chan struct{}), dialDone: make(chan struct{})}
+		out: newOutq(m.cfg.QueueLen), stop: make(chan struct{}), done: make(chan struct{}), dialDone: make(chan struct{})}
 	if nc != nil {
 		c.attach(nc)
 	}
@@ -80,7 +87,12 @@ func (c *conn) attach(nc net.Conn) {
 // handshake peeked at followed by the connection.
 func (c *conn) readFrom(r io.Reader) {
 	nc := c.nc
-	c.fr = protocol.NewFrameReaderOpts(r, protocol.FrameOptions{
+	if c.br == nil {
+		c.br = bufio.NewReaderSize(r, readBuf)
+	} else {
+		c.br.Reset(r) // the handshake's peek: one buffer per connection
+	}
+	c.fr = protocol.NewFrameReaderOpts(c.br, protocol.FrameOptions{
 		Max: protocol.MaxHandshakeFrame, Budget: c.m.budget,
 		Deadline: func(t time.Time) error {
 			if c.retired.Load() {
@@ -128,14 +140,12 @@ func (c *conn) enqueue(msg protocol.Message) error {
 		return ErrNotConnected
 	default:
 	}
-	select {
-	case c.out <- msg:
-		c.queued.Add(1)
-		return nil
-	default:
+	if !c.out.push(msg) {
 		c.m.dropped.Add(1)
 		return ErrQueueFull
 	}
+	c.queued.Add(1)
+	return nil
 }
 
 func (c *conn) pending() int64 { return c.queued.Load() }
@@ -155,13 +165,11 @@ func (c *conn) closed() bool {
 func (c *conn) discard() int {
 	n := 0
 	for {
-		select {
-		case <-c.out:
-			n++
-		default:
+		if _, ok := c.out.pop(); !ok {
 			c.queued.Store(0)
 			return n
 		}
+		n++
 	}
 }
 
@@ -320,26 +328,26 @@ func (c *conn) writeLoop() {
 			return
 		default:
 		}
-		var msg protocol.Message
-		select {
-		case msg = <-c.out:
-		case <-c.stop:
-			c.handOver()
-			return
-		case <-c.done:
-			return
+		msg, ok := c.out.pop()
+		if !ok {
+			select {
+			case <-c.out.ready:
+			case <-c.stop:
+				c.handOver()
+				return
+			case <-c.done:
+				return
+			}
+			continue
 		}
 		n := int64(1)
 		buf, batch = c.append(enc, buf[:0], batch[:0], msg)
-	gather:
 		for len(buf) < maxBatch {
-			select {
-			case msg = <-c.out:
-				n++
-				buf, batch = c.append(enc, buf, batch, msg)
-			default:
-				break gather
+			if msg, ok = c.out.pop(); !ok {
+				break
 			}
+			n++
+			buf, batch = c.append(enc, buf, batch, msg)
 		}
 		c.nc.SetWriteDeadline(time.Now().Add(m.cfg.WriteTimeout))
 		w, err := c.rw.Write(buf)
@@ -395,13 +403,12 @@ func (c *conn) handOver() {
 func (c *conn) requeue() {
 	next := c.next()
 	for {
-		select {
-		case msg := <-c.out:
-			c.queued.Add(-1)
-			c.moveTo(next, msg)
-		default:
+		msg, ok := c.out.pop()
+		if !ok {
 			return
 		}
+		c.queued.Add(-1)
+		c.moveTo(next, msg)
 	}
 }
 

@@ -87,7 +87,7 @@ func DefaultConfig(cluster string, self func() protocol.Member) Config {
 		WriteTimeout:     10 * time.Second, // a stopped peer whose buffers are full is closed
 		QueueLen:         1024,             // frames; the writer drains in batches, so a 256-deep job pipeline fits
 		MaxHandshakes:    1024,             // pending handshakes; bounds idle hostile connections
-		MaxHandshakesIP:  64,               // one source cannot hold every handshake slot
+		MaxHandshakesIP:  256,              // one source cannot hold every slot; a 200-process join storm on one host fits
 		MaxConnsPerIP:    1024,             // a 200-process cluster on one host fits five times
 		MaxDials:         256,              // bounds dials a flood of news about unknown members can cause
 		FrameTimeout:     10 * time.Second, // 4 MiB at 3.3 Mbit/s

@@ -240,3 +240,37 @@ func TestSameSideDialsResolvedAlikeInAnyOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestOutqBoundAndOrder: the outbound queue keeps frames in order, refuses
+// the frame beyond its bound, and gives its memory back once it drains.
+func TestOutqBoundAndOrder(t *testing.T) {
+	q := newOutq(100)
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 100; i++ {
+			if !q.push(&protocol.Ping{Seq: uint32(i)}) {
+				t.Fatalf("round %d: frame %d refused below the bound", round, i)
+			}
+		}
+		if q.push(&protocol.Ping{Seq: 100}) {
+			t.Fatal("frame beyond the bound queued")
+		}
+		for i := 0; i < 100; i++ {
+			m, ok := q.pop()
+			if !ok || m.(*protocol.Ping).Seq != uint32(i) {
+				t.Fatalf("round %d: pop %d = %v, %v", round, i, m, ok)
+			}
+			if i == 49 && !q.push(&protocol.Ping{Seq: 1000}) { // a push between pops goes last
+				t.Fatal("push refused below the bound")
+			}
+		}
+		if m, ok := q.pop(); !ok || m.(*protocol.Ping).Seq != 1000 {
+			t.Fatalf("round %d: last pop = %v, %v", round, m, ok)
+		}
+	}
+	if _, ok := q.pop(); ok {
+		t.Fatal("pop from an empty queue")
+	}
+	if cap(q.items) > keptQueue {
+		t.Fatalf("an empty queue keeps %d slots", cap(q.items))
+	}
+}
