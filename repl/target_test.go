@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"meshell/protocol"
 )
@@ -243,3 +244,36 @@ func TestClusterMembersDetailedShowsProtocolVersions(t *testing.T) {
 }
 
 const protocolMax = protocol.MaxVersion
+
+// Several nodes restart one after another, this node last, and each is
+// alive again at a higher incarnation.
+func TestRestartSeveralNodesOneAfterAnother(t *testing.T) {
+	s := clusterShell(t)
+	var out bytes.Buffer
+	s.setWriters(&out, &out)
+	before := map[string]uint64{}
+	for _, e := range s.Node.Members().Entries {
+		before[e.Alias] = e.Incarnation
+	}
+	if err := s.Exec(context.Background(), "!restart a b"); err != nil {
+		t.Fatalf("!restart a b: %v\n%s", err, out.String())
+	}
+	text := out.String()
+	i1, i2, i3 := strings.Index(text, "b: ok: restarting"), strings.Index(text, "b: alive again"), strings.Index(text, "a: ok: restarting")
+	if i1 < 0 || i2 < i1 || i3 < i2 {
+		t.Errorf("want b restarted and back before a restarts:\n%s", text)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := s.Node.WaitFor(ctx, func(sn *nodeSnapshot) bool {
+		for alias, inc := range before {
+			if e, ok := sn.Get(alias); !ok || e.State != protocol.StateAlive || e.Incarnation <= inc {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Errorf("not both alive at a higher incarnation: %s (before: %v)", memberStates(s.Node.Members()), before)
+	}
+}
