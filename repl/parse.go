@@ -162,14 +162,24 @@ func checkFlagValue(f *Flag, v string) error {
 
 // parseTags reads "k=v" or "k=v,k2=v2" into tags, each checked with the
 // rules every node applies (protocol.ValidTag).
-func parseTags(word string) (map[string]string, error) {
+func parseTags(word string) (map[string]string, error) { return readTags(word, false) }
+
+// parseTagPatterns is parseTags where each value may also hold the
+// wildcards * and ? (globMatch).
+func parseTagPatterns(word string) (map[string]string, error) { return readTags(word, true) }
+
+func readTags(word string, glob bool) (map[string]string, error) {
 	tags := map[string]string{}
 	for _, kv := range strings.Split(word, ",") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("%q is not KEY=VALUE, e.g. role=worker", kv)
 		}
-		if err := protocol.ValidTag(k, v); err != nil {
+		checked := v
+		if glob {
+			checked = strings.NewReplacer("*", "", "?", "").Replace(v)
+		}
+		if err := protocol.ValidTag(k, checked); err != nil {
 			return nil, err
 		}
 		tags[k] = v

@@ -170,23 +170,6 @@ func globMatch(pattern, s string) bool {
 	return p == len(pattern)
 }
 
-// parseTagPatterns reads "k=v" or "k=v,k2=v2" where each v may hold the
-// wildcards * and ?; keys and the rest of each value follow the tag rules.
-func parseTagPatterns(word string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, kv := range strings.Split(word, ",") {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("%q is not KEY=VALUE, e.g. role=worker or zone=eu-*", kv)
-		}
-		if err := protocol.ValidTag(k, strings.NewReplacer("*", "", "?", "").Replace(v)); err != nil {
-			return nil, err
-		}
-		out[k] = v
-	}
-	return out, nil
-}
-
 // filterMembers keeps the entries that match !cluster_members' --state (any
 // of them) and --tag (all of them) filters.
 func filterMembers(entries []manager.Entry, a *Args) ([]manager.Entry, error) {
