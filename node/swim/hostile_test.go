@@ -404,8 +404,15 @@ func TestResentPingCarriesTheSameUpdates(t *testing.T) {
 		t.Fatalf("queued update %+v, want one transmission", it)
 	}
 
+	// A fresh update, so that the queue still holds it for the relay's copies.
+	h.c.SetTags(h.now, map[string]string{"role": "relay"})
+	h.collect()
+	h.drain()
 	h.step("b", &protocol.PingReq{Seq: 70, Target: "c"})
 	_, first := sent[*protocol.Ping](h.drain())
+	if len(first) != 1 || !hasUpdate(first[0].Updates, "a", protocol.StateAlive, 2) {
+		t.Fatalf("relay ping %+v, want one carrying the fresh update", first)
+	}
 	sentBefore := h.c.queue.items["a"].transmits
 	h.advance(h.c.cfg.ProbeTimeout / 2)
 	to, again := sent[*protocol.Ping](h.drain())

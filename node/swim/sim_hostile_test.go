@@ -261,7 +261,7 @@ func TestSimMassJoin(t *testing.T) {
 // TestSimIdlePushPullWithAFailedMember: after one crash and one join the
 // joiner holds no entry for the failed member. The digest covers only what
 // a joiner can learn, so acks between it and the others match and push/pull
-// stays at its periodic rate.
+// is at its periodic rate from one probe round after the join.
 func TestSimIdlePushPullWithAFailedMember(t *testing.T) {
 	const n = 12
 	cfg := LANConfig()
@@ -298,7 +298,7 @@ func TestSimIdlePushPullWithAFailedMember(t *testing.T) {
 	if _, ok := s.nodes[j].core.Get(s.alias(crashed)); ok {
 		t.Fatal("the joiner learned the failed member: the test no longer tests the digest")
 	}
-	s.run(30 * time.Second) // past every node's staggered first exchange
+	s.run(time.Duration(n) * cfg.ProbeInterval) // one probe round after the join
 	before := s.sentTotal(protocol.TypePushPull)
 	s.run(time.Minute)
 	got := s.sentTotal(protocol.TypePushPull) - before
