@@ -6,7 +6,7 @@
 # /proc ticks instead, which are 10 ms coarse).
 #
 # usage: testdata/bench/idlecpu.sh [MESHELL_BINARY] [-- extra meshell flags]
-#        (env: N=10 WINDOW=30 ROUNDS=3)
+#        (env: N=10 WINDOW=30 ROUNDS=3 SETTLE=3; give N=100 SETTLE=60)
 # Prints one line per round: the % of one core per node, averaged over the
 # nodes. Run builds alternately (A B A B …) on a quiet machine.
 set -euo pipefail
@@ -16,6 +16,7 @@ shift || true
 N=${N:-10}
 WINDOW=${WINDOW:-30}
 ROUNDS=${ROUNDS:-3}
+SETTLE=${SETTLE:-3}
 command -v perf >/dev/null || { echo "idlecpu.sh needs perf (apt-get install linux-perf)" >&2; exit 2; }
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
@@ -37,7 +38,7 @@ for round in $(seq 1 "$ROUNDS"); do
 		disown
 		pids+=($!)
 	done
-	sleep 3 # joined and settled
+	sleep "$SETTLE" # joined and settled
 	out=$(perf stat -e task-clock -x, -p "$(IFS=,; echo "${pids[*]}")" -- sleep "$WINDOW" 2>&1 >/dev/null)
 	cleanup
 	echo "$out" | awk -F, -v w="$WINDOW" -v n="$N" -v r="$round" \

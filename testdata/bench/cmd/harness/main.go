@@ -233,9 +233,13 @@ func run() (code int) {
 				trials = 1
 			}
 		}
-		for _, sys := range sysList {
-			for t := 1; t <= trials && ctx.Err() == nil; t++ {
-				h.runTrial(sc, sys, t, fn)
+		// Systems alternate trial by trial, so that a noisy moment of a
+		// shared machine lands on all of them rather than on one.
+		for t := 1; t <= trials && ctx.Err() == nil; t++ {
+			for _, sys := range sysList {
+				if ctx.Err() == nil {
+					h.runTrial(sc, sys, t, fn)
+				}
 			}
 		}
 	}
