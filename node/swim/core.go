@@ -50,7 +50,8 @@ type Core struct {
 	// made meanwhile wait in pending and go out together.
 	lastPush    time.Time
 	pending     []protocol.Member
-	pendingFrom []string // senders of the pending changes: they need no copy
+	pendingAt   map[string]int // alias → index in pending
+	pendingFrom []string       // senders of the pending changes: they need no copy
 
 	live []string // other alive and suspect members, sorted; see setLive
 
@@ -109,6 +110,7 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		revived:    map[string]time.Time{},
 		unverified: map[string]time.Time{},
 		buckets:    map[string]*bucket{},
+		pendingAt:  map[string]int{},
 	}
 	c.seq = c.rng.Uint32()
 	c.nextProbe = now.Add(c.jitter(cfg.ProbeInterval))
@@ -606,9 +608,10 @@ func (c *Core) spread(now time.Time, from string, changed []protocol.Member) {
 	c.deadlineOK = false
 	for _, m := range changed {
 		c.queue.push(m)
-		if i := slices.IndexFunc(c.pending, func(p protocol.Member) bool { return p.Alias == m.Alias }); i >= 0 {
+		if i, ok := c.pendingAt[m.Alias]; ok {
 			c.pending[i] = m
 		} else {
+			c.pendingAt[m.Alias] = len(c.pending)
 			c.pending = append(c.pending, m)
 		}
 	}
@@ -628,11 +631,16 @@ func (c *Core) pushGossip(now time.Time) {
 	}
 	c.lastPush = now
 	c.deadlineOK = false
-	updates := c.pending
+	updates := c.pending[:min(len(c.pending), protocol.MaxMembersPerFrame)]
 	for _, a := range c.pick(c.cfg.GossipFanout, c.pendingFrom...) {
 		c.sendTo(a, &protocol.Gossip{Updates: updates})
 	}
-	c.pending, c.pendingFrom = nil, c.pendingFrom[:0]
+	rest := slices.Clone(c.pending[len(updates):]) // beyond one frame: the next push
+	clear(c.pendingAt)
+	for i, m := range rest {
+		c.pendingAt[m.Alias] = i
+	}
+	c.pending, c.pendingFrom = rest, c.pendingFrom[:0]
 }
 
 // nextPush is when pending changes go out; zero when none wait.
