@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // The control plane: commands addressed to nodes themselves, one or all,
@@ -108,7 +107,7 @@ func (s *Shell) targets(a *Args, pos int) ([]string, error) {
 		}
 		var out []string
 		for _, e := range snap.Entries {
-			if e.State == protocol.StateAlive || e.State == protocol.StateSuspect {
+			if e.State == node.StateAlive || e.State == node.StateSuspect {
 				out = append(out, e.Alias)
 			}
 		}
@@ -122,7 +121,7 @@ func (s *Shell) targets(a *Args, pos int) ([]string, error) {
 	if !ok {
 		return nil, fmt.Errorf("no member %q: members are %s", alias, strings.Join(s.aliases(), ", "))
 	}
-	if e.State == protocol.StateLeft {
+	if e.State == node.StateLeft {
 		return nil, fmt.Errorf("%s left the cluster", alias)
 	}
 	return []string{alias}, nil
@@ -131,7 +130,7 @@ func (s *Shell) targets(a *Args, pos int) ([]string, error) {
 // control sends req and prints one line per node that confirmed: ok(r)
 // (nothing with --json: the caller prints its documents). It fails, with
 // every reason, when any node did not confirm.
-func (s *Shell) control(ctx context.Context, a *Args, targets []string, req protocol.Control, ok func(r node.ControlReply) string) ([]node.ControlReply, error) {
+func (s *Shell) control(ctx context.Context, a *Args, targets []string, req node.ControlRequest, ok func(r node.ControlReply) string) ([]node.ControlReply, error) {
 	replies, err := s.Node.Control(ctx, targets, req, a.Duration("timeout", 5*time.Second))
 	if err != nil {
 		return nil, err
@@ -215,7 +214,7 @@ func runPing(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	replies, err := s.control(ctx, a, targets, protocol.Control{Op: node.OpPing}, func(r node.ControlReply) string {
+	replies, err := s.control(ctx, a, targets, node.ControlRequest{Op: node.OpPing}, func(r node.ControlReply) string {
 		return fmt.Sprintf("%s (%s)", formatLatency(r.RTT), r.Path)
 	})
 	if a.Bool("json") {
@@ -291,7 +290,7 @@ func runStatus(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	replies, err := s.Node.Control(ctx, targets, protocol.Control{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
+	replies, err := s.Node.Control(ctx, targets, node.ControlRequest{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
 	if err != nil {
 		return err
 	}
@@ -355,7 +354,7 @@ func runScale(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.control(ctx, a, targets, protocol.Control{Op: node.OpScale, N: int64(k)}, func(r node.ControlReply) string {
+	_, err = s.control(ctx, a, targets, node.ControlRequest{Op: node.OpScale, N: int64(k)}, func(r node.ControlReply) string {
 		if r.Status != nil {
 			return fmt.Sprintf("ok: %d slots", r.Status.Slots)
 		}
@@ -374,7 +373,7 @@ func runShutdown(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.control(ctx, a, targets, protocol.Control{Op: node.OpShutdown, Now: a.Bool("now")}, func(r node.ControlReply) string {
+	_, err = s.control(ctx, a, targets, node.ControlRequest{Op: node.OpShutdown, Now: a.Bool("now")}, func(r node.ControlReply) string {
 		return "ok: shutting down"
 	})
 	return err
@@ -385,7 +384,7 @@ func runRestart(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.control(ctx, a, targets, protocol.Control{Op: node.OpRestart}, func(r node.ControlReply) string {
+	_, err = s.control(ctx, a, targets, node.ControlRequest{Op: node.OpRestart}, func(r node.ControlReply) string {
 		return "ok: restarting"
 	})
 	return err
@@ -443,7 +442,7 @@ func runConfig(ctx context.Context, s *Shell, a *Args) error {
 		if err != nil {
 			return err
 		}
-		replies, err := s.control(ctx, a, targets, protocol.Control{Op: node.OpConfig, Key: key, Value: value}, func(r node.ControlReply) string {
+		replies, err := s.control(ctx, a, targets, node.ControlRequest{Op: node.OpConfig, Key: key, Value: value}, func(r node.ControlReply) string {
 			return fmt.Sprintf("ok: %s = %s", key, value)
 		})
 		if a.Bool("json") {
@@ -473,7 +472,7 @@ func (s *Shell) configShowAll(ctx context.Context, a *Args) error {
 	if err != nil {
 		return err
 	}
-	replies, err := s.Node.Control(ctx, targets, protocol.Control{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
+	replies, err := s.Node.Control(ctx, targets, node.ControlRequest{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
 	if err != nil {
 		return err
 	}
@@ -555,7 +554,7 @@ func cleanAll(ss []string) []string {
 
 // security is a node's SECURITY cell: "tls KEYID(+N)" or "plaintext", and
 // "+operators" when control must be signed.
-func security(st *protocol.NodeStatus) string {
+func security(st *node.Status) string {
 	out := "plaintext"
 	if len(st.KeyIDs) > 0 {
 		out = "tls " + clean(st.KeyIDs[0])

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // startNode starts an in-process node; with join it joins through that
@@ -50,7 +49,7 @@ func waitAlive(t *testing.T, n *node.Node, aliases ...string) {
 	defer cancel()
 	err := n.WaitFor(ctx, func(sn *node.Snapshot) bool {
 		for _, a := range aliases {
-			if e, ok := sn.Get(a); !ok || e.State != protocol.StateAlive {
+			if e, ok := sn.Get(a); !ok || e.State != node.StateAlive {
 				return false
 			}
 		}

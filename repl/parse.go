@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // tokenize splits a command line into words, by the one quoting rule of
@@ -154,7 +153,7 @@ func checkFlagValue(f *Flag, v string) error {
 }
 
 // parseTags reads "k=v" or "k=v,k2=v2" into tags, each checked with the
-// rules every node applies (protocol.ValidTag).
+// rules every node applies (node.ValidTag).
 func parseTags(word string) (map[string]string, error) {
 	tags := map[string]string{}
 	for _, kv := range strings.Split(word, ",") {
@@ -162,7 +161,7 @@ func parseTags(word string) (map[string]string, error) {
 		if !ok || k == "" {
 			return nil, fmt.Errorf("%q is not KEY=VALUE, e.g. role=worker", kv)
 		}
-		if err := protocol.ValidTag(k, v); err != nil {
+		if err := node.ValidTag(k, v); err != nil {
 			return nil, err
 		}
 		tags[k] = v

@@ -12,9 +12,7 @@ import (
 
 	"github.com/fatih/color"
 
-	"meshell/manager"
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // !run: one command on many nodes, answers streamed, gathered or diffed,
@@ -104,12 +102,12 @@ func (s *Shell) parseRun(a *Args) (targets, argv []string, err error) {
 	}
 	if all || len(tags) > 0 {
 		for _, e := range s.Node.Members().Entries {
-			if (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) && manager.Matches(e.Tags, tags) {
+			if (e.State == node.StateAlive || e.State == node.StateSuspect) && node.Matches(e.Tags, tags) {
 				targets = append(targets, e.Alias)
 			}
 		}
 		if len(targets) == 0 {
-			return nil, nil, fmt.Errorf("no live member carries %s", manager.FilterString(tags))
+			return nil, nil, fmt.Errorf("no live member carries %s", node.FilterString(tags))
 		}
 	}
 	slices.SortFunc(targets, compareNodes)
@@ -131,7 +129,7 @@ func (s *Shell) runTargets(list string) ([]string, error) {
 		switch {
 		case !ok:
 			return nil, fmt.Errorf("no member %q: members are %s", n, strings.Join(cleanAll(s.aliases()), ", "))
-		case e.State == protocol.StateLeft:
+		case e.State == node.StateLeft:
 			return nil, fmt.Errorf("%s left the cluster", n)
 		}
 		if !slices.Contains(out, n) {
