@@ -148,7 +148,7 @@ func formatTags(tags map[string]string) string {
 	return b.String()
 }
 
-// memberJSON is the documented JSON shape of a member (DESIGN.md §3).
+// memberJSON is the JSON shape of a member, as README's JSON output documents it.
 type memberJSON struct {
 	Alias       string            `json:"alias"`
 	Addr        string            `json:"addr"`
