@@ -121,7 +121,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if o.showVersion {
-		fmt.Fprintf(stdout, "meshell %s (protocol %d)\n", version, node.ProtocolVersion)
+		fmt.Fprintf(stdout, "meshell %s (protocol %d, speaks %s)\n", version, node.ProtocolVersion, node.SupportedVersions())
 		return 0
 	}
 	cfg, log, err := o.nodeConfig(stderr)
