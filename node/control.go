@@ -45,7 +45,6 @@ type control struct {
 
 	mu      sync.Mutex
 	pending map[uint64]chan ackFrom
-	closed  bool
 
 	strategy     atomic.Value // default dispatch strategy (string)
 	shutdownOnce sync.Once
@@ -101,12 +100,8 @@ func (c *control) reply(to string, ack *protocol.ControlAck) {
 	}
 }
 
-func (c *control) close() {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	c.wg.Wait()
-}
+// close waits for the control requests being handled.
+func (c *control) close() { c.wg.Wait() }
 
 // ControlRequest is one control command: Op and the fields it reads.
 type ControlRequest struct {
