@@ -56,11 +56,6 @@ type conn struct {
 	up     time.Time    // when the handshake completed; set before the reader starts
 	dup    bool         // the peer answered that it keeps another connection with us
 
-	// A dial's outcome (dialFor), for JoinPeer: set before dialed closes.
-	dialDone chan struct{}
-	joinAck  *protocol.JoinAck
-	dialErr  error
-
 	retired   atomic.Bool
 	stop      chan struct{} // closed by retire
 	done      chan struct{} // closed by close
@@ -71,7 +66,7 @@ type conn struct {
 
 func (m *Mesh) newConn(nc net.Conn, dialed bool) *conn {
 	c := &conn{m: m, dialed: dialed, dec: protocol.NewDecoder(),
-		out: newOutq(m.cfg.QueueLen), stop: make(chan struct{}), done: make(chan struct{}), dialDone: make(chan struct{})}
+		out: newOutq(m.cfg.QueueLen), stop: make(chan struct{}), done: make(chan struct{})}
 	if nc != nil {
 		c.attach(nc)
 	}

@@ -405,39 +405,6 @@ func (m *Mesh) Hello(ctx context.Context, addr string) (*protocol.HelloAck, erro
 	return ack.(*protocol.HelloAck), nil
 }
 
-// JoinPeer introduces this node to the member alias at addr, sharing the
-// dial of Send and Connect: with a connection up it returns (nil, nil) at
-// once; with a dial under way it waits for that one. A join storm then costs
-// one handshake per pair, not one per path that wanted the peer.
-func (m *Mesh) JoinPeer(ctx context.Context, alias, addr string) (*protocol.JoinAck, error) {
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if m.live(alias) != nil {
-		m.mu.Unlock()
-		return nil, nil
-	}
-	c := m.dialing[alias]
-	if c == nil {
-		// Not bounded by MaxDials: the joiner's own member list, itself
-		// bounded by the table cap, is what is dialled.
-		c = m.newConn(nil, true)
-		c.peer = protocol.Member{Alias: alias, Addr: addr}
-		m.dialing[alias] = c
-		m.wg.Add(1)
-		go m.dialFor(c, addr)
-	}
-	m.mu.Unlock()
-	select {
-	case <-c.dialDone:
-		return c.joinAck, c.dialErr
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
 // Join introduces this node to the member at addr and keeps the connection.
 func (m *Mesh) Join(ctx context.Context, addr string) (*protocol.JoinAck, error) {
 	ack, err := m.handshake(ctx, addr, false, nil)
@@ -668,12 +635,7 @@ func (m *Mesh) dialFor(c *conn, addr string) {
 	alias := c.peer.Alias
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.DialTimeout+m.cfg.HandshakeTimeout)
 	defer cancel()
-	ack, err := m.handshake(ctx, addr, false, c)
-	if a, ok := ack.(*protocol.JoinAck); ok {
-		c.joinAck = a
-	}
-	c.dialErr = err
-	defer close(c.dialDone)
+	_, err := m.handshake(ctx, addr, false, c)
 	m.mu.Lock()
 	if m.dialing[alias] == c {
 		delete(m.dialing, alias)

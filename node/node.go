@@ -431,10 +431,7 @@ func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
 		wg.Add(1)
 		go func(m protocol.Member) {
 			defer wg.Done()
-			jack, err := n.mesh.JoinPeer(ctx, m.Alias, m.Addr)
-			if err == nil && jack == nil {
-				return // already connected: it dialled us, or we it
-			}
+			jack, err := n.mesh.Join(ctx, m.Addr)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

@@ -54,10 +54,17 @@
 // piggyback it.
 //
 // Dissemination. A change to the table is queued for piggybacking and
-// pushed at once, in one Gossip per call, to GossipFanout random live
-// members; a receiver re-pushes only what changed its own table, so the
-// epidemic stops by itself. Leave and Rejoin go to every live member
-// directly.
+// pushed in one Gossip to GossipFanout random live members: at once, or,
+// within GossipInterval of the last push, together with the changes that
+// follow, when that interval has passed — a join storm costs a bounded rate
+// of pushes, not GossipFanout per change. A receiver re-pushes only what
+// changed its own table, so the epidemic stops by itself. Leave and Rejoin
+// go to every live member directly. A differing digest on an ack repairs by
+// push/pull only once this node's table has been quiet for PushPullMinGap.
+//
+// Newcomers. A member learned from others and never heard from is not
+// suspected by a failed probe for the suspicion minimum after it was
+// learned: in a join storm its connection is still being set up.
 //
 // Leaving. A node that left neither probes, relays, gossips nor refutes. It
 // answers a Ping with an Ack carrying its own left entry, so a prober that
