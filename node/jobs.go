@@ -55,6 +55,7 @@ type Jobs struct {
 	pending  [pendingShards]pendingShard
 	inflight atomic.Int64
 	cache    atomic.Pointer[viewCache]
+	counts   *jobCounts // for /metrics (metrics.go)
 
 	recentMu sync.Mutex
 	recent   [recentJobs]JobRecord
@@ -140,7 +141,7 @@ func (s *stream) take(buf []protocol.JobChunk) []protocol.JobChunk {
 
 func newJobs(n *Node) *Jobs {
 	j := &Jobs{n: n, reg: manager.NewRegistry(), lim: n.jobLimits(), run: n.cfg.Run.withDefaults(),
-		transport: n.mesh.SendConnected, closing: make(chan struct{})}
+		transport: n.mesh.SendConnected, closing: make(chan struct{}), counts: newJobCounts()}
 	for i := range j.pending {
 		j.pending[i].m = map[uint64]pend{}
 	}
@@ -453,6 +454,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		return res, errors.New("the run kind runs on named nodes only: use !run (Node.Run)")
 	}
 	j.inflight.Add(1)
+	j.counts.dispatched.Add(1)
 	c := callPool.Get().(*call)
 	var st *stream
 	if req.OnChunk != nil || req.OnOutput != nil {
@@ -465,6 +467,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			callPool.Put(c)
 		}
 		j.inflight.Add(-1)
+		j.counts.done(ctx, res.Latency, err)
 		j.record(req, res, err)
 	}()
 	timeout := min(req.Timeout, j.lim.MaxJobTimeout)

@@ -17,6 +17,7 @@ import (
 	"meshell/manager"
 	"meshell/mesh"
 	"meshell/mesh/keyring"
+	"meshell/node/metrics"
 	"meshell/node/operator"
 	"meshell/node/swim"
 	"meshell/protocol"
@@ -108,6 +109,7 @@ type Node struct {
 	// the run loop only tells them about membership.
 	jobs    *Jobs
 	control *control
+	metrics *metrics.Server // --metrics; nil when off
 }
 
 type inboundKind uint8
@@ -533,7 +535,11 @@ func (n *Node) Close() {
 	n.closed = true
 	wasRunning := n.core != nil
 	n.running = false
+	msrv := n.metrics
 	n.mu.Unlock()
+	if msrv != nil {
+		msrv.Close()
+	}
 	if wasRunning {
 		close(n.stop)
 		<-n.loopDone
