@@ -99,6 +99,8 @@ func controlResult(ack *protocol.ControlAck) int {
 	return resultError
 }
 
+var noRTTs = metrics.NewHistogram(metrics.RTTBuckets()...)
+
 // writeMetrics renders every metric of this node; it runs on a scrape's
 // goroutine and asks the run loop only for the SWIM counters.
 func (n *Node) writeMetrics(w *metrics.Writer) {
@@ -116,7 +118,7 @@ func (n *Node) writeMetrics(w *metrics.Writer) {
 		L(float64(states[protocol.StateFailed]), "state", "failed"), L(float64(states[protocol.StateLeft]), "state", "left"))
 
 	var st swim.Stats
-	rtt := metrics.NewHistogram(metrics.RTTBuckets()...) // empty until the node runs
+	rtt := noRTTs // until the node runs
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	n.call(ctx, func(core *swim.Core) { st, rtt = core.Stats(), core.RTTs() })
 	cancel()
@@ -154,7 +156,7 @@ func (n *Node) writeMetrics(w *metrics.Writer) {
 	w.Metric("meshell_worker_jobs_running", g, "Jobs running on this node as a worker.", L(float64(js.Running)))
 	w.Metric("meshell_worker_jobs_done_total", c, "Jobs finished on this node as a worker.", L(float64(js.Done)))
 
-	var cs []metrics.Sample
+	cs := make([]metrics.Sample, 0, len(controlOps)*controlResults)
 	for i, op := range controlOps {
 		for r := range controlResults {
 			cs = append(cs, L(float64(n.control.counts.n[i][r].Load()), "op", op, "result", controlResultNames[r]))
