@@ -155,13 +155,18 @@ func BenchmarkScrape(b *testing.B) {
 	b.ReportMetric(float64(len(w.Bytes())), "bytes/scrape")
 }
 
-// BenchmarkDispatchCounters is what the job counters add to one dispatch.
+// BenchmarkDispatchCounters is what the job counters add to one dispatch,
+// with every core dispatching at once (the cache lines contended).
 func BenchmarkDispatchCounters(b *testing.B) {
 	c := newJobCounts()
-	ctx := context.Background()
 	b.ReportAllocs()
-	for b.Loop() {
-		c.dispatched.Add(1)
-		c.done(ctx, 300*time.Microsecond, nil)
-	}
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		d := time.Duration(0)
+		for pb.Next() {
+			c.dispatched.Add(1)
+			c.done(ctx, 300*time.Microsecond+d, nil)
+			d = (d + 97*time.Microsecond) % (3 * time.Millisecond)
+		}
+	})
 }
