@@ -6,10 +6,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,39 +113,6 @@ func TestMetricsMatchMembersAndBench(t *testing.T) {
 	}
 }
 
-// dialCounter listens where a killed node listened and counts the
-// connections made to it, closing each at once (nothing answers there).
-type dialCounter struct {
-	ln net.Listener
-	n  atomic.Int64
-}
-
-func listenCounting(t *testing.T, port int) *dialCounter {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	deadline := time.Now().Add(10 * time.Second)
-	for ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err != nil; ln, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)) {
-		if time.Now().After(deadline) {
-			t.Fatalf("cannot listen on the killed node's port: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	c := &dialCounter{ln: ln}
-	go func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.n.Add(1)
-			nc.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return c
-}
-
 func TestForceLeaveStopsTheRedial(t *testing.T) {
 	seed, _ := workerCluster(t, 2)
 	vport := freePort(t)
@@ -163,7 +128,7 @@ func TestForceLeaveStopsTheRedial(t *testing.T) {
 	<-v.done
 	ctl.feed(t, "!wait v failed 30s\n!echo v-failed\n")
 	ctl.waitOutput(t, "v-failed", 40*time.Second)
-	dials := listenCounting(t, vport)
+	dials := countAt(t, fmt.Sprintf("127.0.0.1:%d", vport)) // where v listened
 	// The three members re-dial a failed member (250 ms doubling to 2 s).
 	deadline := time.Now().Add(30 * time.Second)
 	for dials.n.Load() < 3 {
