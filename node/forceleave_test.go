@@ -42,7 +42,7 @@ func TestForceLeaveMarksAFailedMemberLeftEverywhere(t *testing.T) {
 	if err != nil || strings.Join(targets, ",") != "a,b" {
 		t.Fatalf("targets %v, %v; want a,b", targets, err)
 	}
-	req := protocol.Control{Op: OpForceLeave, Key: "c"}
+	req := ControlRequest{Op: OpForceLeave, Key: "c"}
 	replies, err := a.Control(ctxFor(t, 10*time.Second), targets, req, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)

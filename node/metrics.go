@@ -33,32 +33,6 @@ func (n *Node) ServeMetrics(addr string) (string, error) {
 	return srv.Addr(), nil
 }
 
-// jobCounts are the dispatcher's job counters: atomics, so the hot path
-// takes no lock and allocates nothing.
-type jobCounts struct {
-	dispatched atomic.Uint64
-	ok, failed atomic.Uint64
-	cancelled  atomic.Uint64
-	latency    *metrics.Histogram
-}
-
-func newJobCounts() *jobCounts {
-	return &jobCounts{latency: metrics.NewHistogram(metrics.JobBuckets()...)}
-}
-
-// done counts a finished dispatch: ok, cancelled by its caller, or failed.
-func (c *jobCounts) done(ctx context.Context, d time.Duration, err error) {
-	switch {
-	case err == nil:
-		c.ok.Add(1)
-	case ctx.Err() != nil:
-		c.cancelled.Add(1)
-	default:
-		c.failed.Add(1)
-	}
-	c.latency.Observe(d)
-}
-
 // Control results as counted; an op outside controlOps counts as "other",
 // so a peer cannot grow the label set.
 const (
@@ -145,13 +119,13 @@ func (n *Node) writeMetrics(w *metrics.Writer) {
 	fam("meshell_frames_dropped_total", "Frames dropped before they were written (full queue, failed dial), by message family.", func(f mesh.FamilyStats) uint64 { return f.Dropped })
 	w.Metric("meshell_connections", g, "Established peer connections.", L(float64(ms.Conns)))
 
-	jc := n.jobs.counts
-	w.Metric("meshell_jobs_dispatched_total", c, "Jobs this node dispatched.", L(float64(jc.dispatched.Load())))
+	jc := n.jobs.Counts()
+	w.Metric("meshell_jobs_dispatched_total", c, "Jobs this node dispatched.", L(float64(jc.Dispatched)))
 	w.Metric("meshell_jobs_total", c, "Jobs this node dispatched that finished, by result.",
-		L(float64(jc.ok.Load()), "result", "ok"), L(float64(jc.failed.Load()), "result", "error"), L(float64(jc.cancelled.Load()), "result", "cancelled"))
-	w.Histogram("meshell_job_latency_seconds", "Latency of the jobs this node dispatched, retries included.", jc.latency.Snapshot())
-	w.Metric("meshell_jobs_in_flight", g, "Jobs this node dispatched that have not finished.", L(float64(n.jobs.inflight.Load())))
+		L(float64(jc.OK), "result", "ok"), L(float64(jc.Failed), "result", "error"), L(float64(jc.Cancelled), "result", "cancelled"))
+	w.Histogram("meshell_job_latency_seconds", "Latency of the jobs this node dispatched, retries included.", jc.Latency)
 	js := n.JobStats()
+	w.Metric("meshell_jobs_in_flight", g, "Jobs this node dispatched that have not finished.", L(float64(js.InFlight)))
 	w.Metric("meshell_worker_slots", g, "Jobs this node runs at once as a worker.", L(float64(js.Slots)))
 	w.Metric("meshell_worker_jobs_running", g, "Jobs running on this node as a worker.", L(float64(js.Running)))
 	w.Metric("meshell_worker_jobs_done_total", c, "Jobs finished on this node as a worker.", L(float64(js.Done)))

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"meshell/node/metrics"
-	"meshell/protocol"
 )
 
 // scrape GETs /metrics and parses it with the official text parser.
@@ -85,10 +84,10 @@ func TestMetricsCountWhatTheNodeDid(t *testing.T) {
 	cancel()
 	d.Dispatch(cancelled, DispatchRequest{Kind: "sleep", Args: []string{"1s"}})
 	// Control requests are counted where they are handled.
-	d.Control(ctxFor(t, 10*time.Second), []string{"w1", "w2"}, protocol.Control{Op: OpPing}, 5*time.Second)
-	ws[1].Control(ctxFor(t, 10*time.Second), []string{"d"}, protocol.Control{Op: OpPing}, 5*time.Second)
-	ws[0].Control(ctxFor(t, 10*time.Second), []string{"d"}, protocol.Control{Op: OpScale, N: 1}, 5*time.Second)
-	ws[0].Control(ctxFor(t, 10*time.Second), []string{"d"}, protocol.Control{Op: "no-such-op"}, 5*time.Second)
+	d.Control(ctxFor(t, 10*time.Second), []string{"w1", "w2"}, ControlRequest{Op: OpPing}, 5*time.Second)
+	ws[1].Control(ctxFor(t, 10*time.Second), []string{"d"}, ControlRequest{Op: OpPing}, 5*time.Second)
+	ws[0].Control(ctxFor(t, 10*time.Second), []string{"d"}, ControlRequest{Op: OpScale, N: 1}, 5*time.Second)
+	ws[0].Control(ctxFor(t, 10*time.Second), []string{"d"}, ControlRequest{Op: "no-such-op"}, 5*time.Second)
 
 	fams := scrape(t, addr)
 	for _, tc := range []struct {
@@ -153,20 +152,4 @@ func BenchmarkScrape(b *testing.B) {
 		d.writeMetrics(&w)
 	}
 	b.ReportMetric(float64(len(w.Bytes())), "bytes/scrape")
-}
-
-// BenchmarkDispatchCounters is what the job counters add to one dispatch,
-// with every core dispatching at once (the cache lines contended).
-func BenchmarkDispatchCounters(b *testing.B) {
-	c := newJobCounts()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		d := time.Duration(0)
-		for pb.Next() {
-			c.dispatched.Add(1)
-			c.done(ctx, 300*time.Microsecond+d, nil)
-			d = (d + 97*time.Microsecond) % (3 * time.Millisecond)
-		}
-	})
 }

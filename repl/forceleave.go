@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // !force-leave: a failed member that will not come back is marked left on
@@ -23,7 +22,7 @@ func init() {
 			}
 			var out []string
 			for _, e := range s.Node.Members().Entries {
-				if e.State == protocol.StateFailed {
+				if e.State == node.StateFailed {
 					out = append(out, e.Alias)
 				}
 			}
@@ -35,7 +34,7 @@ func init() {
 			if err != nil {
 				return err
 			}
-			_, err = s.control(ctx, a, targets, protocol.Control{Op: node.OpForceLeave, Key: alias}, func(node.ControlReply) string {
+			_, err = s.control(ctx, a, targets, node.ControlRequest{Op: node.OpForceLeave, Key: alias}, func(node.ControlReply) string {
 				return "ok: " + alias + " left"
 			})
 			return err
