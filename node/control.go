@@ -46,7 +46,6 @@ type control struct {
 
 	mu      sync.Mutex
 	pending map[uint64]chan ackFrom
-	closed  bool
 
 	counts       controlCounts // requests handled, by op and result (metrics.go)
 	strategy     atomic.Value  // default dispatch strategy (string)
@@ -104,12 +103,8 @@ func (c *control) reply(to string, ack *protocol.ControlAck) {
 	}
 }
 
-func (c *control) close() {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	c.wg.Wait()
-}
+// close waits for the control requests being handled.
+func (c *control) close() { c.wg.Wait() }
 
 // ControlRequest is one control command: Op and the fields it reads.
 type ControlRequest struct {

@@ -166,10 +166,17 @@ type Status struct {
 	BytesSent     uint64   // application bytes written to the cluster port
 	KeyIDs        []string // installed cluster key ids, primary first; none = not encrypted
 	Operators     bool     // control that changes the node needs an operator's signature
-	// The versions the node speaks and, as ProtoCur, the one its connection
-	// to the asker speaks; all 0 from a protocol 1 node.
+	// Protocol 2: the versions the node speaks and, as ProtoCur, the one its
+	// connection to the asker speaks; all 0 from a protocol 1 node.
 	ProtoMin, ProtoMax, ProtoCur uint16
 }
+
+// Versions is a range of protocol versions and, as Cur, the one a
+// connection speaks.
+type Versions = protocol.Versions
+
+// SupportedVersions is the range this build speaks.
+func SupportedVersions() Versions { return protocol.Supported() }
 
 func statusOf(st *protocol.NodeStatus) *Status {
 	if st == nil {
@@ -183,14 +190,7 @@ func statusOf(st *protocol.NodeStatus) *Status {
 const (
 	DefaultCluster  = protocol.DefaultCluster // the cluster of a node that names none
 	ProtocolVersion = protocol.Version        // the newest version this build speaks
-	MaxVersion      = protocol.MaxVersion     // the highest version any build speaks
 )
-
-// Versions is a range of protocol versions and, as Cur, the one in use.
-type Versions = protocol.Versions
-
-// SupportedVersions is the range this build speaks.
-func SupportedVersions() Versions { return protocol.Supported() }
 
 // ValidAlias explains why s cannot be an alias (nil when it can).
 func ValidAlias(s string) error { return protocol.ValidAlias(s) }

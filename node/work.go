@@ -60,6 +60,9 @@ func Matches(tags, filter map[string]string) bool { return jobs.Matches(tags, fi
 // FilterString renders a filter as sorted k=v pairs joined by commas.
 func FilterString(filter map[string]string) string { return jobs.FilterString(filter) }
 
+// BuiltinKinds lists the kinds every node runs, sorted, for completion.
+func BuiltinKinds() []string { return jobs.BuiltinKinds() }
+
 // ParseKindSpec reads one --kind NAME=COMMAND (NAME!=COMMAND: idempotent).
 func ParseKindSpec(spec string) (DeclaredKind, error) { return jobs.ParseKindSpec(spec) }
 

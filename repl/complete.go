@@ -234,11 +234,9 @@ func (s *Shell) aliasCandidates(all bool) []string {
 	return out
 }
 
-// completeJobKinds lists the built-in job kinds (DESIGN.md §6) for the
-// KIND argument of the job commands.
-func completeJobKinds() []string {
-	return []string{"echo", "primes", "sha256", "sleep", "stream"}
-}
+// completeJobKinds lists the built-in job kinds for the KIND argument of
+// the job commands.
+func completeJobKinds() []string { return node.BuiltinKinds() }
 
 // configValues are candidates for the value of a !config set KEY: this
 // node's current value first, then the usual ones for the key.

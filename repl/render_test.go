@@ -97,7 +97,7 @@ func TestMembersJSONShape(t *testing.T) {
 		t.Fatalf("%d members", len(docs))
 	}
 	for _, d := range docs {
-		for _, k := range []string{"alias", "addr", "state", "incarnation", "tags", "self"} { // DESIGN.md §3
+		for _, k := range []string{"alias", "addr", "state", "incarnation", "tags", "self"} { // README, JSON output
 			if _, ok := d[k]; !ok {
 				t.Errorf("member %v lacks %q", d, k)
 			}

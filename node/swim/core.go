@@ -162,10 +162,6 @@ func (c *Core) RTTs() *metrics.Histogram { return c.rtt }
 // timeouts are multiplied by Awareness()+1.
 func (c *Core) Awareness() int { return c.aware.score }
 
-// Left reports whether this node has left the cluster (Leave without a
-// later Rejoin).
-func (c *Core) Left() bool { return c.left }
-
 // Step feeds one membership message received from the member alias.
 // Hello, HelloAck, Join and JoinAck are handled by the driver, not here.
 //

@@ -467,6 +467,7 @@ func (c *Core) reap(now time.Time, alias string) {
 	}
 	delete(c.redials, alias)
 	delete(c.suspicions, alias)
+	delete(c.revived, alias)
 	c.queue.remove(alias)
 	c.setLive(alias, false)
 	c.ready.Events = append(c.ready.Events, Event{Kind: MemberReap, Member: e.Member, At: now})
