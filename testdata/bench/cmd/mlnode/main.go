@@ -204,7 +204,7 @@ func (e *events) NotifyUpdate(n *memberlist.Node) {
 }
 
 // watchSuspects emits member-suspect when a member's internal state turns
-// suspect. It reads nodeState without memberlist's lock (a benign race for
+// suspect, and member-alive when it is alive again (refuted). It reads nodeState without memberlist's lock (a benign race for
 // a benchmark anchor: one aligned word); a suspicion shorter than the 5 ms
 // poll can be missed.
 func watchSuspects(ml *memberlist.Memberlist, self string, e *events) {
@@ -212,11 +212,17 @@ func watchSuspects(ml *memberlist.Memberlist, self string, e *events) {
 	for range time.Tick(5 * time.Millisecond) {
 		now := map[string]bool{}
 		for _, n := range ml.Members() {
-			if n.Name != self && (*nodeStateMirror)(unsafe.Pointer(n)).State == memberlist.StateSuspect {
+			if n.Name == self {
+				continue
+			}
+			switch st := (*nodeStateMirror)(unsafe.Pointer(n)).State; {
+			case st == memberlist.StateSuspect:
 				now[n.Name] = true
 				if !suspect[n.Name] {
 					e.emit("member-suspect", n.Name)
 				}
+			case st == memberlist.StateAlive && suspect[n.Name]:
+				e.emit("member-alive", n.Name) // refuted
 			}
 		}
 		suspect = now
