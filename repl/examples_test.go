@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // startNode starts an in-process node; with join it joins through that
@@ -50,7 +49,7 @@ func waitAlive(t *testing.T, n *node.Node, aliases ...string) {
 	defer cancel()
 	err := n.WaitFor(ctx, func(sn *node.Snapshot) bool {
 		for _, a := range aliases {
-			if e, ok := sn.Get(a); !ok || e.State != protocol.StateAlive {
+			if e, ok := sn.Get(a); !ok || e.State != node.StateAlive {
 				return false
 			}
 		}
@@ -58,6 +57,26 @@ func waitAlive(t *testing.T, n *node.Node, aliases ...string) {
 	})
 	if err != nil {
 		t.Fatalf("%s never saw %v alive: %s", n.Alias(), aliases, memberStates(n.Members()))
+	}
+}
+
+// leaveSeen has n leave and waits until every observer lists it left, so
+// that a later example's --all does not wait on a node that is gone.
+func leaveSeen(t *testing.T, n *node.Node, observers ...*node.Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if n.Leave(ctx) != nil {
+		return // not in a cluster (the example left or never joined)
+	}
+	for _, o := range observers {
+		err := o.WaitFor(ctx, func(sn *node.Snapshot) bool {
+			e, ok := sn.Get(n.Alias())
+			return !ok || e.State == node.StateLeft
+		})
+		if err != nil {
+			t.Errorf("%s never saw %s leave: %s", o.Alias(), n.Alias(), memberStates(o.Members()))
+		}
 	}
 }
 
@@ -120,6 +139,7 @@ func TestEveryHelpExampleRuns(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(n.Close)
+			t.Cleanup(func() { leaveSeen(t, n, w1, w2) })
 			port := seedPort
 			switch firstWord(lines[0]) {
 			case "!start_cluster":
