@@ -164,9 +164,9 @@ func TestLeastConnectionsBalancesAConcurrentLoad(t *testing.T) {
 func TestLeastConnectionsWeighsSlots(t *testing.T) {
 	r := NewRegistry()
 	cands := r.Candidates(members(
-		worker("big", protocol.StateAlive, map[string]string{"role": "worker", "slots": "8"}),
-		worker("small", protocol.StateAlive, map[string]string{"role": "worker", "slots": "2"}),
-		worker("none", protocol.StateAlive, roleWorker), // no slots tag: counts as one
+		workerMember("big", protocol.StateAlive, map[string]string{"role": "worker", "slots": "8"}),
+		workerMember("small", protocol.StateAlive, map[string]string{"role": "worker", "slots": "2"}),
+		workerMember("none", protocol.StateAlive, roleWorker), // no slots tag: counts as one
 	), "d", DefaultFilter())
 	// big at 3 of 8 is less loaded than small at 1 of 2.
 	for i := 0; i < 3; i++ {

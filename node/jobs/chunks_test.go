@@ -1,6 +1,7 @@
-package node
+package jobs
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"strings"
@@ -114,7 +115,7 @@ func TestReorderAcrossAttempts(t *testing.T) {
 // Chunks that reach the dispatcher out of order (frames moved to another
 // connection can overtake) reach the caller in order: none is dropped.
 func TestDispatchDeliversReorderedChunksInOrder(t *testing.T) {
-	d, ws := jobCluster(t, "w1")
+	_, d, ws := jobCluster(t, "w1")
 	g := newGate()
 	ws[0].RegisterKind("job", g.kind("w1"))
 	type out struct {
@@ -124,14 +125,16 @@ func TestDispatchDeliversReorderedChunksInOrder(t *testing.T) {
 	done := make(chan out, 1)
 	var got []string
 	go func() {
-		res, err := d.Dispatch(ctxFor(t, 20*time.Second), DispatchRequest{Kind: "job", Tags: map[string]string{"name": "w1"},
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		res, err := d.Dispatch(ctx, DispatchRequest{Kind: "job", Tags: map[string]string{"name": "w1"},
 			OnChunk: func(seq int, data string) { got = append(got, fmt.Sprintf("%d:%s", seq, data)) }})
 		done <- out{res, err}
 	}()
 	<-g.started
-	id := d.jobs.nextID.Load() // the attempt pending on w1
+	id := d.nextID.Load() // the attempt pending on w1
 	for _, s := range []uint32{3, 1, 5, 2, 4} {
-		d.jobs.receive("w1", &protocol.JobChunk{ID: id, Seq: s, Data: fmt.Sprint("c", s)})
+		d.Receive("w1", &protocol.JobChunk{ID: id, Seq: s, Data: fmt.Sprint("c", s)})
 	}
 	close(g.release)
 	o := <-done
