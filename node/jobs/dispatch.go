@@ -491,24 +491,23 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		notes      []string // why workers were skipped, for the final error
 		failures   int
 		busyRounds int
-		delivered  int // chunks handed to the caller
 		chunkBuf   []protocol.JobChunk
+		order      = newReorder() // chunks to the caller in order, each once
 		backoff    *time.Timer
 	)
+	deliver := func(ch protocol.JobChunk) {
+		res.Chunks++
+		switch {
+		case ch.Stream != protocol.StreamJob && req.OnOutput != nil:
+			req.OnOutput(ch.Stream == protocol.StreamStderr, ch.Data)
+		case req.OnChunk != nil:
+			req.OnChunk(int(ch.Seq), ch.Data)
+		}
+	}
 	deliverChunks := func() {
 		chunkBuf = st.take(chunkBuf)
 		for _, ch := range chunkBuf {
-			if int(ch.Seq) != delivered+1 {
-				continue
-			}
-			delivered++
-			res.Chunks = delivered
-			switch {
-			case ch.Stream != protocol.StreamJob && req.OnOutput != nil:
-				req.OnOutput(ch.Stream == protocol.StreamStderr, ch.Data)
-			case req.OnChunk != nil:
-				req.OnChunk(delivered, ch.Data)
-			}
+			order.add(ch, deliver)
 		}
 	}
 	for {
@@ -632,6 +631,11 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		}
 		if st != nil {
 			deliverChunks()
+			if o.lost != "" {
+				order.lost()
+			} else {
+				order.end(deliver)
+			}
 		}
 		res.WorkerLatency = time.Since(sent)
 		res.answer = o.res
