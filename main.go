@@ -42,6 +42,7 @@ type options struct {
 	swim                                        [][2]string // failure-detection flags as given: key, value
 	allowRun                                    bool
 	kinds                                       []node.DeclaredKind
+	metrics                                     string
 	set                                         map[string]bool
 }
 
@@ -91,6 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 		return err
 	})
+	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off by default)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.demo, "demo", false, "start with two in-process worker nodes already joined")
 	if err := fs.Parse(args); err != nil {
@@ -135,6 +137,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer n.Close()
+	if o.metrics != "" {
+		addr, err := n.ServeMetrics(o.metrics)
+		if err != nil {
+			fmt.Fprintf(stderr, "error: --metrics: %s; pick another HOST:PORT\n", repl.Clean(err.Error()))
+			return 1
+		}
+		log.WithField("addr", addr).Info("metrics: serving /metrics")
+	}
 
 	interactive := !o.serve && isTTY(stdin)
 	if o.serve || o.join != "" || o.demo {
@@ -262,6 +272,11 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	}
 	if o.maxJobTimeout <= 0 {
 		return cfg, nil, fmt.Errorf("--max-job-timeout %v: give a positive duration such as 1h", o.maxJobTimeout)
+	}
+	if o.metrics != "" {
+		if _, _, err := net.SplitHostPort(o.metrics); err != nil {
+			return cfg, nil, fmt.Errorf("--metrics %q is not HOST:PORT (e.g. 127.0.0.1:9100)", o.metrics)
+		}
 	}
 	cfg.Jobs = node.JobLimits{MaxSlots: o.maxSlots, MaxJobTimeout: o.maxJobTimeout}
 	cfg.Run = node.RunConfig{Allow: o.allowRun, Kinds: o.kinds}

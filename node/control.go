@@ -23,13 +23,14 @@ import (
 
 // Control operations (ControlRequest.Op).
 const (
-	OpPing     = "ping"
-	OpStatus   = "status"
-	OpScale    = "scale"
-	OpShutdown = "shutdown"
-	OpRestart  = "restart"
-	OpConfig   = "config"
-	OpKeys     = "keys" // Key: list, install, use or remove; Value: the key (install) or its id
+	OpPing       = "ping"
+	OpStatus     = "status"
+	OpScale      = "scale"
+	OpShutdown   = "shutdown"
+	OpRestart    = "restart"
+	OpConfig     = "config"
+	OpKeys       = "keys"        // Key: list, install, use or remove; Value: the key (install) or its id
+	OpForceLeave = "force-leave" // Key: the failed member to mark left
 )
 
 // maxControlHandlers bounds control requests handled at once; beyond it a
@@ -46,7 +47,8 @@ type control struct {
 	mu      sync.Mutex
 	pending map[uint64]chan ackFrom
 
-	strategy     atomic.Value // default dispatch strategy (string)
+	counts       controlCounts // requests handled, by op and result (metrics.go)
+	strategy     atomic.Value  // default dispatch strategy (string)
 	shutdownOnce sync.Once
 	shutdownC    chan struct{}
 	wg           sync.WaitGroup
@@ -67,6 +69,7 @@ func (c *control) receive(from string, m protocol.Message) {
 		select {
 		case c.sem <- struct{}{}:
 		default:
+			c.counts.add(m.Op, resultBusy)
 			c.reply(from, &protocol.ControlAck{ID: m.ID, Error: "busy: too many control requests at once; retry"})
 			return
 		}
@@ -108,7 +111,7 @@ type ControlRequest struct {
 	Op    string // one of the Op constants
 	N     int64  // scale: the slot count
 	Now   bool   // shutdown: without draining jobs
-	Key   string // config: the key (none: list); keys: list, install, use or remove
+	Key   string // config: the key (none: list); keys: list, install, use or remove; force-leave: the member
 	Value string // config: the value; keys: the key or its id
 }
 
@@ -233,10 +236,16 @@ wait:
 // process that owns the node should exit 0 once Leave returned.
 func (n *Node) ShutdownRequested() <-chan struct{} { return n.control.shutdownC }
 
-// handleControl runs one control request addressed to this node. It returns
-// the acknowledgement and, for shutdown and restart, what to do once the
-// acknowledgement is on its way.
+// handleControl runs one control request addressed to this node, and
+// counts it by op and result. It returns the acknowledgement and, for
+// shutdown and restart, what to do once the acknowledgement is on its way.
 func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.ControlAck, func()) {
+	ack, after := n.runControl(m, from)
+	n.control.counts.add(m.Op, controlResult(ack))
+	return ack, after
+}
+
+func (n *Node) runControl(m *protocol.Control, from string) (*protocol.ControlAck, func()) {
 	ack := &protocol.ControlAck{ID: m.ID}
 	log := n.log.WithFields(logrus.Fields{"op": m.Op, "from": from})
 	local := from == n.Alias()
@@ -287,6 +296,12 @@ func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.Contro
 		st := n.status()
 		ack.Status = &st
 		return ack, after
+	case OpForceLeave:
+		if err := n.forceLeave(m.Key); err != nil {
+			ack.Error = err.Error()
+			break
+		}
+		log.WithField("member", m.Key).Info("control: forced out")
 	case OpShutdown:
 		log.Warn("control: shutting down")
 		now := m.Now

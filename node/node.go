@@ -18,6 +18,7 @@ import (
 	"meshell/mesh"
 	"meshell/mesh/keyring"
 	"meshell/node/jobs"
+	"meshell/node/metrics"
 	"meshell/node/operator"
 	"meshell/node/swim"
 	"meshell/protocol"
@@ -111,6 +112,7 @@ type Node struct {
 	// the run loop only tells them about membership.
 	jobs    *jobs.Jobs
 	control *control
+	metrics *metrics.Server // --metrics; nil when off
 }
 
 type inboundKind uint8
@@ -522,7 +524,11 @@ func (n *Node) Close() {
 	n.closed = true
 	wasRunning := n.core != nil
 	n.running = false
+	msrv := n.metrics
 	n.mu.Unlock()
+	if msrv != nil {
+		msrv.Close()
+	}
 	if wasRunning {
 		close(n.stop)
 		<-n.loopDone

@@ -60,6 +60,28 @@ func waitAlive(t *testing.T, n *node.Node, aliases ...string) {
 	}
 }
 
+// crashed starts alias joined to n[0], closes it without a goodbye (a
+// crash) and waits until every n sees it failed.
+func crashed(t *testing.T, alias string, n ...*node.Node) {
+	t.Helper()
+	gone := startNode(t, alias, nil, n[0].Addr())
+	for _, m := range n {
+		waitAlive(t, m, alias)
+	}
+	gone.Close()
+	for _, m := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := m.WaitFor(ctx, func(sn *node.Snapshot) bool {
+			e, ok := sn.Get(alias)
+			return ok && e.State == node.StateFailed
+		})
+		cancel()
+		if err != nil {
+			t.Fatalf("%s never saw %s failed: %s", m.Alias(), alias, memberStates(m.Members()))
+		}
+	}
+}
+
 // leaveSeen has n leave and waits until every observer lists it left, so
 // that a later example's --all does not wait on a node that is gone.
 func leaveSeen(t *testing.T, n *node.Node, observers ...*node.Node) {
@@ -152,6 +174,9 @@ func TestEveryHelpExampleRuns(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+			}
+			if c.Name == "!force-leave" {
+				crashed(t, "worker3", w1, w2, n) // the example forces it out
 			}
 			text := strings.ReplaceAll(strings.Join(lines, "\n"), "7001", port)
 			if code, out, errs := script(t, n, text+"\n", false); code != 0 {

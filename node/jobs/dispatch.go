@@ -49,6 +49,7 @@ type Jobs struct {
 	pending  [pendingShards]pendingShard
 	inflight atomic.Int64
 	cache    atomic.Pointer[viewCache]
+	counts   *jobCounts // for /metrics (counts.go)
 
 	recentMu sync.Mutex
 	recent   [recentJobs]JobRecord
@@ -135,7 +136,7 @@ func (s *stream) take(buf []protocol.JobChunk) []protocol.JobChunk {
 // New returns the job plane of the node h, under its owner's limits and
 // command settings (run must have passed RunConfig.Checked).
 func New(h Host, lim Limits, run RunConfig) *Jobs {
-	j := &Jobs{h: h, reg: NewRegistry(), lim: lim.withDefaults(), run: run.withDefaults(), closing: make(chan struct{})}
+	j := &Jobs{h: h, reg: NewRegistry(), lim: lim.withDefaults(), run: run.withDefaults(), closing: make(chan struct{}), counts: newJobCounts()}
 	for i := range j.pending {
 		j.pending[i].m = map[uint64]pend{}
 	}
@@ -455,6 +456,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		return res, errors.New("the run kind runs on named nodes only: use !run (Node.Run)")
 	}
 	j.inflight.Add(1)
+	j.counts.dispatched.Add(1)
 	c := callPool.Get().(*call)
 	var st *stream
 	if req.OnChunk != nil || req.OnOutput != nil {
@@ -467,6 +469,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			callPool.Put(c)
 		}
 		j.inflight.Add(-1)
+		j.counts.done(ctx, res.Latency, err)
 		j.record(req, res, err)
 	}()
 	timeout := min(req.Timeout, j.lim.MaxJobTimeout)
@@ -488,24 +491,23 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		notes      []string // why workers were skipped, for the final error
 		failures   int
 		busyRounds int
-		delivered  int // chunks handed to the caller
 		chunkBuf   []protocol.JobChunk
+		order      = newReorder() // chunks to the caller in order, each once
 		backoff    *time.Timer
 	)
+	deliver := func(ch protocol.JobChunk) {
+		res.Chunks++
+		switch {
+		case ch.Stream != protocol.StreamJob && req.OnOutput != nil:
+			req.OnOutput(ch.Stream == protocol.StreamStderr, ch.Data)
+		case req.OnChunk != nil:
+			req.OnChunk(int(ch.Seq), ch.Data)
+		}
+	}
 	deliverChunks := func() {
 		chunkBuf = st.take(chunkBuf)
 		for _, ch := range chunkBuf {
-			if int(ch.Seq) != delivered+1 {
-				continue
-			}
-			delivered++
-			res.Chunks = delivered
-			switch {
-			case ch.Stream != protocol.StreamJob && req.OnOutput != nil:
-				req.OnOutput(ch.Stream == protocol.StreamStderr, ch.Data)
-			case req.OnChunk != nil:
-				req.OnChunk(delivered, ch.Data)
-			}
+			order.add(ch, deliver)
 		}
 	}
 	for {
@@ -629,6 +631,11 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		}
 		if st != nil {
 			deliverChunks()
+			if o.lost != "" {
+				order.lost()
+			} else {
+				order.end(deliver)
+			}
 		}
 		res.WorkerLatency = time.Since(sent)
 		res.answer = o.res

@@ -15,7 +15,7 @@ import (
 type Strategy uint8
 
 const (
-	LeastConnections Strategy = iota // fewest jobs in flight from this dispatcher (default)
+	LeastConnections Strategy = iota // lowest in-flight ÷ slots from this dispatcher (default)
 	RoundRobin                       // each candidate in turn
 	Random                           // uniformly at random
 )
@@ -253,14 +253,17 @@ func (r *Registry) pick(cands []Candidate, s Strategy, skip []string, rnd uint64
 		if n > 1 {
 			start = int(r.tie.Add(1) % uint64(n))
 		}
-		best, bestLoad := -1, int64(0)
+		// Lowest load ratio in-flight ÷ slots, compared by cross-multiplying
+		// (a worker advertising no slots counts as one).
+		best, bestLoad, bestSlots := -1, int64(0), int64(1)
 		for k := 0; k < n; k++ {
 			i := (start + k) % n
 			if !ok(i) {
 				continue
 			}
-			if l := cands[i].Load.inflight.Load(); best < 0 || l < bestLoad {
-				best, bestLoad = i, l
+			l, sl := cands[i].Load.inflight.Load(), int64(max(cands[i].Slots, 1))
+			if best < 0 || l*bestSlots < bestLoad*sl {
+				best, bestLoad, bestSlots = i, l, sl
 			}
 		}
 		return best

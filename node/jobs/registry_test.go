@@ -159,6 +159,40 @@ func TestLeastConnectionsBalancesAConcurrentLoad(t *testing.T) {
 	}
 }
 
+// A worker with 8 slots takes jobs in proportion to them: least-connections
+// compares in-flight ÷ slots, not in-flight alone.
+func TestLeastConnectionsWeighsSlots(t *testing.T) {
+	r := NewRegistry()
+	cands := r.Candidates(members(
+		workerMember("big", protocol.StateAlive, map[string]string{"role": "worker", "slots": "8"}),
+		workerMember("small", protocol.StateAlive, map[string]string{"role": "worker", "slots": "2"}),
+		workerMember("none", protocol.StateAlive, roleWorker), // no slots tag: counts as one
+	), "d", DefaultFilter())
+	// big at 3 of 8 is less loaded than small at 1 of 2.
+	for i := 0; i < 3; i++ {
+		cands[0].Load.Start()
+	}
+	cands[1].Load.Start()
+	cands[2].Load.Start()
+	if got := cands[r.Pick(cands, LeastConnections, nil, 0)].Alias; got != "big" {
+		t.Fatalf("picked %s, want big (3/8 in flight beats 1/2 and 1/1)", got)
+	}
+	for _, c := range cands {
+		for c.Load.InFlight() > 0 {
+			c.Load.Finish(Answered)
+		}
+	}
+	// 55 jobs held in flight fill 11 slots: 40, 10 and 5 of them.
+	for i := 0; i < 55; i++ {
+		cands[r.Pick(cands, LeastConnections, nil, 0)].Load.Start()
+	}
+	for c, want := range map[int]int{0: 40, 1: 10, 2: 5} {
+		if got := cands[c].Load.InFlight(); got != want {
+			t.Fatalf("%s has %d in flight, want %d (in proportion to slots 8:2:1)", cands[c].Alias, got, want)
+		}
+	}
+}
+
 func TestRandomUsesTheCallersNumber(t *testing.T) {
 	r := NewRegistry()
 	cands := threeWorkers(r)

@@ -488,6 +488,7 @@ func (c *Core) handleAck(now time.Time, from string, m *protocol.Ack) {
 	if p := c.probeBySeq(m.Seq); p != nil {
 		if from == p.target && !p.resent {
 			c.table.SetRTT(from, now.Sub(p.start))
+			c.rtt.Observe(now.Sub(p.start))
 		}
 		c.endProbe(p)
 		if !p.outTurn {

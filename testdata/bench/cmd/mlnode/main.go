@@ -2,11 +2,14 @@
 // the same line protocol as meshell's script mode, so the benchmark harness can
 // drive both the same way.
 //
-//	mlnode --alias A --port P [--join HOST:PORT] [--config default|fast]
+//	mlnode --alias A --port P [--ip IP] [--join HOST:PORT] [--config default|fast]
 //
 // stdout: one JSON line per membership event
 //
-//	{"time":"<RFC 3339>","event":"member-join|member-leave|member-failed|member-alive|member-update","alias":"<alias>"}
+//	{"time":"<RFC 3339>","event":"member-join|member-leave|member-failed|member-alive|member-update|member-suspect","alias":"<alias>"}
+//
+// memberlist has no suspicion callback: member-suspect comes from polling
+// the members' internal state every 5 ms (see watchSuspects).
 //
 // stdin: "!events on --json" (no-op), "!status <alias> --json" (prints
 // {"alias","bytes_sent","rss_bytes"}), "!quit" (Leave(5s)+Shutdown, exit 0).
@@ -200,6 +203,32 @@ func (e *events) NotifyUpdate(n *memberlist.Node) {
 	e.emit("member-update", n.Name)
 }
 
+// watchSuspects emits member-suspect when a member's internal state turns
+// suspect, and member-alive when it is alive again (refuted). It reads nodeState without memberlist's lock (a benign race for
+// a benchmark anchor: one aligned word); a suspicion shorter than the 5 ms
+// poll can be missed.
+func watchSuspects(ml *memberlist.Memberlist, self string, e *events) {
+	suspect := map[string]bool{}
+	for range time.Tick(5 * time.Millisecond) {
+		now := map[string]bool{}
+		for _, n := range ml.Members() {
+			if n.Name == self {
+				continue
+			}
+			switch st := (*nodeStateMirror)(unsafe.Pointer(n)).State; {
+			case st == memberlist.StateSuspect:
+				now[n.Name] = true
+				if !suspect[n.Name] {
+					e.emit("member-suspect", n.Name)
+				}
+			case st == memberlist.StateAlive && suspect[n.Name]:
+				e.emit("member-alive", n.Name) // refuted
+			}
+		}
+		suspect = now
+	}
+}
+
 // ---- main -----------------------------------------------------------------
 
 func rssBytes() uint64 {
@@ -221,7 +250,8 @@ func rssBytes() uint64 {
 
 func main() {
 	alias := flag.String("alias", "", "node name (required)")
-	port := flag.Int("port", 0, "UDP+TCP port on 127.0.0.1 (required)")
+	port := flag.Int("port", 0, "UDP+TCP port (required)")
+	ip := flag.String("ip", "127.0.0.1", "address to bind and advertise")
 	join := flag.String("join", "", "HOST:PORT of a node to join")
 	profile := flag.String("config", "default", "default (DefaultLANConfig) | fast (meshell's lan timings: 250ms probe, 100ms probe timeout, suspicion mult 3; 200ms gossip)")
 	quiet := flag.Bool("quiet", false, "discard memberlist's log output (default: stderr)")
@@ -250,14 +280,14 @@ func main() {
 	logger := log.New(logOut, *alias+" ", log.LstdFlags|log.Lmicroseconds)
 
 	conf.Name = *alias
-	conf.BindAddr = "127.0.0.1"
+	conf.BindAddr = *ip
 	conf.BindPort = *port
-	conf.AdvertiseAddr = "127.0.0.1"
+	conf.AdvertiseAddr = *ip
 	conf.AdvertisePort = *port
 	conf.Logger = logger
 
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
-		BindAddrs: []string{"127.0.0.1"},
+		BindAddrs: []string{*ip},
 		BindPort:  *port,
 		Logger:    logger,
 	})
@@ -276,6 +306,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "mlnode: create:", err)
 		os.Exit(1)
 	}
+	go watchSuspects(ml, *alias, conf.Events.(*events))
 	if *join != "" {
 		// Retry briefly: the harness may start us a moment before the seed
 		// accepts connections.
