@@ -664,11 +664,26 @@ func (c *Core) pushGossip(now time.Time) {
 	}
 	c.lastPush = now
 	c.deadlineOK = false
-	updates := c.pending[:min(len(c.pending), protocol.MaxMembersPerFrame)]
-	for _, a := range c.pick(c.cfg.GossipFanout, c.pendingFrom...) {
-		c.sendTo(a, &protocol.Gossip{Updates: updates})
+	batch := c.pending[:min(len(c.pending), protocol.MaxMembersPerFrame)]
+	// A change that waited here goes out as the table holds the member now
+	// (newer news from another path wins); a reaped member not at all.
+	updates := make([]protocol.Member, 0, len(batch))
+	for _, m := range batch {
+		e, ok := c.table.Get(m.Alias)
+		switch {
+		case !ok:
+			continue
+		case e.Incarnation != m.Incarnation || e.State != m.State:
+			m = e.Member
+		}
+		updates = append(updates, m)
 	}
-	rest := slices.Clone(c.pending[len(updates):]) // beyond one frame: the next push
+	rest := slices.Clone(c.pending[len(batch):]) // beyond one frame: the next push
+	for _, a := range c.pick(c.cfg.GossipFanout, c.pendingFrom...) {
+		if len(updates) > 0 {
+			c.sendTo(a, &protocol.Gossip{Updates: updates})
+		}
+	}
 	clear(c.pendingAt)
 	for i, m := range rest {
 		c.pendingAt[m.Alias] = i
