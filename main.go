@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -44,6 +43,9 @@ type options struct {
 	swim                                        [][2]string // failure-detection flags as given: key, value
 	allowRun                                    bool
 	kinds                                       []node.DeclaredKind
+	retryMax                                    int
+	retryInterval                               time.Duration
+	socket                                      string
 	set                                         map[string]bool
 }
 
@@ -93,6 +95,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 		return err
 	})
+	fs.IntVar(&o.retryMax, "retry-max", -1, "rounds of --join before giving up; 0 = no limit (default: no limit with --serve, 3 with a shell)")
+	fs.DurationVar(&o.retryInterval, "retry-interval", node.RetryForever.Cap, "longest wait between two rounds of --join (the wait starts at 250ms and doubles)")
+	fs.StringVar(&o.socket, "socket", "", "local control socket for meshell attach, or none (default: "+repl.SocketDir()+"/ALIAS.sock)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.demo, "demo", false, "start with two in-process worker nodes already joined")
 	if err := fs.Parse(args); err != nil {
@@ -113,6 +118,9 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "keygen" {
 		return keygen(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "attach" {
+		return attachCmd(args[1:], stdin, stdout, stderr)
 	}
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -137,6 +145,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer n.Close()
+	srv, err := o.listenSocket(n, cfg.Bind, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %s\n", repl.Clean(err.Error()))
+		return 1
+	}
+	if srv != nil {
+		defer srv.Close()
+	}
 
 	interactive := !o.serve && isTTY(stdin)
 	if o.serve || o.join != "" || o.demo {
@@ -146,9 +162,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	if o.join != "" {
-		if err := joinAny(n, o.join); err != nil {
+		if err := o.joinAtStart(n, stderr); err != nil {
 			fmt.Fprintf(stderr, "error: %s\n", repl.Clean(err.Error()))
-			return 1
+			if !interactive {
+				return 1
+			}
 		}
 	}
 	if o.demo {
@@ -171,15 +189,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		defer stop()
 		return sh.RunScript(context.Background(), stdin, o.keepGoing)
 	}
-	// History: interactive only (script mode never reaches here), in
-	// ~/.meshell_history unless --history-file says otherwise.
-	hist := o.historyFile
-	home, herr := os.UserHomeDir()
-	if hist == "" && herr == nil {
-		hist = filepath.Join(home, ".meshell_history")
-	} else if strings.HasPrefix(hist, "~/") && herr == nil {
-		hist = filepath.Join(home, hist[2:])
-	}
+	// History: interactive only (script mode never reaches here).
+	hist := historyPath(o.historyFile)
 	in, err := repl.NewInteractive(sh, hist)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: terminal: %v\n", err)
@@ -265,6 +276,12 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	if o.maxJobTimeout <= 0 {
 		return cfg, nil, fmt.Errorf("--max-job-timeout %v: give a positive duration such as 1h", o.maxJobTimeout)
 	}
+	if o.set["retry-max"] && o.retryMax < 0 {
+		return cfg, nil, fmt.Errorf("--retry-max %d: give a number of rounds, or 0 for no limit", o.retryMax)
+	}
+	if o.retryInterval <= 0 {
+		return cfg, nil, fmt.Errorf("--retry-interval %v: give a positive duration such as 2s", o.retryInterval)
+	}
 	cfg.Jobs = node.JobLimits{MaxSlots: o.maxSlots, MaxJobTimeout: o.maxJobTimeout}
 	cfg.Run = node.RunConfig{Allow: o.allowRun, Kinds: o.kinds}
 	cfg.SWIM.MaxMembers = o.maxMembers
@@ -289,11 +306,14 @@ func parseTags(s string) (map[string]string, error) {
 	return tags, nil
 }
 
-// joinAny joins through the first of the listed addresses that answers; a
-// host name may resolve to several addresses, each of which is tried.
-func joinAny(n *node.Node, list string) error {
+// joinAtStart joins through the first of the --join addresses that
+// answers (a host name may resolve to several, each tried), round after
+// round with backoff while none answers, for --retry-max rounds (no limit
+// with --serve, 3 with a shell). SIGINT or SIGTERM stops trying. A line on
+// stderr tells of failed rounds, at most one every 5 s.
+func (o *options) joinAtStart(n *node.Node, stderr io.Writer) error {
 	var addrs, unresolved []string
-	for _, a := range strings.Split(list, ",") {
+	for _, a := range strings.Split(o.join, ",") {
 		a = strings.TrimSpace(a)
 		host, port, err := net.SplitHostPort(a)
 		if err != nil {
@@ -311,7 +331,30 @@ func joinAny(n *node.Node, list string) error {
 	if len(addrs) == 0 {
 		return fmt.Errorf("--join: no address resolved: %s", strings.Join(unresolved, "; "))
 	}
-	return n.JoinAny(context.Background(), addrs, 15*time.Second)
+	r := node.RetryForever
+	r.Cap = max(o.retryInterval, r.First)
+	switch {
+	case o.retryMax >= 0:
+		r.Max = o.retryMax
+	case !o.serve:
+		r.Max = 3
+	}
+	var said time.Time
+	r.Failed = func(round int, err error, wait time.Duration) {
+		if time.Since(said) < 5*time.Second {
+			return
+		}
+		said = time.Now()
+		of := ""
+		if r.Max > 0 {
+			of = fmt.Sprintf(" of %d", r.Max)
+		}
+		fmt.Fprintf(stderr, "warning: --join round %d%s failed: %s; trying again (every %v at most)\n", round, of, repl.Clean(err.Error()), r.Cap)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, err := n.JoinRetry(ctx, addrs, 15*time.Second, r)
+	return err
 }
 
 // serve runs headless until SIGINT or SIGTERM: the first leaves gracefully,

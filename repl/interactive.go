@@ -79,7 +79,7 @@ func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
 		FuncFilterInputRune:    filterInput,
 	}
 	if s.pal.on { // a grey hint needs colour; without it, it would read as typed text
-		cfg.Painter = hintPainter{s: s, width: readline.GetScreenWidth}
+		cfg.Painter = hintPainter{prompt: s.Prompt, width: readline.GetScreenWidth}
 	}
 	rl, err := readline.NewEx(cfg)
 	if err != nil {

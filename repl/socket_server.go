@@ -1,0 +1,284 @@
+package repl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"meshell/node"
+	"meshell/protocol"
+	"meshell/repl/attach"
+)
+
+// SocketDir is where nodes put their control sockets by default.
+func SocketDir() string { return attach.Dir() }
+
+// SocketPath is the default control socket of alias.
+func SocketPath(alias string) string { return attach.Path(alias) }
+
+// ErrSocketInUse is wrapped by ListenSocket's error when a running node
+// holds the socket.
+var ErrSocketInUse = attach.ErrInUse
+
+// MaxSessions bounds the sessions attached to one node at once; one more
+// is told so and closed.
+const MaxSessions = 16
+
+// helloTimeout is how long a new connection has to say hello.
+const helloTimeout = 5 * time.Second
+
+// SocketServer serves shells on a node's local control socket: each
+// session runs its commands as that node (it adds no member) and sees its
+// events. Closing the server ends every session and removes the socket.
+type SocketServer struct {
+	n    *node.Node
+	ln   *net.UnixListener
+	path string
+	log  logrus.FieldLogger
+
+	sem  chan struct{} // one token per session
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	mu       sync.Mutex
+	sessions map[*attach.Conn]bool
+	lastWarn time.Time // refused peers are logged once per 10 s
+	held     int
+}
+
+// ListenSocket listens on path (see attach.Listen) and serves n there.
+func ListenSocket(n *node.Node, path string, log logrus.FieldLogger) (*SocketServer, error) {
+	ln, err := attach.Listen(path)
+	if err != nil {
+		return nil, err
+	}
+	srv := &SocketServer{n: n, ln: ln, path: path, log: log, sem: make(chan struct{}, MaxSessions),
+		stop: make(chan struct{}), sessions: map[*attach.Conn]bool{}}
+	srv.wg.Add(1)
+	go srv.accept()
+	return srv, nil
+}
+
+// Path is the socket's path.
+func (srv *SocketServer) Path() string { return srv.path }
+
+// Close stops listening, ends every session and removes the socket.
+func (srv *SocketServer) Close() {
+	select {
+	case <-srv.stop:
+		return
+	default:
+	}
+	close(srv.stop)
+	srv.ln.Close()
+	srv.mu.Lock()
+	for k := range srv.sessions {
+		k.Close()
+	}
+	srv.mu.Unlock()
+	srv.wg.Wait()
+}
+
+func (srv *SocketServer) accept() {
+	defer srv.wg.Done()
+	for {
+		c, err := srv.ln.AcceptUnix()
+		if err != nil {
+			select {
+			case <-srv.stop:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(50 * time.Millisecond) // out of descriptors, say: do not spin
+			continue
+		}
+		k := attach.NewConn(c)
+		if err := attach.CheckPeer(c); err != nil {
+			srv.warn(err)
+			k.Send(&protocol.Local{Op: protocol.LocalBye, Data: "refused: " + err.Error()})
+			k.Close()
+			continue
+		}
+		select {
+		case srv.sem <- struct{}{}:
+		default:
+			k.Send(&protocol.Local{Op: protocol.LocalBye, Data: fmt.Sprintf("busy: %d sessions are attached already; detach one first", MaxSessions)})
+			k.Close()
+			continue
+		}
+		srv.mu.Lock()
+		srv.sessions[k] = true
+		srv.mu.Unlock()
+		srv.wg.Add(1)
+		go func() {
+			defer srv.wg.Done()
+			srv.session(k)
+			srv.mu.Lock()
+			delete(srv.sessions, k)
+			srv.mu.Unlock()
+			k.Close()
+			<-srv.sem
+		}()
+	}
+}
+
+// warn logs a refused connection, at most once per 10 s.
+func (srv *SocketServer) warn(err error) {
+	srv.mu.Lock()
+	if time.Since(srv.lastWarn) < 10*time.Second {
+		srv.held++
+		srv.mu.Unlock()
+		return
+	}
+	held := srv.held
+	srv.lastWarn, srv.held = time.Now(), 0
+	srv.mu.Unlock()
+	srv.log.WithError(err).WithField("suppressed", held).Warn("control socket: connection refused")
+}
+
+// sessionWriter sends what a session's shell prints as frames of op.
+type sessionWriter struct {
+	k  *attach.Conn
+	op protocol.LocalOp
+}
+
+func (w sessionWriter) Write(p []byte) (int, error) {
+	if err := w.k.Send(&protocol.Local{Op: w.op, Data: string(p)}); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// errAttachedQuit answers !quit in a session: the agent is not this
+// shell's to stop.
+var errAttachedQuit = errors.New("!quit would stop the agent: use !shutdown ALIAS to stop it, or Ctrl-D to detach and leave it running")
+
+// session is one attached shell: a hello, then commands one at a time
+// (Ctrl-C cancels the one running), completions at the prompt, and the
+// prompt pushed as membership changes.
+func (srv *SocketServer) session(k *attach.Conn) {
+	helloC := make(chan *protocol.Local, 1)
+	go func() {
+		m, err := k.Recv()
+		if err != nil || m.Op != protocol.LocalHello {
+			m = nil
+		}
+		helloC <- m
+	}()
+	var hello *protocol.Local
+	t := time.NewTimer(helloTimeout)
+	select {
+	case hello = <-helloC:
+	case <-t.C:
+	case <-srv.stop:
+	}
+	t.Stop()
+	if hello == nil {
+		k.Close() // ends the read above too
+		return
+	}
+	sh := New(srv.n, Options{
+		Out: sessionWriter{k, protocol.LocalStdout}, Err: sessionWriter{k, protocol.LocalStderr},
+		Color: hello.Flags&protocol.LocalColor != 0, Interactive: hello.Flags&protocol.LocalInteractive != 0,
+	})
+	defer sh.setEvents(false, false)
+	if k.Send(&protocol.Local{Op: protocol.LocalHello, Line: srv.n.Alias(), Data: sh.Prompt()}) != nil {
+		return
+	}
+	sub := srv.n.Subscribe(16)
+	defer sub.Close()
+	ended := make(chan struct{})
+	defer close(ended)
+	go func() { // the prompt follows the cluster; a !shutdown ends the session
+		for {
+			select {
+			case <-sub.C:
+				k.Send(&protocol.Local{Op: protocol.LocalPrompt, Data: sh.Prompt()})
+			case <-srv.n.ShutdownRequested():
+				k.Send(&protocol.Local{Op: protocol.LocalBye, Data: "this node was shut down by !shutdown"})
+				k.Close()
+				return
+			case <-ended:
+				return
+			}
+		}
+	}()
+
+	var running sync.WaitGroup
+	var cancel context.CancelFunc // of the running command; nil when none
+	var cmu sync.Mutex
+	defer func() {
+		cmu.Lock()
+		if cancel != nil {
+			cancel()
+		}
+		cmu.Unlock()
+		running.Wait()
+	}()
+	for {
+		m, err := k.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				srv.log.WithError(err).Debug("control socket: session ended")
+			}
+			return
+		}
+		switch m.Op {
+		case protocol.LocalExec:
+			ctx, stop := context.WithCancel(context.Background())
+			cmu.Lock()
+			busy := cancel != nil
+			if !busy {
+				cancel = stop
+			}
+			cmu.Unlock()
+			if busy {
+				stop()
+				k.Send(&protocol.Local{Op: protocol.LocalDone, Status: 1, Data: "a command is running: wait for it or Ctrl-C it"})
+				continue
+			}
+			running.Add(1)
+			go func(line string) {
+				defer running.Done()
+				err := sh.Exec(ctx, line)
+				stop()
+				cmu.Lock()
+				cancel = nil
+				cmu.Unlock()
+				if errors.Is(err, errQuit) {
+					err = errAttachedQuit
+				}
+				done := &protocol.Local{Op: protocol.LocalDone}
+				if err != nil {
+					done.Status, done.Data = 1, cleanN(err.Error(), lineCap)
+				}
+				k.Send(done)
+				k.Send(&protocol.Local{Op: protocol.LocalPrompt, Data: sh.Prompt()})
+			}(m.Line)
+		case protocol.LocalInterrupt:
+			cmu.Lock()
+			if cancel != nil {
+				cancel()
+			}
+			cmu.Unlock()
+		case protocol.LocalComplete:
+			typing, cands := sh.completions(m.Line)
+			if len(cands) > protocol.MaxLocalItems {
+				cands = cands[:protocol.MaxLocalItems]
+			}
+			k.Send(&protocol.Local{Op: protocol.LocalCompletions, Pos: int32(len(typing)), Items: cands})
+		default:
+			k.Send(&protocol.Local{Op: protocol.LocalBye, Data: fmt.Sprintf("unexpected frame (op %d): closing", m.Op)})
+			return
+		}
+	}
+}
