@@ -137,12 +137,12 @@ func dialAgent(path string, o AttachOptions) (*client, error) {
 	if o.Color {
 		flags |= protocol.LocalColor
 	}
-	if err := c.k.Send(&protocol.Local{Op: protocol.LocalHello, Flags: flags}); err != nil {
-		c.k.Close()
-		return nil, fmt.Errorf("cannot attach to %s: %w", path, err)
-	}
-	m, err := c.k.Recv()
+	serr := c.k.Send(&protocol.Local{Op: protocol.LocalHello, Flags: flags})
+	m, err := c.k.Recv() // a refusal may be waiting even when the hello could not be written
 	switch {
+	case err != nil && serr != nil:
+		c.k.Close()
+		return nil, fmt.Errorf("cannot attach to %s: %w", path, serr)
 	case err != nil:
 		c.k.Close()
 		return nil, fmt.Errorf("cannot attach to %s: %w", path, err)

@@ -42,6 +42,8 @@ type SocketServer struct {
 	path string
 	log  logrus.FieldLogger
 
+	hello time.Duration // a new connection's time to say hello
+
 	sem  chan struct{} // one token per session
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -54,11 +56,15 @@ type SocketServer struct {
 
 // ListenSocket listens on path (see attach.Listen) and serves n there.
 func ListenSocket(n *node.Node, path string, log logrus.FieldLogger) (*SocketServer, error) {
+	return listenSocket(n, path, log, helloTimeout)
+}
+
+func listenSocket(n *node.Node, path string, log logrus.FieldLogger, hello time.Duration) (*SocketServer, error) {
 	ln, err := attach.Listen(path)
 	if err != nil {
 		return nil, err
 	}
-	srv := &SocketServer{n: n, ln: ln, path: path, log: log, sem: make(chan struct{}, MaxSessions),
+	srv := &SocketServer{n: n, ln: ln, path: path, log: log, hello: hello, sem: make(chan struct{}, MaxSessions),
 		stop: make(chan struct{}), sessions: map[*attach.Conn]bool{}}
 	srv.wg.Add(1)
 	go srv.accept()
@@ -175,7 +181,7 @@ func (srv *SocketServer) session(k *attach.Conn) {
 		helloC <- m
 	}()
 	var hello *protocol.Local
-	t := time.NewTimer(helloTimeout)
+	t := time.NewTimer(srv.hello)
 	select {
 	case hello = <-helloC:
 	case <-t.C:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -79,8 +80,10 @@ func (k *Conn) Send(m *protocol.Local) error {
 		}
 		k.c.SetWriteDeadline(time.Now().Add(WriteTimeout))
 		if _, err := k.c.Write(k.buf); err != nil {
-			k.c.Close() // the other side is stuck or gone: end the conversation
-			return err
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				k.c.Close() // the other side reads nothing: end the conversation
+			}
+			return err // gone: its last words may still be read
 		}
 		k.last = time.Now()
 		if len(part.Data) == len(m.Data) {
