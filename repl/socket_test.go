@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
-
 )
 
 // attached serves a's shell on a socket and returns a client of it.
