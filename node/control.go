@@ -357,6 +357,7 @@ func (n *Node) Status() protocol.NodeStatus {
 		Config:        n.ConfigMap(),
 		BytesSent:     n.mesh.Stats().BytesSent,
 		Operators:     n.cfg.Operators != nil,
+		CPUMs:         cpuMs(),
 	}
 	if n.cfg.Keyring != nil {
 		st.KeyIDs = n.cfg.Keyring.IDs()

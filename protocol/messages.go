@@ -330,6 +330,7 @@ type NodeStatus struct {
 	BytesSent     uint64   // application bytes written to the cluster port
 	KeyIDs        []string // installed cluster key ids, primary first; none = not encrypted
 	Operators     bool     // control that changes the node needs an operator's signature
+	CPUMs         uint64   // CPU time the process used, user and system: !top's CPU % from two of them
 }
 
 // JobRequest asks a worker to run one job.
