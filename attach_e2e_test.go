@@ -238,3 +238,59 @@ func TestAnotherUserCannotOpenTheSocket(t *testing.T) {
 		t.Fatalf("the owner cannot attach any more: %v", ms)
 	}
 }
+
+func TestAttachInATerminal(t *testing.T) {
+	t.Parallel()
+	needTmux(t)
+	dir := filepath.Join(t.TempDir(), "s")
+	sock := filepath.Join(dir, "a.sock")
+	port := freePort(t)
+	agent := serveNode(t, "a", port, 0, "--socket", sock)
+	ts := newTmux(t, shellCommand("attach", sock, "--history-file", filepath.Join(t.TempDir(), "hist")))
+	ts.waitFor("attached to a")
+	ts.waitLastLine("a [1 alive]>")
+
+	ts.typeText("!cluster_mem")
+	ts.keys("Tab")
+	ts.waitLastLine("a [1 alive]> !cluster_members [--json]") // completed by the agent; the hint drawn by the client
+	ts.keys("Enter")
+	ts.waitFor("a *    127.0.0.1:")
+
+	ts.line("!events on")
+	ts.waitFor("events on")
+	serveNode(t, "b", freePort(t), port)
+	ts.waitFor("member-join b")
+	ts.waitLastLine("a [2 alive]>")
+
+	ts.line("!sleep 1h")
+	ts.waitRunning("a [2 alive]> !sleep 1h")
+	ts.keys("C-c")
+	ts.waitFor("sleep cancelled")
+	ts.waitLastLine("a [2 alive]>")
+
+	ts.line("!quit")
+	ts.waitFor("!quit would stop the agent")
+	ts.keys("C-d")
+	ts.waitFor("detached; a keeps running")
+	ts.waitFor("EXITED 0")
+	select {
+	case <-agent.done:
+		t.Fatalf("the agent exited when the shell detached:\n%s", agent.stderr.String())
+	default:
+	}
+	if ms := attachedMembers(t, sock); len(ms) != 2 {
+		t.Fatalf("after detaching: %v", ms)
+	}
+}
+
+func TestAShellWhoseJoinFailsOpensThePrompt(t *testing.T) {
+	t.Parallel()
+	needTmux(t)
+	port := freePort(t)
+	ts := newTmux(t, shellCommand("--alias", "x", "-P", fmt.Sprint(port), "--join", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--retry-max", "2",
+		"--socket", "none", "--history-file", filepath.Join(t.TempDir(), "hist")))
+	ts.waitFor("connection refused")
+	ts.waitLastLine("x [1 alive]>")
+	ts.line("!echo still here")
+	ts.waitFor("still here")
+}
