@@ -24,7 +24,7 @@ const (
 	LocalStderr                         // agent → client: Data for stderr
 	LocalDone                           // agent → client: the command ended; Status 0 ok, 1 failed (Data: the error)
 	LocalPrompt                         // agent → client: Data is the new prompt
-	LocalBye                            // agent → client: the session ends; Data says why
+	LocalBye                            // agent → client: the session ends; Data says why, Status 0 when the node was shut down
 	LocalKeepalive                      // either way: nothing to say, still here
 	localOpEnd
 )

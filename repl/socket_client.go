@@ -58,7 +58,8 @@ func Attach(target string, o AttachOptions) int {
 	defer c.k.Close()
 	switch {
 	case o.HasCommand:
-		if err := c.exec(context.Background(), o.Command); err != nil {
+		err := c.exec(context.Background(), o.Command)
+		if err != nil && !errors.Is(err, errQuit) {
 			c.errorLine(err)
 			return 1
 		}
@@ -113,10 +114,11 @@ type client struct {
 	prompt    string
 	onPrompt  func() // redraws the prompt; nil outside the interactive loop
 
-	done   chan *protocol.Local // the running command's end
-	comps  chan *protocol.Local // completions asked for
-	closed chan struct{}        // the session ended; why is in reason
-	reason string
+	done    chan *protocol.Local // the running command's end
+	comps   chan *protocol.Local // completions asked for
+	closed  chan struct{}        // the session ended; why is in reason
+	reason  string
+	stopped bool // the session ended because the node was shut down
 }
 
 // dialAgent connects and says hello.
@@ -199,7 +201,7 @@ func (c *client) read() {
 				redraw()
 			}
 		case protocol.LocalBye:
-			c.reason = m.Data
+			c.reason, c.stopped = m.Data, m.Status == 0
 			return
 		}
 	}
@@ -231,9 +233,19 @@ func (c *client) exec(ctx context.Context, line string) error {
 			}
 			ctx = context.Background() // wait for the command's end
 		case <-c.closed:
-			return fmt.Errorf("the session ended: %s", c.reason)
+			return c.ended()
 		}
 	}
+}
+
+// ended is why the session is over: errQuit when the node was shut down,
+// which ends an attached shell with status 0 as it ends a local one.
+func (c *client) ended() error {
+	if c.stopped {
+		c.printf("%s\n", c.pal.dim(clean(c.reason)+"; exiting"))
+		return errQuit
+	}
+	return fmt.Errorf("the session ended: %s", c.reason)
 }
 
 func (c *client) errorLine(err error) {
@@ -353,8 +365,11 @@ func (c *client) interactive(historyFile string) int {
 		line, err := rl.Readline()
 		select {
 		case <-c.closed:
-			c.errorLine(fmt.Errorf("the session ended: %s", c.reason))
-			return 1
+			if err := c.ended(); !errors.Is(err, errQuit) {
+				c.errorLine(err)
+				return 1
+			}
+			return 0
 		default:
 		}
 		if errors.Is(err, readline.ErrInterrupt) {
@@ -387,6 +402,9 @@ func (c *client) interactive(historyFile string) int {
 			c.printf("^C\n")
 		}
 		stop()
+		if errors.Is(err, errQuit) {
+			return 0
+		}
 		if err != nil {
 			c.errorLine(err)
 		}

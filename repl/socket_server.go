@@ -110,14 +110,14 @@ func (srv *SocketServer) accept() {
 		k := attach.NewConn(c)
 		if err := attach.CheckPeer(c); err != nil {
 			srv.warn(err)
-			k.Send(&protocol.Local{Op: protocol.LocalBye, Data: "refused: " + err.Error()})
+			k.Send(&protocol.Local{Op: protocol.LocalBye, Data: "refused: " + err.Error(), Status: 1})
 			k.Close()
 			continue
 		}
 		select {
 		case srv.sem <- struct{}{}:
 		default:
-			k.Send(&protocol.Local{Op: protocol.LocalBye, Data: fmt.Sprintf("busy: %d sessions are attached already; detach one first", MaxSessions)})
+			k.Send(&protocol.Local{Op: protocol.LocalBye, Data: fmt.Sprintf("busy: %d sessions are attached already; detach one first", MaxSessions), Status: 1})
 			k.Close()
 			continue
 		}
@@ -210,7 +210,7 @@ func (srv *SocketServer) session(k *attach.Conn) {
 			case <-sub.C:
 				k.Send(&protocol.Local{Op: protocol.LocalPrompt, Data: sh.Prompt()})
 			case <-srv.n.ShutdownRequested():
-				k.Send(&protocol.Local{Op: protocol.LocalBye, Data: "this node was shut down by !shutdown"})
+				k.Send(&protocol.Local{Op: protocol.LocalBye, Data: "this node was shut down by !shutdown"}) // Status 0: as a local shell, it ends well
 				k.Close()
 				return
 			case <-ended:
@@ -283,7 +283,7 @@ func (srv *SocketServer) session(k *attach.Conn) {
 			}
 			k.Send(&protocol.Local{Op: protocol.LocalCompletions, Pos: int32(len(typing)), Items: cands})
 		default:
-			k.Send(&protocol.Local{Op: protocol.LocalBye, Data: fmt.Sprintf("unexpected frame (op %d): closing", m.Op)})
+			k.Send(&protocol.Local{Op: protocol.LocalBye, Data: fmt.Sprintf("unexpected frame (op %d): closing", m.Op), Status: 1})
 			return
 		}
 	}
