@@ -185,7 +185,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	useColor := interactive && !o.noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb" && isTTY(stdout)
 	sh := repl.New(n, repl.Options{Out: stdout, Err: stderr, Color: useColor, Interactive: interactive})
 	if !interactive {
-		stop := leaveOnSignal(n, syscall.SIGINT, syscall.SIGTERM)
+		stop := leaveOnSignal(n, srv.Close, syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		return sh.RunScript(context.Background(), stdin, o.keepGoing)
 	}
@@ -385,9 +385,9 @@ func serve(n *node.Node, log logrus.FieldLogger) int {
 }
 
 // leaveOnSignal makes the first of sigs leave the cluster gracefully (within
-// about a second) and exit 128+signal, and a second one exit at once. The
-// returned func stops watching.
-func leaveOnSignal(n *node.Node, sigs ...os.Signal) func() {
+// about a second) and exit 128+signal, and a second one exit at once;
+// cleanup runs before a graceful exit. The returned func stops watching.
+func leaveOnSignal(n *node.Node, cleanup func(), sigs ...os.Signal) func() {
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, sigs...)
 	done := make(chan struct{})
@@ -406,6 +406,7 @@ func leaveOnSignal(n *node.Node, sigs ...os.Signal) func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		n.Leave(ctx)
 		cancel()
+		cleanup() // os.Exit skips the deferred calls: the control socket goes now
 		os.Exit(code)
 	}()
 	return func() {

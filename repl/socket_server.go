@@ -74,8 +74,14 @@ func listenSocket(n *node.Node, path string, log logrus.FieldLogger, hello time.
 // Path is the socket's path.
 func (srv *SocketServer) Path() string { return srv.path }
 
-// Close stops listening, ends every session and removes the socket.
+// Close stops listening and ends every session: a command still running
+// gets up to a second to finish and say so (a !shutdown of this node
+// itself), then each client is told why and disconnected. The socket is
+// removed.
 func (srv *SocketServer) Close() {
+	if srv == nil {
+		return // no socket (--socket none): nothing to close
+	}
 	select {
 	case <-srv.stop:
 		return
@@ -83,12 +89,19 @@ func (srv *SocketServer) Close() {
 	}
 	close(srv.stop)
 	srv.ln.Close()
+	done := make(chan struct{})
+	go func() { srv.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return
+	case <-time.After(2 * time.Second): // a client that reads nothing
+	}
 	srv.mu.Lock()
 	for k := range srv.sessions {
 		k.Close()
 	}
 	srv.mu.Unlock()
-	srv.wg.Wait()
+	<-done
 }
 
 func (srv *SocketServer) accept() {
@@ -138,6 +151,16 @@ func (srv *SocketServer) accept() {
 }
 
 // warn logs a refused connection, at most once per 10 s.
+// shutdownRequested reports whether a !shutdown stopped the node.
+func (srv *SocketServer) shutdownRequested() bool {
+	select {
+	case <-srv.n.ShutdownRequested():
+		return true
+	default:
+		return false
+	}
+}
+
 func (srv *SocketServer) warn(err error) {
 	srv.mu.Lock()
 	if time.Since(srv.lastWarn) < 10*time.Second {
@@ -200,35 +223,58 @@ func (srv *SocketServer) session(k *attach.Conn) {
 	if k.Send(&protocol.Local{Op: protocol.LocalHello, Line: srv.n.Alias(), Data: sh.Prompt()}) != nil {
 		return
 	}
+	// cmd is the running command: its cancel, and a channel closed when
+	// it has ended and said so. One at a time.
+	var cmu sync.Mutex
+	var cancel context.CancelFunc
+	var finished chan struct{}
+	waitCommand := func(limit time.Duration) {
+		cmu.Lock()
+		f := finished
+		cmu.Unlock()
+		if f != nil {
+			t := time.NewTimer(limit)
+			defer t.Stop()
+			select {
+			case <-f:
+			case <-t.C:
+			}
+		}
+	}
 	sub := srv.n.Subscribe(16)
 	defer sub.Close()
 	ended := make(chan struct{})
 	defer close(ended)
-	go func() { // the prompt follows the cluster; a !shutdown ends the session
+	go func() { // the prompt follows the cluster; a !shutdown or the server's end ends the session
+		bye := &protocol.Local{Op: protocol.LocalBye}
 		for {
 			select {
 			case <-sub.C:
 				k.Send(&protocol.Local{Op: protocol.LocalPrompt, Data: sh.Prompt()})
+				continue
 			case <-srv.n.ShutdownRequested():
-				k.Send(&protocol.Local{Op: protocol.LocalBye, Data: "this node was shut down by !shutdown"}) // Status 0: as a local shell, it ends well
-				k.Close()
-				return
+				bye.Data = "this node was shut down by !shutdown" // Status 0: as a local shell, it ends well
+			case <-srv.stop:
+				bye.Data, bye.Status = "the node is exiting", 1
+				if srv.shutdownRequested() {
+					bye.Data, bye.Status = "this node was shut down by !shutdown", 0
+				}
 			case <-ended:
 				return
 			}
+			waitCommand(time.Second)
+			k.Send(bye)
+			k.Close()
+			return
 		}
 	}()
-
-	var running sync.WaitGroup
-	var cancel context.CancelFunc // of the running command; nil when none
-	var cmu sync.Mutex
 	defer func() {
 		cmu.Lock()
 		if cancel != nil {
 			cancel()
 		}
 		cmu.Unlock()
-		running.Wait()
+		waitCommand(time.Minute) // a cancelled command returns at once; bounded all the same
 	}()
 	for {
 		m, err := k.Recv()
@@ -241,10 +287,11 @@ func (srv *SocketServer) session(k *attach.Conn) {
 		switch m.Op {
 		case protocol.LocalExec:
 			ctx, stop := context.WithCancel(context.Background())
+			fin := make(chan struct{})
 			cmu.Lock()
 			busy := cancel != nil
 			if !busy {
-				cancel = stop
+				cancel, finished = stop, fin
 			}
 			cmu.Unlock()
 			if busy {
@@ -252,13 +299,12 @@ func (srv *SocketServer) session(k *attach.Conn) {
 				k.Send(&protocol.Local{Op: protocol.LocalDone, Status: 1, Data: "a command is running: wait for it or Ctrl-C it"})
 				continue
 			}
-			running.Add(1)
 			go func(line string) {
-				defer running.Done()
+				defer close(fin)
 				err := sh.Exec(ctx, line)
 				stop()
 				cmu.Lock()
-				cancel = nil
+				cancel = nil // the client may send the next line as soon as it reads the end
 				cmu.Unlock()
 				if errors.Is(err, errQuit) {
 					err = errAttachedQuit
@@ -269,6 +315,11 @@ func (srv *SocketServer) session(k *attach.Conn) {
 				}
 				k.Send(done)
 				k.Send(&protocol.Local{Op: protocol.LocalPrompt, Data: sh.Prompt()})
+				cmu.Lock()
+				if finished == fin {
+					finished = nil
+				}
+				cmu.Unlock()
 			}(m.Line)
 		case protocol.LocalInterrupt:
 			cmu.Lock()
