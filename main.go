@@ -131,7 +131,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if o.showVersion {
-		fmt.Fprintf(stdout, "meshell %s (protocol %d)\n", version, protocol.Version)
+		fmt.Fprintf(stdout, "meshell %s (protocol %d, speaks %s)\n", version, protocol.Version, protocol.Supported())
 		return 0
 	}
 	cfg, log, err := o.nodeConfig(stderr)

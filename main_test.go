@@ -93,7 +93,13 @@ type proc struct {
 // test ends if it is still running.
 func start(t testing.TB, input string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	return startBinary(t, binary, input, args...)
+}
+
+// startBinary is start with another build of meshell.
+func startBinary(t testing.TB, bin, input string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
 	var err error
 	if p.stdin, err = p.cmd.StdinPipe(); err != nil {

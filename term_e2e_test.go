@@ -645,7 +645,7 @@ func TestTerminalHintsAndHistoryWarning(t *testing.T) {
 	ts.waitLastLine("w1 [not in a cluster]> !wait members 3 [TIMEOUT]")
 	ts.keys("C-u")
 	ts.typeText("!config set ")
-	ts.waitLastLine("w1 [not in a cluster]> !config set KEY VALUE")
+	ts.waitLastLine("w1 [not in a cluster]> !config set KEY VALUE [TARGET]")
 	ts.typeText("log-level ")
 	ts.keys("Tab")
 	ts.waitFor("debug")

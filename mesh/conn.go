@@ -38,8 +38,9 @@ type conn struct {
 	dialed bool   // this node dialled it
 	id     uint64 // the dialler's random id for it, from the handshake
 	peer   protocol.Member
-	ip     string        // source IP of an accepted connection, counted by the gate
-	rw     io.ReadWriter // nc's reads and writes (newIO)
+	vsn    protocol.Versions // the peer's protocol range and, as Cur, the version chosen; set before start
+	ip     string            // source IP of an accepted connection, counted by the gate
+	rw     io.ReadWriter     // nc's reads and writes (newIO)
 	fr     *protocol.FrameReader
 	dec    *protocol.Decoder
 	out    chan protocol.Message

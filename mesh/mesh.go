@@ -74,6 +74,7 @@ type Config struct {
 	Settle           time.Duration          // ... once it is up this long; before, crossed dials compete by register's rule
 	Keyring          *keyring.Keyring       // cluster keys: every connection is TLS 1.3 under them; nil = plaintext
 	Insecure         bool                   // without a keyring, take peers from any address, not loopback only
+	Versions         protocol.Versions      // protocol versions this node speaks; zero = protocol.Supported()
 	Log              logrus.FieldLogger
 }
 
@@ -127,6 +128,10 @@ func New(cfg Config, h Handler) *Mesh {
 	if cfg.Log == nil {
 		cfg.Log = logrus.StandardLogger()
 	}
+	if cfg.Versions.Max == 0 {
+		cfg.Versions = protocol.Supported()
+	}
+	cfg.Versions.Cur = cfg.Versions.Max
 	m := &Mesh{cfg: cfg, h: h, conns: map[string]*conn{}, dialing: map[string]*conn{}, all: map[*conn]struct{}{}, heldDown: map[string]error{},
 		gate:   newGate(cfg.MaxHandshakes, cfg.MaxHandshakesIP, cfg.MaxConnsPerIP),
 		budget: protocol.NewBudget(cfg.ReadBudget),
@@ -238,23 +243,24 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		return
 	}
 	var from protocol.Member
-	var version uint16
+	var peerV protocol.Versions
 	var cluster string
 	hello := false
 	switch h := msg.(type) {
 	case *protocol.Hello:
-		from, version, cluster, hello, c.id = h.From, h.Version, h.Cluster, true, h.ConnID
+		from, peerV, cluster, hello, c.id = h.From, h.Versions(), h.Cluster, true, h.ConnID
 	case *protocol.Join:
-		from, version, cluster, c.id = h.From, h.Version, h.Cluster, h.ConnID
+		from, peerV, cluster, c.id = h.From, h.Versions(), h.Cluster, h.ConnID
 	}
+	version, overlap := protocol.Negotiate(m.cfg.Versions, peerV)
 	from.Addr = normalizeAddr(from.Addr, nc.RemoteAddr())
 	var members []protocol.Member
 	self := m.cfg.Self()
 	ip := remoteIP(nc)
 	counted, dup := false, false
 	switch {
-	case version != protocol.Version:
-		err = fmt.Errorf("protocol version %d refused: this node speaks version %d; run the same meshell release on every node", version, protocol.Version)
+	case !overlap:
+		err = protocol.NoOverlap(from.Alias, peerV, self.Alias, m.cfg.Versions)
 	case cluster != m.cfg.Cluster:
 		err = fmt.Errorf("cluster %q refused: this node belongs to cluster %q; use --cluster %s to join it", cluster, m.cfg.Cluster, m.cfg.Cluster)
 	case from.Alias == self.Alias:
@@ -292,10 +298,14 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 	if err != nil {
 		errText = err.Error()
 	}
+	if version == 0 {
+		version = m.cfg.Versions.Max
+	}
+	lo, hi := m.cfg.Versions.Min, m.cfg.Versions.Max
 	if hello {
-		ack = &protocol.HelloAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: errText, From: self, Members: members, Duplicate: dup}
+		ack = &protocol.HelloAck{Version: version, Cluster: m.cfg.Cluster, Error: errText, From: self, Members: members, Duplicate: dup, MinVersion: lo, MaxVersion: hi}
 	} else {
-		ack = &protocol.JoinAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: errText, From: self, Seen: members, Duplicate: dup}
+		ack = &protocol.JoinAck{Version: version, Cluster: m.cfg.Cluster, Error: errText, From: self, Seen: members, Duplicate: dup, MinVersion: lo, MaxVersion: hi}
 	}
 	if dup && err == nil {
 		// The working connection stays the peer's; this one is answered
@@ -318,6 +328,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 	// Registered before the answer leaves: once the dialer knows the
 	// connection, so does this side.
 	c.peer, c.ip = from, ip
+	c.vsn = protocol.Versions{Min: peerV.Min, Max: peerV.Max, Cur: version}
 	loser, ok := m.register(c)
 	if !ok {
 		uncount()
@@ -451,9 +462,9 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 	}
 	self := m.cfg.Self()
 	c.id = rand.Uint64()
-	var intro protocol.Message = &protocol.Join{Version: protocol.Version, Cluster: m.cfg.Cluster, From: self, ConnID: c.id}
+	var intro protocol.Message = protocol.NewJoin(m.cfg.Versions, m.cfg.Cluster, self, c.id)
 	if hello {
-		intro = &protocol.Hello{Version: protocol.Version, Cluster: m.cfg.Cluster, From: self, ConnID: c.id}
+		intro = protocol.NewHello(m.cfg.Versions, m.cfg.Cluster, self, c.id)
 	}
 	fail := func(err error) (protocol.Message, error) {
 		nc.Close()
@@ -483,21 +494,21 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 	}
 	var from protocol.Member
 	var errText, cluster string
-	var version uint16
+	var peerV protocol.Versions
 	dup := false
 	switch a := ack.(type) {
 	case *protocol.HelloAck:
-		from, errText, cluster, version, dup = a.From, a.Error, a.Cluster, a.Version, a.Duplicate
+		from, errText, cluster, peerV, dup = a.From, a.Error, a.Cluster, a.Versions(), a.Duplicate
 	case *protocol.JoinAck:
-		from, errText, cluster, version, dup = a.From, a.Error, a.Cluster, a.Version, a.Duplicate
+		from, errText, cluster, peerV, dup = a.From, a.Error, a.Cluster, a.Versions(), a.Duplicate
 	default:
 		return fail(fmt.Errorf("handshake with %s: answer is %s", addr, ack.Type()))
 	}
 	switch {
 	case errText != "":
 		return fail(&RefusedError{Addr: addr, Reason: errText})
-	case version != protocol.Version:
-		return fail(fmt.Errorf("%s speaks protocol version %d, this node speaks %d; run the same meshell release on every node", addr, version, protocol.Version))
+	case !m.cfg.Versions.Speaks(peerV.Cur) || !peerV.Speaks(peerV.Cur):
+		return fail(fmt.Errorf("%s answered in protocol version %d: %w", addr, peerV.Cur, protocol.NoOverlap(from.Alias, peerV, self.Alias, m.cfg.Versions)))
 	case cluster != m.cfg.Cluster:
 		return fail(fmt.Errorf("%s belongs to cluster %q, this node to %q; use --cluster to pick one", addr, cluster, m.cfg.Cluster))
 	case from.Alias == self.Alias:
@@ -516,7 +527,7 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 	}
 	nc.SetDeadline(time.Time{})
 	from.Addr = normalizeAddr(from.Addr, nc.RemoteAddr())
-	c.peer = from
+	c.peer, c.vsn = from, peerV
 	if !m.start(c) {
 		return nil, ErrClosed
 	}
@@ -597,6 +608,20 @@ func (m *Mesh) live(alias string) *conn {
 	}
 	return nil
 }
+
+// PeerVersions returns the protocol range of the member alias and, as Cur,
+// the version its connection speaks; false when it is not connected.
+func (m *Mesh) PeerVersions(alias string) (protocol.Versions, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c := m.live(alias); c != nil {
+		return c.vsn, true
+	}
+	return protocol.Versions{}, false
+}
+
+// Versions is the protocol range this node speaks.
+func (m *Mesh) Versions() protocol.Versions { return m.cfg.Versions }
 
 // Connected reports whether a connection to alias is established.
 func (m *Mesh) Connected(alias string) bool {

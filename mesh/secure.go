@@ -81,9 +81,9 @@ func (m *Mesh) refusePlain(nc net.Conn, peeked []byte, reason string) {
 	}
 	self := m.cfg.Self()
 	if msg.Type() == protocol.TypeHello {
-		c.writeDirect(&protocol.HelloAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: reason, From: self})
+		c.writeDirect(&protocol.HelloAck{Version: m.cfg.Versions.Max, Cluster: m.cfg.Cluster, Error: reason, From: self, MinVersion: m.cfg.Versions.Min, MaxVersion: m.cfg.Versions.Max})
 	} else {
-		c.writeDirect(&protocol.JoinAck{Version: protocol.Version, Cluster: m.cfg.Cluster, Error: reason, From: self})
+		c.writeDirect(&protocol.JoinAck{Version: m.cfg.Versions.Max, Cluster: m.cfg.Cluster, Error: reason, From: self, MinVersion: m.cfg.Versions.Min, MaxVersion: m.cfg.Versions.Max})
 	}
 }
 
@@ -96,7 +96,7 @@ func (m *Mesh) plainAccept(nc net.Conn, rw io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	if keyring.LooksLikeTLS(peek) {
-		b, _ := protocol.Frame(&protocol.HelloAck{Version: protocol.Version, Cluster: m.cfg.Cluster,
+		b, _ := protocol.Frame(&protocol.HelloAck{Version: m.cfg.Versions.Max, Cluster: m.cfg.Cluster, MinVersion: m.cfg.Versions.Min, MaxVersion: m.cfg.Versions.Max,
 			Error: "this node has no cluster key: the cluster is not encrypted", From: m.cfg.Self()})
 		nc.Write(b)
 		return nil, errors.New("a peer with a cluster key dialled this node, which has none")

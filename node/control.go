@@ -251,6 +251,9 @@ func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.Contro
 	case OpPing:
 	case OpStatus:
 		st := n.Status()
+		if v, ok := n.PeerVersions(from); ok {
+			st.ProtoCur = v.Cur
+		}
 		ack.Status = &st
 	case OpScale:
 		if err := n.SetSlots(int(m.N)); err != nil {
@@ -342,6 +345,16 @@ func (n *Node) Restart(ctx context.Context) error {
 	return n.JoinAny(ctx, seeds, 5*time.Second)
 }
 
+// PeerVersions returns the protocol versions alias speaks and, as Cur, the
+// version of this node's connection to it (this node: its own range, at its
+// newest version); false when alias is not connected.
+func (n *Node) PeerVersions(alias string) (protocol.Versions, bool) {
+	if alias == n.Alias() {
+		return n.mesh.Versions(), true
+	}
+	return n.mesh.PeerVersions(alias)
+}
+
 // Status describes this node for the status command.
 func (n *Node) Status() protocol.NodeStatus {
 	snap := n.Members()
@@ -359,6 +372,8 @@ func (n *Node) Status() protocol.NodeStatus {
 		Operators:     n.cfg.Operators != nil,
 		CPUMs:         cpuMs(),
 	}
+	v := n.mesh.Versions()
+	st.ProtoMin, st.ProtoMax, st.ProtoCur = v.Min, v.Max, v.Max
 	if n.cfg.Keyring != nil {
 		st.KeyIDs = n.cfg.Keyring.IDs()
 	}

@@ -60,6 +60,7 @@ type Config struct {
 	// Transport overrides; zero values take mesh.DefaultConfig's.
 	HandshakeTimeout time.Duration
 	DialTimeout      time.Duration
+	Versions         protocol.Versions // protocol versions spoken; zero = protocol.Supported()
 }
 
 // DefaultConfig returns a node configuration with the LAN profile on
@@ -197,6 +198,7 @@ func New(cfg Config) (*Node, error) {
 	mc := mesh.DefaultConfig(cfg.Cluster, func() protocol.Member { return *n.self.Load() })
 	mc.Log = cfg.Log
 	mc.Keyring, mc.Insecure = cfg.Keyring, cfg.Insecure
+	mc.Versions = cfg.Versions
 	if cfg.HandshakeTimeout > 0 {
 		mc.HandshakeTimeout = cfg.HandshakeTimeout
 	}

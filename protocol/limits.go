@@ -87,16 +87,16 @@ func Validate(m Message) error {
 func validate(m Message) error {
 	switch m := m.(type) {
 	case *Hello:
-		return validateIntro(m.Cluster, "", m.From)
+		return firstErr(validVersions(m.MinVersion, m.MaxVersion, m.CurVersion), validateIntro(m.Cluster, "", m.From))
 	case *Join:
-		return validateIntro(m.Cluster, "", m.From)
+		return firstErr(validVersions(m.MinVersion, m.MaxVersion, m.CurVersion), validateIntro(m.Cluster, "", m.From))
 	case *HelloAck:
-		if err := validateIntro(m.Cluster, m.Error, m.From); err != nil {
+		if err := firstErr(validVersions(m.MinVersion, m.MaxVersion, 0), validateIntro(m.Cluster, m.Error, m.From)); err != nil {
 			return err
 		}
 		return validateList("members", m.Members)
 	case *JoinAck:
-		if err := validateIntro(m.Cluster, m.Error, m.From); err != nil {
+		if err := firstErr(validVersions(m.MinVersion, m.MaxVersion, 0), validateIntro(m.Cluster, m.Error, m.From)); err != nil {
 			return err
 		}
 		return validateMembers("seen entries", m.Seen, MaxSeen)

@@ -2,10 +2,6 @@ package protocol
 
 import "fmt"
 
-// Version is the protocol version carried in Hello and Join. A node refuses a
-// peer that speaks another version, and says which versions were involved.
-const Version = 1
-
 // DefaultCluster is the cluster name used when none is given.
 const DefaultCluster = "meshell"
 
@@ -209,14 +205,20 @@ type Member struct {
 }
 
 // Hello opens a connection from a joiner to a seed.
+// Version is the legacy single version (MinVersion since protocol 2, see
+// NewHello); the range follows at the end.
 type Hello struct {
-	Version uint16
-	Cluster string
-	From    Member
-	ConnID  uint64 // random per dial: orders two connections dialled by one side
+	Version    uint16
+	Cluster    string
+	From       Member
+	ConnID     uint64 // random per dial: orders two connections dialled by one side
+	MinVersion uint16 // protocol 2: the sender speaks [MinVersion, MaxVersion]
+	MaxVersion uint16
+	CurVersion uint16 // ... and prefers CurVersion; all 0 from a protocol 1 node
 }
 
 // HelloAck answers Hello. On refusal Error says why and Members is empty.
+// Version is the version chosen for the connection.
 type HelloAck struct {
 	Version uint16
 	Cluster string
@@ -225,27 +227,34 @@ type HelloAck struct {
 	Members []Member // every member the seed knows, itself included
 	// Duplicate: the receiver already has a working connection to the
 	// sender, which this one does not replace; the sender closes it.
-	Duplicate bool
+	Duplicate  bool
+	MinVersion uint16 // protocol 2: the receiver speaks [MinVersion, MaxVersion]; 0 from a protocol 1 node
+	MaxVersion uint16
 }
 
 // Join opens a connection to a member named by a seed (or a redial). It is not
 // answered with a member list.
 type Join struct {
-	Version uint16
-	Cluster string
-	From    Member
-	ConnID  uint64 // random per dial: orders two connections dialled by one side
+	Version    uint16 // as in Hello
+	Cluster    string
+	From       Member
+	ConnID     uint64 // random per dial: orders two connections dialled by one side
+	MinVersion uint16 // as in Hello
+	MaxVersion uint16
+	CurVersion uint16
 }
 
 // JoinAck answers Join. Seen is the receiver's entry for the joiner, if it has
 // one, so that the joiner can refute a stale suspicion at once.
 type JoinAck struct {
-	Version   uint16
-	Cluster   string
-	Error     string
-	From      Member
-	Seen      []Member
-	Duplicate bool // as in HelloAck
+	Version    uint16 // as in HelloAck
+	Cluster    string
+	Error      string
+	From       Member
+	Seen       []Member
+	Duplicate  bool   // as in HelloAck
+	MinVersion uint16 // as in HelloAck
+	MaxVersion uint16
 }
 
 // Ping is a direct probe. Updates piggyback state changes.
@@ -330,7 +339,10 @@ type NodeStatus struct {
 	BytesSent     uint64   // application bytes written to the cluster port
 	KeyIDs        []string // installed cluster key ids, primary first; none = not encrypted
 	Operators     bool     // control that changes the node needs an operator's signature
-	CPUMs         uint64   // CPU time the process used, user and system: !top's CPU % from two of them
+	// Protocol 2: the versions the node speaks and, as ProtoCur, the one its
+	// connection to the asker speaks; all 0 from a protocol 1 node.
+	ProtoMin, ProtoMax, ProtoCur uint16
+	CPUMs                        uint64 // CPU time the process used, user and system: !top's CPU % from two of them; 0 from an older node
 }
 
 // JobRequest asks a worker to run one job.

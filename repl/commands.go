@@ -39,6 +39,9 @@ type Command struct {
 	// Listing marks a command that prints a table (and takes --json, see
 	// flagJSON): !watch re-runs only these.
 	Listing bool
+	// Target marks a command that addresses nodes by a TARGET (target.go):
+	// its --all and --tag are part of TARGET in Args.
+	Target bool
 }
 
 // flagJSON is the --json flag of listing commands: one JSON document per
@@ -59,6 +62,9 @@ func (c *Command) Usage() string {
 	var b strings.Builder
 	b.WriteString(c.Name)
 	for _, f := range c.Flags {
+		if c.Target && (f.Name == flagAll.Name || f.Name == flagTagTarget.Name) {
+			continue // in TARGET
+		}
 		b.WriteString(" [--" + f.Name)
 		if f.Kind != FlagBool {
 			b.WriteString(" " + strings.ToUpper(flagValueName(f)))
@@ -136,10 +142,19 @@ func init() {
 		{
 			Name: "!cluster_members", Aliases: []string{"!members"}, Group: "cluster", Max: 0,
 			Summary: "the membership table: alias, address, state, incarnation, RTT, tags",
-			Help:    "With --json: one line, a JSON array of {alias, addr, state, incarnation, tags, self, rtt_ms}.",
-			Flags:   []Flag{jsonFlag},
+			Help: "With --json: one line, a JSON array of {alias, addr, state, incarnation, tags, self, rtt_ms, protocol}. " +
+				"--state and --tag keep the members that match (several --state: any of them; several --tag: all of them; " +
+				"in a tag value * matches any text and ? one character); a filter that matches no member fails the command. " +
+				"--detailed adds each member's protocol versions: the one spoken with this node and the range it speaks.",
+			Flags: []Flag{
+				{Name: "state", Kind: FlagString, Usage: "members in this state: alive, suspect, failed or left (repeatable, or comma-separated)",
+					Value: func() []string { return []string{"alive", "suspect", "failed", "left"} }},
+				{Name: "tag", Kind: FlagKV, Glob: true, Usage: "members carrying K=V (repeatable, all must match; * and ? in V are wildcards)"},
+				{Name: "detailed", Kind: FlagBool, Usage: "add each member's protocol versions"},
+				jsonFlag,
+			},
 			Listing: true,
-			Example: "!cluster_members --json",
+			Example: "!cluster_members --json\n!cluster_members --state alive --tag role=work*\n!cluster_members --detailed",
 			Run:     runMembers,
 		},
 		{
@@ -308,11 +323,34 @@ func runMembers(ctx context.Context, s *Shell, a *Args) error {
 	if !s.Node.Running() && len(s.Node.Members().Entries) == 0 {
 		return errors.New("this node is not in a cluster: run !start_cluster or !join_cluster first")
 	}
-	entries := s.Node.Members().Entries
-	if a.Bool("json") {
-		return s.writeJSON(membersJSON(entries))
+	all := s.Node.Members().Entries
+	entries, err := filterMembers(all, a)
+	if err != nil {
+		return err
 	}
-	s.printf("%s", renderMembers(entries, s.pal))
+	if a.Bool("json") {
+		out := membersJSON(entries)
+		for i := range out {
+			if v, ok := s.Node.PeerVersions(out[i].Alias); ok {
+				out[i].Protocol = &protocolJSON{Min: v.Min, Max: v.Max, Current: v.Cur}
+			}
+		}
+		s.writeJSON(out)
+	} else if len(entries) > 0 {
+		var proto func(alias string) string
+		if a.Bool("detailed") {
+			proto = func(alias string) string {
+				if v, ok := s.Node.PeerVersions(alias); ok {
+					return formatProtocol(v)
+				}
+				return "-"
+			}
+		}
+		s.printf("%s", membersTable(entries, s.pal, proto))
+	}
+	if len(entries) == 0 && len(all) > 0 {
+		return fmt.Errorf("no member matches %s (%s); !cluster_members lists every member", memberFilterText(a), stateCounts(all))
+	}
 	return nil
 }
 
@@ -496,6 +534,9 @@ func helpFor(c *Command, p palette) string {
 	fmt.Fprintf(&b, "%s %s\n  %s\n", p.bold("usage:"), c.Usage(), c.Summary)
 	if c.Help != "" {
 		fmt.Fprintf(&b, "  %s\n", c.Help)
+	}
+	if c.Target {
+		fmt.Fprintf(&b, "  %s\n", targetHelp)
 	}
 	if len(c.Aliases) > 0 {
 		fmt.Fprintf(&b, "%s %s\n", p.bold("also:"), strings.Join(c.Aliases, ", "))

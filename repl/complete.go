@@ -317,7 +317,11 @@ func hintFor(line string) string {
 	if partial != "" {
 		pos = append(pos, partial)
 	}
-	hint := remainingArgs(cmd.Args, pos, used, partial != "")
+	args := cmd.Args
+	if cmd.Target && (used[flagAll.Name] || used[flagTagTarget.Name]) { // TARGET given by a flag
+		args = strings.Join(strings.Fields(strings.NewReplacer("[TARGET]", "", "TARGET", "").Replace(args)), " ")
+	}
+	hint := remainingArgs(args, pos, used, partial != "")
 	if hint != "" && !trailing {
 		hint = " " + hint
 	}

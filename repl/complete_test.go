@@ -94,8 +94,9 @@ func TestCompletionFromTheTable(t *testing.T) {
 		{"!start_cl", "!start_cl", []string{"!start_cluster"}},
 		{"!cluster_m", "!cluster_m", []string{"!cluster_members"}},
 		{"!ex", "!ex", []string{"!exit"}},
-		{"!cluster_members -", "-", []string{"--json"}},
-		{"!cluster_members --json -", "-", nil}, // used already
+		{"!cluster_members -", "-", []string{"--detailed", "--json", "--state", "--tag"}},
+		{"!cluster_members --json -", "-", []string{"--detailed", "--state", "--tag"}}, // --json used already
+		{"!cluster_members --state ", "", []string{"alive", "failed", "left", "suspect"}},
 		{"!events ", "", []string{"off", "on"}},
 		{"!wait members 3 ", "", []string{"10s", "30s", "5s"}},
 		{"!wait solo ", "", []string{"alive", "failed", "left", "suspect"}},
@@ -255,11 +256,14 @@ func TestHints(t *testing.T) {
 		{"!wait n2 alive 5s ", ""},
 		{"!join_cluster 127.0.0.1 ", "PORT"},
 		{"!join_cluster 127.0.0.1:7001 ", ""},
-		{"!config set ", "KEY VALUE"},
-		{"!config set probe-interval ", "VALUE"},
-		{"!config show ", ""},
+		{"!config set ", "KEY VALUE [TARGET]"},
+		{"!config set probe-interval ", "VALUE [TARGET]"},
+		{"!config show ", "[TARGET]"},
 		{"!scale --all ", "N"},
 		{"!scale w1 ", "N"},
+		{"!ping --json ", "TARGET"},
+		{"!ping --tag role=worker ", ""},
+		{"!config show --all ", ""},
 		{"!scale --timeout ", "D"}, // a flag's value comes next
 		{"!dispatch echo ", "[ARGS…]"},
 		{"!dispatch echo hi ", ""},
@@ -270,7 +274,7 @@ func TestHints(t *testing.T) {
 		{"!start_cluster", " [HOST:PORT]"},
 		{"!sleep ", "DURATION"},
 		{"!sleep 1s ", ""},
-		{"!cluster_members", " [--json]"},
+		{"!cluster_members", " [--state STATE] [--tag K=V]… [--detailed] [--json]"},
 		{"!watch !cluster_members ", "[ARGS…] [INTERVAL]"},
 		{"!leave", ""},
 		{"!nope ", ""},
@@ -365,7 +369,7 @@ func TestHelpComesFromTheTable(t *testing.T) {
 	if err := s.Exec(context.Background(), "!help cluster_members"); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"usage: !cluster_members [--json]", "also: !members", "flags:", "--json", "example:"} {
+	for _, want := range []string{"usage: !cluster_members [--state STATE] [--tag K=V]… [--detailed] [--json]", "also: !members", "flags:", "--json", "example:"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("!help cluster_members lacks %q:\n%s", want, out.String())
 		}

@@ -20,112 +20,72 @@ import (
 // their reasons, make the command's one error line.
 func init() {
 	timeoutFlag := Flag{Name: "timeout", Kind: FlagDuration, Usage: "how long to wait for each node's acknowledgement (default 5s)"}
-	allFlag := Flag{Name: "all", Kind: FlagBool, Usage: "every live member, this node included"}
-	target := func(s *Shell, prev []string) []string {
-		if len(prev) == 0 {
-			return s.aliases()
-		}
-		return nil
-	}
 	commands = append(commands, []*Command{
-		{
-			Name: "!ping", Group: "control", Args: "ALIAS | --all", Max: 1,
-			Summary:  "round-trip time to a node, or to every node",
-			Flags:    []Flag{allFlag, flagJSON, timeoutFlag},
-			Example:  "!ping worker1\n!ping --all",
-			Complete: target,
-			Run:      runPing,
-		},
-		{
-			Name: "!status", Group: "control", Args: "ALIAS | --all", Max: 1, Listing: true,
-			Summary:  "version, uptime, members seen, slots, jobs, goroutines, RSS and tags of nodes",
-			Flags:    []Flag{allFlag, flagJSON, timeoutFlag},
-			Example:  "!status --all\n!status worker1 --json",
-			Complete: target,
-			Run:      runStatus,
-		},
-		{
-			Name: "!scale", Group: "control", Args: "ALIAS N | --all N", Max: 2, // runScale says what is missing
+		targeted(&Command{
+			Name: "!ping", Group: "control", Args: "TARGET", Max: -1,
+			Summary: "round-trip time to nodes",
+			Flags:   []Flag{flagJSON, timeoutFlag},
+			Example: "!ping worker1\n!ping worker1 worker2\n!ping --all\n!ping --tag role=worker",
+			Run:     runPing,
+		}),
+		targeted(&Command{
+			Name: "!status", Group: "control", Args: "TARGET", Max: -1, Listing: true,
+			Summary: "version, protocol, uptime, members seen, slots, jobs, goroutines, RSS and tags of nodes",
+			Flags:   []Flag{flagJSON, timeoutFlag},
+			Example: "!status --all\n!status worker1 --json\n!status --tag role=work*",
+			Run:     runStatus,
+		}),
+		targeted(&Command{
+			Name: "!scale", Group: "control", Args: "TARGET N", Max: -1, // runScale says what is missing
 			Summary:   "set the number of worker slots of nodes (running jobs are not disturbed)",
-			Flags:     []Flag{allFlag, timeoutFlag},
-			Example:   "!scale worker1 8",
-			Complete:  target,
+			Flags:     []Flag{timeoutFlag},
+			Example:   "!scale worker1 8\n!scale --tag role=worker 4",
 			Run:       runScale,
 			NoHistory: true,
-		},
-		{
-			Name: "!shutdown", Group: "control", Args: "ALIAS | --all", Max: 1,
+		}),
+		targeted(&Command{
+			Name: "!shutdown", Group: "control", Args: "TARGET", Max: -1,
 			Summary:   "drain and stop nodes: jobs finish or fail over, the node leaves and its process exits 0",
-			Help:      "--now skips the drain. With --all this node shuts down last.",
-			Flags:     []Flag{allFlag, {Name: "now", Kind: FlagBool, Usage: "do not wait for running jobs"}, timeoutFlag},
+			Help:      "--now skips the drain. When this node is one of them it shuts down last.",
+			Flags:     []Flag{{Name: "now", Kind: FlagBool, Usage: "do not wait for running jobs"}, timeoutFlag},
 			Example:   "!shutdown worker2",
-			Complete:  target,
 			Run:       runShutdown,
 			NoHistory: true,
-		},
-		{
-			Name: "!restart", Group: "control", Args: "ALIAS", Min: 1, Max: 1,
-			Summary:   "a node leaves, reconnects through the members it knew and comes back at a higher incarnation",
+		}),
+		targeted(&Command{
+			Name: "!restart", Group: "control", Args: "TARGET", Max: -1,
+			Summary: "nodes leave, reconnect through the members they knew and come back at a higher incarnation",
+			Help: "Several nodes restart one after another, each alive again before the next starts (this node last); " +
+				"the first that does not confirm or come back stops the rest.",
 			Flags:     []Flag{timeoutFlag},
 			Example:   "!restart worker1",
-			Complete:  target,
 			Run:       runRestart,
 			NoHistory: true,
-		},
-		{
-			Name: "!config", Group: "control", Args: "show | set KEY VALUE", Min: 1, Max: 3,
-			Summary: "show or change runtime tunables, here or on every node (--all)",
-			Help: "Keys: " + strings.Join(node.ConfigKeys(), ", ") + ". " +
-				"show --all gathers every node's values and marks those that differ.",
-			Flags:   []Flag{allFlag, flagJSON, timeoutFlag},
+		}),
+		targeted(&Command{
+			Name: "!config", Group: "control", Args: "show [TARGET] | set KEY VALUE [TARGET]", Min: 1, Max: -1,
+			Summary: "show or change runtime tunables, here or on other nodes",
+			Help: "Keys: " + strings.Join(node.ConfigKeys(), ", ") + ". Without a TARGET, this node. " +
+				"show with a TARGET gathers the nodes' values and marks those that differ.",
+			Flags:   []Flag{flagJSON, timeoutFlag},
 			Example: "!config show\n!config set probe-interval 300ms --all\n!config show --all",
 			Complete: func(s *Shell, prev []string) []string {
 				switch {
 				case len(prev) == 0:
 					return []string{"show", "set"}
 				case prev[0] != "set":
-					return nil
+					return completeTarget(s, prev[1:])
 				case len(prev) == 1:
 					return node.ConfigKeys()
 				case len(prev) == 2:
 					return s.configValues(prev[1])
 				}
-				return nil
+				return completeTarget(s, prev[3:])
 			},
 			Run:       runConfig,
 			NoHistory: true,
-		},
+		}),
 	}...)
-}
-
-// targets resolves ALIAS or --all into member aliases. A member that left
-// is refused at once: it cannot answer.
-func (s *Shell) targets(a *Args, pos int) ([]string, error) {
-	snap := s.Node.Members()
-	if a.Bool("all") {
-		if len(a.Pos) > pos {
-			return nil, fmt.Errorf("give an alias or --all, not both")
-		}
-		var out []string
-		for _, e := range snap.Entries {
-			if e.State == protocol.StateAlive || e.State == protocol.StateSuspect {
-				out = append(out, e.Alias)
-			}
-		}
-		return out, nil
-	}
-	if len(a.Pos) <= pos {
-		return nil, fmt.Errorf("name a node or use --all")
-	}
-	alias := a.Pos[pos]
-	e, ok := snap.Get(alias)
-	if !ok {
-		return nil, fmt.Errorf("no member %q: members are %s", alias, strings.Join(s.aliases(), ", "))
-	}
-	if e.State == protocol.StateLeft {
-		return nil, fmt.Errorf("%s left the cluster", alias)
-	}
-	return []string{alias}, nil
 }
 
 // control sends req and prints one line per node that confirmed: ok(r)
@@ -211,7 +171,7 @@ type pingJSON struct {
 }
 
 func runPing(ctx context.Context, s *Shell, a *Args) error {
-	targets, err := s.targets(a, 0)
+	targets, err := s.selectTargets(a, a.Pos)
 	if err != nil {
 		return err
 	}
@@ -249,6 +209,16 @@ type statusJSON struct {
 	Config         map[string]any    `json:"config"`
 	KeyIDs         []string          `json:"key_ids"`   // cluster keys, primary first; [] = not encrypted
 	Operators      bool              `json:"operators"` // control that changes the node must be signed
+	Protocol       protocolJSON      `json:"protocol"`  // current: the version it speaks with this node
+}
+
+// statusVersions is the protocol range a node's status reports (a node of
+// protocol 1 reports none) and, as Cur, the version it speaks with this node.
+func statusVersions(st *protocol.NodeStatus) protocol.Versions {
+	if st.ProtoMax == 0 {
+		return protocol.Versions{Min: 1, Max: 1, Cur: 1}
+	}
+	return protocol.Versions{Min: st.ProtoMin, Max: st.ProtoMax, Cur: st.ProtoCur}
 }
 
 // statusDoc is a reply as !status --json prints it: the node's status, or
@@ -263,6 +233,8 @@ func statusDoc(r node.ControlReply) any {
 		Slots: st.Slots, InFlight: st.InFlight, JobsDone: st.JobsDone,
 		Goroutines: st.Goroutines, RSSBytes: st.RSSBytes, BytesSent: st.BytesSent,
 		Tags: st.Tags, Config: configValues(st.Config), KeyIDs: st.KeyIDs, Operators: st.Operators}
+	v := statusVersions(st)
+	out.Protocol = protocolJSON{Min: v.Min, Max: v.Max, Current: v.Cur}
 	if out.Tags == nil {
 		out.Tags = map[string]string{}
 	}
@@ -287,7 +259,7 @@ func configValues(cfg map[string]string) map[string]any {
 }
 
 func runStatus(ctx context.Context, s *Shell, a *Args) error {
-	targets, err := s.targets(a, 0)
+	targets, err := s.selectTargets(a, a.Pos)
 	if err != nil {
 		return err
 	}
@@ -307,14 +279,14 @@ func runStatus(ctx context.Context, s *Shell, a *Args) error {
 
 // renderStatus is !status's table of the nodes that answered.
 func renderStatus(replies []node.ControlReply, p palette) string {
-	header := []string{"ALIAS", "VERSION", "UPTIME", "ALIVE", "SUSPECT", "FAILED", "SLOTS", "IN-FLIGHT", "DONE", "GOROUTINES", "RSS", "SECURITY", "TAGS"}
+	header := []string{"ALIAS", "VERSION", "PROTOCOL", "UPTIME", "ALIVE", "SUSPECT", "FAILED", "SLOTS", "IN-FLIGHT", "DONE", "GOROUTINES", "RSS", "SECURITY", "TAGS"}
 	var rows [][]string
 	for _, r := range replies {
 		if !r.OK || r.Status == nil {
 			continue
 		}
 		st := r.Status
-		rows = append(rows, []string{clean(r.Alias), clean(st.Version), (time.Duration(st.UptimeMs) * time.Millisecond).Round(time.Second).String(),
+		rows = append(rows, []string{clean(r.Alias), clean(st.Version), formatProtocol(statusVersions(st)), (time.Duration(st.UptimeMs) * time.Millisecond).Round(time.Second).String(),
 			strconv.Itoa(st.MembersAlive), strconv.Itoa(st.MembersSusp), strconv.Itoa(st.MembersFailed),
 			strconv.Itoa(st.Slots), strconv.Itoa(st.InFlight), strconv.FormatUint(st.JobsDone, 10),
 			strconv.Itoa(st.Goroutines), fmt.Sprintf("%.1fMiB", float64(st.RSSBytes)/(1<<20)), security(st), formatTags(st.Tags)})
@@ -332,28 +304,18 @@ func renderStatus(replies []node.ControlReply, p palette) string {
 
 func runScale(ctx context.Context, s *Shell, a *Args) error {
 	usage := "usage: " + cmdUsage("!scale")
-	want := 2 // ALIAS N
-	if a.Bool("all") {
-		want = 1 // N
-	}
-	if len(a.Pos) < want {
-		if len(a.Pos) == 1 && !a.Bool("all") && isCount(a.Pos[0]) {
-			return fmt.Errorf("name a node or use --all; %s", usage)
-		}
+	byFlag := a.Bool("all") || len(a.KV("tag")) > 0
+	if len(a.Pos) == 0 || len(a.Pos) == 1 && !byFlag && !isCount(a.Pos[0]) {
 		return fmt.Errorf("N, the number of slots, is missing; %s", usage)
-	}
-	if len(a.Pos) > want {
-		return fmt.Errorf("give an alias or --all, not both; %s", usage)
 	}
 	nStr := a.Pos[len(a.Pos)-1]
 	k, err := strconv.Atoi(nStr)
 	if err != nil || k < 0 {
 		return fmt.Errorf("slots %q: give a whole number ≥ 0; %s", nStr, usage)
 	}
-	a.Pos = a.Pos[:len(a.Pos)-1]
-	targets, err := s.targets(a, 0)
+	targets, err := s.selectTargets(a, a.Pos[:len(a.Pos)-1])
 	if err != nil {
-		return err
+		return fmt.Errorf("%w; %s", err, usage)
 	}
 	_, err = s.control(ctx, a, targets, protocol.Control{Op: node.OpScale, N: int64(k)}, func(r node.ControlReply) string {
 		if r.Status != nil {
@@ -370,7 +332,7 @@ func isCount(w string) bool {
 }
 
 func runShutdown(ctx context.Context, s *Shell, a *Args) error {
-	targets, err := s.targets(a, 0)
+	targets, err := s.selectTargets(a, a.Pos)
 	if err != nil {
 		return err
 	}
@@ -381,14 +343,57 @@ func runShutdown(ctx context.Context, s *Shell, a *Args) error {
 }
 
 func runRestart(ctx context.Context, s *Shell, a *Args) error {
-	targets, err := s.targets(a, 0)
+	targets, err := s.selectTargets(a, a.Pos)
 	if err != nil {
 		return err
 	}
-	_, err = s.control(ctx, a, targets, protocol.Control{Op: node.OpRestart}, func(r node.ControlReply) string {
-		return "ok: restarting"
+	if len(targets) == 1 {
+		_, err = s.control(ctx, a, targets, protocol.Control{Op: node.OpRestart}, func(r node.ControlReply) string {
+			return "ok: restarting"
+		})
+		return err
+	}
+	// One after another, this node last, each alive again at a higher
+	// incarnation before the next goes: the cluster keeps its members.
+	self := s.Node.Alias()
+	if i := slices.Index(targets, self); i >= 0 {
+		targets = append(slices.Delete(targets, i, i+1), self)
+	}
+	for i, t := range targets {
+		before, _ := s.Node.Members().Get(t)
+		_, err := s.control(ctx, a, []string{t}, protocol.Control{Op: node.OpRestart}, func(r node.ControlReply) string {
+			return "ok: restarting"
+		})
+		if err == nil && t != self {
+			err = s.waitBack(ctx, t, before.Incarnation, restartWait)
+		}
+		if err != nil {
+			if rest := targets[i+1:]; len(rest) > 0 {
+				return fmt.Errorf("%w; not restarted: %s", err, strings.Join(cleanAll(rest), ","))
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// restartWait bounds how long a rolling restart waits for each node to
+// come back.
+const restartWait = 30 * time.Second
+
+// waitBack waits until alias is alive above incarnation inc.
+func (s *Shell) waitBack(ctx context.Context, alias string, inc uint64, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	err := s.Node.WaitFor(ctx, func(sn *nodeSnapshot) bool {
+		e, ok := sn.Get(alias)
+		return ok && e.State == protocol.StateAlive && e.Incarnation > inc
 	})
-	return err
+	if err != nil {
+		return fmt.Errorf("%s confirmed but was not alive again within %v", clean(alias), limit)
+	}
+	s.printf("%s: alive again\n", clean(alias))
+	return nil
 }
 
 // configJSON is one node's tunables as printed by !config --json.
@@ -399,13 +404,11 @@ type configJSON struct {
 }
 
 func runConfig(ctx context.Context, s *Shell, a *Args) error {
+	remote := a.Bool("all") || len(a.KV("tag")) > 0
 	switch a.Pos[0] {
 	case "show":
-		if len(a.Pos) != 1 {
-			return errors.New("usage: !config show [--all] [--json]")
-		}
-		if a.Bool("all") {
-			return s.configShowAll(ctx, a)
+		if len(a.Pos) > 1 || remote {
+			return s.configShowAll(ctx, a, a.Pos[1:])
 		}
 		cfg := s.Node.ConfigMap()
 		if a.Bool("json") {
@@ -424,11 +427,11 @@ func runConfig(ctx context.Context, s *Shell, a *Args) error {
 		}))
 		return nil
 	case "set":
-		if len(a.Pos) != 3 {
-			return errors.New("usage: !config set KEY VALUE [--all]")
+		if len(a.Pos) < 3 {
+			return errors.New("usage: !config set KEY VALUE [TARGET]")
 		}
 		key, value := a.Pos[1], a.Pos[2]
-		if !a.Bool("all") { // this node: in or out of a cluster
+		if len(a.Pos) == 3 && !remote { // this node: in or out of a cluster
 			if err := s.Node.SetConfig(key, value); err != nil {
 				return err
 			}
@@ -438,8 +441,7 @@ func runConfig(ctx context.Context, s *Shell, a *Args) error {
 			s.printf("ok: %s = %s\n", clean(key), clean(value))
 			return nil
 		}
-		a.Pos = nil
-		targets, err := s.targets(a, 0)
+		targets, err := s.selectTargets(a, a.Pos[3:])
 		if err != nil {
 			return err
 		}
@@ -467,9 +469,8 @@ func (s *Shell) printConfigJSON(replies []node.ControlReply) {
 // configShowAll gathers every live node's tunables (the status operation
 // carries them) and prints one row per key when all nodes agree, or one
 // row per value, with the nodes that have it, when they differ.
-func (s *Shell) configShowAll(ctx context.Context, a *Args) error {
-	a.Pos = nil // "show"
-	targets, err := s.targets(a, 0)
+func (s *Shell) configShowAll(ctx context.Context, a *Args, words []string) error {
+	targets, err := s.selectTargets(a, words)
 	if err != nil {
 		return err
 	}

@@ -69,7 +69,7 @@ func TestParsingCornerCases(t *testing.T) {
 	for _, tt := range []struct{ line, err string }{
 		{"!config set probe-interval -5s", "probe-interval -5s"}, // a value, refused by the node, not a flag
 		{"!scale b", "N, the number of slots, is missing; usage: !scale"},
-		{"!scale 4", "name a node or use --all; usage: !scale"},
+		{"!scale 4", "name the nodes: ALIAS[,ALIAS…]… | --all | --tag K=V…; usage: !scale"},
 		{"!scale --all", "N, the number of slots, is missing"},
 		{"!scale b x", `slots "x": give a whole number`},
 		{"!workers --tag a=b,c", `"c" is not KEY=VALUE`},

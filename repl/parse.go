@@ -31,12 +31,14 @@ type Flag struct {
 	Kind  FlagKind
 	Usage string
 	Value func() []string // completion candidates for the value
+	Glob  bool            // FlagKV: a value may hold the wildcards * and ? (target.go)
 }
 
 // Args is a parsed command line.
 type Args struct {
-	Pos   []string
-	flags map[string][]string
+	Pos    []string
+	flags  map[string][]string
+	dashed int // index in Pos of the words after a "--" that parseArgs took; -1 = none
 }
 
 // Bool reports whether a boolean flag was given.
@@ -86,7 +88,7 @@ func (a *Args) KV(name string) map[string]string {
 // positional word ends flag parsing: `!dispatch --json echo --json` echoes
 // "--json".
 func parseArgs(cmd *Command, words []string) (*Args, error) {
-	a := &Args{flags: map[string][]string{}}
+	a := &Args{flags: map[string][]string{}, dashed: -1}
 	for i := 0; i < len(words); i++ {
 		w := words[i]
 		if isValue(w) || (cmd.Rest && len(a.Pos) > 0) {
@@ -94,6 +96,7 @@ func parseArgs(cmd *Command, words []string) (*Args, error) {
 			continue
 		}
 		if w == "--" {
+			a.dashed = len(a.Pos)
 			a.Pos = append(a.Pos, words[i+1:]...)
 			break
 		}
@@ -146,7 +149,11 @@ func checkFlagValue(f *Flag, v string) error {
 			return fmt.Errorf("--%s wants a positive duration such as 500ms or 2s, not %q", f.Name, v)
 		}
 	case FlagKV:
-		if _, err := parseTags(v); err != nil {
+		parse := parseTags
+		if f.Glob {
+			parse = parseTagPatterns
+		}
+		if _, err := parse(v); err != nil {
 			return fmt.Errorf("--%s: %w", f.Name, err)
 		}
 	}
@@ -155,14 +162,24 @@ func checkFlagValue(f *Flag, v string) error {
 
 // parseTags reads "k=v" or "k=v,k2=v2" into tags, each checked with the
 // rules every node applies (protocol.ValidTag).
-func parseTags(word string) (map[string]string, error) {
+func parseTags(word string) (map[string]string, error) { return readTags(word, false) }
+
+// parseTagPatterns is parseTags where each value may also hold the
+// wildcards * and ? (globMatch).
+func parseTagPatterns(word string) (map[string]string, error) { return readTags(word, true) }
+
+func readTags(word string, glob bool) (map[string]string, error) {
 	tags := map[string]string{}
 	for _, kv := range strings.Split(word, ",") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("%q is not KEY=VALUE, e.g. role=worker", kv)
 		}
-		if err := protocol.ValidTag(k, v); err != nil {
+		checked := v
+		if glob {
+			checked = strings.NewReplacer("*", "", "?", "").Replace(v)
+		}
+		if err := protocol.ValidTag(k, checked); err != nil {
 			return nil, err
 		}
 		tags[k] = v

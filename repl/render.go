@@ -85,8 +85,15 @@ func table(header []string, rows [][]string, colour func(row, col int, cell stri
 	return b.String()
 }
 
-func renderMembers(entries []manager.Entry, p palette) string {
+func renderMembers(entries []manager.Entry, p palette) string { return membersTable(entries, p, nil) }
+
+// membersTable is the members table; with proto (--detailed) a PROTOCOL
+// column before TAGS holds proto(alias).
+func membersTable(entries []manager.Entry, p palette, proto func(alias string) string) string {
 	header := []string{"ALIAS", "ADDRESS", "STATE", "INC", "RTT", "TAGS"}
+	if proto != nil {
+		header = slices.Insert(header, 5, "PROTOCOL")
+	}
 	rows := make([][]string, len(entries))
 	for i, e := range entries {
 		alias := clean(e.Alias)
@@ -94,6 +101,9 @@ func renderMembers(entries []manager.Entry, p palette) string {
 			alias += " *"
 		}
 		rows[i] = []string{alias, clean(e.Addr), e.State.String(), fmt.Sprint(e.Incarnation), formatRTT(e.RTT, e.Self), formatTags(e.Tags)}
+		if proto != nil {
+			rows[i] = slices.Insert(rows[i], 5, proto(e.Alias))
+		}
 	}
 	return table(header, rows, func(i, j int, cell string) string {
 		switch {
@@ -158,8 +168,21 @@ type memberJSON struct {
 	Incarnation uint64            `json:"incarnation"`
 	Tags        map[string]string `json:"tags"`
 	Self        bool              `json:"self"`
-	RTTMs       *float64          `json:"rtt_ms"` // null: not measured (this node, or no ack yet)
+	RTTMs       *float64          `json:"rtt_ms"`             // null: not measured (this node, or no ack yet)
+	Protocol    *protocolJSON     `json:"protocol,omitempty"` // absent: not connected
 }
+
+// protocolJSON is a node's protocol versions: the range it speaks and the
+// version it speaks with this node.
+type protocolJSON struct {
+	Min     uint16 `json:"min"`
+	Max     uint16 `json:"max"`
+	Current uint16 `json:"current"`
+}
+
+// formatProtocol is "2 (1-2)": the version spoken with this node, then
+// the range the node speaks.
+func formatProtocol(v protocol.Versions) string { return fmt.Sprintf("%d (%s)", v.Cur, v) }
 
 // jsonTime is the one time format of the JSON output: RFC 3339 in UTC
 // with microseconds, "2025-06-01T12:00:00.123456Z".

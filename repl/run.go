@@ -12,26 +12,21 @@ import (
 
 	"github.com/fatih/color"
 
-	"meshell/manager"
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // !run: one command on many nodes, answers streamed, gathered or diffed,
 // as clush does. The nodes run it as a job of the run kind (node/run.go).
 func init() {
-	commands = append(commands, &Command{
-		Name: "!run", Group: "jobs", Args: "[ALIAS[,ALIAS…]] -- CMD [ARGS…]", Min: 1, Max: -1, Rest: true,
+	commands = append(commands, targeted(&Command{
+		Name: "!run", Group: "jobs", Args: "TARGET -- CMD [ARGS…]", Min: 1, Max: -1, Rest: true,
 		Summary: "run a command on many nodes at once and gather the answers",
 		Help: "CMD runs on every target node at once, without a shell (write sh -c '…' for one), with no stdin, " +
 			"MESHELL_ALIAS and MESHELL_CLUSTER in its environment, in the node's working directory; nodes need --allow-run. " +
-			"Targets: --all (every live member), --tag K=V (repeatable, all must match) or aliases, comma-separated, n[1-3] style ranges accepted. " +
 			"Lines print as they come, prefixed by their node; --gather (-b) prints each distinct answer once under its nodes, " +
 			"--diff the most common answer and a diff per other one, --json one line per node. " +
 			"Fails when a node exits non-zero, refuses or does not answer within --timeout; Ctrl-C stops the command everywhere and prints what came back.",
 		Flags: []Flag{
-			{Name: "all", Kind: FlagBool, Usage: "every live member, this node included"},
-			{Name: "tag", Kind: FlagKV, Usage: "live members carrying this tag (repeatable; all must match)"},
 			{Name: "timeout", Kind: FlagDuration, Usage: "stop waiting, and kill the command, after this long (default 60s)"},
 			{Name: "gather", Kind: FlagBool, Usage: "wait, then print each distinct answer once under its nodes"},
 			{Name: "b", Kind: FlagBool, Usage: "same as --gather (clush -b)"},
@@ -41,7 +36,7 @@ func init() {
 		Example:  "!run --all -- uname -r\n!run --all --gather -- sh -c 'echo $MESHELL_CLUSTER'\n!run --tag role=worker --diff -- ls /\n!run worker1,worker2 --timeout 5s -- uptime",
 		Complete: completeRun,
 		Run:      runRun,
-	})
+	}))
 }
 
 // defaultRunTimeout is !run's --timeout when none is given.
@@ -64,81 +59,38 @@ const (
 	runJSON
 )
 
-// parseRun splits !run's words into targets and the command. With --all or
-// --tag the positional words are the command ("--" already ended the
-// flags); otherwise the first is the node list, then flags, then "--".
+// parseRun splits !run's words into the TARGET and the command, which
+// "--" separates (with --all or --tag, "--" may be left out). Flags may
+// come between the node list and "--".
 func (s *Shell) parseRun(a *Args) (targets, argv []string, err error) {
-	all, tags := a.Bool("all"), a.KV("tag")
 	usage := "usage: " + cmdUsage("!run")
-	if all && len(tags) > 0 {
-		return nil, nil, fmt.Errorf("give --all, --tag or a node list, not several; %s", usage)
-	}
-	if all || len(tags) > 0 {
+	byFlag := a.Bool("all") || len(a.KV("tag")) > 0
+	var words []string
+	switch i := slices.Index(a.Pos, "--"); {
+	case a.dashed >= 0: // "--" came before any positional word
 		argv = a.Pos
-	} else {
-		list := a.Pos[0]
-		i := slices.Index(a.Pos[1:], "--")
-		if i < 0 {
-			return nil, nil, fmt.Errorf("put -- before the command: !run %s -- CMD [ARGS…]", list)
-		}
-		mid, err := parseArgs(lookup("!run"), a.Pos[1:1+i])
+	case i >= 0:
+		mid, err := parseArgs(lookup("!run"), a.Pos[1:i])
 		if err != nil {
 			return nil, nil, err
-		}
-		if len(mid.Pos) > 0 {
-			return nil, nil, fmt.Errorf("%q: only flags may come between the node list and --; %s", mid.Pos[0], usage)
-		}
-		if mid.Bool("all") || len(mid.KV("tag")) > 0 {
-			return nil, nil, fmt.Errorf("give --all, --tag or a node list, not several; %s", usage)
 		}
 		for k, v := range mid.flags {
 			a.flags[k] = append(a.flags[k], v...)
 		}
-		argv = a.Pos[2+i:]
-		if targets, err = s.runTargets(list); err != nil {
-			return nil, nil, err
-		}
+		words, argv = append([]string{a.Pos[0]}, mid.Pos...), a.Pos[i+1:]
+	case byFlag:
+		argv = a.Pos
+	default:
+		return nil, nil, fmt.Errorf("put -- before the command: !run %s -- CMD [ARGS…]", a.Pos[0])
 	}
 	if len(argv) == 0 {
 		return nil, nil, fmt.Errorf("no command to run; %s", usage)
 	}
-	if all || len(tags) > 0 {
-		for _, e := range s.Node.Members().Entries {
-			if (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) && manager.Matches(e.Tags, tags) {
-				targets = append(targets, e.Alias)
-			}
-		}
-		if len(targets) == 0 {
-			return nil, nil, fmt.Errorf("no live member carries %s", manager.FilterString(tags))
-		}
+	if targets, err = s.selectTargets(a, words); err != nil {
+		return nil, nil, fmt.Errorf("%w; %s", err, usage)
 	}
 	slices.SortFunc(targets, compareNodes)
 	return targets, argv, nil
-}
-
-// runTargets reads a node list: aliases separated by commas, each possibly
-// a clush-style range such as n[1-3,5]. Every alias must be a member that
-// has not left.
-func (s *Shell) runTargets(list string) ([]string, error) {
-	names, err := expandNodes(list)
-	if err != nil {
-		return nil, err
-	}
-	snap := s.Node.Members()
-	var out []string
-	for _, n := range names {
-		e, ok := snap.Get(n)
-		switch {
-		case !ok:
-			return nil, fmt.Errorf("no member %q: members are %s", n, strings.Join(cleanAll(s.aliases()), ", "))
-		case e.State == protocol.StateLeft:
-			return nil, fmt.Errorf("%s left the cluster", n)
-		}
-		if !slices.Contains(out, n) {
-			out = append(out, n)
-		}
-	}
-	return out, nil
 }
 
 func runRun(ctx context.Context, s *Shell, a *Args) error {
