@@ -254,7 +254,9 @@ func TestAttachInATerminal(t *testing.T) {
 
 	ts.typeText("!cluster_mem")
 	ts.keys("Tab")
-	ts.waitLastLine("a [1 alive]> !cluster_members [--json]") // completed by the agent; the hint drawn by the client
+	ts.waitScreen("!cluster_members completed", func(s string) bool { // by the agent; the hint after it drawn by the client
+		return strings.HasPrefix(lastLine(s), "a [1 alive]> !cluster_members [--")
+	})
 	ts.keys("Enter")
 	ts.waitFor("a *    127.0.0.1:")
 

@@ -486,11 +486,7 @@ func (n *Node) joinRetrying(ctx context.Context, addr string) (JoinResult, error
 		if err == nil || attempt == 3 || Final(err) {
 			return res, err
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, wait) {
 			return res, err
 		}
 		wait *= 3

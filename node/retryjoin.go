@@ -59,13 +59,21 @@ func (n *Node) JoinRetry(ctx context.Context, addrs []string, perAddr time.Durat
 		if r.Failed != nil {
 			r.Failed(round, err, wait)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, wait) {
 			return res, err
 		}
+	}
+}
+
+// pause waits d, or less if ctx ends first; false then.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

@@ -301,24 +301,8 @@ func (c *client) Do(line []rune, pos int) ([][]rune, int) {
 // completion and history of a local shell; Ctrl-C cancels the running
 // command on the agent; Ctrl-D detaches.
 func (c *client) interactive(historyFile string) int {
-	var histErr error
-	if historyFile != "" {
-		if histErr = writable(historyFile); histErr != nil {
-			historyFile = ""
-		}
-	}
-	stdin := readline.NewCancelableStdin(os.Stdin)
-	cfg := &readline.Config{
-		Prompt: c.getPrompt(), Stdin: stdin, HistoryFile: historyFile, HistoryLimit: 1000,
-		DisableAutoSaveHistory: true, HistorySearchFold: true, AutoComplete: c,
-		InterruptPrompt: "^C", EOFPrompt: "", FuncFilterInputRune: filterInput,
-	}
-	if c.pal.on {
-		cfg.Painter = hintPainter{prompt: c.getPrompt, width: readline.GetScreenWidth}
-	}
-	rl, err := readline.NewEx(cfg)
+	rl, stdin, histErr, err := openTerminal(c.getPrompt, historyFile, c, c.pal.on)
 	if err != nil {
-		stdin.Close()
 		c.errorLine(fmt.Errorf("terminal: %w", err))
 		return 1
 	}
