@@ -226,8 +226,17 @@ type counter struct {
 	n  atomic.Int64
 }
 
-func newCounter(t *testing.T) *counter {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func newCounter(t *testing.T) *counter { return countAt(t, "127.0.0.1:0") }
+
+// countAt counts the connections made to addr, waiting up to 10 s for the
+// address to be free (a killed process's port).
+func countAt(t *testing.T, addr string) *counter {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	for deadline := time.Now().Add(10 * time.Second); err != nil && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		ln, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

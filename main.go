@@ -20,8 +20,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"meshell/node"
-	"meshell/node/swim"
-	"meshell/protocol"
 	"meshell/repl"
 )
 
@@ -46,6 +44,7 @@ type options struct {
 	retryMax                                    int
 	retryInterval                               time.Duration
 	socket                                      string
+	metrics                                     string
 	set                                         map[string]bool
 }
 
@@ -60,7 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.port, "P", 0, "same as --port")
 	fs.StringVar(&o.advertise, "advertise", "", "address other nodes dial to reach this node (default: the bind address)")
 	fs.StringVar(&o.join, "join", "", "listen and join at start-up: ADDR[,ADDR…] (a DNS name may resolve to several)")
-	fs.StringVar(&o.cluster, "cluster", protocol.DefaultCluster, "cluster name; nodes of another cluster are refused")
+	fs.StringVar(&o.cluster, "cluster", node.DefaultCluster, "cluster name; nodes of another cluster are refused")
 	fs.StringVar(&o.tags, "tags", "", "tags gossiped with this node: k=v[,k=v…] (e.g. role=worker)")
 	fs.BoolVar(&o.serve, "serve", false, "headless agent: no REPL; runs until SIGINT/SIGTERM")
 	fs.BoolVar(&o.keepGoing, "keep-going", false, "script mode: go on after a failed command (exit status is still 1)")
@@ -86,7 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.operatorKey, "operator-key", "", "operator private key that signs the control requests this shell sends")
 	fs.IntVar(&o.maxSlots, "max-slots", node.DefaultMaxSlots(), "most job slots !scale may give this node")
 	fs.DurationVar(&o.maxJobTimeout, "max-job-timeout", node.DefaultMaxJobTimeout, "longest a job may run on this node")
-	fs.IntVar(&o.maxMembers, "max-members", swim.LANConfig().MaxMembers, "largest membership table; news of members beyond it is refused")
+	fs.IntVar(&o.maxMembers, "max-members", node.LANTunables().MaxMembers, "largest membership table; news of members beyond it is refused")
 	fs.BoolVar(&o.allowRun, "allow-run", false, "run the commands of !run sent to this node (signed ones only with --operators)")
 	fs.Func("kind", "declare a job kind NAME=COMMAND [ARGS…] that runs COMMAND with the job's arguments (NAME!=… if it may run twice); repeatable", func(v string) error {
 		d, err := node.ParseKindSpec(v)
@@ -98,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.retryMax, "retry-max", -1, "rounds of --join before giving up; 0 = no limit (default: no limit with --serve, 3 with a shell)")
 	fs.DurationVar(&o.retryInterval, "retry-interval", node.RetryForever.Cap, "longest wait between two rounds of --join (the wait starts at 250ms and doubles)")
 	fs.StringVar(&o.socket, "socket", "", "local control socket for meshell attach, or none (default: "+repl.SocketDir()+"/ALIAS.sock)")
+	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off by default)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.demo, "demo", false, "start with two in-process worker nodes already joined")
 	if err := fs.Parse(args); err != nil {
@@ -131,7 +131,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if o.showVersion {
-		fmt.Fprintf(stdout, "meshell %s (protocol %d, speaks %s)\n", version, protocol.Version, protocol.Supported())
+		fmt.Fprintf(stdout, "meshell %s (protocol %d, speaks %s)\n", version, node.ProtocolVersion, node.SupportedVersions())
 		return 0
 	}
 	cfg, log, err := o.nodeConfig(stderr)
@@ -145,6 +145,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer n.Close()
+	if o.metrics != "" {
+		addr, err := n.ServeMetrics(o.metrics)
+		if err != nil {
+			fmt.Fprintf(stderr, "error: --metrics: %s; pick another HOST:PORT\n", repl.Clean(err.Error()))
+			return 1
+		}
+		log.WithField("addr", addr).Info("metrics: serving /metrics")
+	}
 	srv, err := o.listenSocket(n, cfg.Bind, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %s\n", repl.Clean(err.Error()))
@@ -235,11 +243,11 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	cfg.RefuseControl = !o.acceptControl
 	cfg.Alias = o.alias
 	if o.set["alias"] || o.set["node-alias"] {
-		if err := protocol.ValidAlias(o.alias); err != nil {
+		if err := node.ValidAlias(o.alias); err != nil {
 			return cfg, nil, fmt.Errorf("--alias: %w", err)
 		}
 	}
-	if err := protocol.ValidCluster(o.cluster); err != nil {
+	if err := node.ValidCluster(o.cluster); err != nil {
 		return cfg, nil, fmt.Errorf("--cluster: %w", err)
 	}
 	cfg.Cluster = o.cluster
@@ -264,7 +272,7 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	if cfg.Tags, err = parseTags(o.tags); err != nil {
 		return cfg, nil, err
 	}
-	if cfg.SWIM, err = swim.Profile(o.profile); err != nil {
+	if cfg.SWIM, err = node.Profile(o.profile); err != nil {
 		return cfg, nil, fmt.Errorf("--profile: %w", err)
 	}
 	if err := o.security(&cfg); err != nil {
@@ -281,6 +289,11 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	}
 	if o.retryInterval <= 0 {
 		return cfg, nil, fmt.Errorf("--retry-interval %v: give a positive duration such as 2s", o.retryInterval)
+	}
+	if o.metrics != "" {
+		if _, _, err := net.SplitHostPort(o.metrics); err != nil {
+			return cfg, nil, fmt.Errorf("--metrics %q is not HOST:PORT (e.g. 127.0.0.1:9100)", o.metrics)
+		}
 	}
 	cfg.Jobs = node.JobLimits{MaxSlots: o.maxSlots, MaxJobTimeout: o.maxJobTimeout}
 	cfg.Run = node.RunConfig{Allow: o.allowRun, Kinds: o.kinds}

@@ -7,40 +7,35 @@ import (
 	"io"
 	"os"
 
-	"meshell/mesh/keyring"
 	"meshell/node"
-	"meshell/node/operator"
 )
 
 // security loads the cluster keys (--key-file, else MESHELL_KEY), the
 // operators file and this shell's operator key into cfg.
 func (o *options) security(cfg *node.Config) error {
-	switch env := os.Getenv(keyring.EnvVar); {
+	switch env := os.Getenv(node.KeyEnvVar); {
 	case o.keyFile != "":
-		ring, err := keyring.Load(o.keyFile)
+		ring, err := node.LoadKeyring(o.keyFile)
 		if err != nil {
 			return fmt.Errorf("--key-file: %w", err)
 		}
 		cfg.Keyring, cfg.KeyFile = ring, o.keyFile
 	case env != "":
-		ring, err := keyring.FromEnv(env)
+		ring, err := node.KeyringFromEnv(env)
 		if err != nil {
-			return fmt.Errorf("%s: %w", keyring.EnvVar, err)
+			return fmt.Errorf("%s: %w", node.KeyEnvVar, err)
 		}
 		cfg.Keyring = ring
 	}
 	cfg.Insecure = o.insecure
 	if o.operatorsFile != "" {
-		ops, err := operator.LoadOperators(o.operatorsFile)
-		if err != nil {
-			return fmt.Errorf("--operators: %w", err)
-		}
-		if cfg.Operators, err = operator.NewVerifier(ops, operator.VerifierConfig{}); err != nil {
+		var err error
+		if cfg.Operators, err = node.LoadOperators(o.operatorsFile); err != nil {
 			return fmt.Errorf("--operators: %w", err)
 		}
 	}
 	if o.operatorKey != "" {
-		k, err := operator.LoadPrivateKey(o.operatorKey)
+		k, err := node.LoadOperatorKey(o.operatorKey)
 		if err != nil {
 			return fmt.Errorf("--operator-key: %w", err)
 		}
@@ -71,26 +66,23 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "error: --out is for operator keys; a cluster key is printed: meshell keygen > cluster.key && chmod 600 cluster.key")
 			return 2
 		}
-		k, err := keyring.Generate()
+		k, err := node.NewClusterKey()
 		if err != nil {
 			fmt.Fprintf(stderr, "error: %v\n", err)
 			return 1
 		}
-		fmt.Fprintln(stdout, k.Encode())
+		fmt.Fprintln(stdout, k)
 		return 0
 	}
 	if *out == "" {
 		fmt.Fprintln(stderr, "error: --operator needs --out FILE for the private key")
 		return 2
 	}
-	k, err := operator.Generate(*name)
-	if err == nil {
-		err = k.WriteFile(*out)
-	}
+	line, err := node.NewOperatorKey(*name, *out)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return 1
 	}
-	fmt.Fprintln(stdout, k.PublicLine())
+	fmt.Fprintln(stdout, line)
 	return 0
 }

@@ -31,9 +31,26 @@ func TestTwoProtocolVersionsTargetsAndFilters(t *testing.T) {
 	waitListening(t, seedPort)
 	start(t, "", "--serve", "--alias", "v2", "-P", "0", "--join", seed, "--tags", "role=worker,gen=new", "--allow-run")
 	sh := start(t, "", "--alias", "sh", "-P", "0", "--join", seed)
+	sh.feed(t, "!wait members 3 30s\n!wait v2 alive 30s\n")
+	// A member is listed alive (gossip) a moment before this node's own
+	// connection to it is up, and the protocol of a link exists only then.
+	for i := 0; ; i++ {
+		marker := fmt.Sprintf("@@probe-%d-", i)
+		sh.feed(t, "!cluster_members --json --detailed\n!echo "+marker+"\n")
+		sh.waitOutput(t, marker, 30*time.Second)
+		before, _, _ := strings.Cut(sh.stdout.String(), marker)
+		if i > 0 {
+			_, before, _ = strings.Cut(before, fmt.Sprintf("@@probe-%d-", i-1))
+		}
+		if strings.Count(before, `"protocol"`) == 3 {
+			break
+		}
+		if i == 300 {
+			t.Fatalf("the shell never had a connection to every member:\n%s", before)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	sh.feed(t, strings.Join([]string{
-		"!wait members 3 30s",
-		"!wait v2 alive 30s",
 		"!echo @@members",
 		"!cluster_members --json --detailed",
 		"!echo @@detailed",

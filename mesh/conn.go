@@ -115,6 +115,11 @@ func (c *conn) writeDirect(msg protocol.Message) error {
 	}
 	n, err := c.rw.Write(b)
 	c.m.sent.Add(uint64(n))
+	if err == nil {
+		f := c.m.family(msg.Type())
+		f.framesSent.Add(1)
+		f.bytesSent.Add(uint64(n))
+	}
 	return err
 }
 
@@ -129,7 +134,7 @@ func (c *conn) enqueue(msg protocol.Message) error {
 		c.queued.Add(1)
 		return nil
 	default:
-		c.m.dropped.Add(1)
+		c.m.drop(msg)
 		return ErrQueueFull
 	}
 }
@@ -147,16 +152,16 @@ func (c *conn) closed() bool {
 	}
 }
 
-// discard empties the queue of a connection that never came up.
-func (c *conn) discard() int {
-	n := 0
+// discard empties the queue of a connection that never came up, counting
+// what it drops.
+func (c *conn) discard() {
 	for {
 		select {
-		case <-c.out:
-			n++
+		case msg := <-c.out:
+			c.m.drop(msg)
 		default:
 			c.queued.Store(0)
-			return n
+			return
 		}
 	}
 }
@@ -274,6 +279,9 @@ func (c *conn) readLoop() {
 			m.warn.Warn("frame-bad", logrus.Fields{"alias": c.peer.Alias, "error": err.Error()}, "mesh: closing connection after a bad frame")
 			break
 		}
+		f := m.family(msg.Type())
+		f.framesReceived.Add(1)
+		f.bytesReceived.Add(uint64(len(p)))
 		m.h.Receive(c.peer.Alias, msg)
 	}
 	c.close(err)
@@ -341,6 +349,7 @@ func (c *conn) writeLoop() {
 		w, err := c.rw.Write(buf)
 		m.sent.Add(uint64(w))
 		c.queued.Add(-n)
+		c.countSent(batch, w)
 		if err != nil {
 			// Frames that did not go out go to the peer's other
 			// connection, if it has one: this one may have been retired
@@ -361,6 +370,28 @@ func (c *conn) writeLoop() {
 	}
 }
 
+// countSent adds the frames of batch that the write of w bytes got out to
+// their families' counters, once per family.
+func (c *conn) countSent(batch []framed, w int) {
+	var frames, bytes [Families]uint64
+	start := 0
+	for _, f := range batch {
+		if f.end > w {
+			break
+		}
+		i := min(int(f.msg.Type().Family()), Families-1)
+		frames[i]++
+		bytes[i] += uint64(f.end - start)
+		start = f.end
+	}
+	for i := range frames {
+		if frames[i] > 0 {
+			c.m.families[i].framesSent.Add(frames[i])
+			c.m.families[i].bytesSent.Add(bytes[i])
+		}
+	}
+}
+
 // framed is a message in the writer's buffer and where its frame ends.
 type framed struct {
 	msg protocol.Message
@@ -370,7 +401,7 @@ type framed struct {
 func (c *conn) append(enc *protocol.Encoder, buf []byte, batch []framed, msg protocol.Message) ([]byte, []framed) {
 	out, err := enc.AppendFrame(buf, msg)
 	if err != nil {
-		c.m.dropped.Add(1)
+		c.m.drop(msg)
 		c.m.cfg.Log.WithField("alias", c.peer.Alias).WithError(err).Warn("mesh: message not sent")
 		return buf, batch
 	}
@@ -419,7 +450,9 @@ func (c *conn) next() *conn {
 // moveTo queues msg on next; without one, or when next is full, it is
 // dropped and counted.
 func (c *conn) moveTo(next *conn, msg protocol.Message) {
-	if next == nil || next.enqueue(msg) != nil {
-		c.m.dropped.Add(1)
+	if next == nil {
+		c.m.drop(msg)
+	} else if err := next.enqueue(msg); err != nil && !errors.Is(err, ErrQueueFull) {
+		c.m.drop(msg) // a full queue counted it already
 	}
 }

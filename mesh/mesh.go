@@ -121,6 +121,31 @@ type Mesh struct {
 	received atomic.Uint64
 	dropped  atomic.Uint64
 	refused  atomic.Uint64 // connections closed for a bad handshake, frame or bound
+	families [Families]familyCounters
+}
+
+// Families is the size of Stats.ByFamily, indexed by protocol.Family.
+const Families = int(protocol.FamilyEvents) + 1
+
+// familyCounters count one message family's traffic (FamilyStats).
+type familyCounters struct {
+	framesSent, bytesSent, framesReceived, bytesReceived, dropped atomic.Uint64
+}
+
+// FamilyStats are one message family's frames and bytes: sent (written to
+// the socket), received, and dropped before they were written.
+type FamilyStats struct {
+	FramesSent, BytesSent, FramesReceived, BytesReceived, Dropped uint64
+}
+
+func (m *Mesh) family(t protocol.MsgType) *familyCounters {
+	return &m.families[min(int(t.Family()), Families-1)]
+}
+
+// drop counts msg as dropped.
+func (m *Mesh) drop(msg protocol.Message) {
+	m.dropped.Add(1)
+	m.family(msg.Type()).dropped.Add(1)
 }
 
 // New returns a Mesh that reports to h. It does not listen until Listen.
@@ -555,7 +580,7 @@ func (m *Mesh) Send(alias, addr string, msg protocol.Message) error {
 			}
 			if len(m.dialing) >= m.cfg.MaxDials {
 				m.mu.Unlock()
-				m.dropped.Add(1)
+				m.drop(msg)
 				return ErrTooManyDials
 			}
 			c = m.newConn(nil, true)
@@ -653,7 +678,7 @@ func (m *Mesh) dialFor(c *conn, addr string) {
 	}
 	if err != nil {
 		c.close(err)
-		m.dropped.Add(uint64(c.discard()))
+		c.discard()
 		m.h.DialFailed(alias, refused(err), err)
 	}
 }
@@ -721,6 +746,7 @@ type Stats struct {
 	Refused                  uint64 // connections closed for a bad handshake or frame, or a bound
 	Evicted                  uint64 // handshakes closed to make room for newer ones
 	Conns                    int
+	ByFamily                 [Families]FamilyStats // indexed by protocol.Family
 }
 
 // Stats returns the transport counters.
@@ -728,8 +754,14 @@ func (m *Mesh) Stats() Stats {
 	m.mu.Lock()
 	n := len(m.conns)
 	m.mu.Unlock()
-	return Stats{BytesSent: m.sent.Load(), BytesReceived: m.received.Load(), Dropped: m.dropped.Load(),
+	st := Stats{BytesSent: m.sent.Load(), BytesReceived: m.received.Load(), Dropped: m.dropped.Load(),
 		Refused: m.refused.Load(), Evicted: m.gate.evictions(), Conns: n}
+	for i := range m.families {
+		f := &m.families[i]
+		st.ByFamily[i] = FamilyStats{FramesSent: f.framesSent.Load(), BytesSent: f.bytesSent.Load(),
+			FramesReceived: f.framesReceived.Load(), BytesReceived: f.bytesReceived.Load(), Dropped: f.dropped.Load()}
+	}
+	return st
 }
 
 // normalizeAddr replaces an unspecified advertised host (empty, 0.0.0.0, ::)

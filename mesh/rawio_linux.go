@@ -9,15 +9,9 @@ import (
 
 // rawIO reads and writes a TCP connection's non-blocking socket with raw
 // system calls, waiting for readiness through the runtime's poller as
-// net.Conn does.
-//
-// The difference is the Go scheduler's bookkeeping: a net.Conn read or
-// write is a blocking-call wrapper, and entering one wakes the runtime's
-// monitor thread whenever the process was idle. An idle cluster node does
-// little else than a few small reads and writes a second, so those wakeups
-// were a sixth of its CPU (see BENCHMARKS.md, idle cost). A read or write on a
-// non-blocking socket returns at once, so it needs no such bookkeeping:
-// EAGAIN means wait for readiness, which RawConn does.
+// net.Conn does, but without net.Conn's blocking-call bookkeeping, which
+// wakes the runtime's monitor thread in an idle process (BENCHMARKS.md,
+// "House": what that cost an idle node).
 type rawIO struct {
 	rc      syscall.RawConn
 	rd, wr  rawOp              // the call in progress: one reader, one writer

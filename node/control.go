@@ -16,20 +16,21 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"meshell/manager"
+	"meshell/node/jobs"
 	"meshell/node/swim"
 	"meshell/protocol"
 )
 
-// Control operations (protocol.Control.Op).
+// Control operations (ControlRequest.Op).
 const (
-	OpPing     = "ping"
-	OpStatus   = "status"
-	OpScale    = "scale"
-	OpShutdown = "shutdown"
-	OpRestart  = "restart"
-	OpConfig   = "config"
-	OpKeys     = "keys" // Key: list, install, use or remove; Value: the key (install) or its id
+	OpPing       = "ping"
+	OpStatus     = "status"
+	OpScale      = "scale"
+	OpShutdown   = "shutdown"
+	OpRestart    = "restart"
+	OpConfig     = "config"
+	OpKeys       = "keys"        // Key: list, install, use or remove; Value: the key (install) or its id
+	OpForceLeave = "force-leave" // Key: the failed member to mark left
 )
 
 // maxControlHandlers bounds control requests handled at once; beyond it a
@@ -45,9 +46,9 @@ type control struct {
 
 	mu      sync.Mutex
 	pending map[uint64]chan ackFrom
-	closed  bool
 
-	strategy     atomic.Value // default dispatch strategy (string)
+	counts       controlCounts // requests handled, by op and result (metrics.go)
+	strategy     atomic.Value  // default dispatch strategy (string)
 	shutdownOnce sync.Once
 	shutdownC    chan struct{}
 	wg           sync.WaitGroup
@@ -68,6 +69,7 @@ func (c *control) receive(from string, m protocol.Message) {
 		select {
 		case c.sem <- struct{}{}:
 		default:
+			c.counts.add(m.Op, resultBusy)
 			c.reply(from, &protocol.ControlAck{ID: m.ID, Error: "busy: too many control requests at once; retry"})
 			return
 		}
@@ -101,11 +103,16 @@ func (c *control) reply(to string, ack *protocol.ControlAck) {
 	}
 }
 
-func (c *control) close() {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	c.wg.Wait()
+// close waits for the control requests being handled.
+func (c *control) close() { c.wg.Wait() }
+
+// ControlRequest is one control command: Op and the fields it reads.
+type ControlRequest struct {
+	Op    string // one of the Op constants
+	N     int64  // scale: the slot count
+	Now   bool   // shutdown: without draining jobs
+	Key   string // config: the key (none: list); keys: list, install, use or remove; force-leave: the member
+	Value string // config: the value; keys: the key or its id
 }
 
 // ControlReply is one node's answer to a control command.
@@ -116,7 +123,7 @@ type ControlReply struct {
 	NoAnswer bool   // nothing came back within the timeout
 	RTT      time.Duration
 	Path     string // "local", "direct" or "unreachable"
-	Status   *protocol.NodeStatus
+	Status   *Status
 }
 
 // ErrControlRefused is the reason a node gives when it was started with
@@ -127,7 +134,8 @@ var ErrControlRefused = errors.New("refused: this node was started with --accept
 // in-process) and waits up to timeout for every acknowledgement. The replies
 // come back in the order of targets. A shutdown of this node itself runs
 // after every other target answered.
-func (n *Node) Control(ctx context.Context, targets []string, req protocol.Control, timeout time.Duration) ([]ControlReply, error) {
+func (n *Node) Control(ctx context.Context, targets []string, cr ControlRequest, timeout time.Duration) ([]ControlReply, error) {
+	req := protocol.Control{Op: cr.Op, N: cr.N, Now: cr.Now, Key: cr.Key, Value: cr.Value}
 	if !n.Running() {
 		return nil, ErrNotRunning
 	}
@@ -179,7 +187,7 @@ func (n *Node) Control(ctx context.Context, targets []string, req protocol.Contr
 		ack, a := n.handleControl(&req, self)
 		after = a
 		r := &replies[local]
-		r.RTT, r.Path, r.OK, r.Error, r.Status = time.Since(start), "local", ack.Error == "", ack.Error, ack.Status
+		r.RTT, r.Path, r.OK, r.Error, r.Status = time.Since(start), "local", ack.Error == "", ack.Error, statusOf(ack.Status)
 	}
 	// The local node goes last when its own step would cut the others off:
 	// a shutdown, or a key removal that closes their connections.
@@ -200,7 +208,7 @@ wait:
 			delete(sent, a.from)
 			r := &replies[index[a.from]]
 			r.RTT, r.Path = time.Since(t0), "direct"
-			r.OK, r.Error, r.Status = a.ack.Error == "", a.ack.Error, a.ack.Status
+			r.OK, r.Error, r.Status = a.ack.Error == "", a.ack.Error, statusOf(a.ack.Status)
 		case <-timer.C:
 			break wait
 		case <-ctx.Done():
@@ -228,10 +236,16 @@ wait:
 // process that owns the node should exit 0 once Leave returned.
 func (n *Node) ShutdownRequested() <-chan struct{} { return n.control.shutdownC }
 
-// handleControl runs one control request addressed to this node. It returns
-// the acknowledgement and, for shutdown and restart, what to do once the
-// acknowledgement is on its way.
+// handleControl runs one control request addressed to this node, and
+// counts it by op and result. It returns the acknowledgement and, for
+// shutdown and restart, what to do once the acknowledgement is on its way.
 func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.ControlAck, func()) {
+	ack, after := n.runControl(m, from)
+	n.control.counts.add(m.Op, controlResult(ack))
+	return ack, after
+}
+
+func (n *Node) runControl(m *protocol.Control, from string) (*protocol.ControlAck, func()) {
 	ack := &protocol.ControlAck{ID: m.ID}
 	log := n.log.WithFields(logrus.Fields{"op": m.Op, "from": from})
 	local := from == n.Alias()
@@ -250,7 +264,7 @@ func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.Contro
 	switch m.Op {
 	case OpPing:
 	case OpStatus:
-		st := n.Status()
+		st := n.status()
 		if v, ok := n.PeerVersions(from); ok {
 			st.ProtoCur = v.Cur
 		}
@@ -260,7 +274,7 @@ func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.Contro
 			ack.Error = err.Error()
 			break
 		}
-		st := n.Status()
+		st := n.status()
 		ack.Status = &st
 		log.WithField("slots", m.N).Info("control: scaled")
 	case OpConfig:
@@ -271,7 +285,7 @@ func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.Contro
 			}
 			log.WithField(m.Key, m.Value).Info("control: config set")
 		}
-		st := n.Status()
+		st := n.status()
 		ack.Status = &st
 	case OpKeys:
 		after, err := n.keys(m.Key, m.Value)
@@ -279,9 +293,15 @@ func (n *Node) handleControl(m *protocol.Control, from string) (*protocol.Contro
 			ack.Error = err.Error()
 			break
 		}
-		st := n.Status()
+		st := n.status()
 		ack.Status = &st
 		return ack, after
+	case OpForceLeave:
+		if err := n.forceLeave(m.Key); err != nil {
+			ack.Error = err.Error()
+			break
+		}
+		log.WithField("member", m.Key).Info("control: forced out")
 	case OpShutdown:
 		log.Warn("control: shutting down")
 		now := m.Now
@@ -356,7 +376,10 @@ func (n *Node) PeerVersions(alias string) (protocol.Versions, bool) {
 }
 
 // Status describes this node for the status command.
-func (n *Node) Status() protocol.NodeStatus {
+func (n *Node) Status() Status { return Status(n.status()) }
+
+// status is Status as the wire carries it.
+func (n *Node) status() protocol.NodeStatus {
 	snap := n.Members()
 	st := protocol.NodeStatus{
 		Alias:         n.Alias(),
@@ -420,7 +443,7 @@ func ConfigKeys() []string { return append([]string(nil), configKeys...) }
 
 // ConfigMap returns the runtime tunables and their current values.
 func (n *Node) ConfigMap() map[string]string {
-	sc := n.SWIMConfig()
+	sc := n.tunables()
 	lvl := ""
 	if l, ok := n.log.(interface{ GetLevel() logrus.Level }); ok {
 		lvl = l.GetLevel().String()
@@ -437,10 +460,10 @@ func (n *Node) ConfigMap() map[string]string {
 	}
 }
 
-// SWIMConfig returns the failure-detection timings in force.
-func (n *Node) SWIMConfig() swim.Config {
-	var sc swim.Config
-	if err := n.call(context.Background(), func(c *swim.Core) { sc = c.Config() }); err != nil {
+// tunables returns the failure-detection timings in force.
+func (n *Node) tunables() Tunables {
+	var sc Tunables
+	if err := n.call(context.Background(), func(c *swim.Core) { sc = Tunables(c.Config()) }); err != nil {
 		return n.cfg.SWIM
 	}
 	return sc
@@ -450,12 +473,12 @@ func (n *Node) SWIMConfig() swim.Config {
 func (n *Node) SetConfig(key, value string) error {
 	switch key {
 	case "probe-interval", "probe-timeout", "suspicion-mult", "indirect-checks":
-		sc := n.SWIMConfig()
+		sc := n.tunables()
 		if err := SetTunables(&sc, [][2]string{{key, value}}); err != nil {
 			return err
 		}
 		var serr error
-		if err := n.call(context.Background(), func(c *swim.Core) { serr = c.SetConfig(sc) }); err != nil {
+		if err := n.call(context.Background(), func(c *swim.Core) { serr = c.SetConfig(swim.Config(sc)) }); err != nil {
 			n.cfg.SWIM = sc // not running yet: applies at start
 			return nil
 		}
@@ -490,7 +513,7 @@ func (n *Node) DefaultStrategy() string {
 
 // SetDefaultStrategy changes the default dispatch strategy.
 func (n *Node) SetDefaultStrategy(s string) error {
-	if _, err := manager.ParseStrategy(s); err != nil {
+	if _, err := jobs.ParseStrategy(s); err != nil {
 		return err
 	}
 	n.control.strategy.Store(s)

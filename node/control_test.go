@@ -27,7 +27,7 @@ func cluster3(t *testing.T, opts ...testOpt) (a, b, c *Node) {
 
 func TestControlPingEveryNode(t *testing.T) {
 	a, _, _ := cluster3(t)
-	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"a", "b", "c"}, protocol.Control{Op: OpPing}, 5*time.Second)
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"a", "b", "c"}, ControlRequest{Op: OpPing}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestControlPingEveryNode(t *testing.T) {
 
 func TestControlStatusDescribesTheNode(t *testing.T) {
 	a, _, _ := cluster3(t)
-	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, protocol.Control{Op: OpStatus}, 5*time.Second)
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, ControlRequest{Op: OpStatus}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestControlStatusDescribesTheNode(t *testing.T) {
 
 func TestControlRefusedWithoutAcceptControl(t *testing.T) {
 	a, _, _ := cluster3(t, func(c *Config) { c.RefuseControl = true })
-	for _, op := range []protocol.Control{{Op: OpShutdown}, {Op: OpRestart}, {Op: OpScale, N: 2}, {Op: OpConfig, Key: "log-level", Value: "debug"}} {
+	for _, op := range []ControlRequest{{Op: OpShutdown}, {Op: OpRestart}, {Op: OpScale, N: 2}, {Op: OpConfig, Key: "log-level", Value: "debug"}} {
 		replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, op, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -67,7 +67,7 @@ func TestControlRefusedWithoutAcceptControl(t *testing.T) {
 		}
 	}
 	for _, op := range []string{OpPing, OpStatus} {
-		replies, _ := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, protocol.Control{Op: op}, 5*time.Second)
+		replies, _ := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, ControlRequest{Op: op}, 5*time.Second)
 		if !replies[0].OK {
 			t.Errorf("%s refused: %+v", op, replies[0])
 		}
@@ -78,7 +78,7 @@ func TestControlNoAnswerFromADeadNode(t *testing.T) {
 	a, b, _ := cluster3(t)
 	b.Close() // gone without a goodbye; a still lists it until detection
 	start := time.Now()
-	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b", "c"}, protocol.Control{Op: OpPing}, time.Second)
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b", "c"}, ControlRequest{Op: OpPing}, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestControlNoAnswerFromADeadNode(t *testing.T) {
 
 func TestControlConfigSetEverywhere(t *testing.T) {
 	a, b, c := cluster3(t)
-	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"a", "b", "c"}, protocol.Control{Op: OpConfig, Key: "probe-interval", Value: "1500ms"}, 5*time.Second)
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"a", "b", "c"}, ControlRequest{Op: OpConfig, Key: "probe-interval", Value: "1500ms"}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestControlConfigSetEverywhere(t *testing.T) {
 			t.Errorf("%s: probe-interval %s, want 1.5s", n.Alias(), got)
 		}
 	}
-	replies, _ = a.Control(ctxFor(t, 10*time.Second), []string{"b"}, protocol.Control{Op: OpConfig, Key: "probe-interval", Value: "soon"}, 5*time.Second)
+	replies, _ = a.Control(ctxFor(t, 10*time.Second), []string{"b"}, ControlRequest{Op: OpConfig, Key: "probe-interval", Value: "soon"}, 5*time.Second)
 	if replies[0].OK || !strings.Contains(replies[0].Error, "duration") {
 		t.Errorf("a bad value was accepted: %+v", replies[0])
 	}
@@ -118,7 +118,7 @@ func TestControlConfigSetEverywhere(t *testing.T) {
 func TestControlRestartComesBackAtHigherIncarnation(t *testing.T) {
 	a, b, _ := cluster3(t)
 	before, _ := a.Members().Get("b")
-	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, protocol.Control{Op: OpRestart}, 5*time.Second)
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, ControlRequest{Op: OpRestart}, 5*time.Second)
 	if err != nil || !replies[0].OK {
 		t.Fatalf("restart not acknowledged: %+v %v", replies, err)
 	}
@@ -136,7 +136,7 @@ func TestControlRestartComesBackAtHigherIncarnation(t *testing.T) {
 
 func TestControlShutdownLeavesAndSignals(t *testing.T) {
 	a, b, _ := cluster3(t)
-	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, protocol.Control{Op: OpShutdown}, 5*time.Second)
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, ControlRequest{Op: OpShutdown}, 5*time.Second)
 	if err != nil || !replies[0].OK {
 		t.Fatalf("shutdown not acknowledged: %+v %v", replies, err)
 	}

@@ -9,5 +9,5 @@
 // subscriber loses events (counted) and never stalls the loop.
 //
 // The package knows nothing of terminals, readline or colour; it imports
-// mesh, manager, protocol and node/swim.
+// mesh, manager, protocol, node/swim and node/metrics.
 package node

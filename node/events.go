@@ -3,15 +3,13 @@ package node
 import (
 	"sync"
 	"sync/atomic"
-
-	"meshell/node/swim"
 )
 
 // Subscription receives membership events. Its channel is bounded: when the
 // subscriber falls behind, new events are dropped and counted.
 type Subscription struct {
-	C       <-chan swim.Event
-	c       chan swim.Event
+	C       <-chan Event
+	c       chan Event
 	dropped atomic.Uint64
 	hub     *hub
 }
@@ -31,7 +29,7 @@ func (h *hub) add(buf int) *Subscription {
 	if buf < 1 {
 		buf = 1
 	}
-	c := make(chan swim.Event, buf)
+	c := make(chan Event, buf)
 	s := &Subscription{C: c, c: c, hub: h}
 	h.mu.Lock()
 	if h.subs == nil {
@@ -49,7 +47,7 @@ func (h *hub) remove(s *Subscription) {
 }
 
 // publish offers ev to every subscriber without blocking.
-func (h *hub) publish(ev swim.Event) {
+func (h *hub) publish(ev Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {

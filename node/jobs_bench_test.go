@@ -4,8 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-
-	"meshell/protocol"
 )
 
 var payload64 = strings.Repeat("x", 64)
@@ -59,24 +57,5 @@ func BenchmarkDispatchLocal(b *testing.B) {
 		if _, err := n.Dispatch(ctx, req); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// BenchmarkWorkerSubmit is the worker's cost for one decoded request:
-// admission, a slot token, the inline kind and the answer handed to the
-// mesh (here to a peer that is not connected, so nothing is written).
-func BenchmarkWorkerSubmit(b *testing.B) {
-	n, err := New(Config{Alias: "w", Log: quietLog()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer n.Close()
-	w := n.jobs.w
-	req := &protocol.JobRequest{Kind: "echo", Args: []string{payload64}}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		req.ID = uint64(i)
-		w.submit("peer", req)
 	}
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"meshell/manager"
+	"meshell/node/jobs"
 	"meshell/protocol"
 )
 
@@ -162,7 +162,7 @@ func TestRoundRobinSpreadsExactly(t *testing.T) {
 	d, _ := jobCluster(t, "w1", "w2", "w3")
 	counts := map[string]int{}
 	for i := 0; i < 30; i++ {
-		res, err := d.Dispatch(ctxFor(t, 10*time.Second), DispatchRequest{Kind: "echo", Args: []string{"x"}, Strategy: manager.RoundRobin})
+		res, err := d.Dispatch(ctxFor(t, 10*time.Second), DispatchRequest{Kind: "echo", Args: []string{"x"}, Strategy: jobs.RoundRobin})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,55 +193,6 @@ func TestNoMatchingWorkerNamesFilterAndWorkers(t *testing.T) {
 
 // TestWorkerQueueBound drives a worker's admission directly: slots run,
 // the queue holds up to its bound, and past that requests are busy.
-func TestWorkerQueueBound(t *testing.T) {
-	n, err := New(Config{Alias: "solo", Log: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	g := newGate()
-	n.RegisterKind("hold", g.kind("solo"))
-	n.SetSlots(1)
-	n.SetJobQueue(2)
-	w := n.jobs.w
-	for id := uint64(1); id <= 3; id++ {
-		w.submit("x", &protocol.JobRequest{ID: id, Kind: "hold"})
-	}
-	<-g.started
-	if s := n.JobStats(); s.Running != 1 || s.Queued != 2 || s.Busy != 0 {
-		t.Fatalf("after 3 requests: %+v, want 1 running, 2 queued", s)
-	}
-	w.submit("x", &protocol.JobRequest{ID: 4, Kind: "hold"})
-	if s := n.JobStats(); s.Busy != 1 || s.Queued != 2 {
-		t.Fatalf("4th request: %+v, want it answered busy", s)
-	}
-	// Cancelling a queued job frees its place.
-	w.cancel("x", 3)
-	if s := n.JobStats(); s.Queued != 1 {
-		t.Fatalf("after cancelling a queued job: %+v", s)
-	}
-	w.submit("x", &protocol.JobRequest{ID: 5, Kind: "hold"})
-	if s := n.JobStats(); s.Queued != 2 || s.Busy != 1 {
-		t.Fatalf("after a new request: %+v", s)
-	}
-	// A slot more runs a queued job at once; running jobs are undisturbed.
-	n.SetSlots(2)
-	<-g.started
-	if s := n.JobStats(); s.Running != 2 || s.Queued != 1 || s.Slots != 2 {
-		t.Fatalf("after SetSlots(2): %+v", s)
-	}
-	if n.Self().Tags["slots"] != "2" {
-		t.Fatalf("slots tag %q, want 2", n.Self().Tags["slots"])
-	}
-	close(g.release)
-	<-g.started // the last queued job
-	for i := 0; i < 3; i++ {
-		if err := <-g.ended; err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func TestBusyWorkerSendsJobElsewhere(t *testing.T) {
 	d, ws := jobCluster(t, "w1", "w2")
 	w1 := ws[0]
@@ -257,7 +208,7 @@ func TestBusyWorkerSendsJobElsewhere(t *testing.T) {
 	}()
 	<-g.started
 	// Round-robin from a fresh dispatcher starts with w1, which is busy.
-	res, err := d.Dispatch(ctxFor(t, 10*time.Second), DispatchRequest{Kind: "echo", Args: []string{"x"}, Strategy: manager.RoundRobin})
+	res, err := d.Dispatch(ctxFor(t, 10*time.Second), DispatchRequest{Kind: "echo", Args: []string{"x"}, Strategy: jobs.RoundRobin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +281,7 @@ func TestFailoverWhenWorkerClosesMidJob(t *testing.T) {
 	var err error
 	go func() {
 		defer close(done)
-		res, err = d.Dispatch(ctxFor(t, 20*time.Second), DispatchRequest{Kind: "job", Strategy: manager.RoundRobin})
+		res, err = d.Dispatch(ctxFor(t, 20*time.Second), DispatchRequest{Kind: "job", Strategy: jobs.RoundRobin})
 	}()
 	<-g.started
 	ws[0].Close()
@@ -400,10 +351,10 @@ func TestDrainJobsRejectsNewAndFailsOverStragglers(t *testing.T) {
 	var aErr error
 	go func() {
 		defer close(aDone)
-		a, aErr = d.Dispatch(ctx, DispatchRequest{Kind: "job", Strategy: manager.RoundRobin})
+		a, aErr = d.Dispatch(ctx, DispatchRequest{Kind: "job", Strategy: jobs.RoundRobin})
 	}()
 	<-g.started
-	if b, err := d.Dispatch(ctx, DispatchRequest{Kind: "echo", Strategy: manager.RoundRobin}); err != nil || b.Worker != "w2" {
+	if b, err := d.Dispatch(ctx, DispatchRequest{Kind: "echo", Strategy: jobs.RoundRobin}); err != nil || b.Worker != "w2" {
 		t.Fatalf("B: %+v %v", b, err)
 	}
 	dctx, stopDrain := context.WithCancel(context.Background())
@@ -412,7 +363,7 @@ func TestDrainJobsRejectsNewAndFailsOverStragglers(t *testing.T) {
 	for !w1.JobStats().Draining {
 		runtime.Gosched()
 	}
-	c, err := d.Dispatch(ctx, DispatchRequest{Kind: "echo", Args: []string{"c"}, Strategy: manager.RoundRobin})
+	c, err := d.Dispatch(ctx, DispatchRequest{Kind: "echo", Args: []string{"c"}, Strategy: jobs.RoundRobin})
 	if err != nil || c.Worker != "w2" || c.Attempts != 2 {
 		t.Fatalf("C: %+v %v, want rejected by w1 then run on w2", c, err)
 	}
@@ -473,31 +424,6 @@ func TestSlotsAreGossiped(t *testing.T) {
 	}
 }
 
-func TestLateAndForeignResultsAreIgnored(t *testing.T) {
-	d, ws := jobCluster(t, "w1", "w2")
-	g := newGate()
-	ws[0].RegisterKind("job", g.kind("w1"))
-	done := make(chan DispatchResult, 1)
-	go func() {
-		res, _ := d.Dispatch(context.Background(), DispatchRequest{Kind: "job", Tags: map[string]string{"name": "w1"}})
-		done <- res
-	}()
-	<-g.started
-	// The job's attempt is pending on w1 under some id ≤ nextID.
-	id := d.jobs.nextID.Load()
-	d.jobs.receive("w2", &protocol.JobResult{ID: id, Status: protocol.JobOK, Result: "forged"}) // wrong worker
-	d.jobs.receive("w1", &protocol.JobResult{ID: id + 1000, Status: protocol.JobOK})            // unknown id
-	close(g.release)
-	res := <-done
-	if res.Result != "released on w1" {
-		t.Fatalf("got %+v", res)
-	}
-	d.jobs.receive("w1", &protocol.JobResult{ID: id, Status: protocol.JobOK, Result: "late"}) // finished id
-	if r := d.RecentJobs(); len(r) != 1 {
-		t.Fatalf("a late duplicate produced another record: %+v", r)
-	}
-}
-
 // TestNoInFlightDriftAfterMixedOutcomes runs many jobs that end every way a
 // job can: answered, failed, busy, timed out, cancelled, lost.
 func TestNoInFlightDriftAfterMixedOutcomes(t *testing.T) {
@@ -520,7 +446,7 @@ func TestNoInFlightDriftAfterMixedOutcomes(t *testing.T) {
 		go func(g int) {
 			defer wg.Done()
 			for i := 0; i < 60; i++ {
-				req := DispatchRequest{Kind: "echo", Args: []string{"x"}, Strategy: manager.Strategy(i % 3)}
+				req := DispatchRequest{Kind: "echo", Args: []string{"x"}, Strategy: jobs.Strategy(i % 3)}
 				ctx, cancel := context.WithCancel(context.Background())
 				switch (g + i) % 5 {
 				case 1:
@@ -571,4 +497,20 @@ func ExampleNode_Dispatch() {
 	res, err := n.Dispatch(context.Background(), DispatchRequest{Kind: "greet", Args: []string{"world"}})
 	fmt.Println(res.Result, res.Worker, err)
 	// Output: hello, world solo <nil>
+}
+
+// TestRemoteScaleIsBoundedByMaxSlots: the remote scale command goes through
+// SetSlots and so refuses more than the owner's MaxSlots.
+func TestRemoteScaleIsBoundedByMaxSlots(t *testing.T) {
+	d, ws := jobCluster(t, "w1")
+	limit := ws[0].JobStats().MaxSlots
+	want := fmt.Sprintf("slots %d exceeds this node's --max-slots %d (set by its owner at start-up)", limit+1, limit)
+	replies, err := d.Control(ctxFor(t, 20*time.Second), []string{"w1"}, ControlRequest{Op: OpScale, N: int64(limit + 1)}, 10*time.Second)
+	if err != nil || len(replies) != 1 || replies[0].OK || replies[0].Error != want {
+		t.Fatalf("remote scale to %d: %+v %v, want the error %q", limit+1, replies, err, want)
+	}
+	replies, err = d.Control(ctxFor(t, 20*time.Second), []string{"w1"}, ControlRequest{Op: OpScale, N: int64(limit)}, 10*time.Second)
+	if err != nil || len(replies) != 1 || !replies[0].OK || replies[0].Status.Slots != limit {
+		t.Fatalf("remote scale to %d: %+v %v", limit, replies, err)
+	}
 }

@@ -16,6 +16,8 @@ import (
 	"meshell/manager"
 	"meshell/mesh"
 	"meshell/mesh/keyring"
+	"meshell/node/jobs"
+	"meshell/node/metrics"
 	"meshell/node/operator"
 	"meshell/node/swim"
 	"meshell/protocol"
@@ -28,7 +30,7 @@ type Config struct {
 	Advertise string            // address others dial; "" = the bound address
 	Cluster   string            // cluster name carried in Hello; "" = protocol.DefaultCluster
 	Tags      map[string]string // gossiped with this node
-	SWIM      swim.Config       // failure-detection timings
+	SWIM      Tunables          // failure-detection timings
 	Seed      int64             // randomness of the SWIM core; 0 = from the clock
 	Log       logrus.FieldLogger
 	Version   string // release shown by the status command
@@ -51,11 +53,11 @@ type Config struct {
 
 	// Jobs are the owner's bounds on the job plane (--max-job-timeout,
 	// --max-slots); zero fields take the defaults.
-	Jobs JobLimits
+	Jobs jobs.Limits
 
 	// Run allows the run kind and declares command kinds (--allow-run,
-	// --kind); see run.go.
-	Run RunConfig
+	// --kind); see node/jobs/run.go.
+	Run jobs.RunConfig
 
 	// Transport overrides; zero values take mesh.DefaultConfig's.
 	HandshakeTimeout time.Duration
@@ -66,7 +68,7 @@ type Config struct {
 // DefaultConfig returns a node configuration with the LAN profile on
 // 127.0.0.1:2254.
 func DefaultConfig() Config {
-	return Config{Bind: "127.0.0.1:2254", Cluster: protocol.DefaultCluster, SWIM: swim.LANConfig()}
+	return Config{Bind: "127.0.0.1:2254", Cluster: protocol.DefaultCluster, SWIM: LANTunables()}
 }
 
 // Inbox bounds. Membership messages beyond inboxLen are dropped (SWIM
@@ -99,15 +101,17 @@ type Node struct {
 	started time.Time
 
 	self        atomic.Pointer[protocol.Member]
-	snap        atomic.Pointer[Snapshot]
-	snapVersion uint64 // the table version snap shows; run loop only
+	snap        atomic.Pointer[manager.Snapshot]
+	view        atomic.Pointer[view] // snap as Members last converted it
+	snapVersion uint64               // the table version snap shows; run loop only
 	dropped     atomic.Uint64
 	warn        *mesh.RateLog // warnings a peer can trigger: one line per kind per period
 
 	// The job and control families have their own files and goroutines;
 	// the run loop only tells them about membership.
-	jobs    *Jobs
+	jobs    *jobs.Jobs
 	control *control
+	metrics *metrics.Server // --metrics; nil when off
 }
 
 type inboundKind uint8
@@ -127,34 +131,6 @@ type inbound struct {
 	refused bool
 }
 
-// Snapshot is an immutable view of the membership table, published by the
-// run loop after every change.
-type Snapshot struct {
-	Entries []manager.Entry
-	At      time.Time
-}
-
-// Count returns how many entries are in state s.
-func (s *Snapshot) Count(st protocol.State) int {
-	n := 0
-	for _, e := range s.Entries {
-		if e.State == st {
-			n++
-		}
-	}
-	return n
-}
-
-// Get returns the entry for alias.
-func (s *Snapshot) Get(alias string) (manager.Entry, bool) {
-	for _, e := range s.Entries {
-		if e.Alias == alias {
-			return e, true
-		}
-	}
-	return manager.Entry{}, false
-}
-
 // New returns a node that is not yet listening.
 func New(cfg Config) (*Node, error) {
 	if cfg.Cluster == "" {
@@ -172,13 +148,13 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	var err error
-	if cfg.Run, err = cfg.Run.checked(); err != nil {
+	if cfg.Run, err = cfg.Run.Checked(); err != nil {
 		return nil, err
 	}
-	if cfg.SWIM == (swim.Config{}) {
-		cfg.SWIM = swim.LANConfig()
+	if cfg.SWIM == (Tunables{}) {
+		cfg.SWIM = LANTunables()
 	}
-	if err := cfg.SWIM.Validate(); err != nil {
+	if err := swim.Config(cfg.SWIM).Validate(); err != nil {
 		return nil, fmt.Errorf("failure detection: %w", err)
 	}
 	if cfg.Log == nil {
@@ -194,7 +170,7 @@ func New(cfg Config) (*Node, error) {
 		warn: mesh.NewRateLog(cfg.Log, time.Now),
 	}
 	n.self.Store(&protocol.Member{Alias: cfg.Alias, State: protocol.StateAlive, Tags: maps.Clone(cfg.Tags)})
-	n.snap.Store(&Snapshot{})
+	n.snap.Store(&manager.Snapshot{})
 	mc := mesh.DefaultConfig(cfg.Cluster, func() protocol.Member { return *n.self.Load() })
 	mc.Log = cfg.Log
 	mc.Keyring, mc.Insecure = cfg.Keyring, cfg.Insecure
@@ -206,8 +182,13 @@ func New(cfg Config) (*Node, error) {
 		mc.DialTimeout = cfg.DialTimeout
 	}
 	n.mesh = mesh.New(mc, (*handler)(n))
-	n.jobs = newJobs(n)
+	n.jobs = jobs.New((*host)(n), cfg.Jobs, cfg.Run)
 	n.control = newControl(n)
+	// The node is not running yet: its slots and declared kinds go out
+	// with its first Hello.
+	self := *n.self.Load()
+	self.Tags = n.jobs.OwnTags(self.Tags)
+	n.self.Store(&self)
 	return n, nil
 }
 
@@ -215,7 +196,7 @@ func New(cfg Config) (*Node, error) {
 func (n *Node) Alias() string { return n.self.Load().Alias }
 
 // Self is this node as it introduces itself.
-func (n *Node) Self() protocol.Member { return *n.self.Load() }
+func (n *Node) Self() Member { return memberOf(*n.self.Load(), true) }
 
 // Addr is the advertised address ("" before the node listens).
 func (n *Node) Addr() string {
@@ -235,19 +216,24 @@ func (n *Node) Running() bool {
 }
 
 // Members returns the latest membership snapshot.
-func (n *Node) Members() *Snapshot { return n.snap.Load() }
+func (n *Node) Members() *Snapshot {
+	src := n.snap.Load()
+	if v := n.view.Load(); v != nil && v.src == src {
+		return v.out
+	}
+	v := &view{src: src, out: snapshotOf(src)}
+	n.view.Store(v)
+	return v.out
+}
 
 // Subscribe returns a subscription to membership events with a buffer of buf.
 func (n *Node) Subscribe(buf int) *Subscription { return n.hub.add(buf) }
-
-// MeshStats returns the transport counters.
-func (n *Node) MeshStats() mesh.Stats { return n.mesh.Stats() }
 
 // errShutDown refuses to start a node that was closed.
 var errShutDown = errors.New("this node is shut down")
 
 // ErrNotRunning is returned by operations that need a listening node.
-var ErrNotRunning = errors.New("this node is not in a cluster: run !start_cluster or !join_cluster first")
+var ErrNotRunning = jobs.ErrNotRunning
 
 // Start binds addr (the configured Bind when empty), starts the run loop and
 // returns the advertised address. A node that left starts again at a higher
@@ -289,7 +275,7 @@ func (n *Node) Start(addr string) (string, error) {
 		}
 		self.Addr = adv
 		n.self.Store(&self)
-		n.core = swim.New(self, n.cfg.SWIM, n.cfg.Seed, now)
+		n.core = swim.New(self, swim.Config(n.cfg.SWIM), n.cfg.Seed, now)
 		n.started = now
 		n.running = true
 		n.flush(now)
@@ -398,27 +384,30 @@ func (n *Node) flush(now time.Time) {
 	if v := n.core.Version(); v != n.snapVersion || n.snap.Load().Entries == nil {
 		self := n.core.Self()
 		n.self.Store(&self)
-		n.snap.Store(&Snapshot{Entries: n.core.Entries(), At: now})
+		n.snap.Store(&manager.Snapshot{Entries: n.core.Entries(), At: now})
 		n.snapVersion = v
 	}
 	self := n.self.Load()
 	for _, ev := range rd.Events {
-		n.jobs.memberEvent(ev)
+		switch ev.Kind {
+		case swim.MemberFailed, swim.MemberLeave, swim.MemberReap:
+			n.jobs.MemberGone(ev.Member.Alias, ev.Kind == swim.MemberLeave)
+		}
 		// A full mesh: the member with the smaller alias dials a newcomer, so
 		// that two nodes learning of each other do not both dial.
 		if (ev.Kind == swim.MemberJoin || ev.Kind == swim.MemberAlive) && self.Alias < ev.Member.Alias && self.State == protocol.StateAlive {
 			n.mesh.Connect(ev.Member.Alias, ev.Member.Addr)
 		}
 		n.log.WithFields(logrus.Fields{"event": ev.Kind.String(), "member": ev.Member.Alias, "incarnation": ev.Member.Incarnation}).Info("membership")
-		n.hub.publish(ev)
+		n.hub.publish(eventOf(ev, self.Alias))
 	}
 }
 
 // JoinResult describes a completed join.
 type JoinResult struct {
-	Seed    protocol.Member // the member that answered Hello
-	Members int             // members known after the join, self included
-	Failed  []string        // members named by the seed that could not be reached
+	Seed    Member   // the member that answered Hello
+	Members int      // members known after the join, self included
+	Failed  []string // members named by the seed that could not be reached
 }
 
 // Join listens if the node does not yet, says Hello to the seed at addr,
@@ -431,7 +420,7 @@ func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
 	if err != nil {
 		return JoinResult{}, fmt.Errorf("join %s: %w", addr, err)
 	}
-	res := JoinResult{Seed: ack.From}
+	res := JoinResult{Seed: memberOf(ack.From, false)}
 	if err := n.call(ctx, func(c *swim.Core) { c.Merge(time.Now(), ack.Members) }); err != nil {
 		return res, err
 	}
@@ -462,7 +451,7 @@ func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
 		}(m)
 	}
 	wg.Wait()
-	res.Members = len(n.Members().Entries)
+	res.Members = len(n.snap.Load().Entries)
 	if refusal != nil {
 		return res, fmt.Errorf("join %s: %w", addr, refusal)
 	}
@@ -520,13 +509,17 @@ func (n *Node) Close() {
 	n.closed = true
 	wasRunning := n.core != nil
 	n.running = false
+	msrv := n.metrics
 	n.mu.Unlock()
+	if msrv != nil {
+		msrv.Close()
+	}
 	if wasRunning {
 		close(n.stop)
 		<-n.loopDone
 	}
 	n.mesh.Close()
-	n.jobs.close()
+	n.jobs.Close()
 	n.control.close()
 }
 
@@ -534,7 +527,7 @@ func (n *Node) Close() {
 // The slots tag belongs to the node: it always carries the current slot
 // count, whatever tags is.
 func (n *Node) SetTags(ctx context.Context, tags map[string]string) error {
-	tags = n.jobs.ownTags(tags, n.JobStats().Slots)
+	tags = n.jobs.OwnTags(tags)
 	if err := protocol.ValidTags(tags); err != nil {
 		return err
 	}
@@ -611,7 +604,7 @@ func (h *handler) PeerUp(peer protocol.Member) {
 
 func (h *handler) PeerDown(alias string, reason error) {
 	n := (*Node)(h)
-	n.jobs.peerDown(alias)
+	n.jobs.PeerDown(alias)
 	n.deliverEvidence(inbound{kind: inDown, from: alias})
 }
 
@@ -629,7 +622,7 @@ func (h *handler) Receive(from string, m protocol.Message) {
 			n.dropped.Add(1)
 		}
 	case protocol.FamilyJobs:
-		n.jobs.receive(from, m)
+		n.jobs.Receive(from, m)
 	case protocol.FamilyControl:
 		n.control.receive(from, m)
 	default:

@@ -38,7 +38,7 @@ func startNode(t testing.TB, alias string, opts ...testOpt) *Node {
 	// Join tests run many nodes in one process under -race on two cores:
 	// WAN timings keep CPU starvation from raising suspicions they are not
 	// about. Failure-detection tests choose their own timings.
-	cfg.SWIM = swim.WANConfig()
+	cfg.SWIM = Tunables(swim.WANConfig())
 	cfg.Log = quietLog()
 	cfg.Seed = int64(len(alias)*7919 + int(alias[len(alias)-1]))
 	for _, o := range opts {
@@ -94,10 +94,10 @@ func TestJoinThroughAnyMemberConverges(t *testing.T) {
 	// Exactly one connection per pair once the mesh is complete.
 	for _, n := range nodes {
 		deadline := time.Now().Add(10 * time.Second)
-		for n.MeshStats().Conns != len(nodes)-1 && time.Now().Before(deadline) {
+		for n.mesh.Stats().Conns != len(nodes)-1 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		if got := n.MeshStats().Conns; got != len(nodes)-1 {
+		if got := n.mesh.Stats().Conns; got != len(nodes)-1 {
 			t.Errorf("%s holds %d connections, want %d", n.Alias(), got, len(nodes)-1)
 		}
 	}
@@ -135,7 +135,7 @@ func TestRestartUnderSameAliasAndAddressReplacesEntry(t *testing.T) {
 	addr := b.Addr()
 	b.Close() // a crash: no goodbye
 	cfg := DefaultConfig()
-	cfg.Alias, cfg.Bind, cfg.Log, cfg.SWIM = "b", addr, quietLog(), swim.WANConfig()
+	cfg.Alias, cfg.Bind, cfg.Log, cfg.SWIM = "b", addr, quietLog(), Tunables(swim.WANConfig())
 	b2, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +177,7 @@ func TestJoinSelfRefused(t *testing.T) {
 	if _, err := a.Join(ctxFor(t, 5*time.Second), a.Addr()); err == nil {
 		t.Fatal("a node joined itself")
 	}
-	if a.MeshStats().Conns != 0 {
+	if a.mesh.Stats().Conns != 0 {
 		t.Fatalf("a node holds a connection to itself")
 	}
 }
@@ -249,10 +249,10 @@ func TestSimultaneousDialsKeepOneConnection(t *testing.T) {
 		waitAlive(t, b, 2)
 		for _, n := range []*Node{a, b} {
 			deadline := time.Now().Add(5 * time.Second)
-			for n.MeshStats().Conns != 1 && time.Now().Before(deadline) {
+			for n.mesh.Stats().Conns != 1 && time.Now().Before(deadline) {
 				time.Sleep(5 * time.Millisecond)
 			}
-			if c := n.MeshStats().Conns; c != 1 {
+			if c := n.mesh.Stats().Conns; c != 1 {
 				t.Fatalf("trial %d: %s holds %d connections to its one peer", trial, n.Alias(), c)
 			}
 		}

@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"meshell/manager"
-	"meshell/protocol"
+	"meshell/node/jobs"
 )
 
 func allowRun(c *Config) { c.Run.Allow = true }
@@ -161,22 +160,7 @@ func TestRunNeedsAnOperatorSignature(t *testing.T) {
 	if r := replies[0]; !r.OK() || r.Stdout != "signed\n" {
 		t.Fatalf("signed run: %+v", r)
 	}
-	// The signature covers the command: another one under it is refused.
-	s, _, err := d.signFor(RunKind, []string{"echo", "signed"}, "w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := &protocol.JobRequest{Kind: RunKind, Args: []string{"rm", "-rf", "/tmp/x"}, Auth: signatureOf(s)}
-	if st, why := w.jobs.refuseRun("d", req); st != protocol.JobRefused || !strings.Contains(why, "bad signature") {
-		t.Fatalf("a signature over another command: %v %q", st, why)
-	}
-	req.Args = []string{"echo", "signed"}
-	if st, why := w.jobs.refuseRun("d", req); why != "" {
-		t.Fatalf("the genuine request: %v %q", st, why)
-	}
-	if st, why := w.jobs.refuseRun("d", req); st != protocol.JobRefused || !strings.Contains(why, "replayed") {
-		t.Fatalf("the same request again: %v %q", st, why)
-	}
+	// That the signature covers the command is node/jobs' TestRunSignatureCoversTheCommand.
 }
 
 func TestDeclaredKindsRunOnTheWorkersThatDeclareThem(t *testing.T) {
@@ -195,7 +179,7 @@ func TestDeclaredKindsRunOnTheWorkersThatDeclareThem(t *testing.T) {
 	}
 	by := map[string]int{}
 	for i := range 30 {
-		res, err := d.Dispatch(ctxFor(t, 30*time.Second), DispatchRequest{Kind: "echo2", Args: []string{"hi", fmt.Sprint(i)}, Strategy: manager.RoundRobin})
+		res, err := d.Dispatch(ctxFor(t, 30*time.Second), DispatchRequest{Kind: "echo2", Args: []string{"hi", fmt.Sprint(i)}, Strategy: jobs.RoundRobin})
 		if err != nil || res.Result != "hi "+fmt.Sprint(i) {
 			t.Fatalf("echo2: %q %v", res.Result, err)
 		}
@@ -211,7 +195,7 @@ func TestDeclaredKindsRunOnTheWorkersThatDeclareThem(t *testing.T) {
 		}
 	}
 	res, err := d.Dispatch(ctxFor(t, 30*time.Second), DispatchRequest{Kind: "fail"})
-	if err == nil || !strings.Contains(err.Error(), "exit status 3; stderr: bad news") || res.Answer == nil || res.Answer.Output().Exit != 3 || res.Attempts != 1 {
+	if err == nil || !strings.Contains(err.Error(), "exit status 3; stderr: bad news") || res.Answer() == nil || res.Answer().Exit != 3 || res.Attempts != 1 {
 		t.Fatalf("a failing kind: %+v %v", res, err)
 	}
 	if res.WorkerLatency <= 0 || res.WorkerLatency > res.Latency {
@@ -272,7 +256,7 @@ func TestTheRunKindIsNeverStrategyPicked(t *testing.T) {
 	if _, err := d.Dispatch(ctxFor(t, 10*time.Second), DispatchRequest{Kind: RunKind, Args: []string{"true"}}); err == nil || !strings.Contains(err.Error(), "named nodes only") {
 		t.Fatalf("run through a strategy: %v", err)
 	}
-	if err := d.RegisterKind(RunKind, kindEcho); err == nil {
+	if err := d.RegisterKind(RunKind, quick("d")); err == nil {
 		t.Fatal("a Go kind took the name run")
 	}
 }

@@ -16,7 +16,7 @@ import (
 // the node has --operators. Ping, status and listing keys do not.
 func mutating(m *protocol.Control) bool {
 	switch m.Op {
-	case OpScale, OpShutdown, OpRestart:
+	case OpScale, OpShutdown, OpRestart, OpForceLeave:
 		return true
 	case OpConfig:
 		return m.Key != ""

@@ -46,7 +46,7 @@ func withKeyFile(t *testing.T, path string) testOpt {
 
 func keysOp(t *testing.T, from *Node, targets []string, op, value string) []ControlReply {
 	t.Helper()
-	replies, err := from.Control(ctxFor(t, 10*time.Second), targets, protocol.Control{Op: OpKeys, Key: op, Value: value}, 5*time.Second)
+	replies, err := from.Control(ctxFor(t, 10*time.Second), targets, ControlRequest{Op: OpKeys, Key: op, Value: value}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,8 @@ func operatorPair(t *testing.T, name string) (*operator.PrivateKey, *operator.Ve
 func TestSignedControl(t *testing.T) {
 	key, verifier := operatorPair(t, "alice")
 	a, b, _ := cluster3(t, func(c *Config) { c.Operators = verifier })
-	scale := protocol.Control{Op: OpScale, N: 2}
+	scale := ControlRequest{Op: OpScale, N: 2}
+	wire := protocol.Control{Op: OpScale, N: 2} // scale as it travels
 
 	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, scale, 5*time.Second)
 	if err != nil {
@@ -165,7 +166,7 @@ func TestSignedControl(t *testing.T) {
 	if r := replies[0]; r.OK || !strings.Contains(r.Error, "operators") {
 		t.Fatalf("unsigned scale: %+v, want a refusal", r)
 	}
-	if replies, _ := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, protocol.Control{Op: OpStatus}, 5*time.Second); !replies[0].OK {
+	if replies, _ := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, ControlRequest{Op: OpStatus}, 5*time.Second); !replies[0].OK {
 		t.Fatalf("status needs no signature: %+v", replies[0])
 	}
 
@@ -176,7 +177,7 @@ func TestSignedControl(t *testing.T) {
 	}
 
 	// The same signed request again, or aimed at another node, is refused.
-	signed := scale
+	signed := wire
 	if err := a.sign(&signed, "b"); err != nil {
 		t.Fatal(err)
 	}
@@ -186,12 +187,12 @@ func TestSignedControl(t *testing.T) {
 	if ack, _ := b.handleControl(&signed, "a"); !strings.Contains(ack.Error, "replayed") {
 		t.Fatalf("replayed signed request: %q, want a refusal", ack.Error)
 	}
-	reaimed := scale
+	reaimed := wire
 	a.sign(&reaimed, "c")
 	if ack, _ := b.handleControl(&reaimed, "a"); !strings.Contains(ack.Error, "aimed at c") {
 		t.Fatalf("request signed for c run by b: %q, want a refusal", ack.Error)
 	}
-	tampered := scale
+	tampered := wire
 	a.sign(&tampered, "b")
 	tampered.N = 64
 	if ack, _ := b.handleControl(&tampered, "a"); !strings.Contains(ack.Error, "signature") {

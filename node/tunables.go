@@ -16,14 +16,14 @@ var swimKeys = []string{"probe-interval", "probe-timeout", "suspicion-mult", "in
 // SetTunables applies key/value pairs of failure-detection tunables to sc,
 // in order, and checks the result: the one validation behind the start-up
 // flags and !config set. sc is unchanged on error.
-func SetTunables(sc *swim.Config, pairs [][2]string) error {
+func SetTunables(sc *Tunables, pairs [][2]string) error {
 	next := *sc
 	for _, kv := range pairs {
 		if err := setTunable(&next, kv[0], kv[1]); err != nil {
 			return err
 		}
 	}
-	if err := next.Validate(); err != nil {
+	if err := swim.Config(next).Validate(); err != nil {
 		if len(pairs) == 1 {
 			return fmt.Errorf("%s %s: %w", pairs[0][0], pairs[0][1], err)
 		}
@@ -33,7 +33,7 @@ func SetTunables(sc *swim.Config, pairs [][2]string) error {
 	return nil
 }
 
-func setTunable(next *swim.Config, key, value string) error {
+func setTunable(next *Tunables, key, value string) error {
 	switch key {
 	case "probe-interval", "probe-timeout":
 		d, err := time.ParseDuration(value)

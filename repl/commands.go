@@ -11,9 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"meshell/manager"
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // Command is one entry of the command table: everything the shell knows
@@ -202,7 +200,7 @@ func init() {
 			Example: "!tag zone=a\n!untag zone",
 			Complete: func(s *Shell, prev []string) []string {
 				keys := slices.Sorted(maps.Keys(s.Node.Self().Tags))
-				return slices.DeleteFunc(keys, func(k string) bool { return k == manager.SlotsTag })
+				return slices.DeleteFunc(keys, func(k string) bool { return k == node.SlotsTag })
 			},
 			Run: runUntag,
 		},
@@ -380,19 +378,19 @@ func runWait(ctx context.Context, s *Shell, a *Args) error {
 		if err != nil || want < 1 {
 			return fmt.Errorf("!wait members wants a count ≥ 1, not %q", a.Pos[1])
 		}
-		err = s.Node.WaitFor(ctx, func(sn *nodeSnapshot) bool { return sn.Count(protocol.StateAlive) >= want })
+		err = s.Node.WaitFor(ctx, func(sn *nodeSnapshot) bool { return sn.Count(node.StateAlive) >= want })
 		if err != nil {
 			sn := s.Node.Members()
-			return fmt.Errorf("%s waiting for %d alive members: %d alive (%s)", waitErr(err, timeout), want, sn.Count(protocol.StateAlive), memberStates(sn))
+			return fmt.Errorf("%s waiting for %d alive members: %d alive (%s)", waitErr(err, timeout), want, sn.Count(node.StateAlive), memberStates(sn))
 		}
-		s.printf("%s alive\n", plural(s.Node.Members().Count(protocol.StateAlive), "member"))
+		s.printf("%s alive\n", plural(s.Node.Members().Count(node.StateAlive), "member"))
 		return nil
 	}
 	alias := a.Pos[0]
-	if err := protocol.ValidAlias(alias); err != nil {
+	if err := node.ValidAlias(alias); err != nil {
 		return fmt.Errorf("%w; usage: %s", err, cmdUsage("!wait"))
 	}
-	st, err := protocol.ParseState(a.Pos[1])
+	st, err := node.ParseState(a.Pos[1])
 	if err != nil {
 		return err
 	}
@@ -412,8 +410,8 @@ func runWait(ctx context.Context, s *Shell, a *Args) error {
 }
 
 // isState is "is alive", "is suspect", "has failed" or "has left".
-func isState(st protocol.State) string {
-	if st == protocol.StateFailed || st == protocol.StateLeft {
+func isState(st node.State) string {
+	if st == node.StateFailed || st == node.StateLeft {
 		return "has " + st.String()
 	}
 	return "is " + st.String()
@@ -448,7 +446,7 @@ func memberStates(sn *nodeSnapshot) string {
 
 // errSlotsTag refuses a change of the slots tag, which the node keeps
 // equal to its worker slots.
-var errSlotsTag = fmt.Errorf("%s is set by !scale: use !scale ALIAS N", manager.SlotsTag)
+var errSlotsTag = fmt.Errorf("%s is set by !scale: use !scale ALIAS N", node.SlotsTag)
 
 func runTag(ctx context.Context, s *Shell, a *Args) error {
 	tags := maps.Clone(s.Node.Self().Tags)
@@ -461,13 +459,13 @@ func runTag(ctx context.Context, s *Shell, a *Args) error {
 			return fmt.Errorf("tag %w", err)
 		}
 		for k, v := range kvs {
-			if k == manager.SlotsTag {
+			if k == node.SlotsTag {
 				return errSlotsTag
 			}
 			tags[k] = v
 		}
 	}
-	if err := protocol.ValidTags(tags); err != nil {
+	if err := node.ValidTags(tags); err != nil {
 		return err
 	}
 	if err := s.Node.SetTags(ctx, tags); err != nil {
@@ -481,7 +479,7 @@ func runUntag(ctx context.Context, s *Shell, a *Args) error {
 	tags := maps.Clone(s.Node.Self().Tags)
 	for _, word := range a.Pos {
 		for _, k := range strings.Split(word, ",") {
-			if k == manager.SlotsTag {
+			if k == node.SlotsTag {
 				return errSlotsTag
 			}
 			if _, ok := tags[k]; !ok {

@@ -8,8 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"meshell/manager"
-	"meshell/protocol"
+	"meshell/node"
 )
 
 // Completion and inline hints. Both come from the command table: names and
@@ -165,7 +164,7 @@ func (s *Shell) liveTags() map[string][]string {
 	seen := map[string]map[string]bool{}
 	add := func(tags map[string]string) {
 		for k, v := range tags {
-			if k == manager.SlotsTag {
+			if k == node.SlotsTag {
 				continue
 			}
 			if seen[k] == nil {
@@ -175,7 +174,7 @@ func (s *Shell) liveTags() map[string][]string {
 		}
 	}
 	for _, e := range s.Node.Members().Entries {
-		if e.State == protocol.StateAlive || e.State == protocol.StateSuspect {
+		if e.State == node.StateAlive || e.State == node.StateSuspect {
 			add(e.Tags)
 		}
 	}
@@ -233,18 +232,16 @@ func (s *Shell) tagKeys() []string { return slices.Sorted(maps.Keys(s.liveTags()
 func (s *Shell) aliasCandidates(all bool) []string {
 	var out []string
 	for _, e := range s.Node.Members().Entries {
-		if all || (!e.Self && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect)) {
+		if all || (!e.Self && (e.State == node.StateAlive || e.State == node.StateSuspect)) {
 			out = append(out, e.Alias)
 		}
 	}
 	return out
 }
 
-// completeJobKinds lists the built-in job kinds (DESIGN.md §6) for the
-// KIND argument of the job commands.
-func completeJobKinds() []string {
-	return []string{"echo", "primes", "sha256", "sleep", "stream"}
-}
+// completeJobKinds lists the built-in job kinds for the KIND argument of
+// the job commands.
+func completeJobKinds() []string { return node.BuiltinKinds() }
 
 // configValues are candidates for the value of a !config set KEY: this
 // node's current value first, then the usual ones for the key.
@@ -260,7 +257,7 @@ func (s *Shell) configValues(key string) []string {
 	case "log-level":
 		return []string{"debug", "info", "warn", "error"}
 	case "strategy":
-		return manager.Strategies()
+		return node.Strategies()
 	default:
 		return nil
 	}

@@ -14,8 +14,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"meshell/node"
-	"meshell/node/swim"
-	"meshell/protocol"
 )
 
 // testShell returns a shell on a node that is not in a cluster, writing
@@ -35,7 +33,7 @@ func testConfig(t testing.TB, alias string, tags map[string]string) node.Config 
 	cfg := node.DefaultConfig()
 	cfg.Alias, cfg.Bind, cfg.Tags = alias, "127.0.0.1:0", tags
 	cfg.Run.Allow = true // !run's help examples run commands
-	prof, err := swim.Profile("local")
+	prof, err := node.Profile("local")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +214,7 @@ func TestTagFilterCompletesKeysThenValues(t *testing.T) {
 	}
 	// Tags of members that left are not offered.
 	b.Leave(ctx)
-	if err := s.Node.WaitFor(ctx, func(sn *node.Snapshot) bool { e, _ := sn.Get("b"); return e.State == protocol.StateLeft }); err != nil {
+	if err := s.Node.WaitFor(ctx, func(sn *node.Snapshot) bool { e, _ := sn.Get("b"); return e.State == node.StateLeft }); err != nil {
 		t.Fatal(err)
 	}
 	if _, got := s.completions("!workers --tag "); !slices.Equal(got, []string{"zone=1"}) {

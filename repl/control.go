@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // The control plane: commands addressed to nodes themselves, one or all,
@@ -91,7 +90,7 @@ func init() {
 // control sends req and prints one line per node that confirmed: ok(r)
 // (nothing with --json: the caller prints its documents). It fails, with
 // every reason, when any node did not confirm.
-func (s *Shell) control(ctx context.Context, a *Args, targets []string, req protocol.Control, ok func(r node.ControlReply) string) ([]node.ControlReply, error) {
+func (s *Shell) control(ctx context.Context, a *Args, targets []string, req node.ControlRequest, ok func(r node.ControlReply) string) ([]node.ControlReply, error) {
 	replies, err := s.Node.Control(ctx, targets, req, a.Duration("timeout", 5*time.Second))
 	if err != nil {
 		return nil, err
@@ -175,7 +174,7 @@ func runPing(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	replies, err := s.control(ctx, a, targets, protocol.Control{Op: node.OpPing}, func(r node.ControlReply) string {
+	replies, err := s.control(ctx, a, targets, node.ControlRequest{Op: node.OpPing}, func(r node.ControlReply) string {
 		return fmt.Sprintf("%s (%s)", formatLatency(r.RTT), r.Path)
 	})
 	if a.Bool("json") {
@@ -214,11 +213,11 @@ type statusJSON struct {
 
 // statusVersions is the protocol range a node's status reports (a node of
 // protocol 1 reports none) and, as Cur, the version it speaks with this node.
-func statusVersions(st *protocol.NodeStatus) protocol.Versions {
+func statusVersions(st *node.Status) node.Versions {
 	if st.ProtoMax == 0 {
-		return protocol.Versions{Min: 1, Max: 1, Cur: 1}
+		return node.Versions{Min: 1, Max: 1, Cur: 1}
 	}
-	return protocol.Versions{Min: st.ProtoMin, Max: st.ProtoMax, Cur: st.ProtoCur}
+	return node.Versions{Min: st.ProtoMin, Max: st.ProtoMax, Cur: st.ProtoCur}
 }
 
 // statusDoc is a reply as !status --json prints it: the node's status, or
@@ -263,7 +262,7 @@ func runStatus(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	replies, err := s.Node.Control(ctx, targets, protocol.Control{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
+	replies, err := s.Node.Control(ctx, targets, node.ControlRequest{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
 	if err != nil {
 		return err
 	}
@@ -317,7 +316,7 @@ func runScale(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return fmt.Errorf("%w; %s", err, usage)
 	}
-	_, err = s.control(ctx, a, targets, protocol.Control{Op: node.OpScale, N: int64(k)}, func(r node.ControlReply) string {
+	_, err = s.control(ctx, a, targets, node.ControlRequest{Op: node.OpScale, N: int64(k)}, func(r node.ControlReply) string {
 		if r.Status != nil {
 			return fmt.Sprintf("ok: %d slots", r.Status.Slots)
 		}
@@ -336,7 +335,7 @@ func runShutdown(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.control(ctx, a, targets, protocol.Control{Op: node.OpShutdown, Now: a.Bool("now")}, func(r node.ControlReply) string {
+	_, err = s.control(ctx, a, targets, node.ControlRequest{Op: node.OpShutdown, Now: a.Bool("now")}, func(r node.ControlReply) string {
 		return "ok: shutting down"
 	})
 	return err
@@ -348,7 +347,7 @@ func runRestart(ctx context.Context, s *Shell, a *Args) error {
 		return err
 	}
 	if len(targets) == 1 {
-		_, err = s.control(ctx, a, targets, protocol.Control{Op: node.OpRestart}, func(r node.ControlReply) string {
+		_, err = s.control(ctx, a, targets, node.ControlRequest{Op: node.OpRestart}, func(r node.ControlReply) string {
 			return "ok: restarting"
 		})
 		return err
@@ -361,7 +360,7 @@ func runRestart(ctx context.Context, s *Shell, a *Args) error {
 	}
 	for i, t := range targets {
 		before, _ := s.Node.Members().Get(t)
-		_, err := s.control(ctx, a, []string{t}, protocol.Control{Op: node.OpRestart}, func(r node.ControlReply) string {
+		_, err := s.control(ctx, a, []string{t}, node.ControlRequest{Op: node.OpRestart}, func(r node.ControlReply) string {
 			return "ok: restarting"
 		})
 		if err == nil && t != self {
@@ -387,7 +386,7 @@ func (s *Shell) waitBack(ctx context.Context, alias string, inc uint64, limit ti
 	defer cancel()
 	err := s.Node.WaitFor(ctx, func(sn *nodeSnapshot) bool {
 		e, ok := sn.Get(alias)
-		return ok && e.State == protocol.StateAlive && e.Incarnation > inc
+		return ok && e.State == node.StateAlive && e.Incarnation > inc
 	})
 	if err != nil {
 		return fmt.Errorf("%s confirmed but was not alive again within %v", clean(alias), limit)
@@ -445,7 +444,7 @@ func runConfig(ctx context.Context, s *Shell, a *Args) error {
 		if err != nil {
 			return err
 		}
-		replies, err := s.control(ctx, a, targets, protocol.Control{Op: node.OpConfig, Key: key, Value: value}, func(r node.ControlReply) string {
+		replies, err := s.control(ctx, a, targets, node.ControlRequest{Op: node.OpConfig, Key: key, Value: value}, func(r node.ControlReply) string {
 			return fmt.Sprintf("ok: %s = %s", key, value)
 		})
 		if a.Bool("json") {
@@ -474,7 +473,7 @@ func (s *Shell) configShowAll(ctx context.Context, a *Args, words []string) erro
 	if err != nil {
 		return err
 	}
-	replies, err := s.Node.Control(ctx, targets, protocol.Control{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
+	replies, err := s.Node.Control(ctx, targets, node.ControlRequest{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
 	if err != nil {
 		return err
 	}
@@ -556,7 +555,7 @@ func cleanAll(ss []string) []string {
 
 // security is a node's SECURITY cell: "tls KEYID(+N)" or "plaintext", and
 // "+operators" when control must be signed.
-func security(st *protocol.NodeStatus) string {
+func security(st *node.Status) string {
 	out := "plaintext"
 	if len(st.KeyIDs) > 0 {
 		out = "tls " + clean(st.KeyIDs[0])

@@ -13,10 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"meshell/manager"
 	"meshell/node"
-	"meshell/node/swim"
-	"meshell/protocol"
 )
 
 func TestClean(t *testing.T) {
@@ -226,20 +223,20 @@ func TestHostileTextIsRenderedSafely(t *testing.T) {
 			"invalid UTF-8", "C1 controls", "1 MiB field"}[i]
 		t.Run(name, func(t *testing.T) {
 			tags := map[string]string{v: v, "role": v}
-			entries := []manager.Entry{
-				{Member: protocol.Member{Alias: v, Addr: v, State: protocol.StateAlive, Incarnation: 2, Tags: tags}, RTT: time.Millisecond},
-				{Member: protocol.Member{Alias: "n2", Addr: "127.0.0.1:2", State: protocol.StateFailed}, Self: true},
+			entries := []node.Member{
+				{Alias: v, Addr: v, State: node.StateAlive, Incarnation: 2, Tags: tags, RTT: time.Millisecond},
+				{Alias: "n2", Addr: "127.0.0.1:2", State: node.StateFailed, Self: true},
 			}
 			checkRendered(t, "members", func(p palette) string { return renderMembers(entries, p) }, 3)
 
-			ev := swim.Event{Kind: swim.MemberJoin, Member: entries[0].Member, At: time.Now()}
+			ev := node.Event{Kind: node.MemberJoin, Member: entries[0], At: time.Now()}
 			checkRendered(t, "event", func(p palette) string { return renderEvent(ev, p) }, 1)
 
-			ws := []node.WorkerInfo{{Alias: v, Addr: v, State: protocol.StateSuspect, Tags: tags, Slots: 4}}
+			ws := []node.WorkerInfo{{Alias: v, Addr: v, State: node.StateSuspect, Tags: tags, Slots: 4}}
 			checkRendered(t, "workers", func(p palette) string { return renderWorkers(ws, p) }, 2)
 
 			replies := []node.ControlReply{
-				{Alias: v, OK: true, Path: "direct", Status: &protocol.NodeStatus{Version: v, Tags: tags, Config: tags}},
+				{Alias: v, OK: true, Path: "direct", Status: &node.Status{Version: v, Tags: tags, Config: tags}},
 				{Alias: v + "2", OK: false, Error: "refused: " + v},
 				{Alias: "n3", NoAnswer: true, Error: v},
 			}
@@ -286,9 +283,9 @@ func TestHostileTextIsRenderedSafely(t *testing.T) {
 }
 
 func TestHostileTableStaysAligned(t *testing.T) {
-	entries := []manager.Entry{
-		{Member: protocol.Member{Alias: "\x1b]0;pwned\x07", Addr: "10.0.0.1:1\u202e", State: protocol.StateAlive}},
-		{Member: protocol.Member{Alias: "节点", Addr: "10.0.0.2:2", State: protocol.StateAlive}},
+	entries := []node.Member{
+		{Alias: "\x1b]0;pwned\x07", Addr: "10.0.0.1:1\u202e", State: node.StateAlive},
+		{Alias: "节点", Addr: "10.0.0.2:2", State: node.StateAlive},
 	}
 	lines := strings.Split(renderMembers(entries, palette{}), "\n")
 	header := columnStarts(lines[0], []string{"ALIAS", "ADDRESS", "STATE"})
@@ -350,21 +347,21 @@ func TestJSONGivesBackTheExactStrings(t *testing.T) {
 				}
 			}
 
-			s.writeJSON(membersJSON([]manager.Entry{{Member: protocol.Member{Alias: v, Addr: v, Tags: tags}}}))
+			s.writeJSON(membersJSON([]node.Member{{Alias: v, Addr: v, Tags: tags}}))
 			var members []memberJSON
 			decode("members", &members)
 			if m := members[0]; m.Alias != want || m.Addr != want || m.Tags[want] != want {
 				t.Errorf("members: got %q %q %q", m.Alias[:min(len(m.Alias), 40)], m.Addr[:min(len(m.Addr), 40)], m.Tags)
 			}
 
-			s.printEvent(swim.Event{Kind: swim.MemberUpdate, Member: protocol.Member{Alias: v, Addr: v, Tags: tags}}, true)
+			s.printEvent(node.Event{Kind: node.MemberUpdate, Member: node.Member{Alias: v, Addr: v, Tags: tags}}, true)
 			var ev eventJSON
 			decode("event", &ev)
 			if ev.Alias != want || ev.Addr != want || ev.Tags[want] != want {
 				t.Error("event: strings changed")
 			}
 
-			s.writeJSON(statusDoc(node.ControlReply{Alias: v, OK: true, Status: &protocol.NodeStatus{Version: v, Tags: tags, Config: tags}}))
+			s.writeJSON(statusDoc(node.ControlReply{Alias: v, OK: true, Status: &node.Status{Version: v, Tags: tags, Config: tags}}))
 			var st statusJSON
 			decode("status", &st)
 			if st.Alias != want || st.Version != want || st.Tags[want] != want || st.Config[want] != want {

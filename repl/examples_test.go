@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // startNode starts an in-process node; with join it joins through that
@@ -50,7 +49,7 @@ func waitAlive(t *testing.T, n *node.Node, aliases ...string) {
 	defer cancel()
 	err := n.WaitFor(ctx, func(sn *node.Snapshot) bool {
 		for _, a := range aliases {
-			if e, ok := sn.Get(a); !ok || e.State != protocol.StateAlive {
+			if e, ok := sn.Get(a); !ok || e.State != node.StateAlive {
 				return false
 			}
 		}
@@ -58,6 +57,48 @@ func waitAlive(t *testing.T, n *node.Node, aliases ...string) {
 	})
 	if err != nil {
 		t.Fatalf("%s never saw %v alive: %s", n.Alias(), aliases, memberStates(n.Members()))
+	}
+}
+
+// crashed starts alias joined to n[0], closes it without a goodbye (a
+// crash) and waits until every n sees it failed.
+func crashed(t *testing.T, alias string, n ...*node.Node) {
+	t.Helper()
+	gone := startNode(t, alias, nil, n[0].Addr())
+	for _, m := range n {
+		waitAlive(t, m, alias)
+	}
+	gone.Close()
+	for _, m := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := m.WaitFor(ctx, func(sn *node.Snapshot) bool {
+			e, ok := sn.Get(alias)
+			return ok && e.State == node.StateFailed
+		})
+		cancel()
+		if err != nil {
+			t.Fatalf("%s never saw %s failed: %s", m.Alias(), alias, memberStates(m.Members()))
+		}
+	}
+}
+
+// leaveSeen has n leave and waits until every observer lists it left, so
+// that a later example's --all does not wait on a node that is gone.
+func leaveSeen(t *testing.T, n *node.Node, observers ...*node.Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if n.Leave(ctx) != nil {
+		return // not in a cluster (the example left or never joined)
+	}
+	for _, o := range observers {
+		err := o.WaitFor(ctx, func(sn *node.Snapshot) bool {
+			e, ok := sn.Get(n.Alias())
+			return !ok || e.State == node.StateLeft
+		})
+		if err != nil {
+			t.Errorf("%s never saw %s leave: %s", o.Alias(), n.Alias(), memberStates(o.Members()))
+		}
 	}
 }
 
@@ -120,6 +161,7 @@ func TestEveryHelpExampleRuns(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(n.Close)
+			t.Cleanup(func() { leaveSeen(t, n, w1, w2) })
 			port := seedPort
 			switch firstWord(lines[0]) {
 			case "!start_cluster":
@@ -132,6 +174,9 @@ func TestEveryHelpExampleRuns(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+			}
+			if c.Name == "!force-leave" {
+				crashed(t, "worker3", w1, w2, n) // the example forces it out
 			}
 			text := strings.ReplaceAll(strings.Join(lines, "\n"), "7001", port)
 			if code, out, errs := script(t, n, text+"\n", false); code != 0 {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/chzyer/readline"
 
-	"meshell/protocol"
+	"meshell/node"
 )
 
 // Prompt is the alias and a short cluster state, e.g. "node1 [3 alive]> ".
@@ -26,12 +26,12 @@ func (s *Shell) Prompt() string {
 	state := "not in a cluster"
 	if s.Node.Running() {
 		sn := s.Node.Members()
-		state = s.pal.state(protocol.StateAlive, fmt.Sprintf("%d alive", sn.Count(protocol.StateAlive)))
-		if n := sn.Count(protocol.StateSuspect); n > 0 {
-			state += ", " + s.pal.state(protocol.StateSuspect, fmt.Sprintf("%d suspect", n))
+		state = s.pal.state(node.StateAlive, fmt.Sprintf("%d alive", sn.Count(node.StateAlive)))
+		if n := sn.Count(node.StateSuspect); n > 0 {
+			state += ", " + s.pal.state(node.StateSuspect, fmt.Sprintf("%d suspect", n))
 		}
-		if n := sn.Count(protocol.StateFailed); n > 0 {
-			state += ", " + s.pal.state(protocol.StateFailed, fmt.Sprintf("%d failed", n))
+		if n := sn.Count(node.StateFailed); n > 0 {
+			state += ", " + s.pal.state(node.StateFailed, fmt.Sprintf("%d failed", n))
 		}
 	}
 	return s.pal.bold(alias) + " [" + state + "]> "

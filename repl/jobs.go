@@ -11,15 +11,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"meshell/manager"
 	"meshell/node"
-	"meshell/protocol"
 )
 
 func init() {
 	tagFlag := Flag{Name: "tag", Kind: FlagKV, Usage: "workers must carry this tag (repeatable; default role=worker)"}
 	strategyFlag := Flag{Name: "strategy", Kind: FlagString, Usage: "least-connections (default), round-robin or random",
-		Value: manager.Strategies}
+		Value: node.Strategies}
 	timeoutFlag := Flag{Name: "timeout", Kind: FlagDuration, Usage: "give up on a job after this long, retries included"}
 	kinds := func(s *Shell, prev []string) []string {
 		if len(prev) == 0 {
@@ -99,7 +97,7 @@ func runWorkers(ctx context.Context, s *Shell, a *Args) error {
 	if len(ws) == 0 {
 		filter := a.KV("tag")
 		if len(filter) == 0 {
-			filter = manager.DefaultFilter()
+			filter = node.DefaultFilter()
 		}
 		s.printf("no workers match %s\n", formatTags(filter))
 		return nil
@@ -132,7 +130,7 @@ func renderWorkers(ws []node.WorkerInfo, p palette) string {
 
 // jobRequest builds a dispatch request from the common flags.
 func (s *Shell) jobRequest(a *Args) (node.DispatchRequest, error) {
-	strat, err := manager.ParseStrategy(a.String("strategy", s.Node.DefaultStrategy()))
+	strat, err := node.ParseStrategy(a.String("strategy", s.Node.DefaultStrategy()))
 	if err != nil {
 		return node.DispatchRequest{}, err
 	}
@@ -165,9 +163,9 @@ func withWorkerHint(err error, filter map[string]string) error {
 		return err
 	}
 	if len(filter) == 0 {
-		filter = manager.DefaultFilter()
+		filter = node.DefaultFilter()
 	}
-	f := manager.FilterString(filter)
+	f := node.FilterString(filter)
 	return fmt.Errorf("%w; to make a node a worker, run !tag %s on it, or start it with --tags %s", err, strings.ReplaceAll(f, ",", " "), f)
 }
 
@@ -488,9 +486,9 @@ func renderJobs(recs []node.JobRecord, p palette) string {
 		case i < 0:
 			return p.bold(cell)
 		case j == 4 && recs[i].State != "ok":
-			return p.state(protocol.StateFailed, cell)
+			return p.state(node.StateFailed, cell)
 		case j == 4:
-			return p.state(protocol.StateAlive, cell)
+			return p.state(node.StateAlive, cell)
 		}
 		return cell
 	})

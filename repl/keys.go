@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // Key rotation and the operator this shell signs as.
@@ -66,7 +65,7 @@ func runKeys(ctx context.Context, s *Shell, a *Args) error {
 	live := s.liveAliases()
 	timeout := a.Duration("timeout", 5*time.Second)
 	list := func() ([]keyHolding, []node.ControlReply, error) {
-		replies, err := s.Node.Control(ctx, live, protocol.Control{Op: node.OpKeys, Key: "list"}, timeout)
+		replies, err := s.Node.Control(ctx, live, node.ControlRequest{Op: node.OpKeys, Key: "list"}, timeout)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -110,7 +109,7 @@ func runKeys(ctx context.Context, s *Shell, a *Args) error {
 	default:
 		return fmt.Errorf("unknown keys operation %q: use list, install, use or remove", op)
 	}
-	replies, err := s.Node.Control(ctx, live, protocol.Control{Op: node.OpKeys, Key: op, Value: a.Pos[1]}, timeout)
+	replies, err := s.Node.Control(ctx, live, node.ControlRequest{Op: node.OpKeys, Key: op, Value: a.Pos[1]}, timeout)
 	if err != nil {
 		return err
 	}
@@ -183,7 +182,7 @@ func missing(all, have []string) []string {
 func (s *Shell) liveAliases() []string {
 	var out []string
 	for _, e := range s.Node.Members().Entries {
-		if e.State == protocol.StateAlive || e.State == protocol.StateSuspect {
+		if e.State == node.StateAlive || e.State == node.StateSuspect {
 			out = append(out, e.Alias)
 		}
 	}

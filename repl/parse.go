@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // tokenize splits a command line into words, by the one quoting rule of
@@ -161,7 +160,7 @@ func checkFlagValue(f *Flag, v string) error {
 }
 
 // parseTags reads "k=v" or "k=v,k2=v2" into tags, each checked with the
-// rules every node applies (protocol.ValidTag).
+// rules every node applies (node.ValidTag).
 func parseTags(word string) (map[string]string, error) { return readTags(word, false) }
 
 // parseTagPatterns is parseTags where each value may also hold the
@@ -179,7 +178,7 @@ func readTags(word string, glob bool) (map[string]string, error) {
 		if glob {
 			checked = strings.NewReplacer("*", "", "?", "").Replace(v)
 		}
-		if err := protocol.ValidTag(k, checked); err != nil {
+		if err := node.ValidTag(k, checked); err != nil {
 			return nil, err
 		}
 		tags[k] = v

@@ -12,9 +12,7 @@ import (
 	"github.com/chzyer/readline"
 	"github.com/fatih/color"
 
-	"meshell/manager"
 	"meshell/node"
-	"meshell/protocol"
 )
 
 type nodeSnapshot = node.Snapshot
@@ -32,15 +30,15 @@ func (p palette) paint(attr color.Attribute, s string) string {
 	return c.Sprint(s)
 }
 
-func (p palette) state(st protocol.State, s string) string {
+func (p palette) state(st node.State, s string) string {
 	switch st {
-	case protocol.StateAlive:
+	case node.StateAlive:
 		return p.paint(color.FgGreen, s)
-	case protocol.StateSuspect:
+	case node.StateSuspect:
 		return p.paint(color.FgYellow, s)
-	case protocol.StateFailed:
+	case node.StateFailed:
 		return p.paint(color.FgRed, s)
-	case protocol.StateLeft:
+	case node.StateLeft:
 		return p.paint(color.FgHiBlack, s)
 	}
 	return s
@@ -85,11 +83,11 @@ func table(header []string, rows [][]string, colour func(row, col int, cell stri
 	return b.String()
 }
 
-func renderMembers(entries []manager.Entry, p palette) string { return membersTable(entries, p, nil) }
+func renderMembers(entries []node.Member, p palette) string { return membersTable(entries, p, nil) }
 
 // membersTable is the members table; with proto (--detailed) a PROTOCOL
 // column before TAGS holds proto(alias).
-func membersTable(entries []manager.Entry, p palette, proto func(alias string) string) string {
+func membersTable(entries []node.Member, p palette, proto func(alias string) string) string {
 	header := []string{"ALIAS", "ADDRESS", "STATE", "INC", "RTT", "TAGS"}
 	if proto != nil {
 		header = slices.Insert(header, 5, "PROTOCOL")
@@ -182,13 +180,13 @@ type protocolJSON struct {
 
 // formatProtocol is "2 (1-2)": the version spoken with this node, then
 // the range the node speaks.
-func formatProtocol(v protocol.Versions) string { return fmt.Sprintf("%d (%s)", v.Cur, v) }
+func formatProtocol(v node.Versions) string { return fmt.Sprintf("%d (%s)", v.Cur, v) }
 
 // jsonTime is the one time format of the JSON output: RFC 3339 in UTC
 // with microseconds, "2025-06-01T12:00:00.123456Z".
 func jsonTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z07:00") }
 
-func membersJSON(entries []manager.Entry) []memberJSON {
+func membersJSON(entries []node.Member) []memberJSON {
 	out := make([]memberJSON, len(entries))
 	for i, e := range entries {
 		tags := e.Tags

@@ -8,20 +8,19 @@ import (
 	"testing"
 	"time"
 
-	"meshell/manager"
-	"meshell/protocol"
+	"meshell/node"
 )
 
 var ansi = regexp.MustCompile("\x1b\\[[0-9;]*[A-Za-z]")
 
 func stripANSI(s string) string { return ansi.ReplaceAllString(s, "") }
 
-func testEntries() []manager.Entry {
-	return []manager.Entry{
-		{Member: protocol.Member{Alias: "node1", Addr: "127.0.0.1:2254", State: protocol.StateAlive, Incarnation: 3, Tags: map[string]string{"role": "worker", "zone": "a"}}, Self: true},
-		{Member: protocol.Member{Alias: "n2", Addr: "127.0.0.1:22550", State: protocol.StateSuspect, Incarnation: 12}, RTT: 250 * time.Microsecond},
-		{Member: protocol.Member{Alias: "node-three", Addr: "10.0.0.3:1", State: protocol.StateFailed}, RTT: 1500 * time.Microsecond},
-		{Member: protocol.Member{Alias: "x", Addr: "10.0.0.4:2254", State: protocol.StateLeft}},
+func testEntries() []node.Member {
+	return []node.Member{
+		{Alias: "node1", Addr: "127.0.0.1:2254", State: node.StateAlive, Incarnation: 3, Tags: map[string]string{"role": "worker", "zone": "a"}, Self: true},
+		{Alias: "n2", Addr: "127.0.0.1:22550", State: node.StateSuspect, Incarnation: 12, RTT: 250 * time.Microsecond},
+		{Alias: "node-three", Addr: "10.0.0.3:1", State: node.StateFailed, RTT: 1500 * time.Microsecond},
+		{Alias: "x", Addr: "10.0.0.4:2254", State: node.StateLeft},
 	}
 }
 
@@ -98,7 +97,7 @@ func TestMembersJSONShape(t *testing.T) {
 		t.Fatalf("%d members", len(docs))
 	}
 	for _, d := range docs {
-		for _, k := range []string{"alias", "addr", "state", "incarnation", "tags", "self"} { // DESIGN.md §3
+		for _, k := range []string{"alias", "addr", "state", "incarnation", "tags", "self"} { // README, JSON output
 			if _, ok := d[k]; !ok {
 				t.Errorf("member %v lacks %q", d, k)
 			}
@@ -196,7 +195,7 @@ func TestVisibleWidth(t *testing.T) {
 		s    string
 		want int
 	}{
-		{"", 0}, {"abc", 3}, {p.bold("node1") + " [" + p.state(protocol.StateAlive, "3 alive") + "]> ", 17}, {"µs", 2},
+		{"", 0}, {"abc", 3}, {p.bold("node1") + " [" + p.state(node.StateAlive, "3 alive") + "]> ", 17}, {"µs", 2},
 	} {
 		if got := visibleWidth(tt.s); got != tt.want {
 			t.Errorf("visibleWidth(%q) = %d, want %d", tt.s, got, tt.want)

@@ -13,8 +13,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"meshell/node"
-	"meshell/node/swim"
-	"meshell/protocol"
 )
 
 func TestFoldNodes(t *testing.T) {
@@ -155,7 +153,7 @@ func runTestNode(t *testing.T, alias string, opts func(*node.Config), join strin
 	t.Helper()
 	cfg := node.DefaultConfig()
 	cfg.Alias, cfg.Bind = alias, "127.0.0.1:0"
-	cfg.SWIM, _ = swim.Profile("local")
+	cfg.SWIM, _ = node.Profile("local")
 	quiet := logrus.New()
 	quiet.SetOutput(io.Discard)
 	cfg.Log = quiet
@@ -187,7 +185,7 @@ func TestRunCommand(t *testing.T) {
 	n3 := runTestNode(t, "n3", func(c *node.Config) { c.Tags = map[string]string{"role": "worker"} }, n1.Addr())
 	for _, n := range []*node.Node{n1, n2, n3} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if err := n.WaitFor(ctx, func(s *node.Snapshot) bool { return s.Count(protocol.StateAlive) == 3 }); err != nil {
+		if err := n.WaitFor(ctx, func(s *node.Snapshot) bool { return s.Count(node.StateAlive) == 3 }); err != nil {
 			t.Fatal(err)
 		}
 		cancel()

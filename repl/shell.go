@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"meshell/node"
-	"meshell/node/swim"
 )
 
 // Options configures a Shell.
@@ -378,7 +377,7 @@ func (s *Shell) setEvents(on, asJSON bool) {
 	}()
 }
 
-func (s *Shell) printEvent(ev swim.Event, asJSON bool) {
+func (s *Shell) printEvent(ev node.Event, asJSON bool) {
 	if asJSON {
 		tags := ev.Member.Tags
 		if tags == nil {
@@ -392,7 +391,7 @@ func (s *Shell) printEvent(ev swim.Event, asJSON bool) {
 }
 
 // renderEvent is one event line: time, kind, alias, address, incarnation.
-func renderEvent(ev swim.Event, p palette) string {
+func renderEvent(ev node.Event, p palette) string {
 	return fmt.Sprintf("%s %s %s %s\n", p.dim(ev.At.Format("15:04:05.000")), ev.Kind,
 		p.state(ev.Member.State, clean(ev.Member.Alias)), p.dim(fmt.Sprintf("%s inc=%d", clean(ev.Member.Addr), ev.Member.Incarnation)))
 }

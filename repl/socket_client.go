@@ -14,8 +14,7 @@ import (
 
 	"github.com/chzyer/readline"
 
-	"meshell/protocol"
-	"meshell/repl/attach"
+	"meshell/node"
 )
 
 // AttachOptions configure Attach.
@@ -45,11 +44,11 @@ func Attach(target string, o AttachOptions) int {
 		return listSockets(o.Out, fail)
 	}
 	path := target
-	if !strings.ContainsRune(target, os.PathSeparator) && !strings.HasSuffix(target, attach.Ext) {
-		if err := protocol.ValidAlias(target); err != nil {
+	if !strings.ContainsRune(target, os.PathSeparator) && !strings.HasSuffix(target, node.SocketExt) {
+		if err := node.ValidAlias(target); err != nil {
 			return fail(fmt.Errorf("%q is neither a socket's path nor an alias: %w", target, err))
 		}
-		path = attach.Path(target)
+		path = node.SocketPath(target)
 	}
 	c, err := dialAgent(path, o)
 	if err != nil {
@@ -84,12 +83,12 @@ func Attach(target string, o AttachOptions) int {
 
 // listSockets prints the sockets in the default directory.
 func listSockets(out io.Writer, fail func(error) int) int {
-	found, err := attach.List(attach.Dir())
+	found, err := node.LocalSockets(node.SocketDir())
 	if err != nil {
-		return fail(fmt.Errorf("listing %s: %w", attach.Dir(), err))
+		return fail(fmt.Errorf("listing %s: %w", node.SocketDir(), err))
 	}
 	if len(found) == 0 {
-		return fail(fmt.Errorf("no control socket in %s: start a node (meshell --serve), or give the socket's path (--socket)", attach.Dir()))
+		return fail(fmt.Errorf("no control socket in %s: start a node (meshell --serve), or give the socket's path (--socket)", node.SocketDir()))
 	}
 	var rows [][]string
 	for _, f := range found {
@@ -105,7 +104,7 @@ func listSockets(out io.Writer, fail func(error) int) int {
 
 // client is the attaching side of a session.
 type client struct {
-	k     *attach.Conn
+	k     *node.LocalConn
 	alias string
 	pal   palette
 
@@ -114,9 +113,9 @@ type client struct {
 	prompt    string
 	onPrompt  func() // redraws the prompt; nil outside the interactive loop
 
-	done    chan *protocol.Local // the running command's end
-	comps   chan *protocol.Local // completions asked for
-	closed  chan struct{}        // the session ended; why is in reason
+	done    chan *node.Local // the running command's end
+	comps   chan *node.Local // completions asked for
+	closed  chan struct{}    // the session ended; why is in reason
 	reason  string
 	stopped bool // the session ended because the node was shut down
 }
@@ -130,16 +129,16 @@ func dialAgent(path string, o AttachOptions) (*client, error) {
 		}
 		return nil, fmt.Errorf("cannot attach to %s: %w", path, err)
 	}
-	c := &client{k: attach.NewConn(nc), pal: palette{on: o.Color}, out: o.Out, errw: o.Err,
-		done: make(chan *protocol.Local, 1), comps: make(chan *protocol.Local, 1), closed: make(chan struct{})}
+	c := &client{k: node.NewLocalConn(nc), pal: palette{on: o.Color}, out: o.Out, errw: o.Err,
+		done: make(chan *node.Local, 1), comps: make(chan *node.Local, 1), closed: make(chan struct{})}
 	var flags uint8
 	if o.Interactive {
-		flags |= protocol.LocalInteractive
+		flags |= node.LocalInteractive
 	}
 	if o.Color {
-		flags |= protocol.LocalColor
+		flags |= node.LocalColor
 	}
-	serr := c.k.Send(&protocol.Local{Op: protocol.LocalHello, Flags: flags})
+	serr := c.k.Send(&node.Local{Op: node.LocalHello, Flags: flags})
 	m, err := c.k.Recv() // a refusal may be waiting even when the hello could not be written
 	switch {
 	case err != nil && serr != nil:
@@ -148,10 +147,10 @@ func dialAgent(path string, o AttachOptions) (*client, error) {
 	case err != nil:
 		c.k.Close()
 		return nil, fmt.Errorf("cannot attach to %s: %w", path, err)
-	case m.Op == protocol.LocalBye:
+	case m.Op == node.LocalBye:
 		c.k.Close()
 		return nil, fmt.Errorf("%s: %s", path, m.Data)
-	case m.Op != protocol.LocalHello:
+	case m.Op != node.LocalHello:
 		c.k.Close()
 		return nil, fmt.Errorf("%s: unexpected answer (op %d): is it a meshell socket?", path, m.Op)
 	}
@@ -174,25 +173,25 @@ func (c *client) read() {
 			return
 		}
 		switch m.Op {
-		case protocol.LocalStdout, protocol.LocalStderr:
+		case node.LocalStdout, node.LocalStderr:
 			c.wmu.Lock()
 			w := c.out
-			if m.Op == protocol.LocalStderr {
+			if m.Op == node.LocalStderr {
 				w = c.errw
 			}
 			io.WriteString(w, m.Data) // the agent cleaned what came from the network
 			c.wmu.Unlock()
-		case protocol.LocalDone:
+		case node.LocalDone:
 			select {
 			case c.done <- m:
 			default: // nothing waits: not ours
 			}
-		case protocol.LocalCompletions:
+		case node.LocalCompletions:
 			select {
 			case c.comps <- m:
 			default:
 			}
-		case protocol.LocalPrompt:
+		case node.LocalPrompt:
 			c.wmu.Lock()
 			c.prompt = m.Data
 			redraw := c.onPrompt
@@ -200,7 +199,7 @@ func (c *client) read() {
 			if redraw != nil {
 				redraw()
 			}
-		case protocol.LocalBye:
+		case node.LocalBye:
 			c.reason, c.stopped = m.Data, m.Status == 0
 			return
 		}
@@ -215,7 +214,7 @@ func (e remoteError) Error() string { return string(e) }
 // exec runs line on the agent and waits for its end; ctx's end cancels it
 // there (as Ctrl-C does in a local shell).
 func (c *client) exec(ctx context.Context, line string) error {
-	if err := c.k.Send(&protocol.Local{Op: protocol.LocalExec, Line: line}); err != nil {
+	if err := c.k.Send(&node.Local{Op: node.LocalExec, Line: line}); err != nil {
 		return fmt.Errorf("the session ended: %w", err)
 	}
 	interrupted := false
@@ -229,7 +228,7 @@ func (c *client) exec(ctx context.Context, line string) error {
 		case <-ctx.Done():
 			if !interrupted {
 				interrupted = true
-				c.k.Send(&protocol.Local{Op: protocol.LocalInterrupt})
+				c.k.Send(&node.Local{Op: node.LocalInterrupt})
 			}
 			ctx = context.Background() // wait for the command's end
 		case <-c.closed:
@@ -273,7 +272,7 @@ func (c *client) Do(line []rune, pos int) ([][]rune, int) {
 	case <-c.comps: // a late answer to an earlier question
 	default:
 	}
-	if c.k.Send(&protocol.Local{Op: protocol.LocalComplete, Line: string(line[:pos])}) != nil {
+	if c.k.Send(&node.Local{Op: node.LocalComplete, Line: string(line[:pos])}) != nil {
 		return nil, 0
 	}
 	t := time.NewTimer(2 * time.Second)

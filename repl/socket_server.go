@@ -12,19 +12,17 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"meshell/node"
-	"meshell/protocol"
-	"meshell/repl/attach"
 )
 
 // SocketDir is where nodes put their control sockets by default.
-func SocketDir() string { return attach.Dir() }
+func SocketDir() string { return node.SocketDir() }
 
 // SocketPath is the default control socket of alias.
-func SocketPath(alias string) string { return attach.Path(alias) }
+func SocketPath(alias string) string { return node.SocketPath(alias) }
 
 // ErrSocketInUse is wrapped by ListenSocket's error when a running node
 // holds the socket.
-var ErrSocketInUse = attach.ErrInUse
+var ErrSocketInUse = node.ErrSocketInUse
 
 // MaxSessions bounds the sessions attached to one node at once; one more
 // is told so and closed.
@@ -49,7 +47,7 @@ type SocketServer struct {
 	wg   sync.WaitGroup
 
 	mu       sync.Mutex
-	sessions map[*attach.Conn]bool
+	sessions map[*node.LocalConn]bool
 	lastWarn time.Time // refused peers are logged once per 10 s
 	held     int
 }
@@ -60,12 +58,12 @@ func ListenSocket(n *node.Node, path string, log logrus.FieldLogger) (*SocketSer
 }
 
 func listenSocket(n *node.Node, path string, log logrus.FieldLogger, hello time.Duration) (*SocketServer, error) {
-	ln, err := attach.Listen(path)
+	ln, err := node.ListenLocal(path)
 	if err != nil {
 		return nil, err
 	}
 	srv := &SocketServer{n: n, ln: ln, path: path, log: log, hello: hello, sem: make(chan struct{}, MaxSessions),
-		stop: make(chan struct{}), sessions: map[*attach.Conn]bool{}}
+		stop: make(chan struct{}), sessions: map[*node.LocalConn]bool{}}
 	srv.wg.Add(1)
 	go srv.accept()
 	return srv, nil
@@ -120,17 +118,17 @@ func (srv *SocketServer) accept() {
 			time.Sleep(50 * time.Millisecond) // out of descriptors, say: do not spin
 			continue
 		}
-		k := attach.NewConn(c)
-		if err := attach.CheckPeer(c); err != nil {
+		k := node.NewLocalConn(c)
+		if err := node.CheckLocalPeer(c); err != nil {
 			srv.warn(err)
-			k.Send(&protocol.Local{Op: protocol.LocalBye, Data: "refused: " + err.Error(), Status: 1})
+			k.Send(&node.Local{Op: node.LocalBye, Data: "refused: " + err.Error(), Status: 1})
 			k.Close()
 			continue
 		}
 		select {
 		case srv.sem <- struct{}{}:
 		default:
-			k.Send(&protocol.Local{Op: protocol.LocalBye, Data: fmt.Sprintf("busy: %d sessions are attached already; detach one first", MaxSessions), Status: 1})
+			k.Send(&node.Local{Op: node.LocalBye, Data: fmt.Sprintf("busy: %d sessions are attached already; detach one first", MaxSessions), Status: 1})
 			k.Close()
 			continue
 		}
@@ -176,12 +174,12 @@ func (srv *SocketServer) warn(err error) {
 
 // sessionWriter sends what a session's shell prints as frames of op.
 type sessionWriter struct {
-	k  *attach.Conn
-	op protocol.LocalOp
+	k  *node.LocalConn
+	op node.LocalOp
 }
 
 func (w sessionWriter) Write(p []byte) (int, error) {
-	if err := w.k.Send(&protocol.Local{Op: w.op, Data: string(p)}); err != nil {
+	if err := w.k.Send(&node.Local{Op: w.op, Data: string(p)}); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -194,16 +192,16 @@ var errAttachedQuit = errors.New("!quit would stop the agent: use !shutdown ALIA
 // session is one attached shell: a hello, then commands one at a time
 // (Ctrl-C cancels the one running), completions at the prompt, and the
 // prompt pushed as membership changes.
-func (srv *SocketServer) session(k *attach.Conn) {
-	helloC := make(chan *protocol.Local, 1)
+func (srv *SocketServer) session(k *node.LocalConn) {
+	helloC := make(chan *node.Local, 1)
 	go func() {
 		m, err := k.Recv()
-		if err != nil || m.Op != protocol.LocalHello {
+		if err != nil || m.Op != node.LocalHello {
 			m = nil
 		}
 		helloC <- m
 	}()
-	var hello *protocol.Local
+	var hello *node.Local
 	t := time.NewTimer(srv.hello)
 	select {
 	case hello = <-helloC:
@@ -216,11 +214,11 @@ func (srv *SocketServer) session(k *attach.Conn) {
 		return
 	}
 	sh := New(srv.n, Options{
-		Out: sessionWriter{k, protocol.LocalStdout}, Err: sessionWriter{k, protocol.LocalStderr},
-		Color: hello.Flags&protocol.LocalColor != 0, Interactive: hello.Flags&protocol.LocalInteractive != 0,
+		Out: sessionWriter{k, node.LocalStdout}, Err: sessionWriter{k, node.LocalStderr},
+		Color: hello.Flags&node.LocalColor != 0, Interactive: hello.Flags&node.LocalInteractive != 0,
 	})
 	defer sh.setEvents(false, false)
-	if k.Send(&protocol.Local{Op: protocol.LocalHello, Line: srv.n.Alias(), Data: sh.Prompt()}) != nil {
+	if k.Send(&node.Local{Op: node.LocalHello, Line: srv.n.Alias(), Data: sh.Prompt()}) != nil {
 		return
 	}
 	// cmd is the running command: its cancel, and a channel closed when
@@ -246,11 +244,11 @@ func (srv *SocketServer) session(k *attach.Conn) {
 	ended := make(chan struct{})
 	defer close(ended)
 	go func() { // the prompt follows the cluster; a !shutdown or the server's end ends the session
-		bye := &protocol.Local{Op: protocol.LocalBye}
+		bye := &node.Local{Op: node.LocalBye}
 		for {
 			select {
 			case <-sub.C:
-				k.Send(&protocol.Local{Op: protocol.LocalPrompt, Data: sh.Prompt()})
+				k.Send(&node.Local{Op: node.LocalPrompt, Data: sh.Prompt()})
 				continue
 			case <-srv.n.ShutdownRequested():
 				bye.Data = "this node was shut down by !shutdown" // Status 0: as a local shell, it ends well
@@ -285,7 +283,7 @@ func (srv *SocketServer) session(k *attach.Conn) {
 			return
 		}
 		switch m.Op {
-		case protocol.LocalExec:
+		case node.LocalExec:
 			ctx, stop := context.WithCancel(context.Background())
 			fin := make(chan struct{})
 			cmu.Lock()
@@ -296,7 +294,7 @@ func (srv *SocketServer) session(k *attach.Conn) {
 			cmu.Unlock()
 			if busy {
 				stop()
-				k.Send(&protocol.Local{Op: protocol.LocalDone, Status: 1, Data: "a command is running: wait for it or Ctrl-C it"})
+				k.Send(&node.Local{Op: node.LocalDone, Status: 1, Data: "a command is running: wait for it or Ctrl-C it"})
 				continue
 			}
 			go func(line string) {
@@ -309,32 +307,32 @@ func (srv *SocketServer) session(k *attach.Conn) {
 				if errors.Is(err, errQuit) {
 					err = errAttachedQuit
 				}
-				done := &protocol.Local{Op: protocol.LocalDone}
+				done := &node.Local{Op: node.LocalDone}
 				if err != nil {
 					done.Status, done.Data = 1, cleanN(err.Error(), lineCap)
 				}
 				k.Send(done)
-				k.Send(&protocol.Local{Op: protocol.LocalPrompt, Data: sh.Prompt()})
+				k.Send(&node.Local{Op: node.LocalPrompt, Data: sh.Prompt()})
 				cmu.Lock()
 				if finished == fin {
 					finished = nil
 				}
 				cmu.Unlock()
 			}(m.Line)
-		case protocol.LocalInterrupt:
+		case node.LocalInterrupt:
 			cmu.Lock()
 			if cancel != nil {
 				cancel()
 			}
 			cmu.Unlock()
-		case protocol.LocalComplete:
+		case node.LocalComplete:
 			typing, cands := sh.completions(m.Line)
-			if len(cands) > protocol.MaxLocalItems {
-				cands = cands[:protocol.MaxLocalItems]
+			if len(cands) > node.MaxLocalItems {
+				cands = cands[:node.MaxLocalItems]
 			}
-			k.Send(&protocol.Local{Op: protocol.LocalCompletions, Pos: int32(len(typing)), Items: cands})
+			k.Send(&node.Local{Op: node.LocalCompletions, Pos: int32(len(typing)), Items: cands})
 		default:
-			k.Send(&protocol.Local{Op: protocol.LocalBye, Data: fmt.Sprintf("unexpected frame (op %d): closing", m.Op), Status: 1})
+			k.Send(&node.Local{Op: node.LocalBye, Data: fmt.Sprintf("unexpected frame (op %d): closing", m.Op), Status: 1})
 			return
 		}
 	}

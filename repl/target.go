@@ -6,8 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"meshell/manager"
-	"meshell/protocol"
+	"meshell/node"
 )
 
 // TARGET: the nodes a control command or !run addresses, in one of three
@@ -51,7 +50,7 @@ func completeTarget(s *Shell, prev []string) []string {
 }
 
 // live reports whether a member in state st can answer.
-func live(st protocol.State) bool { return st == protocol.StateAlive || st == protocol.StateSuspect }
+func live(st node.State) bool { return st == node.StateAlive || st == node.StateSuspect }
 
 // selectTargets resolves a TARGET: words are the positional words that
 // name nodes (none with --all or --tag). Aliases must be members that have
@@ -84,7 +83,7 @@ func (s *Shell) selectTargets(a *Args, words []string) ([]string, error) {
 				switch {
 				case !ok:
 					return nil, fmt.Errorf("no member %q: members are %s", n, strings.Join(cleanAll(s.aliases()), ", "))
-				case e.State == protocol.StateLeft:
+				case e.State == node.StateLeft:
 					return nil, fmt.Errorf("%s left the cluster", clean(n))
 				}
 				if !slices.Contains(out, n) {
@@ -172,11 +171,11 @@ func globMatch(pattern, s string) bool {
 
 // filterMembers keeps the entries that match !cluster_members' --state (any
 // of them) and --tag (all of them) filters.
-func filterMembers(entries []manager.Entry, a *Args) ([]manager.Entry, error) {
-	var states []protocol.State
+func filterMembers(entries []node.Member, a *Args) ([]node.Member, error) {
+	var states []node.State
 	for _, v := range a.flags["state"] {
 		for _, w := range strings.Split(v, ",") {
-			st, err := protocol.ParseState(w)
+			st, err := node.ParseState(w)
 			if err != nil {
 				return nil, fmt.Errorf("--state: %w", err)
 			}
@@ -187,7 +186,7 @@ func filterMembers(entries []manager.Entry, a *Args) ([]manager.Entry, error) {
 	if len(states) == 0 && len(tags) == 0 {
 		return entries, nil
 	}
-	var out []manager.Entry
+	var out []node.Member
 	for _, e := range entries {
 		if (len(states) == 0 || slices.Contains(states, e.State)) && matchTags(e.Tags, tags) {
 			out = append(out, e)
@@ -209,13 +208,13 @@ func memberFilterText(a *Args) string {
 }
 
 // stateCounts is "4 members: 3 alive, 1 left".
-func stateCounts(entries []manager.Entry) string {
-	n := map[protocol.State]int{}
+func stateCounts(entries []node.Member) string {
+	n := map[node.State]int{}
 	for _, e := range entries {
 		n[e.State]++
 	}
 	var parts []string
-	for _, st := range []protocol.State{protocol.StateAlive, protocol.StateSuspect, protocol.StateFailed, protocol.StateLeft} {
+	for _, st := range []node.State{node.StateAlive, node.StateSuspect, node.StateFailed, node.StateLeft} {
 		if n[st] > 0 {
 			parts = append(parts, fmt.Sprintf("%d %s", n[st], st))
 		}

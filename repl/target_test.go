@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"meshell/node"
 	"meshell/protocol"
 )
 
@@ -267,7 +268,7 @@ func TestRestartSeveralNodesOneAfterAnother(t *testing.T) {
 	defer cancel()
 	err := s.Node.WaitFor(ctx, func(sn *nodeSnapshot) bool {
 		for alias, inc := range before {
-			if e, ok := sn.Get(alias); !ok || e.State != protocol.StateAlive || e.Incarnation <= inc {
+			if e, ok := sn.Get(alias); !ok || e.State != node.StateAlive || e.Incarnation <= inc {
 				return false
 			}
 		}

@@ -7,9 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"meshell/manager"
 	"meshell/node"
-	"meshell/protocol"
 )
 
 func init() {
@@ -92,11 +90,11 @@ func (s *Shell) topFrame(ctx context.Context, timeout time.Duration, prev map[st
 	entries := s.Node.Members().Entries
 	var targets []string
 	for _, e := range entries {
-		if e.State == protocol.StateAlive || e.State == protocol.StateSuspect {
+		if e.State == node.StateAlive || e.State == node.StateSuspect {
 			targets = append(targets, e.Alias)
 		}
 	}
-	replies, err := s.Node.Control(ctx, targets, protocol.Control{Op: node.OpStatus}, timeout)
+	replies, err := s.Node.Control(ctx, targets, node.ControlRequest{Op: node.OpStatus}, timeout)
 	if err != nil {
 		return "", err
 	}
@@ -123,7 +121,7 @@ func (s *Shell) topFrame(ctx context.Context, timeout time.Duration, prev map[st
 
 // topRow is one member's row: "-" where it did not answer or where a rate
 // needs a previous frame.
-func topRow(e manager.Entry, r node.ControlReply, now time.Time, prev map[string]topSample) []string {
+func topRow(e node.Member, r node.ControlReply, now time.Time, prev map[string]topSample) []string {
 	alias := clean(e.Alias)
 	if e.Self {
 		alias += " *"

@@ -7,16 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"meshell/manager"
 	"meshell/node"
-	"meshell/protocol"
 )
 
 func TestTopRowRatesComeFromTheLastFrame(t *testing.T) {
-	e := manager.Entry{Member: protocol.Member{Alias: "w1", State: protocol.StateAlive}, RTT: 2 * time.Millisecond}
+	e := node.Member{Alias: "w1", State: node.StateAlive, RTT: 2 * time.Millisecond}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	reply := func(cpu, done uint64) node.ControlReply {
-		return node.ControlReply{Alias: "w1", OK: true, Status: &protocol.NodeStatus{CPUMs: cpu, JobsDone: done, RSSBytes: 3 << 20, InFlight: 4, Slots: 8}}
+		return node.ControlReply{Alias: "w1", OK: true, Status: &node.Status{CPUMs: cpu, JobsDone: done, RSSBytes: 3 << 20, InFlight: 4, Slots: 8}}
 	}
 	prev := map[string]topSample{}
 	first := topRow(e, reply(1000, 100), t0, prev)

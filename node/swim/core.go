@@ -1,6 +1,7 @@
 package swim
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"math/rand"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"meshell/manager"
+	"meshell/node/metrics"
 	"meshell/protocol"
 )
 
@@ -53,6 +55,7 @@ type Core struct {
 	timers     timerHeap // suspicion, re-contact and reap deadlines (timers.go)
 
 	stats Stats
+	rtt   *metrics.Histogram // direct probe round trips (shared with scrapes: atomic)
 }
 
 // Stats counts what a Core did since it was created.
@@ -101,6 +104,7 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		revived:    map[string]time.Time{},
 		unverified: map[string]time.Time{},
 		buckets:    map[string]*bucket{},
+		rtt:        metrics.NewHistogram(metrics.RTTBuckets()...),
 	}
 	c.seq = c.rng.Uint32()
 	c.nextProbe = now.Add(c.jitter(cfg.ProbeInterval))
@@ -150,13 +154,13 @@ func (c *Core) Stats() Stats {
 	return s
 }
 
+// RTTs is the histogram of the round trips this node's direct probes
+// measured. It is safe to read from any goroutine.
+func (c *Core) RTTs() *metrics.Histogram { return c.rtt }
+
 // Awareness is Lifeguard's local health score: 0 is healthy; probe
 // timeouts are multiplied by Awareness()+1.
 func (c *Core) Awareness() int { return c.aware.score }
-
-// Left reports whether this node has left the cluster (Leave without a
-// later Rejoin).
-func (c *Core) Left() bool { return c.left }
 
 // Step feeds one membership message received from the member alias.
 // Hello, HelloAck, Join and JoinAck are handled by the driver, not here.
@@ -284,6 +288,35 @@ func (c *Core) Leave(now time.Time) {
 		c.sendTo(a, &protocol.Leave{Alias: self.Alias, Incarnation: self.Incarnation})
 		c.stats.Leaves++
 	}
+}
+
+// ForceLeave marks the failed member alias left at its incarnation (left
+// beats failed), on an operator's word: it is no longer re-dialled, and it
+// is reaped as a member that left. It refuses a member that is not failed:
+// one alive or suspect may still answer, and this node itself leaves with
+// Leave. A member already left, or unknown, needs nothing.
+//
+// The change is not gossiped: the operator's request reaches every member
+// itself, and a member that missed it learns it from a push/pull, since
+// left wins over failed at one incarnation.
+func (c *Core) ForceLeave(now time.Time, alias string) error {
+	c.enter(now)
+	if alias == c.table.SelfAlias() {
+		return fmt.Errorf("%s is this node: use !leave", alias)
+	}
+	e, ok := c.table.Get(alias)
+	switch {
+	case !ok || e.State == protocol.StateLeft:
+		return nil
+	case e.State != protocol.StateFailed:
+		return fmt.Errorf("%s is %s here: only a failed member can be forced out (stop it, or let it leave with !leave)", alias, e.State)
+	}
+	upd := e.Member
+	upd.State, upd.Accuser = protocol.StateLeft, ""
+	c.table.Set(now, upd)
+	cur, _ := c.table.Get(alias)
+	c.changed(now, e, true, cur.Member, "")
+	return nil
 }
 
 // Rejoin makes a node that left alive again at a higher incarnation, at

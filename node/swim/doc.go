@@ -93,5 +93,5 @@
 // Determinism. Every random choice comes from the seeded generator; maps
 // are never iterated where the order could change an outcome.
 //
-// It imports protocol and manager only.
+// It imports protocol, manager and node/metrics (atomic counters) only.
 package swim

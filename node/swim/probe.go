@@ -467,6 +467,7 @@ func (c *Core) reap(now time.Time, alias string) {
 	}
 	delete(c.redials, alias)
 	delete(c.suspicions, alias)
+	delete(c.revived, alias)
 	c.queue.remove(alias)
 	c.setLive(alias, false)
 	c.ready.Events = append(c.ready.Events, Event{Kind: MemberReap, Member: e.Member, At: now})
@@ -477,6 +478,7 @@ func (c *Core) handleAck(now time.Time, from string, m *protocol.Ack) {
 	if p := c.probeBySeq(m.Seq); p != nil {
 		if from == p.target && !p.resent {
 			c.table.SetRTT(from, now.Sub(p.start))
+			c.rtt.Observe(now.Sub(p.start))
 		}
 		c.endProbe(p)
 		if !p.outTurn {

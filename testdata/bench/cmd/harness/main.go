@@ -99,7 +99,7 @@ func run() (code int) {
 	flag.StringVar(&cfg.rpcBin, "rpcanchor", "", "prebuilt rpcanchor binary (default: go build it)")
 	flag.StringVar(&scen, "scenario", "all", "comma list of: "+strings.Join(allScenarios, ",")+" (or all)")
 	flag.StringVar(&systems, "systems", "memberlist-default,memberlist-fast,meshell", "membership systems: memberlist-default, memberlist-fast, meshell, meshell:PROFILE (adds --profile PROFILE); meshell entries are skipped without --meshell")
-	flag.StringVar(&rpcSystems, "rpc-systems", "raw,grpc,meshell", "rpc systems: raw, grpc, meshell")
+	flag.StringVar(&rpcSystems, "rpc-systems", "raw,grpc,meshell", "rpc systems: raw, grpc, meshell, meshell+metrics (every process with --metrics, the dispatcher scraped every second)")
 	flag.StringVar(&mlExtra, "meshell-args", "", "extra arguments for every meshell node (space separated)")
 	flag.IntVar(&cfg.trials, "trials", 0, "trials per scenario and system (0: 5 for membership scenarios, 1 for idle and rpc)")
 	flag.IntVar(&cfg.clusterN, "nodes", 5, "cluster size for crash/hang/leave/restart")

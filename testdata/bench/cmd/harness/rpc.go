@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -28,7 +29,7 @@ type rpcResult struct {
 func (h *Harness) rpcSystemNames() []string {
 	var out []string
 	for _, s := range h.cfg.rpcSystems {
-		if s == "meshell" && h.cfg.meshell == "" {
+		if (s == "meshell" || s == "meshell+metrics") && h.cfg.meshell == "" {
 			continue
 		}
 		out = append(out, s)
@@ -41,16 +42,25 @@ func (h *Harness) runRPC() {
 	if trials == 0 {
 		trials = 1
 	}
+	// Systems alternate within each trial, so that a ratio between two of
+	// them is measured under the same load, and in reverse order on every
+	// other trial, so that neither always runs first.
 	for _, conc := range h.cfg.rpcConc {
-		for _, sys := range h.rpcSystemNames() {
-			for t := 1; t <= trials && h.ctx.Err() == nil; t++ {
+		for t := 1; t <= trials && h.ctx.Err() == nil; t++ {
+			order := h.rpcSystemNames()
+			if t%2 == 0 {
+				slices.Reverse(order)
+			}
+			for _, sys := range order {
 				fmt.Fprintf(os.Stderr, "harness: rpc / %s / concurrency %d / trial %d ...\n", sys, conc, t)
 				var r *rpcResult
 				switch sys {
 				case "raw", "grpc":
 					r = h.rpcAnchor(sys, conc, t)
 				case "meshell":
-					r = h.rpcMeshell(conc, t)
+					r = h.rpcMeshell(conc, t, false)
+				case "meshell+metrics":
+					r = h.rpcMeshell(conc, t, true)
 				default:
 					r = &rpcResult{System: sys, Concurrency: conc, Trial: t, Error: "unknown rpc system"}
 				}
@@ -211,8 +221,21 @@ func (h *Harness) collectRPC(r *rpcResult, lc *lineCatcher, p *Proc, d time.Dura
 
 // rpcMeshell: 3 `meshell --serve` workers and a script-mode dispatcher
 // running !bench.
-func (h *Harness) rpcMeshell(conc, trial int) *rpcResult {
+// rpcMeshell runs one meshell trial; withMetrics gives every process
+// --metrics and scrapes the dispatcher's /metrics every second meanwhile.
+func (h *Harness) rpcMeshell(conc, trial int, withMetrics bool) *rpcResult {
 	r := &rpcResult{System: "meshell", Concurrency: conc, Trial: trial}
+	metricsFlag := func() []string { return nil }
+	if withMetrics {
+		r.System = "meshell+metrics"
+		metricsFlag = func() []string {
+			port, err := h.freePort()
+			if err != nil {
+				return nil
+			}
+			return []string{"--metrics", fmt.Sprintf("127.0.0.1:%d", port)}
+		}
+	}
 	var procs []*Proc
 	defer func() { h.killProcs(procs) }()
 	seed := 0
@@ -227,6 +250,7 @@ func (h *Harness) rpcMeshell(conc, trial int) *rpcResult {
 			args = append(args, "--join", fmt.Sprintf("127.0.0.1:%d", seed))
 		}
 		args = append(args, "--tags", "role=worker")
+		args = append(args, metricsFlag()...)
 		args = append(args, h.cfg.meshellExtra...)
 		if i == 1 {
 			fmt.Fprintf(os.Stderr, "harness:   %s %s\n", h.cfg.meshell, strings.Join(args, " "))
@@ -256,6 +280,8 @@ func (h *Harness) rpcMeshell(conc, trial int) *rpcResult {
 	}
 	args := []string{"--alias", "d", "--bind", fmt.Sprintf("127.0.0.1:%d", port),
 		"--join", fmt.Sprintf("127.0.0.1:%d", seed), "--no-color"}
+	mflag := metricsFlag()
+	args = append(args, mflag...)
 	args = append(args, h.cfg.meshellExtra...)
 	script := []string{
 		"!wait members 4 10s",
@@ -276,11 +302,40 @@ func (h *Harness) rpcMeshell(conc, trial int) *rpcResult {
 			return r
 		}
 	}
+	if len(mflag) == 2 {
+		stop := scrapeEvery(time.Second, "http://"+mflag[1]+"/metrics")
+		defer stop()
+	}
 	h.collectRPC(r, lc, d, h.cfg.rpcTimeout, "p50_ms", "p99_ms", 1000)
 	if r.Error == "" {
 		d.WaitExit(15 * time.Second)
 	}
 	return r
+}
+
+// scrapeEvery GETs url every period, as a Prometheus server would, until
+// the returned func is called.
+func scrapeEvery(period time.Duration, url string) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		client := &http.Client{Timeout: 5 * time.Second}
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			if resp, err := client.Get(url); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 func (h *Harness) printRPCTable(w io.Writer, rs []*rpcResult) {

@@ -1,4 +1,4 @@
-package node
+package jobs
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"meshell/mesh"
 	"meshell/protocol"
 )
 
@@ -28,7 +27,7 @@ func (p *fakePeer) send(alias string, m protocol.Message) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.reading {
-		return mesh.ErrQueueFull
+		return ErrQueueFull
 	}
 	p.got = append(p.got, m)
 	select {
@@ -79,27 +78,10 @@ func resultsByID(ms []protocol.Message) map[uint64]*protocol.JobResult {
 	return out
 }
 
-// fakeWorker is a node that is not started, with slots slots, whose
-// answers go to a fakePeer that reads.
-func fakeWorker(t *testing.T, slots int) (*Node, *fakePeer) {
-	t.Helper()
-	n, err := New(Config{Alias: "w", Log: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	p := &fakePeer{reading: true, notify: make(chan struct{}, 1)}
-	n.jobs.transport = p.send
-	if err := n.SetSlots(slots); err != nil {
-		t.Fatal(err)
-	}
-	return n, p
-}
-
 // holdKind registers kind "hold": it reports its first argument on started
 // and returns it once released (one job per value on release) or ends with
 // its context.
-func holdKind(n *Node) (started chan string, release chan struct{}, ended chan error) {
+func holdKind(n *Jobs) (started chan string, release chan struct{}, ended chan error) {
 	started, release, ended = make(chan string, 1024), make(chan struct{}), make(chan error, 1024)
 	n.RegisterKind("hold", func(ctx context.Context, args []string, emit func(string) error) (string, error) {
 		name := ""
@@ -148,7 +130,7 @@ func TestWorkerRepliesToAStuckDispatcherAreBounded(t *testing.T) {
 	n, p := fakeWorker(t, 2)
 	_, release, _ := holdKind(n)
 	p.setReading(false)
-	w := n.jobs.w
+	w := n.w
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -172,7 +154,7 @@ func TestWorkerRepliesToAStuckDispatcherAreBounded(t *testing.T) {
 	if grew > 64<<20 {
 		t.Errorf("heap and stacks grew by %d MiB during the flood, want at most 64", grew>>20)
 	}
-	s := n.JobStats()
+	s := n.Stats()
 	if s.ReplyOverflows == 0 || s.RepliesDropped < DefaultReplyQueue || s.RepliesQueued > DefaultReplyQueue {
 		t.Errorf("stats %+v: want overflows counted and at most %d answers queued", s, DefaultReplyQueue)
 	}
@@ -182,7 +164,7 @@ func TestWorkerRepliesToAStuckDispatcherAreBounded(t *testing.T) {
 	// The dispatcher reads again: later jobs are answered.
 	p.setReading(true)
 	close(release) // the flood's held jobs end
-	until(t, "the flood's jobs to end", func() bool { s := n.JobStats(); return s.Running == 0 && s.Queued == 0 })
+	until(t, "the flood's jobs to end", func() bool { s := n.Stats(); return s.Running == 0 && s.Queued == 0 })
 	const later = 1_000_000
 	for id := uint64(later + 1); id <= later+10; id++ {
 		w.submit("d", &protocol.JobRequest{ID: id, Kind: "echo", Args: []string{"later"}})
@@ -203,7 +185,7 @@ func TestWorkerRepliesToAStuckDispatcherAreBounded(t *testing.T) {
 // are out; then answers go inline again.
 func TestWorkerRepliesKeepTheirOrderBehindAFullQueue(t *testing.T) {
 	n, p := fakeWorker(t, 2)
-	w := n.jobs.w
+	w := n.w
 	base := runtime.NumGoroutine()
 	p.setReading(false)
 	const jobs = 1000
@@ -213,7 +195,7 @@ func TestWorkerRepliesKeepTheirOrderBehindAFullQueue(t *testing.T) {
 	if g := runtime.NumGoroutine() - base; g > 1 {
 		t.Errorf("%d goroutines for one stuck dispatcher, want one sender", g)
 	}
-	if s := n.JobStats(); s.RepliesQueued != jobs {
+	if s := n.Stats(); s.RepliesQueued != jobs {
 		t.Fatalf("%d answers queued, want %d", s.RepliesQueued, jobs)
 	}
 	p.setReading(true)
@@ -223,12 +205,12 @@ func TestWorkerRepliesKeepTheirOrderBehindAFullQueue(t *testing.T) {
 			t.Fatalf("answer %d is for job %d: out of order", i+1, r.ID)
 		}
 	}
-	until(t, "the sender to return", func() bool { return n.jobs.out.backlog.Load() == 0 })
+	until(t, "the sender to return", func() bool { return n.out.backlog.Load() == 0 })
 	w.submit("d", &protocol.JobRequest{ID: jobs + 1, Kind: "echo", Args: []string{"x"}})
 	if got := p.received(); len(got) != jobs+1 {
 		t.Fatalf("the answer after the backlog was not sent inline: %d messages", len(got))
 	}
-	if s := n.JobStats(); s.RepliesDropped != 0 || s.ReplyOverflows != 0 || s.RepliesQueued != 0 {
+	if s := n.Stats(); s.RepliesDropped != 0 || s.ReplyOverflows != 0 || s.RepliesQueued != 0 {
 		t.Fatalf("stats %+v: nothing should have been dropped", s)
 	}
 }
@@ -239,7 +221,7 @@ func TestWorkerRepliesKeepTheirOrderBehindAFullQueue(t *testing.T) {
 func TestWorkerOverflowCancelsTheStuckDispatchersJobs(t *testing.T) {
 	n, p := fakeWorker(t, 1)
 	started, release, ended := holdKind(n)
-	w := n.jobs.w
+	w := n.w
 	p.setReading(false)
 	w.submit("d", &protocol.JobRequest{ID: 1, Kind: "hold", Args: []string{"d1"}})
 	if got := <-started; got != "d1" {
@@ -249,9 +231,9 @@ func TestWorkerOverflowCancelsTheStuckDispatchersJobs(t *testing.T) {
 	w.submit("e", &protocol.JobRequest{ID: 1, Kind: "hold", Args: []string{"e1"}})
 	// d's further requests are answered busy (past its share) until its
 	// answers overflow.
-	for id := uint64(3); n.JobStats().ReplyOverflows == 0; id++ {
+	for id := uint64(3); n.Stats().ReplyOverflows == 0; id++ {
 		if id > 2*DefaultReplyQueue {
-			t.Fatalf("no overflow after %d busy answers: %+v", id, n.JobStats())
+			t.Fatalf("no overflow after %d busy answers: %+v", id, n.Stats())
 		}
 		w.submit("d", &protocol.JobRequest{ID: id, Kind: "hold", Args: []string{"flood"}})
 	}
@@ -261,7 +243,7 @@ func TestWorkerOverflowCancelsTheStuckDispatchersJobs(t *testing.T) {
 	if got := <-started; got != "e1" {
 		t.Fatalf("after d's jobs were cancelled, %q started, want e's job (d's queued job is dropped)", got)
 	}
-	s := n.JobStats()
+	s := n.Stats()
 	if s.ReplyOverflows != 1 || s.RepliesDropped != DefaultReplyQueue+1 || s.Queued != 0 || s.Running != 1 {
 		t.Fatalf("stats %+v: want one overflow of %d answers and e's job running alone", s, DefaultReplyQueue+1)
 	}
@@ -286,12 +268,12 @@ func TestWorkerOverflowCancelsTheStuckDispatchersJobs(t *testing.T) {
 // chunk then the result arrive in order.
 func TestWorkerStreamWaitsForASlowDispatcher(t *testing.T) {
 	n, p := fakeWorker(t, 1)
-	w := n.jobs.w
+	w := n.w
 	p.setReading(false)
 	const chunks = 10_000
 	w.submit("d", &protocol.JobRequest{ID: 1, Kind: "stream", Args: []string{fmt.Sprint(chunks)}})
-	until(t, "the stream to fill half the reply queue", func() bool { return n.JobStats().RepliesQueued == DefaultReplyQueue/2 })
-	if s := n.JobStats(); s.Running != 1 || s.ReplyOverflows != 0 {
+	until(t, "the stream to fill half the reply queue", func() bool { return n.Stats().RepliesQueued == DefaultReplyQueue/2 })
+	if s := n.Stats(); s.Running != 1 || s.ReplyOverflows != 0 {
 		t.Fatalf("stats %+v: want the stream job waiting, nothing dropped", s)
 	}
 	p.setReading(true)
@@ -315,7 +297,7 @@ func TestWorkerStreamWaitsForASlowDispatcher(t *testing.T) {
 func TestWorkerQueueIsSharedRoundRobin(t *testing.T) {
 	n, p := fakeWorker(t, 1)
 	started, release, _ := holdKind(n)
-	w := n.jobs.w
+	w := n.w
 	const flood = 3000
 	for id := uint64(1); id <= flood; id++ {
 		w.submit("A", &protocol.JobRequest{ID: id, Kind: "hold", Args: []string{"A"}})
@@ -323,11 +305,11 @@ func TestWorkerQueueIsSharedRoundRobin(t *testing.T) {
 	if got := <-started; got != "A" {
 		t.Fatalf("started %q", got)
 	}
-	if s := n.JobStats(); s.Queued != DefaultJobQueue || s.Busy != flood-1-DefaultJobQueue {
+	if s := n.Stats(); s.Queued != DefaultJobQueue || s.Busy != flood-1-DefaultJobQueue {
 		t.Fatalf("alone, A should fill the queue: %+v", s)
 	}
 	w.submit("B", &protocol.JobRequest{ID: 1, Kind: "hold", Args: []string{"B"}})
-	if s := n.JobStats(); s.Queued != DefaultJobQueue+1 {
+	if s := n.Stats(); s.Queued != DefaultJobQueue+1 {
 		t.Fatalf("B did not get in past A's backlog: %+v", s)
 	}
 	w.submit("A", &protocol.JobRequest{ID: flood + 1, Kind: "hold", Args: []string{"A"}})
@@ -344,81 +326,13 @@ func TestWorkerQueueIsSharedRoundRobin(t *testing.T) {
 	}
 }
 
-// TestJobTimeoutIsCappedByMaxJobTimeout: a worker runs a request without a
-// timeout, or with a longer one, for its MaxJobTimeout; a dispatcher asks
-// for at most its own.
-func TestJobTimeoutIsCappedByMaxJobTimeout(t *testing.T) {
-	t.Run("worker", func(t *testing.T) {
-		n, p := fakeWorker(t, 3)
-		n.jobs.lim.MaxJobTimeout = 50 * time.Millisecond
-		holdKind(n)
-		w := n.jobs.w
-		w.submit("d", &protocol.JobRequest{ID: 1, Kind: "hold"})
-		w.submit("d", &protocol.JobRequest{ID: 2, Kind: "hold", Timeout: int64(time.Hour)})
-		w.submit("d", &protocol.JobRequest{ID: 3, Kind: "hold", Timeout: int64(20 * time.Millisecond)})
-		got := p.waitFor(t, "three answers", func(ms []protocol.Message) bool { return len(resultsByID(ms)) == 3 })
-		rs := resultsByID(got)
-		for id, want := range map[uint64]string{1: "timed out after 50ms on w (its --max-job-timeout)", 2: "timed out after 50ms on w (its --max-job-timeout)", 3: "timed out after 20ms on w"} {
-			if r := rs[id]; r.Status != protocol.JobError || r.Error != want {
-				t.Errorf("job %d: %+v, want error %q", id, r, want)
-			}
-		}
-	})
-	t.Run("dispatcher", func(t *testing.T) {
-		d, ws := jobCluster(t, "w1")
-		holdKind(ws[0])
-		d.jobs.lim.MaxJobTimeout = 100 * time.Millisecond
-		for _, timeout := range []time.Duration{0, time.Hour} {
-			_, err := d.Dispatch(ctxFor(t, 20*time.Second), DispatchRequest{Kind: "hold", Timeout: timeout})
-			if err == nil || !strings.Contains(err.Error(), "timed out after 100ms") {
-				t.Errorf("Timeout %v: err = %v, want it capped at 100ms", timeout, err)
-			}
-		}
-		assertNoInFlight(t, d)
-	})
-}
-
-// TestScaleIsBoundedByMaxSlots: SetSlots, and the remote scale command that
-// goes through it, refuse more than the owner's MaxSlots.
-func TestScaleIsBoundedByMaxSlots(t *testing.T) {
-	d, ws := jobCluster(t, "w1")
-	w1 := ws[0]
-	limit := w1.JobStats().MaxSlots
-	if limit != 4*runtime.NumCPU() {
-		t.Fatalf("default MaxSlots %d, want 4 per CPU", limit)
-	}
-	want := fmt.Sprintf("slots %d exceeds this node's --max-slots %d (set by its owner at start-up)", limit+1, limit)
-	if err := w1.SetSlots(limit + 1); err == nil || err.Error() != want {
-		t.Fatalf("SetSlots(%d) = %v, want %q", limit+1, err, want)
-	}
-	if s := w1.JobStats(); s.Slots != runtime.NumCPU() {
-		t.Fatalf("a refused SetSlots changed the slots: %+v", s)
-	}
-	replies, err := d.Control(ctxFor(t, 20*time.Second), []string{"w1"}, protocol.Control{Op: OpScale, N: int64(limit + 1)}, 10*time.Second)
-	if err != nil || len(replies) != 1 || replies[0].OK || replies[0].Error != want {
-		t.Fatalf("remote scale to %d: %+v %v, want the error %q", limit+1, replies, err, want)
-	}
-	replies, err = d.Control(ctxFor(t, 20*time.Second), []string{"w1"}, protocol.Control{Op: OpScale, N: int64(limit)}, 10*time.Second)
-	if err != nil || len(replies) != 1 || !replies[0].OK || replies[0].Status.Slots != limit {
-		t.Fatalf("remote scale to %d: %+v %v", limit, replies, err)
-	}
-	n, _ := fakeWorker(t, 1)
-	n.jobs.lim.MaxSlots = 3
-	if err := n.SetSlots(4); err == nil || err.Error() != "slots 4 exceeds this node's --max-slots 3 (set by its owner at start-up)" {
-		t.Fatalf("SetSlots(4) above an owner's 3: %v", err)
-	}
-	if err := n.SetSlots(-1); err == nil || !strings.Contains(err.Error(), "use 0 to 3") {
-		t.Fatalf("SetSlots(-1): %v", err)
-	}
-}
-
 // TestWorkerRefusesUnknownKindsAndDuplicateIDs: an unknown kind is answered
 // with one error naming the known kinds; a request whose id is queued or
 // running for the same dispatcher is answered with an error, not run twice.
 func TestWorkerRefusesUnknownKindsAndDuplicateIDs(t *testing.T) {
 	n, p := fakeWorker(t, 2)
 	started, release, _ := holdKind(n)
-	w := n.jobs.w
+	w := n.w
 	w.submit("d", &protocol.JobRequest{ID: 1, Kind: "teleport"})
 	got := p.received()
 	if len(got) != 1 {
@@ -439,7 +353,7 @@ func TestWorkerRefusesUnknownKindsAndDuplicateIDs(t *testing.T) {
 	<-started
 	w.submit("d", &protocol.JobRequest{ID: 3, Kind: "hold", Args: []string{"queued"}})
 	w.submit("d", &protocol.JobRequest{ID: 3, Kind: "hold", Args: []string{"again"}})
-	if s := n.JobStats(); s.Running != 2 || s.Queued != 1 {
+	if s := n.Stats(); s.Running != 2 || s.Queued != 1 {
 		t.Fatalf("stats %+v: want 2 running, 1 queued", s)
 	}
 	if got := p.received(); len(got) != 3 {
@@ -457,5 +371,76 @@ func TestWorkerRefusesUnknownKindsAndDuplicateIDs(t *testing.T) {
 	})
 	if len(started) != 1 || <-started != "queued" {
 		t.Fatal("a duplicate ran")
+	}
+}
+
+// TestJobTimeoutIsCappedByMaxJobTimeout: a worker runs a request without a
+// timeout, or with a longer one, for its MaxJobTimeout; a dispatcher asks
+// for at most its own.
+func TestJobTimeoutIsCappedByMaxJobTimeout(t *testing.T) {
+	t.Run("worker", func(t *testing.T) {
+		n, p := fakeWorkerLimits(t, 3, Limits{MaxJobTimeout: 50 * time.Millisecond})
+		holdKind(n)
+		w := n.w
+		w.submit("d", &protocol.JobRequest{ID: 1, Kind: "hold"})
+		w.submit("d", &protocol.JobRequest{ID: 2, Kind: "hold", Timeout: int64(time.Hour)})
+		w.submit("d", &protocol.JobRequest{ID: 3, Kind: "hold", Timeout: int64(20 * time.Millisecond)})
+		got := p.waitFor(t, "three answers", func(ms []protocol.Message) bool { return len(resultsByID(ms)) == 3 })
+		rs := resultsByID(got)
+		for id, want := range map[uint64]string{1: "timed out after 50ms on w (its --max-job-timeout)", 2: "timed out after 50ms on w (its --max-job-timeout)", 3: "timed out after 20ms on w"} {
+			if r := rs[id]; r.Status != protocol.JobError || r.Error != want {
+				t.Errorf("job %d: %+v, want error %q", id, r, want)
+			}
+		}
+	})
+	t.Run("dispatcher", func(t *testing.T) {
+		c := newCluster()
+		d := c.add(t, "d", nil, Limits{MaxJobTimeout: 100 * time.Millisecond}, RunConfig{})
+		holdKind(c.add(t, "w1", roleWorker, Limits{}, RunConfig{}))
+		c.publish()
+		for _, timeout := range []time.Duration{0, time.Hour} {
+			_, err := d.Dispatch(context.Background(), DispatchRequest{Kind: "hold", Timeout: timeout})
+			if err == nil || !strings.Contains(err.Error(), "timed out after 100ms") {
+				t.Errorf("Timeout %v: err = %v, want it capped at 100ms", timeout, err)
+			}
+		}
+		assertNoInFlight(t, d)
+	})
+}
+
+// TestScaleIsBoundedByMaxSlots: SetSlots refuses more than the owner's
+// MaxSlots (the remote scale command, which goes through it, is tested in
+// node).
+func TestScaleIsBoundedByMaxSlots(t *testing.T) {
+	w1, _ := fakeWorker(t, runtime.NumCPU())
+	limit := w1.Stats().MaxSlots
+	if limit != 4*runtime.NumCPU() {
+		t.Fatalf("default MaxSlots %d, want 4 per CPU", limit)
+	}
+	want := fmt.Sprintf("slots %d exceeds this node's --max-slots %d (set by its owner at start-up)", limit+1, limit)
+	if err := w1.SetSlots(limit + 1); err == nil || err.Error() != want {
+		t.Fatalf("SetSlots(%d) = %v, want %q", limit+1, err, want)
+	}
+	if s := w1.Stats(); s.Slots != runtime.NumCPU() {
+		t.Fatalf("a refused SetSlots changed the slots: %+v", s)
+	}
+	n, _ := fakeWorkerLimits(t, 1, Limits{MaxSlots: 3})
+	if err := n.SetSlots(4); err == nil || err.Error() != "slots 4 exceeds this node's --max-slots 3 (set by its owner at start-up)" {
+		t.Fatalf("SetSlots(4) above an owner's 3: %v", err)
+	}
+	if err := n.SetSlots(-1); err == nil || !strings.Contains(err.Error(), "use 0 to 3") {
+		t.Fatalf("SetSlots(-1): %v", err)
+	}
+}
+
+func assertNoInFlight(t *testing.T, d *Jobs) {
+	t.Helper()
+	if s := d.Stats(); s.InFlight != 0 {
+		t.Errorf("dispatcher reports %d jobs in flight after all returned", s.InFlight)
+	}
+	for _, w := range d.Workers(nil) {
+		if w.InFlight != 0 {
+			t.Errorf("%s: %d in flight after all jobs returned", w.Alias, w.InFlight)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package manager
+package jobs
 
 import (
 	"math/rand/v2"
@@ -10,7 +10,7 @@ import (
 
 func members(specs ...protocol.Member) []protocol.Member { return specs }
 
-func worker(alias string, st protocol.State, tags map[string]string) protocol.Member {
+func workerMember(alias string, st protocol.State, tags map[string]string) protocol.Member {
 	return protocol.Member{Alias: alias, Addr: alias + ":1", State: st, Tags: tags}
 }
 
@@ -18,22 +18,22 @@ var roleWorker = map[string]string{"role": "worker"}
 
 func threeWorkers(r *Registry) []Candidate {
 	return r.Candidates(members(
-		worker("w1", protocol.StateAlive, roleWorker),
-		worker("w2", protocol.StateAlive, roleWorker),
-		worker("w3", protocol.StateAlive, roleWorker),
+		workerMember("w1", protocol.StateAlive, roleWorker),
+		workerMember("w2", protocol.StateAlive, roleWorker),
+		workerMember("w3", protocol.StateAlive, roleWorker),
 	), "d", DefaultFilter())
 }
 
 func TestCandidatesFilterAndState(t *testing.T) {
 	r := NewRegistry()
 	ms := members(
-		worker("a", protocol.StateAlive, map[string]string{"role": "worker", "zone": "x", "slots": "4"}),
-		worker("b", protocol.StateSuspect, roleWorker),
-		worker("c", protocol.StateFailed, roleWorker),
-		worker("d", protocol.StateLeft, roleWorker),
-		worker("e", protocol.StateAlive, map[string]string{"role": "gpu"}),
-		worker("f", protocol.StateAlive, map[string]string{"role": "worker", "zone": "y"}),
-		worker("g", protocol.StateAlive, nil),
+		workerMember("a", protocol.StateAlive, map[string]string{"role": "worker", "zone": "x", "slots": "4"}),
+		workerMember("b", protocol.StateSuspect, roleWorker),
+		workerMember("c", protocol.StateFailed, roleWorker),
+		workerMember("d", protocol.StateLeft, roleWorker),
+		workerMember("e", protocol.StateAlive, map[string]string{"role": "gpu"}),
+		workerMember("f", protocol.StateAlive, map[string]string{"role": "worker", "zone": "y"}),
+		workerMember("g", protocol.StateAlive, nil),
 	)
 	cases := []struct {
 		name   string

@@ -1,6 +1,6 @@
 //go:build unix && !linux
 
-package node
+package jobs
 
 // runningIn cannot tell zombies apart here: a group with members runs.
 func runningIn(pgid int) bool { return true }

@@ -1,4 +1,4 @@
-package node
+package jobs
 
 import (
 	"context"
@@ -46,8 +46,8 @@ func builtinKinds() map[string]kind {
 	}
 }
 
-// BuiltinKinds lists the kinds every node runs, for help and completion.
-func BuiltinKinds() []string { return []string{"echo", "sha256", "sleep", "primes", "stream"} }
+// BuiltinKinds lists the kinds every node runs, sorted, for completion.
+func BuiltinKinds() []string { return []string{"echo", "primes", "sha256", "sleep", "stream"} }
 
 // builtin reports whether every node runs kind (the run kind included).
 func builtin(kind string) bool {

@@ -1,14 +1,14 @@
-package node
+package jobs
 
 import (
 	"runtime"
 	"time"
 )
 
-// JobLimits are the node owner's bounds on the job plane, fixed at start-up
+// Limits are the node owner's bounds on the job plane, fixed at start-up
 // (--max-job-timeout, --max-slots): no request or control command from a
 // peer can raise them.
-type JobLimits struct {
+type Limits struct {
 	// MaxJobTimeout bounds how long one job runs on this node as a worker,
 	// and what this node asks of its workers as a dispatcher: a request
 	// without a timeout, or with a longer one, runs with this one.
@@ -26,7 +26,7 @@ const DefaultMaxJobTimeout = time.Hour
 func DefaultMaxSlots() int { return 4 * runtime.NumCPU() }
 
 // withDefaults fills in the zero (or negative) fields.
-func (l JobLimits) withDefaults() JobLimits {
+func (l Limits) withDefaults() Limits {
 	if l.MaxJobTimeout <= 0 {
 		l.MaxJobTimeout = DefaultMaxJobTimeout
 	}
@@ -35,7 +35,3 @@ func (l JobLimits) withDefaults() JobLimits {
 	}
 	return l
 }
-
-// jobLimits returns this node's job limits; newJobs reads it once.
-// TODO(owner): return n.cfg.Jobs.withDefaults() once Config has Jobs.
-func (n *Node) jobLimits() JobLimits { return n.cfg.Jobs.withDefaults() }

@@ -1,4 +1,4 @@
-package node
+package jobs
 
 import (
 	"context"
@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"meshell/manager"
-	"meshell/mesh"
-	"meshell/node/swim"
 	"meshell/protocol"
 )
 
@@ -37,16 +35,12 @@ import (
 // dispatcher's mesh queue has room, else through a bounded queue per
 // dispatcher.
 type Jobs struct {
-	n   *Node
-	reg *manager.Registry
+	h   Host
+	reg *Registry
 	w   *worker
 	out *outbox   // worker answers waiting for a dispatcher's mesh queue
-	lim JobLimits // the owner's, fixed by newJobs
-	run RunConfig // the owner's, fixed by newJobs
-
-	// transport hands a job message to a peer's mesh queue without
-	// blocking (mesh.SendConnected; tests put a fake peer here).
-	transport func(alias string, m protocol.Message) error
+	lim Limits    // the owner's, fixed by New
+	run RunConfig // the owner's, fixed by New
 
 	kinds  atomic.Pointer[map[string]kind] // copy on write
 	kindMu sync.Mutex                      // serialises writers of kinds
@@ -55,6 +49,7 @@ type Jobs struct {
 	pending  [pendingShards]pendingShard
 	inflight atomic.Int64
 	cache    atomic.Pointer[viewCache]
+	counts   *jobCounts // for /metrics (counts.go)
 
 	recentMu sync.Mutex
 	recent   [recentJobs]JobRecord
@@ -90,7 +85,7 @@ type pendingShard struct {
 type pend struct {
 	c      *call
 	worker string
-	load   *manager.Load
+	load   *Load
 }
 
 // call is a Dispatch waiting for its current attempt. ch has room for the
@@ -138,9 +133,10 @@ func (s *stream) take(buf []protocol.JobChunk) []protocol.JobChunk {
 	return buf
 }
 
-func newJobs(n *Node) *Jobs {
-	j := &Jobs{n: n, reg: manager.NewRegistry(), lim: n.jobLimits(), run: n.cfg.Run.withDefaults(),
-		transport: n.mesh.SendConnected, closing: make(chan struct{})}
+// New returns the job plane of the node h, under its owner's limits and
+// command settings (run must have passed RunConfig.Checked).
+func New(h Host, lim Limits, run RunConfig) *Jobs {
+	j := &Jobs{h: h, reg: NewRegistry(), lim: lim.withDefaults(), run: run.withDefaults(), closing: make(chan struct{}), counts: newJobCounts()}
 	for i := range j.pending {
 		j.pending[i].m = map[uint64]pend{}
 	}
@@ -152,11 +148,6 @@ func newJobs(n *Node) *Jobs {
 	j.out = newOutbox(j)
 	slots := min(runtime.NumCPU(), j.lim.MaxSlots)
 	j.w = newWorker(j, slots)
-	// The node is not running yet: advertise the slots and declared kinds
-	// with its first Hello.
-	self := *n.self.Load()
-	self.Tags = j.ownTags(self.Tags, slots)
-	n.self.Store(&self)
 	return j
 }
 
@@ -240,16 +231,16 @@ func (j *Jobs) failWhere(match func(p pend) bool, o outcome) {
 // this node's own handlers when alias is this node (a local worker runs
 // jobs without the network).
 func (j *Jobs) send(alias string, m protocol.Message) error {
-	if alias == j.n.Alias() {
-		j.receive(alias, m)
+	if alias == j.h.Alias() {
+		j.Receive(alias, m)
 		return nil
 	}
-	return j.transport(alias, m)
+	return j.h.Send(alias, m)
 }
 
-// receive handles a job message on the sending peer's reader goroutine.
+// Receive handles a job message on the sending peer's reader goroutine.
 // It never blocks.
-func (j *Jobs) receive(from string, m protocol.Message) {
+func (j *Jobs) Receive(from string, m protocol.Message) {
 	switch m := m.(type) {
 	case *protocol.JobRequest:
 		j.w.submit(from, m)
@@ -266,8 +257,8 @@ func (j *Jobs) receive(from string, m protocol.Message) {
 	}
 }
 
-// peerDown runs on a mesh goroutine when the connection to alias closed.
-func (j *Jobs) peerDown(alias string) {
+// PeerDown runs on a mesh goroutine when the connection to alias closed.
+func (j *Jobs) PeerDown(alias string) {
 	if l, ok := j.reg.Peek(alias); ok {
 		l.SetDown(true)
 	}
@@ -276,21 +267,18 @@ func (j *Jobs) peerDown(alias string) {
 	j.out.forget(alias)
 }
 
-// memberEvent runs on the run loop: a worker that failed or left loses its
-// jobs to other workers.
-func (j *Jobs) memberEvent(ev swim.Event) {
-	alias := ev.Member.Alias
-	switch ev.Kind {
-	case swim.MemberFailed, swim.MemberLeave, swim.MemberReap:
-		why := alias + " failed"
-		if ev.Kind == swim.MemberLeave {
-			why = alias + " left"
-		}
-		j.failWhere(func(p pend) bool { return p.worker == alias }, outcome{lost: why})
+// MemberGone runs on the node's run loop when alias failed, left (left
+// set) or was reaped: its jobs go to other workers.
+func (j *Jobs) MemberGone(alias string, left bool) {
+	why := alias + " failed"
+	if left {
+		why = alias + " left"
 	}
+	j.failWhere(func(p pend) bool { return p.worker == alias }, outcome{lost: why})
 }
 
-func (j *Jobs) close() {
+// Close ends every job: those this node runs and those it waits for.
+func (j *Jobs) Close() {
 	if j.closed.Swap(true) {
 		return
 	}
@@ -302,11 +290,11 @@ func (j *Jobs) close() {
 
 // viewCache holds the candidate lists of one membership snapshot, per filter.
 type viewCache struct {
-	snap  *Snapshot
-	views sync.Map // filter string → []manager.Candidate
+	snap  *manager.Snapshot
+	views sync.Map // filter string → []Candidate
 }
 
-var defaultFilter = manager.DefaultFilter()
+var defaultFilter = DefaultFilter()
 
 const defaultFilterKey = "role=worker"
 
@@ -315,16 +303,16 @@ const defaultFilterKey = "role=worker"
 // built in goes to the workers that declare it (their kinds tag), when any
 // does; otherwise to every matching worker (a kind registered in Go is not
 // gossiped).
-func (j *Jobs) candidates(filter map[string]string, kind string) []manager.Candidate {
+func (j *Jobs) candidates(filter map[string]string, kind string) []Candidate {
 	cands, vc, key := j.filtered(filter)
 	if builtin(kind) {
 		return cands
 	}
 	key += "\x00" + kind
 	if v, ok := vc.views.Load(key); ok {
-		return v.([]manager.Candidate)
+		return v.([]Candidate)
 	}
-	var offering []manager.Candidate
+	var offering []Candidate
 	for _, c := range cands {
 		if declared, _ := offers(c.Tags, kind); declared {
 			offering = append(offering, c)
@@ -339,8 +327,8 @@ func (j *Jobs) candidates(filter map[string]string, kind string) []manager.Candi
 
 // filtered returns the workers eligible under filter, the cache they are
 // in and their key in it.
-func (j *Jobs) filtered(filter map[string]string) ([]manager.Candidate, *viewCache, string) {
-	snap := j.n.Members()
+func (j *Jobs) filtered(filter map[string]string) ([]Candidate, *viewCache, string) {
+	snap := j.h.Members()
 	vc := j.cache.Load()
 	if vc == nil || vc.snap != snap {
 		vc = &viewCache{snap: snap}
@@ -348,21 +336,21 @@ func (j *Jobs) filtered(filter map[string]string) ([]manager.Candidate, *viewCac
 	}
 	key := defaultFilterKey
 	if len(filter) > 0 {
-		key = manager.FilterString(filter)
+		key = FilterString(filter)
 	} else {
 		filter = defaultFilter
 	}
 	if v, ok := vc.views.Load(key); ok {
-		return v.([]manager.Candidate), vc, key
+		return v.([]Candidate), vc, key
 	}
 	ms := make([]protocol.Member, len(snap.Entries))
 	for i, e := range snap.Entries {
 		ms[i] = e.Member
 	}
-	cands := j.reg.Candidates(ms, j.n.Alias(), filter)
+	cands := j.reg.Candidates(ms, j.h.Alias(), filter)
 	for _, c := range cands {
 		// A worker whose connection dropped and came back is preferred again.
-		if c.Load.Down() && (c.Self || j.n.mesh.Connected(c.Alias)) {
+		if c.Load.Down() && (c.Self || j.h.Connected(c.Alias)) {
 			c.Load.SetDown(false)
 		}
 	}
@@ -372,15 +360,15 @@ func (j *Jobs) filtered(filter map[string]string) ([]manager.Candidate, *viewCac
 
 // only is the candidate list of a job for one member (DispatchRequest.Worker):
 // it must be alive or suspect.
-func (j *Jobs) only(alias string) ([]manager.Candidate, error) {
-	e, ok := j.n.Members().Get(alias)
+func (j *Jobs) only(alias string) ([]Candidate, error) {
+	e, ok := j.h.Members().Get(alias)
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%s is not a member", alias)
 	case e.State != protocol.StateAlive && e.State != protocol.StateSuspect:
 		return nil, fmt.Errorf("%s is %s", alias, e.State)
 	}
-	return []manager.Candidate{{Alias: e.Alias, Addr: e.Addr, Self: e.Self, Tags: e.Tags, Slots: manager.Slots(e.Tags), Load: j.reg.Load(alias)}}, nil
+	return []Candidate{{Alias: e.Alias, Addr: e.Addr, Self: e.Self, Tags: e.Tags, Slots: Slots(e.Tags), Load: j.reg.Load(alias)}}, nil
 }
 
 // DispatchRequest describes one job.
@@ -388,7 +376,7 @@ type DispatchRequest struct {
 	Kind     string
 	Args     []string
 	Tags     map[string]string // workers must carry all of these; empty = role=worker
-	Strategy manager.Strategy  // zero value: least-connections
+	Strategy Strategy          // zero value: least-connections
 	// Timeout bounds the whole job, retries included; 0 = none here, but a
 	// worker stops an attempt after this node's MaxJobTimeout, which also
 	// caps a longer Timeout.
@@ -422,9 +410,28 @@ type DispatchResult struct {
 	// WorkerLatency is the last attempt's round trip on Worker, from its
 	// request to its answer: what a per-worker latency is made of.
 	WorkerLatency time.Duration
-	// Answer is the worker's final answer (nil when none came): a command's
-	// exit status and output are in it.
-	Answer *protocol.JobResult
+	answer        *protocol.JobResult // the worker's final answer; nil when none came
+}
+
+// JobResult is a worker's final answer to a job.
+type JobResult struct {
+	Status string // ok, error, busy, cancelled, rejected or refused
+	Result string
+	Error  string
+	Exit   int // a command's exit status (the run kind and declared kinds)
+	Stdout string
+	Stderr string
+}
+
+// Answer is the worker's final answer, nil when none came: a command's
+// exit status and output are in it.
+func (r DispatchResult) Answer() *JobResult {
+	a := r.answer
+	if a == nil {
+		return nil
+	}
+	o := a.Output()
+	return &JobResult{Status: a.Status.String(), Result: a.Result, Error: a.Error, Exit: int(o.Exit), Stdout: o.Stdout, Stderr: o.Stderr}
 }
 
 // ErrNoWorker is wrapped by the error Dispatch returns when no alive
@@ -438,13 +445,9 @@ var ErrNoWorker = errors.New("no alive worker")
 // worker that answers busy or rejected is skipped, ctx's end or the timeout
 // withdraws the job from its worker. A job may run more than once when its
 // worker was lost after running it; its caller sees one outcome.
-func (n *Node) Dispatch(ctx context.Context, req DispatchRequest) (DispatchResult, error) {
-	return n.jobs.dispatch(ctx, req)
-}
-
-func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchResult, err error) {
+func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchResult, err error) {
 	start := time.Now()
-	if !j.n.Running() {
+	if !j.h.Running() {
 		return res, ErrNotRunning
 	}
 	if req.Kind == RunKind && req.Worker == "" {
@@ -453,6 +456,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		return res, errors.New("the run kind runs on named nodes only: use !run (Node.Run)")
 	}
 	j.inflight.Add(1)
+	j.counts.dispatched.Add(1)
 	c := callPool.Get().(*call)
 	var st *stream
 	if req.OnChunk != nil || req.OnOutput != nil {
@@ -465,6 +469,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			callPool.Put(c)
 		}
 		j.inflight.Add(-1)
+		j.counts.done(ctx, res.Latency, err)
 		j.record(req, res, err)
 	}()
 	timeout := min(req.Timeout, j.lim.MaxJobTimeout)
@@ -510,7 +515,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		if j.closed.Load() {
 			return res, fmt.Errorf("job %d: this node is shutting down", res.Job)
 		}
-		var cands []manager.Candidate
+		var cands []Candidate
 		if req.Worker != "" {
 			var err error
 			if cands, err = j.only(req.Worker); err != nil {
@@ -520,7 +525,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			return res, j.noWorker(req.Tags)
 		}
 		var rnd uint64
-		if req.Strategy == manager.Random {
+		if req.Strategy == Random {
 			rnd = rand.Uint64()
 		}
 		i := j.reg.Pick(cands, req.Strategy, skip, rnd)
@@ -557,7 +562,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		}
 		res.Attempts++
 		res.Worker = w.Alias
-		res.Answer = nil
+		res.answer = nil
 		// Without a timeout of ours, the worker stops the attempt after our
 		// MaxJobTimeout (and after its own, when that is shorter).
 		wt := j.lim.MaxJobTimeout
@@ -570,13 +575,11 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		msg := &protocol.JobRequest{ID: id, Kind: req.Kind, Args: req.Args, Attempt: uint8(min(res.Attempts, 255)), Timeout: int64(wt),
 			Stream: req.OnOutput != nil}
 		if req.Kind == RunKind {
-			s, ok, serr := j.n.signFor(RunKind, req.Args, w.Alias)
+			sig, serr := j.h.Sign(RunKind, req.Args, w.Alias)
 			if serr != nil {
 				return res, fmt.Errorf("job %d (run) for %s: cannot sign it with the operator key: %w", res.Job, w.Alias, serr)
 			}
-			if ok {
-				msg.Auth = signatureOf(s)
-			}
+			msg.Auth = sig
 		}
 		w.Load.Start()
 		j.store(id, pend{c: c, worker: w.Alias, load: w.Load})
@@ -585,8 +588,8 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			if !j.remove(id) {
 				<-c.ch // a peer-down scan got there first; its outcome is ours
 			}
-			w.Load.Finish(manager.Refused)
-			if errors.Is(serr, mesh.ErrNotConnected) {
+			w.Load.Finish(Refused)
+			if errors.Is(serr, ErrNotConnected) {
 				w.Load.SetDown(true)
 				notes = append(notes, w.Alias+" not connected")
 			} else {
@@ -618,7 +621,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			}
 			if gaveUp != nil {
 				if j.remove(id) {
-					w.Load.Finish(manager.Abandoned)
+					w.Load.Finish(Abandoned)
 					j.send(w.Alias, &protocol.JobCancel{ID: id})
 					return res, gaveUp
 				}
@@ -631,13 +634,13 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			deliverChunks()
 		}
 		res.WorkerLatency = time.Since(sent)
-		res.Answer = o.res
+		res.answer = o.res
 		switch {
 		case o.closed:
-			w.Load.Finish(manager.Abandoned)
+			w.Load.Finish(Abandoned)
 			return res, fmt.Errorf("job %d: this node is shutting down", res.Job)
 		case o.lost != "":
-			w.Load.Finish(manager.Lost)
+			w.Load.Finish(Lost)
 			failures++
 			notes = append(notes, o.lost)
 			if err := notAgain(req.Kind, w, res.Job, o.lost); err != nil {
@@ -651,27 +654,27 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		}
 		switch o.status {
 		case protocol.JobOK:
-			w.Load.Finish(manager.Answered)
+			w.Load.Finish(Answered)
 			res.Result = o.result
 			return res, nil
 		case protocol.JobError:
-			w.Load.Finish(manager.Answered)
+			w.Load.Finish(Answered)
 			return res, fmt.Errorf("job %d (%s) failed on %s: %s", res.Job, req.Kind, w.Alias, o.err)
 		case protocol.JobRefused:
-			w.Load.Finish(manager.Answered)
+			w.Load.Finish(Answered)
 			return res, fmt.Errorf("job %d (%s) on %s: %s", res.Job, req.Kind, w.Alias, o.err)
 		case protocol.JobRejected:
 			if req.Worker != "" {
-				w.Load.Finish(manager.Refused)
+				w.Load.Finish(Refused)
 				return res, fmt.Errorf("job %d (%s) on %s: %s", res.Job, req.Kind, w.Alias, o.err)
 			}
 			fallthrough
 		case protocol.JobBusy:
-			w.Load.Finish(manager.Refused)
+			w.Load.Finish(Refused)
 			notes = append(notes, w.Alias+" "+o.status.String())
 			skip = append(skip, w.Alias)
 		default: // JobCancelled by the worker itself: it shut down under the job
-			w.Load.Finish(manager.Lost)
+			w.Load.Finish(Lost)
 			failures++
 			notes = append(notes, w.Alias+": "+o.err)
 			if err := notAgain(req.Kind, w, res.Job, o.err); err != nil {
@@ -688,7 +691,7 @@ func (j *Jobs) dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 // notAgain is the error that ends a job lost on w when its kind is a
 // command w declared without idempotence: it may have had effects, so it
 // is not run again elsewhere. nil when the job may go to another worker.
-func notAgain(kind string, w *manager.Candidate, job uint64, why string) error {
+func notAgain(kind string, w *Candidate, job uint64, why string) error {
 	if declared, idem := offers(w.Tags, kind); declared && !idem {
 		return fmt.Errorf("job %d (%s) lost on %s (%s) and not run again: %s is not declared idempotent there (--kind %s!=… would allow it)",
 			job, kind, w.Alias, why, kind, kind)
@@ -714,13 +717,13 @@ func (j *Jobs) noWorker(filter map[string]string) error {
 		filter = defaultFilter
 	}
 	var known []string
-	for _, e := range j.n.Members().Entries {
+	for _, e := range j.h.Members().Entries {
 		tags := maps.Clone(e.Tags)
-		delete(tags, manager.SlotsTag)
+		delete(tags, SlotsTag)
 		if len(tags) == 0 {
 			continue // untagged (but for its slots): a worker of no filter but the empty one
 		}
-		desc := e.Alias + " (" + manager.FilterString(tags)
+		desc := e.Alias + " (" + FilterString(tags)
 		if e.State != protocol.StateAlive {
 			desc += ", " + e.State.String()
 		}
@@ -730,7 +733,7 @@ func (j *Jobs) noWorker(filter map[string]string) error {
 	if len(known) > 0 {
 		list = strings.Join(known, ", ")
 	}
-	return fmt.Errorf("%w matches %s; workers known: %s", ErrNoWorker, manager.FilterString(filter), list)
+	return fmt.Errorf("%w matches %s; workers known: %s", ErrNoWorker, FilterString(filter), list)
 }
 
 // JobRecord is one finished job as its dispatcher saw it.
@@ -759,8 +762,7 @@ func (j *Jobs) record(req DispatchRequest, res DispatchResult, err error) {
 
 // RecentJobs returns the last jobs this node dispatched (at most 256),
 // oldest first.
-func (n *Node) RecentJobs() []JobRecord {
-	j := n.jobs
+func (j *Jobs) RecentJobs() []JobRecord {
 	j.recentMu.Lock()
 	defer j.recentMu.Unlock()
 	k := min(j.recentN, recentJobs)
@@ -785,17 +787,17 @@ type WorkerInfo struct {
 
 // Workers lists the members whose tags match filter (role=worker when
 // empty), in any state, with this dispatcher's counts.
-func (n *Node) Workers(filter map[string]string) []WorkerInfo {
+func (j *Jobs) Workers(filter map[string]string) []WorkerInfo {
 	if len(filter) == 0 {
 		filter = defaultFilter
 	}
 	var out []WorkerInfo
-	for _, e := range n.Members().Entries {
-		if !manager.Matches(e.Tags, filter) {
+	for _, e := range j.h.Members().Entries {
+		if !Matches(e.Tags, filter) {
 			continue
 		}
-		wi := WorkerInfo{Alias: e.Alias, Addr: e.Addr, State: e.State, Self: e.Self, Tags: e.Tags, Slots: manager.Slots(e.Tags)}
-		if l, ok := n.jobs.reg.Peek(e.Alias); ok {
+		wi := WorkerInfo{Alias: e.Alias, Addr: e.Addr, State: e.State, Self: e.Self, Tags: e.Tags, Slots: Slots(e.Tags)}
+		if l, ok := j.reg.Peek(e.Alias); ok {
 			wi.InFlight, wi.Done = l.InFlight(), l.Done()
 		}
 		out = append(out, wi)
@@ -824,50 +826,43 @@ type JobStats struct {
 }
 
 // JobStats returns the job counters.
-func (n *Node) JobStats() JobStats {
-	w := n.jobs.w
+func (j *Jobs) Stats() JobStats {
+	w := j.w
 	slots, running, queued, draining := w.stats()
 	w.mu.Lock()
 	limit := w.queueMax
 	w.mu.Unlock()
-	rq, rd, ro := n.jobs.out.stats()
+	rq, rd, ro := j.out.stats()
 	return JobStats{Slots: slots, Running: running, Queued: queued, QueueLimit: limit, Done: w.done.Load(),
-		Busy: w.busy.Load(), Rejected: w.rejected.Load(), Draining: draining, InFlight: int(n.jobs.inflight.Load()),
+		Busy: w.busy.Load(), Rejected: w.rejected.Load(), Draining: draining, InFlight: int(j.inflight.Load()),
 		RepliesQueued: rq, RepliesDropped: rd, ReplyOverflows: ro,
-		MaxSlots: n.jobs.lim.MaxSlots, MaxJobTimeout: n.jobs.lim.MaxJobTimeout}
+		MaxSlots: j.lim.MaxSlots, MaxJobTimeout: j.lim.MaxJobTimeout}
 }
 
 // SetSlots changes how many jobs this node runs at once, at most its
-// owner's MaxSlots (the remote scale command comes here too). Running jobs
-// are not disturbed (with fewer slots, the queue waits until enough
-// finish); the new count is gossiped as the slots tag.
-func (n *Node) SetSlots(k int) error {
-	limit := n.jobs.lim.MaxSlots
+// owner's MaxSlots. Running jobs are not disturbed (with fewer slots, the
+// queue waits until enough finish); the node gossips the new count.
+func (j *Jobs) SetSlots(k int) error {
+	limit := j.lim.MaxSlots
 	if k < 0 {
 		return fmt.Errorf("slots %d out of range: use 0 to %d", k, limit)
 	}
 	if k > limit {
 		return fmt.Errorf("slots %d exceeds this node's --max-slots %d (set by its owner at start-up)", k, limit)
 	}
-	n.jobs.w.setSlots(k)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := n.SetTags(ctx, n.Self().Tags) // SetTags sets the slots tag
-	if errors.Is(err, ErrNotRunning) {
-		return nil // a closed node gossips nothing; the local count changed
-	}
-	return err
+	j.w.setSlots(k)
+	return nil
 }
 
 // SetJobQueue sets how many accepted jobs may wait for a slot (default
 // DefaultJobQueue); past that requests are answered busy. A dispatcher
 // alone may fill it; while others wait, each holds at most its share of it,
 // and one with nothing waiting always gets a place.
-func (n *Node) SetJobQueue(k int) error {
+func (j *Jobs) SetJobQueue(k int) error {
 	if k < 0 || k > maxJobQueue {
 		return fmt.Errorf("job queue %d out of range: use 0 to %d", k, maxJobQueue)
 	}
-	w := n.jobs.w
+	w := j.w
 	w.mu.Lock()
 	w.queueMax = k
 	w.mu.Unlock()
@@ -879,15 +874,15 @@ func (n *Node) SetJobQueue(k int) error {
 // for running jobs until ctx ends; those still running then are cancelled
 // and answered rejected, so they fail over. The node stays draining until
 // ResumeJobs.
-func (n *Node) DrainJobs(ctx context.Context) { n.jobs.w.drain(ctx) }
+func (j *Jobs) Drain(ctx context.Context) { j.w.drain(ctx) }
 
-// ResumeJobs undoes DrainJobs.
-func (n *Node) ResumeJobs() { n.jobs.w.resume() }
+// Resume undoes Drain.
+func (j *Jobs) Resume() { j.w.resume() }
 
 // RegisterKind makes this node run jobs of kind name with fn (replacing a
 // kind of that name, built-in ones included). Dispatchers need nothing: the
 // kind travels by name.
-func (n *Node) RegisterKind(name string, fn KindFunc) error {
+func (j *Jobs) RegisterKind(name string, fn KindFunc) error {
 	if name == "" || strings.ContainsAny(name, " \t\n") {
 		return fmt.Errorf("job kind %q: a kind is one word", name)
 	}
@@ -897,7 +892,6 @@ func (n *Node) RegisterKind(name string, fn KindFunc) error {
 	if fn == nil {
 		return fmt.Errorf("job kind %q: nil function", name)
 	}
-	j := n.jobs
 	j.kindMu.Lock()
 	defer j.kindMu.Unlock()
 	m := maps.Clone(*j.kinds.Load())
@@ -908,9 +902,9 @@ func (n *Node) RegisterKind(name string, fn KindFunc) error {
 
 // Kinds lists the job kinds this node runs and those the live members
 // declare (their kinds tag), sorted: what a dispatch here may name.
-func (n *Node) Kinds() []string {
-	names := n.jobs.kindNames()
-	for _, e := range n.Members().Entries {
+func (j *Jobs) Kinds() []string {
+	names := j.kindNames()
+	for _, e := range j.h.Members().Entries {
 		if e.State != protocol.StateAlive && e.State != protocol.StateSuspect {
 			continue
 		}

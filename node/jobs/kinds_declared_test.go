@@ -1,4 +1,4 @@
-package node
+package jobs
 
 import (
 	"reflect"
@@ -43,7 +43,7 @@ func TestParseKindSpec(t *testing.T) {
 }
 
 func TestRunConfigChecked(t *testing.T) {
-	c, err := RunConfig{Kinds: []DeclaredKind{{Name: "b", Command: []string{"sh", "-c", "true"}, Idempotent: true}, {Name: "a", Command: []string{"true"}}}}.checked()
+	c, err := RunConfig{Kinds: []DeclaredKind{{Name: "b", Command: []string{"sh", "-c", "true"}, Idempotent: true}, {Name: "a", Command: []string{"true"}}}}.Checked()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestRunConfigChecked(t *testing.T) {
 		{RunConfig{MaxOutput: DefaultMaxOutput + 1}, "out of range"},
 		{RunConfig{Kinds: manyKinds(40)}, "kinds tag that gossips them is too long"},
 	} {
-		if _, err := bad.cfg.checked(); err == nil || !strings.Contains(err.Error(), bad.want) {
+		if _, err := bad.cfg.Checked(); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%+v: %v, want %q", bad.cfg, err, bad.want)
 		}
 	}

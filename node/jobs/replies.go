@@ -1,4 +1,4 @@
-package node
+package jobs
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"meshell/mesh"
 	"meshell/protocol"
 )
 
@@ -98,7 +97,7 @@ func replySize(m protocol.Message) int {
 // and sends its jobs elsewhere.
 func (j *Jobs) reply(to string, m protocol.Message) {
 	if j.out.backlog.Load() == 0 || !j.out.has(to) {
-		if err := j.send(to, m); !errors.Is(err, mesh.ErrQueueFull) {
+		if err := j.send(to, m); !errors.Is(err, ErrQueueFull) {
 			return
 		}
 	}
@@ -113,7 +112,7 @@ func (j *Jobs) sendChunk(ctx context.Context, to string, m *protocol.JobChunk) e
 		return err
 	}
 	if j.out.backlog.Load() == 0 || !j.out.has(to) {
-		if err := j.send(to, m); !errors.Is(err, mesh.ErrQueueFull) {
+		if err := j.send(to, m); !errors.Is(err, ErrQueueFull) {
 			return err
 		}
 	}
@@ -222,7 +221,7 @@ func (q *replyQueue) wake() {
 func (o *outbox) overflow(to string, n int, why string) {
 	o.overflows.Add(1)
 	o.dropped.Add(uint64(n))
-	o.j.n.warn.Warn("jobs-overflow", logrus.Fields{"alias": to, "dropped": n, "why": why},
+	o.j.h.Warn("jobs-overflow", logrus.Fields{"alias": to, "dropped": n, "why": why},
 		"jobs: a dispatcher is not reading its answers: answers dropped, its jobs cancelled")
 	o.j.w.dropFrom(to, whyDropped)
 }
@@ -261,7 +260,7 @@ func (o *outbox) run(q *replyQueue) {
 			backoff, progress = replyBackoffMin, time.Now()
 			continue
 		}
-		if !errors.Is(err, mesh.ErrQueueFull) {
+		if !errors.Is(err, ErrQueueFull) {
 			// The dispatcher is gone: it fails its jobs over, and peerDown
 			// cancels them here.
 			o.mu.Lock()

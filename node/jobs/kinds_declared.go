@@ -1,4 +1,4 @@
-package node
+package jobs
 
 import (
 	"errors"
@@ -126,7 +126,7 @@ func SplitWords(s string) ([]string, error) {
 
 // checked validates the owner's run settings and resolves each declared
 // kind's program on PATH, so that a typo fails at start-up, not per job.
-func (c RunConfig) checked() (RunConfig, error) {
+func (c RunConfig) Checked() (RunConfig, error) {
 	if c.MaxOutput < 0 || c.MaxOutput > DefaultMaxOutput {
 		return c, fmt.Errorf("run output cap %d out of range: use 1 to %d bytes", c.MaxOutput, DefaultMaxOutput)
 	}
@@ -191,4 +191,4 @@ func offers(tags map[string]string, kind string) (declared, idempotent bool) {
 }
 
 // DeclaredKinds lists the kinds this node declared, for !workers and help.
-func (n *Node) DeclaredKinds() []DeclaredKind { return slices.Clone(n.cfg.Run.Kinds) }
+func (j *Jobs) DeclaredKinds() []DeclaredKind { return slices.Clone(j.run.Kinds) }

@@ -1,4 +1,4 @@
-package node
+package jobs
 
 import (
 	"context"
@@ -190,9 +190,10 @@ func TestExecuteEndsWhatTheCommandLeftRunning(t *testing.T) {
 }
 
 func TestShutdownEndsRunningCommands(t *testing.T) {
-	d := startNode(t, "d")
-	w := startNode(t, "w", allowRun)
-	joined(t, d, w)
+	c := newCluster()
+	d := c.add(t, "d", nil, Limits{}, RunConfig{})
+	w := c.add(t, "w", nil, Limits{}, RunConfig{Allow: true})
+	c.publish()
 	pgid := make(chan string, 1)
 	go d.Run(context.Background(), RunRequest{Targets: []string{"w"}, Command: []string{"sh", "-c", "echo $$; sleep 30 & sleep 30"},
 		OnOutput: func(alias string, stderr bool, data string) { pgid <- strings.TrimSpace(data) }})

@@ -1,4 +1,4 @@
-package node
+package jobs
 
 import (
 	"bytes"
@@ -318,7 +318,7 @@ func (w *worker) runCommand(t *task) *protocol.JobResult {
 	}
 	switch {
 	case r.err != nil:
-		out.Status, out.Error = protocol.JobError, fmt.Sprintf("%s on %s", r.err, w.j.n.Alias())
+		out.Status, out.Error = protocol.JobError, fmt.Sprintf("%s on %s", r.err, w.j.h.Alias())
 	case r.exit != 0:
 		out.Status, out.Error = protocol.JobError, fmt.Sprintf("exit status %d", r.exit)
 		if tail := lastLines(r.stderr, stderrTail, stderrTailB); tail != "" && !c.run {
@@ -330,7 +330,7 @@ func (w *worker) runCommand(t *task) *protocol.JobResult {
 
 // runEnv is a command's environment: the node's, and who runs it.
 func (j *Jobs) runEnv() []string {
-	return append(os.Environ(), "MESHELL_ALIAS="+j.n.Alias(), "MESHELL_CLUSTER="+j.n.Cluster())
+	return append(os.Environ(), "MESHELL_ALIAS="+j.h.Alias(), "MESHELL_CLUSTER="+j.h.Cluster())
 }
 
 // refuseRun decides a run request of dispatcher from before it is queued:
@@ -342,15 +342,15 @@ func (j *Jobs) refuseRun(from string, req *protocol.JobRequest) (protocol.JobSta
 	if len(req.Args) == 0 || req.Args[0] == "" {
 		return protocol.JobError, "run: no command given"
 	}
-	if from == j.n.Alias() {
+	if from == j.h.Alias() {
 		return protocol.JobOK, "" // this node's own shell, as for control
 	}
-	err := j.n.verifySigned(signedOf(RunKind, req.Args, req.Auth))
+	err := j.h.Verify(RunKind, req.Args, req.Auth)
 	switch {
 	case errors.Is(err, operator.ErrNotSigned):
 		return protocol.JobRefused, "refused: this node runs commands only for its operators: sign the request with --operator-key"
 	case err != nil:
-		j.n.warn.Warn("run-unsigned", logrus.Fields{"from": from, "error": err.Error()}, "run: refused a badly signed request")
+		j.h.Warn("run-unsigned", logrus.Fields{"from": from, "error": err.Error()}, "run: refused a badly signed request")
 		return protocol.JobRefused, "refused: " + err.Error()
 	}
 	return protocol.JobOK, ""
@@ -399,8 +399,8 @@ func (r RunReply) OK() bool { return r.Exited && r.Exit == 0 && r.Error == "" }
 // timeout passed or ctx ended (a cancelled run keeps the answers it got).
 // Nodes need --allow-run, and the signature of an operator when they have
 // operators; this node signs with its operator key when it has one.
-func (n *Node) Run(ctx context.Context, req RunRequest) ([]RunReply, error) {
-	if !n.Running() {
+func (j *Jobs) Run(ctx context.Context, req RunRequest) ([]RunReply, error) {
+	if !j.h.Running() {
 		return nil, ErrNotRunning
 	}
 	if len(req.Command) == 0 || req.Command[0] == "" {
@@ -419,7 +419,7 @@ func (n *Node) Run(ctx context.Context, req RunRequest) ([]RunReply, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			replies[i] = n.runOn(ctx, alias, req, timeout)
+			replies[i] = j.runOn(ctx, alias, req, timeout)
 			if req.OnDone != nil {
 				req.OnDone(replies[i])
 			}
@@ -429,15 +429,15 @@ func (n *Node) Run(ctx context.Context, req RunRequest) ([]RunReply, error) {
 	return replies, nil
 }
 
-func (n *Node) runOn(ctx context.Context, alias string, req RunRequest, timeout time.Duration) RunReply {
+func (j *Jobs) runOn(ctx context.Context, alias string, req RunRequest, timeout time.Duration) RunReply {
 	dr := DispatchRequest{Kind: RunKind, Args: req.Command, Worker: alias, Timeout: timeout, MaxAttempts: 1}
 	if req.OnOutput != nil {
 		dr.OnOutput = func(stderr bool, data string) { req.OnOutput(alias, stderr, data) }
 	}
 	start := time.Now()
-	res, err := n.jobs.dispatch(ctx, dr)
+	res, err := j.Dispatch(ctx, dr)
 	r := RunReply{Alias: alias, Latency: time.Since(start)}
-	a := res.Answer
+	a := res.answer
 	switch {
 	case a == nil && ctx.Err() != nil:
 		r.NoAnswer, r.Error = true, "cancelled before an answer"

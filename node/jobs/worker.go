@@ -1,4 +1,4 @@
-package node
+package jobs
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"meshell/manager"
 	"meshell/protocol"
 )
 
@@ -253,21 +252,21 @@ func (w *worker) submit(from string, req *protocol.JobRequest) {
 	}
 	if !ok {
 		w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobError,
-			Error: fmt.Sprintf("unknown job kind %q on %s: it runs %s", req.Kind, w.j.n.Alias(), strings.Join(w.j.kindNames(), ", "))})
+			Error: fmt.Sprintf("unknown job kind %q on %s: it runs %s", req.Kind, w.j.h.Alias(), strings.Join(w.j.kindNames(), ", "))})
 		return
 	}
 	w.mu.Lock()
 	if w.closed || w.draining {
 		w.mu.Unlock()
 		w.rejected.Add(1)
-		w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobRejected, Error: w.j.n.Alias() + " takes no new jobs (draining)"})
+		w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobRejected, Error: w.j.h.Alias() + " takes no new jobs (draining)"})
 		return
 	}
 	if len(w.tasks) > 0 {
 		if _, dup := w.tasks[taskKey{from, req.ID}]; dup {
 			w.mu.Unlock()
 			w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobError,
-				Error: fmt.Sprintf("job %d is already queued or running on %s: a request runs once", req.ID, w.j.n.Alias())})
+				Error: fmt.Sprintf("job %d is already queued or running on %s: a request runs once", req.ID, w.j.h.Alias())})
 			return
 		}
 	}
@@ -304,9 +303,9 @@ func (w *worker) submit(from string, req *protocol.JobRequest) {
 	var why string
 	if d != nil && len(w.waiting) > 1 && d.queued >= w.queueMax/len(w.waiting) {
 		why = fmt.Sprintf("%s is busy: %d of its %d queued jobs are yours, your share while %d dispatchers wait",
-			w.j.n.Alias(), d.queued, w.queued, len(w.waiting))
+			w.j.h.Alias(), d.queued, w.queued, len(w.waiting))
 	} else {
-		why = fmt.Sprintf("%s is busy: %d slots running and %d queued", w.j.n.Alias(), w.slots, w.queued)
+		why = fmt.Sprintf("%s is busy: %d slots running and %d queued", w.j.h.Alias(), w.slots, w.queued)
 	}
 	w.mu.Unlock()
 	w.busy.Add(1)
@@ -406,7 +405,7 @@ func (w *worker) run(t *task) {
 // status stay in it. A command kind that is not idempotent answers an error
 // where others answer rejected or cancelled, so that it is not run again.
 func (w *worker) stopped(t *task, out *protocol.JobResult) *protocol.JobResult {
-	alias := w.j.n.Alias()
+	alias := w.j.h.Alias()
 	why := t.why.Load()
 	if c := t.kind.cmd; c != nil && !c.idempotent && (why == whyReject || why == whyClose) {
 		what := "is draining"
@@ -510,7 +509,7 @@ func (w *worker) drain(ctx context.Context) {
 	for _, t := range queued {
 		t.cancel()
 		w.rejected.Add(1)
-		w.j.reply(t.key.from, &protocol.JobResult{ID: t.key.id, Status: protocol.JobRejected, Error: w.j.n.Alias() + " is draining"})
+		w.j.reply(t.key.from, &protocol.JobResult{ID: t.key.id, Status: protocol.JobRejected, Error: w.j.h.Alias() + " is draining"})
 	}
 	if idle == nil {
 		return
@@ -572,7 +571,7 @@ func (w *worker) close() {
 	w.mu.Unlock()
 	for _, t := range queued {
 		t.cancel()
-		w.j.reply(t.key.from, &protocol.JobResult{ID: t.key.id, Status: protocol.JobCancelled, Error: w.j.n.Alias() + " is shutting down"})
+		w.j.reply(t.key.from, &protocol.JobResult{ID: t.key.id, Status: protocol.JobCancelled, Error: w.j.h.Alias() + " is shutting down"})
 	}
 	w.stop()
 	w.wg.Wait()
@@ -590,14 +589,16 @@ func slotsTags(tags map[string]string, k int) map[string]string {
 	if out == nil {
 		out = map[string]string{}
 	}
-	out[manager.SlotsTag] = strconv.Itoa(k)
+	out[SlotsTag] = strconv.Itoa(k)
 	return out
 }
 
-// ownTags returns tags with the tags the node keeps itself: slots set to
-// k, and kinds naming the declared kinds (absent without any).
-func (j *Jobs) ownTags(tags map[string]string, k int) map[string]string {
-	out := slotsTags(tags, k)
+// OwnTags returns tags with the tags the job plane keeps itself: slots set
+// to the current slot count, and kinds naming the declared kinds (absent
+// without any). The node gossips what it returns.
+func (j *Jobs) OwnTags(tags map[string]string) map[string]string {
+	slots, _, _, _ := j.w.stats()
+	out := slotsTags(tags, slots)
 	if v := kindsTagValue(j.run.Kinds); v != "" {
 		out[KindsTag] = v
 	} else {

@@ -1,0 +1,20 @@
+package manager
+
+import "time"
+
+// Snapshot is an immutable view of the membership table, published by its
+// owner after every change; readers on any goroutine share it.
+type Snapshot struct {
+	Entries []Entry
+	At      time.Time
+}
+
+// Get returns the entry for alias.
+func (s *Snapshot) Get(alias string) (Entry, bool) {
+	for _, e := range s.Entries {
+		if e.Alias == alias {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
