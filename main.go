@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -42,6 +41,9 @@ type options struct {
 	swim                                        [][2]string // failure-detection flags as given: key, value
 	allowRun                                    bool
 	kinds                                       []node.DeclaredKind
+	retryMax                                    int
+	retryInterval                               time.Duration
+	socket                                      string
 	metrics                                     string
 	set                                         map[string]bool
 }
@@ -92,6 +94,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 		return err
 	})
+	fs.IntVar(&o.retryMax, "retry-max", -1, "rounds of --join before giving up; 0 = no limit (default: no limit with --serve, 3 with a shell)")
+	fs.DurationVar(&o.retryInterval, "retry-interval", node.RetryForever.Cap, "longest wait between two rounds of --join (the wait starts at 250ms and doubles)")
+	fs.StringVar(&o.socket, "socket", "", "local control socket for meshell attach, or none (default: "+repl.SocketDir()+"/ALIAS.sock)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off by default)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.demo, "demo", false, "start with two in-process worker nodes already joined")
@@ -113,6 +118,9 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "keygen" {
 		return keygen(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "attach" {
+		return attachCmd(args[1:], stdin, stdout, stderr)
 	}
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -145,6 +153,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		log.WithField("addr", addr).Info("metrics: serving /metrics")
 	}
+	srv, err := o.listenSocket(n, cfg.Bind, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %s\n", repl.Clean(err.Error()))
+		return 1
+	}
+	if srv != nil {
+		defer srv.Close()
+	}
 
 	interactive := !o.serve && isTTY(stdin)
 	if o.serve || o.join != "" || o.demo {
@@ -154,9 +170,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	if o.join != "" {
-		if err := joinAny(n, o.join); err != nil {
+		if err := o.joinAtStart(n, stderr); err != nil {
 			fmt.Fprintf(stderr, "error: %s\n", repl.Clean(err.Error()))
-			return 1
+			if !interactive {
+				return 1
+			}
 		}
 	}
 	if o.demo {
@@ -175,19 +193,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	useColor := interactive && !o.noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb" && isTTY(stdout)
 	sh := repl.New(n, repl.Options{Out: stdout, Err: stderr, Color: useColor, Interactive: interactive})
 	if !interactive {
-		stop := leaveOnSignal(n, syscall.SIGINT, syscall.SIGTERM)
+		stop := leaveOnSignal(n, srv.Close, syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		return sh.RunScript(context.Background(), stdin, o.keepGoing)
 	}
-	// History: interactive only (script mode never reaches here), in
-	// ~/.meshell_history unless --history-file says otherwise.
-	hist := o.historyFile
-	home, herr := os.UserHomeDir()
-	if hist == "" && herr == nil {
-		hist = filepath.Join(home, ".meshell_history")
-	} else if strings.HasPrefix(hist, "~/") && herr == nil {
-		hist = filepath.Join(home, hist[2:])
-	}
+	// History: interactive only (script mode never reaches here).
+	hist := historyPath(o.historyFile)
 	in, err := repl.NewInteractive(sh, hist)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: terminal: %v\n", err)
@@ -273,6 +284,12 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	if o.maxJobTimeout <= 0 {
 		return cfg, nil, fmt.Errorf("--max-job-timeout %v: give a positive duration such as 1h", o.maxJobTimeout)
 	}
+	if o.set["retry-max"] && o.retryMax < 0 {
+		return cfg, nil, fmt.Errorf("--retry-max %d: give a number of rounds, or 0 for no limit", o.retryMax)
+	}
+	if o.retryInterval <= 0 {
+		return cfg, nil, fmt.Errorf("--retry-interval %v: give a positive duration such as 2s", o.retryInterval)
+	}
 	if o.metrics != "" {
 		if _, _, err := net.SplitHostPort(o.metrics); err != nil {
 			return cfg, nil, fmt.Errorf("--metrics %q is not HOST:PORT (e.g. 127.0.0.1:9100)", o.metrics)
@@ -302,11 +319,14 @@ func parseTags(s string) (map[string]string, error) {
 	return tags, nil
 }
 
-// joinAny joins through the first of the listed addresses that answers; a
-// host name may resolve to several addresses, each of which is tried.
-func joinAny(n *node.Node, list string) error {
+// joinAtStart joins through the first of the --join addresses that
+// answers (a host name may resolve to several, each tried), round after
+// round with backoff while none answers, for --retry-max rounds (no limit
+// with --serve, 3 with a shell). SIGINT or SIGTERM stops trying. A line on
+// stderr tells of failed rounds, at most one every 5 s.
+func (o *options) joinAtStart(n *node.Node, stderr io.Writer) error {
 	var addrs, unresolved []string
-	for _, a := range strings.Split(list, ",") {
+	for _, a := range strings.Split(o.join, ",") {
 		a = strings.TrimSpace(a)
 		host, port, err := net.SplitHostPort(a)
 		if err != nil {
@@ -324,7 +344,30 @@ func joinAny(n *node.Node, list string) error {
 	if len(addrs) == 0 {
 		return fmt.Errorf("--join: no address resolved: %s", strings.Join(unresolved, "; "))
 	}
-	return n.JoinAny(context.Background(), addrs, 15*time.Second)
+	r := node.RetryForever
+	r.Cap = max(o.retryInterval, r.First)
+	switch {
+	case o.retryMax >= 0:
+		r.Max = o.retryMax
+	case !o.serve:
+		r.Max = 3
+	}
+	var said time.Time
+	r.Failed = func(round int, err error, wait time.Duration) {
+		if time.Since(said) < 5*time.Second {
+			return
+		}
+		said = time.Now()
+		of := ""
+		if r.Max > 0 {
+			of = fmt.Sprintf(" of %d", r.Max)
+		}
+		fmt.Fprintf(stderr, "warning: --join round %d%s failed: %s; trying again (every %v at most)\n", round, of, repl.Clean(err.Error()), r.Cap)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, err := n.JoinRetry(ctx, addrs, 15*time.Second, r)
+	return err
 }
 
 // serve runs headless until SIGINT or SIGTERM: the first leaves gracefully,
@@ -355,9 +398,9 @@ func serve(n *node.Node, log logrus.FieldLogger) int {
 }
 
 // leaveOnSignal makes the first of sigs leave the cluster gracefully (within
-// about a second) and exit 128+signal, and a second one exit at once. The
-// returned func stops watching.
-func leaveOnSignal(n *node.Node, sigs ...os.Signal) func() {
+// about a second) and exit 128+signal, and a second one exit at once;
+// cleanup runs before a graceful exit. The returned func stops watching.
+func leaveOnSignal(n *node.Node, cleanup func(), sigs ...os.Signal) func() {
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, sigs...)
 	done := make(chan struct{})
@@ -376,6 +419,7 @@ func leaveOnSignal(n *node.Node, sigs ...os.Signal) func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		n.Leave(ctx)
 		cancel()
+		cleanup() // os.Exit skips the deferred calls: the control socket goes now
 		os.Exit(code)
 	}()
 	return func() {

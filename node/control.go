@@ -393,6 +393,7 @@ func (n *Node) status() protocol.NodeStatus {
 		Config:        n.ConfigMap(),
 		BytesSent:     n.mesh.Stats().BytesSent,
 		Operators:     n.cfg.Operators != nil,
+		CPUMs:         cpuMs(),
 	}
 	v := n.mesh.Versions()
 	st.ProtoMin, st.ProtoMax, st.ProtoCur = v.Min, v.Max, v.Max

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -230,6 +229,9 @@ func (n *Node) Members() *Snapshot {
 // Subscribe returns a subscription to membership events with a buffer of buf.
 func (n *Node) Subscribe(buf int) *Subscription { return n.hub.add(buf) }
 
+// errShutDown refuses to start a node that was closed.
+var errShutDown = errors.New("this node is shut down")
+
 // ErrNotRunning is returned by operations that need a listening node.
 var ErrNotRunning = jobs.ErrNotRunning
 
@@ -240,7 +242,7 @@ func (n *Node) Start(addr string) (string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return "", errors.New("this node is shut down")
+		return "", errShutDown
 	}
 	if n.running {
 		return n.addr, nil
@@ -459,39 +461,22 @@ func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
 // JoinAny joins through the first of addrs that accepts, giving each at
 // most perAddr; it fails, naming every reason, when none does.
 func (n *Node) JoinAny(ctx context.Context, addrs []string, perAddr time.Duration) error {
-	var errs []string
-	for _, a := range addrs {
-		jctx, cancel := context.WithTimeout(ctx, perAddr)
-		err := n.joinRetrying(jctx, a)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		errs = append(errs, err.Error())
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return fmt.Errorf("could not join through any of %d addresses: %s", len(addrs), strings.Join(errs, "; "))
+	_, err := n.joinFirst(ctx, addrs, perAddr)
+	return err
 }
 
 // joinRetrying joins through addr, trying again twice, after 200 ms and
 // 600 ms, when the attempt failed without an answer (a connection reset or
 // closed under a flood of handshakes, say); a refusal is final.
-func (n *Node) joinRetrying(ctx context.Context, addr string) error {
+func (n *Node) joinRetrying(ctx context.Context, addr string) (JoinResult, error) {
 	wait := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		_, err := n.Join(ctx, addr)
-		var re *mesh.RefusedError
-		if err == nil || attempt == 3 || errors.As(err, &re) || errors.Is(err, ErrNotRunning) {
-			return err
+		res, err := n.Join(ctx, addr)
+		if err == nil || attempt == 3 || Final(err) {
+			return res, err
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return err
+		if !pause(ctx, wait) {
+			return res, err
 		}
 		wait *= 3
 	}

@@ -170,6 +170,7 @@ type Status struct {
 	// Protocol 2: the versions the node speaks and, as ProtoCur, the one its
 	// connection to the asker speaks; all 0 from a protocol 1 node.
 	ProtoMin, ProtoMax, ProtoCur uint16
+	CPUMs                        uint64 // CPU time the process used, user and system; 0 from an older node
 }
 
 // Versions is a range of protocol versions and, as Cur, the one a

@@ -342,6 +342,7 @@ type NodeStatus struct {
 	// Protocol 2: the versions the node speaks and, as ProtoCur, the one its
 	// connection to the asker speaks; all 0 from a protocol 1 node.
 	ProtoMin, ProtoMax, ProtoCur uint16
+	CPUMs                        uint64 // CPU time the process used, user and system: !top's CPU % from two of them; 0 from an older node
 }
 
 // JobRequest asks a worker to run one job.

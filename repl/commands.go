@@ -306,24 +306,15 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 	return nil
 }
 
-// join joins through addr; while the seed cannot be dialled (it may still
-// be starting) it tries again every 200ms for up to retry.
+// join joins through addr; with retry, while the seed cannot be reached
+// (it may still be starting), it tries again with backoff for up to retry.
 func (s *Shell) join(ctx context.Context, addr string, retry time.Duration) (node.JoinResult, error) {
-	deadline := time.Now().Add(retry)
-	for {
+	if retry <= 0 {
 		jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		res, err := s.Node.Join(jctx, addr)
-		cancel()
-		var dial *net.OpError
-		if err == nil || !errors.As(err, &dial) || dial.Op != "dial" || time.Now().After(deadline) {
-			return res, err
-		}
-		select {
-		case <-ctx.Done():
-			return res, err
-		case <-time.After(200 * time.Millisecond):
-		}
+		defer cancel()
+		return s.Node.Join(jctx, addr)
 	}
+	return s.Node.JoinRetry(ctx, []string{addr}, 15*time.Second, node.Retry{For: retry, First: 200 * time.Millisecond, Cap: time.Second})
 }
 
 func runMembers(ctx context.Context, s *Shell, a *Args) error {

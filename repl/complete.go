@@ -20,7 +20,12 @@ import (
 type completer struct{ s *Shell }
 
 func (c completer) Do(line []rune, pos int) ([][]rune, int) {
-	typing, cands := c.s.completions(string(line[:pos]))
+	return completionSuffixes(c.s.completions(string(line[:pos])))
+}
+
+// completionSuffixes turns candidates for the word being typed into what
+// readline wants: the rest of each, and the length of what is typed.
+func completionSuffixes(typing string, cands []string) ([][]rune, int) {
 	var out [][]rune
 	for _, cand := range cands {
 		if strings.HasSuffix(cand, "=") { // a tag key: its value comes next
@@ -423,8 +428,8 @@ func splitSynopsis(args string) []string {
 // cursor are untouched. The hint is drawn only when it fits on the line
 // (a wrapped hint would leave the cursor on the wrong row).
 type hintPainter struct {
-	s     *Shell
-	width func() int // terminal columns
+	prompt func() string
+	width  func() int // terminal columns
 }
 
 func (h hintPainter) Paint(line []rune, pos int) []rune {
@@ -436,7 +441,7 @@ func (h hintPainter) Paint(line []rune, pos int) []rune {
 		return line
 	}
 	cols := h.width()
-	used := visibleWidth(h.s.Prompt()) + len(line)
+	used := visibleWidth(h.prompt()) + len(line)
 	if cols <= 0 || used+len([]rune(hint))+2 > cols {
 		return line
 	}

@@ -291,7 +291,7 @@ func TestHints(t *testing.T) {
 func TestHintPainterKeepsTheCursor(t *testing.T) {
 	s := testShell(t, io.Discard)
 	s.pal = palette{on: true}
-	wide := hintPainter{s: s, width: func() int { return 120 }}
+	wide := hintPainter{prompt: s.Prompt, width: func() int { return 120 }}
 	line := []rune("!sleep ")
 	got := string(wide.Paint(line, len(line)))
 	want := "!sleep \x1b[90mDURATION\x1b[0m\x1b[8D" // grey hint, then back over it
@@ -303,8 +303,8 @@ func TestHintPainterKeepsTheCursor(t *testing.T) {
 		pos     int
 	}{
 		"cursor not at the end": {wide, 2},
-		"hint would wrap":       {hintPainter{s: s, width: func() int { return 30 }}, len(line)},
-		"width unknown":         {hintPainter{s: s, width: func() int { return -1 }}, len(line)},
+		"hint would wrap":       {hintPainter{prompt: s.Prompt, width: func() int { return 30 }}, len(line)},
+		"width unknown":         {hintPainter{prompt: s.Prompt, width: func() int { return -1 }}, len(line)},
 	} {
 		if got := string(p.painter.Paint(line, p.pos)); got != string(line) {
 			t.Errorf("%s: Paint = %q, want the line untouched", name, got)

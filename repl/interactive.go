@@ -59,31 +59,8 @@ type Interactive struct {
 // the half-typed line intact below it. historyFile "" keeps no history; one
 // that cannot be written is warned about once, and no history is kept.
 func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
-	var histErr error
-	if historyFile != "" {
-		if histErr = writable(historyFile); histErr != nil {
-			historyFile = ""
-		}
-	}
-	stdin := readline.NewCancelableStdin(os.Stdin)
-	cfg := &readline.Config{
-		Prompt:                 s.Prompt(),
-		Stdin:                  stdin,
-		HistoryFile:            historyFile,
-		HistoryLimit:           1000,
-		DisableAutoSaveHistory: true, // saved by hand: some commands stay out of it
-		HistorySearchFold:      true,
-		AutoComplete:           completer{s},
-		InterruptPrompt:        "^C",
-		EOFPrompt:              "",
-		FuncFilterInputRune:    filterInput,
-	}
-	if s.pal.on { // a grey hint needs colour; without it, it would read as typed text
-		cfg.Painter = hintPainter{s: s, width: readline.GetScreenWidth}
-	}
-	rl, err := readline.NewEx(cfg)
+	rl, stdin, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on)
 	if err != nil {
-		stdin.Close()
 		return nil, err
 	}
 	s.setWriters(rl.Stdout(), rl.Stderr())
@@ -91,6 +68,38 @@ func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
 		s.warnf("history is not saved: %v (see --history-file)", histErr)
 	}
 	return &Interactive{s: s, rl: rl, stdin: stdin}, nil
+}
+
+// openTerminal sets readline up for a shell, local or attached: history in
+// historyFile unless it cannot be written (histErr says why), completion
+// by ac, the grey hint when colour is on, Ctrl-Z defused.
+func openTerminal(prompt func() string, historyFile string, ac readline.AutoCompleter, color bool) (rl *readline.Instance, stdin *readline.CancelableStdin, histErr, err error) {
+	if historyFile != "" {
+		if histErr = writable(historyFile); histErr != nil {
+			historyFile = ""
+		}
+	}
+	stdin = readline.NewCancelableStdin(os.Stdin)
+	cfg := &readline.Config{
+		Prompt:                 prompt(),
+		Stdin:                  stdin,
+		HistoryFile:            historyFile,
+		HistoryLimit:           1000,
+		DisableAutoSaveHistory: true, // saved by hand: some commands stay out of it
+		HistorySearchFold:      true,
+		AutoComplete:           ac,
+		InterruptPrompt:        "^C",
+		EOFPrompt:              "",
+		FuncFilterInputRune:    filterInput,
+	}
+	if color { // a grey hint needs colour; without it, it would read as typed text
+		cfg.Painter = hintPainter{prompt: prompt, width: readline.GetScreenWidth}
+	}
+	if rl, err = readline.NewEx(cfg); err != nil {
+		stdin.Close()
+		return nil, nil, nil, err
+	}
+	return rl, stdin, histErr, nil
 }
 
 // writable reports why the history file cannot be opened the way readline

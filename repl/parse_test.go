@@ -199,6 +199,6 @@ func FuzzParse(f *testing.F) {
 		}
 		hintFor(line)
 		s.completions(line)
-		hintPainter{s: s, width: func() int { return 80 }}.Paint([]rune(line), len([]rune(line)))
+		hintPainter{prompt: s.Prompt, width: func() int { return 80 }}.Paint([]rune(line), len([]rune(line)))
 	})
 }

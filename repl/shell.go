@@ -230,6 +230,15 @@ func readScript(r io.Reader, lines chan<- scriptLine, done <-chan struct{}) erro
 // it stops at the first failure. At the end of input the node leaves the
 // cluster gracefully.
 func (s *Shell) RunScript(ctx context.Context, r io.Reader, keepGoing bool) int {
+	status := runScript(ctx, r, keepGoing, s.Exec, s.errorLine, s.Node.ShutdownRequested())
+	s.Close()
+	return status
+}
+
+// runScript runs the lines of r through exec, reporting failures with
+// errorLine, until the end of input, a failure (unless keepGoing), !quit or
+// ended. It returns the script's exit status.
+func runScript(ctx context.Context, r io.Reader, keepGoing bool, exec func(context.Context, string) error, errorLine func(error), ended <-chan struct{}) int {
 	status := 0
 	lines := make(chan scriptLine)
 	readErr := make(chan error, 1)
@@ -241,6 +250,14 @@ func (s *Shell) RunScript(ctx context.Context, r io.Reader, keepGoing bool) int 
 		readErr <- readScript(r, lines, done)
 		close(lines)
 	}()
+	isEnded := func() bool {
+		select {
+		case <-ended:
+			return true
+		default:
+			return false
+		}
+	}
 	lineNo := 0
 loop:
 	for {
@@ -250,12 +267,12 @@ loop:
 		case l, ok = <-lines:
 			if !ok {
 				if err := <-readErr; err != nil {
-					s.errorLine(fmt.Errorf("reading commands: %w", err))
+					errorLine(fmt.Errorf("reading commands: %w", err))
 					status = 1
 				}
 				break loop
 			}
-		case <-s.Node.ShutdownRequested():
+		case <-ended:
 			break loop
 		}
 		lineNo++
@@ -267,23 +284,22 @@ loop:
 		case line == "" || strings.HasPrefix(line, "#"):
 			continue
 		default:
-			if err = s.Exec(ctx, line); err != nil && !errors.Is(err, errQuit) {
+			if err = exec(ctx, line); err != nil && !errors.Is(err, errQuit) {
 				err = fmt.Errorf("line %d: %s: %w", lineNo, firstWord(line), err)
 			}
 		}
 		if err != nil && !errors.Is(err, errQuit) {
-			s.errorLine(err)
+			errorLine(err)
 			status = 1
 		}
 		switch {
-		case errors.Is(err, errQuit), s.shutdownRequested():
+		case errors.Is(err, errQuit), isEnded():
 			break loop
 		case err != nil && !keepGoing, ctx.Err() != nil:
 			status = 1
 			break loop
 		}
 	}
-	s.Close()
 	return status
 }
 

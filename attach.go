@@ -1,0 +1,112 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"meshell/node"
+	"meshell/repl"
+)
+
+// attachCmd is `meshell attach [SOCKET|ALIAS] [-c CMD] [flags]`: a shell on
+// a running node through its control socket, a command or a script, or
+// the list of sockets found.
+func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("meshell attach", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: meshell attach [SOCKET|ALIAS] [-c COMMAND] [flags]\n"+
+			"  a shell on a running node (its commands run as that node); with no argument, the sockets in %s\n", repl.SocketDir())
+		fs.PrintDefaults()
+	}
+	var o repl.AttachOptions
+	var noColor bool
+	fs.Func("c", "run this one command and exit with its status", func(v string) error {
+		o.Command, o.HasCommand = v, true
+		return nil
+	})
+	fs.BoolVar(&o.KeepGoing, "keep-going", false, "script mode: go on after a failed command (exit status is still 1)")
+	fs.BoolVar(&noColor, "no-color", false, "no ANSI colour")
+	fs.StringVar(&o.HistoryFile, "history-file", "", "readline history file (default ~/.meshell_history)")
+	var targets []string
+	for { // flags may come before or after the socket
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		targets = append(targets, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(targets) > 1 {
+		fmt.Fprintf(stderr, "error: meshell attach takes one socket or alias, not %d (%s)\n", len(targets), repl.Clean(strings.Join(targets, " ")))
+		return 2
+	}
+	target := ""
+	if len(targets) == 1 {
+		target = targets[0]
+	}
+	o.In, o.Out, o.Err = stdin, stdout, stderr
+	o.Interactive = !o.HasCommand && isTTY(stdin) && isTTY(stdout)
+	o.Color = o.Interactive && !noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+	if o.Interactive {
+		o.HistoryFile = historyPath(o.HistoryFile)
+	}
+	return repl.Attach(target, o)
+}
+
+// historyPath is the readline history file: ~/.meshell_history unless
+// --history-file says otherwise (a leading ~/ is the home directory).
+func historyPath(hist string) string {
+	home, err := os.UserHomeDir()
+	if hist == "" && err == nil {
+		return filepath.Join(home, ".meshell_history")
+	} else if strings.HasPrefix(hist, "~/") && err == nil {
+		return filepath.Join(home, hist[2:])
+	}
+	return hist
+}
+
+// listenSocket starts the node's control socket: --socket PATH, or the
+// default one named after the alias. When another running node holds the
+// default name, this one takes NAME-PID.sock. A failure at the default
+// place is a warning (the node works without a socket); at an explicit
+// --socket it is an error.
+func (o *options) listenSocket(n *node.Node, bind string, log logrus.FieldLogger) (*repl.SocketServer, error) {
+	if o.socket == "none" {
+		return nil, nil
+	}
+	if o.socket != "" {
+		return repl.ListenSocket(n, o.socket, log)
+	}
+	name := n.Alias()
+	if name == "" {
+		_, port, _ := net.SplitHostPort(bind)
+		name = "node-" + port
+		if port == "0" {
+			name = "node-pid" + strconv.Itoa(os.Getpid())
+		}
+	}
+	srv, err := repl.ListenSocket(n, repl.SocketPath(name), log)
+	if errors.Is(err, repl.ErrSocketInUse) {
+		srv, err = repl.ListenSocket(n, repl.SocketPath(name+"-"+strconv.Itoa(os.Getpid())), log)
+	}
+	if err != nil {
+		log.WithError(err).Warn("no control socket: meshell attach cannot reach this node")
+		return nil, nil
+	}
+	return srv, nil
+}
