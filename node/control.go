@@ -311,7 +311,7 @@ func (n *Node) runControl(m *protocol.Control, from string) (*protocol.ControlAc
 		return ack, func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			if err := n.Restart(ctx); err != nil {
+			if err := n.restart(ctx); err != nil {
 				n.log.WithError(err).Error("control: restart failed")
 			}
 		}
@@ -326,7 +326,7 @@ func (n *Node) runControl(m *protocol.Control, from string) (*protocol.ControlAc
 func (n *Node) shutdown(now bool) {
 	if !now {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		n.DrainJobs(ctx)
+		n.drainJobs(ctx)
 		cancel()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -335,10 +335,10 @@ func (n *Node) shutdown(now bool) {
 	n.control.shutdownOnce.Do(func() { close(n.control.shutdownC) })
 }
 
-// Restart leaves the cluster, closes every connection, listens again on the
+// restart leaves the cluster, closes every connection, listens again on the
 // same address and rejoins through the members it knew. The node comes back
 // alive at a higher incarnation.
-func (n *Node) Restart(ctx context.Context) error {
+func (n *Node) restart(ctx context.Context) error {
 	var seeds []string
 	self := n.Alias()
 	for _, e := range n.Members().Entries {
@@ -400,7 +400,7 @@ func (n *Node) status() protocol.NodeStatus {
 	if n.cfg.Keyring != nil {
 		st.KeyIDs = n.cfg.Keyring.IDs()
 	}
-	js := n.JobStats()
+	js := n.jobStats()
 	st.Slots, st.InFlight, st.JobsDone = js.Slots, js.Running, js.Done
 	n.mu.Lock()
 	if !n.started.IsZero() {
@@ -498,7 +498,7 @@ func (n *Node) SetConfig(key, value string) error {
 		}
 		return nil
 	case "strategy":
-		return n.SetDefaultStrategy(value)
+		return n.setDefaultStrategy(value)
 	}
 	return fmt.Errorf("unknown config key %q: use one of %s", key, strings.Join(configKeys, ", "))
 }
@@ -511,8 +511,8 @@ func (n *Node) DefaultStrategy() string {
 	return "least-connections"
 }
 
-// SetDefaultStrategy changes the default dispatch strategy.
-func (n *Node) SetDefaultStrategy(s string) error {
+// setDefaultStrategy changes the default dispatch strategy.
+func (n *Node) setDefaultStrategy(s string) error {
 	if _, err := jobs.ParseStrategy(s); err != nil {
 		return err
 	}

@@ -90,7 +90,7 @@ func quick(name string) KindFunc {
 
 func assertNoInFlight(t *testing.T, d *Node) {
 	t.Helper()
-	if s := d.JobStats(); s.InFlight != 0 {
+	if s := d.jobStats(); s.InFlight != 0 {
 		t.Errorf("dispatcher reports %d jobs in flight after all returned", s.InFlight)
 	}
 	for _, w := range d.Workers(nil) {
@@ -215,7 +215,7 @@ func TestBusyWorkerSendsJobElsewhere(t *testing.T) {
 	if res.Worker != "w2" || res.Attempts != 2 || !res.Retried {
 		t.Fatalf("got %+v, want w2 after w1 answered busy", res)
 	}
-	if s := w1.JobStats(); s.Busy != 1 {
+	if s := w1.jobStats(); s.Busy != 1 {
 		t.Fatalf("w1 stats %+v, want one busy answer", s)
 	}
 	close(g.release)
@@ -359,8 +359,8 @@ func TestDrainJobsRejectsNewAndFailsOverStragglers(t *testing.T) {
 	}
 	dctx, stopDrain := context.WithCancel(context.Background())
 	drained := make(chan struct{})
-	go func() { w1.DrainJobs(dctx); close(drained) }()
-	for !w1.JobStats().Draining {
+	go func() { w1.drainJobs(dctx); close(drained) }()
+	for !w1.jobStats().Draining {
 		runtime.Gosched()
 	}
 	c, err := d.Dispatch(ctx, DispatchRequest{Kind: "echo", Args: []string{"c"}, Strategy: jobs.RoundRobin})
@@ -373,11 +373,11 @@ func TestDrainJobsRejectsNewAndFailsOverStragglers(t *testing.T) {
 	if aErr != nil || a.Worker != "w2" || a.Result != "quick on w2" || a.Attempts != 2 {
 		t.Fatalf("A: %+v %v, want it failed over to w2", a, aErr)
 	}
-	if s := w1.JobStats(); s.Rejected != 2 || s.Running != 0 {
+	if s := w1.jobStats(); s.Rejected != 2 || s.Running != 0 {
 		t.Fatalf("w1 stats %+v, want 2 rejected and nothing running", s)
 	}
-	w1.ResumeJobs()
-	if s := w1.JobStats(); s.Draining {
+	w1.resumeJobs()
+	if s := w1.jobStats(); s.Draining {
 		t.Fatal("still draining after ResumeJobs")
 	}
 	assertNoInFlight(t, d)
@@ -394,7 +394,7 @@ func TestDrainJobsWaitsForRunningJobs(t *testing.T) {
 	}()
 	<-g.started
 	drained := make(chan struct{})
-	go func() { ws[0].DrainJobs(context.Background()); close(drained) }()
+	go func() { ws[0].drainJobs(context.Background()); close(drained) }()
 	select {
 	case <-drained:
 		t.Fatal("DrainJobs returned while a job was running")
@@ -503,7 +503,7 @@ func ExampleNode_Dispatch() {
 // SetSlots and so refuses more than the owner's MaxSlots.
 func TestRemoteScaleIsBoundedByMaxSlots(t *testing.T) {
 	d, ws := jobCluster(t, "w1")
-	limit := ws[0].JobStats().MaxSlots
+	limit := ws[0].jobStats().MaxSlots
 	want := fmt.Sprintf("slots %d exceeds this node's --max-slots %d (set by its owner at start-up)", limit+1, limit)
 	replies, err := d.Control(ctxFor(t, 20*time.Second), []string{"w1"}, ControlRequest{Op: OpScale, N: int64(limit + 1)}, 10*time.Second)
 	if err != nil || len(replies) != 1 || replies[0].OK || replies[0].Error != want {

@@ -124,7 +124,7 @@ func (n *Node) writeMetrics(w *metrics.Writer) {
 	w.Metric("meshell_jobs_total", c, "Jobs this node dispatched that finished, by result.",
 		L(float64(jc.OK), "result", "ok"), L(float64(jc.Failed), "result", "error"), L(float64(jc.Cancelled), "result", "cancelled"))
 	w.Histogram("meshell_job_latency_seconds", "Latency of the jobs this node dispatched, retries included.", jc.Latency)
-	js := n.JobStats()
+	js := n.jobStats()
 	w.Metric("meshell_jobs_in_flight", g, "Jobs this node dispatched that have not finished.", L(float64(js.InFlight)))
 	w.Metric("meshell_worker_slots", g, "Jobs this node runs at once as a worker.", L(float64(js.Slots)))
 	w.Metric("meshell_worker_jobs_running", g, "Jobs running on this node as a worker.", L(float64(js.Running)))

@@ -43,9 +43,9 @@ func joined(t *testing.T, nodes ...*Node) {
 func waitIdle(t *testing.T, n *Node) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for n.JobStats().Running > 0 {
+	for n.jobStats().Running > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s still runs %d jobs", n.Alias(), n.JobStats().Running)
+			t.Fatalf("%s still runs %d jobs", n.Alias(), n.jobStats().Running)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -126,7 +126,7 @@ func TestRunTimeoutAndCancelKillTheCommand(t *testing.T) {
 		done <- r
 	}()
 	deadline := time.Now().Add(20 * time.Second)
-	for w.JobStats().Running == 0 && time.Now().Before(deadline) {
+	for w.jobStats().Running == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()
@@ -138,7 +138,7 @@ func TestRunTimeoutAndCancelKillTheCommand(t *testing.T) {
 	// The dispatcher goes away: its command goes with it.
 	go d.Run(context.Background(), RunRequest{Targets: []string{"w"}, Command: []string{"sleep", "30"}})
 	deadline = time.Now().Add(20 * time.Second)
-	for w.JobStats().Running == 0 && time.Now().Before(deadline) {
+	for w.jobStats().Running == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	d.Close()
@@ -226,7 +226,7 @@ func TestDeclaredKindRunsAgainOnlyWhenIdempotent(t *testing.T) {
 			deadline := time.Now().Add(20 * time.Second)
 			for victim == nil && time.Now().Before(deadline) {
 				for _, w := range []*Node{w1, w2} {
-					if w.JobStats().Running > 0 {
+					if w.jobStats().Running > 0 {
 						victim = w
 					}
 				}

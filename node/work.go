@@ -54,14 +54,8 @@ func Strategies() []string { return jobs.Strategies() }
 // DefaultFilter is the tag filter of a job that names none: role=worker.
 func DefaultFilter() map[string]string { return jobs.DefaultFilter() }
 
-// Matches reports whether tags carry every key=value of filter.
-func Matches(tags, filter map[string]string) bool { return jobs.Matches(tags, filter) }
-
 // FilterString renders a filter as sorted k=v pairs joined by commas.
 func FilterString(filter map[string]string) string { return jobs.FilterString(filter) }
-
-// BuiltinKinds lists the kinds every node runs, sorted, for completion.
-func BuiltinKinds() []string { return jobs.BuiltinKinds() }
 
 // ParseKindSpec reads one --kind NAME=COMMAND (NAME!=COMMAND: idempotent).
 func ParseKindSpec(spec string) (DeclaredKind, error) { return jobs.ParseKindSpec(spec) }
@@ -87,15 +81,12 @@ func (n *Node) RecentJobs() []JobRecord { return n.jobs.RecentJobs() }
 // empty), in any state, with this dispatcher's counts.
 func (n *Node) Workers(filter map[string]string) []WorkerInfo { return n.jobs.Workers(filter) }
 
-// JobStats returns the job counters.
-func (n *Node) JobStats() JobStats { return n.jobs.Stats() }
+// jobStats returns the job counters.
+func (n *Node) jobStats() JobStats { return n.jobs.Stats() }
 
 // Kinds lists the job kinds this node runs and those the live members
 // declare, sorted: what a dispatch here may name.
 func (n *Node) Kinds() []string { return n.jobs.Kinds() }
-
-// DeclaredKinds lists the kinds this node declared, for !workers and help.
-func (n *Node) DeclaredKinds() []DeclaredKind { return n.jobs.DeclaredKinds() }
 
 // RegisterKind makes this node run jobs of kind name with fn.
 func (n *Node) RegisterKind(name string, fn KindFunc) error { return n.jobs.RegisterKind(name, fn) }
@@ -103,12 +94,12 @@ func (n *Node) RegisterKind(name string, fn KindFunc) error { return n.jobs.Regi
 // SetJobQueue sets how many accepted jobs may wait for a slot.
 func (n *Node) SetJobQueue(k int) error { return n.jobs.SetJobQueue(k) }
 
-// DrainJobs stops taking new jobs and waits for running ones until ctx
-// ends; see jobs.Jobs.Drain. The node stays draining until ResumeJobs.
-func (n *Node) DrainJobs(ctx context.Context) { n.jobs.Drain(ctx) }
+// drainJobs stops taking new jobs and waits for running ones until ctx
+// ends; see jobs.Jobs.Drain. The node stays draining until resumeJobs.
+func (n *Node) drainJobs(ctx context.Context) { n.jobs.Drain(ctx) }
 
-// ResumeJobs undoes DrainJobs.
-func (n *Node) ResumeJobs() { n.jobs.Resume() }
+// resumeJobs undoes drainJobs.
+func (n *Node) resumeJobs() { n.jobs.Resume() }
 
 // SetSlots changes how many jobs this node runs at once, at most its
 // owner's MaxSlots (the remote scale command comes here too), and gossips

@@ -223,9 +223,6 @@ func (s *Shell) tagFilterCandidates(typing string) []string {
 	return out
 }
 
-// tagKeys lists the tag keys the live members carry, sorted.
-func (s *Shell) tagKeys() []string { return slices.Sorted(maps.Keys(s.liveTags())) }
-
 // aliasCandidates lists the aliases of the live (alive or suspect) members
 // other than this node, for commands that address one node; with all it
 // lists every member, this node included. See also aliases().
@@ -238,10 +235,6 @@ func (s *Shell) aliasCandidates(all bool) []string {
 	}
 	return out
 }
-
-// completeJobKinds lists the built-in job kinds for the KIND argument of
-// the job commands.
-func completeJobKinds() []string { return node.BuiltinKinds() }
 
 // configValues are candidates for the value of a !config set KEY: this
 // node's current value first, then the usual ones for the key.

@@ -227,7 +227,7 @@ func TestHostileTextIsRenderedSafely(t *testing.T) {
 				{Alias: v, Addr: v, State: node.StateAlive, Incarnation: 2, Tags: tags, RTT: time.Millisecond},
 				{Alias: "n2", Addr: "127.0.0.1:2", State: node.StateFailed, Self: true},
 			}
-			checkRendered(t, "members", func(p palette) string { return renderMembers(entries, p) }, 3)
+			checkRendered(t, "members", func(p palette) string { return membersTable(entries, p, nil) }, 3)
 
 			ev := node.Event{Kind: node.MemberJoin, Member: entries[0], At: time.Now()}
 			checkRendered(t, "event", func(p palette) string { return renderEvent(ev, p) }, 1)
@@ -287,7 +287,7 @@ func TestHostileTableStaysAligned(t *testing.T) {
 		{Alias: "\x1b]0;pwned\x07", Addr: "10.0.0.1:1\u202e", State: node.StateAlive},
 		{Alias: "节点", Addr: "10.0.0.2:2", State: node.StateAlive},
 	}
-	lines := strings.Split(renderMembers(entries, palette{}), "\n")
+	lines := strings.Split(membersTable(entries, palette{}, nil), "\n")
 	header := columnStarts(lines[0], []string{"ALIAS", "ADDRESS", "STATE"})
 	for i, e := range entries {
 		// The cleaned text occupies as many columns as runes, CJK two each.

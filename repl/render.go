@@ -83,8 +83,6 @@ func table(header []string, rows [][]string, colour func(row, col int, cell stri
 	return b.String()
 }
 
-func renderMembers(entries []node.Member, p palette) string { return membersTable(entries, p, nil) }
-
 // membersTable is the members table; with proto (--detailed) a PROTOCOL
 // column before TAGS holds proto(alias).
 func membersTable(entries []node.Member, p palette, proto func(alias string) string) string {

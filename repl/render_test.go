@@ -42,8 +42,8 @@ func columnStarts(line string, words []string) []int {
 
 func TestMembersTableStaysAlignedWithColour(t *testing.T) {
 	entries := testEntries()
-	plain := renderMembers(entries, palette{on: false})
-	coloured := renderMembers(entries, palette{on: true})
+	plain := membersTable(entries, palette{on: false}, nil)
+	coloured := membersTable(entries, palette{on: true}, nil)
 	if plain == coloured {
 		t.Fatal("colour on printed no escape codes")
 	}

@@ -46,9 +46,6 @@ func builtinKinds() map[string]kind {
 	}
 }
 
-// BuiltinKinds lists the kinds every node runs, sorted, for completion.
-func BuiltinKinds() []string { return []string{"echo", "primes", "sha256", "sleep", "stream"} }
-
 // builtin reports whether every node runs kind (the run kind included).
 func builtin(kind string) bool {
 	switch kind {
