@@ -189,6 +189,3 @@ func offers(tags map[string]string, kind string) (declared, idempotent bool) {
 	}
 	return false, false
 }
-
-// DeclaredKinds lists the kinds this node declared, for !workers and help.
-func (j *Jobs) DeclaredKinds() []DeclaredKind { return slices.Clone(j.run.Kinds) }
