@@ -36,7 +36,7 @@ import (
 // dispatcher.
 type Jobs struct {
 	h   Host
-	reg *Registry
+	reg *registry
 	w   *worker
 	out *outbox   // worker answers waiting for a dispatcher's mesh queue
 	lim Limits    // the owner's, fixed by New
@@ -136,7 +136,7 @@ func (s *stream) take(buf []protocol.JobChunk) []protocol.JobChunk {
 // New returns the job plane of the node h, under its owner's limits and
 // command settings (run must have passed RunConfig.Checked).
 func New(h Host, lim Limits, run RunConfig) *Jobs {
-	j := &Jobs{h: h, reg: NewRegistry(), lim: lim.withDefaults(), run: run.withDefaults(), closing: make(chan struct{}), counts: newJobCounts()}
+	j := &Jobs{h: h, reg: newRegistry(), lim: lim.withDefaults(), run: run.withDefaults(), closing: make(chan struct{}), counts: newJobCounts()}
 	for i := range j.pending {
 		j.pending[i].m = map[uint64]pend{}
 	}
@@ -259,8 +259,8 @@ func (j *Jobs) Receive(from string, m protocol.Message) {
 
 // PeerDown runs on a mesh goroutine when the connection to alias closed.
 func (j *Jobs) PeerDown(alias string) {
-	if l, ok := j.reg.Peek(alias); ok {
-		l.SetDown(true)
+	if l, ok := j.reg.peek(alias); ok {
+		l.setDown(true)
 	}
 	j.failWhere(func(p pend) bool { return p.worker == alias }, outcome{lost: alias + " dropped its connection"})
 	j.w.dropFrom(alias, whyCancel)
@@ -303,16 +303,16 @@ const defaultFilterKey = "role=worker"
 // built in goes to the workers that declare it (their kinds tag), when any
 // does; otherwise to every matching worker (a kind registered in Go is not
 // gossiped).
-func (j *Jobs) candidates(filter map[string]string, kind string) []Candidate {
+func (j *Jobs) candidates(filter map[string]string, kind string) []candidate {
 	cands, vc, key := j.filtered(filter)
 	if builtin(kind) {
 		return cands
 	}
 	key += "\x00" + kind
 	if v, ok := vc.views.Load(key); ok {
-		return v.([]Candidate)
+		return v.([]candidate)
 	}
-	var offering []Candidate
+	var offering []candidate
 	for _, c := range cands {
 		if declared, _ := offers(c.Tags, kind); declared {
 			offering = append(offering, c)
@@ -327,7 +327,7 @@ func (j *Jobs) candidates(filter map[string]string, kind string) []Candidate {
 
 // filtered returns the workers eligible under filter, the cache they are
 // in and their key in it.
-func (j *Jobs) filtered(filter map[string]string) ([]Candidate, *viewCache, string) {
+func (j *Jobs) filtered(filter map[string]string) ([]candidate, *viewCache, string) {
 	snap := j.h.Members()
 	vc := j.cache.Load()
 	if vc == nil || vc.snap != snap {
@@ -341,7 +341,7 @@ func (j *Jobs) filtered(filter map[string]string) ([]Candidate, *viewCache, stri
 		filter = defaultFilter
 	}
 	if v, ok := vc.views.Load(key); ok {
-		return v.([]Candidate), vc, key
+		return v.([]candidate), vc, key
 	}
 	ms := make([]protocol.Member, len(snap.Entries))
 	for i, e := range snap.Entries {
@@ -350,8 +350,8 @@ func (j *Jobs) filtered(filter map[string]string) ([]Candidate, *viewCache, stri
 	cands := j.reg.Candidates(ms, j.h.Alias(), filter)
 	for _, c := range cands {
 		// A worker whose connection dropped and came back is preferred again.
-		if c.Load.Down() && (c.Self || j.h.Connected(c.Alias)) {
-			c.Load.SetDown(false)
+		if c.Load.isDown() && (c.Self || j.h.Connected(c.Alias)) {
+			c.Load.setDown(false)
 		}
 	}
 	vc.views.Store(key, cands)
@@ -360,7 +360,7 @@ func (j *Jobs) filtered(filter map[string]string) ([]Candidate, *viewCache, stri
 
 // only is the candidate list of a job for one member (DispatchRequest.Worker):
 // it must be alive or suspect.
-func (j *Jobs) only(alias string) ([]Candidate, error) {
+func (j *Jobs) only(alias string) ([]candidate, error) {
 	e, ok := j.h.Members().Get(alias)
 	switch {
 	case !ok:
@@ -368,7 +368,7 @@ func (j *Jobs) only(alias string) ([]Candidate, error) {
 	case e.State != protocol.StateAlive && e.State != protocol.StateSuspect:
 		return nil, fmt.Errorf("%s is %s", alias, e.State)
 	}
-	return []Candidate{{Alias: e.Alias, Addr: e.Addr, Self: e.Self, Tags: e.Tags, Slots: Slots(e.Tags), Load: j.reg.Load(alias)}}, nil
+	return []candidate{{Alias: e.Alias, Addr: e.Addr, Self: e.Self, Tags: e.Tags, Slots: Slots(e.Tags), Load: j.reg.Load(alias)}}, nil
 }
 
 // DispatchRequest describes one job.
@@ -514,7 +514,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		if j.closed.Load() {
 			return res, fmt.Errorf("job %d: this node is shutting down", res.Job)
 		}
-		var cands []Candidate
+		var cands []candidate
 		if req.Worker != "" {
 			var err error
 			if cands, err = j.only(req.Worker); err != nil {
@@ -527,7 +527,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		if req.Strategy == Random {
 			rnd = rand.Uint64()
 		}
-		i := j.reg.Pick(cands, req.Strategy, skip, rnd)
+		i := j.reg.pick(cands, req.Strategy, skip, rnd)
 		if i < 0 {
 			busyRounds++
 			if busyRounds > maxBusyRounds {
@@ -587,9 +587,9 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			if !j.remove(id) {
 				<-c.ch // a peer-down scan got there first; its outcome is ours
 			}
-			w.Load.Finish(Refused)
+			w.Load.finish(Refused)
 			if errors.Is(serr, ErrNotConnected) {
-				w.Load.SetDown(true)
+				w.Load.setDown(true)
 				notes = append(notes, w.Alias+" not connected")
 			} else {
 				notes = append(notes, w.Alias+": "+serr.Error())
@@ -620,7 +620,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			}
 			if gaveUp != nil {
 				if j.remove(id) {
-					w.Load.Finish(Abandoned)
+					w.Load.finish(Abandoned)
 					j.send(w.Alias, &protocol.JobCancel{ID: id})
 					return res, gaveUp
 				}
@@ -641,10 +641,10 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		res.answer = o.res
 		switch {
 		case o.closed:
-			w.Load.Finish(Abandoned)
+			w.Load.finish(Abandoned)
 			return res, fmt.Errorf("job %d: this node is shutting down", res.Job)
 		case o.lost != "":
-			w.Load.Finish(Lost)
+			w.Load.finish(Lost)
 			failures++
 			notes = append(notes, o.lost)
 			if err := notAgain(req.Kind, w, res.Job, o.lost); err != nil {
@@ -658,27 +658,27 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		}
 		switch o.status {
 		case protocol.JobOK:
-			w.Load.Finish(Answered)
+			w.Load.finish(Answered)
 			res.Result = o.result
 			return res, nil
 		case protocol.JobError:
-			w.Load.Finish(Answered)
+			w.Load.finish(Answered)
 			return res, fmt.Errorf("job %d (%s) failed on %s: %s", res.Job, req.Kind, w.Alias, o.err)
 		case protocol.JobRefused:
-			w.Load.Finish(Answered)
+			w.Load.finish(Answered)
 			return res, fmt.Errorf("job %d (%s) on %s: %s", res.Job, req.Kind, w.Alias, o.err)
 		case protocol.JobRejected:
 			if req.Worker != "" {
-				w.Load.Finish(Refused)
+				w.Load.finish(Refused)
 				return res, fmt.Errorf("job %d (%s) on %s: %s", res.Job, req.Kind, w.Alias, o.err)
 			}
 			fallthrough
 		case protocol.JobBusy:
-			w.Load.Finish(Refused)
+			w.Load.finish(Refused)
 			notes = append(notes, w.Alias+" "+o.status.String())
 			skip = append(skip, w.Alias)
 		default: // JobCancelled by the worker itself: it shut down under the job
-			w.Load.Finish(Lost)
+			w.Load.finish(Lost)
 			failures++
 			notes = append(notes, w.Alias+": "+o.err)
 			if err := notAgain(req.Kind, w, res.Job, o.err); err != nil {
@@ -695,7 +695,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 // notAgain is the error that ends a job lost on w when its kind is a
 // command w declared without idempotence: it may have had effects, so it
 // is not run again elsewhere. nil when the job may go to another worker.
-func notAgain(kind string, w *Candidate, job uint64, why string) error {
+func notAgain(kind string, w *candidate, job uint64, why string) error {
 	if declared, idem := offers(w.Tags, kind); declared && !idem {
 		return fmt.Errorf("job %d (%s) lost on %s (%s) and not run again: %s is not declared idempotent there (--kind %s!=… would allow it)",
 			job, kind, w.Alias, why, kind, kind)
@@ -797,11 +797,11 @@ func (j *Jobs) Workers(filter map[string]string) []WorkerInfo {
 	}
 	var out []WorkerInfo
 	for _, e := range j.h.Members().Entries {
-		if !Matches(e.Tags, filter) {
+		if !matchTags(e.Tags, filter) {
 			continue
 		}
 		wi := WorkerInfo{Alias: e.Alias, Addr: e.Addr, State: e.State, Self: e.Self, Tags: e.Tags, Slots: Slots(e.Tags)}
-		if l, ok := j.reg.Peek(e.Alias); ok {
+		if l, ok := j.reg.peek(e.Alias); ok {
 			wi.InFlight, wi.Done = l.InFlight(), l.Done()
 		}
 		out = append(out, wi)

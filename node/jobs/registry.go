@@ -51,8 +51,8 @@ func ParseStrategy(s string) (Strategy, error) {
 // DefaultFilter is the tag filter used when a job names none.
 func DefaultFilter() map[string]string { return map[string]string{"role": "worker"} }
 
-// Matches reports whether tags carry every key=value of filter.
-func Matches(tags, filter map[string]string) bool {
+// matchTags reports whether tags carry every key=value of filter.
+func matchTags(tags, filter map[string]string) bool {
 	for k, v := range filter {
 		if got, ok := tags[k]; !ok || got != v {
 			return false
@@ -104,21 +104,21 @@ type Load struct {
 	down     atomic.Bool   // the connection dropped: prefer other workers until a send succeeds
 }
 
-// Outcome is how one attempt on a worker ended.
-type Outcome uint8
+// outcomeKind is how one attempt on a worker ended.
+type outcomeKind uint8
 
 const (
-	Answered  Outcome = iota // the worker answered: ok or a job error
-	Refused                  // busy or rejected, or the request could not be queued
-	Lost                     // the worker failed, left or dropped its connection
-	Abandoned                // timed out or cancelled by the caller
+	Answered  outcomeKind = iota // the worker answered: ok or a job error
+	Refused                      // busy or rejected, or the request could not be queued
+	Lost                         // the worker failed, left or dropped its connection
+	Abandoned                    // timed out or cancelled by the caller
 )
 
 // Start records one more attempt in flight.
 func (l *Load) Start() { l.inflight.Add(1) }
 
-// Finish records the end of an attempt begun with Start.
-func (l *Load) Finish(o Outcome) {
+// finish records the end of an attempt begun with Start.
+func (l *Load) finish(o outcomeKind) {
 	l.inflight.Add(-1)
 	if o == Answered {
 		l.done.Add(1)
@@ -136,19 +136,19 @@ func (l *Load) Done() uint64 { return l.done.Load() }
 // Unanswered is the number of attempts that ended without an answer.
 func (l *Load) Unanswered() uint64 { return l.lost.Load() }
 
-// SetDown marks (or clears) a worker whose connection dropped; pickers
+// setDown marks (or clears) a worker whose connection dropped; pickers
 // prefer workers that are not down.
-func (l *Load) SetDown(d bool) {
+func (l *Load) setDown(d bool) {
 	if l.down.Load() != d {
 		l.down.Store(d)
 	}
 }
 
-// Down reports SetDown's mark.
-func (l *Load) Down() bool { return l.down.Load() }
+// isDown reports SetDown's mark.
+func (l *Load) isDown() bool { return l.down.Load() }
 
-// Candidate is one worker eligible for a job.
-type Candidate struct {
+// candidate is one worker eligible for a job.
+type candidate struct {
 	Alias string
 	Addr  string
 	Self  bool
@@ -157,21 +157,21 @@ type Candidate struct {
 	Load  *Load
 }
 
-// Registry is a dispatcher's view of the workers: one Load per alias (kept
+// registry is a dispatcher's view of the workers: one Load per alias (kept
 // across membership changes, so counts survive a snapshot rebuild) and the
 // cursors of the strategies. It is safe for concurrent use.
-type Registry struct {
+type registry struct {
 	mu    sync.Mutex
 	loads map[string]*Load
 	rr    atomic.Uint64 // round-robin cursor
 	tie   atomic.Uint64 // rotates ties of least-connections
 }
 
-// NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{loads: map[string]*Load{}} }
+// newRegistry returns an empty registry.
+func newRegistry() *registry { return &registry{loads: map[string]*Load{}} }
 
 // Load returns alias's counters, creating them on first use.
-func (r *Registry) Load(alias string) *Load {
+func (r *registry) Load(alias string) *Load {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	l := r.loads[alias]
@@ -182,8 +182,8 @@ func (r *Registry) Load(alias string) *Load {
 	return l
 }
 
-// Peek returns alias's counters if it has any.
-func (r *Registry) Peek(alias string) (*Load, bool) {
+// peek returns alias's counters if it has any.
+func (r *registry) peek(alias string) (*Load, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	l, ok := r.loads[alias]
@@ -193,37 +193,37 @@ func (r *Registry) Peek(alias string) (*Load, bool) {
 // Candidates returns the members eligible for a job under filter: alive
 // (a suspect gets no new jobs; failed and left ones are dropped) and tagged
 // with every key=value of filter. self is the dispatcher's own alias.
-func (r *Registry) Candidates(members []protocol.Member, self string, filter map[string]string) []Candidate {
-	var out []Candidate
+func (r *registry) Candidates(members []protocol.Member, self string, filter map[string]string) []candidate {
+	var out []candidate
 	for _, m := range members {
-		if m.State != protocol.StateAlive || !Matches(m.Tags, filter) {
+		if m.State != protocol.StateAlive || !matchTags(m.Tags, filter) {
 			continue
 		}
-		out = append(out, Candidate{Alias: m.Alias, Addr: m.Addr, Self: m.Alias == self, Tags: m.Tags,
+		out = append(out, candidate{Alias: m.Alias, Addr: m.Addr, Self: m.Alias == self, Tags: m.Tags,
 			Slots: Slots(m.Tags), Load: r.Load(m.Alias)})
 	}
 	return out
 }
 
-// Pick returns the index in cands of the worker strategy s chooses, skipping
+// pick returns the index in cands of the worker strategy s chooses, skipping
 // the aliases in skip; -1 when every candidate is skipped. rnd is a random
 // number supplied by the caller (Random uses it; the registry has no source
 // of its own). Workers marked down are chosen only when no other is left.
-func (r *Registry) Pick(cands []Candidate, s Strategy, skip []string, rnd uint64) int {
-	if i := r.pick(cands, s, skip, rnd, false); i >= 0 {
+func (r *registry) pick(cands []candidate, s Strategy, skip []string, rnd uint64) int {
+	if i := r.pickFrom(cands, s, skip, rnd, false); i >= 0 {
 		return i
 	}
-	return r.pick(cands, s, skip, rnd, true)
+	return r.pickFrom(cands, s, skip, rnd, true)
 }
 
-func (r *Registry) pick(cands []Candidate, s Strategy, skip []string, rnd uint64, withDown bool) int {
+func (r *registry) pickFrom(cands []candidate, s Strategy, skip []string, rnd uint64, withDown bool) int {
 	n := len(cands)
 	if n == 0 {
 		return -1
 	}
 	ok := func(i int) bool {
 		c := &cands[i]
-		if c.Load.Down() != withDown {
+		if c.Load.isDown() != withDown {
 			return false
 		}
 		for _, a := range skip {

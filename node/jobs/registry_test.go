@@ -16,7 +16,7 @@ func workerMember(alias string, st protocol.State, tags map[string]string) proto
 
 var roleWorker = map[string]string{"role": "worker"}
 
-func threeWorkers(r *Registry) []Candidate {
+func threeWorkers(r *registry) []candidate {
 	return r.Candidates(members(
 		workerMember("w1", protocol.StateAlive, roleWorker),
 		workerMember("w2", protocol.StateAlive, roleWorker),
@@ -25,7 +25,7 @@ func threeWorkers(r *Registry) []Candidate {
 }
 
 func TestCandidatesFilterAndState(t *testing.T) {
-	r := NewRegistry()
+	r := newRegistry()
 	ms := members(
 		workerMember("a", protocol.StateAlive, map[string]string{"role": "worker", "zone": "x", "slots": "4"}),
 		workerMember("b", protocol.StateSuspect, roleWorker),
@@ -81,11 +81,11 @@ func TestParseStrategy(t *testing.T) {
 }
 
 func TestRoundRobinIsExact(t *testing.T) {
-	r := NewRegistry()
+	r := newRegistry()
 	cands := threeWorkers(r)
 	counts := map[string]int{}
 	for i := 0; i < 300; i++ {
-		counts[cands[r.Pick(cands, RoundRobin, nil, 0)].Alias]++
+		counts[cands[r.pick(cands, RoundRobin, nil, 0)].Alias]++
 	}
 	for _, w := range []string{"w1", "w2", "w3"} {
 		if counts[w] != 100 {
@@ -95,7 +95,7 @@ func TestRoundRobinIsExact(t *testing.T) {
 }
 
 func TestRoundRobinExactUnderConcurrency(t *testing.T) {
-	r := NewRegistry()
+	r := newRegistry()
 	cands := threeWorkers(r)
 	var mu sync.Mutex
 	counts := map[string]int{}
@@ -106,7 +106,7 @@ func TestRoundRobinExactUnderConcurrency(t *testing.T) {
 			defer wg.Done()
 			local := map[string]int{}
 			for i := 0; i < 500; i++ {
-				local[cands[r.Pick(cands, RoundRobin, nil, 0)].Alias]++
+				local[cands[r.pick(cands, RoundRobin, nil, 0)].Alias]++
 			}
 			mu.Lock()
 			for k, v := range local {
@@ -124,13 +124,13 @@ func TestRoundRobinExactUnderConcurrency(t *testing.T) {
 }
 
 func TestLeastConnectionsPicksFewestInFlight(t *testing.T) {
-	r := NewRegistry()
+	r := newRegistry()
 	cands := threeWorkers(r)
 	cands[0].Load.Start()
 	cands[0].Load.Start()
 	cands[2].Load.Start()
 	for i := 0; i < 10; i++ {
-		if got := cands[r.Pick(cands, LeastConnections, nil, 0)].Alias; got != "w2" {
+		if got := cands[r.pick(cands, LeastConnections, nil, 0)].Alias; got != "w2" {
 			t.Fatalf("picked %s, want w2 (0 in flight)", got)
 		}
 	}
@@ -138,7 +138,7 @@ func TestLeastConnectionsPicksFewestInFlight(t *testing.T) {
 	cands[1].Load.Start()
 	seen := map[string]bool{}
 	for i := 0; i < 10; i++ {
-		seen[cands[r.Pick(cands, LeastConnections, nil, 0)].Alias] = true
+		seen[cands[r.pick(cands, LeastConnections, nil, 0)].Alias] = true
 	}
 	if !seen["w2"] || !seen["w3"] || seen["w1"] {
 		t.Fatalf("ties between w2 and w3 not rotated: %v", seen)
@@ -146,11 +146,11 @@ func TestLeastConnectionsPicksFewestInFlight(t *testing.T) {
 }
 
 func TestLeastConnectionsBalancesAConcurrentLoad(t *testing.T) {
-	r := NewRegistry()
+	r := newRegistry()
 	cands := threeWorkers(r)
 	// 30 jobs started and not finished: 10 each.
 	for i := 0; i < 30; i++ {
-		cands[r.Pick(cands, LeastConnections, nil, 0)].Load.Start()
+		cands[r.pick(cands, LeastConnections, nil, 0)].Load.Start()
 	}
 	for _, c := range cands {
 		if c.Load.InFlight() != 10 {
@@ -162,7 +162,7 @@ func TestLeastConnectionsBalancesAConcurrentLoad(t *testing.T) {
 // A worker with 8 slots takes jobs in proportion to them: least-connections
 // compares in-flight ÷ slots, not in-flight alone.
 func TestLeastConnectionsWeighsSlots(t *testing.T) {
-	r := NewRegistry()
+	r := newRegistry()
 	cands := r.Candidates(members(
 		workerMember("big", protocol.StateAlive, map[string]string{"role": "worker", "slots": "8"}),
 		workerMember("small", protocol.StateAlive, map[string]string{"role": "worker", "slots": "2"}),
@@ -174,17 +174,17 @@ func TestLeastConnectionsWeighsSlots(t *testing.T) {
 	}
 	cands[1].Load.Start()
 	cands[2].Load.Start()
-	if got := cands[r.Pick(cands, LeastConnections, nil, 0)].Alias; got != "big" {
+	if got := cands[r.pick(cands, LeastConnections, nil, 0)].Alias; got != "big" {
 		t.Fatalf("picked %s, want big (3/8 in flight beats 1/2 and 1/1)", got)
 	}
 	for _, c := range cands {
 		for c.Load.InFlight() > 0 {
-			c.Load.Finish(Answered)
+			c.Load.finish(Answered)
 		}
 	}
 	// 55 jobs held in flight fill 11 slots: 40, 10 and 5 of them.
 	for i := 0; i < 55; i++ {
-		cands[r.Pick(cands, LeastConnections, nil, 0)].Load.Start()
+		cands[r.pick(cands, LeastConnections, nil, 0)].Load.Start()
 	}
 	for c, want := range map[int]int{0: 40, 1: 10, 2: 5} {
 		if got := cands[c].Load.InFlight(); got != want {
@@ -194,19 +194,19 @@ func TestLeastConnectionsWeighsSlots(t *testing.T) {
 }
 
 func TestRandomUsesTheCallersNumber(t *testing.T) {
-	r := NewRegistry()
+	r := newRegistry()
 	cands := threeWorkers(r)
 	counts := map[string]int{}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i < 3000; i++ {
-		counts[cands[r.Pick(cands, Random, nil, rng.Uint64())].Alias]++
+		counts[cands[r.pick(cands, Random, nil, rng.Uint64())].Alias]++
 	}
 	for w, n := range counts {
 		if n < 800 || n > 1200 {
 			t.Fatalf("random gave %s %d of 3000: %v", w, n, counts)
 		}
 	}
-	if got := cands[r.Pick(cands, Random, nil, 4)].Alias; got != "w2" {
+	if got := cands[r.pick(cands, Random, nil, 4)].Alias; got != "w2" {
 		t.Fatalf("rnd=4 of 3 picked %s, want w2", got)
 	}
 }
@@ -214,27 +214,27 @@ func TestRandomUsesTheCallersNumber(t *testing.T) {
 func TestPickSkipsAndPrefersWorkersNotDown(t *testing.T) {
 	for _, s := range []Strategy{LeastConnections, RoundRobin, Random} {
 		t.Run(s.String(), func(t *testing.T) {
-			r := NewRegistry()
+			r := newRegistry()
 			cands := threeWorkers(r)
 			for i := 0; i < 20; i++ {
-				if got := cands[r.Pick(cands, s, []string{"w1", "w3"}, uint64(i))].Alias; got != "w2" {
+				if got := cands[r.pick(cands, s, []string{"w1", "w3"}, uint64(i))].Alias; got != "w2" {
 					t.Fatalf("picked %s, skipping w1 and w3", got)
 				}
 			}
-			if i := r.Pick(cands, s, []string{"w1", "w2", "w3"}, 0); i != -1 {
+			if i := r.pick(cands, s, []string{"w1", "w2", "w3"}, 0); i != -1 {
 				t.Fatalf("every worker skipped, picked %d", i)
 			}
-			cands[1].Load.SetDown(true)
+			cands[1].Load.setDown(true)
 			for i := 0; i < 20; i++ {
-				if got := cands[r.Pick(cands, s, nil, uint64(i))].Alias; got == "w2" {
+				if got := cands[r.pick(cands, s, nil, uint64(i))].Alias; got == "w2" {
 					t.Fatal("picked a worker marked down while others are up")
 				}
 			}
 			// Down workers are the last resort, not excluded.
-			if got := cands[r.Pick(cands, s, []string{"w1", "w3"}, 0)].Alias; got != "w2" {
+			if got := cands[r.pick(cands, s, []string{"w1", "w3"}, 0)].Alias; got != "w2" {
 				t.Fatalf("picked %s, want the down worker as last resort", got)
 			}
-			if r.Pick(nil, s, nil, 0) != -1 {
+			if r.pick(nil, s, nil, 0) != -1 {
 				t.Fatal("no candidates, yet a pick")
 			}
 		})
@@ -245,9 +245,9 @@ func TestPickSkipsAndPrefersWorkersNotDown(t *testing.T) {
 // path, from several goroutines, the way a dispatcher does: each attempt is
 // started once and finished once, whatever its outcome.
 func TestLoadCountersDoNotDrift(t *testing.T) {
-	r := NewRegistry()
+	r := newRegistry()
 	cands := threeWorkers(r)
-	outcomes := []Outcome{Answered, Refused, Lost, Abandoned}
+	outcomes := []outcomeKind{Answered, Refused, Lost, Abandoned}
 	var answered [4]uint64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -261,20 +261,20 @@ func TestLoadCountersDoNotDrift(t *testing.T) {
 			for i := 0; i < 5000; i++ {
 				strat := Strategy(rng.IntN(3))
 				if rng.IntN(3) > 0 || len(open) == 0 {
-					l := cands[r.Pick(cands, strat, nil, rng.Uint64())].Load
+					l := cands[r.pick(cands, strat, nil, rng.Uint64())].Load
 					l.Start()
 					open = append(open, l)
 					continue
 				}
 				k := rng.IntN(len(open))
 				o := outcomes[rng.IntN(len(outcomes))]
-				open[k].Finish(o)
+				open[k].finish(o)
 				mine[o]++
 				open = append(open[:k], open[k+1:]...)
 			}
 			for _, l := range open {
 				o := outcomes[rng.IntN(len(outcomes))]
-				l.Finish(o)
+				l.finish(o)
 				mine[o]++
 			}
 			mu.Lock()
