@@ -591,9 +591,10 @@ func (h *handler) Admit(hello bool, peer protocol.Member) ([]protocol.Member, er
 	// A live member at another address keeps its alias while its
 	// connection is up; once that connection is gone (it left, moved or
 	// restarted on another port) the newcomer may be it. Only then is the
-	// connection given a moment to close: crossed dials of a join do not wait.
+	// connection given up to a second to close (a loaded node may not have
+	// read the leaver's close yet): crossed dials of a join do not wait.
 	if known && e.Addr != peer.Addr && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) &&
-		n.mesh.StillConnected(peer.Alias, 250*time.Millisecond) {
+		n.mesh.StillConnected(peer.Alias, time.Second) {
 		return nil, fmt.Errorf("alias %q is already used by %s; pick another --alias", peer.Alias, e.Addr)
 	}
 	return members, nil
