@@ -43,7 +43,10 @@ func TestJoinRetryTriesAgainUntilMaxButNotAfterARefusal(t *testing.T) {
 	}
 
 	seed := startNode(t, "seed")
-	startNode(t, "dup").Join(ctxFor(t, 10*time.Second), seed.Addr())
+	if _, err := startNode(t, "dup").Join(ctxFor(t, 10*time.Second), seed.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitAlive(t, seed, 2) // the seed lists the first dup before the second claims its alias
 	dup := startNode(t, "dup")
 	rounds = nil
 	r.Max = 0 // no limit: only the refusal can end it
