@@ -257,12 +257,18 @@ func configValues(cfg map[string]string) map[string]any {
 	return out
 }
 
-func runStatus(ctx context.Context, s *Shell, a *Args) error {
-	targets, err := s.selectTargets(a, a.Pos)
+// gatherStatus asks the TARGET in words for their status (which carries
+// their tunables too).
+func (s *Shell) gatherStatus(ctx context.Context, a *Args, words []string) ([]node.ControlReply, error) {
+	targets, err := s.selectTargets(a, words)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	replies, err := s.Node.Control(ctx, targets, node.ControlRequest{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
+	return s.Node.Control(ctx, targets, node.ControlRequest{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
+}
+
+func runStatus(ctx context.Context, s *Shell, a *Args) error {
+	replies, err := s.gatherStatus(ctx, a, a.Pos)
 	if err != nil {
 		return err
 	}
@@ -469,11 +475,7 @@ func (s *Shell) printConfigJSON(replies []node.ControlReply) {
 // carries them) and prints one row per key when all nodes agree, or one
 // row per value, with the nodes that have it, when they differ.
 func (s *Shell) configShowAll(ctx context.Context, a *Args, words []string) error {
-	targets, err := s.selectTargets(a, words)
-	if err != nil {
-		return err
-	}
-	replies, err := s.Node.Control(ctx, targets, node.ControlRequest{Op: node.OpStatus}, a.Duration("timeout", 5*time.Second))
+	replies, err := s.gatherStatus(ctx, a, words)
 	if err != nil {
 		return err
 	}

@@ -204,11 +204,7 @@ func (in *Interactive) Run(base context.Context) int {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if keepInHistory(line) {
-			rl.SaveHistory(line)
-		} else {
-			rl.SaveHistory("") // forgets the line being edited; writes nothing
-		}
+		saveHistory(rl, line)
 		err = in.exec(base, line)
 		if err != nil && !errors.Is(err, errQuit) {
 			s.errorLine(err)
@@ -318,4 +314,14 @@ func exitCode(sig os.Signal) int {
 		return 128 + int(n)
 	}
 	return 1
+}
+
+// saveHistory keeps line in the history unless keepInHistory refuses it
+// (saving "" forgets the line being edited and writes nothing).
+func saveHistory(rl *readline.Instance, line string) {
+	if keepInHistory(line) {
+		rl.SaveHistory(line)
+	} else {
+		rl.SaveHistory("")
+	}
 }

@@ -366,11 +366,7 @@ func (c *client) interactive(historyFile string) int {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if keepInHistory(line) {
-			rl.SaveHistory(line)
-		} else {
-			rl.SaveHistory("")
-		}
+		saveHistory(rl, line)
 		ctx, stop := context.WithCancel(context.Background())
 		mu.Lock()
 		cancel = stop
