@@ -104,6 +104,7 @@ type Node struct {
 	snap        atomic.Pointer[manager.Snapshot]
 	view        atomic.Pointer[view] // snap as Members last converted it
 	snapVersion uint64               // the table version snap shows; run loop only
+	joinDials   map[string]bool      // members Join dials itself; run loop only
 	dropped     atomic.Uint64
 	warn        *mesh.RateLog // warnings a peer can trigger: one line per kind per period
 
@@ -393,14 +394,30 @@ func (n *Node) flush(now time.Time) {
 		case swim.MemberFailed, swim.MemberLeave, swim.MemberReap:
 			n.jobs.MemberGone(ev.Member.Alias, ev.Kind == swim.MemberLeave)
 		}
-		// A full mesh: the member with the smaller alias dials a newcomer, so
-		// that two nodes learning of each other do not both dial.
-		if (ev.Kind == swim.MemberJoin || ev.Kind == swim.MemberAlive) && self.Alias < ev.Member.Alias && self.State == protocol.StateAlive {
-			n.mesh.Connect(ev.Member.Alias, ev.Member.Addr)
+		if (ev.Kind == swim.MemberJoin || ev.Kind == swim.MemberAlive) && self.Alias < ev.Member.Alias && self.State == protocol.StateAlive && !n.joinDials[ev.Member.Alias] {
+			n.connectLater(ev.Member.Alias, ev.Member.Addr)
 		}
 		n.log.WithFields(logrus.Fields{"event": ev.Kind.String(), "member": ev.Member.Alias, "incarnation": ev.Member.Incarnation}).Info("membership")
 		n.hub.publish(eventOf(ev, self.Alias))
 	}
+}
+
+// connectGrace is how long a member waits for a newcomer to dial it before
+// it dials the newcomer itself.
+const connectGrace = 500 * time.Millisecond
+
+// connectLater completes the full mesh: a newcomer dials every member its
+// seed named, so a member that learns of it connects only when the
+// newcomer has not done so within connectGrace (they joined at the same
+// moment and neither was named to the other). Of two members that learn of
+// each other, the smaller alias dials. Dialling at once made most pairs of
+// a join storm open two connections and retire one.
+func (n *Node) connectLater(alias, addr string) {
+	time.AfterFunc(connectGrace, func() {
+		if !n.mesh.Connected(alias) {
+			n.mesh.Connect(alias, addr)
+		}
+	})
 }
 
 // JoinResult describes a completed join.
@@ -421,21 +438,39 @@ func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
 		return JoinResult{}, fmt.Errorf("join %s: %w", addr, err)
 	}
 	res := JoinResult{Seed: memberOf(ack.From, false)}
-	if err := n.call(ctx, func(c *swim.Core) { c.Merge(time.Now(), ack.Members) }); err != nil {
+	self := n.Alias()
+	var dials []protocol.Member
+	for _, m := range ack.Members {
+		if m.Alias != self && m.Alias != ack.From.Alias && (m.State == protocol.StateAlive || m.State == protocol.StateSuspect) {
+			dials = append(dials, m)
+		}
+	}
+	err = n.call(ctx, func(c *swim.Core) {
+		if n.joinDials == nil {
+			n.joinDials = make(map[string]bool)
+		}
+		for _, m := range dials {
+			n.joinDials[m.Alias] = true
+		}
+		c.Merge(time.Now(), ack.Members)
+	})
+	if err != nil {
 		return res, err
 	}
-	self := n.Alias()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var refusal error
-	for _, m := range ack.Members {
-		if m.Alias == self || m.Alias == ack.From.Alias || (m.State != protocol.StateAlive && m.State != protocol.StateSuspect) {
-			continue
-		}
+	for _, m := range dials {
 		wg.Add(1)
 		go func(m protocol.Member) {
 			defer wg.Done()
 			jack, err := n.mesh.Join(ctx, m.Addr)
+			n.call(context.Background(), func(c *swim.Core) {
+				delete(n.joinDials, m.Alias)
+				if err == nil {
+					c.Merge(time.Now(), jack.Seen)
+				}
+			})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -445,9 +480,7 @@ func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
 				if errors.As(err, &re) && refusal == nil {
 					refusal = err
 				}
-				return
 			}
-			n.call(ctx, func(c *swim.Core) { c.Merge(time.Now(), jack.Seen) })
 		}(m)
 	}
 	wg.Wait()
