@@ -15,7 +15,6 @@ import (
 
 	"meshell/manager"
 	"meshell/mesh"
-	"meshell/mesh/keyring"
 	"meshell/node/jobs"
 	"meshell/node/metrics"
 	"meshell/node/operator"
@@ -42,7 +41,7 @@ type Config struct {
 	// Keyring holds the cluster keys: every connection is TLS 1.3 under them
 	// (nil: plaintext, loopback peers only unless Insecure). KeyFile, when
 	// set, is rewritten after every rotation.
-	Keyring  *keyring.Keyring
+	Keyring  *Keyring
 	KeyFile  string
 	Insecure bool
 
@@ -62,7 +61,7 @@ type Config struct {
 	// Transport overrides; zero values take mesh.DefaultConfig's.
 	HandshakeTimeout time.Duration
 	DialTimeout      time.Duration
-	Versions         protocol.Versions // protocol versions spoken; zero = protocol.Supported()
+	Versions         Versions // protocol versions spoken; zero = SupportedVersions()
 }
 
 // DefaultConfig returns a node configuration with the LAN profile on
@@ -174,8 +173,8 @@ func New(cfg Config) (*Node, error) {
 	n.snap.Store(&manager.Snapshot{})
 	mc := mesh.DefaultConfig(cfg.Cluster, func() protocol.Member { return *n.self.Load() })
 	mc.Log = cfg.Log
-	mc.Keyring, mc.Insecure = cfg.Keyring, cfg.Insecure
-	mc.Versions = cfg.Versions
+	mc.Keyring, mc.Insecure = cfg.Keyring.keys(), cfg.Insecure
+	mc.Versions = protocol.Versions(cfg.Versions)
 	if cfg.HandshakeTimeout > 0 {
 		mc.HandshakeTimeout = cfg.HandshakeTimeout
 	}
