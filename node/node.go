@@ -123,12 +123,14 @@ const (
 	inDialFailed
 )
 
+// inbound is one slot of the inbox: small, since the inbox's slots are
+// all allocated up front.
 type inbound struct {
 	kind    inboundKind
+	refused bool
 	from    string
 	msg     protocol.Message
-	member  protocol.Member
-	refused bool
+	member  *protocol.Member // inUp only
 }
 
 // New returns a node that is not yet listening.
@@ -364,7 +366,7 @@ func (n *Node) handle(in inbound) {
 	case inMsg:
 		n.core.Step(now, in.from, in.msg)
 	case inUp:
-		n.core.Connected(now, in.member)
+		n.core.Connected(now, *in.member)
 	case inDown:
 		n.core.ConnLost(now, in.from)
 	case inDialFailed:
@@ -633,7 +635,7 @@ func (h *handler) Admit(hello bool, peer protocol.Member) ([]protocol.Member, er
 }
 
 func (h *handler) PeerUp(peer protocol.Member) {
-	(*Node)(h).deliverEvidence(inbound{kind: inUp, member: peer, from: peer.Alias})
+	(*Node)(h).deliverEvidence(inbound{kind: inUp, member: &peer, from: peer.Alias})
 }
 
 func (h *handler) PeerDown(alias string, reason error) {
