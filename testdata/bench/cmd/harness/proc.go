@@ -245,14 +245,21 @@ func procUserSys(pid int) (int64, int64, error) {
 
 const userHZ = 100
 
+// procRSSAnon returns RssAnon of pid in bytes: its private memory, without
+// the pages of the binary that every process of it shares.
+func procRSSAnon(pid int) (int64, error) { return procStatusKB(pid, "RssAnon:") }
+
 // procRSS returns VmRSS of pid in bytes.
-func procRSS(pid int) (int64, error) {
+func procRSS(pid int) (int64, error) { return procStatusKB(pid, "VmRSS:") }
+
+// procStatusKB returns the /proc/pid/status field key (in kB) in bytes.
+func procStatusKB(pid int, key string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
+		if strings.HasPrefix(l, key) {
 			f := strings.Fields(l)
 			if len(f) >= 2 {
 				kb, err := strconv.ParseInt(f[1], 10, 64)
@@ -260,7 +267,7 @@ func procRSS(pid int) (int64, error) {
 			}
 		}
 	}
-	return 0, errors.New("no VmRSS")
+	return 0, errors.New("no " + key)
 }
 
 // ---- JSON line parsing -----------------------------------------------------

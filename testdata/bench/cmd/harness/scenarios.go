@@ -258,11 +258,14 @@ func scenarioConverge(h *Harness, c *Cluster, trial int, r *Result) {
 	r.Metrics["converge_max_ms"] = maxOf(per)
 	r.Metrics["converge_median_ms"] = median(per)
 	r.Extra["observed_ms"] = float64(tObs-t0) / 1e6
-	var rss []float64
+	var rss, anon []float64
 	var user, sys int64
 	for _, nd := range nodes {
 		if b, err := procRSS(nd.Pid); err == nil {
 			rss = append(rss, float64(b)/(1<<20))
+		}
+		if b, err := procRSSAnon(nd.Pid); err == nil {
+			anon = append(anon, float64(b)/(1<<20))
 		}
 		if u, s, err := procUserSys(nd.Pid); err == nil {
 			user, sys = user+u, sys+s
@@ -271,6 +274,9 @@ func scenarioConverge(h *Harness, c *Cluster, trial int, r *Result) {
 	if len(rss) > 0 {
 		r.Metrics["rss_max_mib"] = maxOf(rss)
 		r.Metrics["rss_median_mib"] = median(rss)
+	}
+	if len(anon) > 0 {
+		r.Metrics["rss_anon_median_mib"] = median(anon)
 	}
 	// CPU of all the processes from their start until all converged.
 	r.Metrics["converge_cpu_s"] = float64(user+sys) / userHZ
