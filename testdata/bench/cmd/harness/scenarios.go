@@ -291,6 +291,16 @@ func scenarioIdle(h *Harness, c *Cluster, trial int, r *Result) {
 		r.Error = err.Error()
 		return
 	}
+	if h.cfg.idleFailed && len(nodes) > 2 {
+		v := nodes[len(nodes)-1]
+		nodes = nodes[:len(nodes)-1]
+		t0 := time.Now().UnixNano()
+		_ = v.Signal(syscall.SIGKILL)
+		if _, ok := c.allSaw(nodes, v.Alias, t0, h.cfg.detectCap, "member-failed"); !ok {
+			r.Error = "the killed node was not failed everywhere"
+			return
+		}
+	}
 	sleepCtx(h.ctx, h.cfg.settle)
 	type snap struct {
 		ticks int64
