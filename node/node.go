@@ -396,7 +396,7 @@ func (n *Node) flush(now time.Time) {
 			n.jobs.MemberGone(ev.Member.Alias, ev.Kind == swim.MemberLeave)
 		}
 		if (ev.Kind == swim.MemberJoin || ev.Kind == swim.MemberAlive) && self.Alias < ev.Member.Alias && self.State == protocol.StateAlive && !n.joinDials[ev.Member.Alias] {
-			n.connectLater(ev.Member.Alias, ev.Member.Addr)
+			n.connectLater(ev.Member.Alias)
 		}
 		n.log.WithFields(logrus.Fields{"event": ev.Kind.String(), "member": ev.Member.Alias, "incarnation": ev.Member.Incarnation}).Info("membership")
 		n.hub.publish(eventOf(ev, self.Alias))
@@ -411,12 +411,19 @@ const connectGrace = 500 * time.Millisecond
 // seed named, so a member that learns of it connects only when the
 // newcomer has not done so within connectGrace (they joined at the same
 // moment and neither was named to the other). Of two members that learn of
-// each other, the smaller alias dials. Dialling at once made most pairs of
-// a join storm open two connections and retire one.
-func (n *Node) connectLater(alias, addr string) {
+// each other, the smaller alias dials; a member gone by then is not
+// dialled. Dialling at once made most pairs of a join storm open two
+// connections and retire one.
+func (n *Node) connectLater(alias string) {
 	time.AfterFunc(connectGrace, func() {
-		if !n.mesh.Connected(alias) {
-			n.mesh.Connect(alias, addr)
+		if n.mesh.Connected(alias) {
+			return
+		}
+		for _, e := range n.snap.Load().Entries {
+			if e.Alias == alias && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
+				n.mesh.Connect(alias, e.Addr)
+				return
+			}
 		}
 	})
 }
