@@ -390,6 +390,26 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 		own := from != "" && u.Alias == from // the member's own word
 		accuser := u.Accuser
 		u.Accuser = ""
+		stepped := false
+		if e, ok := c.table.Get(u.Alias); ok && !own && u.State == protocol.StateFailed && u.Incarnation >= e.Incarnation {
+			// Hearsay of a failure that the member had no time to refute
+			// here — we never suspected it, or only just heard of the
+			// suspicion — makes it suspect, not failed, and leaves that
+			// suspicion to its timer; the member is told so that it
+			// refutes if it runs. Such news is most likely stale, from
+			// across a healed cut and held back by TCP retransmission
+			// together with the suspicion before it (sim_heal_test.go). A
+			// real failure is confirmed by the timer, and a crash is seen
+			// sooner by our own connection's loss.
+			if s := c.suspicions[u.Alias]; e.State == protocol.StateSuspect && s != nil && s.inc == u.Incarnation &&
+				(s.hearsay || now.Sub(s.start) < c.aware.scale(c.cfg.ProbeTimeout)) {
+				s.hearsay = true
+				continue
+			}
+			if e.State == protocol.StateAlive && u.Incarnation == e.Incarnation && from != "" {
+				u.State, stepped = protocol.StateSuspect, true
+			}
+		}
 		if u.State == protocol.StateSuspect {
 			// A suspicion we already hold at this incarnation may come from
 			// a new accuser: Lifeguard's confirmation. Only an explicit
@@ -430,6 +450,15 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 		m := cur.Member
 		if m.State == protocol.StateSuspect {
 			m.Accuser = accuser
+		}
+		if stepped {
+			if s := c.suspicions[m.Alias]; s != nil {
+				s.hearsay = true
+			}
+			// Not passed on: if the failure is real its own news spreads,
+			// and if stale, passing it on would make it everyone's.
+			c.sendTo(m.Alias, &protocol.Gossip{Updates: []protocol.Member{m}})
+			continue
 		}
 		changed = append(changed, m)
 		if !own && (m.State == protocol.StateFailed || m.State == protocol.StateLeft) {

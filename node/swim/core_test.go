@@ -85,6 +85,20 @@ func (h *harness) advance(d time.Duration) {
 	h.now = end
 }
 
+// hearFailed makes the members failed here on from's word, as a real
+// failure is heard: its suspicion first, then, a probe timeout later (the
+// time the member had to refute), the verdict.
+func (h *harness) hearFailed(from string, aliases ...string) {
+	var sus, failed []protocol.Member
+	for _, a := range aliases {
+		sus = append(sus, member(a, protocol.StateSuspect, 0))
+		failed = append(failed, member(a, protocol.StateFailed, 0))
+	}
+	h.step(from, &protocol.Gossip{Updates: sus})
+	h.now = h.now.Add(h.c.cfg.ProbeTimeout)
+	h.step(from, &protocol.Gossip{Updates: failed})
+}
+
 func (h *harness) step(from string, m protocol.Message) {
 	h.c.Step(h.now, from, m)
 	h.collect()
@@ -719,7 +733,7 @@ func TestHardEvidenceFastPath(t *testing.T) {
 func TestLeave(t *testing.T) {
 	t.Run("leaver tells every live member and stops", func(t *testing.T) {
 		h := newHarness(t, LANConfig(), 6)
-		h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("g", protocol.StateFailed, 0)}})
+		h.hearFailed("b", "g")
 		h.drain()
 		h.c.Leave(h.now)
 		h.collect()
@@ -888,7 +902,7 @@ func TestReconnectBackoffAndReap(t *testing.T) {
 	cfg.ReconnectTimeout = 20 * time.Second
 	h := newHarness(t, cfg, 4)
 	h.ackAllBut("c", "d")
-	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateFailed, 0), member("d", protocol.StateFailed, 0)}})
+	h.hearFailed("b", "c", "d")
 	failedAt := h.now
 	var times []time.Duration
 	for h.now.Sub(failedAt) < 10*time.Second {
@@ -936,7 +950,7 @@ func TestReconnectBackoffAndReap(t *testing.T) {
 	if _, ok := h.c.Get("d"); ok {
 		t.Fatal("d not reaped")
 	}
-	if got := kinds(h.events()); !slices.Equal(got, []string{"member-failed c", "member-failed d", "member-alive c", "member-reap d"}) {
+	if got := kinds(h.events()); !slices.Equal(got, []string{"member-suspect c", "member-suspect d", "member-failed c", "member-failed d", "member-alive c", "member-reap d"}) {
 		t.Fatalf("events %v", got)
 	}
 }
@@ -978,6 +992,7 @@ func TestEventsOncePerTransition(t *testing.T) {
 	tagged := member("c", protocol.StateAlive, 3)
 	tagged.Tags = map[string]string{"role": "worker"}
 	g(member("c", protocol.StateSuspect, 0))
+	h.now = h.now.Add(h.c.cfg.ProbeTimeout) // time to refute
 	g(member("c", protocol.StateFailed, 0))
 	g(member("c", protocol.StateAlive, 1))
 	g(member("c", protocol.StateAlive, 2)) // a new incarnation, nothing else: no event
@@ -1117,11 +1132,12 @@ func TestAccusationsFromACutOffSenderAreNotMerged(t *testing.T) {
 	if e, _ := h.c.Get("b"); e.State != protocol.StateAlive {
 		t.Errorf("b became %s on the word of a sender just back from failed", e.State)
 	}
-	// ...and a longest suspicion later its accusations count as anyone's.
+	// ...and a longest suspicion later its accusations count as anyone's
+	// (a failure we never suspected makes b suspect: see merge).
 	h.now = h.now.Add(h.c.suspicionMax())
 	h.c.Step(h.now, "c", &protocol.Gossip{Updates: []protocol.Member{member("b", protocol.StateFailed, 0)}})
 	h.collect()
-	if e, _ := h.c.Get("b"); e.State != protocol.StateFailed {
+	if e, _ := h.c.Get("b"); e.State != protocol.StateSuspect {
 		t.Errorf("an accusation from a live sender was ignored: %+v", e)
 	}
 }

@@ -144,9 +144,14 @@ func TestLeaveOnlyFromTheLeaver(t *testing.T) {
 func TestHearsayDepartureIsToldToTheMember(t *testing.T) {
 	h := newHarness(t, LANConfig(), 6)
 	h.ackAllBut("c")
-	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateFailed, 0)}})
+	h.hearFailed("b", "c")
 	to, gossips := sent[*protocol.Gossip](h.drain())
-	i := slices.Index(to, "c")
+	i := -1 // the last gossip to c: the first told it is suspect
+	for j, a := range to {
+		if a == "c" {
+			i = j
+		}
+	}
 	if i < 0 || !hasUpdate(gossips[i].Updates, "c", protocol.StateFailed, 0) {
 		t.Fatalf("c not told it is failed: gossip to %v", to)
 	}
@@ -340,7 +345,7 @@ func TestUnverifiedMemberIsReapedSoon(t *testing.T) {
 	if st := h.state("w"); st != protocol.StateAlive {
 		t.Fatalf("w %s", st)
 	}
-	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("w", protocol.StateFailed, 0)}})
+	h.hearFailed("b", "w")
 	h.advance(0)
 	if _, ok := h.c.Get("w"); ok {
 		t.Fatal("w not reaped on failing past UnverifiedReap")

@@ -106,6 +106,8 @@ type sim struct {
 	loss        float64                                     // probability that a message is lost
 	drop        func(from, to int, m protocol.Message) bool // drops chosen messages (nil: none)
 	dialTimeout time.Duration                               // a dial across a partition fails after this
+	tcpCut      time.Duration                               // >0: a cut holds messages on open connections, delivered up to this long after the heal (TCP retransmission)
+	cutHeld     []heldMsg                                   // messages held by a cut, in send order
 	verify      bool                                        // check every cached NextDeadline against a fresh one
 
 	log       []simRecord
@@ -113,6 +115,13 @@ type sim struct {
 	delivered uint64
 	dropped   uint64
 	processed uint64
+}
+
+// heldMsg is a message sent across a cut on an open connection, waiting for
+// TCP's retransmission once the cut heals.
+type heldMsg struct {
+	from, to int
+	msg      protocol.Message
 }
 
 type simOptions struct {
@@ -341,6 +350,10 @@ func (s *sim) route(i int, o Outbound) {
 	from, to := s.nodes[i], s.nodes[j]
 	if s.conns[pair(i, j)] {
 		if from.group != to.group {
+			if s.tcpCut > 0 {
+				s.cutHeld = append(s.cutHeld, heldMsg{i, j, o.Msg})
+				return
+			}
 			s.dropped++ // black hole: the connection stays open
 			return
 		}
@@ -416,10 +429,24 @@ func (s *sim) partition(groups ...[]int) {
 	}
 }
 
+// heal ends a partition. With tcpCut the messages held on open
+// connections are delivered now, each link's after its own retransmission
+// delay in [0, tcpCut) (RTO backoff), in order and ahead of later ones.
 func (s *sim) heal() {
 	for _, n := range s.nodes {
 		n.group = 0
 	}
+	delay := map[[2]int]time.Duration{}
+	for _, h := range s.cutHeld {
+		k := [2]int{h.from, h.to}
+		if _, ok := delay[k]; !ok {
+			delay[k] = time.Duration(s.rng.Int63n(int64(s.tcpCut)))
+		}
+		if s.conns[pair(h.from, h.to)] && !s.nodes[h.from].crashed {
+			s.deliver(h.from, h.to, h.msg, s.now.Add(s.lat(h.from, h.to)+delay[k]))
+		}
+	}
+	s.cutHeld = nil
 }
 
 // state is what observer believes of member (StateUnknown if not listed).

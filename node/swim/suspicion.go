@@ -22,6 +22,7 @@ type suspicion struct {
 	n        int                 // confirmations so far, not counting the first accuser
 	accusers map[string]struct{} // the first accuser and every confirmer
 	deadline time.Time
+	hearsay  bool // started by news of a failure, not of a suspicion: only the timer fails it
 }
 
 func newSuspicion(now time.Time, inc uint64, accuser string, k int, lo, hi time.Duration) *suspicion {

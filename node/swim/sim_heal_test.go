@@ -1,0 +1,48 @@
+package swim
+
+import (
+	"testing"
+	"time"
+
+	"meshell/protocol"
+)
+
+// TestSimSmallCutHealsWithoutOwnSideFailures: the soak's partition. Two of
+// twelve nodes are cut off for 4 s on open TCP connections: what each side
+// sends meanwhile is not lost but held, and arrives after the heal, each
+// link's after its own retransmission delay (up to 3.2 s, Linux's RTO
+// backoff after 4 s). The majority marks the cut-off pair failed;
+// nobody ever marks a member of its own side failed — during the cut or
+// after the heal, when the stale "your neighbour failed" news of the other
+// side arrives — and after the heal everyone is alive everywhere.
+func TestSimSmallCutHealsWithoutOwnSideFailures(t *testing.T) {
+	for seed := int64(1); seed <= 20; seed++ {
+		s := newSim(t, simOptions{n: 12, seed: seed, connected: true, verify: true})
+		s.tcpCut = 3200 * time.Millisecond
+		s.run(2 * time.Second)
+		cut := []int{10, 11}
+		s.partition(cut)
+		s.run(4 * time.Second)
+		for _, i := range cut {
+			for j := 0; j < 10; j++ {
+				if s.state(j, i) != protocol.StateFailed {
+					t.Fatalf("seed %d: after a 4 s cut %s sees %s %s", seed, s.alias(j), s.alias(i), s.state(j, i))
+				}
+			}
+		}
+		s.heal()
+		s.run(15 * time.Second)
+		side := func(i int) bool { return i >= 10 }
+		for _, r := range s.log {
+			if r.kind == MemberFailed && side(r.observer) == side(s.index[r.member]) {
+				t.Errorf("seed %d: %s marked %s (its own side) failed at %v, %v after the heal", seed,
+					s.alias(r.observer), r.member, r.at.Sub(simEpoch), r.at.Sub(simEpoch.Add(6*time.Second)))
+			}
+		}
+		for i := range s.nodes {
+			if !s.allSee(i, protocol.StateAlive, s.running()) {
+				t.Errorf("seed %d: 15 s after the heal not everyone sees %s alive", seed, s.alias(i))
+			}
+		}
+	}
+}
