@@ -85,7 +85,7 @@ func historyPath(hist string) string {
 // default name, this one takes NAME-PID.sock. A failure at the default
 // place is a warning (the node works without a socket); at an explicit
 // --socket it is an error.
-func (o *options) listenSocket(n *node.Node, bind string, log logrus.FieldLogger) (*repl.SocketServer, error) {
+func (o *options) listenSocket(n *node.Node, bind string, log logrus.FieldLogger) (*node.AttachServer, error) {
 	if o.socket == "none" {
 		return nil, nil
 	}

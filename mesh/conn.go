@@ -322,12 +322,22 @@ func (c *conn) readLoop() {
 	}
 }
 
+// writeState is what a writer needs while it has frames to write; an idle
+// connection holds none (a pool shares them), so that a node's thousand
+// idle connections do not each keep an encoder and a batch buffer.
+type writeState struct {
+	enc   *protocol.Encoder
+	buf   []byte
+	batch []framed // the frames in buf
+}
+
+var writeStates = sync.Pool{New: func() any {
+	return &writeState{enc: protocol.NewEncoder(), buf: make([]byte, 0, 4096)}
+}}
+
 func (c *conn) writeLoop() {
 	m := c.m
 	defer m.wg.Done()
-	enc := protocol.NewEncoder()
-	buf := make([]byte, 0, 4096)
-	var batch []framed // the frames in buf
 	for {
 		select { // a retired connection takes no more frames, whatever else is ready
 		case <-c.stop:
@@ -347,38 +357,53 @@ func (c *conn) writeLoop() {
 			}
 			continue
 		}
-		n := int64(1)
-		buf, batch = c.append(enc, buf[:0], batch[:0], msg)
-		for len(buf) < maxBatch {
-			if msg, ok = c.out.pop(); !ok {
-				break
-			}
-			n++
-			buf, batch = c.append(enc, buf, batch, msg)
+		ws := writeStates.Get().(*writeState)
+		err := c.writeBatch(ws, msg)
+		clear(ws.batch)
+		ws.buf, ws.batch = ws.buf[:0], ws.batch[:0]
+		if cap(ws.buf) > 4*maxBatch {
+			ws.buf = make([]byte, 0, 4096) // do not keep a huge buffer after a burst
 		}
-		c.nc.SetWriteDeadline(time.Now().Add(m.cfg.WriteTimeout))
-		w, err := c.rw.Write(buf)
-		m.sent.Add(uint64(w))
-		c.queued.Add(-n)
-		c.countSent(batch, w)
+		writeStates.Put(ws)
 		if err != nil {
-			// Frames that did not go out go to the peer's other
-			// connection, if it has one: this one may have been retired
-			// or superseded while they were on their way.
-			next := c.next()
-			for _, f := range batch {
-				if f.end > w {
-					c.moveTo(next, f.msg)
-				}
-			}
 			c.close(err)
 			return
 		}
-		clear(batch)
-		if cap(buf) > 4*maxBatch {
-			buf = make([]byte, 0, 4096) // do not keep a huge buffer after a burst
+	}
+}
+
+// writeBatch writes msg and what else is queued, up to maxBatch bytes, in
+// one system call.
+func (c *conn) writeBatch(ws *writeState, msg protocol.Message) error {
+	m := c.m
+	n := int64(1)
+	buf, batch := c.append(ws.enc, ws.buf[:0], ws.batch[:0], msg)
+	for len(buf) < maxBatch {
+		var ok bool
+		if msg, ok = c.out.pop(); !ok {
+			break
+		}
+		n++
+		buf, batch = c.append(ws.enc, buf, batch, msg)
+	}
+	ws.buf, ws.batch = buf, batch
+	c.nc.SetWriteDeadline(time.Now().Add(m.cfg.WriteTimeout))
+	w, err := c.rw.Write(buf)
+	m.sent.Add(uint64(w))
+	c.queued.Add(-n)
+	c.countSent(batch, w)
+	if err != nil {
+		// Frames that did not go out go to the peer's other connection,
+		// if it has one: this one may have been retired or superseded
+		// while they were on their way.
+		next := c.next()
+		for _, f := range batch {
+			if f.end > w {
+				c.moveTo(next, f.msg)
+			}
 		}
 	}
+	return err
 }
 
 // countSent adds the frames of batch that the write of w bytes got out to

@@ -342,7 +342,7 @@ func (n *Node) restart(ctx context.Context) error {
 	var seeds []string
 	self := n.Alias()
 	for _, e := range n.Members().Entries {
-		if e.Alias != self && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
+		if e.Alias != self && (e.State == StateAlive || e.State == StateSuspect) {
 			seeds = append(seeds, e.Addr)
 		}
 	}
@@ -368,11 +368,12 @@ func (n *Node) restart(ctx context.Context) error {
 // PeerVersions returns the protocol versions alias speaks and, as Cur, the
 // version of this node's connection to it (this node: its own range, at its
 // newest version); false when alias is not connected.
-func (n *Node) PeerVersions(alias string) (protocol.Versions, bool) {
+func (n *Node) PeerVersions(alias string) (Versions, bool) {
 	if alias == n.Alias() {
-		return n.mesh.Versions(), true
+		return Versions(n.mesh.Versions()), true
 	}
-	return n.mesh.PeerVersions(alias)
+	v, ok := n.mesh.PeerVersions(alias)
+	return Versions(v), ok
 }
 
 // Status describes this node for the status command.
@@ -384,9 +385,9 @@ func (n *Node) status() protocol.NodeStatus {
 	st := protocol.NodeStatus{
 		Alias:         n.Alias(),
 		Version:       n.cfg.Version,
-		MembersAlive:  snap.Count(protocol.StateAlive),
-		MembersSusp:   snap.Count(protocol.StateSuspect),
-		MembersFailed: snap.Count(protocol.StateFailed),
+		MembersAlive:  snap.Count(StateAlive),
+		MembersSusp:   snap.Count(StateSuspect),
+		MembersFailed: snap.Count(StateFailed),
 		Goroutines:    runtime.NumGoroutine(),
 		RSSBytes:      rss(),
 		Tags:          n.Self().Tags,
@@ -397,8 +398,8 @@ func (n *Node) status() protocol.NodeStatus {
 	}
 	v := n.mesh.Versions()
 	st.ProtoMin, st.ProtoMax, st.ProtoCur = v.Min, v.Max, v.Max
-	if n.cfg.Keyring != nil {
-		st.KeyIDs = n.cfg.Keyring.IDs()
+	if ring := n.cfg.Keyring.keys(); ring != nil {
+		st.KeyIDs = ring.IDs()
 	}
 	js := n.jobStats()
 	st.Slots, st.InFlight, st.JobsDone = js.Slots, js.Running, js.Done

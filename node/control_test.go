@@ -4,8 +4,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"meshell/protocol"
 )
 
 // cluster3 starts a, b and c, joined and fully alive.
@@ -124,7 +122,7 @@ func TestControlRestartComesBackAtHigherIncarnation(t *testing.T) {
 	}
 	err = a.WaitFor(ctxFor(t, 20*time.Second), func(s *Snapshot) bool {
 		e, ok := s.Get("b")
-		return ok && e.State == protocol.StateAlive && e.Incarnation > before.Incarnation
+		return ok && e.State == StateAlive && e.Incarnation > before.Incarnation
 	})
 	if err != nil {
 		t.Fatalf("b not alive at a higher incarnation: %+v", a.Members().Entries)
@@ -147,7 +145,7 @@ func TestControlShutdownLeavesAndSignals(t *testing.T) {
 	}
 	err = a.WaitFor(ctxFor(t, 20*time.Second), func(s *Snapshot) bool {
 		e, ok := s.Get("b")
-		return ok && e.State == protocol.StateLeft
+		return ok && e.State == StateLeft
 	})
 	if err != nil {
 		t.Fatalf("b is not left at a: %+v", a.Members().Entries)

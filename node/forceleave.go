@@ -24,14 +24,14 @@ func (n *Node) ForceLeaveTargets(alias string) ([]string, error) {
 		return nil, fmt.Errorf("no member %q", alias)
 	case e.Self:
 		return nil, fmt.Errorf("%s is this node: use !leave", alias)
-	case e.State == protocol.StateLeft:
+	case e.State == StateLeft:
 		return nil, fmt.Errorf("%s has left already", alias)
-	case e.State != protocol.StateFailed:
+	case e.State != StateFailed:
 		return nil, fmt.Errorf("%s is %s: !force-leave removes only failed members (stop it first, or run !leave on it)", alias, e.State)
 	}
 	var targets []string
 	for _, e := range snap.Entries {
-		if e.State == protocol.StateAlive || e.State == protocol.StateSuspect {
+		if e.State == StateAlive || e.State == StateSuspect {
 			targets = append(targets, e.Alias)
 		}
 	}

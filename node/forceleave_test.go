@@ -9,7 +9,7 @@ import (
 )
 
 // waitState waits until n sees alias in state st.
-func waitState(t *testing.T, n *Node, alias string, st protocol.State) {
+func waitState(t *testing.T, n *Node, alias string, st State) {
 	t.Helper()
 	err := n.WaitFor(ctxFor(t, 20*time.Second), func(s *Snapshot) bool {
 		e, ok := s.Get(alias)
@@ -36,8 +36,8 @@ func TestForceLeaveMarksAFailedMemberLeftEverywhere(t *testing.T) {
 	}
 
 	c.Close() // a crash: no goodbye
-	waitState(t, a, "c", protocol.StateFailed)
-	waitState(t, b, "c", protocol.StateFailed)
+	waitState(t, a, "c", StateFailed)
+	waitState(t, b, "c", StateFailed)
 	targets, err := a.ForceLeaveTargets("c")
 	if err != nil || strings.Join(targets, ",") != "a,b" {
 		t.Fatalf("targets %v, %v; want a,b", targets, err)
@@ -58,7 +58,7 @@ func TestForceLeaveMarksAFailedMemberLeftEverywhere(t *testing.T) {
 		}
 	}
 	for _, n := range []*Node{a, b} {
-		if e, _ := n.Members().Get("c"); e.State != protocol.StateLeft {
+		if e, _ := n.Members().Get("c"); e.State != StateLeft {
 			t.Fatalf("%s sees c %s after force-leave, want left", n.Alias(), e.State)
 		}
 	}

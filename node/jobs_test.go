@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"meshell/node/jobs"
-	"meshell/protocol"
 )
 
 func withTags(kv ...string) testOpt {
@@ -41,7 +40,7 @@ func jobCluster(t testing.TB, workers ...string) (*Node, []*Node) {
 	err := d.WaitFor(ctxFor(t, 20*time.Second), func(s *Snapshot) bool {
 		for _, a := range workers {
 			e, ok := s.Get(a)
-			if !ok || e.State != protocol.StateAlive || e.Tags["role"] != "worker" {
+			if !ok || e.State != StateAlive || e.Tags["role"] != "worker" {
 				return false
 			}
 		}
@@ -490,7 +489,7 @@ func ExampleNode_Dispatch() {
 	n, _ := New(Config{Alias: "solo", Bind: "127.0.0.1:0", Tags: map[string]string{"role": "worker"}, Log: quietLog()})
 	defer n.Close()
 	n.Start("")
-	n.WaitFor(context.Background(), func(s *Snapshot) bool { return s.Count(protocol.StateAlive) == 1 })
+	n.WaitFor(context.Background(), func(s *Snapshot) bool { return s.Count(StateAlive) == 1 })
 	n.RegisterKind("greet", func(ctx context.Context, args []string, emit func(string) error) (string, error) {
 		return "hello, " + strings.Join(args, " "), nil
 	})

@@ -17,11 +17,30 @@ func KeyID(s string) string {
 // KeyEnvVar is the environment variable a cluster key may come in.
 const KeyEnvVar = keyring.EnvVar
 
+// Keyring holds a node's cluster keys, for Config.Keyring; the shell only
+// passes it on.
+type Keyring struct{ r *keyring.Keyring }
+
 // LoadKeyring reads a key file (Config.Keyring, Config.KeyFile).
-func LoadKeyring(file string) (*keyring.Keyring, error) { return keyring.Load(file) }
+func LoadKeyring(file string) (*Keyring, error) { return ringOf(keyring.Load(file)) }
 
 // KeyringFromEnv reads the keys in the value of KeyEnvVar.
-func KeyringFromEnv(value string) (*keyring.Keyring, error) { return keyring.FromEnv(value) }
+func KeyringFromEnv(value string) (*Keyring, error) { return ringOf(keyring.FromEnv(value)) }
+
+func ringOf(r *keyring.Keyring, err error) (*Keyring, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &Keyring{r}, nil
+}
+
+// keys is the ring inside; nil when there is none.
+func (k *Keyring) keys() *keyring.Keyring {
+	if k == nil {
+		return nil
+	}
+	return k.r
+}
 
 // NewClusterKey returns a new cluster key, as its text.
 func NewClusterKey() (string, error) {

@@ -81,14 +81,14 @@ func (n *Node) writeMetrics(w *metrics.Writer) {
 	const c, g = metrics.Counter, metrics.Gauge
 	L := metrics.L
 
-	var states [protocol.StateLeft + 1]int
+	var states [StateLeft + 1]int
 	for _, e := range n.Members().Entries {
-		if e.State <= protocol.StateLeft {
+		if e.State <= StateLeft {
 			states[e.State]++
 		}
 	}
 	w.Metric("meshell_members", g, "Members in this node's table by state, this node included.",
-		L(float64(states[protocol.StateAlive]), "state", "alive"), L(float64(states[protocol.StateSuspect]), "state", "suspect"),
+		L(float64(states[StateAlive]), "state", "alive"), L(float64(states[StateSuspect]), "state", "suspect"),
 		L(float64(states[protocol.StateFailed]), "state", "failed"), L(float64(states[protocol.StateLeft]), "state", "left"))
 
 	var st swim.Stats

@@ -15,7 +15,6 @@ import (
 
 	"meshell/manager"
 	"meshell/mesh"
-	"meshell/mesh/keyring"
 	"meshell/node/jobs"
 	"meshell/node/metrics"
 	"meshell/node/operator"
@@ -42,7 +41,7 @@ type Config struct {
 	// Keyring holds the cluster keys: every connection is TLS 1.3 under them
 	// (nil: plaintext, loopback peers only unless Insecure). KeyFile, when
 	// set, is rewritten after every rotation.
-	Keyring  *keyring.Keyring
+	Keyring  *Keyring
 	KeyFile  string
 	Insecure bool
 
@@ -62,7 +61,7 @@ type Config struct {
 	// Transport overrides; zero values take mesh.DefaultConfig's.
 	HandshakeTimeout time.Duration
 	DialTimeout      time.Duration
-	Versions         protocol.Versions // protocol versions spoken; zero = protocol.Supported()
+	Versions         Versions // protocol versions spoken; zero = SupportedVersions()
 }
 
 // DefaultConfig returns a node configuration with the LAN profile on
@@ -104,6 +103,7 @@ type Node struct {
 	snap        atomic.Pointer[manager.Snapshot]
 	view        atomic.Pointer[view] // snap as Members last converted it
 	snapVersion uint64               // the table version snap shows; run loop only
+	joinDials   map[string]bool      // members Join dials itself; run loop only
 	dropped     atomic.Uint64
 	warn        *mesh.RateLog // warnings a peer can trigger: one line per kind per period
 
@@ -123,12 +123,14 @@ const (
 	inDialFailed
 )
 
+// inbound is one slot of the inbox: small, since the inbox's slots are
+// all allocated up front.
 type inbound struct {
 	kind    inboundKind
+	refused bool
 	from    string
 	msg     protocol.Message
-	member  protocol.Member
-	refused bool
+	member  *protocol.Member // inUp only
 }
 
 // New returns a node that is not yet listening.
@@ -173,8 +175,8 @@ func New(cfg Config) (*Node, error) {
 	n.snap.Store(&manager.Snapshot{})
 	mc := mesh.DefaultConfig(cfg.Cluster, func() protocol.Member { return *n.self.Load() })
 	mc.Log = cfg.Log
-	mc.Keyring, mc.Insecure = cfg.Keyring, cfg.Insecure
-	mc.Versions = cfg.Versions
+	mc.Keyring, mc.Insecure = cfg.Keyring.keys(), cfg.Insecure
+	mc.Versions = protocol.Versions(cfg.Versions)
 	if cfg.HandshakeTimeout > 0 {
 		mc.HandshakeTimeout = cfg.HandshakeTimeout
 	}
@@ -364,7 +366,7 @@ func (n *Node) handle(in inbound) {
 	case inMsg:
 		n.core.Step(now, in.from, in.msg)
 	case inUp:
-		n.core.Connected(now, in.member)
+		n.core.Connected(now, *in.member)
 	case inDown:
 		n.core.ConnLost(now, in.from)
 	case inDialFailed:
@@ -393,14 +395,37 @@ func (n *Node) flush(now time.Time) {
 		case swim.MemberFailed, swim.MemberLeave, swim.MemberReap:
 			n.jobs.MemberGone(ev.Member.Alias, ev.Kind == swim.MemberLeave)
 		}
-		// A full mesh: the member with the smaller alias dials a newcomer, so
-		// that two nodes learning of each other do not both dial.
-		if (ev.Kind == swim.MemberJoin || ev.Kind == swim.MemberAlive) && self.Alias < ev.Member.Alias && self.State == protocol.StateAlive {
-			n.mesh.Connect(ev.Member.Alias, ev.Member.Addr)
+		if (ev.Kind == swim.MemberJoin || ev.Kind == swim.MemberAlive) && self.Alias < ev.Member.Alias && self.State == protocol.StateAlive && !n.joinDials[ev.Member.Alias] {
+			n.connectLater(ev.Member.Alias)
 		}
 		n.log.WithFields(logrus.Fields{"event": ev.Kind.String(), "member": ev.Member.Alias, "incarnation": ev.Member.Incarnation}).Info("membership")
 		n.hub.publish(eventOf(ev, self.Alias))
 	}
+}
+
+// connectGrace is how long a member waits for a newcomer to dial it before
+// it dials the newcomer itself.
+const connectGrace = 500 * time.Millisecond
+
+// connectLater completes the full mesh: a newcomer dials every member its
+// seed named, so a member that learns of it connects only when the
+// newcomer has not done so within connectGrace (they joined at the same
+// moment and neither was named to the other). Of two members that learn of
+// each other, the smaller alias dials; a member gone by then is not
+// dialled. Dialling at once made most pairs of a join storm open two
+// connections and retire one.
+func (n *Node) connectLater(alias string) {
+	time.AfterFunc(connectGrace, func() {
+		if n.mesh.Connected(alias) {
+			return
+		}
+		for _, e := range n.snap.Load().Entries {
+			if e.Alias == alias && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
+				n.mesh.Connect(alias, e.Addr)
+				return
+			}
+		}
+	})
 }
 
 // JoinResult describes a completed join.
@@ -421,21 +446,39 @@ func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
 		return JoinResult{}, fmt.Errorf("join %s: %w", addr, err)
 	}
 	res := JoinResult{Seed: memberOf(ack.From, false)}
-	if err := n.call(ctx, func(c *swim.Core) { c.Merge(time.Now(), ack.Members) }); err != nil {
+	self := n.Alias()
+	var dials []protocol.Member
+	for _, m := range ack.Members {
+		if m.Alias != self && m.Alias != ack.From.Alias && (m.State == protocol.StateAlive || m.State == protocol.StateSuspect) {
+			dials = append(dials, m)
+		}
+	}
+	err = n.call(ctx, func(c *swim.Core) {
+		if n.joinDials == nil {
+			n.joinDials = make(map[string]bool)
+		}
+		for _, m := range dials {
+			n.joinDials[m.Alias] = true
+		}
+		c.Merge(time.Now(), ack.Members)
+	})
+	if err != nil {
 		return res, err
 	}
-	self := n.Alias()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var refusal error
-	for _, m := range ack.Members {
-		if m.Alias == self || m.Alias == ack.From.Alias || (m.State != protocol.StateAlive && m.State != protocol.StateSuspect) {
-			continue
-		}
+	for _, m := range dials {
 		wg.Add(1)
 		go func(m protocol.Member) {
 			defer wg.Done()
 			jack, err := n.mesh.Join(ctx, m.Addr)
+			n.call(context.Background(), func(c *swim.Core) {
+				delete(n.joinDials, m.Alias)
+				if err == nil {
+					c.Merge(time.Now(), jack.Seen)
+				}
+			})
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -445,9 +488,7 @@ func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
 				if errors.As(err, &re) && refusal == nil {
 					refusal = err
 				}
-				return
 			}
-			n.call(ctx, func(c *swim.Core) { c.Merge(time.Now(), jack.Seen) })
 		}(m)
 	}
 	wg.Wait()
@@ -591,7 +632,7 @@ func (h *handler) Admit(hello bool, peer protocol.Member) ([]protocol.Member, er
 }
 
 func (h *handler) PeerUp(peer protocol.Member) {
-	(*Node)(h).deliverEvidence(inbound{kind: inUp, member: peer, from: peer.Alias})
+	(*Node)(h).deliverEvidence(inbound{kind: inUp, member: &peer, from: peer.Alias})
 }
 
 func (h *handler) PeerDown(alias string, reason error) {

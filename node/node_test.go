@@ -63,9 +63,9 @@ func ctxFor(t testing.TB, d time.Duration) context.Context {
 
 func waitAlive(t testing.TB, n *Node, want int) {
 	t.Helper()
-	err := n.WaitFor(ctxFor(t, 20*time.Second), func(s *Snapshot) bool { return s.Count(protocol.StateAlive) == want })
+	err := n.WaitFor(ctxFor(t, 20*time.Second), func(s *Snapshot) bool { return s.Count(StateAlive) == want })
 	if err != nil {
-		t.Fatalf("%s: %d alive members, want %d: %v (table %+v)", n.Alias(), n.Members().Count(protocol.StateAlive), want, err, n.Members().Entries)
+		t.Fatalf("%s: %d alive members, want %d: %v (table %+v)", n.Alias(), n.Members().Count(StateAlive), want, err, n.Members().Entries)
 	}
 }
 
@@ -120,7 +120,7 @@ func TestDuplicateAliasRefused(t *testing.T) {
 		t.Fatalf("error %q does not say %q and what to do", err, want)
 	}
 	e, ok := a.Members().Get("b")
-	if !ok || e.Addr != b.Addr() || e.State != protocol.StateAlive {
+	if !ok || e.Addr != b.Addr() || e.State != StateAlive {
 		t.Fatalf("the existing member was disturbed: %+v", e)
 	}
 }
@@ -184,7 +184,7 @@ func TestRestartUnderSameAliasAndAddressReplacesEntry(t *testing.T) {
 	}
 	err = a.WaitFor(ctxFor(t, 10*time.Second), func(s *Snapshot) bool {
 		e, ok := s.Get("b")
-		return ok && e.State == protocol.StateAlive && e.Incarnation > 0 || ok && e.State == protocol.StateAlive && b2.Self().Incarnation == e.Incarnation
+		return ok && e.State == StateAlive && e.Incarnation > 0 || ok && e.State == StateAlive && b2.Self().Incarnation == e.Incarnation
 	})
 	if err != nil {
 		t.Fatalf("restarted b not alive at a: %+v", a.Members().Entries)
@@ -201,7 +201,7 @@ func TestClusterNameMismatchRefusedOnBothSides(t *testing.T) {
 	if !strings.Contains(err.Error(), `"blue"`) || !strings.Contains(err.Error(), `"green"`) {
 		t.Fatalf("error %q does not name both clusters", err)
 	}
-	if got := a.Members().Count(protocol.StateAlive); got != 1 {
+	if got := a.Members().Count(StateAlive); got != 1 {
 		t.Fatalf("blue's table has %d members after the refusal", got)
 	}
 	// The other direction is refused too.
@@ -261,12 +261,12 @@ func TestFortyNodesJoinOneSeedAtOnce(t *testing.T) {
 func waitJoined(t testing.TB, n *Node, want int) {
 	t.Helper()
 	joined := func(s *Snapshot) bool {
-		return len(s.Entries) == want && s.Count(protocol.StateLeft) == 0
+		return len(s.Entries) == want && s.Count(StateLeft) == 0
 	}
 	if err := n.WaitFor(ctxFor(t, 60*time.Second), joined); err != nil {
 		s := n.Members()
 		t.Fatalf("%s: %d members listed, %d left, want %d joined: %v", n.Alias(), len(s.Entries),
-			s.Count(protocol.StateLeft), want, err)
+			s.Count(StateLeft), want, err)
 	}
 }
 
@@ -356,7 +356,7 @@ func TestHostileInputClosesOnlyThatConnection(t *testing.T) {
 			break
 		}
 	}
-	if e, _ := a.Members().Get("b"); e.State != protocol.StateAlive {
+	if e, _ := a.Members().Get("b"); e.State != StateAlive {
 		t.Fatalf("the healthy member b was disturbed: %+v", e)
 	}
 }

@@ -101,7 +101,7 @@ func (n *Node) keys(op, value string) (func(), error) {
 }
 
 func (n *Node) rotate(op, value string, after *func()) error {
-	ring := n.cfg.Keyring
+	ring := n.cfg.Keyring.keys()
 	if ring == nil && op == "list" {
 		return nil // its status says it holds no key
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"meshell/mesh/keyring"
-	"meshell/protocol"
 )
 
 // benchCluster is a dispatcher and workers joined, each node given opts.
@@ -20,7 +19,7 @@ func benchCluster(b *testing.B, workers int, opts ...testOpt) *Node {
 			b.Fatal(err)
 		}
 	}
-	err := d.WaitFor(ctxFor(b, 20*time.Second), func(s *Snapshot) bool { return s.Count(protocol.StateAlive) == workers+1 })
+	err := d.WaitFor(ctxFor(b, 20*time.Second), func(s *Snapshot) bool { return s.Count(StateAlive) == workers+1 })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,7 +34,7 @@ func keyed(b *testing.B) testOpt {
 	}
 	return func(c *Config) {
 		ring, _ := keyring.New(k)
-		c.Keyring = ring
+		c.Keyring = &Keyring{ring}
 	}
 }
 

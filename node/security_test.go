@@ -41,7 +41,7 @@ func withKeyFile(t *testing.T, path string) testOpt {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func(c *Config) { c.Keyring, c.KeyFile = ring, path }
+	return func(c *Config) { c.Keyring, c.KeyFile = &Keyring{ring}, path }
 }
 
 func keysOp(t *testing.T, from *Node, targets []string, op, value string) []ControlReply {

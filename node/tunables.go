@@ -42,6 +42,9 @@ func setTunable(next *Tunables, key, value string) error {
 		}
 		if key == "probe-interval" {
 			next.ProbeInterval = d
+			if next.GossipInterval >= d { // pushes stay batched below one probe interval
+				next.GossipInterval = d / 2
+			}
 		} else {
 			next.ProbeTimeout = d
 		}

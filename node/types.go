@@ -13,19 +13,26 @@ import (
 // to these at its edge, so that repl and main import node and nothing
 // below it.
 
-// State is a member's state: alive, suspect, failed or left.
-type State = protocol.State
+// State is a member's state: alive, suspect, failed or left. Its values
+// are the wire's, so that the conversion is a cast; its words are the
+// wire's too (protocol/messages.go).
+type State uint8
 
 // Member states.
 const (
-	StateAlive   = protocol.StateAlive
-	StateSuspect = protocol.StateSuspect
-	StateFailed  = protocol.StateFailed // a detected crash or cut-off
-	StateLeft    = protocol.StateLeft   // a graceful departure
+	StateAlive   = State(protocol.StateAlive)
+	StateSuspect = State(protocol.StateSuspect)
+	StateFailed  = State(protocol.StateFailed) // a detected crash or cut-off
+	StateLeft    = State(protocol.StateLeft)   // a graceful departure
 )
 
+func (s State) String() string { return protocol.State(s).String() }
+
 // ParseState reads a state word; "dead" is accepted for "failed".
-func ParseState(s string) (State, error) { return protocol.ParseState(s) }
+func ParseState(s string) (State, error) {
+	st, err := protocol.ParseState(s)
+	return State(st), err
+}
 
 // Member is one row of the membership table as this node sees it.
 type Member struct {
@@ -40,7 +47,7 @@ type Member struct {
 }
 
 func memberOf(m protocol.Member, self bool) Member {
-	return Member{Alias: m.Alias, Addr: m.Addr, State: m.State, Incarnation: m.Incarnation, Tags: maps.Clone(m.Tags), Self: self}
+	return Member{Alias: m.Alias, Addr: m.Addr, State: State(m.State), Incarnation: m.Incarnation, Tags: maps.Clone(m.Tags), Self: self}
 }
 
 // Snapshot is an immutable view of the membership table, published by the
@@ -173,12 +180,17 @@ type Status struct {
 	CPUMs                        uint64 // CPU time the process used, user and system; 0 from an older node
 }
 
-// Versions is a range of protocol versions and, as Cur, the one a
-// connection speaks.
-type Versions = protocol.Versions
+// Versions is a range of protocol versions, [Min, Max], and, as Cur, the
+// one a connection speaks.
+type Versions struct {
+	Min, Max, Cur uint16
+}
+
+// String is "1-2", or "1" for a range of one version.
+func (v Versions) String() string { return protocol.Versions(v).String() }
 
 // SupportedVersions is the range this build speaks.
-func SupportedVersions() Versions { return protocol.Supported() }
+func SupportedVersions() Versions { return Versions(protocol.Supported()) }
 
 func statusOf(st *protocol.NodeStatus) *Status {
 	if st == nil {

@@ -21,7 +21,6 @@ type (
 	JobRecord       = jobs.JobRecord
 	JobStats        = jobs.JobStats
 	JobLimits       = jobs.Limits
-	WorkerInfo      = jobs.WorkerInfo
 	KindFunc        = jobs.KindFunc
 	RunConfig       = jobs.RunConfig
 	RunRequest      = jobs.RunRequest
@@ -79,7 +78,26 @@ func (n *Node) RecentJobs() []JobRecord { return n.jobs.RecentJobs() }
 
 // Workers lists the members whose tags match filter (role=worker when
 // empty), in any state, with this dispatcher's counts.
-func (n *Node) Workers(filter map[string]string) []WorkerInfo { return n.jobs.Workers(filter) }
+func (n *Node) Workers(filter map[string]string) []WorkerInfo {
+	ws := n.jobs.Workers(filter)
+	out := make([]WorkerInfo, len(ws))
+	for i, w := range ws {
+		out[i] = WorkerInfo{Alias: w.Alias, Addr: w.Addr, State: State(w.State), Self: w.Self, Tags: w.Tags, Slots: w.Slots, InFlight: w.InFlight, Done: w.Done}
+	}
+	return out
+}
+
+// WorkerInfo is a worker as this node's dispatcher sees it.
+type WorkerInfo struct {
+	Alias    string
+	Addr     string
+	State    State
+	Self     bool
+	Tags     map[string]string
+	Slots    int    // as advertised in its slots tag
+	InFlight int    // jobs this node has on it now
+	Done     uint64 // attempts of this node's jobs it answered
+}
 
 // jobStats returns the job counters.
 func (n *Node) jobStats() JobStats { return n.jobs.Stats() }

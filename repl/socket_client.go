@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/chzyer/readline"
 
@@ -54,7 +52,7 @@ func Attach(target string, o AttachOptions) int {
 	if err != nil {
 		return fail(err)
 	}
-	defer c.k.Close()
+	defer c.s.Close()
 	switch {
 	case o.HasCommand:
 		err := c.exec(context.Background(), o.Command)
@@ -73,10 +71,10 @@ func Attach(target string, o AttachOptions) int {
 			select {
 			case <-stop:
 				cancel()
-			case <-c.closed:
+			case <-c.s.Done():
 			}
 		}()
-		return runScript(ctx, o.In, o.KeepGoing, c.exec, c.errorLine, c.closed)
+		return runScript(ctx, o.In, o.KeepGoing, c.exec, c.errorLine, c.s.Done())
 	}
 	return c.interactive(o.HistoryFile)
 }
@@ -102,149 +100,66 @@ func listSockets(out io.Writer, fail func(error) int) int {
 	return 0
 }
 
-// client is the attaching side of a session.
+// client is the attaching side of a session: node's session, and the
+// writers and prompt redraw of this terminal.
 type client struct {
-	k     *node.LocalConn
-	alias string
-	pal   palette
+	s   *node.AttachClient
+	pal palette
 
 	wmu       sync.Mutex
 	out, errw io.Writer
-	prompt    string
 	onPrompt  func() // redraws the prompt; nil outside the interactive loop
-
-	done    chan *node.Local // the running command's end
-	comps   chan *node.Local // completions asked for
-	closed  chan struct{}    // the session ended; why is in reason
-	reason  string
-	stopped bool // the session ended because the node was shut down
 }
 
 // dialAgent connects and says hello.
 func dialAgent(path string, o AttachOptions) (*client, error) {
-	nc, err := net.DialTimeout("unix", path, 2*time.Second)
+	c := &client{pal: palette{on: o.Color}, out: o.Out, errw: o.Err}
+	s, err := node.DialAttach(path, node.AttachHello{Interactive: o.Interactive, Color: o.Color}, c)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("no node listens at %s (meshell attach lists the sockets found)", path)
-		}
-		return nil, fmt.Errorf("cannot attach to %s: %w", path, err)
+		return nil, err
 	}
-	c := &client{k: node.NewLocalConn(nc), pal: palette{on: o.Color}, out: o.Out, errw: o.Err,
-		done: make(chan *node.Local, 1), comps: make(chan *node.Local, 1), closed: make(chan struct{})}
-	var flags uint8
-	if o.Interactive {
-		flags |= node.LocalInteractive
-	}
-	if o.Color {
-		flags |= node.LocalColor
-	}
-	serr := c.k.Send(&node.Local{Op: node.LocalHello, Flags: flags})
-	m, err := c.k.Recv() // a refusal may be waiting even when the hello could not be written
-	switch {
-	case err != nil && serr != nil:
-		c.k.Close()
-		return nil, fmt.Errorf("cannot attach to %s: %w", path, serr)
-	case err != nil:
-		c.k.Close()
-		return nil, fmt.Errorf("cannot attach to %s: %w", path, err)
-	case m.Op == node.LocalBye:
-		c.k.Close()
-		return nil, fmt.Errorf("%s: %s", path, m.Data)
-	case m.Op != node.LocalHello:
-		c.k.Close()
-		return nil, fmt.Errorf("%s: unexpected answer (op %d): is it a meshell socket?", path, m.Op)
-	}
-	c.alias, c.prompt = m.Line, m.Data
-	go c.read()
+	c.s = s
 	return c, nil
 }
 
-// read routes the agent's frames: output to the writers, the end of a
-// command and completions to whoever waits for them.
-func (c *client) read() {
-	defer close(c.closed)
-	for {
-		m, err := c.k.Recv()
-		if err != nil {
-			c.reason = "the connection closed"
-			if !errors.Is(err, io.EOF) {
-				c.reason = err.Error()
-			}
-			return
-		}
-		switch m.Op {
-		case node.LocalStdout, node.LocalStderr:
-			c.wmu.Lock()
-			w := c.out
-			if m.Op == node.LocalStderr {
-				w = c.errw
-			}
-			io.WriteString(w, m.Data) // the agent cleaned what came from the network
-			c.wmu.Unlock()
-		case node.LocalDone:
-			select {
-			case c.done <- m:
-			default: // nothing waits: not ours
-			}
-		case node.LocalCompletions:
-			select {
-			case c.comps <- m:
-			default:
-			}
-		case node.LocalPrompt:
-			c.wmu.Lock()
-			c.prompt = m.Data
-			redraw := c.onPrompt
-			c.wmu.Unlock()
-			if redraw != nil {
-				redraw()
-			}
-		case node.LocalBye:
-			c.reason, c.stopped = m.Data, m.Status == 0
-			return
-		}
+// Write is a piece of the running command's output: the agent cleaned
+// what came from the network.
+func (c *client) Write(stderr bool, data string) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	w := c.out
+	if stderr {
+		w = c.errw
 	}
+	io.WriteString(w, data)
 }
 
-// remoteError is a command's failure on the agent, as it said it.
-type remoteError string
-
-func (e remoteError) Error() string { return string(e) }
+// PromptChanged redraws the prompt the agent pushed.
+func (c *client) PromptChanged() {
+	c.wmu.Lock()
+	redraw := c.onPrompt
+	c.wmu.Unlock()
+	if redraw != nil {
+		redraw()
+	}
+}
 
 // exec runs line on the agent and waits for its end; ctx's end cancels it
 // there (as Ctrl-C does in a local shell).
 func (c *client) exec(ctx context.Context, line string) error {
-	if err := c.k.Send(&node.Local{Op: node.LocalExec, Line: line}); err != nil {
-		return fmt.Errorf("the session ended: %w", err)
-	}
-	interrupted := false
-	for {
-		select {
-		case m := <-c.done:
-			if m.Status != 0 {
-				return remoteError(m.Data)
-			}
-			return nil
-		case <-ctx.Done():
-			if !interrupted {
-				interrupted = true
-				c.k.Send(&node.Local{Op: node.LocalInterrupt})
-			}
-			ctx = context.Background() // wait for the command's end
-		case <-c.closed:
-			return c.ended()
-		}
-	}
+	return c.ended(c.s.Exec(ctx, line))
 }
 
-// ended is why the session is over: errQuit when the node was shut down,
-// which ends an attached shell with status 0 as it ends a local one.
-func (c *client) ended() error {
-	if c.stopped {
-		c.printf("%s\n", c.pal.dim(clean(c.reason)+"; exiting"))
+// ended passes err on, but for the session's end by a !shutdown of the
+// node: errQuit, which ends an attached shell with status 0 as it ends a
+// local one.
+func (c *client) ended(err error) error {
+	var end *node.AttachEnded
+	if errors.As(err, &end) && end.Shutdown {
+		c.printf("%s\n", c.pal.dim(clean(end.Reason)+"; exiting"))
 		return errQuit
 	}
-	return fmt.Errorf("the session ended: %s", c.reason)
+	return err
 }
 
 func (c *client) errorLine(err error) {
@@ -259,48 +174,27 @@ func (c *client) printf(format string, args ...any) {
 	fmt.Fprintf(c.out, format, args...)
 }
 
-func (c *client) getPrompt() string {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	return c.prompt
-}
-
 // Do is readline's AutoCompleter: the agent completes, from its own view
 // of the cluster.
 func (c *client) Do(line []rune, pos int) ([][]rune, int) {
-	select {
-	case <-c.comps: // a late answer to an earlier question
-	default:
-	}
-	if c.k.Send(&node.Local{Op: node.LocalComplete, Line: string(line[:pos])}) != nil {
+	typing, items, ok := c.s.Complete(string(line[:pos]))
+	if !ok {
 		return nil, 0
 	}
-	t := time.NewTimer(2 * time.Second)
-	defer t.Stop()
-	select {
-	case m := <-c.comps:
-		if int(m.Pos) > pos || int(m.Pos) > len(string(line[:pos])) {
-			return nil, 0
+	var cands []string
+	for _, it := range items {
+		if strings.HasPrefix(it, typing) && completable(it) {
+			cands = append(cands, it)
 		}
-		typing := string(line[:pos])[len(string(line[:pos]))-int(m.Pos):]
-		var cands []string
-		for _, it := range m.Items {
-			if strings.HasPrefix(it, typing) && completable(it) {
-				cands = append(cands, it)
-			}
-		}
-		return completionSuffixes(typing, cands)
-	case <-t.C:
-	case <-c.closed:
 	}
-	return nil, 0
+	return completionSuffixes(typing, cands)
 }
 
 // interactive is the readline loop of an attached terminal: the prompt,
 // completion and history of a local shell; Ctrl-C cancels the running
 // command on the agent; Ctrl-D detaches.
 func (c *client) interactive(historyFile string) int {
-	rl, stdin, histErr, err := openTerminal(c.getPrompt, historyFile, c, c.pal.on)
+	rl, stdin, histErr, err := openTerminal(c.s.Prompt, historyFile, c, c.pal.on)
 	if err != nil {
 		c.errorLine(fmt.Errorf("terminal: %w", err))
 		return 1
@@ -311,12 +205,12 @@ func (c *client) interactive(historyFile string) int {
 	defer stopSusp()
 	c.wmu.Lock()
 	c.out, c.errw = rl.Stdout(), rl.Stderr()
-	c.onPrompt = func() { rl.SetPrompt(c.getPrompt()); rl.Refresh() }
+	c.onPrompt = func() { rl.SetPrompt(c.s.Prompt()); rl.Refresh() }
 	c.wmu.Unlock()
 	if histErr != nil {
 		c.errorLine(fmt.Errorf("history is not saved: %v (see --history-file)", histErr))
 	}
-	c.printf("%s\n", c.pal.dim(fmt.Sprintf("attached to %s: its commands run as it; Ctrl-D detaches and leaves it running", clean(c.alias))))
+	c.printf("%s\n", c.pal.dim(fmt.Sprintf("attached to %s: its commands run as it; Ctrl-D detaches and leaves it running", clean(c.s.Alias()))))
 
 	var mu sync.Mutex
 	var cancel context.CancelFunc
@@ -336,7 +230,7 @@ func (c *client) interactive(historyFile string) int {
 					rl.Terminal.ExitRawMode()
 					os.Exit(exitCode(sig)) // detaching leaves the agent as it is
 				}
-			case <-c.closed:
+			case <-c.s.Done():
 				rl.Operation.Close() // Readline returns io.EOF
 				stdin.Close()
 				return
@@ -344,11 +238,11 @@ func (c *client) interactive(historyFile string) int {
 		}
 	}()
 	for {
-		rl.SetPrompt(c.getPrompt())
+		rl.SetPrompt(c.s.Prompt())
 		line, err := rl.Readline()
 		select {
-		case <-c.closed:
-			if err := c.ended(); !errors.Is(err, errQuit) {
+		case <-c.s.Done():
+			if err := c.ended(c.s.Err()); !errors.Is(err, errQuit) {
 				c.errorLine(err)
 				return 1
 			}
@@ -359,7 +253,7 @@ func (c *client) interactive(historyFile string) int {
 			continue // the line is cleared
 		}
 		if err != nil { // io.EOF: Ctrl-D
-			c.printf("%s\n", c.pal.dim(fmt.Sprintf("detached; %s keeps running", clean(c.alias))))
+			c.printf("%s\n", c.pal.dim(fmt.Sprintf("detached; %s keeps running", clean(c.s.Alias()))))
 			return 0
 		}
 		line = strings.TrimSpace(line)

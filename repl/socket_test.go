@@ -12,14 +12,16 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"meshell/node"
 )
 
 // attached serves a's shell on a socket and returns a client of it.
-func attached(t *testing.T) (*SocketServer, *client, *bytes.Buffer, *bytes.Buffer) {
-	return attachedHello(t, helloTimeout)
+func attached(t *testing.T) (*node.AttachServer, *client, *bytes.Buffer, *bytes.Buffer) {
+	return attachedHello(t, 0)
 }
 
-func attachedHello(t *testing.T, hello time.Duration) (*SocketServer, *client, *bytes.Buffer, *bytes.Buffer) {
+func attachedHello(t *testing.T, hello time.Duration) (*node.AttachServer, *client, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
 	sh, _ := clusterShellAndB(t)
 	log := logrus.New()
@@ -42,20 +44,20 @@ func dial(t *testing.T, path string) (*client, *bytes.Buffer, *bytes.Buffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.k.Close() })
+	t.Cleanup(func() { c.s.Close() })
 	return c, &out, &errb
 }
 
 func TestAttachedCommandsRunAsTheNode(t *testing.T) {
 	_, c, out, errb := attached(t)
-	if c.alias != "a" || !strings.HasPrefix(c.prompt, "a [2 alive]") {
-		t.Fatalf("hello: alias %q, prompt %q", c.alias, c.prompt)
+	if c.s.Alias() != "a" || !strings.HasPrefix(c.s.Prompt(), "a [2 alive]") {
+		t.Fatalf("hello: alias %q, prompt %q", c.s.Alias(), c.s.Prompt())
 	}
 	if err := c.exec(context.Background(), "!wait b alive 5s"); err != nil {
 		t.Fatal(err)
 	}
 	err := c.exec(context.Background(), "!wait nobody alive 10ms")
-	var re remoteError
+	var re node.AttachFailed
 	if !errors.As(err, &re) || !strings.Contains(err.Error(), "waiting for nobody") {
 		t.Fatalf("a failing command: %v", err)
 	}
@@ -109,12 +111,12 @@ func TestAttachedCompletionUsesTheNodesView(t *testing.T) {
 
 func TestSocketSessionsAreCapped(t *testing.T) {
 	srv, _, _, _ := attached(t)
-	for i := 1; i < MaxSessions; i++ {
+	for i := 1; i < node.MaxAttachSessions; i++ {
 		dial(t, srv.Path())
 	}
 	_, err := dialAgent(srv.Path(), AttachOptions{Out: io.Discard, Err: io.Discard})
 	if err == nil || !strings.Contains(err.Error(), "busy: 16 sessions") {
-		t.Fatalf("session %d: %v", MaxSessions+1, err)
+		t.Fatalf("session %d: %v", node.MaxAttachSessions+1, err)
 	}
 }
 

@@ -78,16 +78,16 @@ func TestListenRefusesUnsafePlaces(t *testing.T) {
 	}
 }
 
-func pair(t *testing.T) (*Conn, net.Conn) {
+func pair(t *testing.T) (*conn, net.Conn) {
 	a, b := net.Pipe()
-	k := NewConn(a)
+	k := newConn(a)
 	t.Cleanup(func() { k.Close(); b.Close() })
 	return k, b
 }
 
 func TestConnSplitsLongOutputAndRefusesOversizedFrames(t *testing.T) {
 	a, b := net.Pipe()
-	ka, kb := NewConn(a), NewConn(b)
+	ka, kb := newConn(a), newConn(b)
 	defer ka.Close()
 	defer kb.Close()
 	long := strings.Repeat("x", protocol.MaxLocalData+10)

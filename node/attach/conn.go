@@ -21,10 +21,10 @@ const (
 	WriteTimeout = 10 * time.Second // a peer that reads nothing for this long is dropped
 )
 
-// Conn is one side of a conversation on the socket: frames of
+// conn is one side of a conversation on the socket: frames of
 // protocol.Local, bounded in size, with a deadline on every read and
 // write. Send may be called from any goroutine; Recv from one.
-type Conn struct {
+type conn struct {
 	c   net.Conn
 	fr  *protocol.FrameReader
 	dec *protocol.Decoder
@@ -38,15 +38,15 @@ type Conn struct {
 	once sync.Once
 }
 
-// NewConn starts the conversation on c, with its keepalive.
-func NewConn(c net.Conn) *Conn {
-	k := &Conn{c: c, dec: protocol.NewDecoder(), enc: protocol.NewEncoder(), stop: make(chan struct{}), last: time.Now()}
+// newConn starts the conversation on c, with its keepalive.
+func newConn(c net.Conn) *conn {
+	k := &conn{c: c, dec: protocol.NewDecoder(), enc: protocol.NewEncoder(), stop: make(chan struct{}), last: time.Now()}
 	k.fr = protocol.NewFrameReaderOpts(c, protocol.FrameOptions{Max: protocol.MaxLocalFrame + 8, Deadline: c.SetReadDeadline, FrameTimeout: FrameTimeout})
 	go k.keepalive()
 	return k
 }
 
-func (k *Conn) keepalive() {
+func (k *conn) keepalive() {
 	t := time.NewTicker(Keepalive / 4)
 	defer t.Stop()
 	for {
@@ -66,7 +66,7 @@ func (k *Conn) keepalive() {
 
 // Send writes one frame. Data over protocol.MaxLocalData is split into
 // several frames of the same op.
-func (k *Conn) Send(m *protocol.Local) error {
+func (k *conn) Send(m *protocol.Local) error {
 	k.wmu.Lock()
 	defer k.wmu.Unlock()
 	for {
@@ -98,7 +98,7 @@ func (k *Conn) Send(m *protocol.Local) error {
 // Recv returns the next frame other than a keepalive. It fails with io.EOF
 // when the other side closed the socket, or with a timeout after Idle
 // without a frame.
-func (k *Conn) Recv() (*protocol.Local, error) {
+func (k *conn) Recv() (*protocol.Local, error) {
 	for {
 		k.c.SetReadDeadline(time.Now().Add(Idle))
 		p, err := k.fr.Next()
@@ -119,7 +119,7 @@ func (k *Conn) Recv() (*protocol.Local, error) {
 }
 
 // Close ends the conversation; it is safe to call more than once.
-func (k *Conn) Close() error {
+func (k *conn) Close() error {
 	k.once.Do(func() { close(k.stop) })
 	return k.c.Close()
 }

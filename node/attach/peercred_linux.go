@@ -7,10 +7,10 @@ import (
 	"syscall"
 )
 
-// CheckPeer refuses a connection from another user than this process's
+// checkPeer refuses a connection from another user than this process's
 // (root excepted), by the kernel's SO_PEERCRED: a second line behind the
 // socket's mode, should the directory or the socket be opened up.
-func CheckPeer(c *net.UnixConn) error {
+func checkPeer(c *net.UnixConn) error {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return err

@@ -43,8 +43,8 @@ func LANConfig() Config {
 		SuspicionMult:    3,                      // 750 ms at N ≤ 10 once confirmed
 		SuspicionMaxMult: 3,                      // 2.25 s with no confirmation at all
 		RetransmitMult:   4,                      // as memberlist
-		GossipFanout:     4,                      // one hop reaches a small cluster at once
-		GossipInterval:   50 * time.Millisecond,  // a join storm of 100 costs ≤ 80 pushes/s per node, not 4 per change
+		GossipFanout:     3,                      // as memberlist
+		GossipInterval:   100 * time.Millisecond, // a join storm costs ≤ 30 pushes/s per node, not 4 per change
 		MaxPiggyback:     8,                      // keeps a ping small
 		QueueLimit:       1024,                   // pending updates; drop-oldest beyond
 		PushPullInterval: 60 * time.Second,       // rare: digests trigger repair sooner
@@ -66,6 +66,7 @@ func LocalConfig() Config {
 	c := LANConfig()
 	c.ProbeInterval = 100 * time.Millisecond
 	c.ProbeTimeout = 50 * time.Millisecond
+	c.GossipInterval = 50 * time.Millisecond
 	c.SuspicionMult = 3
 	c.ReconnectMax = time.Second
 	return c

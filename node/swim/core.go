@@ -2,6 +2,7 @@ package swim
 
 import (
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"math"
 	"math/rand"
@@ -591,10 +592,9 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 }
 
 // startSuspicion starts the timer for a member now suspect. When the
-// accusation is someone else's, this node probes the member out of turn
-// (within the bound of newsProbes): its own failed probe is then a
-// confirmation, and its ping carries the suspicion to the member, which
-// refutes it if it is alive.
+// accusation is someone else's, this node may probe the member out of turn
+// (newsProbe): its own failed probe is then a confirmation, and its ping
+// carries the suspicion to the member, which refutes it if it is alive.
 func (c *Core) startSuspicion(now time.Time, m protocol.Member, accuser string) {
 	n := c.clusterSize()
 	hi := c.suspicionMax()
@@ -606,7 +606,7 @@ func (c *Core) startSuspicion(now time.Time, m protocol.Member, accuser string) 
 	s := newSuspicion(now, m.Incarnation, accuser, k, lo, hi)
 	c.suspicions[m.Alias] = s
 	c.arm(timerSuspicion, m.Alias, s.deadline)
-	if accuser != c.table.SelfAlias() && c.newsProbes() <= c.cfg.IndirectChecks {
+	if accuser != c.table.SelfAlias() && c.newsProbe(m.Alias, accuser) {
 		c.startProbe(now, m.Alias, true)
 		if p := c.probeOf(m.Alias); p != nil {
 			p.onNews = true
@@ -614,19 +614,46 @@ func (c *Core) startSuspicion(now time.Time, m protocol.Member, accuser string) 
 	}
 }
 
-// newsProbes counts the out-of-turn probes in flight that news of a
-// suspicion started. They are bounded (IndirectChecks+1) so that a mass
-// event — a partition, many crashes at once — does not make every node
-// probe every suspect at the same moment; probes after a lost connection
-// or a refused dial are hard evidence and not bounded.
-func (c *Core) newsProbes() int {
-	n := 0
+// newsProbe decides whether news that accuser suspects target makes this
+// node probe target itself. Lifeguard needs IndirectChecks independent
+// confirmations, so only that many members do: those whose hash with the
+// target's alias is the lowest among the live members (all of them agree
+// when their tables do). Every member probing made each suspicion cost N
+// probes and, in a join storm, fed the load that starves probes into more
+// suspicions. At most IndirectChecks+1 such probes run at once on a node,
+// so that a mass event (a partition, many crashes) does not make it probe
+// every suspect at once; probes after a lost connection or a refused dial
+// are hard evidence and not bounded.
+func (c *Core) newsProbe(target, accuser string) bool {
+	k := c.cfg.IndirectChecks
+	running := 0
 	for _, p := range c.probes {
 		if p.onNews {
-			n++
+			running++
 		}
 	}
-	return n
+	if running > k {
+		return false
+	}
+	own := proberHash(target, c.table.SelfAlias())
+	below := 0
+	for _, a := range c.liveMembers() {
+		if a != target && a != accuser && proberHash(target, a) < own {
+			if below++; below >= k {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// proberHash orders the members asked to check a suspicion of target.
+func proberHash(target, member string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(target))
+	h.Write([]byte{0})
+	h.Write([]byte(member))
+	return h.Sum32()
 }
 
 // spread disseminates changed updates: each is queued to ride on pings and

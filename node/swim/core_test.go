@@ -368,17 +368,48 @@ func TestSuspicionTimeoutFormula(t *testing.T) {
 	}
 }
 
-// suspectNews makes h hear that c is suspect from accuser b, answers the
-// out-of-turn probe that news starts (so that its own probe does not count
-// as a confirmation), and returns when it heard.
+// suspectNews makes h hear that target is suspect from accuser b and
+// answers the out-of-turn probe, if the news started one (so that its own
+// probe does not count as a confirmation); it returns when h heard.
 func suspectNews(h *harness, target string) time.Time {
 	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: target, Addr: target + ":1", State: protocol.StateSuspect, Accuser: "b"}}})
 	to, pings := sent[*protocol.Ping](h.drain())
-	if len(pings) != 1 || to[0] != target || !hasUpdate(pings[0].Updates, target, protocol.StateSuspect, 0) {
-		h.t.Fatalf("news of a suspicion: pinged %v, want an out-of-turn ping to %s carrying its suspicion", to, target)
+	for i, p := range pings {
+		if to[i] == target {
+			h.step(target, &protocol.Ack{Seq: p.Seq, Digest: h.c.table.Digest()})
+		}
 	}
-	h.step(target, &protocol.Ack{Seq: pings[0].Seq, Digest: h.c.table.Digest()})
 	return h.now
+}
+
+// TestNewsOfASuspicionIsCheckedByK: of the members that hear that b
+// suspects c, exactly IndirectChecks probe c out of turn, with a ping that
+// carries the suspicion (so that c refutes it if it is alive), whatever the
+// cluster's size.
+func TestNewsOfASuspicionIsCheckedByK(t *testing.T) {
+	cfg := LANConfig()
+	for _, n := range []int{4, 11, 60} {
+		var all []protocol.Member
+		for i := 0; i < n; i++ {
+			all = append(all, member(fmt.Sprintf("m%02d", i), protocol.StateAlive, 0))
+		}
+		target, accuser := all[1].Alias, all[0].Alias
+		probers := 0
+		for i := 2; i < n; i++ {
+			c := New(all[i], cfg, int64(i), simEpoch)
+			c.bootstrap(simEpoch, all)
+			c.Ready()
+			c.Step(simEpoch, accuser, &protocol.Gossip{Updates: []protocol.Member{{Alias: target, Addr: target + ":1", State: protocol.StateSuspect, Accuser: accuser}}})
+			for _, o := range c.Ready().Msgs {
+				if p, ok := o.Msg.(*protocol.Ping); ok && o.To == target && hasUpdate(p.Updates, target, protocol.StateSuspect, 0) {
+					probers++
+				}
+			}
+		}
+		if want := min(cfg.IndirectChecks, n-2); probers != want {
+			t.Errorf("N=%d: %d members probed the suspect on the news, want %d", n, probers, want)
+		}
+	}
 }
 
 func TestFailedAfterSuspicionTimeout(t *testing.T) {
@@ -452,19 +483,20 @@ func TestFailedAfterSuspicionTimeout(t *testing.T) {
 
 func TestOwnFailedProbeConfirms(t *testing.T) {
 	h := newHarness(t, LANConfig(), 10)
-	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "c", State: protocol.StateSuspect, Accuser: "b"}}})
+	// e: one of the three members (a among them) that check news about it.
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "e", State: protocol.StateSuspect, Accuser: "b"}}})
 	h.drain()
 	h.advance(h.c.cfg.ProbeInterval) // nobody answers the out-of-turn probe
 	_, gossips := sent[*protocol.Gossip](h.drain())
 	confirmed := slices.ContainsFunc(gossips, func(g *protocol.Gossip) bool {
 		return slices.ContainsFunc(g.Updates, func(m protocol.Member) bool {
-			return m.Alias == "c" && m.State == protocol.StateSuspect && m.Accuser == "a"
+			return m.Alias == "e" && m.State == protocol.StateSuspect && m.Accuser == "a"
 		})
 	})
 	if !confirmed {
 		t.Fatal("own failed probe of a suspect was not gossiped as a confirmation")
 	}
-	if s := h.c.suspicions["c"]; s == nil || s.n != 1 {
+	if s := h.c.suspicions["e"]; s == nil || s.n != 1 {
 		t.Fatalf("suspicion %+v, want one confirmation", s)
 	}
 }

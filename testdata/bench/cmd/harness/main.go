@@ -39,6 +39,7 @@ type config struct {
 	clusterN     int
 	convergeN    int
 	idleN        int
+	idleFailed   bool
 	settle       time.Duration
 	formTimeout  time.Duration
 	detectCap    time.Duration
@@ -105,6 +106,7 @@ func run() (code int) {
 	flag.IntVar(&cfg.clusterN, "nodes", 5, "cluster size for crash/hang/leave/restart")
 	flag.IntVar(&cfg.convergeN, "converge-n", 40, "processes in the converge scenario")
 	flag.IntVar(&cfg.idleN, "idle-n", 10, "processes in the idle scenario")
+	flag.BoolVar(&cfg.idleFailed, "idle-failed", false, "idle: kill -9 one node first, so that a failed member is present during the window")
 	flag.DurationVar(&cfg.idleDur, "idle-duration", 30*time.Second, "idle measurement window")
 	flag.DurationVar(&cfg.falsePosDur, "falsepos-duration", 5*time.Minute, "falsepos: how long the cores stay saturated")
 	flag.DurationVar(&cfg.settle, "settle", 2*time.Second, "settle time after the cluster formed")

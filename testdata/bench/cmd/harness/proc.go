@@ -215,38 +215,51 @@ func waitTCP(ctx context.Context, port int, d time.Duration, p *Proc) error {
 
 // procCPUTicks returns utime+stime of pid in clock ticks (USER_HZ = 100).
 func procCPUTicks(pid int) (int64, error) {
+	u, s, err := procUserSys(pid)
+	return u + s, err
+}
+
+// procUserSys returns utime and stime of pid in clock ticks.
+func procUserSys(pid int) (int64, int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, errors.New("bad /proc stat")
+		return 0, 0, errors.New("bad /proc stat")
 	}
 	f := strings.Fields(s[i+1:])
 	// f[0] is field 3 (state); utime is field 14, stime field 15.
 	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
+		return 0, 0, errors.New("short /proc stat")
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, errors.New("bad utime/stime")
+		return 0, 0, errors.New("bad utime/stime")
 	}
-	return ut + st, nil
+	return ut, st, nil
 }
 
 const userHZ = 100
 
+// procRSSAnon returns RssAnon of pid in bytes: its private memory, without
+// the pages of the binary that every process of it shares.
+func procRSSAnon(pid int) (int64, error) { return procStatusKB(pid, "RssAnon:") }
+
 // procRSS returns VmRSS of pid in bytes.
-func procRSS(pid int) (int64, error) {
+func procRSS(pid int) (int64, error) { return procStatusKB(pid, "VmRSS:") }
+
+// procStatusKB returns the /proc/pid/status field key (in kB) in bytes.
+func procStatusKB(pid int, key string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
+		if strings.HasPrefix(l, key) {
 			f := strings.Fields(l)
 			if len(f) >= 2 {
 				kb, err := strconv.ParseInt(f[1], 10, 64)
@@ -254,7 +267,7 @@ func procRSS(pid int) (int64, error) {
 			}
 		}
 	}
-	return 0, errors.New("no VmRSS")
+	return 0, errors.New("no " + key)
 }
 
 // ---- JSON line parsing -----------------------------------------------------

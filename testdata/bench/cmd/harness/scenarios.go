@@ -257,17 +257,33 @@ func scenarioConverge(h *Harness, c *Cluster, trial int, r *Result) {
 	c.mu.Unlock()
 	r.Metrics["converge_max_ms"] = maxOf(per)
 	r.Metrics["converge_median_ms"] = median(per)
+	// From the last process started: what the protocol takes once every
+	// process exists, apart from how long starting them took.
+	r.Metrics["converge_after_spawn_ms"] = maxOf(per) - r.Extra["spawn_ms"].(float64)
 	r.Extra["observed_ms"] = float64(tObs-t0) / 1e6
-	var rss []float64
+	var rss, anon []float64
+	var user, sys int64
 	for _, nd := range nodes {
 		if b, err := procRSS(nd.Pid); err == nil {
 			rss = append(rss, float64(b)/(1<<20))
+		}
+		if b, err := procRSSAnon(nd.Pid); err == nil {
+			anon = append(anon, float64(b)/(1<<20))
+		}
+		if u, s, err := procUserSys(nd.Pid); err == nil {
+			user, sys = user+u, sys+s
 		}
 	}
 	if len(rss) > 0 {
 		r.Metrics["rss_max_mib"] = maxOf(rss)
 		r.Metrics["rss_median_mib"] = median(rss)
 	}
+	if len(anon) > 0 {
+		r.Metrics["rss_anon_median_mib"] = median(anon)
+	}
+	// CPU of all the processes from their start until all converged.
+	r.Metrics["converge_cpu_s"] = float64(user+sys) / userHZ
+	r.Extra["converge_user_s"] = float64(user) / userHZ
 }
 
 // idle: a converged cluster of idleN nodes; per-process CPU% (of one core)
@@ -277,6 +293,16 @@ func scenarioIdle(h *Harness, c *Cluster, trial int, r *Result) {
 	if err != nil {
 		r.Error = err.Error()
 		return
+	}
+	if h.cfg.idleFailed && len(nodes) > 2 {
+		v := nodes[len(nodes)-1]
+		nodes = nodes[:len(nodes)-1]
+		t0 := time.Now().UnixNano()
+		_ = v.Signal(syscall.SIGKILL)
+		if _, ok := c.allSaw(nodes, v.Alias, t0, h.cfg.detectCap, "member-failed"); !ok {
+			r.Error = "the killed node was not failed everywhere"
+			return
+		}
 	}
 	sleepCtx(h.ctx, h.cfg.settle)
 	type snap struct {
