@@ -55,6 +55,7 @@ type conn struct {
 	heard  atomic.Int64 // unix nanoseconds of the last frame read after the handshake; 0 = none
 	up     time.Time    // when the handshake completed; set before the reader starts
 	dup    bool         // the peer answered that it keeps another connection with us
+	claim  *claim       // the alias this accepted handshake holds until registered (claim.go); guarded by m.mu
 
 	retired   atomic.Bool
 	stop      chan struct{} // closed by retire
@@ -209,6 +210,7 @@ func (c *conn) retire() {
 func (m *Mesh) register(c *conn) (loser *conn, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.releaseLocked(c) // the connection takes over the claim's hold on the alias
 	if m.closed || m.ln == nil {
 		return nil, false
 	}

@@ -98,7 +98,7 @@ func TestFirstFrameMustBeASmallHelloOrJoin(t *testing.T) {
 func TestAnsweringAliasCannotBeTakenOver(t *testing.T) {
 	ra := newRecorder()
 	a, addrA := newMesh(t, "a", ra, func(c *Config) { c.Settle = 0 })
-	b, _ := newMesh(t, "b", newRecorder())
+	b, addrB := newMesh(t, "b", newRecorder())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := b.Hello(ctx, addrA); err != nil {
@@ -108,23 +108,31 @@ func TestAnsweringAliasCannotBeTakenOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-ra.recv // a heard from b: the connection is answering
-	nc := rawDial(t, addrA)
-	nc.Write(frame(t, &protocol.Join{Version: protocol.Version, Cluster: "c", ConnID: math.MaxUint64,
-		From: protocol.Member{Alias: "b", Addr: "127.0.0.1:1", State: protocol.StateAlive}}))
-	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	p, err := protocol.NewFrameReader(nc, 0).Next()
-	if err != nil {
-		t.Fatalf("no answer to the impostor: %v", err)
+	impostor := func(addr string) *protocol.JoinAck {
+		nc := rawDial(t, addrA)
+		nc.Write(frame(t, &protocol.Join{Version: protocol.Version, Cluster: "c", ConnID: math.MaxUint64,
+			From: protocol.Member{Alias: "b", Addr: addr, State: protocol.StateAlive}}))
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		p, err := protocol.NewFrameReader(nc, 0).Next()
+		if err != nil {
+			t.Fatalf("no answer to the impostor: %v", err)
+		}
+		ack, err := protocol.NewDecoder().Decode(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !closedByPeer(nc, 5*time.Second) {
+			t.Fatal("the impostor's connection was kept")
+		}
+		return ack.(*protocol.JoinAck)
 	}
-	ack, err := protocol.NewDecoder().Decode(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ja := ack.(*protocol.JoinAck); !ja.Duplicate {
+	// Claiming b's own address, whatever its ConnID: told a connection exists.
+	if ja := impostor(addrB); !ja.Duplicate || ja.Error != "" {
 		t.Fatalf("impostor's join answered %+v, want it told that a connection to b exists", ja)
 	}
-	if !closedByPeer(nc, 5*time.Second) {
-		t.Fatal("the impostor's connection was kept")
+	// From another address: refused, the alias is in use.
+	if ja := impostor("127.0.0.1:1"); !strings.Contains(ja.Error, `alias "b" is already used by `+addrB) {
+		t.Fatalf("impostor's join from another address answered %+v, want the alias refused", ja)
 	}
 	if err := a.SendConnected("b", &protocol.Ping{Seq: 2}); err != nil {
 		t.Fatalf("a lost its connection to the real b: %v", err)

@@ -43,7 +43,8 @@ type Handler interface {
 	// Admit decides on a peer's handshake (Hello when hello is true, else
 	// Join). It returns the member list for a HelloAck (ignored for Join)
 	// and the receiver's entries about the peer for a JoinAck, or an error
-	// that is sent back as the refusal.
+	// that is sent back as the refusal. A handshake claiming an alias
+	// held from another address is refused before Admit (claim.go).
 	Admit(hello bool, peer protocol.Member) (members []protocol.Member, err error)
 	// PeerUp reports a completed handshake: peer described itself.
 	PeerUp(peer protocol.Member)
@@ -72,6 +73,7 @@ type Config struct {
 	ReadBudget       int64                  // bytes all connections may hold in partly read large frames
 	AnswerWindow     time.Duration          // a connection that delivered a frame this recently is answering: its alias is not taken over
 	Settle           time.Duration          // ... once it is up this long; before, crossed dials compete by register's rule
+	Takeover         time.Duration          // a handshake claiming an alias held from another address waits this long for the holder to go
 	Keyring          *keyring.Keyring       // cluster keys: every connection is TLS 1.3 under them; nil = plaintext
 	Insecure         bool                   // without a keyring, take peers from any address, not loopback only
 	Versions         protocol.Versions      // protocol versions this node speaks; zero = protocol.Supported()
@@ -95,6 +97,7 @@ func DefaultConfig(cluster string, self func() protocol.Member) Config {
 		ReadBudget:       64 << 20,         // sixteen 4 MiB frames in flight at once
 		AnswerWindow:     30 * time.Second, // longer than a probe round of a 100-node LAN cluster
 		Settle:           time.Second,      // crossed dials of a join are resolved well within it
+		Takeover:         time.Second,      // a loaded node reads a restarted peer's old connection closing within it
 		Log:              logrus.StandardLogger(),
 	}
 }
@@ -110,6 +113,7 @@ type Mesh struct {
 	dialing  map[string]*conn // dials under way for Send, with their queues
 	heldDown map[string]error // peer-downs held until the dial under way ends (conn.go)
 	all      map[*conn]struct{}
+	claims   map[string]*claim // aliases held by accepted handshakes not yet registered (claim.go)
 	closed   bool
 	dialCtx  context.Context // cancelled by CloseAll: dials under way stop
 	stopDial context.CancelFunc
@@ -157,7 +161,7 @@ func New(cfg Config, h Handler) *Mesh {
 		cfg.Versions = protocol.Supported()
 	}
 	cfg.Versions.Cur = cfg.Versions.Max
-	m := &Mesh{cfg: cfg, h: h, conns: map[string]*conn{}, dialing: map[string]*conn{}, all: map[*conn]struct{}{}, heldDown: map[string]error{},
+	m := &Mesh{cfg: cfg, h: h, conns: map[string]*conn{}, claims: map[string]*claim{}, dialing: map[string]*conn{}, all: map[*conn]struct{}{}, heldDown: map[string]error{},
 		gate:   newGate(cfg.MaxHandshakes, cfg.MaxHandshakesIP, cfg.MaxConnsPerIP),
 		budget: protocol.NewBudget(cfg.ReadBudget),
 		warn:   NewRateLog(cfg.Log, time.Now)}
@@ -295,6 +299,10 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 	case m.cfg.Keyring == nil && !m.cfg.Insecure && !loopback(nc):
 		err = errors.New(protectedRefusal)
 	default:
+		if err = m.hold(c, from); err != nil {
+			break
+		}
+		defer m.release(c) // register takes the claim over when the handshake succeeds
 		if dup = m.answering(from.Alias); dup {
 			members, err = m.h.Admit(hello, from)
 			break
@@ -366,7 +374,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		m.unregister(c, loser)
 		uncount()
 		c.fr.Release()
-		nc.Close()
+		c.close(werr) // a handshake waiting in hold for this one sees it go
 		return
 	}
 	nc.SetDeadline(time.Time{})
@@ -390,25 +398,6 @@ func (m *Mesh) answering(alias string) bool {
 	defer t.Stop()
 	select {
 	case <-old.done:
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// StillConnected reports whether alias has a connection that does not close
-// within wait.
-func (m *Mesh) StillConnected(alias string, wait time.Duration) bool {
-	m.mu.Lock()
-	c := m.live(alias)
-	m.mu.Unlock()
-	if c == nil {
-		return false
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-c.done:
 		return false
 	case <-t.C:
 		return true

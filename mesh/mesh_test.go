@@ -24,12 +24,16 @@ type recorder struct {
 	down   []string
 	block  chan struct{} // when set, Receive waits on it (a slow reader)
 	refuse string
+	admit  func(protocol.Member) // when set, Admit calls it first
 	recv   chan protocol.Message
 }
 
 func newRecorder() *recorder { return &recorder{recv: make(chan protocol.Message, 1024)} }
 
 func (r *recorder) Admit(hello bool, peer protocol.Member) ([]protocol.Member, error) {
+	if r.admit != nil {
+		r.admit(peer)
+	}
 	if r.refuse != "" {
 		return nil, errors.New(r.refuse)
 	}

@@ -614,30 +614,20 @@ func (h *handler) Admit(hello bool, peer protocol.Member) ([]protocol.Member, er
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	var members []protocol.Member
-	var e manager.Entry
-	var known bool
 	err := n.call(ctx, func(c *swim.Core) {
-		e, known = c.Get(peer.Alias)
 		if hello {
 			for _, e := range c.Entries() {
 				members = append(members, e.Member)
 			}
-		} else if known {
+		} else if e, known := c.Get(peer.Alias); known {
 			members = []protocol.Member{e.Member}
 		}
 	})
 	if err != nil {
 		return nil, mesh.ErrUnavailable
 	}
-	// A live member at another address keeps its alias while its
-	// connection is up; once that connection is gone (it left, moved or
-	// restarted on another port) the newcomer may be it. Only then is the
-	// connection given up to a second to close (a loaded node may not have
-	// read the leaver's close yet): crossed dials of a join do not wait.
-	if known && e.Addr != peer.Addr && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) &&
-		n.mesh.StillConnected(peer.Alias, time.Second) {
-		return nil, fmt.Errorf("alias %q is already used by %s; pick another --alias", peer.Alias, e.Addr)
-	}
+	// An alias in use from another address was refused by the mesh
+	// (mesh/claim.go) before this was called.
 	return members, nil
 }
 

@@ -125,6 +125,44 @@ func TestDuplicateAliasRefused(t *testing.T) {
 	}
 }
 
+// Two processes that join with one alias at the same instant: one is
+// admitted, the other refused, and the seed lists the alias once, at the
+// admitted one's address.
+func TestSameAliasJoiningAtOnceAdmitsOne(t *testing.T) {
+	seed := startNode(t, "seed")
+	for round := 0; round < 5; round++ { // each refusal waits out mesh.Config.Takeover
+		alias := fmt.Sprintf("d%02d", round)
+		nodes := [2]*Node{startNode(t, alias), startNode(t, alias)}
+		var errs [2]error
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i, n := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, errs[i] = n.Join(ctxFor(t, 10*time.Second), seed.Addr())
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if (errs[0] == nil) == (errs[1] == nil) {
+			t.Fatalf("round %d: both joins as %q answered alike: %v, %v; want one admitted, one refused", round, alias, errs[0], errs[1])
+		}
+		won, lost := 0, 1
+		if errs[0] != nil {
+			won, lost = 1, 0
+		}
+		if want := fmt.Sprintf("alias %q is already used by %s", alias, nodes[won].Addr()); !strings.Contains(errs[lost].Error(), want) {
+			t.Fatalf("round %d: the refused join says %q, want %q", round, errs[lost], want)
+		}
+		waitAlive(t, seed, round+2)
+		if e, ok := seed.Members().Get(alias); !ok || e.Addr != nodes[won].Addr() {
+			t.Fatalf("round %d: the seed lists %q as %+v, want it at %s", round, alias, e, nodes[won].Addr())
+		}
+	}
+}
+
 func TestRestartUnderSameAliasAndAddressReplacesEntry(t *testing.T) {
 	a := startNode(t, "a")
 	b := startNode(t, "b")

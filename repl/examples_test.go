@@ -82,19 +82,20 @@ func crashed(t *testing.T, alias string, n ...*node.Node) {
 	}
 }
 
-// leaveSeen has n leave and waits until every observer lists it left, so
-// that a later example's --all does not wait on a node that is gone.
+// leaveSeen has n leave and waits until every observer lists it gone (left,
+// or failed when its goodbye was lost), so that a later example's --all
+// does not wait on a node that is gone.
 func leaveSeen(t *testing.T, n *node.Node, observers ...*node.Node) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if n.Leave(ctx) != nil {
-		return // not in a cluster (the example left or never joined)
-	}
+	// A script leaves at the end of its input, so the node has usually left
+	// already; the observers may not have heard it yet.
+	n.Leave(ctx)
 	for _, o := range observers {
 		err := o.WaitFor(ctx, func(sn *node.Snapshot) bool {
 			e, ok := sn.Get(n.Alias())
-			return !ok || e.State == node.StateLeft
+			return !ok || e.State == node.StateLeft || e.State == node.StateFailed
 		})
 		if err != nil {
 			t.Errorf("%s never saw %s leave: %s", o.Alias(), n.Alias(), memberStates(o.Members()))
@@ -161,7 +162,11 @@ func TestEveryHelpExampleRuns(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(n.Close)
-			t.Cleanup(func() { leaveSeen(t, n, w1, w2) })
+			if i < len(order)-1 {
+				t.Cleanup(func() { leaveSeen(t, n, w1, w2) })
+			} else {
+				t.Cleanup(func() { leaveSeen(t, n) }) // !shutdown took a worker away; no example follows
+			}
 			port := seedPort
 			switch firstWord(lines[0]) {
 			case "!start_cluster":
@@ -179,9 +184,10 @@ func TestEveryHelpExampleRuns(t *testing.T) {
 				crashed(t, "worker3", w1, w2, n) // the example forces it out
 			}
 			if i > 0 {
-				// A newcomer can hear of the previous example's node from a
-				// stale update and list it alive for a moment; its left state
-				// reaches it with the next exchange (left wins at one
+				// Every member lists the previous example's node gone
+				// (leaveSeen), yet a newcomer still lists it alive at its
+				// first incarnation, rarely (about one run in fifteen under
+				// -race), until its next exchange (left wins at one
 				// incarnation). --all must not wait on it.
 				prev := fmt.Sprintf("ex%d", i-1)
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -721,20 +721,10 @@ func (c *Core) pushGossip(now time.Time) {
 	c.lastPush = now
 	c.deadlineOK = false
 	batch := c.pending[:min(len(c.pending), protocol.MaxMembersPerFrame)]
-	// A change that waited here goes out as the table holds the member now
-	// (newer news from another path wins); a reaped member not at all.
-	updates := make([]protocol.Member, 0, len(batch))
-	for _, m := range batch {
-		e, ok := c.table.Get(m.Alias)
-		switch {
-		case !ok:
-			continue
-		case e.Incarnation != m.Incarnation || e.State != m.State:
-			m = e.Member
-		}
-		updates = append(updates, m)
-	}
-	rest := slices.Clone(c.pending[len(batch):]) // beyond one frame: the next push
+	// Changes that waited here go out as the table holds them now; those
+	// beyond one frame go with the next push.
+	updates := c.asHeld(batch)
+	rest := slices.Clone(c.pending[len(batch):])
 	for _, a := range c.pick(c.cfg.GossipFanout, c.pendingFrom...) {
 		if len(updates) > 0 {
 			c.sendTo(a, &protocol.Gossip{Updates: updates})
@@ -745,6 +735,25 @@ func (c *Core) pushGossip(now time.Time) {
 		c.pendingAt[m.Alias] = i
 	}
 	c.pending, c.pendingFrom = rest, c.pendingFrom[:0]
+}
+
+// asHeld returns updates as the table holds each member now: a copy that
+// waited (a batched push, a resent ping) never carries news the table has
+// since replaced — a member's alive entry after it left, which a newcomer,
+// knowing nothing of it, would take — and a reaped member is left out.
+func (c *Core) asHeld(updates []protocol.Member) []protocol.Member {
+	out := make([]protocol.Member, 0, len(updates))
+	for _, m := range updates {
+		e, ok := c.table.Get(m.Alias)
+		switch {
+		case !ok:
+			continue
+		case e.Incarnation != m.Incarnation || e.State != m.State:
+			m = e.Member
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // nextPush is when pending changes go out; zero when none wait.

@@ -458,3 +458,38 @@ func sameUpdates(a, b []protocol.Member) bool {
 		return x.Alias == y.Alias && x.State == y.State && x.Incarnation == y.Incarnation
 	})
 }
+
+// TestResentPingCarriesWhatTheTableHoldsNow: a member that left between a
+// ping and its resend, direct or relayed, goes out left, never as the alive
+// copy the first ping took: a newcomer, which knows nothing of the member
+// and ignores news of its departure, would list it alive.
+func TestResentPingCarriesWhatTheTableHoldsNow(t *testing.T) {
+	h := newHarness(t, LANConfig(), 5)
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("x", protocol.StateAlive, 0)}})
+	h.drain()
+	target, ping := h.nextPing()
+	if !hasUpdate(ping.Updates, "x", protocol.StateAlive, 0) {
+		t.Fatalf("first ping carries %+v, want x alive", ping.Updates)
+	}
+	h.step("b", &protocol.PingReq{Seq: 70, Target: "c"})
+	_, first := sent[*protocol.Ping](h.drain())
+	if len(first) != 1 || !hasUpdate(first[0].Updates, "x", protocol.StateAlive, 0) {
+		t.Fatalf("relay ping %+v, want one carrying x alive", first)
+	}
+	h.step("x", &protocol.Leave{Alias: "x", Incarnation: 0})
+	h.drain()
+	h.advance(h.c.cfg.ProbeTimeout / 2)
+	to, pings := sent[*protocol.Ping](h.drain())
+	for _, want := range []struct {
+		to  string
+		seq uint32
+	}{{target, ping.Seq}, {"c", first[0].Seq}} {
+		i := slices.IndexFunc(pings, func(p *protocol.Ping) bool { return p.Seq == want.seq })
+		if i < 0 || to[i] != want.to {
+			t.Fatalf("no resend of ping %d to %s: %v", want.seq, want.to, to)
+		}
+		if !hasUpdate(pings[i].Updates, "x", protocol.StateLeft, 0) || hasUpdate(pings[i].Updates, "x", protocol.StateAlive, 0) {
+			t.Fatalf("resend to %s carries %+v, want x left", want.to, pings[i].Updates)
+		}
+	}
+}

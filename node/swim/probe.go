@@ -92,11 +92,12 @@ func (c *Core) Tick(now time.Time) {
 			c.probeFailed(now, p)
 		}
 		if t := p.resendAt(); c.inFlight(p) && !t.IsZero() && !now.Before(t) {
-			// The same updates again: taking fresh ones would spend their
-			// retransmit budget on a copy that most likely duplicates.
+			// The same updates again, as the table holds them now: taking
+			// fresh ones would spend their retransmit budget on a copy that
+			// most likely duplicates.
 			p.resent = true
 			p.sendAt = now.Add(c.resendEvery())
-			c.sendTo(p.target, &protocol.Ping{Seq: p.seq, Updates: p.updates})
+			c.sendTo(p.target, &protocol.Ping{Seq: p.seq, Updates: c.asHeld(p.updates)})
 		}
 	}
 
@@ -561,7 +562,7 @@ func (c *Core) relayPing(now time.Time, r *relay) {
 	if e.Addr != "" {
 		addr = e.Addr
 	}
-	c.ready.Msgs = append(c.ready.Msgs, Outbound{To: r.target, Addr: addr, Msg: &protocol.Ping{Seq: r.seq, Updates: r.updates}})
+	c.ready.Msgs = append(c.ready.Msgs, Outbound{To: r.target, Addr: addr, Msg: &protocol.Ping{Seq: r.seq, Updates: c.asHeld(r.updates)}})
 	c.stats.Pings++
 }
 
