@@ -1141,3 +1141,39 @@ func TestAccusationsFromACutOffSenderAreNotMerged(t *testing.T) {
 		t.Errorf("an accusation from a live sender was ignored: %+v", e)
 	}
 }
+
+// TestConnLostSendsPingsAgain: a Ping sent to a member whose connection is
+// then lost, by our probe or as a relay, may have gone down with it. It is
+// sent again at once, so that the transport dials and a refused dial (a
+// crash) is seen now, not after the probe's timeouts.
+func TestConnLostSendsPingsAgain(t *testing.T) {
+	h := newHarness(t, LANConfig(), 10)
+	h.ackAllBut("b", "c", "d", "e", "f", "g", "h", "i", "j", "k")
+	target, first := h.nextPing()
+	h.c.ConnLost(h.now, target)
+	h.collect()
+	to, pings := sent[*protocol.Ping](h.drain())
+	if !slices.Contains(to, target) || !slices.ContainsFunc(pings, func(p *protocol.Ping) bool { return p.Seq == first.Seq }) {
+		t.Fatalf("after the connection to %s was lost: pings to %v, want probe %d's ping again", target, to, first.Seq)
+	}
+
+	relayFor := "b"
+	if target == "b" {
+		relayFor = "c"
+	}
+	other := "k"
+	if target == "k" || relayFor == "k" {
+		other = "j"
+	}
+	h.step(relayFor, &protocol.PingReq{Seq: 77, Target: other, Addr: other + ":1"})
+	_, relayed := sent[*protocol.Ping](h.drain())
+	if len(relayed) != 1 {
+		t.Fatalf("relay: %d pings to %s, want 1", len(relayed), other)
+	}
+	h.c.ConnLost(h.now, other)
+	h.collect()
+	to, pings = sent[*protocol.Ping](h.drain())
+	if !slices.ContainsFunc(pings, func(p *protocol.Ping) bool { return p.Seq == relayed[0].Seq }) || !slices.Contains(to, other) {
+		t.Fatalf("relay: after the connection to %s was lost, pings %v to %v, want the relay's ping again", other, pings, to)
+	}
+}

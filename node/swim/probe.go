@@ -255,14 +255,29 @@ func (r *relay) resendAt() time.Time {
 }
 
 // ConnLost is evidence: the connection to alias closed or reset. A live
-// member is probed at once, out of turn.
+// member is probed at once, out of turn, and a Ping already sent to it,
+// ours or a relay's, is sent again.
 func (c *Core) ConnLost(now time.Time, alias string) {
 	c.enter(now)
 	if c.left {
 		return
 	}
 	if e, ok := c.table.Get(alias); ok && !e.Self && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
+		if p := c.probeOf(alias); p != nil && !p.dialFailed {
+			// Its Ping may have gone down with the connection: sent again,
+			// it dials, and a refused dial is the fast path's evidence.
+			p.resent = true
+			p.sendAt = now.Add(c.resendEvery())
+			c.sendTo(alias, &protocol.Ping{Seq: p.seq, Updates: c.asHeld(p.updates)})
+		}
 		c.startProbe(now, alias, true)
+	}
+	// So may a relay's Ping to it: the relay then nacks with the dial's
+	// outcome, not only after its timeout.
+	for _, r := range c.relays {
+		if r.target == alias {
+			c.relayPing(now, r)
+		}
 	}
 }
 
