@@ -42,6 +42,7 @@ type Core struct {
 	redials    map[string]*redial   // failed members being re-contacted
 	reapAt     map[string]time.Time // failed and left members to remove
 	revived    map[string]time.Time // members back from failed, and when
+	refuted    map[string]time.Time // members that refuted a suspicion here, and when (probeFailed)
 	unverified map[string]time.Time // members never in direct contact, and when learned (limit.go)
 	buckets    map[string]*bucket   // new-member rate limit per sender (limit.go)
 
@@ -87,6 +88,7 @@ type Stats struct {
 	OverCap                      uint64 // new members refused by MaxMembers
 	UnverifiedReaped             uint64 // failed or left members reaped early: never in contact
 	NewcomerGrace                uint64 // failed probes of members never heard from yet, learned too recently to suspect
+	SecondChances                uint64 // failed probes of members that refuted lately, probed again before a suspicion
 	QueueLen                     int    // piggyback updates waiting now
 	Awareness                    int    // Lifeguard local health now: 0 is healthy
 }
@@ -112,6 +114,7 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		redials:    map[string]*redial{},
 		reapAt:     map[string]time.Time{},
 		revived:    map[string]time.Time{},
+		refuted:    map[string]time.Time{},
 		unverified: map[string]time.Time{},
 		buckets:    map[string]*bucket{},
 		pendingAt:  map[string]int{},
@@ -181,6 +184,9 @@ func (c *Core) Awareness() int { return c.aware.score }
 func (c *Core) Step(now time.Time, from string, m protocol.Message) {
 	c.enter(now)
 	c.contact(from)
+	if s := c.suspicions[from]; s != nil {
+		s.heard = true
+	}
 	if c.left {
 		if p, ok := m.(*protocol.Ping); ok {
 			c.sendTo(from, &protocol.Ack{Seq: p.Seq, Digest: c.table.Digest(), Updates: []protocol.Member{c.Self()}})
@@ -394,7 +400,8 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 		if e, ok := c.table.Get(u.Alias); ok && !own && u.State == protocol.StateFailed && u.Incarnation >= e.Incarnation {
 			// Hearsay of a failure that the member had no time to refute
 			// here — we never suspected it, or only just heard of the
-			// suspicion — makes it suspect, not failed, and leaves that
+			// suspicion — or that it belied by speaking to us since the
+			// suspicion began, makes it suspect, not failed, and leaves that
 			// suspicion to its timer; the member is told so that it
 			// refutes if it runs. Such news is most likely stale, from
 			// across a healed cut and held back by TCP retransmission
@@ -402,7 +409,7 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 			// real failure is confirmed by the timer, and a crash is seen
 			// sooner by our own connection's loss.
 			if s := c.suspicions[u.Alias]; e.State == protocol.StateSuspect && s != nil && s.inc == u.Incarnation &&
-				(s.hearsay || now.Sub(s.start) < c.aware.scale(c.cfg.ProbeTimeout)) {
+				(s.hearsay || s.heard || now.Sub(s.start) < c.aware.scale(c.cfg.ProbeTimeout)) {
 				s.hearsay = true
 				continue
 			}
@@ -588,6 +595,9 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 
 	if known && prev.State == protocol.StateFailed && cur.State == protocol.StateAlive {
 		c.revived[cur.Alias] = now
+	}
+	if known && prev.State == protocol.StateSuspect && cur.State == protocol.StateAlive {
+		c.refuted[cur.Alias] = now
 	}
 	delete(c.suspicions, cur.Alias)
 	if cur.State == protocol.StateSuspect {

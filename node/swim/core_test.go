@@ -1177,3 +1177,26 @@ func TestConnLostSendsPingsAgain(t *testing.T) {
 		t.Fatalf("relay: after the connection to %s was lost, pings %v to %v, want the relay's ping again", other, pings, to)
 	}
 }
+
+// TestFailureHearsayAboutAMemberThatSpokeSinceIsIgnored: a member suspected
+// here that has sent us a message since the suspicion began is not failed
+// on someone else's word; its suspicion's own timer decides (on a healed
+// cut, the other side's verdict may be about a member we talk to).
+func TestFailureHearsayAboutAMemberThatSpokeSinceIsIgnored(t *testing.T) {
+	for _, spoke := range []bool{false, true} {
+		h := newHarness(t, LANConfig(), 10)
+		h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "c", State: protocol.StateSuspect, Accuser: "b"}}})
+		h.now = h.now.Add(2 * h.c.cfg.ProbeTimeout)
+		if spoke {
+			h.step("c", &protocol.Ping{Seq: 5})
+		}
+		h.step("d", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateFailed, 0)}})
+		want := protocol.StateFailed
+		if spoke {
+			want = protocol.StateSuspect
+		}
+		if st := h.state("c"); st != want {
+			t.Fatalf("c spoke since its suspicion: %v; after news of its failure it is %s, want %s", spoke, st, want)
+		}
+	}
+}

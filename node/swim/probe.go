@@ -15,6 +15,7 @@ type probe struct {
 	seq     uint32
 	target  string
 	outTurn bool // out of turn: not the round-robin's probe
+	again   bool // the second probe of a member that refuted lately (probeFailed)
 	onNews  bool // out of turn because another member suspects the target
 	start   time.Time
 	ackAt   time.Time         // no direct ack by then: the indirect round
@@ -54,6 +55,15 @@ type relay struct {
 	sendAt   time.Time         // the Ping is sent again then, unacked
 	deadline time.Time
 }
+
+// secondProbeIntervals is how long, in probe intervals, the second probe of
+// a member that refuted lately waits: long enough for TCP to resend a lost
+// segment twice (200 ms, then 400 ms, on Linux) at the lan profile's pace.
+const secondProbeIntervals = 4
+
+// refuteMemory is how long a member's refutation gives it a second probe
+// before the next suspicion (probeFailed).
+func (c *Core) refuteMemory() time.Duration { return 240 * c.cfg.ProbeInterval }
 
 // relayTimeout is how long a relay waits for the target before it nacks.
 // It is shorter than the originator's wait (ProbeInterval−ProbeTimeout at
@@ -413,6 +423,24 @@ func (c *Core) probeFailed(now time.Time, p *probe) {
 		return
 	}
 	self := c.table.SelfAlias()
+	if at, ok := c.refuted[p.target]; ok && e.State == protocol.StateAlive && !p.again {
+		if now.Sub(at) < c.refuteMemory() {
+			// It refuted a suspicion lately: a lossy link, not a dead
+			// member, most likely. One failed probe is then common (a TCP
+			// resend, 200 ms at least, takes longer than the probe); one
+			// that waits out resends is not, and a hung member fails it:
+			// it is probed again at once for longer, and suspected only if
+			// that fails too.
+			c.stats.SecondChances++
+			c.startProbe(now, p.target, true)
+			if q := c.probeOf(p.target); q != nil {
+				q.again = true
+				q.endAt = now.Add(c.aware.scale(secondProbeIntervals * c.cfg.ProbeInterval))
+			}
+			return
+		}
+		delete(c.refuted, p.target)
+	}
 	switch e.State {
 	case protocol.StateAlive:
 		c.stats.Suspected++
@@ -494,6 +522,7 @@ func (c *Core) reap(now time.Time, alias string) {
 	delete(c.redials, alias)
 	delete(c.suspicions, alias)
 	delete(c.revived, alias)
+	delete(c.refuted, alias)
 	c.queue.remove(alias)
 	c.setLive(alias, false)
 	c.ready.Events = append(c.ready.Events, Event{Kind: MemberReap, Member: e.Member, At: now})

@@ -105,6 +105,7 @@ type sim struct {
 	jitter      time.Duration                               // random extra per message
 	loss        float64                                     // probability that a message is lost
 	drop        func(from, to int, m protocol.Message) bool // drops chosen messages (nil: none)
+	retransmit  func(from, to int) time.Duration            // extra delay of one message, as TCP's resend of a lost segment; later ones queue behind it
 	dialTimeout time.Duration                               // a dial across a partition fails after this
 	tcpCut      time.Duration                               // >0: a cut holds messages on open connections, delivered up to this long after the heal (TCP retransmission)
 	cutHeld     []heldMsg                                   // messages held by a cut, in send order
@@ -376,6 +377,9 @@ func (s *sim) route(i int, o Outbound) {
 func (s *sim) deliver(i, j int, m protocol.Message, at time.Time) {
 	if s.jitter > 0 {
 		at = at.Add(time.Duration(s.rng.Int63n(int64(s.jitter))))
+	}
+	if s.retransmit != nil {
+		at = at.Add(s.retransmit(i, j))
 	}
 	k := i*len(s.nodes) + j
 	if at.Before(s.last[k]) {

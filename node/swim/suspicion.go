@@ -23,6 +23,7 @@ type suspicion struct {
 	accusers map[string]struct{} // the first accuser and every confirmer
 	deadline time.Time
 	hearsay  bool // started by news of a failure, not of a suspicion: only the timer fails it
+	heard    bool // the member spoke to us directly since: others' word of its failure does not count
 }
 
 func newSuspicion(now time.Time, inc uint64, accuser string, k int, lo, hi time.Duration) *suspicion {
