@@ -1200,3 +1200,20 @@ func TestFailureHearsayAboutAMemberThatSpokeSinceIsIgnored(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedDialToASuspectStartsAProbe: a refused dial is evidence about a
+// suspect as much as about a live member (news of someone else's verdict
+// may have made it suspect here first): it is probed at once.
+func TestRefusedDialToASuspectStartsAProbe(t *testing.T) {
+	h := newHarness(t, LANConfig(), 10)
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "c", State: protocol.StateSuspect, Accuser: "b"}}})
+	h.drain()
+	if p := h.c.probeOf("c"); p != nil {
+		h.c.endProbe(p) // a not among c's checkers: no probe of c in flight
+	}
+	h.c.DialFailed(h.now, "c", true)
+	h.collect()
+	if to, _ := sent[*protocol.Ping](h.drain()); !slices.Contains(to, "c") {
+		t.Fatalf("a refused dial to suspect c: pings to %v, want a probe of c", to)
+	}
+}
