@@ -580,26 +580,31 @@ func TestAwareness(t *testing.T) {
 	// A probe that nobody answers, not even with a nack.
 	_, ping := h.nextPing()
 	h.advance(cfg.ProbeInterval)
-	if a := h.c.Awareness(); a != 1 {
-		t.Fatalf("awareness %d after an unanswered probe, want 1", a)
+	want := 1
+	if a := h.c.Awareness(); a != want {
+		t.Fatalf("awareness %d after an unanswered probe, want %d", a, want)
 	}
-	// The next probe waits twice as long before its indirect round.
+	// The next probe waits (score+1)× as long before its indirect round.
 	_, ping2 := h.nextPing()
 	if ping2.Seq == ping.Seq {
 		t.Fatal("same probe")
 	}
-	h.advance(cfg.ProbeTimeout)
+	h.advance(time.Duration(want) * cfg.ProbeTimeout)
 	if to, _ := sent[*protocol.PingReq](h.drain()); len(to) != 0 {
-		t.Fatalf("ping-reqs after %v at awareness 1", cfg.ProbeTimeout)
+		t.Fatalf("ping-reqs after %v at awareness %d", time.Duration(want)*cfg.ProbeTimeout, want)
 	}
 	h.advance(cfg.ProbeTimeout)
 	if to, _ := sent[*protocol.PingReq](h.drain()); len(to) != cfg.IndirectChecks {
-		t.Fatalf("%d ping-reqs after 2×timeout at awareness 1", len(to))
+		t.Fatalf("%d ping-reqs after %d×timeout at awareness %d", len(to), want+1, want)
 	}
-	// It gets acked: health recovers.
+	// It gets acked: health recovers by one.
 	h.step("b", &protocol.Ack{Seq: ping2.Seq, Digest: h.c.table.Digest()})
-	if a := h.c.Awareness(); a != 0 {
-		t.Fatalf("awareness %d after a successful probe, want 0", a)
+	if a := h.c.Awareness(); a != want-1 {
+		t.Fatalf("awareness %d after a successful probe, want %d", a, want-1)
+	}
+	for h.c.Awareness() > 0 { // later successful probes bring it to 0
+		to, p := h.nextPing()
+		h.step(to, &protocol.Ack{Seq: p.Seq, Digest: h.c.table.Digest()})
 	}
 	// A late tick (CPU starvation) raises it.
 	d := h.c.NextDeadline(h.now)
@@ -1215,5 +1220,24 @@ func TestRefusedDialToASuspectStartsAProbe(t *testing.T) {
 	h.collect()
 	if to, _ := sent[*protocol.Ping](h.drain()); !slices.Contains(to, "c") {
 		t.Fatalf("a refused dial to suspect c: pings to %v, want a probe of c", to)
+	}
+}
+
+// TestAwarenessCountsAMissingNack: a failed probe in which some relays
+// nacked and one did not raises this node's health score: the silent relay
+// may be our own lossy link at work, as may the missing ack.
+func TestAwarenessCountsAMissingNack(t *testing.T) {
+	h := newHarness(t, LANConfig(), 6)
+	h.ackAllBut("b", "c", "d", "e", "f")
+	_, ping := h.nextPing()
+	h.advance(h.c.cfg.ProbeTimeout)
+	to, _ := sent[*protocol.PingReq](h.drain())
+	if len(to) < 2 {
+		t.Fatalf("%d relays asked, want at least 2", len(to))
+	}
+	h.step(to[0], &protocol.Nack{Seq: ping.Seq})
+	h.advance(h.c.cfg.ProbeInterval)
+	if a := h.c.Awareness(); a != 1 {
+		t.Fatalf("awareness %d after a failed probe with %d of %d nacks, want 1", a, 1, len(to))
 	}
 }

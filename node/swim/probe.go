@@ -397,12 +397,15 @@ func (c *Core) checkFastPath(now time.Time, p *probe) {
 func (c *Core) probeFailed(now time.Time, p *probe) {
 	c.endProbe(p)
 	c.stats.ProbesFailed++
-	if p.nacks == 0 && len(p.relays) > 0 && !p.outTurn {
-		// Relays asked and none answered even a nack: we may be the one
-		// who cannot talk. Only turn-based probes move the score: they
-		// come at a steady rate, while out-of-turn probes come in bursts
-		// after one event (a partition, a mass crash) and would count it
-		// many times over.
+	if p.nacks < len(p.relays) && !p.outTurn {
+		// A relay that did not answer even a nack: we may be the one who
+		// cannot talk (a lossy link of our own). One point per probe, not
+		// one per missing nack as in memberlist: across a partition, relays
+		// on the far side miss theirs, and a score at its maximum would
+		// stretch every timeout ninefold. Only turn-based probes move the
+		// score: they come at a steady rate, while out-of-turn probes come
+		// in bursts after one event (a partition, a mass crash) and would
+		// count it many times over.
 		c.aware.apply(1)
 	}
 	if p.dialRefused && p.nacks > 0 && p.refused == p.nacks {
