@@ -30,6 +30,7 @@ type eventLine struct {
 	Event       string `json:"event"`
 	Member      string `json:"alias"`
 	Incarnation uint64 `json:"incarnation"`
+	Accuser     string `json:"accuser"`
 }
 
 // events returns every event the node printed so far.

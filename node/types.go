@@ -112,13 +112,14 @@ func (k EventKind) String() string { return swim.EventKind(k).String() }
 
 // Event is one membership change as this node saw it.
 type Event struct {
-	Kind   EventKind
-	Member Member
-	At     time.Time
+	Kind    EventKind
+	Member  Member
+	At      time.Time
+	Accuser string // member-suspect: whose probe failed, "" when not named
 }
 
 func eventOf(ev swim.Event, self string) Event {
-	return Event{Kind: EventKind(ev.Kind), Member: memberOf(ev.Member, ev.Member.Alias == self), At: ev.At}
+	return Event{Kind: EventKind(ev.Kind), Member: memberOf(ev.Member, ev.Member.Alias == self), At: ev.At, Accuser: ev.Accuser}
 }
 
 // Tunables are the failure-detection settings (SWIM with Lifeguard); see

@@ -341,6 +341,7 @@ type eventJSON struct {
 	State       string            `json:"state"`
 	Incarnation uint64            `json:"incarnation"`
 	Tags        map[string]string `json:"tags"`
+	Accuser     string            `json:"accuser,omitempty"` // member-suspect: whose probe failed
 }
 
 // setEvents starts or stops the live event printer.
@@ -384,7 +385,7 @@ func (s *Shell) printEvent(ev node.Event, asJSON bool) {
 			tags = map[string]string{}
 		}
 		s.writeJSON(eventJSON{Time: jsonTime(ev.At), Event: ev.Kind.String(), Alias: ev.Member.Alias, Addr: ev.Member.Addr,
-			State: ev.Member.State.String(), Incarnation: ev.Member.Incarnation, Tags: tags})
+			State: ev.Member.State.String(), Incarnation: ev.Member.Incarnation, Tags: tags, Accuser: ev.Accuser})
 		return
 	}
 	s.printf("%s", renderEvent(ev, s.pal))
@@ -392,6 +393,10 @@ func (s *Shell) printEvent(ev node.Event, asJSON bool) {
 
 // renderEvent is one event line: time, kind, alias, address, incarnation.
 func renderEvent(ev node.Event, p palette) string {
+	by := ""
+	if ev.Accuser != "" {
+		by = " by=" + clean(ev.Accuser)
+	}
 	return fmt.Sprintf("%s %s %s %s\n", p.dim(ev.At.Format("15:04:05.000")), ev.Kind,
-		p.state(ev.Member.State, clean(ev.Member.Alias)), p.dim(fmt.Sprintf("%s inc=%d", clean(ev.Member.Addr), ev.Member.Incarnation)))
+		p.state(ev.Member.State, clean(ev.Member.Alias)), p.dim(fmt.Sprintf("%s inc=%d%s", clean(ev.Member.Addr), ev.Member.Incarnation, by)))
 }

@@ -581,7 +581,11 @@ func (c *Core) confirm(alias string, s *suspicion, accuser string) bool {
 func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protocol.Member, accuser string) {
 	c.lastChange = now
 	if k := transition(prev, known, cur); k != 0 {
-		c.ready.Events = append(c.ready.Events, Event{Kind: k, Member: cur, At: now})
+		ev := Event{Kind: k, Member: cur, At: now}
+		if k == MemberSuspect {
+			ev.Accuser = accuser
+		}
+		c.ready.Events = append(c.ready.Events, ev)
 	}
 	live := cur.State == protocol.StateAlive || cur.State == protocol.StateSuspect
 	wasLive := known && (prev.State == protocol.StateAlive || prev.State == protocol.StateSuspect)

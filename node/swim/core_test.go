@@ -1241,3 +1241,36 @@ func TestAwarenessCountsAMissingNack(t *testing.T) {
 		t.Fatalf("awareness %d after a failed probe with %d of %d nacks, want 1", a, 1, len(to))
 	}
 }
+
+// TestSuspectEventNamesTheAccuser: a member-suspect event says whose probe
+// failed: the news's accuser, or this node for its own probe.
+func TestSuspectEventNamesTheAccuser(t *testing.T) {
+	h := newHarness(t, LANConfig(), 10)
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "c", State: protocol.StateSuspect, Accuser: "b"}}})
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "d", State: protocol.StateSuspect}}})
+	got := map[string]string{}
+	for _, ev := range h.events() {
+		if ev.Kind == MemberSuspect {
+			got[ev.Member.Alias] = ev.Accuser
+		}
+	}
+	if got["c"] != "b" || got["d"] != "" {
+		t.Fatalf("suspect events' accusers %v, want c by b and d by nobody named", got)
+	}
+
+	h.ackAllBut("b", "c", "d", "e", "f", "g", "h", "i", "j", "k")
+	target, _ := h.nextPing()
+	h.advance(2 * h.c.cfg.ProbeInterval)
+	found := false
+	for _, ev := range h.events() {
+		if ev.Kind == MemberSuspect && ev.Member.Alias == target {
+			found = true
+			if ev.Accuser != "a" {
+				t.Fatalf("own probe's suspicion of %s names %q, want a", target, ev.Accuser)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no suspicion of %s after its probe failed", target)
+	}
+}

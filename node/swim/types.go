@@ -49,9 +49,10 @@ func (k EventKind) String() string {
 
 // Event is one membership change as this node saw it.
 type Event struct {
-	Kind   EventKind
-	Member protocol.Member
-	At     time.Time
+	Kind    EventKind
+	Member  protocol.Member
+	At      time.Time
+	Accuser string // MemberSuspect: the member whose probe failed, "" when not named
 }
 
 // Ready is what a Core produced since the last call to Ready.
