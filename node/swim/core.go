@@ -43,6 +43,7 @@ type Core struct {
 	reapAt     map[string]time.Time // failed and left members to remove
 	revived    map[string]time.Time // members back from failed, and when
 	refuted    map[string]time.Time // members that refuted a suspicion here, and when (probeFailed)
+	lost       map[string]bool      // members whose connection to us closed, until it is back (ConnLost)
 	unverified map[string]time.Time // members never in direct contact, and when learned (limit.go)
 	buckets    map[string]*bucket   // new-member rate limit per sender (limit.go)
 
@@ -115,6 +116,7 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		reapAt:     map[string]time.Time{},
 		revived:    map[string]time.Time{},
 		refuted:    map[string]time.Time{},
+		lost:       map[string]bool{},
 		unverified: map[string]time.Time{},
 		buckets:    map[string]*bucket{},
 		pendingAt:  map[string]int{},
@@ -254,6 +256,7 @@ func (c *Core) Connected(now time.Time, peer protocol.Member) {
 		return
 	}
 	c.contact(peer.Alias)
+	delete(c.lost, peer.Alias)
 	peer.State, peer.Accuser = protocol.StateAlive, ""
 	e, known, v := c.table.Judge(peer, true)
 	if known && v != manager.Apply {
@@ -397,7 +400,7 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 		accuser := u.Accuser
 		u.Accuser = ""
 		stepped := false
-		if e, ok := c.table.Get(u.Alias); ok && !own && u.State == protocol.StateFailed && u.Incarnation >= e.Incarnation {
+		if e, ok := c.table.Get(u.Alias); ok && !own && u.State == protocol.StateFailed && u.Incarnation >= e.Incarnation && !c.lost[u.Alias] {
 			// Hearsay of a failure that the member had no time to refute
 			// here — we never suspected it, or only just heard of the
 			// suspicion — or that it belied by speaking to us since the
@@ -407,7 +410,8 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 			// across a healed cut and held back by TCP retransmission
 			// together with the suspicion before it (sim_heal_test.go). A
 			// real failure is confirmed by the timer, and a crash is seen
-			// sooner by our own connection's loss.
+			// sooner by our own connection's loss: news of a failure about
+			// a member whose connection to us closed is a verdict.
 			if s := c.suspicions[u.Alias]; e.State == protocol.StateSuspect && s != nil && s.inc == u.Incarnation &&
 				(s.hearsay || s.heard || now.Sub(s.start) < c.aware.scale(c.cfg.ProbeTimeout)) {
 				s.hearsay = true

@@ -1274,3 +1274,40 @@ func TestSuspectEventNamesTheAccuser(t *testing.T) {
 		t.Fatalf("no suspicion of %s after its probe failed", target)
 	}
 }
+
+// TestFailureNewsAboutALostConnectionIsAVerdict: others' word that a member
+// failed only makes it suspect here while its connection to us is up; once
+// that connection closed, in either order, the member is failed at once.
+func TestFailureNewsAboutALostConnectionIsAVerdict(t *testing.T) {
+	t.Run("news first", func(t *testing.T) {
+		h := newHarness(t, LANConfig(), 10)
+		h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateFailed, 0)}})
+		if st := h.state("c"); st != protocol.StateSuspect {
+			t.Fatalf("c %s on others' word alone, want suspect", st)
+		}
+		h.c.ConnLost(h.now, "c")
+		h.collect()
+		if st := h.state("c"); st != protocol.StateFailed {
+			t.Fatalf("c %s after its connection closed too, want failed", st)
+		}
+	})
+	t.Run("connection first", func(t *testing.T) {
+		h := newHarness(t, LANConfig(), 10)
+		h.c.ConnLost(h.now, "c")
+		h.collect()
+		h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateFailed, 0)}})
+		if st := h.state("c"); st != protocol.StateFailed {
+			t.Fatalf("c %s after its connection closed and b's verdict, want failed", st)
+		}
+	})
+	t.Run("connection back", func(t *testing.T) {
+		h := newHarness(t, LANConfig(), 10)
+		h.c.ConnLost(h.now, "c")
+		h.c.Connected(h.now, member("c", protocol.StateAlive, 0))
+		h.collect()
+		h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateFailed, 0)}})
+		if st := h.state("c"); st != protocol.StateSuspect {
+			t.Fatalf("c %s: reconnected, then others' word of its failure; want suspect", st)
+		}
+	})
+}

@@ -272,6 +272,13 @@ func (c *Core) ConnLost(now time.Time, alias string) {
 	if c.left {
 		return
 	}
+	if _, ok := c.table.Get(alias); ok {
+		c.lost[alias] = true
+	}
+	if s := c.suspicions[alias]; s != nil && s.hearsay {
+		c.declareFailed(now, alias) // others said it failed, and now its connection is gone
+		return
+	}
 	if e, ok := c.table.Get(alias); ok && !e.Self && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
 		if p := c.probeOf(alias); p != nil && !p.dialFailed {
 			// Its Ping may have gone down with the connection: sent again,
@@ -526,6 +533,7 @@ func (c *Core) reap(now time.Time, alias string) {
 	delete(c.suspicions, alias)
 	delete(c.revived, alias)
 	delete(c.refuted, alias)
+	delete(c.lost, alias)
 	c.queue.remove(alias)
 	c.setLive(alias, false)
 	c.ready.Events = append(c.ready.Events, Event{Kind: MemberReap, Member: e.Member, At: now})
