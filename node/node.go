@@ -326,6 +326,7 @@ func (n *Node) call(ctx context.Context, f func(c *swim.Core)) error {
 
 func (n *Node) run() {
 	defer close(n.loopDone)
+	n.joinDials = nil // a Join cut short by a leave left its entries
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
