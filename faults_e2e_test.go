@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -79,21 +78,7 @@ func startML(t *testing.T, bin, ns, alias, ip string, port int, join string) *ev
 	if join != "" {
 		args = append(args, "--join", join)
 	}
-	p := &proc{done: make(chan struct{})}
-	p.cmd = exec.Command("ip", args...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	var err error
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-	})
+	p := startBinary(t, "ip", "", args...)
 	return &evNode{proc: p, alias: alias, addr: fmt.Sprintf("%s:%d", ip, port)}
 }
 

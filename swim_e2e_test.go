@@ -67,22 +67,7 @@ func startEvNode(t *testing.T, alias, addr, join string, prefix ...string) *evNo
 	if len(prefix) > 0 { // in a namespace, peers are not on loopback: no key, so not protected mode
 		args = append(args, "--insecure")
 	}
-	p := &proc{done: make(chan struct{})}
-	p.cmd = exec.Command(args[0], args[1:]...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	var err error
-	if p.stdin, err = p.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Signal(syscall.SIGCONT)
-		p.cmd.Process.Kill()
-		<-p.done
-	})
+	p := startBinary(t, args[0], "", args[1:]...) // SIGKILL at cleanup ends a stopped one too
 	p.feed(t, "!events on --json\n")
 	if join == "" {
 		p.feed(t, "!start_cluster "+addr+"\n")

@@ -2,7 +2,6 @@ package swim
 
 import (
 	"fmt"
-	"hash/fnv"
 	"maps"
 	"math"
 	"math/rand"
@@ -694,13 +693,19 @@ func (c *Core) newsProbe(target, accuser string) bool {
 	return true
 }
 
-// proberHash orders the members asked to check a suspicion of target.
+// proberHash orders the members asked to check a suspicion of target:
+// FNV-1a of target, a zero byte and member, without allocating.
 func proberHash(target, member string) uint32 {
-	h := fnv.New32a()
-	h.Write([]byte(target))
-	h.Write([]byte{0})
-	h.Write([]byte(member))
-	return h.Sum32()
+	const prime = 16777619
+	h := uint32(2166136261)
+	for i := 0; i < len(target); i++ {
+		h = (h ^ uint32(target[i])) * prime
+	}
+	h *= prime // the zero byte: h ^ 0 == h
+	for i := 0; i < len(member); i++ {
+		h = (h ^ uint32(member[i])) * prime
+	}
+	return h
 }
 
 // spread disseminates changed updates: each is queued to ride on pings and

@@ -272,14 +272,23 @@ func (c *Core) ConnLost(now time.Time, alias string) {
 	if c.left {
 		return
 	}
-	if _, ok := c.table.Get(alias); ok {
-		c.lost[alias] = true
+	// A relay's Ping to it may have gone down with the connection: sent
+	// again, the relay nacks with the dial's outcome, not after its timeout.
+	for _, r := range c.relays {
+		if r.target == alias {
+			c.relayPing(now, r)
+		}
 	}
+	e, ok := c.table.Get(alias)
+	if !ok {
+		return
+	}
+	c.lost[alias] = true
 	if s := c.suspicions[alias]; s != nil && s.hearsay {
 		c.declareFailed(now, alias) // others said it failed, and now its connection is gone
 		return
 	}
-	if e, ok := c.table.Get(alias); ok && !e.Self && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
+	if !e.Self && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
 		if p := c.probeOf(alias); p != nil && !p.dialFailed {
 			// Its Ping may have gone down with the connection: sent again,
 			// it dials, and a refused dial is the fast path's evidence.
@@ -288,13 +297,6 @@ func (c *Core) ConnLost(now time.Time, alias string) {
 			c.sendTo(alias, &protocol.Ping{Seq: p.seq, Updates: c.asHeld(p.updates)})
 		}
 		c.startProbe(now, alias, true)
-	}
-	// So may a relay's Ping to it: the relay then nacks with the dial's
-	// outcome, not only after its timeout.
-	for _, r := range c.relays {
-		if r.target == alias {
-			c.relayPing(now, r)
-		}
 	}
 }
 
