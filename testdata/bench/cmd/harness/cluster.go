@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -47,6 +48,8 @@ type Node struct {
 	c      *Cluster
 	events []Event // guarded by c.mu
 	status chan map[string]any
+	ready  chan struct{} // closed when the node echoed "ready" (startIdle)
+	once   sync.Once
 }
 
 // Cluster tracks the nodes of one trial and everything they printed.
@@ -72,6 +75,10 @@ type lineMsg struct {
 }
 
 func (n *Node) onLine(line []byte, recv time.Time) {
+	if n.ready != nil && string(bytes.TrimSpace(line)) == readyMark {
+		n.once.Do(func() { close(n.ready) })
+		return
+	}
 	if len(line) == 0 || line[0] != '{' {
 		return
 	}
@@ -127,6 +134,52 @@ func (c *Cluster) startNode(alias string, port, joinPort int) (*Node, error) {
 		}
 	}
 	return n, nil
+}
+
+// readyMark is what a node started by startIdle echoes once it reads stdin.
+const readyMark = "meshell-harness-ready"
+
+// startIdle starts a member that neither starts nor joins a cluster: it
+// turns events on and echoes readyMark. join then makes it join.
+func (c *Cluster) startIdle(alias string, port int) (*Node, error) {
+	n := &Node{Alias: alias, Port: port, c: c, status: make(chan map[string]any, 4), ready: make(chan struct{})}
+	c.mu.Lock()
+	c.seq++
+	logName := fmt.Sprintf("%s-%s-%s-%d", c.label, safe(c.sys.Name), alias, c.seq)
+	c.mu.Unlock()
+	p, err := c.h.startProc(alias, logName, c.sys.Bin, c.sys.nodeArgs(alias, port, 0), n.onLine)
+	if err != nil {
+		return nil, err
+	}
+	n.Proc = p
+	c.mu.Lock()
+	c.nodes = append(c.nodes, n)
+	c.mu.Unlock()
+	for _, line := range []string{"!events on --json", "!echo " + readyMark} {
+		if err := p.Send(line); err != nil {
+			return n, fmt.Errorf("%s: write stdin: %w", alias, err)
+		}
+	}
+	return n, nil
+}
+
+// waitIdle waits for the readyMark of a node started by startIdle.
+func (n *Node) waitIdle(d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-n.ready:
+		return nil
+	case <-n.done:
+		return fmt.Errorf("%s exited (%v); log %s", n.Alias, n.err, n.Log)
+	case <-t.C:
+		return fmt.Errorf("%s: not ready within %v", n.Alias, d)
+	}
+}
+
+// join tells a node started by startIdle to join through joinPort.
+func (n *Node) join(joinPort int) error {
+	return n.Send(fmt.Sprintf("!join_cluster 127.0.0.1:%d", joinPort))
 }
 
 // startCommands are the first stdin lines of a node. meshell turns events

@@ -28,38 +28,39 @@ import (
 )
 
 type config struct {
-	meshell      string
-	src          string
-	mlnodeBin    string
-	rpcBin       string
-	scenarios    []string
-	systems      []string
-	rpcSystems   []string
-	trials       int
-	clusterN     int
-	convergeN    int
-	idleN        int
-	idleFailed   bool
-	settle       time.Duration
-	formTimeout  time.Duration
-	detectCap    time.Duration
-	hangCap      time.Duration
-	recoverCap   time.Duration
-	leaveCap     time.Duration
-	rejoinCap    time.Duration
-	convergeCap  time.Duration
-	idleDur      time.Duration
-	falsePosDur  time.Duration
-	rpcDuration  time.Duration
-	rpcN         int
-	rpcN1        int
-	rpcConc      []int
-	rpcTimeout   time.Duration
-	rpcPayload   int
-	globalTO     time.Duration
-	jsonOut      string
-	keepLogs     bool
-	meshellExtra []string
+	meshell       string
+	src           string
+	mlnodeBin     string
+	rpcBin        string
+	scenarios     []string
+	systems       []string
+	rpcSystems    []string
+	trials        int
+	clusterN      int
+	convergeN     int
+	convergeSpawn bool
+	idleN         int
+	idleFailed    bool
+	settle        time.Duration
+	formTimeout   time.Duration
+	detectCap     time.Duration
+	hangCap       time.Duration
+	recoverCap    time.Duration
+	leaveCap      time.Duration
+	rejoinCap     time.Duration
+	convergeCap   time.Duration
+	idleDur       time.Duration
+	falsePosDur   time.Duration
+	rpcDuration   time.Duration
+	rpcN          int
+	rpcN1         int
+	rpcConc       []int
+	rpcTimeout    time.Duration
+	rpcPayload    int
+	globalTO      time.Duration
+	jsonOut       string
+	keepLogs      bool
+	meshellExtra  []string
 }
 
 // Harness holds the run-wide state.
@@ -105,6 +106,7 @@ func run() (code int) {
 	flag.IntVar(&cfg.trials, "trials", 0, "trials per scenario and system (0: 5 for membership scenarios, 1 for idle and rpc)")
 	flag.IntVar(&cfg.clusterN, "nodes", 5, "cluster size for crash/hang/leave/restart")
 	flag.IntVar(&cfg.convergeN, "converge-n", 40, "processes in the converge scenario")
+	flag.BoolVar(&cfg.convergeSpawn, "converge-spawn", false, "converge: each process joins as it starts, and the time includes starting them (default: all start idle, then join at once)")
 	flag.IntVar(&cfg.idleN, "idle-n", 10, "processes in the idle scenario")
 	flag.BoolVar(&cfg.idleFailed, "idle-failed", false, "idle: kill -9 one node first, so that a failed member is present during the window")
 	flag.DurationVar(&cfg.idleDur, "idle-duration", 30*time.Second, "idle measurement window")

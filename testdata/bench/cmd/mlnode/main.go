@@ -12,8 +12,8 @@
 // the members' internal state every 5 ms (see watchSuspects).
 //
 // stdin: "!events on --json" (no-op), "!status <alias> --json" (prints
-// {"alias","bytes_sent","rss_bytes"}), "!quit" (Leave(5s)+Shutdown, exit 0).
-// Other lines are ignored.
+// {"alias","bytes_sent","rss_bytes"}), "!echo TEXT", "!join_cluster HOST:PORT",
+// "!quit" (Leave(5s)+Shutdown, exit 0). Other lines are ignored.
 package main
 
 import (
@@ -116,8 +116,12 @@ func (p *printer) line(v any) {
 	if err != nil {
 		return
 	}
+	p.text(string(b))
+}
+
+func (p *printer) text(b string) {
 	p.mu.Lock()
-	p.w.Write(b)
+	p.w.WriteString(b)
 	p.w.WriteByte('\n')
 	p.w.Flush()
 	p.mu.Unlock()
@@ -331,6 +335,17 @@ func main() {
 			continue
 		}
 		switch f[0] {
+		case "!echo":
+			out.text(strings.Join(f[1:], " "))
+		case "!join_cluster":
+			if len(f) < 2 {
+				continue
+			}
+			go func(addr string) {
+				if _, err := ml.Join([]string{addr}); err != nil {
+					fmt.Fprintln(os.Stderr, "mlnode: join:", err)
+				}
+			}(f[1])
 		case "!quit":
 			if err := ml.Leave(5 * time.Second); err != nil {
 				fmt.Fprintln(os.Stderr, "mlnode: leave:", err)
