@@ -39,23 +39,24 @@ const readBuf = 4 << 10
 // its only users of nc after the handshake; close is the single, idempotent
 // teardown path.
 type conn struct {
-	m      *Mesh
-	nc     net.Conn
-	dialed bool   // this node dialled it
-	id     uint64 // the dialler's random id for it, from the handshake
-	peer   protocol.Member
-	vsn    protocol.Versions // the peer's protocol range and, as Cur, the version chosen; set before start
-	ip     string            // source IP of an accepted connection, counted by the gate
-	rw     io.ReadWriter     // nc's reads and writes (newIO)
-	br     *bufio.Reader     // under fr; readBuf bytes
-	fr     *protocol.FrameReader
-	dec    *protocol.Decoder
-	out    *outq
-	queued atomic.Int64 // enqueued and not yet written
-	heard  atomic.Int64 // unix nanoseconds of the last frame read after the handshake; 0 = none
-	up     time.Time    // when the handshake completed; set before the reader starts
-	dup    bool         // the peer answered that it keeps another connection with us
-	claim  *claim       // the alias this accepted handshake holds until registered (claim.go); guarded by m.mu
+	m          *Mesh
+	nc         net.Conn
+	dialed     bool   // this node dialled it
+	id         uint64 // the dialler's random id for it, from the handshake
+	peer       protocol.Member
+	vsn        protocol.Versions // the peer's protocol range and, as Cur, the version chosen; set before start
+	ip         string            // source IP of an accepted connection, counted by the gate
+	rw         io.ReadWriter     // nc's reads and writes (newIO)
+	br         *bufio.Reader     // under fr; readBuf bytes
+	fr         *protocol.FrameReader
+	dec        *protocol.Decoder
+	out        *outq
+	queued     atomic.Int64 // enqueued and not yet written
+	heard      atomic.Int64 // unix nanoseconds of the last frame read after the handshake; 0 = none
+	up         time.Time    // when the handshake completed; set before the reader starts
+	dup        bool         // the peer answered that it keeps another connection with us
+	introduced bool         // accepted with a Hello: the peer joined through this node
+	claim      *claim       // the alias this accepted handshake holds until registered (claim.go); guarded by m.mu
 
 	retired   atomic.Bool
 	stop      chan struct{} // closed by retire
@@ -255,7 +256,7 @@ func (m *Mesh) launch(c, loser *conn) {
 		m.cfg.Log.WithField("alias", c.peer.Alias).Debug("mesh: two connections to one peer; retiring one")
 		loser.retire()
 	}
-	m.h.PeerUp(c.peer)
+	m.h.PeerUp(c.peer, c.introduced)
 }
 
 // start registers and launches a dialled connection; false when the mesh

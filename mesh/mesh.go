@@ -47,7 +47,9 @@ type Handler interface {
 	// held from another address is refused before Admit (claim.go).
 	Admit(hello bool, peer protocol.Member) (members []protocol.Member, err error)
 	// PeerUp reports a completed handshake: peer described itself.
-	PeerUp(peer protocol.Member)
+	// introduced is set when the peer joined through this node (its Hello
+	// was accepted here).
+	PeerUp(peer protocol.Member, introduced bool)
 	// PeerDown reports that the connection to alias closed and no other
 	// connection replaced it.
 	PeerDown(alias string, reason error)
@@ -360,7 +362,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 	}
 	// Registered before the answer leaves: once the dialer knows the
 	// connection, so does this side.
-	c.peer, c.ip = from, ip
+	c.peer, c.ip, c.introduced = from, ip, hello
 	c.vsn = protocol.Versions{Min: peerV.Min, Max: peerV.Max, Cur: version}
 	loser, ok := m.register(c)
 	if !ok {

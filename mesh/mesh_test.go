@@ -39,7 +39,7 @@ func (r *recorder) Admit(hello bool, peer protocol.Member) ([]protocol.Member, e
 	}
 	return nil, nil
 }
-func (r *recorder) PeerUp(p protocol.Member) {
+func (r *recorder) PeerUp(p protocol.Member, _ bool) {
 	r.mu.Lock()
 	r.up = append(r.up, p.Alias)
 	r.mu.Unlock()

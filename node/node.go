@@ -104,6 +104,7 @@ type Node struct {
 	view        atomic.Pointer[view] // snap as Members last converted it
 	snapVersion uint64               // the table version snap shows; run loop only
 	joinDials   map[string]bool      // members Join dials itself; run loop only
+	helloAt     map[string]uint64    // table version of each Hello answer not yet up; run loop only
 	dropped     atomic.Uint64
 	warn        *mesh.RateLog // warnings a peer can trigger: one line per kind per period
 
@@ -126,11 +127,12 @@ const (
 // inbound is one slot of the inbox: small, since the inbox's slots are
 // all allocated up front.
 type inbound struct {
-	kind    inboundKind
-	refused bool
-	from    string
-	msg     protocol.Message
-	member  *protocol.Member // inUp only
+	kind       inboundKind
+	refused    bool // inDialFailed: the dial was refused
+	introduced bool // inUp: the peer joined through this node
+	from       string
+	msg        protocol.Message
+	member     *protocol.Member // inUp only
 }
 
 // New returns a node that is not yet listening.
@@ -327,6 +329,7 @@ func (n *Node) call(ctx context.Context, f func(c *swim.Core)) error {
 func (n *Node) run() {
 	defer close(n.loopDone)
 	n.joinDials = nil // a Join cut short by a leave left its entries
+	n.helloAt = nil
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -335,17 +338,10 @@ func (n *Node) run() {
 			return
 		case in := <-n.evidence:
 			n.handle(in)
+			n.burst()
 		case in := <-n.inbox:
 			n.handle(in)
-			for i := 0; i < 64; i++ { // take a burst before the flush
-				select {
-				case in = <-n.inbox:
-					n.handle(in)
-					continue
-				default:
-				}
-				break
-			}
+			n.burst()
 		case f := <-n.calls:
 			f()
 		case <-timer.C:
@@ -361,13 +357,40 @@ func (n *Node) run() {
 	}
 }
 
+// burst handles what else waits, evidence first, up to a bound, before the
+// loop flushes once: a loaded node that gets the CPU rarely then spends it
+// on the work, not on a flush per item.
+func (n *Node) burst() {
+	for range 64 {
+		select {
+		case in := <-n.evidence:
+			n.handle(in)
+			continue
+		default:
+		}
+		select {
+		case in := <-n.inbox:
+			n.handle(in)
+			continue
+		default:
+		}
+		return
+	}
+}
+
 func (n *Node) handle(in inbound) {
 	now := time.Now()
 	switch in.kind {
 	case inMsg:
 		n.core.Step(now, in.from, in.msg)
 	case inUp:
-		n.core.Connected(now, *in.member)
+		if in.introduced {
+			v, ok := n.helloAt[in.from]
+			delete(n.helloAt, in.from)
+			n.core.Introduced(now, *in.member, !ok || v != n.core.Version())
+		} else {
+			n.core.Connected(now, *in.member)
+		}
 	case inDown:
 		n.core.ConnLost(now, in.from)
 	case inDialFailed:
@@ -379,8 +402,18 @@ func (n *Node) handle(in inbound) {
 // events (so that a subscriber woken by an event sees it in the snapshot).
 func (n *Node) flush(now time.Time) {
 	rd := n.core.Ready()
-	for _, o := range rd.Msgs {
-		if err := n.mesh.Send(o.To, o.Addr, o.Msg); err != nil && !errors.Is(err, mesh.ErrClosed) {
+	var shared protocol.Message // the core's message to several members, encoded once
+	var prep protocol.Message
+	for i, o := range rd.Msgs {
+		msg := o.Msg
+		if msg == shared {
+			msg = prep
+		} else if i+1 < len(rd.Msgs) && rd.Msgs[i+1].Msg == msg {
+			if p, err := protocol.Prepare(msg); err == nil {
+				shared, prep, msg = o.Msg, p, p
+			}
+		}
+		if err := n.mesh.Send(o.To, o.Addr, msg); err != nil && !errors.Is(err, mesh.ErrClosed) {
 			n.log.WithField("alias", o.To).WithError(err).Debug("node: membership message not sent")
 		}
 	}
@@ -620,6 +653,10 @@ func (h *handler) Admit(hello bool, peer protocol.Member) ([]protocol.Member, er
 			for _, e := range c.Entries() {
 				members = append(members, e.Member)
 			}
+			if n.helloAt == nil || len(n.helloAt) >= maxHelloAt {
+				n.helloAt = make(map[string]uint64) // answers whose connection never came up
+			}
+			n.helloAt[peer.Alias] = c.Version()
 		} else if e, known := c.Get(peer.Alias); known {
 			members = []protocol.Member{e.Member}
 		}
@@ -632,8 +669,12 @@ func (h *handler) Admit(hello bool, peer protocol.Member) ([]protocol.Member, er
 	return members, nil
 }
 
-func (h *handler) PeerUp(peer protocol.Member) {
-	(*Node)(h).deliverEvidence(inbound{kind: inUp, member: &peer, from: peer.Alias})
+// maxHelloAt bounds helloAt: past it, the record starts afresh and the
+// newcomers then in their handshake are sent the table once more.
+const maxHelloAt = 1024
+
+func (h *handler) PeerUp(peer protocol.Member, introduced bool) {
+	(*Node)(h).deliverEvidence(inbound{kind: inUp, member: &peer, from: peer.Alias, introduced: introduced})
 }
 
 func (h *handler) PeerDown(alias string, reason error) {

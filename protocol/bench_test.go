@@ -63,3 +63,44 @@ func BenchmarkFrameReader(b *testing.B) {
 		}
 	}
 }
+
+// benchTable is a seed's answer to a Hello in a 100-member cluster.
+func benchTable() *HelloAck {
+	ms := make([]Member, 100)
+	for i := range ms {
+		ms[i] = Member{Alias: "node" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Addr: "127.0.0.1:21345",
+			State: StateAlive, Incarnation: uint64(i), Tags: map[string]string{"slots": "2"}}
+	}
+	return &HelloAck{Version: 2, Cluster: "meshell", From: ms[0], Members: ms, MinVersion: 1, MaxVersion: 2}
+}
+
+func BenchmarkEncodeTable(b *testing.B) {
+	m := benchTable()
+	enc := NewEncoder()
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if buf, err = enc.AppendFrame(buf[:0], m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkDecodeTable(b *testing.B) {
+	frame, err := Frame(benchTable())
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, n := binary.Uvarint(frame)
+	payload := frame[n:]
+	dec := NewDecoder()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(payload)))
+	for b.Loop() {
+		if _, err := dec.Decode(payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -54,6 +54,9 @@ func NewEncoder() *Encoder {
 // slice. A message whose encoding exceeds MaxFrameSize is an error and dst is
 // returned unchanged.
 func (e *Encoder) AppendFrame(dst []byte, m Message) ([]byte, error) {
+	if p, ok := m.(*Prepared); ok {
+		return append(dst, p.frame...), nil
+	}
 	e.enc.ResetBytes(&e.buf) // encodes from e.buf[:0], reusing its capacity
 	if err := e.enc.Encode(m); err != nil {
 		return dst, fmt.Errorf("protocol: encode %s: %w", m.Type(), err)
@@ -66,6 +69,25 @@ func (e *Encoder) AppendFrame(dst []byte, m Message) ([]byte, error) {
 	dst = append(dst, byte(m.Type()))
 	return append(dst, e.buf...), nil
 }
+
+// Prepared is a message encoded once, to be sent to many peers: the
+// encoders of their connections copy its frame instead of encoding it again.
+type Prepared struct {
+	t     MsgType
+	frame []byte
+}
+
+// Prepare encodes m for sending to many peers.
+func Prepare(m Message) (*Prepared, error) {
+	f, err := Frame(m)
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{t: m.Type(), frame: f}, nil
+}
+
+// Type is the type of the prepared message.
+func (p *Prepared) Type() MsgType { return p.t }
 
 // Frame returns m as one complete frame in a new slice.
 func Frame(m Message) ([]byte, error) {

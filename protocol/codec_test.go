@@ -228,3 +228,30 @@ func BenchmarkJobRequestEncodeDecode(b *testing.B) {
 		}
 	}
 }
+
+// TestPreparedFrameIsTheMessagesFrame: a message prepared once goes out as
+// the frame its encoding gives, and decodes back to it.
+func TestPreparedFrameIsTheMessagesFrame(t *testing.T) {
+	m := &Gossip{Updates: benchTable().Members[:5], Direct: true}
+	want, err := Frame(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Prepare(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Type() != TypeGossip {
+		t.Fatalf("prepared type %s, want %s", p.Type(), TypeGossip)
+	}
+	enc := NewEncoder()
+	got, err := enc.AppendFrame([]byte{7}, p)
+	if err != nil || !bytes.Equal(got[1:], want) || got[0] != 7 {
+		t.Fatalf("prepared frame %x (%v), want %x after the existing byte", got, err, want)
+	}
+	_, n := binary.Uvarint(want)
+	back, err := NewDecoder().Decode(want[n:])
+	if err != nil || !reflect.DeepEqual(back, Message(m)) {
+		t.Fatalf("decoded %#v (%v), want %#v", back, err, m)
+	}
+}

@@ -288,6 +288,9 @@ type Nack struct {
 // Gossip pushes state changes outside probe traffic.
 type Gossip struct {
 	Updates []Member
+	// Direct is set when the sender told every live member at once (news
+	// of members that joined through it): receivers do not push it on.
+	Direct bool
 }
 
 // PushPull carries the sender's whole membership table. Reply is set on the

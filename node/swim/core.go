@@ -44,6 +44,7 @@ type Core struct {
 	refuted    map[string]time.Time // members that refuted a suspicion here, and when (probeFailed)
 	lost       map[string]bool      // members whose connection to us closed, until it is back (ConnLost)
 	unverified map[string]time.Time // members never in direct contact, and when learned (limit.go)
+	joined     map[string]time.Time // members new to the table less than suspicionMax ago, and when (probeFailed)
 	buckets    map[string]*bucket   // new-member rate limit per sender (limit.go)
 
 	nextPushPull time.Time // periodic full-state exchange
@@ -56,6 +57,7 @@ type Core struct {
 	pending     []protocol.Member
 	pendingAt   map[string]int // alias → index in pending
 	pendingFrom []string       // senders of the pending changes: they need no copy
+	announce    bool           // pending holds a member that joined through us: push to all
 
 	live []string // other alive and suspect members, sorted; see setLive
 
@@ -87,7 +89,7 @@ type Stats struct {
 	RateLimited                  uint64 // new members refused by their sender's rate limit
 	OverCap                      uint64 // new members refused by MaxMembers
 	UnverifiedReaped             uint64 // failed or left members reaped early: never in contact
-	NewcomerGrace                uint64 // failed probes of members never heard from yet, learned too recently to suspect
+	NewcomerGrace                uint64 // failed probes of members new to the table, too recently to suspect
 	SecondChances                uint64 // failed probes of members that refuted lately, probed again before a suspicion
 	QueueLen                     int    // piggyback updates waiting now
 	Awareness                    int    // Lifeguard local health now: 0 is healthy
@@ -117,6 +119,7 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		refuted:    map[string]time.Time{},
 		lost:       map[string]bool{},
 		unverified: map[string]time.Time{},
+		joined:     map[string]time.Time{},
 		buckets:    map[string]*bucket{},
 		pendingAt:  map[string]int{},
 		rtt:        metrics.NewHistogram(metrics.RTTBuckets()...),
@@ -210,7 +213,14 @@ func (c *Core) Step(now time.Time, from string, m protocol.Message) {
 		c.handleNack(now, from, m)
 	case *protocol.Gossip:
 		changed, correct := c.merge(now, from, m.Updates)
-		c.spread(now, from, changed)
+		if m.Direct {
+			// Every live member got it from the sender: piggybacked only.
+			for _, u := range changed {
+				c.queue.push(u)
+			}
+		} else {
+			c.spread(now, from, changed)
+		}
 		c.correct(from, correct)
 	case *protocol.PushPull:
 		changed, correct := c.merge(now, from, m.Members)
@@ -250,9 +260,38 @@ func (c *Core) Step(now time.Time, from string, m protocol.Message) {
 // itself: it is alive at peer.Incarnation unless this node knows better, in
 // which case the peer is sent what this node knows and refutes it.
 func (c *Core) Connected(now time.Time, peer protocol.Member) {
+	c.connected(now, peer)
+}
+
+// Introduced is Connected for a peer that joined through this node (its
+// Hello): if it is news, the push that carries it goes to every live member
+// rather than GossipFanout of them. Members that join at once through one
+// seed never see each other in the seed's answer; this way they learn of
+// each other within one GossipInterval, not after an epidemic's rounds,
+// for one message per member, in a mesh where each joiner opens a
+// connection to every member anyway.
+//
+// stale says that the table changed since this node answered the peer's
+// Hello: the newcomer is then sent the table as it is now, since members
+// introduced meanwhile are in neither that answer nor a push that went out
+// before the newcomer was live here.
+func (c *Core) Introduced(now time.Time, peer protocol.Member, stale bool) {
+	was := c.announce
+	c.announce = true // before the merge, whose push may go out at once
+	if !c.connected(now, peer) {
+		c.announce = was
+		return
+	}
+	if stale {
+		c.sendTo(peer.Alias, &protocol.PushPull{Reply: true, Members: c.table.Members()})
+	}
+}
+
+// connected reports whether the peer's entry changed the table.
+func (c *Core) connected(now time.Time, peer protocol.Member) bool {
 	c.enter(now)
 	if c.left || peer.Alias == c.table.SelfAlias() || peer.Alias == "" {
-		return
+		return false
 	}
 	c.contact(peer.Alias)
 	delete(c.lost, peer.Alias)
@@ -266,10 +305,11 @@ func (c *Core) Connected(now time.Time, peer protocol.Member) {
 			// restarted). It refutes with a higher incarnation.
 			c.sendTo(peer.Alias, &protocol.Gossip{Updates: []protocol.Member{e.Member}})
 		}
-		return
+		return false
 	}
 	changed, _ := c.merge(now, peer.Alias, []protocol.Member{peer})
 	c.spread(now, peer.Alias, changed)
+	return len(changed) > 0
 }
 
 // vouch records a member's own word about its incarnation (see
@@ -303,8 +343,9 @@ func (c *Core) Leave(now time.Time) {
 	c.table.Set(now, self)
 	c.left = true
 	c.probes, c.relays = nil, nil
+	leave := &protocol.Leave{Alias: self.Alias, Incarnation: self.Incarnation}
 	for _, a := range c.liveMembers() {
-		c.sendTo(a, &protocol.Leave{Alias: self.Alias, Incarnation: self.Incarnation})
+		c.sendTo(a, leave)
 		c.stats.Leaves++
 	}
 }
@@ -353,9 +394,7 @@ func (c *Core) Rejoin(now time.Time, addr string) {
 	c.table.Set(now, self)
 	c.left = false
 	c.queue.push(self)
-	for _, a := range c.liveMembers() {
-		c.sendTo(a, &protocol.Gossip{Updates: []protocol.Member{self}})
-	}
+	c.sendToLive(&protocol.Gossip{Updates: []protocol.Member{self}})
 	c.nextProbe = now
 }
 
@@ -452,6 +491,9 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 		}
 		if !known && !own {
 			c.unverified[u.Alias] = now
+		}
+		if !known {
+			c.joined[u.Alias] = now
 		}
 		c.table.Set(now, u)
 		c.vouch(own, u)
@@ -558,9 +600,7 @@ func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
 		// else, so every live member hears it in this node's own word.
 		c.deadlineOK = false
 		c.queue.push(self)
-		for _, a := range c.liveMembers() {
-			c.sendTo(a, &protocol.Gossip{Updates: []protocol.Member{self}})
-		}
+		c.sendToLive(&protocol.Gossip{Updates: []protocol.Member{self}})
 		return true
 	case u.Incarnation < self.Incarnation:
 		return true // the sender holds an old incarnation of us
@@ -748,11 +788,17 @@ func (c *Core) pushGossip(now time.Time) {
 	// beyond one frame go with the next push.
 	updates := c.asHeld(batch)
 	rest := slices.Clone(c.pending[len(batch):])
-	for _, a := range c.pick(c.cfg.GossipFanout, c.pendingFrom...) {
-		if len(updates) > 0 {
-			c.sendTo(a, &protocol.Gossip{Updates: updates})
+	if len(updates) > 0 && c.announce {
+		// To every live member, senders and newcomers included: those
+		// that joined at once learn of each other here.
+		c.sendToLive(&protocol.Gossip{Updates: updates, Direct: true})
+	} else if len(updates) > 0 {
+		g := &protocol.Gossip{Updates: updates}
+		for _, a := range c.pick(c.cfg.GossipFanout, c.pendingFrom...) {
+			c.sendTo(a, g)
 		}
 	}
+	c.announce = c.announce && len(rest) > 0
 	clear(c.pendingAt)
 	for i, m := range rest {
 		c.pendingAt[m.Alias] = i
@@ -906,6 +952,14 @@ func (c *Core) sendTo(alias string, m protocol.Message) {
 		c.stats.Gossips++
 	case *protocol.PushPull:
 		c.stats.PushPulls++
+	}
+}
+
+// sendToLive sends m to every live member. The driver sees one message for
+// many recipients (the same pointer) and may encode it once.
+func (c *Core) sendToLive(m protocol.Message) {
+	for _, a := range c.liveMembers() {
+		c.sendTo(a, m)
 	}
 }
 

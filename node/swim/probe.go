@@ -406,6 +406,30 @@ func (c *Core) checkFastPath(now time.Time, p *probe) {
 func (c *Core) probeFailed(now time.Time, p *probe) {
 	c.endProbe(p)
 	c.stats.ProbesFailed++
+	if p.dialRefused && p.nacks > 0 && p.refused == p.nacks {
+		c.stats.FailedFast++
+		c.declareFailed(now, p.target)
+		return
+	}
+	e, ok := c.table.Get(p.target)
+	if !ok {
+		return
+	}
+	if at, ok := c.joined[p.target]; ok {
+		if e.State == protocol.StateAlive && now.Sub(at) < c.suspicionMax() {
+			// A member new to the table: in a join storm it, its relays
+			// and this node are all still opening their connections, with
+			// every core busy. Accusing it would start a cascade of
+			// suspicions and refutations that keeps the storm going. A
+			// crash is still seen at once (the refused dial above); a hang
+			// waits out the longest suspicion, once. Nor does the probe
+			// count against this node's health: across a partition that
+			// just formed, it would stretch the timeouts that follow.
+			c.stats.NewcomerGrace++
+			return
+		}
+		delete(c.joined, p.target)
+	}
 	if p.nacks < len(p.relays) && !p.outTurn {
 		// A relay that did not answer even a nack: we may be the one who
 		// cannot talk (a lossy link of our own). One point per probe, not
@@ -416,23 +440,6 @@ func (c *Core) probeFailed(now time.Time, p *probe) {
 		// in bursts after one event (a partition, a mass crash) and would
 		// count it many times over.
 		c.aware.apply(1)
-	}
-	if p.dialRefused && p.nacks > 0 && p.refused == p.nacks {
-		c.stats.FailedFast++
-		c.declareFailed(now, p.target)
-		return
-	}
-	e, ok := c.table.Get(p.target)
-	if !ok {
-		return
-	}
-	if learned, hearsay := c.unverified[p.target]; hearsay && e.State == protocol.StateAlive && now.Sub(learned) < c.suspicionMin() {
-		// A member learned from others and never heard from yet: in a
-		// join storm its connection is still being set up. It gets as long
-		// to answer a first probe as a suspect gets to refute; accusing it
-		// sooner would start a cascade of suspicions and refutations.
-		c.stats.NewcomerGrace++
-		return
 	}
 	self := c.table.SelfAlias()
 	if at, ok := c.refuted[p.target]; ok && e.State == protocol.StateAlive && !p.again {
@@ -536,6 +543,7 @@ func (c *Core) reap(now time.Time, alias string) {
 	delete(c.revived, alias)
 	delete(c.refuted, alias)
 	delete(c.lost, alias)
+	delete(c.joined, alias)
 	c.queue.remove(alias)
 	c.setLive(alias, false)
 	c.ready.Events = append(c.ready.Events, Event{Kind: MemberReap, Member: e.Member, At: now})

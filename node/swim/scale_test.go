@@ -1,6 +1,7 @@
 package swim
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -67,26 +68,106 @@ func TestNoRepairWhileTheTableChanges(t *testing.T) {
 	}
 }
 
-// TestNewcomerNotSuspectedBeforeItCouldAnswer: a member learned from others
-// and never heard from is not suspected by a probe that fails within the
-// suspicion minimum after it was learned (its connection may still be being
-// set up); after that, or once it was in contact, a failed probe suspects.
+// TestNewcomerNotSuspectedBeforeItCouldAnswer: a member new to the table,
+// learned from others (z) or from its own connection (y), is not suspected
+// by a probe that fails within the longest suspicion after it was added (in
+// a join storm it, its relays and this node are still busy opening
+// connections); after that, a failed probe suspects it.
 func TestNewcomerNotSuspectedBeforeItCouldAnswer(t *testing.T) {
 	h := newHarness(t, LANConfig(), 1)
 	h.answer = func(to string) bool { return to == "b" }
 	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("z", protocol.StateAlive, 0)}})
+	h.c.Connected(h.now, member("y", protocol.StateAlive, 0))
 	learned := h.now
-	for h.now.Sub(learned) < h.c.suspicionMin()-10*time.Millisecond {
+	for h.now.Sub(learned) < h.c.suspicionMax()-10*time.Millisecond {
 		h.advance(10 * time.Millisecond)
-		if h.state("z") != protocol.StateAlive {
-			t.Fatalf("newcomer %s %v after it was learned", h.state("z"), h.now.Sub(learned))
+		for _, a := range []string{"y", "z"} {
+			if h.state(a) != protocol.StateAlive {
+				t.Fatalf("newcomer %s %s %v after it was added", a, h.state(a), h.now.Sub(learned))
+			}
 		}
 	}
-	if h.c.Stats().NewcomerGrace == 0 {
-		t.Fatal("no probe of the newcomer failed: the test tests nothing")
+	if h.c.Stats().NewcomerGrace < 2 {
+		t.Fatalf("%d failed probes of the newcomers: the test tests nothing", h.c.Stats().NewcomerGrace)
 	}
-	h.advance(h.c.suspicionMin() + 2*h.c.cfg.ProbeInterval)
-	if h.state("z") == protocol.StateAlive {
-		t.Fatal("a newcomer that never answers is never suspected")
+	h.advance(h.c.suspicionMin() + 4*h.c.cfg.ProbeInterval)
+	for _, a := range []string{"y", "z"} {
+		if h.state(a) == protocol.StateAlive {
+			t.Fatalf("newcomer %s that never answers is never suspected", a)
+		}
+	}
+}
+
+// TestMembersJoiningThroughOneSeedLearnOfEachOther: news of members that
+// joined through this node (Introduced) is pushed to every live member, the
+// newcomers included, at most once per GossipInterval; receivers of such a
+// direct push do not push it on.
+func TestMembersJoiningThroughOneSeedLearnOfEachOther(t *testing.T) {
+	h := newHarness(t, LANConfig(), 5) // b..f
+	h.advance(h.c.cfg.GossipInterval)
+	h.drain()
+	h.c.Introduced(h.now, member("n1", protocol.StateAlive, 0), false)
+	h.collect()
+	to, msgs := sent[*protocol.Gossip](h.drain())
+	slices.Sort(to)
+	if want := []string{"b", "c", "d", "e", "f", "n1"}; !slices.Equal(to, want) || !msgs[0].Direct {
+		t.Fatalf("news of n1 went to %v (direct %v), want every live member %v", to, len(msgs) > 0 && msgs[0].Direct, want)
+	}
+	// Two more newcomers within one interval go out together, to all.
+	h.c.Introduced(h.now, member("n2", protocol.StateAlive, 0), false)
+	h.c.Introduced(h.now, member("n3", protocol.StateAlive, 0), false)
+	h.collect()
+	if to, _ := sent[*protocol.Gossip](h.drain()); len(to) != 0 {
+		t.Fatalf("second push within GossipInterval went to %v", to)
+	}
+	h.advance(h.c.cfg.GossipInterval)
+	to, msgs = sent[*protocol.Gossip](h.drain())
+	if len(to) != 8 {
+		t.Fatalf("batched news went to %d members, want all 8 live", len(to))
+	}
+	var got []string
+	for _, u := range msgs[0].Updates {
+		got = append(got, u.Alias)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"n2", "n3"}) {
+		t.Fatalf("batched push carried %v, want [n2 n3]", got)
+	}
+
+	// A receiver of a direct push queues it for piggybacking only.
+	r := newHarness(t, LANConfig(), 5)
+	r.advance(r.c.cfg.GossipInterval)
+	r.drain()
+	r.step("b", &protocol.Gossip{Updates: []protocol.Member{member("n4", protocol.StateAlive, 0)}, Direct: true})
+	if to, _ := sent[*protocol.Gossip](r.drain()); len(to) != 0 {
+		t.Fatalf("direct news pushed on to %v", to)
+	}
+	if r.state("n4") != protocol.StateAlive || r.c.queue.len() == 0 {
+		t.Fatalf("direct news not taken (%s) or not queued for piggybacking", r.state("n4"))
+	}
+	r.step("b", &protocol.Gossip{Updates: []protocol.Member{member("n5", protocol.StateAlive, 0)}})
+	if to, _ := sent[*protocol.Gossip](r.drain()); len(to) != r.c.cfg.GossipFanout {
+		t.Fatalf("gossiped news pushed on to %v, want %d members", to, r.c.cfg.GossipFanout)
+	}
+}
+
+// TestNewcomerGetsTheTableWhenItsAnswerWasStale: a member introduced while
+// the table changed since its Hello answer is sent the whole table; one
+// whose answer is current is not.
+func TestNewcomerGetsTheTableWhenItsAnswerWasStale(t *testing.T) {
+	h := newHarness(t, LANConfig(), 3)
+	h.c.Introduced(h.now, member("n1", protocol.StateAlive, 0), false)
+	h.collect()
+	if to, _ := sent[*protocol.PushPull](h.drain()); len(to) != 0 {
+		t.Fatalf("table sent to %v after a current answer", to)
+	}
+	h.c.Introduced(h.now, member("n2", protocol.StateAlive, 0), true)
+	h.collect()
+	to, pp := sent[*protocol.PushPull](h.drain())
+	if len(to) != 1 || to[0] != "n2" || !pp[0].Reply {
+		t.Fatalf("table went to %v, want [n2] as a reply", to)
+	}
+	if len(pp[0].Members) != 6 {
+		t.Fatalf("table of %d members sent, want all 6 (n1 included)", len(pp[0].Members))
 	}
 }

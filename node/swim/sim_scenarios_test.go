@@ -262,15 +262,16 @@ func TestSimLeave(t *testing.T) {
 }
 
 // TestSimJoin: a new node joins through one seed — the seed's handshake
-// makes each side Connected, the joiner merges the seed's member list —
-// and every member learns of it by gossip, with one join event each.
+// introduces it there (Introduced) and makes the joiner Connected, the
+// joiner merges the seed's member list — and every member learns of it
+// from the seed's push, with one join event each.
 func TestSimJoin(t *testing.T) {
 	const n = 50
 	s := newSim(t, simOptions{n: n, seed: 4, connected: true, outsiders: 1, verify: true})
 	s.run(time.Second)
 	j, seed := n-1, 0
 	s.conns[pair(j, seed)] = true
-	s.nodes[seed].core.Connected(s.now, s.nodes[j].core.Self())
+	s.nodes[seed].core.Introduced(s.now, s.nodes[j].core.Self(), false)
 	s.flush(seed)
 	s.nodes[j].core.Connected(s.now, s.nodes[seed].core.Self())
 	s.nodes[j].core.Merge(s.now, s.nodes[seed].core.table.Members())

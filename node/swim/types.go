@@ -7,7 +7,9 @@ import (
 )
 
 // Outbound is a message the Core wants sent. Addr is the member's advertised
-// address, for the driver to dial when it has no connection to To.
+// address, for the driver to dial when it has no connection to To. One Msg
+// sent to several members appears in consecutive Outbounds as the same
+// pointer, and is read-only.
 type Outbound struct {
 	To   string
 	Addr string
