@@ -7,6 +7,7 @@ import "time"
 type Snapshot struct {
 	Entries []Entry
 	At      time.Time
+	Version uint64 // the table's Version when it was taken
 }
 
 // Get returns the entry for alias.

@@ -104,7 +104,8 @@ type Node struct {
 	view        atomic.Pointer[view] // snap as Members last converted it
 	snapVersion uint64               // the table version snap shows; run loop only
 	joinDials   map[string]bool      // members Join dials itself; run loop only
-	helloAt     map[string]uint64    // table version of each Hello answer not yet up; run loop only
+	helloMu     sync.Mutex
+	helloAt     map[string]uint64 // table version of each Hello answer not yet up; guarded by helloMu
 	dropped     atomic.Uint64
 	warn        *mesh.RateLog // warnings a peer can trigger: one line per kind per period
 
@@ -329,7 +330,6 @@ func (n *Node) call(ctx context.Context, f func(c *swim.Core)) error {
 func (n *Node) run() {
 	defer close(n.loopDone)
 	n.joinDials = nil // a Join cut short by a leave left its entries
-	n.helloAt = nil
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -385,8 +385,10 @@ func (n *Node) handle(in inbound) {
 		n.core.Step(now, in.from, in.msg)
 	case inUp:
 		if in.introduced {
+			n.helloMu.Lock()
 			v, ok := n.helloAt[in.from]
 			delete(n.helloAt, in.from)
+			n.helloMu.Unlock()
 			n.core.Introduced(now, *in.member, !ok || v != n.core.Version())
 		} else {
 			n.core.Connected(now, *in.member)
@@ -420,7 +422,7 @@ func (n *Node) flush(now time.Time) {
 	if v := n.core.Version(); v != n.snapVersion || n.snap.Load().Entries == nil {
 		self := n.core.Self()
 		n.self.Store(&self)
-		n.snap.Store(&manager.Snapshot{Entries: n.core.Entries(), At: now})
+		n.snap.Store(&manager.Snapshot{Entries: n.core.Entries(), At: now, Version: v})
 		n.snapVersion = v
 	}
 	self := n.self.Load()
@@ -643,27 +645,34 @@ type handler Node
 
 var _ mesh.Handler = (*handler)(nil)
 
+// Admit answers from the published snapshot, not through the run loop: in
+// a join storm every handshake would otherwise wait for a loaded loop's
+// turn.
 func (h *handler) Admit(hello bool, peer protocol.Member) ([]protocol.Member, error) {
 	n := (*Node)(h)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	var members []protocol.Member
-	err := n.call(ctx, func(c *swim.Core) {
-		if hello {
-			for _, e := range c.Entries() {
-				members = append(members, e.Member)
-			}
-			if n.helloAt == nil || len(n.helloAt) >= maxHelloAt {
-				n.helloAt = make(map[string]uint64) // answers whose connection never came up
-			}
-			n.helloAt[peer.Alias] = c.Version()
-		} else if e, known := c.Get(peer.Alias); known {
-			members = []protocol.Member{e.Member}
-		}
-	})
-	if err != nil {
+	n.mu.Lock()
+	running := n.core != nil && !n.closed
+	n.mu.Unlock()
+	if !running {
 		return nil, mesh.ErrUnavailable
 	}
+	snap := n.snap.Load()
+	if !hello {
+		if e, known := snap.Get(peer.Alias); known {
+			return []protocol.Member{e.Member}, nil
+		}
+		return nil, nil
+	}
+	members := make([]protocol.Member, len(snap.Entries))
+	for i, e := range snap.Entries {
+		members[i] = e.Member
+	}
+	n.helloMu.Lock()
+	if n.helloAt == nil || len(n.helloAt) >= maxHelloAt {
+		n.helloAt = make(map[string]uint64) // answers whose connection never came up
+	}
+	n.helloAt[peer.Alias] = snap.Version
+	n.helloMu.Unlock()
 	// An alias in use from another address was refused by the mesh
 	// (mesh/claim.go) before this was called.
 	return members, nil
