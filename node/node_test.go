@@ -103,6 +103,25 @@ func TestJoinThroughAnyMemberConverges(t *testing.T) {
 	}
 }
 
+// TestHandshakeDoesNotWaitForABusyLoop: a seed answers a Hello from its
+// published table even while its run loop is busy (in a join storm, every
+// handshake would otherwise wait for a loaded loop's turn); the newcomer is
+// in its table once the loop runs again.
+func TestHandshakeDoesNotWaitForABusyLoop(t *testing.T) {
+	seed := startNode(t, "s1")
+	busy, release := make(chan struct{}), make(chan struct{})
+	go seed.call(context.Background(), func(*swim.Core) { close(busy); <-release })
+	<-busy
+	joiner := startNode(t, "j1")
+	_, err := joiner.Join(ctxFor(t, 10*time.Second), seed.Addr())
+	close(release)
+	if err != nil {
+		t.Fatalf("join while the seed's loop was busy: %v", err)
+	}
+	waitAlive(t, seed, 2)
+	waitAlive(t, joiner, 2)
+}
+
 func TestDuplicateAliasRefused(t *testing.T) {
 	a := startNode(t, "a")
 	b := startNode(t, "b")
