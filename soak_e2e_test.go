@@ -398,6 +398,14 @@ func TestChurnSoak(t *testing.T) {
 			}
 		}
 	}
+	b.WriteString("private memory (RssAnon, MiB) minute by minute:\n")
+	for i := 0; i < longLived; i++ {
+		fmt.Fprintf(&b, "%s:", slots[i].alias)
+		for _, s := range samples[i] {
+			fmt.Fprintf(&b, " %.1f", s.anon/(1<<20))
+		}
+		b.WriteString("\n")
+	}
 	t.Log("\n" + b.String())
 	if len(violations) > 0 {
 		t.Errorf("%d violations:\n%s", len(violations), strings.Join(violations, "\n"))

@@ -62,9 +62,13 @@
 // go to every live member directly. A differing digest on an ack repairs by
 // push/pull only once this node's table has been quiet for PushPullMinGap.
 //
-// Newcomers. A member learned from others and never heard from is not
-// suspected by a failed probe for the suspicion minimum after it was
-// learned: in a join storm its connection is still being set up.
+// Newcomers. A member that joined through this node (Introduced) is pushed
+// to every live member, not GossipFanout of them, as a Direct gossip that
+// receivers do not push on: members that join at once through one seed
+// learn of each other within one GossipInterval. A member new to the table
+// is not suspected by a failed probe for the longest suspicion after it was
+// added, and such a probe does not move the health score: in a join storm
+// it, its relays and this node are all still opening connections.
 //
 // Leaving. A node that left neither probes, relays, gossips nor refutes. It
 // answers a Ping with an Ack carrying its own left entry, so a prober that
