@@ -115,25 +115,7 @@ func (n *Node) onLine(line []byte, recv time.Time) {
 
 // startNode starts one member. joinPort 0 means no --join (the seed).
 func (c *Cluster) startNode(alias string, port, joinPort int) (*Node, error) {
-	n := &Node{Alias: alias, Port: port, c: c, status: make(chan map[string]any, 4)}
-	c.mu.Lock()
-	c.seq++
-	logName := fmt.Sprintf("%s-%s-%s-%d", c.label, safe(c.sys.Name), alias, c.seq)
-	c.mu.Unlock()
-	p, err := c.h.startProc(alias, logName, c.sys.Bin, c.sys.nodeArgs(alias, port, joinPort), n.onLine)
-	if err != nil {
-		return nil, err
-	}
-	n.Proc = p
-	c.mu.Lock()
-	c.nodes = append(c.nodes, n)
-	c.mu.Unlock()
-	for _, line := range c.sys.startCommands(port, joinPort) {
-		if err := p.Send(line); err != nil {
-			return n, fmt.Errorf("%s: write stdin: %w", alias, err)
-		}
-	}
-	return n, nil
+	return c.launch(alias, port, c.sys.nodeArgs(alias, port, joinPort), c.sys.startCommands(port, joinPort), nil)
 }
 
 // readyMark is what a node started by startIdle echoes once it reads stdin.
@@ -142,12 +124,18 @@ const readyMark = "meshell-harness-ready"
 // startIdle starts a member that neither starts nor joins a cluster: it
 // turns events on and echoes readyMark. join then makes it join.
 func (c *Cluster) startIdle(alias string, port int) (*Node, error) {
-	n := &Node{Alias: alias, Port: port, c: c, status: make(chan map[string]any, 4), ready: make(chan struct{})}
+	return c.launch(alias, port, c.sys.nodeArgs(alias, port, 0), []string{"!events on --json", "!echo " + readyMark}, make(chan struct{}))
+}
+
+// launch starts the process of one member and writes lines to its stdin;
+// ready, if not nil, is closed when the node echoes readyMark.
+func (c *Cluster) launch(alias string, port int, args, lines []string, ready chan struct{}) (*Node, error) {
+	n := &Node{Alias: alias, Port: port, c: c, status: make(chan map[string]any, 4), ready: ready}
 	c.mu.Lock()
 	c.seq++
 	logName := fmt.Sprintf("%s-%s-%s-%d", c.label, safe(c.sys.Name), alias, c.seq)
 	c.mu.Unlock()
-	p, err := c.h.startProc(alias, logName, c.sys.Bin, c.sys.nodeArgs(alias, port, 0), n.onLine)
+	p, err := c.h.startProc(alias, logName, c.sys.Bin, args, n.onLine)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +143,7 @@ func (c *Cluster) startIdle(alias string, port int) (*Node, error) {
 	c.mu.Lock()
 	c.nodes = append(c.nodes, n)
 	c.mu.Unlock()
-	for _, line := range []string{"!events on --json", "!echo " + readyMark} {
+	for _, line := range lines {
 		if err := p.Send(line); err != nil {
 			return n, fmt.Errorf("%s: write stdin: %w", alias, err)
 		}
