@@ -1311,3 +1311,43 @@ func TestFailureNewsAboutALostConnectionIsAVerdict(t *testing.T) {
 		}
 	})
 }
+
+// TestSuspectThatSpeaksGetsOneMoreTimeout: a suspect that spoke to this
+// node since its suspicion began runs, and has not heard of the suspicion
+// (after a cut heals, the news waits in TCP's retransmission): when the
+// timer runs out it is told again and given one more timeout. One that
+// talks and still does not refute is failed then; a silent one at once.
+func TestSuspectThatSpeaksGetsOneMoreTimeout(t *testing.T) {
+	h := newHarness(t, LANConfig(), 4) // b..e; nobody answers probes
+	sus := member("b", protocol.StateSuspect, 0)
+	sus.Accuser = "c"
+	h.step("c", &protocol.Gossip{Updates: []protocol.Member{sus}})
+	silent := member("d", protocol.StateSuspect, 0)
+	silent.Accuser = "c"
+	h.step("c", &protocol.Gossip{Updates: []protocol.Member{silent}})
+	timeout := h.c.suspicionMax()
+	h.advance(timeout / 2)
+	h.step("b", &protocol.Gossip{}) // b speaks, without refuting
+	h.drain()
+	h.advance(timeout/2 + 10*time.Millisecond)
+	if st := h.state("d"); st != protocol.StateFailed {
+		t.Fatalf("silent suspect %s after its timeout, want failed", st)
+	}
+	if st := h.state("b"); st != protocol.StateSuspect {
+		t.Fatalf("suspect that spoke %s after its timeout, want still suspect", st)
+	}
+	told := false
+	for _, o := range h.drain() {
+		if g, ok := o.Msg.(*protocol.Gossip); ok && o.To == "b" && len(g.Updates) == 1 && g.Updates[0].State == protocol.StateSuspect {
+			told = true
+		}
+	}
+	if !told {
+		t.Fatal("the suspect that spoke was not told of its suspicion again")
+	}
+	h.step("b", &protocol.Gossip{}) // speaks again, still no refutation
+	h.advance(timeout + 10*time.Millisecond)
+	if st := h.state("b"); st != protocol.StateFailed {
+		t.Fatalf("suspect that talks and never refutes is %s after a second timeout, want failed", st)
+	}
+}

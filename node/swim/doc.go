@@ -46,12 +46,14 @@
 // Dogpile. Suspect news carries its accuser (protocol.Member.Accuser);
 // distinct accusers of the same incarnation are confirmations that shrink
 // the timeout from max to min. A copy that names no accuser (a push/pull,
-// an echo) confirms nothing. A node hearing of a suspicion probes the
-// member out of turn (its ping carries the suspicion, so a live member
-// refutes at once); at most IndirectChecks+1 such probes are in flight per
-// node, so that a mass event does not make every node probe every suspect
-// at the same moment. The confirmer pushes its confirmation; others only
-// piggyback it.
+// an echo) confirms nothing. Of the nodes hearing of a suspicion, the
+// IndirectChecks whose hash with the suspect's alias is lowest probe it out
+// of turn (their ping carries the suspicion, so a live member refutes at
+// once), at most IndirectChecks+1 such probes in flight per node. The
+// confirmer pushes its confirmation; others only piggyback it. A suspect
+// that spoke to this node since its suspicion began gets one more timeout,
+// and is told again, when the timer runs out: it runs, and has not heard
+// of the suspicion yet.
 //
 // Dissemination. A change to the table is queued for piggybacking and
 // pushed in one Gossip to GossipFanout random live members: at once, or,

@@ -500,9 +500,25 @@ func (c *Core) suspicionExpired(now time.Time, alias string, s *suspicion) {
 	if c.left {
 		return
 	}
-	if e, ok := c.table.Get(alias); ok && e.State == protocol.StateSuspect && e.Incarnation == s.inc {
-		c.declareFailed(now, alias)
+	e, ok := c.table.Get(alias)
+	if !ok || e.State != protocol.StateSuspect || e.Incarnation != s.inc {
+		return
 	}
+	if s.heard && !s.extended {
+		// It spoke to us since the suspicion began, so it runs, and has
+		// not yet heard of the suspicion: after a cut heals, our news of
+		// it waits in TCP's retransmission while its own messages get
+		// through. It is told again and given one more timeout to refute;
+		// one that talks and never refutes is failed then.
+		s.extended, s.heard = true, false
+		s.start = now
+		s.deadline = now.Add(s.timeout())
+		c.suspicions[alias] = s
+		c.arm(timerSuspicion, alias, s.deadline)
+		c.sendTo(alias, &protocol.Gossip{Updates: []protocol.Member{e.Member}})
+		return
+	}
+	c.declareFailed(now, alias)
 }
 
 // redial re-contacts a failed member with a Ping that carries its failed

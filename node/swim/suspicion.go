@@ -24,6 +24,7 @@ type suspicion struct {
 	deadline time.Time
 	hearsay  bool // started by news of a failure, not of a suspicion: only the timer fails it
 	heard    bool // the member spoke to us directly since: others' word of its failure does not count
+	extended bool // the timer ran out once while the member was heard, and was started again
 }
 
 func newSuspicion(now time.Time, inc uint64, accuser string, k int, lo, hi time.Duration) *suspicion {
