@@ -97,6 +97,23 @@ func soakSelfStatus(t *testing.T, p *evNode) (rss, gor float64, ok bool) {
 	return 0, 0, false
 }
 
+// history lists an observer's events about member in the 10 s up to at:
+// what led to a false mark (who accused it, at which incarnation).
+func history(events []eventLine, member string, at time.Time) string {
+	var b strings.Builder
+	for _, e := range events {
+		t, err := time.Parse(time.RFC3339Nano, e.Time)
+		if err != nil || e.Member != member || t.Before(at.Add(-10*time.Second)) || t.After(at) {
+			continue
+		}
+		fmt.Fprintf(&b, "\n  %s %s inc=%d", t.Format("15:04:05.000"), e.Event, e.Incarnation)
+		if e.Accuser != "" {
+			fmt.Fprintf(&b, " by=%s", e.Accuser)
+		}
+	}
+	return b.String()
+}
+
 type durs []time.Duration
 
 func (d durs) median() time.Duration {
@@ -352,7 +369,8 @@ func TestChurnSoak(t *testing.T) {
 				}
 				if !excused {
 					falseFailed++
-					violate("%s marked %s failed at %s while it was up (after: %s)", s.alias, e.Member, at.Format("15:04:05.000"), before(at))
+					violate("%s marked %s failed at %s while it was up (after: %s); its events about %s in the 10 s before:%s",
+						s.alias, e.Member, at.Format("15:04:05.000"), before(at), e.Member, history(o.events(), e.Member, at))
 				}
 			}
 		}
