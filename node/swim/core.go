@@ -45,6 +45,7 @@ type Core struct {
 	lost       map[string]bool      // members whose connection to us closed, until it is back (ConnLost)
 	unverified map[string]time.Time // members never in direct contact, and when learned (limit.go)
 	joined     map[string]time.Time // members new to the table less than suspicionMax ago, and when (probeFailed)
+	heardAt    map[string]time.Time // when each member last sent this node a message (merge)
 	buckets    map[string]*bucket   // new-member rate limit per sender (limit.go)
 
 	nextPushPull time.Time // periodic full-state exchange
@@ -120,6 +121,7 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		lost:       map[string]bool{},
 		unverified: map[string]time.Time{},
 		joined:     map[string]time.Time{},
+		heardAt:    map[string]time.Time{},
 		buckets:    map[string]*bucket{},
 		pendingAt:  map[string]int{},
 		rtt:        metrics.NewHistogram(metrics.RTTBuckets()...),
@@ -188,6 +190,9 @@ func (c *Core) Awareness() int { return c.aware.score }
 func (c *Core) Step(now time.Time, from string, m protocol.Message) {
 	c.enter(now)
 	c.contact(from)
+	if from != "" {
+		c.heardAt[from] = now
+	}
 	if s := c.suspicions[from]; s != nil {
 		s.heard = true
 	}
@@ -513,15 +518,26 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 			continue
 		}
 		changed = append(changed, m)
-		if !own && (m.State == protocol.StateFailed || m.State == protocol.StateLeft) {
+		switch {
+		case !own && (m.State == protocol.StateFailed || m.State == protocol.StateLeft):
 			// Failed or left on someone else's word (gossip, a push/pull,
 			// perhaps a forged frame): the member is told at once, so
 			// that if it runs it refutes now rather than never.
+			c.sendTo(m.Alias, &protocol.Gossip{Updates: []protocol.Member{m}})
+		case !own && m.State == protocol.StateSuspect && now.Sub(c.heardAt[m.Alias]) < heardLately:
+			// Suspected on someone else's word, and it spoke to us just
+			// now: our link to it works where the accuser's may not (after
+			// a cut heals, the accuser's news to it waits in TCP's
+			// retransmission), so it is told from here and refutes in time.
 			c.sendTo(m.Alias, &protocol.Gossip{Updates: []protocol.Member{m}})
 		}
 	}
 	return changed, correct
 }
+
+// heardLately is how recent a member's last message must be for this node
+// to tell it of a suspicion heard from others.
+const heardLately = time.Second
 
 // cutOff reports whether the sender from is, or was until less than a
 // longest suspicion ago, failed in this node's view. Such a sender was cut

@@ -1351,3 +1351,34 @@ func TestSuspectThatSpeaksGetsOneMoreTimeout(t *testing.T) {
 		t.Fatalf("suspect that talks and never refutes is %s after a second timeout, want failed", st)
 	}
 }
+
+// TestSuspicionIsToldToAMemberThatSpokeJustNow: news of a suspicion from
+// others is passed straight to the suspect if it spoke to this node within
+// heardLately (this link works where the accuser's may not), not to one
+// that has been silent.
+func TestSuspicionIsToldToAMemberThatSpokeJustNow(t *testing.T) {
+	cfg := LANConfig()
+	cfg.GossipFanout = 0 // only direct notices go out
+	h := newHarness(t, cfg, 4) // b..e
+	h.step("d", &protocol.Gossip{})
+	h.advance(heardLately + time.Millisecond)
+	h.step("b", &protocol.Gossip{})
+	h.drain()
+	for _, a := range []string{"b", "d"} {
+		sus := member(a, protocol.StateSuspect, 0)
+		sus.Accuser = "c"
+		h.step("c", &protocol.Gossip{Updates: []protocol.Member{sus}})
+	}
+	told := map[string]bool{}
+	for _, o := range h.drain() {
+		if g, ok := o.Msg.(*protocol.Gossip); ok && len(g.Updates) == 1 && g.Updates[0].Alias == o.To && g.Updates[0].State == protocol.StateSuspect {
+			told[o.To] = true
+		}
+	}
+	if !told["b"] {
+		t.Fatal("b, heard from just now, was not told it is suspected")
+	}
+	if told["d"] {
+		t.Fatal("d, silent for longer than heardLately, was told directly")
+	}
+}

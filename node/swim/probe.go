@@ -560,6 +560,7 @@ func (c *Core) reap(now time.Time, alias string) {
 	delete(c.refuted, alias)
 	delete(c.lost, alias)
 	delete(c.joined, alias)
+	delete(c.heardAt, alias)
 	c.queue.remove(alias)
 	c.setLive(alias, false)
 	c.ready.Events = append(c.ready.Events, Event{Kind: MemberReap, Member: e.Member, At: now})
