@@ -1358,7 +1358,7 @@ func TestSuspectThatSpeaksGetsOneMoreTimeout(t *testing.T) {
 // that has been silent.
 func TestSuspicionIsToldToAMemberThatSpokeJustNow(t *testing.T) {
 	cfg := LANConfig()
-	cfg.GossipFanout = 0 // only direct notices go out
+	cfg.GossipFanout = 0       // only direct notices go out
 	h := newHarness(t, cfg, 4) // b..e
 	h.step("d", &protocol.Gossip{})
 	h.advance(heardLately + time.Millisecond)
