@@ -348,11 +348,8 @@ func (c *Core) Leave(now time.Time) {
 	c.table.Set(now, self)
 	c.left = true
 	c.probes, c.relays = nil, nil
-	leave := &protocol.Leave{Alias: self.Alias, Incarnation: self.Incarnation}
-	for _, a := range c.liveMembers() {
-		c.sendTo(a, leave)
-		c.stats.Leaves++
-	}
+	c.stats.Leaves += uint64(len(c.liveMembers()))
+	c.sendToLive(&protocol.Leave{Alias: self.Alias, Incarnation: self.Incarnation})
 }
 
 // ForceLeave marks the failed member alias left at its incarnation (left
@@ -524,7 +521,7 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 			// perhaps a forged frame): the member is told at once, so
 			// that if it runs it refutes now rather than never.
 			c.sendTo(m.Alias, &protocol.Gossip{Updates: []protocol.Member{m}})
-		case !own && m.State == protocol.StateSuspect && now.Sub(c.heardAt[m.Alias]) < heardLately:
+		case !own && m.State == protocol.StateSuspect && now.Sub(c.heardAt[m.Alias]) < c.heardLately():
 			// Suspected on someone else's word, and it spoke to us just
 			// now: our link to it works where the accuser's may not (after
 			// a cut heals, the accuser's news to it waits in TCP's
@@ -536,8 +533,9 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 }
 
 // heardLately is how recent a member's last message must be for this node
-// to tell it of a suspicion heard from others.
-const heardLately = time.Second
+// to tell it of a suspicion heard from others: four probe intervals, 1 s
+// with the lan profile.
+func (c *Core) heardLately() time.Duration { return 4 * c.cfg.ProbeInterval }
 
 // cutOff reports whether the sender from is, or was until less than a
 // longest suspicion ago, failed in this node's view. Such a sender was cut

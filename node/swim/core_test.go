@@ -1361,7 +1361,7 @@ func TestSuspicionIsToldToAMemberThatSpokeJustNow(t *testing.T) {
 	cfg.GossipFanout = 0       // only direct notices go out
 	h := newHarness(t, cfg, 4) // b..e
 	h.step("d", &protocol.Gossip{})
-	h.advance(heardLately + time.Millisecond)
+	h.advance(h.c.heardLately() + time.Millisecond)
 	h.step("b", &protocol.Gossip{})
 	h.drain()
 	for _, a := range []string{"b", "d"} {

@@ -54,7 +54,7 @@
 // that spoke to this node since its suspicion began gets one more timeout,
 // and is told again, when the timer runs out: it runs, and has not heard
 // of the suspicion yet. News of a suspicion from others is passed straight
-// to the suspect by a node it spoke to within heardLately.
+// to the suspect by a node it spoke to within four probe intervals.
 //
 // Dissemination. A change to the table is queued for piggybacking and
 // pushed in one Gossip to GossipFanout random live members: at once, or,
