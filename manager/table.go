@@ -3,7 +3,9 @@ package manager
 import (
 	"hash/fnv"
 	"maps"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"meshell/protocol"
@@ -25,7 +27,8 @@ type Table struct {
 	vouched map[string]uint64 // incarnation each member last gave in its own word (Vouch)
 	digest  uint32
 	dirty   bool
-	version uint64 // counts every change, RTTs included
+	version uint64 // counts changes to members (added, changed, removed)
+	rtts    uint64 // counts changes to measured round trips
 }
 
 // NewTable returns a table that holds self.
@@ -110,7 +113,7 @@ func (t *Table) Set(now time.Time, m protocol.Member) {
 func (t *Table) SetRTT(alias string, d time.Duration) {
 	if e, ok := t.entries[alias]; ok && e.RTT != d {
 		e.RTT = d
-		t.version++
+		t.rtts++
 	}
 }
 
@@ -127,9 +130,13 @@ func (t *Table) Remove(alias string) {
 	}
 }
 
-// Version changes whenever anything in the table does, so that a reader can
-// tell cheaply whether a new snapshot is needed.
+// Version changes whenever a member is added, changed or removed, so that a
+// reader can tell cheaply whether its copy is stale. Round trips do not
+// count: they change with every probe.
 func (t *Table) Version() uint64 { return t.version }
+
+// RTTVersion changes whenever a measured round trip does.
+func (t *Table) RTTVersion() uint64 { return t.rtts }
 
 // Entries returns a copy of every entry sorted by alias, for other
 // goroutines. The Tags maps are shared, not copied: the table never changes
@@ -139,7 +146,7 @@ func (t *Table) Entries() []Entry {
 	for _, e := range t.entries {
 		out = append(out, *e)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Alias < out[j].Alias })
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Alias, b.Alias) })
 	return out
 }
 

@@ -76,3 +76,21 @@ func TestTableMergeRefusesImplausibleJumps(t *testing.T) {
 		t.Fatal("news about the table's own node judged")
 	}
 }
+
+// TestRoundTripsDoNotMakeTheTableLookChanged: a measured round trip changes
+// RTTVersion only, so a Hello answer taken before it is still current and a
+// snapshot need not be copied for it; a member's change moves Version.
+func TestRoundTripsDoNotMakeTheTableLookChanged(t *testing.T) {
+	now := time.Unix(1000, 0)
+	tb := NewTable(protocol.Member{Alias: "a", Addr: "127.0.0.1:1", State: protocol.StateAlive}, now)
+	tb.Set(now, protocol.Member{Alias: "b", Addr: "127.0.0.1:2", State: protocol.StateAlive})
+	v, r := tb.Version(), tb.RTTVersion()
+	tb.SetRTT("b", time.Millisecond)
+	if tb.Version() != v || tb.RTTVersion() == r {
+		t.Fatalf("after an RTT: Version %d→%d, RTTVersion %d→%d; want Version kept, RTTVersion moved", v, tb.Version(), r, tb.RTTVersion())
+	}
+	tb.Set(now, protocol.Member{Alias: "b", Addr: "127.0.0.1:2", State: protocol.StateSuspect})
+	if tb.Version() == v {
+		t.Fatal("a member's change did not move Version")
+	}
+}

@@ -5,7 +5,7 @@
 // A node has one run loop goroutine that owns the SWIM core (and through it
 // the membership table). Everything else talks to the loop through bounded
 // channels, or reads the immutable snapshot the loop publishes after each
-// change. Events are offered to subscribers through bounded channels: a slow
+// change of a member (and after round trips alone at most once a second). Events are offered to subscribers through bounded channels: a slow
 // subscriber loses events (counted) and never stalls the loop.
 //
 // The package knows nothing of terminals, readline or colour; it imports

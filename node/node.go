@@ -103,6 +103,7 @@ type Node struct {
 	snap        atomic.Pointer[manager.Snapshot]
 	view        atomic.Pointer[view] // snap as Members last converted it
 	snapVersion uint64               // the table version snap shows; run loop only
+	snapRTTs    uint64               // the RTT version snap shows; run loop only
 	joinDials   map[string]bool      // members Join dials itself; run loop only
 	helloMu     sync.Mutex
 	helloAt     map[string]uint64 // table version of each Hello answer not yet up; guarded by helloMu
@@ -419,11 +420,12 @@ func (n *Node) flush(now time.Time) {
 			n.log.WithField("alias", o.To).WithError(err).Debug("node: membership message not sent")
 		}
 	}
-	if v := n.core.Version(); v != n.snapVersion || n.snap.Load().Entries == nil {
+	v, r := n.core.Version(), n.core.RTTVersion()
+	if outdated(n.snap.Load(), now, v != n.snapVersion, r != n.snapRTTs) {
 		self := n.core.Self()
 		n.self.Store(&self)
 		n.snap.Store(&manager.Snapshot{Entries: n.core.Entries(), At: now, Version: v})
-		n.snapVersion = v
+		n.snapVersion, n.snapRTTs = v, r
 	}
 	self := n.self.Load()
 	for _, ev := range rd.Events {
@@ -437,6 +439,17 @@ func (n *Node) flush(now time.Time) {
 		n.log.WithFields(logrus.Fields{"event": ev.Kind.String(), "member": ev.Member.Alias, "incarnation": ev.Member.Incarnation}).Info("membership")
 		n.hub.publish(eventOf(ev, self.Alias))
 	}
+}
+
+// rttRefresh is how often at most a change of round trips alone publishes a
+// new snapshot: every probe measures one, and a copy of a 100-member table per
+// probe was most of an idle node's garbage.
+const rttRefresh = time.Second
+
+// outdated reports whether snap must be replaced: a member changed, or only
+// round trips did and snap is rttRefresh old.
+func outdated(snap *manager.Snapshot, now time.Time, members, rtts bool) bool {
+	return members || snap.Entries == nil || rtts && now.Sub(snap.At) >= rttRefresh
 }
 
 // connectGrace is how long a member waits for a newcomer to dial it before

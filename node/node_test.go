@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"meshell/manager"
 	"meshell/node/swim"
 	"meshell/protocol"
 )
@@ -404,5 +405,30 @@ func TestSlotsTagSurvivesTagChanges(t *testing.T) {
 	}
 	if got := a.Self().Tags["role"]; got != "" {
 		t.Fatalf("SetTags did not replace the tags: role=%q", got)
+	}
+}
+
+// TestRoundTripsAloneRepublishAtMostOnceASecond: every probe measures a
+// round trip; a change of round trips alone replaces the snapshot (a copy of
+// the whole table) only once it is rttRefresh old, a member's change at once.
+func TestRoundTripsAloneRepublishAtMostOnceASecond(t *testing.T) {
+	at := time.Unix(1000, 0)
+	snap := &manager.Snapshot{Entries: []manager.Entry{{}}, At: at}
+	for _, c := range []struct {
+		after         time.Duration
+		members, rtts bool
+		want          bool
+	}{
+		{0, false, false, false},
+		{rttRefresh / 2, false, true, false},
+		{rttRefresh, false, true, true},
+		{time.Millisecond, true, false, true},
+	} {
+		if got := outdated(snap, at.Add(c.after), c.members, c.rtts); got != c.want {
+			t.Errorf("%v after, member changed %v, RTTs changed %v: outdated = %v, want %v", c.after, c.members, c.rtts, got, c.want)
+		}
+	}
+	if !outdated(&manager.Snapshot{}, at, false, false) {
+		t.Error("the empty first snapshot is not outdated")
 	}
 }

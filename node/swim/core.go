@@ -146,8 +146,11 @@ func (c *Core) Get(alias string) (manager.Entry, bool) { return c.table.Get(alia
 // Entries returns a copy of the membership table sorted by alias.
 func (c *Core) Entries() []manager.Entry { return c.table.Entries() }
 
-// Version changes whenever the membership table does (RTTs included).
+// Version changes whenever a member in the table does (not its RTT).
 func (c *Core) Version() uint64 { return c.table.Version() }
+
+// RTTVersion changes whenever a measured round trip does.
+func (c *Core) RTTVersion() uint64 { return c.table.RTTVersion() }
 
 // Config returns the timings in force.
 func (c *Core) Config() Config { return c.cfg }
