@@ -66,7 +66,7 @@ type readmeRun struct {
 var readmeRuns = map[string]readmeRun{
 	"go run . --demo          # a shell on a 3-node cluster (this node + worker1, worker2)": {
 		skip: "an interactive demo, and `go test` is this very suite (the demo's examples: TestEveryHelpExampleRuns)"},
-	"go build -o meshell .": {walk: true, ports: [2]int{7001, 3}},
+	"CGO_ENABLED=0 go build -o meshell .": {walk: true, ports: [2]int{7001, 3}},
 	"sed s/{{PORT1}}/7001/ testdata/seed.cmds | ./meshell --alias n1 &": {ports: [2]int{7001, 3},
 		check: func(t *testing.T, stdout string) {
 			if n := strings.Count(stdout, "converged\n"); n != 3 {
@@ -153,7 +153,7 @@ func shiftPorts(text string, first, n, by int) string {
 
 // shadowRepo is a directory that looks like the repository root (links to
 // its files) with ./meshell the binary TestMain built, as after README's
-// `go build -o meshell .`.
+// `CGO_ENABLED=0 go build -o meshell .`.
 func shadowRepo(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -223,7 +223,7 @@ func runWalkthrough(t *testing.T, text string, movePorts func(string) string) {
 	t.Helper()
 	var procs []*proc
 	for _, l := range strings.Split(strings.TrimSpace(text), "\n") {
-		if l == "go build -o meshell ." {
+		if l == "CGO_ENABLED=0 go build -o meshell ." {
 			continue // TestMain built it so
 		}
 		m := walkLine.FindStringSubmatch(l)

@@ -57,7 +57,7 @@ if [[ -z $binary ]]; then
 	repo=$(cd "$(dirname "$0")/.." && pwd)
 	binary=$tmp/meshell
 	echo "building meshell into $binary" >&2
-	(cd "$repo" && go build -o "$binary" .)
+	(cd "$repo" && CGO_ENABLED=0 go build -o "$binary" .)
 fi
 [[ -x $binary ]] || { echo "error: $binary is not an executable" >&2; exit 1; }
 binary=$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")

@@ -5,7 +5,7 @@
 #   testdata/bench/run.sh [--meshell PATH | --no-meshell] [harness flags...]
 #
 #   --meshell PATH   use this meshell binary; default: build it from the repo
-#                    root with `go build -o /tmp/meshell-bench/meshell .`
+#                    root with `CGO_ENABLED=0 go build -o /tmp/meshell-bench/meshell .`
 #   --no-meshell     only the anchors (memberlist-default, memberlist-fast,
 #                    raw msgpack RPC, gRPC)
 #   harness flags    passed through, e.g.
@@ -20,6 +20,7 @@
 # (harness --timeout, default 90m) and every child is killed on exit.
 # Binaries go to /tmp/meshell-bench (never into the repository).
 set -euo pipefail
+export CGO_ENABLED=0 # static binaries, as README builds meshell (no libc mapped)
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
