@@ -162,6 +162,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		defer srv.Close()
 	}
 
+	defer startGiveBack()()
+
 	interactive := !o.serve && isTTY(stdin)
 	if o.serve || o.join != "" || o.demo {
 		if _, err := n.Start(""); err != nil {
