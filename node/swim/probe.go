@@ -522,7 +522,11 @@ func (c *Core) suspicionExpired(now time.Time, alias string, s *suspicion) {
 }
 
 // redial re-contacts a failed member with a Ping that carries its failed
-// state, so that it refutes if it is alive, and backs off.
+// state, so that it refutes if it is alive, and backs off. The Ping carries
+// nothing from the queue: it most likely goes nowhere, and each update rides
+// on a bounded number of messages, which are for the live members (after a
+// partition, re-dials outnumber every other message); a member that comes
+// back gets the news by the digest's repair.
 func (c *Core) redial(now time.Time, alias string, r *redial) {
 	e, ok := c.table.Get(alias)
 	if !ok || e.State != protocol.StateFailed {
@@ -532,7 +536,7 @@ func (c *Core) redial(now time.Time, alias string, r *redial) {
 	if !c.left {
 		c.stats.Redials++
 		c.seq++
-		c.sendTo(alias, &protocol.Ping{Seq: c.seq, Updates: c.piggyback(alias, false)})
+		c.sendTo(alias, &protocol.Ping{Seq: c.seq, Updates: []protocol.Member{e.Member}})
 	}
 	r.backoff *= 2
 	if r.backoff > c.cfg.ReconnectMax {
