@@ -1,10 +1,8 @@
 package manager
 
 import (
-	"hash/fnv"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -24,6 +22,7 @@ type Entry struct {
 type Table struct {
 	self    string
 	entries map[string]*Entry
+	sorted  []*Entry          // the same entries, by alias: no sort per copy or digest
 	vouched map[string]uint64 // incarnation each member last gave in its own word (Vouch)
 	digest  uint32
 	dirty   bool
@@ -34,7 +33,9 @@ type Table struct {
 // NewTable returns a table that holds self.
 func NewTable(self protocol.Member, now time.Time) *Table {
 	t := &Table{self: self.Alias, entries: map[string]*Entry{}, vouched: map[string]uint64{}, dirty: true}
-	t.entries[self.Alias] = &Entry{Member: cloneMember(self), Self: true, Since: now}
+	e := &Entry{Member: cloneMember(self), Self: true, Since: now}
+	t.entries[self.Alias] = e
+	t.sorted = []*Entry{e}
 	return t
 }
 
@@ -98,6 +99,8 @@ func (t *Table) Set(now time.Time, m protocol.Member) {
 	if !ok {
 		e = &Entry{Self: m.Alias == t.self, Since: now}
 		t.entries[m.Alias] = e
+		i, _ := t.find(m.Alias)
+		t.sorted = slices.Insert(t.sorted, i, e)
 	} else if e.State != m.State {
 		e.Since = now
 	}
@@ -123,6 +126,8 @@ func (t *Table) Remove(alias string) {
 		return
 	}
 	if _, ok := t.entries[alias]; ok {
+		i, _ := t.find(alias)
+		t.sorted = slices.Delete(t.sorted, i, i+1)
 		delete(t.entries, alias)
 		delete(t.vouched, alias)
 		t.dirty = true
@@ -142,23 +147,26 @@ func (t *Table) RTTVersion() uint64 { return t.rtts }
 // goroutines. The Tags maps are shared, not copied: the table never changes
 // a stored map (Set stores a clone), and readers must not change them either.
 func (t *Table) Entries() []Entry {
-	out := make([]Entry, 0, len(t.entries))
-	for _, e := range t.entries {
-		out = append(out, *e)
+	out := make([]Entry, len(t.sorted))
+	for i, e := range t.sorted {
+		out[i] = *e
 	}
-	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Alias, b.Alias) })
 	return out
 }
 
 // Members returns every member as gossiped, sorted by alias (Tags shared and
 // read-only, as with Entries).
 func (t *Table) Members() []protocol.Member {
-	es := t.Entries()
-	out := make([]protocol.Member, len(es))
-	for i, e := range es {
+	out := make([]protocol.Member, len(t.sorted))
+	for i, e := range t.sorted {
 		out[i] = e.Member
 	}
 	return out
+}
+
+// find is the position of alias in sorted, or where it would go.
+func (t *Table) find(alias string) (int, bool) {
+	return slices.BinarySearchFunc(t.sorted, alias, func(e *Entry, a string) int { return strings.Compare(e.Alias, a) })
 }
 
 // Count returns how many entries are in state s.
@@ -185,25 +193,23 @@ func (t *Table) Digest() uint32 {
 	if !t.dirty {
 		return t.digest
 	}
-	aliases := make([]string, 0, len(t.entries))
-	for a, e := range t.entries {
-		if e.State == protocol.StateAlive || e.State == protocol.StateSuspect {
-			aliases = append(aliases, a)
+	// FNV-1a, inline: the same sum as hash/fnv's over the same bytes,
+	// without a copy of each alias.
+	const prime = 16777619
+	h := uint32(2166136261)
+	for _, e := range t.sorted {
+		if e.State != protocol.StateAlive && e.State != protocol.StateSuspect {
+			continue
 		}
-	}
-	sort.Strings(aliases)
-	h := fnv.New32a()
-	var b [9]byte
-	for _, a := range aliases {
-		e := t.entries[a]
-		h.Write([]byte(a))
+		for i := 0; i < len(e.Alias); i++ {
+			h = (h ^ uint32(e.Alias[i])) * prime
+		}
 		for i := 0; i < 8; i++ {
-			b[i] = byte(e.Incarnation >> (8 * i))
+			h = (h ^ uint32(byte(e.Incarnation>>(8*i)))) * prime
 		}
-		b[8] = byte(e.State)
-		h.Write(b[:])
+		h = (h ^ uint32(byte(e.State))) * prime
 	}
-	t.digest, t.dirty = h.Sum32(), false
+	t.digest, t.dirty = h, false
 	return t.digest
 }
 

@@ -1,7 +1,10 @@
 package manager
 
 import (
+	"encoding/binary"
+	"hash/fnv"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -92,5 +95,38 @@ func TestRoundTripsDoNotMakeTheTableLookChanged(t *testing.T) {
 	tb.Set(now, protocol.Member{Alias: "b", Addr: "127.0.0.1:2", State: protocol.StateSuspect})
 	if tb.Version() == v {
 		t.Fatal("a member's change did not move Version")
+	}
+}
+
+// TestDigestIsFNVOfSortedLiveEntries: the digest is FNV-1a over each live
+// entry in alias order (alias, incarnation little-endian, state), as peers
+// of any version compute it; Entries stays sorted as members come and go.
+func TestDigestIsFNVOfSortedLiveEntries(t *testing.T) {
+	now := time.Unix(0, 0)
+	tb := NewTable(protocol.Member{Alias: "m", State: protocol.StateAlive}, now)
+	for i, a := range []string{"q", "b", "z", "a", "k", "c"} {
+		tb.Set(now, protocol.Member{Alias: a, State: protocol.StateAlive, Incarnation: uint64(i * 300)})
+	}
+	tb.Set(now, protocol.Member{Alias: "k", State: protocol.StateFailed, Incarnation: 1200})
+	tb.Set(now, protocol.Member{Alias: "b", State: protocol.StateSuspect, Incarnation: 300})
+	tb.Remove("z")
+	h := fnv.New32a()
+	var aliases []string
+	for _, e := range tb.Entries() {
+		aliases = append(aliases, e.Alias)
+		if e.State != protocol.StateAlive && e.State != protocol.StateSuspect {
+			continue
+		}
+		h.Write([]byte(e.Alias))
+		var b [9]byte
+		binary.LittleEndian.PutUint64(b[:], e.Incarnation)
+		b[8] = byte(e.State)
+		h.Write(b[:])
+	}
+	if want := []string{"a", "b", "c", "k", "m", "q"}; !slices.Equal(aliases, want) {
+		t.Fatalf("entries %v, want %v", aliases, want)
+	}
+	if got, want := tb.Digest(), h.Sum32(); got != want {
+		t.Fatalf("digest %08x, want %08x", got, want)
 	}
 }
