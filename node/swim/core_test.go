@@ -3,7 +3,9 @@ package swim
 import (
 	"fmt"
 	"math"
+	"math/rand"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -1380,5 +1382,36 @@ func TestSuspicionIsToldToAMemberThatSpokeJustNow(t *testing.T) {
 	}
 	if told["d"] {
 		t.Fatal("d, silent for longer than heardLately, was told directly")
+	}
+}
+
+// TestTimerHeapPopsInOrder: the timer heap hands out timers by time, then
+// kind, then alias, whatever the order they were armed in.
+func TestTimerHeapPopsInOrder(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	var h timerHeap
+	var want []timer
+	for i := 0; i < 500; i++ {
+		tm := timer{at: simEpoch.Add(time.Duration(rng.Intn(50)) * time.Millisecond), kind: timerKind(1 + rng.Intn(3)), alias: fmt.Sprintf("m%d", rng.Intn(20))}
+		h.push(tm)
+		want = append(want, tm)
+	}
+	slices.SortStableFunc(want, func(a, b timer) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		if a.kind != b.kind {
+			return int(a.kind) - int(b.kind)
+		}
+		return strings.Compare(a.alias, b.alias)
+	})
+	for i, w := range want {
+		if got := h[0]; !got.at.Equal(w.at) || got.kind != w.kind || got.alias != w.alias {
+			t.Fatalf("pop %d: %v %v %s, want %v %v %s", i, got.at, got.kind, got.alias, w.at, w.kind, w.alias)
+		}
+		h.pop()
+	}
+	if len(h) != 0 {
+		t.Fatalf("%d timers left", len(h))
 	}
 }

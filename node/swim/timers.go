@@ -1,9 +1,6 @@
 package swim
 
-import (
-	"container/heap"
-	"time"
-)
+import "time"
 
 // timerKind names a per-member timer.
 type timerKind uint8
@@ -38,12 +35,13 @@ type timer struct {
 }
 
 // timerHeap orders timers by time, then kind, then alias, so that timers
-// due at the same instant fire in the same order on every run.
+// due at the same instant fire in the same order on every run. Its own
+// push and pop, rather than container/heap's, call less directly: at 1,000
+// members re-dials make the heap the hottest path of a partition.
 type timerHeap []timer
 
-func (h timerHeap) Len() int { return len(h) }
-func (h timerHeap) Less(i, j int) bool {
-	a, b := h[i], h[j]
+func (h timerHeap) less(i, j int) bool {
+	a, b := &h[i], &h[j]
 	if !a.at.Equal(b.at) {
 		return a.at.Before(b.at)
 	}
@@ -52,19 +50,50 @@ func (h timerHeap) Less(i, j int) bool {
 	}
 	return a.alias < b.alias
 }
-func (h timerHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)   { *h = append(*h, x.(timer)) }
-func (h *timerHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return t
+
+// push adds t.
+func (h *timerHeap) push(t timer) {
+	*h = append(*h, t)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !q.less(i, p) {
+			break
+		}
+		q[i], q[p] = q[p], q[i]
+		i = p
+	}
+}
+
+// pop removes the earliest timer.
+func (h *timerHeap) pop() {
+	q := *h
+	n := len(q) - 1
+	q[0] = q[n]
+	q[n] = timer{}
+	q = q[:n]
+	*h = q
+	for i := 0; ; {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && q.less(r, l) {
+			m = r
+		}
+		if !q.less(m, i) {
+			return
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
 }
 
 // arm schedules a per-member timer. The matching map entry must already
 // hold at.
 func (c *Core) arm(kind timerKind, alias string, at time.Time) {
-	heap.Push(&c.timers, timer{at: at, kind: kind, alias: alias})
+	c.timers.push(timer{at: at, kind: kind, alias: alias})
 }
 
 // live reports whether t is still armed: its map entry exists and holds
@@ -91,7 +120,7 @@ func (c *Core) nextTimer() (timer, bool) {
 		if t := c.timers[0]; c.armed(t) {
 			return t, true
 		}
-		heap.Pop(&c.timers)
+		c.timers.pop()
 	}
 	return timer{}, false
 }
@@ -103,7 +132,7 @@ func (c *Core) fireTimers(now time.Time) {
 		if !ok || t.at.After(now) {
 			return
 		}
-		heap.Pop(&c.timers)
+		c.timers.pop()
 		switch t.kind {
 		case timerSuspicion:
 			c.suspicionExpired(now, t.alias, c.suspicions[t.alias])
