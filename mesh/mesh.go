@@ -66,6 +66,7 @@ type Config struct {
 	HandshakeTimeout time.Duration          // first frame and its answer must arrive within this
 	DialTimeout      time.Duration          // TCP connect timeout
 	WriteTimeout     time.Duration          // a peer that does not read for this long is closed
+	MaxRetransmit    time.Duration          // longest TCP retransmission backoff (Linux 6.15+); 0 = the kernel's
 	QueueLen         int                    // outbound frames queued per peer
 	MaxHandshakes    int                    // connections still in their handshake; past it the oldest is closed
 	MaxHandshakesIP  int                    // the same, per source IP
@@ -90,6 +91,7 @@ func DefaultConfig(cluster string, self func() protocol.Member) Config {
 		HandshakeTimeout: 5 * time.Second,  // a peer that says nothing is closed after this
 		DialTimeout:      time.Second,      // a partitioned peer costs a dial this long
 		WriteTimeout:     10 * time.Second, // a stopped peer whose buffers are full is closed
+		MaxRetransmit:    time.Second,      // a healed link speaks again within it (the least Linux takes)
 		QueueLen:         1024,             // frames; the writer drains in batches, so a 256-deep job pipeline fits
 		MaxHandshakes:    1024,             // pending handshakes; bounds idle hostile connections
 		MaxHandshakesIP:  256,              // one source cannot hold every slot; a 200-process join storm on one host fits
@@ -216,6 +218,7 @@ func (m *Mesh) acceptLoop(ln net.Listener) {
 			continue
 		}
 		delay = 0
+		capRetransmit(nc, m.cfg.MaxRetransmit)
 		sh := m.gate.enter(nc)
 		m.wg.Add(1)
 		go func() {
@@ -452,6 +455,7 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 		}
 		return nil, err
 	}
+	capRetransmit(nc, m.cfg.MaxRetransmit)
 	raw := nc // closing the socket ends a TLS handshake or read on it too
 	unblock := context.AfterFunc(ctx, func() { raw.Close() })
 	defer unblock()
