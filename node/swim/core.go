@@ -162,7 +162,7 @@ func (c *Core) SetConfig(cfg Config) error {
 	}
 	c.cfg = cfg
 	c.aware.max = cfg.AwarenessMax
-	c.aware.apply(0)
+	c.health(0)
 	c.queue.limit = cfg.QueueLimit
 	c.deadlineOK = false
 	return nil
@@ -258,7 +258,7 @@ func (c *Core) Step(now time.Time, from string, m protocol.Message) {
 	if p := c.probeOf(from); p != nil {
 		c.endProbe(p)
 		if !p.outTurn {
-			c.aware.apply(-1)
+			c.health(-1)
 		}
 	}
 	c.probeTurn(now, now.Add(c.probeSlack()))
@@ -576,9 +576,12 @@ func (c *Core) suspicionMax() time.Duration {
 
 // suspicionMin is the shortest a suspicion can last at the current size
 // and local health.
-func (c *Core) suspicionMin() time.Duration {
-	lo := time.Duration(float64(c.cfg.SuspicionMult) * math.Max(1, math.Log10(float64(c.clusterSize()))) * float64(c.cfg.ProbeInterval))
-	return c.aware.scale(lo)
+func (c *Core) suspicionMin() time.Duration { return c.aware.scale(c.suspicionBase()) }
+
+// suspicionBase is the shortest a suspicion can last at the current size
+// and full health.
+func (c *Core) suspicionBase() time.Duration {
+	return time.Duration(float64(c.cfg.SuspicionMult) * math.Max(1, math.Log10(float64(c.clusterSize()))) * float64(c.cfg.ProbeInterval))
 }
 
 // aboutSelf answers news about this node. Only the node itself refutes:
@@ -605,7 +608,7 @@ func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
 		c.stats.Refutations++
 		if u.State == protocol.StateSuspect || u.State == protocol.StateFailed {
 			// Lifeguard: being accused hints that this node is the slow one.
-			c.aware.apply(1)
+			c.health(1)
 		}
 		if u.Incarnation <= old {
 			c.spread(now, "", []protocol.Member{self})
@@ -700,13 +703,13 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 // carries the suspicion to the member, which refutes it if it is alive.
 func (c *Core) startSuspicion(now time.Time, m protocol.Member, accuser string) {
 	n := c.clusterSize()
-	hi := c.suspicionMax()
-	lo := hi / time.Duration(c.cfg.SuspicionMaxMult)
+	lo := c.suspicionBase()
+	hi := time.Duration(c.cfg.SuspicionMaxMult) * lo
 	k := min(c.cfg.IndirectChecks, max(0, n-2))
 	if accuser == "" {
 		accuser = "?"
 	}
-	s := newSuspicion(now, m.Incarnation, accuser, k, lo, hi)
+	s := newSuspicion(now, m.Incarnation, accuser, k, lo, hi, c.aware.factor())
 	c.suspicions[m.Alias] = s
 	c.arm(timerSuspicion, m.Alias, s.deadline)
 	if accuser != c.table.SelfAlias() && c.newsProbe(m.Alias, accuser) {

@@ -368,7 +368,7 @@ func TestSuspicionTimeoutFormula(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("k=%d,C=%d", c.k, c.n), func(t *testing.T) {
-			s := newSuspicion(simEpoch, 0, "x", c.k, min, max)
+			s := newSuspicion(simEpoch, 0, "x", c.k, min, max, 1)
 			for i := 0; i < c.n; i++ {
 				if !s.confirm(fmt.Sprintf("y%d", i)) {
 					t.Fatalf("confirmation %d not counted", i)
@@ -1320,7 +1320,9 @@ func TestFailureNewsAboutALostConnectionIsAVerdict(t *testing.T) {
 // timer runs out it is told again and given one more timeout. One that
 // talks and still does not refute is failed then; a silent one at once.
 func TestSuspectThatSpeaksGetsOneMoreTimeout(t *testing.T) {
-	h := newHarness(t, LANConfig(), 4) // b..e; nobody answers probes
+	cfg := LANConfig()
+	cfg.AwarenessMax = 0       // the failing probes must not stretch the timeouts measured here
+	h := newHarness(t, cfg, 4) // b..e; nobody answers probes
 	sus := member("b", protocol.StateSuspect, 0)
 	sus.Accuser = "c"
 	h.step("c", &protocol.Gossip{Updates: []protocol.Member{sus}})
@@ -1413,5 +1415,45 @@ func TestTimerHeapPopsInOrder(t *testing.T) {
 	}
 	if len(h) != 0 {
 		t.Fatalf("%d timers left", len(h))
+	}
+}
+
+// TestSuspicionFollowsLocalHealth: a suspicion's timeout is stretched by
+// the local health score as it is now, not as it was when the suspicion
+// began: one begun while this node was unhealthy is due at its
+// full-health time once the node has recovered, and one running while the
+// node grows unhealthy stretches with it.
+func TestSuspicionFollowsLocalHealth(t *testing.T) {
+	h := newHarness(t, LANConfig(), 6)
+	for i := 0; i < 3; i++ {
+		h.c.health(1)
+	}
+	sus := member("b", protocol.StateSuspect, 0)
+	sus.Accuser = "c"
+	start := h.now
+	h.step("c", &protocol.Gossip{Updates: []protocol.Member{sus}})
+	s := h.c.suspicions["b"]
+	full := s.max // no confirmation: the longest timeout at full health
+	if got := s.deadline.Sub(start); got != 4*full {
+		t.Fatalf("begun at score 3: due after %v, want %v", got, 4*full)
+	}
+	for h.c.Awareness() > 0 {
+		h.c.health(-1)
+	}
+	if got := s.deadline.Sub(start); got != full {
+		t.Fatalf("recovered to score 0: due after %v, want %v", got, full)
+	}
+	h.c.health(1)
+	if got := s.deadline.Sub(start); got != 2*full {
+		t.Fatalf("score 1: due after %v, want %v", got, 2*full)
+	}
+	if d := h.c.NextDeadline(h.now); d.After(s.deadline) {
+		t.Fatalf("next deadline %v is after the suspicion's %v", d, s.deadline)
+	}
+	h.c.health(-1)
+	h.ackAllBut("b") // every other probe succeeds: the score stays 0
+	h.advance(full + 10*time.Millisecond)
+	if st := h.state("b"); st != protocol.StateFailed {
+		t.Fatalf("b %s after its full-health timeout at score 0, want failed", st)
 	}
 }

@@ -38,7 +38,10 @@
 // deadline it was given (CPU starvation, SIGSTOP); it falls with each
 // successful turn-based probe. Out-of-turn probes do not move it: they come
 // in bursts after one event and would count it many times over. Probe
-// timeouts and the suspicion minimum are multiplied by score+1. A late call
+// timeouts and suspicion timeouts are multiplied by score+1; a running
+// suspicion follows the score as it moves, so that one begun during a few
+// unhealthy seconds (a partition forming) does not keep a stretched timeout
+// after the node recovered. A late call
 // also gives already-expired probe and suspicion timers a short grace so
 // that answers waiting in the driver's inbox are read before anyone is
 // accused. Any message heard from a member under probe counts as its ack.

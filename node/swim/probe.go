@@ -173,7 +173,7 @@ func (c *Core) enter(now time.Time) {
 	c.asked = time.Time{}
 	if !asked.IsZero() && now.Sub(asked) > c.cfg.ProbeTimeout {
 		c.stats.LateTicks++
-		c.aware.apply(1)
+		c.health(1)
 		c.grace(now.Add(c.aware.scale(c.cfg.ProbeTimeout)))
 	}
 }
@@ -190,6 +190,7 @@ func (c *Core) grace(until time.Time) {
 	}
 	for _, a := range sortedKeys(c.suspicions) {
 		if s := c.suspicions[a]; s.deadline.Before(until) {
+			s.floor = until
 			s.deadline = until
 			c.arm(timerSuspicion, a, until)
 		}
@@ -439,7 +440,7 @@ func (c *Core) probeFailed(now time.Time, p *probe) {
 		// score: they come at a steady rate, while out-of-turn probes come
 		// in bursts after one event (a partition, a mass crash) and would
 		// count it many times over.
-		c.aware.apply(1)
+		c.health(1)
 	}
 	self := c.table.SelfAlias()
 	if at, ok := c.refuted[p.target]; ok && e.State == protocol.StateAlive && !p.again {
@@ -512,7 +513,7 @@ func (c *Core) suspicionExpired(now time.Time, alias string, s *suspicion) {
 		// one that talks and never refutes is failed then.
 		s.extended, s.heard = true, false
 		s.start = now
-		s.deadline = now.Add(s.timeout())
+		s.deadline = s.due()
 		c.suspicions[alias] = s
 		c.arm(timerSuspicion, alias, s.deadline)
 		c.sendTo(alias, &protocol.Gossip{Updates: []protocol.Member{e.Member}})
@@ -579,7 +580,7 @@ func (c *Core) handleAck(now time.Time, from string, m *protocol.Ack) {
 		}
 		c.endProbe(p)
 		if !p.outTurn {
-			c.aware.apply(-1)
+			c.health(-1)
 		}
 	} else if i := slices.IndexFunc(c.relays, func(r *relay) bool { return r.seq == m.Seq }); i >= 0 {
 		r := c.relays[i]

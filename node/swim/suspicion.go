@@ -17,7 +17,9 @@ import (
 type suspicion struct {
 	inc      uint64 // the incarnation suspected; a refutation is above it
 	start    time.Time
-	min, max time.Duration
+	min, max time.Duration       // at full health
+	health   int                 // the local health multiplier in force (awareness score+1)
+	floor    time.Time           // a late call's grace: not due before then (Core.grace)
 	k        int                 // expected confirmations
 	n        int                 // confirmations so far, not counting the first accuser
 	accusers map[string]struct{} // the first accuser and every confirmer
@@ -27,10 +29,32 @@ type suspicion struct {
 	extended bool // the timer ran out once while the member was heard, and was started again
 }
 
-func newSuspicion(now time.Time, inc uint64, accuser string, k int, lo, hi time.Duration) *suspicion {
-	s := &suspicion{inc: inc, start: now, min: lo, max: max(lo, hi), k: k, accusers: map[string]struct{}{accuser: {}}}
-	s.deadline = now.Add(s.timeout())
+func newSuspicion(now time.Time, inc uint64, accuser string, k int, lo, hi time.Duration, health int) *suspicion {
+	s := &suspicion{inc: inc, start: now, min: lo, max: max(lo, hi), health: health, k: k, accusers: map[string]struct{}{accuser: {}}}
+	s.deadline = s.due()
 	return s
+}
+
+// due is when the suspicion runs out: its timeout stretched by the local
+// health now, not as it was when the suspicion began, and not before floor.
+func (s *suspicion) due() time.Time {
+	d := s.start.Add(s.timeout() * time.Duration(s.health))
+	if d.Before(s.floor) {
+		return s.floor
+	}
+	return d
+}
+
+// retime applies a new local health multiplier and reports whether the
+// deadline moved.
+func (s *suspicion) retime(health int) bool {
+	s.health = health
+	d := s.due()
+	if d.Equal(s.deadline) {
+		return false
+	}
+	s.deadline = d
+	return true
 }
 
 // timeout is the suspicion period given the confirmations so far.
@@ -59,6 +83,6 @@ func (s *suspicion) confirm(accuser string) bool {
 	}
 	s.accusers[accuser] = struct{}{}
 	s.n++
-	s.deadline = s.start.Add(s.timeout())
+	s.deadline = s.due()
 	return true
 }
