@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 )
@@ -91,8 +92,20 @@ func (p *Prepared) Type() MsgType { return p.t }
 
 // Frame returns m as one complete frame in a new slice.
 func Frame(m Message) ([]byte, error) {
-	return NewEncoder().AppendFrame(nil, m)
+	e := frameEncoders.Get().(*Encoder)
+	f, err := e.AppendFrame(nil, m)
+	if cap(e.buf) <= maxPooledBuf { // a large frame's buffer is not kept
+		frameEncoders.Put(e)
+	}
+	return f, err
 }
+
+// frameEncoders serve Frame: it runs for every message sent to many members
+// (Prepare), and a new encoder costs a few allocations each time.
+var frameEncoders = sync.Pool{New: func() any { return NewEncoder() }}
+
+// maxPooledBuf is the largest scratch buffer a pooled encoder keeps.
+const maxPooledBuf = 64 << 10
 
 // Decoder turns frame bodies into messages. It is not safe for concurrent
 // use: each connection's reader owns one.

@@ -255,3 +255,21 @@ func TestPreparedFrameIsTheMessagesFrame(t *testing.T) {
 		t.Fatalf("decoded %#v (%v), want %#v", back, err, m)
 	}
 }
+
+// TestFramesDoNotShareMemory: Frame's encoders are reused, its frames are
+// not: a frame is unchanged by the frames encoded after it.
+func TestFramesDoNotShareMemory(t *testing.T) {
+	a, err := Frame(&Ping{Seq: 1, Updates: benchTable().Members[:3]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep := bytes.Clone(a)
+	for i := range 8 {
+		if _, err := Frame(&Gossip{Updates: benchTable().Members[i : i+4]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(a, keep) {
+		t.Fatal("an earlier frame changed when later ones were encoded")
+	}
+}

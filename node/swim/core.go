@@ -193,8 +193,8 @@ func (c *Core) Awareness() int { return c.aware.score }
 func (c *Core) Step(now time.Time, from string, m protocol.Message) {
 	c.enter(now)
 	c.contact(from)
-	if from != "" {
-		c.heardAt[from] = now
+	if _, known := c.table.Get(from); known {
+		c.heardAt[from] = now // reaped with the member
 	}
 	if s := c.suspicions[from]; s != nil {
 		s.heard = true
