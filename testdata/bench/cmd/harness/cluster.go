@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -238,6 +241,25 @@ func (c *Cluster) wait(d time.Duration, cond func() bool) bool {
 			return false
 		}
 	}
+}
+
+// keepEvents writes every membership event the nodes printed to the log
+// directory, one line each: ms since t0, observer, event, member.
+func (c *Cluster) keepEvents(nodes []*Node, t0 int64) {
+	f, err := os.Create(filepath.Join(c.h.logDir, fmt.Sprintf("%s-%s-events.tsv", c.label, safe(c.sys.Name))))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	w := bufio.NewWriter(f)
+	c.mu.Lock()
+	for _, n := range nodes {
+		for _, e := range n.events {
+			fmt.Fprintf(w, "%.1f\t%s\t%s\t%s\n", float64(e.T-t0)/1e6, n.Alias, e.Event, e.Member)
+		}
+	}
+	c.mu.Unlock()
+	w.Flush()
 }
 
 // kill stops every node of the cluster.

@@ -225,6 +225,7 @@ func scenarioConverge(h *Harness, c *Cluster, trial int, r *Result) {
 	}
 	nodes := []*Node{seed}
 	var t0, startUser, startSys int64 // startUser/Sys: CPU spent before the join
+	startCPU := make([]int64, n)      // each process's, in clock ticks
 	if h.cfg.convergeSpawn {
 		// Each process joins as it starts: the time includes starting them.
 		t0 = time.Now().UnixNano()
@@ -255,9 +256,10 @@ func scenarioConverge(h *Harness, c *Cluster, trial int, r *Result) {
 			}
 		}
 		r.Extra["spawn_ms"] = float64(time.Since(ts)) / 1e6
-		for _, nd := range nodes {
+		for i, nd := range nodes {
 			if u, s, err := procUserSys(nd.Pid); err == nil {
 				startUser, startSys = startUser+u, startSys+s
+				startCPU[i] = u + s
 			}
 		}
 		t0 = time.Now().UnixNano()
@@ -271,6 +273,9 @@ func scenarioConverge(h *Harness, c *Cluster, trial int, r *Result) {
 	}
 	ok := c.wait(h.cfg.convergeCap, func() bool { return fullMesh(nodes) })
 	tObs := time.Now().UnixNano()
+	if h.cfg.keepLogs {
+		c.keepEvents(nodes, t0)
+	}
 	if !ok {
 		c.mu.Lock()
 		k := meshCount(nodes)
@@ -301,7 +306,8 @@ func scenarioConverge(h *Harness, c *Cluster, trial int, r *Result) {
 	r.Extra["observed_ms"] = float64(tObs-t0) / 1e6
 	var rss, anon []float64
 	var user, sys int64
-	for _, nd := range nodes {
+	var joiners []float64
+	for i, nd := range nodes {
 		if b, err := procRSS(nd.Pid); err == nil {
 			rss = append(rss, float64(b)/(1<<20))
 		}
@@ -310,7 +316,17 @@ func scenarioConverge(h *Harness, c *Cluster, trial int, r *Result) {
 		}
 		if u, s, err := procUserSys(nd.Pid); err == nil {
 			user, sys = user+u, sys+s
+			cpu := float64(u+s-startCPU[i]) / userHZ
+			if i == 0 {
+				r.Extra["seed_cpu_s"] = cpu
+			} else {
+				joiners = append(joiners, cpu)
+			}
 		}
+	}
+	if len(joiners) > 0 {
+		r.Extra["joiner_cpu_median_s"] = median(joiners)
+		r.Extra["joiner_cpu_max_s"] = maxOf(joiners)
 	}
 	if len(rss) > 0 {
 		r.Metrics["rss_max_mib"] = maxOf(rss)
