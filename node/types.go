@@ -141,6 +141,7 @@ type Tunables struct {
 	ReconnectBase    time.Duration // first re-dial of a failed member
 	ReconnectMax     time.Duration // backoff ceiling for re-dials
 	ReconnectTimeout time.Duration // failed members are re-dialled this long, then reaped
+	RedialRate       int           // re-dials per second across all failed members (burst as many); more wait their turn
 	LeftReap         time.Duration // left members are kept this long, then reaped
 	UnverifiedReap   time.Duration // members never in contact: reaped this long after learned, once failed or left
 	NewMemberBurst   int           // new members one sender may introduce at once ...

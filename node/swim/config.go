@@ -23,6 +23,7 @@ type Config struct {
 	ReconnectBase    time.Duration // first re-dial of a failed member
 	ReconnectMax     time.Duration // backoff ceiling for re-dials
 	ReconnectTimeout time.Duration // failed members are re-dialled this long, then reaped
+	RedialRate       int           // re-dials per second across all failed members (burst as many); more wait their turn
 	LeftReap         time.Duration // left members are kept this long, then reaped
 	UnverifiedReap   time.Duration // members never in contact: reaped this long after learned, once failed or left
 	NewMemberBurst   int           // new members one sender may introduce at once ...
@@ -53,6 +54,7 @@ func LANConfig() Config {
 		ReconnectBase:    250 * time.Millisecond, // first re-dial of a failed member
 		ReconnectMax:     2 * time.Second,        // healed partitions merge within a few s
 		ReconnectTimeout: 24 * time.Hour,         // as serf's reconnect timeout
+		RedialRate:       16,                     // a node that lost 500 members dials 16 a second, not 250
 		LeftReap:         time.Hour,              // left members are shown for an hour
 		UnverifiedReap:   30 * time.Second,       // a member nobody could reach is hearsay: it goes soon
 		NewMemberBurst:   256,                    // a seed's gossip of 200 nodes joining at once passes
@@ -120,6 +122,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("awareness max %d must not be negative", c.AwarenessMax)
 	case c.ReconnectBase <= 0 || c.ReconnectMax < c.ReconnectBase:
 		return fmt.Errorf("reconnect backoff %v..%v is not a positive range", c.ReconnectBase, c.ReconnectMax)
+	case c.RedialRate < 1:
+		return fmt.Errorf("redial rate %d/s must be at least 1", c.RedialRate)
 	case c.ReconnectTimeout <= 0 || c.LeftReap <= 0 || c.UnverifiedReap <= 0:
 		return fmt.Errorf("reconnect timeout, left reap and unverified reap must be positive")
 	case c.NewMemberBurst < 1 || c.NewMemberRate < 1:

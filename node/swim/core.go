@@ -47,6 +47,8 @@ type Core struct {
 	joined     map[string]time.Time // members new to the table less than suspicionMax ago, and when (probeFailed)
 	heardAt    map[string]time.Time // when each member last sent this node a message (merge)
 	buckets    map[string]*bucket   // new-member rate limit per sender (limit.go)
+	redialPace bucket               // re-dials across all failed members (RedialRate)
+	redialWait []waitingRedial      // re-dials due while redialPace was empty, oldest first
 
 	nextPushPull time.Time // periodic full-state exchange
 	lastRepair   time.Time // last digest-triggered exchange
@@ -82,6 +84,7 @@ type Stats struct {
 	FailedFast                   uint64 // members declared failed by refused dials, without suspicion
 	Refutations                  uint64 // times this node raised its incarnation to deny news
 	Redials                      uint64 // pings sent to failed members
+	RedialsPaced                 uint64 // re-dials that waited for RedialRate
 	LateTicks                    uint64 // ticks that came more than ProbeTimeout after their deadline
 	QueueDropped                 uint64 // piggyback updates dropped by the queue bound
 	Implausible                  uint64 // news refused: it raised an incarnation beyond manager.MaxIncarnationJump
@@ -98,8 +101,15 @@ type Stats struct {
 
 // redial is the re-contact schedule of one failed member.
 type redial struct {
-	next    time.Time
+	next    time.Time // zero while it waits in redialWait
 	backoff time.Duration
+}
+
+// waitingRedial is a re-dial that was due when RedialRate allowed none; it
+// is stale once its member's record is not r any more.
+type waitingRedial struct {
+	alias string
+	r     *redial
 }
 
 // New returns a Core for self (alias, advertised address, tags; state and
@@ -123,6 +133,7 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		joined:     map[string]time.Time{},
 		heardAt:    map[string]time.Time{},
 		buckets:    map[string]*bucket{},
+		redialPace: bucket{tokens: float64(cfg.RedialRate), at: now},
 		pendingAt:  map[string]int{},
 		rtt:        metrics.NewHistogram(metrics.RTTBuckets()...),
 	}

@@ -1457,3 +1457,71 @@ func TestSuspicionFollowsLocalHealth(t *testing.T) {
 		t.Fatalf("b %s after its full-health timeout at score 0, want failed", st)
 	}
 }
+
+// A node that lost many members re-dials at most RedialRate of them a
+// second (burst as many), in turn, so that every one is still re-dialled;
+// a member that comes back while it waits is not re-dialled.
+func TestRedialsArePacedAcrossFailedMembers(t *testing.T) {
+	cfg := LANConfig()
+	cfg.RedialRate = 16
+	h := newHarness(t, cfg, 61)
+	var failed []string
+	for i := 1; i <= 60; i++ {
+		failed = append(failed, peerName(i))
+	}
+	h.ackAllBut(failed...)
+	h.hearFailed("b", failed...)
+	start := h.now
+	perSecond := map[int]int{}
+	redialled := map[string]int{}
+	var back string // a member that comes back while it waits
+	var backAt time.Time
+	for h.now.Sub(start) < 10*time.Second {
+		h.advance(time.Millisecond)
+		if backAt.IsZero() && h.now.Sub(start) >= time.Second {
+			for _, a := range failed {
+				if redialled[a] == 0 {
+					back = a
+					break
+				}
+			}
+			if back == "" {
+				t.Fatal("every failed member was re-dialled within 1 s: the pace did not hold any back")
+			}
+			// back refutes before its turn came: alive again.
+			h.step(back, &protocol.Gossip{Updates: []protocol.Member{member(back, protocol.StateAlive, 1)}})
+			backAt = h.now
+		}
+		for _, o := range h.drain() {
+			p, ok := o.Msg.(*protocol.Ping)
+			if !ok || !hasUpdate(p.Updates, o.To, protocol.StateFailed, 0) {
+				continue
+			}
+			if o.To == back && !backAt.IsZero() {
+				t.Fatalf("%s re-dialled after it came back", back)
+			}
+			perSecond[int(h.now.Sub(start)/time.Second)]++
+			redialled[o.To]++
+			h.c.DialFailed(h.now, o.To, true)
+			h.collect()
+		}
+	}
+	total := 0
+	for s, n := range perSecond {
+		total += n
+		if n > 2*cfg.RedialRate {
+			t.Fatalf("%d re-dials in second %d, want at most %d (burst and rate)", n, s, 2*cfg.RedialRate)
+		}
+	}
+	if max := cfg.RedialRate + 10*cfg.RedialRate; total > max || total < max-cfg.RedialRate {
+		t.Fatalf("%d re-dials in 10 s, want about %d: paced at %d/s and never idle", total, max, cfg.RedialRate)
+	}
+	for _, a := range failed {
+		if a != back && redialled[a] < 2 {
+			t.Fatalf("%s re-dialled %d times in 10 s, want its turn at least twice: %v", a, redialled[a], redialled)
+		}
+	}
+	if h.c.Stats().RedialsPaced == 0 {
+		t.Fatal("no re-dial counted as paced")
+	}
+}

@@ -84,7 +84,9 @@
 //
 // Re-contact. A failed member is sent a Ping carrying its failed state with
 // exponential backoff (ReconnectBase doubling to ReconnectMax, ±10% jitter)
-// for ReconnectTimeout, then reaped. If it lives it refutes and comes back
+// for ReconnectTimeout, then reaped; at most RedialRate re-dials a second
+// go out across all failed members, and those due beyond it wait in order
+// (redialPaced). If it lives it refutes and comes back
 // through any path. A peer that connects while this node holds news it must
 // answer (a suspicion or failure at its incarnation, or a later incarnation
 // of its alias after a restart) is sent that news, and refutes.

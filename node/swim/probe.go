@@ -1,6 +1,7 @@
 package swim
 
 import (
+	"math"
 	"slices"
 	"sort"
 	"time"
@@ -86,6 +87,7 @@ func (c *Core) resendEvery() time.Duration { return c.aware.scale(c.cfg.ProbeTim
 // deadline NextDeadline asked for is itself a Lifeguard signal; see enter.
 func (c *Core) Tick(now time.Time) {
 	c.enter(now)
+	c.drainRedials(now)
 	c.fireTimers(now)
 	if c.left {
 		return
@@ -222,6 +224,7 @@ func (c *Core) computeDeadline(now time.Time) time.Time {
 	if t, ok := c.nextTimer(); ok {
 		at(t.at)
 	}
+	at(c.redialReady())
 	if c.left {
 		if d.IsZero() {
 			return now.Add(c.cfg.LeftReap)
@@ -520,6 +523,64 @@ func (c *Core) suspicionExpired(now time.Time, alias string, s *suspicion) {
 		return
 	}
 	c.declareFailed(now, alias)
+}
+
+// redialPaced re-dials alias now if RedialRate allows, or queues the
+// re-dial behind those already waiting (none is dropped): a node cut off
+// from half of a large cluster would otherwise dial hundreds of addresses
+// a second, each a socket and a timeout, for as long as the cut lasts.
+func (c *Core) redialPaced(now time.Time, alias string, r *redial) {
+	if len(c.redialWait) == 0 && c.redialToken(now) {
+		c.redial(now, alias, r)
+		return
+	}
+	c.stats.RedialsPaced++
+	r.next = time.Time{}
+	if len(c.redialWait) >= 2*len(c.redials)+16 { // drop the stale entries
+		c.redialWait = slices.DeleteFunc(c.redialWait, func(w waitingRedial) bool { return c.redials[w.alias] != w.r })
+	}
+	c.redialWait = append(c.redialWait, waitingRedial{alias, r})
+}
+
+// redialToken takes one re-dial from the pace; false when it is empty.
+func (c *Core) redialToken(now time.Time) bool {
+	c.redialPace.refill(now, c.cfg.RedialRate, c.cfg.RedialRate)
+	if c.redialPace.tokens < 1 {
+		return false
+	}
+	c.redialPace.tokens--
+	return true
+}
+
+// drainRedials runs the waiting re-dials that the pace allows, oldest first.
+func (c *Core) drainRedials(now time.Time) {
+	k := 0
+	for ; k < len(c.redialWait); k++ {
+		w := c.redialWait[k]
+		if c.redials[w.alias] != w.r {
+			continue // revived, reaped or failed anew since
+		}
+		if !c.redialToken(now) {
+			break
+		}
+		c.redial(now, w.alias, w.r)
+	}
+	n := copy(c.redialWait, c.redialWait[k:])
+	clear(c.redialWait[n:])
+	c.redialWait = c.redialWait[:n]
+}
+
+// redialReady is when the next waiting re-dial may go; zero when none waits.
+func (c *Core) redialReady() time.Time {
+	if len(c.redialWait) == 0 {
+		return time.Time{}
+	}
+	need := 1 - c.redialPace.tokens
+	if need <= 0 {
+		return c.redialPace.at
+	}
+	// Rounded up: a deadline that truncates to now would earn no token.
+	return c.redialPace.at.Add(time.Duration(math.Ceil(need / float64(c.cfg.RedialRate) * float64(time.Second))))
 }
 
 // redial re-contacts a failed member with a Ping that carries its failed

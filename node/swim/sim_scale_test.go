@@ -105,7 +105,7 @@ func TestSimScaleLoss(t *testing.T) {
 // alive everywhere with no join.
 func TestSimScalePartitionHeal(t *testing.T) {
 	if os.Getenv("MESHELL_SIM_BIG") != "1" {
-		t.Skip("about 90 s of CPU at 1,000 nodes: set MESHELL_SIM_BIG=1 (TestSimPartitionHeal covers 200)")
+		t.Skip("about 55 s of CPU at 1,000 nodes: set MESHELL_SIM_BIG=1 (TestSimPartitionHeal covers 200)")
 	}
 	n := scaleN()
 	s := newSim(t, simOptions{n: n, seed: 34, connected: true})

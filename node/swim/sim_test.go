@@ -567,7 +567,9 @@ func (c *Core) slowDeadline(now time.Time) time.Time {
 		at(s.deadline)
 	}
 	for _, r := range c.redials {
-		at(r.next)
+		if !r.next.IsZero() { // zero: waiting for the redial pace
+			at(r.next)
+		}
 	}
 	if t, ok := c.nextTimer(); ok != !m.IsZero() || ok && !t.at.Equal(m) {
 		return m // the heap disagrees with the maps

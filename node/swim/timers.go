@@ -137,7 +137,7 @@ func (c *Core) fireTimers(now time.Time) {
 		case timerSuspicion:
 			c.suspicionExpired(now, t.alias, c.suspicions[t.alias])
 		case timerRedial:
-			c.redial(now, t.alias, c.redials[t.alias])
+			c.redialPaced(now, t.alias, c.redials[t.alias])
 		case timerReap:
 			c.reap(now, t.alias)
 		}
