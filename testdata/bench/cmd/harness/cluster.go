@@ -37,10 +37,11 @@ func (s *System) nodeArgs(alias string, port, joinPort int) []string {
 
 // Event is one membership event line printed by a node.
 type Event struct {
-	T      int64 // node's timestamp (unix ns); the harness read time if absent
-	Recv   int64
-	Event  string
-	Member string
+	T       int64 // node's timestamp (unix ns); the harness read time if absent
+	Recv    int64
+	Event   string
+	Member  string
+	Accuser string // member-suspect: whose probe failed, when the node knows
 }
 
 // Node is one running instance of a cluster member.
@@ -74,6 +75,7 @@ type lineMsg struct {
 	T         json.RawMessage `json:"time"`
 	Event     *string         `json:"event"`
 	Member    string          `json:"alias"`
+	Accuser   string          `json:"accuser"`
 	BytesSent json.RawMessage `json:"bytes_sent"`
 }
 
@@ -91,7 +93,7 @@ func (n *Node) onLine(line []byte, recv time.Time) {
 	}
 	switch {
 	case m.Event != nil:
-		ev := Event{Recv: recv.UnixNano(), Event: *m.Event, Member: m.Member}
+		ev := Event{Recv: recv.UnixNano(), Event: *m.Event, Member: m.Member, Accuser: m.Accuser}
 		if t, ok := parseTime(m.T); ok {
 			ev.T = t
 		} else {
@@ -244,7 +246,7 @@ func (c *Cluster) wait(d time.Duration, cond func() bool) bool {
 }
 
 // keepEvents writes every membership event the nodes printed to the log
-// directory, one line each: ms since t0, observer, event, member.
+// directory, one line each: ms since t0, observer, event, member, accuser.
 func (c *Cluster) keepEvents(nodes []*Node, t0 int64) {
 	f, err := os.Create(filepath.Join(c.h.logDir, fmt.Sprintf("%s-%s-events.tsv", c.label, safe(c.sys.Name))))
 	if err != nil {
@@ -255,7 +257,7 @@ func (c *Cluster) keepEvents(nodes []*Node, t0 int64) {
 	c.mu.Lock()
 	for _, n := range nodes {
 		for _, e := range n.events {
-			fmt.Fprintf(w, "%.1f\t%s\t%s\t%s\n", float64(e.T-t0)/1e6, n.Alias, e.Event, e.Member)
+			fmt.Fprintf(w, "%.1f\t%s\t%s\t%s\t%s\n", float64(e.T-t0)/1e6, n.Alias, e.Event, e.Member, e.Accuser)
 		}
 	}
 	c.mu.Unlock()
