@@ -278,3 +278,42 @@ func TestCloseEndsHandshakesUnderWay(t *testing.T) {
 		t.Fatal("the connection in its handshake was left open")
 	}
 }
+
+// failRecorder records the refused flag of every DialFailed.
+type failRecorder struct {
+	*recorder
+	failed chan bool
+}
+
+func (r *failRecorder) DialFailed(_ string, refused bool, _ error) { r.failed <- refused }
+
+// A process that exits closes its listener after some of its connections:
+// a dial in between is accepted, then reset. The dial is made again, and
+// the refusal that follows is what the mesh reports: a crash's evidence.
+func TestDialResetByAnExitingPeerIsReportedRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c, err := ln.Accept()
+		ln.Close() // the listener goes first, then the connection it accepted resets
+		if err == nil {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+	h := &failRecorder{recorder: newRecorder(), failed: make(chan bool, 4)}
+	m, _ := newMesh(t, "a", h)
+	if err := m.Send("b", ln.Addr().String(), &protocol.Ping{Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case refused := <-h.failed:
+		if !refused {
+			t.Fatal("a dial reset by a peer whose address then refuses was reported as not refused")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no DialFailed within 10 s")
+	}
+}

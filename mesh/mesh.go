@@ -656,6 +656,16 @@ func (m *Mesh) dialFor(c *conn, addr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.DialTimeout+m.cfg.HandshakeTimeout)
 	defer cancel()
 	_, err := m.handshake(ctx, addr, false, c)
+	if err != nil && reset(err) && ctx.Err() == nil {
+		// A process that exits closes its listener after some of its
+		// connections: a dial in between is accepted, then reset. Dialled
+		// once more, the address refuses, which is a crash's evidence; a
+		// live peer that reset one handshake answers the next.
+		if c.fr != nil {
+			c.fr.Release()
+		}
+		_, err = m.handshake(ctx, addr, false, c)
+	}
 	m.mu.Lock()
 	if m.dialing[alias] == c {
 		delete(m.dialing, alias)

@@ -49,6 +49,9 @@ func scenarioCrash(h *Harness, c *Cluster, trial int, r *Result) {
 	t0 := time.Now().UnixNano()
 	_ = v.Signal(syscall.SIGKILL)
 	lat, ok := c.allSaw(others, v.Alias, t0, h.cfg.detectCap, "member-failed")
+	if h.cfg.keepLogs {
+		c.keepEvents(others, t0)
+	}
 	r.Extra["victim"] = v.Alias
 	r.Extra["per_node_ms"] = lat
 	latencySummary(r, "detect", lat, ok)
