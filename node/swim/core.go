@@ -54,6 +54,10 @@ type Core struct {
 	lastRepair   time.Time // last digest-triggered exchange
 	lastChange   time.Time // last change of a member's state, incarnation, address or tags
 
+	// The current run of new members, each added within suspicionMax of the
+	// one before: a join storm (newcomer).
+	growthStart, growthLast time.Time
+
 	// Pushes of changes (spread): at most one per GossipInterval; changes
 	// made meanwhile wait in pending and go out together.
 	lastPush    time.Time
@@ -510,6 +514,10 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 		}
 		if !known {
 			c.joined[u.Alias] = now
+			if c.growthLast.IsZero() || now.Sub(c.growthLast) >= c.suspicionMax() {
+				c.growthStart = now
+			}
+			c.growthLast = now
 		}
 		c.table.Set(now, u)
 		c.vouch(own, u)

@@ -73,8 +73,10 @@
 // receivers do not push on: members that join at once through one seed
 // learn of each other within one GossipInterval. A member new to the table
 // is not suspected by a failed probe for the longest suspicion after it was
-// added, and such a probe does not move the health score: in a join storm
-// it, its relays and this node are all still opening connections.
+// added or, when it came in a run of new members each within that time of
+// the one before (a join storm), after the run's last one; such a probe
+// does not move the health score: in a join storm it, its relays and this
+// node are all still opening connections.
 //
 // Leaving. A node that left neither probes, relays, gossips nor refutes. It
 // answers a Ping with an Ack carrying its own left entry, so a prober that

@@ -420,7 +420,7 @@ func (c *Core) probeFailed(now time.Time, p *probe) {
 		return
 	}
 	if at, ok := c.joined[p.target]; ok {
-		if e.State == protocol.StateAlive && now.Sub(at) < c.suspicionMax() {
+		if e.State == protocol.StateAlive && c.newcomer(now, at) {
 			// A member new to the table: in a join storm it, its relays
 			// and this node are all still opening their connections, with
 			// every core busy. Accusing it would start a cascade of
@@ -523,6 +523,17 @@ func (c *Core) suspicionExpired(now time.Time, alias string, s *suspicion) {
 		return
 	}
 	c.declareFailed(now, alias)
+}
+
+// newcomer reports whether a member added to the table at joined is still
+// in its grace: one longest suspicion after it was added or, when it came
+// in a run of new members (a join storm), after the run's last one. In a
+// storm of 200 processes on one host the handshakes outlast a grace counted
+// from each member's own arrival, and the suspicions that began then kept
+// every core busy, and so themselves going, long after the last join.
+func (c *Core) newcomer(now, joined time.Time) bool {
+	grace := c.suspicionMax()
+	return now.Sub(joined) < grace || !joined.Before(c.growthStart) && now.Sub(c.growthLast) < grace
 }
 
 // redialPaced re-dials alias now if RedialRate allows, or queues the

@@ -1,6 +1,7 @@
 package swim
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -169,5 +170,43 @@ func TestNewcomerGetsTheTableWhenItsAnswerWasStale(t *testing.T) {
 	}
 	if len(pp[0].Members) != 6 {
 		t.Fatalf("table of %d members sent, want all 6 (n1 included)", len(pp[0].Members))
+	}
+}
+
+// TestNewcomersOfAJoinStormKeepTheirGraceUntilItEnds: while new members
+// keep arriving, each within the longest suspicion of the one before (a
+// join storm), none of them is suspected by this node's own probes, however
+// long ago it arrived; once the storm is over, the grace runs out one
+// longest suspicion after its last newcomer. A member of the table from
+// before the storm has no such grace.
+func TestNewcomersOfAJoinStormKeepTheirGraceUntilItEnds(t *testing.T) {
+	h := newHarness(t, LANConfig(), 2) // b answers, c (an old member) does not
+	silent := []string{"c", "x"}       // x: the storm's first newcomer, which never answers
+	h.answer = func(to string) bool { return !slices.Contains(silent, to) }
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("x", protocol.StateAlive, 0)}})
+	first := h.now
+	var last time.Time
+	for k := 0; h.now.Sub(first) < 4*h.c.suspicionMax(); k++ {
+		h.advance(h.c.suspicionMax() / 3)
+		h.step("b", &protocol.Gossip{Updates: []protocol.Member{member(fmt.Sprintf("new%02d", k), protocol.StateAlive, 0)}})
+		last = h.now
+		if st := h.state("x"); st != protocol.StateAlive {
+			t.Fatalf("x %s %v after it arrived, while newcomers still arrive", st, h.now.Sub(first))
+		}
+	}
+	if h.state("c") == protocol.StateAlive {
+		t.Fatal("c, in the table before the storm, was never suspected during it")
+	}
+	if h.c.Stats().NewcomerGrace < 2 {
+		t.Fatalf("%d failed probes of x in the storm: the test tests nothing", h.c.Stats().NewcomerGrace)
+	}
+	for h.state("x") == protocol.StateAlive {
+		if h.now.Sub(last) > 2*h.c.suspicionMax()+10*h.c.cfg.ProbeInterval {
+			t.Fatalf("x, which never answers, still alive %v after the storm's last newcomer", h.now.Sub(last))
+		}
+		h.advance(10 * time.Millisecond)
+	}
+	if since := h.now.Sub(last); since < h.c.suspicionMax()/2 {
+		t.Fatalf("x suspected %v after the storm's last newcomer, before its grace ran out", since)
 	}
 }
