@@ -331,6 +331,9 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		nc.Close()
 		return
 	}
+	// The peer's part is done: this node's own time to answer (a seed
+	// starved of CPU in a join storm) does not count against the peer.
+	nc.SetWriteDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
 	var ack protocol.Message
 	errText := ""
 	if err != nil {
@@ -470,7 +473,10 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 		nc = tnc
 	}
 	deadline := time.Now().Add(m.cfg.HandshakeTimeout)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+	if dl, ok := ctx.Deadline(); ok && (hello || dl.Before(deadline)) {
+		// A Hello's answer is awaited as long as the caller allows: a seed
+		// that took the connection and is slow (a join storm on a loaded
+		// host) answers late, and a new Hello would only queue behind it.
 		deadline = dl
 	}
 	nc.SetDeadline(deadline)

@@ -278,3 +278,29 @@ func TestOutqBoundAndOrder(t *testing.T) {
 		t.Fatalf("an empty queue keeps %d slots", cap(q.items))
 	}
 }
+
+// A seed slower to answer a Hello than the handshake timeout is waited for
+// as long as the joiner's context allows, and the seed's own time to answer
+// does not count against the joiner: in a join storm on a loaded host the
+// seed answers late, and a second Hello would queue behind the first.
+func TestSlowSeedIsWaitedForWithinTheJoinersBudget(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	rb := newRecorder()
+	rb.admit = func(protocol.Member) { <-time.After(4 * timeout) } // a seed still busy with others
+	tweak := func(c *Config) { c.HandshakeTimeout = timeout }
+	a, _ := newMesh(t, "a", newRecorder(), tweak)
+	_, bAddr := newMesh(t, "b", rb, tweak)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := a.Hello(ctx, bAddr); err != nil {
+		t.Fatalf("Hello to a seed that answers after %v, within a 10 s budget: %v", 4*timeout, err)
+	}
+	if took := time.Since(start); took < 4*timeout {
+		t.Fatalf("answered after %v: the seed did not delay it, the test tests nothing", took)
+	}
+	// Without a budget of its own the Hello keeps the handshake timeout.
+	if _, err := a.Hello(context.Background(), bAddr); err == nil {
+		t.Fatal("Hello without a deadline waited past the handshake timeout")
+	}
+}
