@@ -53,7 +53,9 @@ func workerCluster(t *testing.T, n int) (string, []*proc) {
 func TestShutdownOfAWorkerDuringABenchLosesNoJob(t *testing.T) {
 	seed, ws := workerCluster(t, 3)
 	d := start(t, "", "--alias", "d", "-P", "0", "--join", seed)
-	d.feed(t, "!wait members 4 30s\n!echo bench-start\n!bench --n 3000 --concurrency 32 --json sleep 20ms\n")
+	// Five members: the three workers, d and ctl. Four could be met by ctl
+	// before w2, and the bench would start without w2.
+	d.feed(t, "!wait members 5 30s\n!echo bench-start\n!bench --n 3000 --concurrency 32 --json sleep 20ms\n")
 	ctl := start(t, "", "--alias", "ctl", "-P", "0", "--join", seed)
 	ctl.feed(t, "!wait members 5 30s\n!echo ready\n")
 	ctl.waitOutput(t, "ready", 30*time.Second)
