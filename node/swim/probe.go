@@ -527,10 +527,9 @@ func (c *Core) suspicionExpired(now time.Time, alias string, s *suspicion) {
 
 // newcomer reports whether a member added to the table at joined is still
 // in its grace: one longest suspicion after it was added or, when it came
-// in a run of new members (a join storm), after the run's last one. In a
-// storm of 200 processes on one host the handshakes outlast a grace counted
-// from each member's own arrival, and the suspicions that began then kept
-// every core busy, and so themselves going, long after the last join.
+// in a run of new members (a join storm), after the run's last one: a
+// storm's handshakes can outlast a grace counted from each arrival, and
+// suspicions begun while every core is busy keep the cores busy.
 func (c *Core) newcomer(now, joined time.Time) bool {
 	grace := c.suspicionMax()
 	return now.Sub(joined) < grace || !joined.Before(c.growthStart) && now.Sub(c.growthLast) < grace
