@@ -1525,3 +1525,34 @@ func TestRedialsArePacedAcrossFailedMembers(t *testing.T) {
 		t.Fatal("no re-dial counted as paced")
 	}
 }
+
+// TestTimerHeapStaysBoundedAsHealthMoves: every change of the health score
+// re-arms every running suspicion; the entries left behind are dropped, so
+// the heap stays proportional to the timers armed, and the suspicions
+// still run out at their time.
+func TestTimerHeapStaysBoundedAsHealthMoves(t *testing.T) {
+	h := newHarness(t, LANConfig(), 40)
+	var sus []protocol.Member
+	for i := 1; i < 40; i++ {
+		sus = append(sus, member(peerName(i), protocol.StateSuspect, 0))
+	}
+	h.step("b", &protocol.Gossip{Updates: sus})
+	if len(h.c.suspicions) != 39 {
+		t.Fatalf("%d suspicions running, want 39", len(h.c.suspicions))
+	}
+	for range 1000 { // a score that moves up and down, as a hostile peer's accusations can make it
+		h.c.health(1)
+		h.c.health(-1)
+	}
+	if live, n := len(h.c.suspicions)+len(h.c.redials)+len(h.c.reapAt), len(h.c.timers); n > 4*live+64 {
+		t.Fatalf("%d heap entries for %d armed timers", n, live)
+	}
+	// Nothing answers, so the score rises as they run: twice the longest
+	// suspicion at the highest score bounds them (a suspect may get one more).
+	limit := 2 * time.Duration((h.c.cfg.AwarenessMax+1)*h.c.cfg.SuspicionMaxMult) * h.c.suspicionBase()
+	for start := h.now; h.c.table.Count(protocol.StateSuspect) > 0; h.advance(10 * time.Millisecond) {
+		if h.now.Sub(start) > limit {
+			t.Fatalf("%d members still suspect %v later", h.c.table.Count(protocol.StateSuspect), limit)
+		}
+	}
+}

@@ -71,9 +71,14 @@ func (h *timerHeap) pop() {
 	n := len(q) - 1
 	q[0] = q[n]
 	q[n] = timer{}
-	q = q[:n]
-	*h = q
-	for i := 0; ; {
+	*h = q[:n]
+	h.down(0)
+}
+
+// down moves the timer at i down to its place.
+func (h timerHeap) down(i int) {
+	q, n := h, len(h)
+	for {
 		l := 2*i + 1
 		if l >= n {
 			return
@@ -94,6 +99,26 @@ func (h *timerHeap) pop() {
 // hold at.
 func (c *Core) arm(kind timerKind, alias string, at time.Time) {
 	c.timers.push(timer{at: at, kind: kind, alias: alias})
+	if len(c.timers) > 4*(len(c.suspicions)+len(c.redials)+len(c.reapAt))+64 {
+		c.compactTimers()
+	}
+}
+
+// compactTimers drops the stale entries: each change of the health score
+// re-arms every running suspicion, and the entries it leaves would
+// otherwise wait for their old time to reach the top.
+func (c *Core) compactTimers() {
+	kept := c.timers[:0]
+	for _, t := range c.timers {
+		if c.armed(t) {
+			kept = append(kept, t)
+		}
+	}
+	clear(c.timers[len(kept):])
+	c.timers = kept
+	for i := len(kept)/2 - 1; i >= 0; i-- {
+		c.timers.down(i)
+	}
 }
 
 // live reports whether t is still armed: its map entry exists and holds
