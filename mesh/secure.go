@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
+	"time"
 
 	"meshell/mesh/keyring"
 	"meshell/protocol"
@@ -92,7 +94,16 @@ func (m *Mesh) refusePlain(nc net.Conn, peeked []byte, reason string) {
 // in plaintext so that its side can say so. It returns the peeked bytes.
 func (m *Mesh) plainAccept(nc net.Conn, rw io.Reader) ([]byte, error) {
 	peek := make([]byte, 3)
-	if _, err := io.ReadFull(rw, peek); err != nil {
+	n, err := io.ReadFull(rw, peek)
+	if n < len(peek) && errors.Is(err, os.ErrDeadlineExceeded) {
+		// A process starved of CPU past the deadline (a join storm on few
+		// cores) runs the deadline's timer before it sees the bytes that
+		// came in time: one last look, so that the peer is not refused
+		// for this node's delay. A silent peer is held lastLook longer.
+		nc.SetReadDeadline(time.Now().Add(lastLook))
+		_, err = io.ReadFull(rw, peek[n:])
+	}
+	if err != nil {
 		return nil, err
 	}
 	if keyring.LooksLikeTLS(peek) {
@@ -103,6 +114,10 @@ func (m *Mesh) plainAccept(nc net.Conn, rw io.Reader) ([]byte, error) {
 	}
 	return peek, nil
 }
+
+// lastLook is how long a handshake's first read that timed out is given
+// to find the bytes already there.
+const lastLook = 500 * time.Millisecond
 
 // loopback reports whether the connection comes from this machine.
 func loopback(nc net.Conn) bool {
