@@ -89,7 +89,7 @@ func DefaultConfig(cluster string, self func() protocol.Member) Config {
 		Cluster:          cluster,
 		Self:             self,
 		HandshakeTimeout: 5 * time.Second,  // a peer that says nothing is closed after this
-		DialTimeout:      time.Second,      // a partitioned peer costs a dial this long
+		DialTimeout:      3 * time.Second,  // outlasts a lost SYN's resend (1 s) and a CPU-starved second
 		WriteTimeout:     10 * time.Second, // a stopped peer whose buffers are full is closed
 		MaxRetransmit:    time.Second,      // a healed link speaks again within it (the least Linux takes)
 		QueueLen:         1024,             // frames; the writer drains in batches, so a 256-deep job pipeline fits
