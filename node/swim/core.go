@@ -52,6 +52,7 @@ type Core struct {
 
 	nextPushPull time.Time // periodic full-state exchange
 	lastRepair   time.Time // last digest-triggered exchange
+	differSince  time.Time // first differing digest since lastRepair; zero when none
 	lastChange   time.Time // last change of a member's state, incarnation, address or tags
 
 	// The current run of new members, each added within suspicionMax of the

@@ -66,7 +66,8 @@
 // of pushes, not GossipFanout per change. A receiver re-pushes only what
 // changed its own table, so the epidemic stops by itself. Leave and Rejoin
 // go to every live member directly. A differing digest on an ack repairs by
-// push/pull only once this node's table has been quiet for PushPullMinGap.
+// push/pull once this node's table has been quiet for PushPullMinGap, or at
+// the latest ten of them after the first differing digest.
 //
 // Newcomers. A member that joined through this node (Introduced) is pushed
 // to every live member, not GossipFanout of them, as a Direct gossip that

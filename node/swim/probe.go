@@ -658,14 +658,31 @@ func (c *Core) handleAck(now time.Time, from string, m *protocol.Ack) {
 		c.relays = slices.Delete(c.relays, i, i+1)
 		c.sendTo(r.origin, &protocol.Ack{Seq: r.origSeq, Digest: c.table.Digest(), Updates: c.piggyback(r.origin, false)})
 	}
-	// Repair only a quiet table: while changes arrive (a join storm) gossip
-	// is still delivering them, and a full exchange per ack would repeat it.
-	if m.Digest != c.table.Digest() && now.Sub(c.lastChange) >= c.cfg.PushPullMinGap &&
-		(c.lastRepair.IsZero() || now.Sub(c.lastRepair) >= c.cfg.PushPullMinGap) {
-		c.lastRepair = now
+	c.repair(now, from, m.Digest)
+}
+
+// repair exchanges full state with from when its digest differs. Only a
+// quiet table is repaired at once: while changes arrive (a join storm)
+// gossip is still delivering them, and a full exchange per ack would repeat
+// it. But changes that never stop (suspicions flapping somewhere) delay it
+// at most repairWait: a node that missed a member of a join storm learned
+// of it only from the 60 s push/pull.
+func (c *Core) repair(now time.Time, from string, digest uint32) {
+	if digest == c.table.Digest() {
+		return
+	}
+	if c.differSince.IsZero() {
+		c.differSince = now
+	}
+	quiet := now.Sub(c.lastChange) >= c.cfg.PushPullMinGap || now.Sub(c.differSince) >= c.repairWait()
+	if quiet && (c.lastRepair.IsZero() || now.Sub(c.lastRepair) >= c.cfg.PushPullMinGap) {
+		c.lastRepair, c.differSince = now, time.Time{}
 		c.sendTo(from, &protocol.PushPull{Members: c.table.Members()})
 	}
 }
+
+// repairWait is the longest a differing digest waits for a quiet table.
+func (c *Core) repairWait() time.Duration { return 10 * c.cfg.PushPullMinGap }
 
 // handleNack counts a relay's answer that it could not reach the target.
 func (c *Core) handleNack(now time.Time, from string, m *protocol.Nack) {

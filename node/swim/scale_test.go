@@ -69,6 +69,33 @@ func TestNoRepairWhileTheTableChanges(t *testing.T) {
 	}
 }
 
+// TestRepairWhileChangesNeverStop: changes that keep arriving (suspicions
+// flapping elsewhere) delay a repair, but not beyond repairWait: a node
+// that missed a member of a join storm would otherwise learn of it only
+// from the periodic push/pull a minute later.
+func TestRepairWhileChangesNeverStop(t *testing.T) {
+	h := newHarness(t, LANConfig(), 4)
+	h.answer = func(string) bool { return true }
+	h.advance(time.Second)
+	step := h.c.cfg.PushPullMinGap / 5
+	var first time.Duration
+	start := h.now
+	for i := 0; h.now.Sub(start) <= 2*h.c.repairWait(); i++ {
+		h.step("b", &protocol.Gossip{Updates: []protocol.Member{member(fmt.Sprintf("new%d", i), protocol.StateAlive, 0)}})
+		h.step("c", &protocol.Ack{Seq: 1, Digest: h.c.table.Digest() + 1})
+		if to, _ := sent[*protocol.PushPull](h.drain()); len(to) > 0 && first == 0 {
+			first = h.now.Sub(start)
+		}
+		h.advance(step)
+	}
+	switch {
+	case first == 0:
+		t.Fatalf("no push/pull within %v of a differing digest while the table kept changing", 2*h.c.repairWait())
+	case first < h.c.repairWait():
+		t.Fatalf("push/pull after %v while the table kept changing, before repairWait (%v)", first, h.c.repairWait())
+	}
+}
+
 // TestNewcomerNotSuspectedBeforeItCouldAnswer: a member new to the table,
 // learned from others (z) or from its own connection (y), is not suspected
 // by a probe that fails within the longest suspicion after it was added (in
