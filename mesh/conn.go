@@ -278,7 +278,9 @@ func (c *conn) readLoop() {
 	for {
 		var p []byte
 		if p, err = c.fr.Next(); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			// A retired connection ends as expected: its peer closed it or
+			// its grace ran out (a join storm retires hundreds).
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !c.retired.Load() {
 				m.warn.Warn("frame-read", logrus.Fields{"alias": c.peer.Alias, "error": err.Error()}, "mesh: closing connection")
 			}
 			break

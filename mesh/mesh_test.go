@@ -189,6 +189,50 @@ func TestCrossedDialsKeepTheSmallerAliasesConnection(t *testing.T) {
 	}
 }
 
+// lockedBuffer is a log's output that a test reads while the mesh writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A connection retired for a duplicate ends without a warning, however it
+// ends: 200 processes joining at once retire hundreds of connections.
+func TestARetiredConnectionEndsWithoutAWarning(t *testing.T) {
+	var out lockedBuffer
+	l := logrus.New()
+	l.SetOutput(&out)
+	a, _ := newMesh(t, "a", newRecorder(), func(c *Config) { c.Log = l })
+	_, bAddr := newMesh(t, "b", newRecorder())
+	if _, err := a.Hello(context.Background(), bAddr); err != nil {
+		t.Fatal(err)
+	}
+	a.mu.Lock()
+	c := a.conns["b"]
+	a.mu.Unlock()
+	c.retire()
+	c.nc.SetReadDeadline(time.Now()) // its grace ran out before the peer closed it
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the retired connection did not end")
+	}
+	if strings.Contains(out.String(), "closing connection") {
+		t.Fatalf("a retired connection's end was logged as a warning:\n%s", out.String())
+	}
+}
+
 func TestFullQueueDropsNewestAndSaysSo(t *testing.T) {
 	rb := newRecorder()
 	rb.block = make(chan struct{}) // b reads one frame and then stalls
