@@ -324,10 +324,6 @@ func TestOutqBoundAndOrder(t *testing.T) {
 	}
 }
 
-// A seed slower to answer a Hello than the handshake timeout is waited for
-// as long as the joiner's context allows, and the seed's own time to answer
-// does not count against the joiner: in a join storm on a loaded host the
-// seed answers late, and a second Hello would queue behind the first.
 // starvedConn is an accepted connection as a process starved of CPU past
 // its read deadline finds it: the first read reports the timeout although
 // the bytes are there (its timer ran before the poller saw them).
@@ -355,8 +351,8 @@ func (c *starvedConn) Read(p []byte) (int, error) {
 }
 
 // A Hello that arrived within the handshake timeout is answered even when
-// the seed got to read it only after: in a join storm on two cores, 4–11 of
-// 199 joiners were refused for the seed's own delay.
+// the seed got to read it only after: in a join storm on two cores, the
+// seed's goroutines waited seconds for a core.
 func TestStarvedSeedReadsAHelloThatCameInTime(t *testing.T) {
 	a, _ := newMesh(t, "a", newRecorder())
 	b, _ := newMesh(t, "b", newRecorder())
@@ -380,6 +376,10 @@ func TestStarvedSeedReadsAHelloThatCameInTime(t *testing.T) {
 	}
 }
 
+// A seed slower to answer a Hello than the handshake timeout is waited for
+// as long as the joiner's context allows, and the seed's own time to answer
+// does not count against the joiner: in a join storm on a loaded host the
+// seed answers late, and a second Hello would queue behind the first.
 func TestSlowSeedIsWaitedForWithinTheJoinersBudget(t *testing.T) {
 	const timeout = 100 * time.Millisecond
 	rb := newRecorder()

@@ -674,8 +674,8 @@ func (c *Core) repair(now time.Time, from string, digest uint32) {
 	if c.differSince.IsZero() {
 		c.differSince = now
 	}
-	quiet := now.Sub(c.lastChange) >= c.cfg.PushPullMinGap || now.Sub(c.differSince) >= c.repairWait()
-	if quiet && (c.lastRepair.IsZero() || now.Sub(c.lastRepair) >= c.cfg.PushPullMinGap) {
+	due := now.Sub(c.lastChange) >= c.cfg.PushPullMinGap || now.Sub(c.differSince) >= c.repairWait()
+	if due && (c.lastRepair.IsZero() || now.Sub(c.lastRepair) >= c.cfg.PushPullMinGap) {
 		c.lastRepair, c.differSince = now, time.Time{}
 		c.sendTo(from, &protocol.PushPull{Members: c.table.Members()})
 	}
