@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -409,4 +410,33 @@ func without(nodes []*Node, x *Node) []*Node {
 		}
 	}
 	return out
+}
+
+// dumpLagging is for a converge trial that failed: each node that printed
+// fewer views than it should reports its own !status (whether its table or
+// only its printing lags); then each is sent SIGQUIT, on which the Go
+// runtime writes every goroutine's stack to stderr, the node's log.
+func (c *Cluster) dumpLagging(nodes []*Node) {
+	var lagging []*Node
+	for _, a := range nodes {
+		c.mu.Lock()
+		seen := 0
+		for _, b := range nodes {
+			if up, _ := a.lastUp(b.Alias); a != b && up {
+				seen++
+			}
+		}
+		c.mu.Unlock()
+		if seen == len(nodes)-1 {
+			continue
+		}
+		lagging = append(lagging, a)
+		st, err := a.Status(5 * time.Second)
+		fmt.Fprintf(os.Stderr, "harness: %s printed %d of %d views; !status: %v alive, %v suspect, %v failed %v\n",
+			a.Alias, seen, len(nodes)-1, st["members_alive"], st["members_suspect"], st["members_failed"], err)
+	}
+	for _, a := range lagging {
+		a.Signal(syscall.SIGQUIT)
+		a.WaitExit(5 * time.Second)
+	}
 }

@@ -284,6 +284,9 @@ func scenarioConverge(h *Harness, c *Cluster, trial int, r *Result) {
 		k := meshCount(nodes)
 		c.mu.Unlock()
 		r.Error = fmt.Sprintf("not converged within cap %v: %d/%d views", h.cfg.convergeCap, k, n*(n-1))
+		if h.cfg.keepLogs && c.sys.Kind == "meshell" {
+			c.dumpLagging(nodes)
+		}
 		return
 	}
 	var per []float64
