@@ -368,7 +368,7 @@ func (o *options) joinAtStart(n *node.Node, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	_, err := n.JoinRetry(ctx, addrs, 15*time.Second, r)
+	_, err := n.JoinRetry(ctx, addrs, node.JoinWait, r)
 	return err
 }
 

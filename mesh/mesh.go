@@ -106,6 +106,11 @@ func DefaultConfig(cluster string, self func() protocol.Member) Config {
 	}
 }
 
+// HelloWait is how long a joiner waits for its seed's HelloAck, and how
+// long the seed may take to write it: in a join storm on a loaded host
+// both wait seconds for a core, and the answer carries the member list.
+const HelloWait = 15 * time.Second
+
 // Mesh is the set of connections of one node.
 type Mesh struct {
 	cfg Config
@@ -333,7 +338,11 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 	}
 	// The peer's part is done: this node's own time to answer (a seed
 	// starved of CPU in a join storm) does not count against the peer.
-	nc.SetWriteDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
+	answer := m.cfg.HandshakeTimeout
+	if hello {
+		answer = max(answer, HelloWait)
+	}
+	nc.SetWriteDeadline(time.Now().Add(answer))
 	var ack protocol.Message
 	errText := ""
 	if err != nil {

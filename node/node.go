@@ -238,6 +238,10 @@ func (n *Node) Subscribe(buf int) *Subscription { return n.hub.add(buf) }
 // errShutDown refuses to start a node that was closed.
 var errShutDown = errors.New("this node is shut down")
 
+// JoinWait is how long a join gives each address: its Hello's answer may
+// take that long on a loaded host (mesh.HelloWait).
+const JoinWait = mesh.HelloWait
+
 // ErrNotRunning is returned by operations that need a listening node.
 var ErrNotRunning = jobs.ErrNotRunning
 

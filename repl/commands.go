@@ -310,11 +310,11 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 // (it may still be starting), it tries again with backoff for up to retry.
 func (s *Shell) join(ctx context.Context, addr string, retry time.Duration) (node.JoinResult, error) {
 	if retry <= 0 {
-		jctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		jctx, cancel := context.WithTimeout(ctx, node.JoinWait)
 		defer cancel()
 		return s.Node.Join(jctx, addr)
 	}
-	return s.Node.JoinRetry(ctx, []string{addr}, 15*time.Second, node.Retry{For: retry, First: 200 * time.Millisecond, Cap: time.Second})
+	return s.Node.JoinRetry(ctx, []string{addr}, node.JoinWait, node.Retry{For: retry, First: 200 * time.Millisecond, Cap: time.Second})
 }
 
 func runMembers(ctx context.Context, s *Shell, a *Args) error {
