@@ -417,6 +417,7 @@ func without(nodes []*Node, x *Node) []*Node {
 // only its printing lags); then each is sent SIGQUIT, on which the Go
 // runtime writes every goroutine's stack to stderr, the node's log.
 func (c *Cluster) dumpLagging(nodes []*Node) {
+	const maxDumped = 10
 	var lagging []*Node
 	for _, a := range nodes {
 		c.mu.Lock()
@@ -430,10 +431,16 @@ func (c *Cluster) dumpLagging(nodes []*Node) {
 		if seen == len(nodes)-1 {
 			continue
 		}
-		lagging = append(lagging, a)
+		if lagging = append(lagging, a); len(lagging) > maxDumped {
+			continue // counted, not asked: each ask may take seconds
+		}
 		st, err := a.Status(5 * time.Second)
 		fmt.Fprintf(os.Stderr, "harness: %s printed %d of %d views; !status: %v alive, %v suspect, %v failed %v\n",
 			a.Alias, seen, len(nodes)-1, st["members_alive"], st["members_suspect"], st["members_failed"], err)
+	}
+	if len(lagging) > maxDumped {
+		fmt.Fprintf(os.Stderr, "harness: %d more nodes lag; only the first %d were asked\n", len(lagging)-maxDumped, maxDumped)
+		lagging = lagging[:maxDumped]
 	}
 	for _, a := range lagging {
 		a.Signal(syscall.SIGQUIT)
