@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"net"
 	"strings"
@@ -315,5 +316,35 @@ func TestDialResetByAnExitingPeerIsReportedRefused(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no DialFailed within 10 s")
+	}
+}
+
+// A peer that says nothing after it connects, or stops halfway through its
+// handshake, is closed after the handshake timeout and its one last look,
+// in plaintext and under TLS alike.
+func TestSilentPeerIsClosedAfterTheHandshakeTimeout(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	k := newKey(t)
+	starts := map[string][]byte{"plaintext": {0x40}, "TLS": {0x16, 0x03, 0x01, 0x00}} // a frame's or a record's first bytes
+	for name, start := range starts {
+		for _, start := range [][]byte{nil, start} {
+			t.Run(fmt.Sprintf("%s/%x", name, start), func(t *testing.T) {
+				t.Parallel()
+				tweaks := []func(*Config){func(c *Config) { c.HandshakeTimeout = timeout }}
+				if name == "TLS" {
+					tweaks = append(tweaks, withRing(ring(t, k)))
+				}
+				_, addr := newMesh(t, "a", newRecorder(), tweaks...)
+				nc := rawDial(t, addr)
+				nc.Write(start)
+				began := time.Now()
+				if !closedByPeer(nc, 10*time.Second) {
+					t.Fatal("a silent peer was held for 10 s")
+				}
+				if took := time.Since(began); took < timeout {
+					t.Fatalf("closed after %v, before the handshake timeout", took)
+				}
+			})
+		}
 	}
 }

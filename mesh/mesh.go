@@ -250,8 +250,11 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 	}
 	nc.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
 	certAlias := ""
+	var look *lookAgain
 	if m.cfg.Keyring != nil {
-		tnc, alias, err := m.secureAccept(nc)
+		raw := withRawIO(nc)
+		look = &lookAgain{Conn: raw, r: raw}
+		tnc, alias, err := m.secureAccept(nc, look)
 		if err != nil {
 			m.refused.Add(1)
 			m.warn.Warn("handshake-key", logrus.Fields{"remote": remote["remote"], "reason": err.Error()}, "mesh: refused a peer's TLS handshake")
@@ -261,13 +264,14 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 	}
 	c := m.newConn(nc, false)
 	if m.cfg.Keyring == nil {
-		peek, err := m.plainAccept(nc, c.rw)
+		look = &lookAgain{Conn: nc, r: c.rw}
+		peek, err := m.plainAccept(nc, look)
 		if err != nil {
 			c.fr.Release()
 			reject("handshake-read", "mesh: connection closed before its handshake", err)
 			return
 		}
-		c.readFrom(&prefixed{p: peek, r: c.rw})
+		c.readFrom(&prefixed{p: peek, r: look})
 	}
 	payload, err := c.fr.Next()
 	if err != nil {
@@ -395,6 +399,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		return
 	}
 	nc.SetDeadline(time.Time{})
+	look.spent = true
 	m.gate.leave(sh)
 	m.launch(c, loser)
 }

@@ -362,14 +362,35 @@ func (c *starvedConn) Read(p []byte) (int, error) {
 // A Hello that arrived within the handshake timeout is answered even when
 // the seed got to read it only after: in a join storm on two cores, the
 // seed's goroutines waited seconds for a core.
+// Over TLS the same holds for the handshake's first flight.
 func TestStarvedSeedReadsAHelloThatCameInTime(t *testing.T) {
-	a, _ := newMesh(t, "a", newRecorder())
-	b, _ := newMesh(t, "b", newRecorder())
-	addr := acceptVia(t, b, func(raw net.Conn) net.Conn { return &starvedConn{Conn: raw} })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := a.Hello(ctx, addr); err != nil {
-		t.Fatalf("a Hello that came before the deadline was refused: %v", err)
+	k := newKey(t)
+	for name, tweak := range map[string]func(*Config){
+		"plaintext": func(*Config) {},
+		"TLS":       withRing(ring(t, k)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, _ := newMesh(t, "a", newRecorder(), tweak)
+			rb := newRecorder()
+			b, _ := newMesh(t, "b", rb, tweak)
+			addr := acceptVia(t, b, func(raw net.Conn) net.Conn { return &starvedConn{Conn: raw} })
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := a.Hello(ctx, addr); err != nil {
+				t.Fatalf("a Hello that came before the deadline was refused: %v", err)
+			}
+			if err := a.SendConnected("b", &protocol.Ping{Seq: 7}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case m := <-rb.recv:
+				if p, ok := m.(*protocol.Ping); !ok || p.Seq != 7 {
+					t.Fatalf("b received %+v", m)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("nothing arrived over the connection the seed accepted late")
+			}
+		})
 	}
 }
 

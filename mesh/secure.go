@@ -50,11 +50,11 @@ func (x *prefixed) Read(b []byte) (int, error) {
 // secureAccept runs the acceptor's side of TLS when the node holds a key. It
 // returns the connection to use and the alias the peer's certificate names;
 // on refusal it has answered and closed nc, and returns an error.
-func (m *Mesh) secureAccept(nc net.Conn) (net.Conn, string, error) {
+// The deadlines set at accept bound the handshake: a context's end would
+// close the connection, with no last look.
+func (m *Mesh) secureAccept(nc net.Conn, look *lookAgain) (net.Conn, string, error) {
 	ring := m.cfg.Keyring
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.HandshakeTimeout)
-	defer cancel()
-	tc, err := ring.Server(ctx, withRawIO(nc), m.cfg.Self().Alias)
+	tc, err := ring.Server(context.Background(), look, m.cfg.Self().Alias)
 	if err == nil {
 		return tc, tc.PeerAlias(), nil
 	}
@@ -94,16 +94,7 @@ func (m *Mesh) refusePlain(nc net.Conn, peeked []byte, reason string) {
 // in plaintext so that its side can say so. It returns the peeked bytes.
 func (m *Mesh) plainAccept(nc net.Conn, rw io.Reader) ([]byte, error) {
 	peek := make([]byte, 3)
-	n, err := io.ReadFull(rw, peek)
-	if n < len(peek) && errors.Is(err, os.ErrDeadlineExceeded) {
-		// A process starved of CPU past the deadline (a join storm on few
-		// cores) runs the deadline's timer before it sees the bytes that
-		// came in time: one last look, so that the peer is not refused
-		// for this node's delay. A silent peer is held lastLook longer.
-		nc.SetReadDeadline(time.Now().Add(lastLook))
-		_, err = io.ReadFull(rw, peek[n:])
-	}
-	if err != nil {
+	if _, err := io.ReadFull(rw, peek); err != nil {
 		return nil, err
 	}
 	if keyring.LooksLikeTLS(peek) {
@@ -113,6 +104,28 @@ func (m *Mesh) plainAccept(nc net.Conn, rw io.Reader) ([]byte, error) {
 		return nil, errors.New("a peer with a cluster key dialled this node, which has none")
 	}
 	return peek, nil
+}
+
+// lookAgain reads an accepted connection's handshake, in plaintext or under
+// TLS. A process starved of CPU past the deadline (a join storm on few
+// cores) runs the deadline's timer before it sees bytes that came in time,
+// so the first read that times out looks once more, for lastLook: the peer
+// is not refused for this node's delay, and a silent one is held lastLook
+// longer at most. The handshake's end spends the look.
+type lookAgain struct {
+	net.Conn           // the deadlines, and the writes of a TLS handshake
+	r        io.Reader // the reads
+	spent    bool
+}
+
+func (l *lookAgain) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if n == 0 && !l.spent && errors.Is(err, os.ErrDeadlineExceeded) {
+		l.spent = true
+		l.Conn.SetReadDeadline(time.Now().Add(lastLook))
+		n, err = l.r.Read(p)
+	}
+	return n, err
 }
 
 // lastLook is how long a handshake's first read that timed out is given
