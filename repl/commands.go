@@ -48,7 +48,7 @@ var flagJSON = Flag{Name: "json", Kind: FlagBool, Usage: "one JSON document per 
 
 func (c *Command) flag(name string) *Flag {
 	for i := range c.Flags {
-		if c.Flags[i].Name == name {
+		if f := c.Flags[i]; f.Name == name || f.Short != "" && f.Short == name {
 			return &c.Flags[i]
 		}
 	}
@@ -64,6 +64,9 @@ func (c *Command) Usage() string {
 			continue // in TARGET
 		}
 		b.WriteString(" [--" + f.Name)
+		if f.Short != "" {
+			b.WriteString("|-" + f.Short)
+		}
 		if f.Kind != FlagBool {
 			b.WriteString(" " + strings.ToUpper(flagValueName(f)))
 		}
@@ -543,6 +546,9 @@ func helpFor(c *Command, p palette) string {
 		b.WriteString(p.bold("flags:") + "\n")
 		for _, f := range c.Flags {
 			name := "--" + f.Name
+			if f.Short != "" {
+				name += ", -" + f.Short
+			}
 			if f.Kind != FlagBool {
 				name += " " + strings.ToUpper(flagValueName(f))
 			}

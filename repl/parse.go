@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ const (
 // Flag describes one flag of a command.
 type Flag struct {
 	Name  string
+	Short string // a one-letter alias, given with one dash (clush's -b)
 	Kind  FlagKind
 	Usage string
 	Value func() []string // completion candidates for the value
@@ -99,11 +101,15 @@ func parseArgs(cmd *Command, words []string) (*Args, error) {
 			a.Pos = append(a.Pos, words[i+1:]...)
 			break
 		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(w, "-"), "=")
-		f := cmd.flag(name)
+		given, val, hasVal := strings.Cut(w, "=")
+		f := cmd.flag(strings.TrimLeft(given, "-"))
 		if f == nil {
-			return nil, fmt.Errorf("%s has no flag --%s; see !help %s", cmd.Name, name, strings.TrimPrefix(cmd.Name, "!"))
+			if given == "--help" || given == "-h" {
+				return nil, errHelp
+			}
+			return nil, fmt.Errorf("%s has no flag %s; see !help %s", cmd.Name, given, strings.TrimPrefix(cmd.Name, "!"))
 		}
+		name := f.Name
 		if f.Kind == FlagBool {
 			if hasVal {
 				return nil, fmt.Errorf("--%s takes no value", name)
@@ -125,6 +131,9 @@ func parseArgs(cmd *Command, words []string) (*Args, error) {
 	}
 	return a, nil
 }
+
+// errHelp is parseArgs' answer to --help or -h: the command's help instead.
+var errHelp = errors.New("help")
 
 // isValue reports whether w is a positional word rather than a flag: it
 // does not start with '-', or it is "-", or a '-' followed by a digit or

@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"context"
 	"io"
 	"reflect"
 	"strings"
@@ -159,6 +160,8 @@ func TestResolveChecksArgumentCounts(t *testing.T) {
 		{"!clus", "did you mean !cluster_members"},
 		{"!members --json", ""},
 		{"!exit", ""},
+		{"!run -t role=x -- ls", "!run has no flag -t;"}, // named as typed
+		{"!run --all -b -- ls", ""},
 	} {
 		t.Run(tt.line, func(t *testing.T) {
 			_, _, err := resolve(strings.Fields(tt.line))
@@ -166,6 +169,32 @@ func TestResolveChecksArgumentCounts(t *testing.T) {
 				t.Fatalf("resolve(%q) = %v, want %q", tt.line, err, tt.err)
 			}
 		})
+	}
+}
+
+// --help and -h, where a command has no such flag, show the command's help;
+// after "--" or in a free-form tail they are the command's own words.
+func TestHelpFlagShowsTheCommandsHelp(t *testing.T) {
+	for line, help := range map[string]bool{
+		"!run --help":                  true,
+		"!wait -h":                     true,
+		"!members --json --help":       true,
+		"!run --all -- ls --help":      false,
+		"!dispatch echo --help":        false,
+		"!run --all --gather -- ls -h": false,
+	} {
+		cmd, a, err := resolve(strings.Fields(line))
+		if err != nil {
+			t.Fatalf("resolve(%q): %v", line, err)
+		}
+		if got := cmd.Name == "!help"; got != help {
+			t.Errorf("%q resolved to %s %q, want help: %v", line, cmd.Name, a.Pos, help)
+		}
+	}
+	var out strings.Builder
+	s := testShell(t, &out)
+	if err := s.Exec(context.Background(), "!run --help"); err != nil || !strings.Contains(out.String(), "usage: !run") || !strings.Contains(out.String(), "--gather, -b") {
+		t.Fatalf("!run --help: %v, printed %q", err, out.String())
 	}
 }
 

@@ -28,8 +28,7 @@ func init() {
 			"Fails when a node exits non-zero, refuses or does not answer within --timeout; Ctrl-C stops the command everywhere and prints what came back.",
 		Flags: []Flag{
 			{Name: "timeout", Kind: FlagDuration, Usage: "stop waiting, and kill the command, after this long (default 60s)"},
-			{Name: "gather", Kind: FlagBool, Usage: "wait, then print each distinct answer once under its nodes"},
-			{Name: "b", Kind: FlagBool, Usage: "same as --gather (clush -b)"},
+			{Name: "gather", Short: "b", Kind: FlagBool, Usage: "wait, then print each distinct answer once under its nodes (clush -b)"},
 			{Name: "diff", Kind: FlagBool, Usage: "print the most common answer, then a unified diff for each other one"},
 			flagJSON,
 		},
@@ -104,7 +103,7 @@ func runRun(ctx context.Context, s *Shell, a *Args) error {
 		mode = runJSON
 	case a.Bool("diff"):
 		mode = runDiff
-	case a.Bool("gather") || a.Bool("b"):
+	case a.Bool("gather"):
 		mode = runGather
 	}
 	req := node.RunRequest{Targets: targets, Command: argv, Timeout: a.Duration("timeout", defaultRunTimeout)}

@@ -154,6 +154,9 @@ func resolve(words []string) (*Command, *Args, error) {
 		return nil, nil, fmt.Errorf("unknown command %s: !help lists the commands%s", words[0], suggest(words[0]))
 	}
 	a, err := parseArgs(cmd, words[1:])
+	if errors.Is(err, errHelp) {
+		return lookup("!help"), &Args{Pos: []string{cmd.Name}, flags: map[string][]string{}, dashed: -1}, nil
+	}
 	if err != nil {
 		return nil, nil, err
 	}
