@@ -22,6 +22,7 @@ func TestTokenize(t *testing.T) {
 		{"single quotes keep backslashes", `!echo 'a\b c'`, []string{"!echo", `a\b c`}, ""},
 		{"backslash escapes a space", `!echo a\ b`, []string{"!echo", "a b"}, ""},
 		{"backslash escapes a quote in double quotes", `!echo "say \"hi\""`, []string{"!echo", `say "hi"`}, ""},
+		{"in double quotes other backslashes stay, as in sh", `printf "a\tb\\ \$x\033"`, []string{"printf", `a\tb\ $x\033`}, ""},
 		{"empty quotes are an empty word", `!echo ""`, []string{"!echo", ""}, ""},
 		{"quotes join adjacent text", `a"b c"d`, []string{"ab cd"}, ""},
 		{"unicode passes through", "!echo héllo ✓", []string{"!echo", "héllo", "✓"}, ""},

@@ -76,9 +76,11 @@ func (d DeclaredKind) check() error {
 	return nil
 }
 
-// SplitWords splits s into words: blanks separate them, single and double
-// quotes group them, a backslash escapes the next character outside single
-// quotes. Nothing is expanded.
+// SplitWords splits s into words as sh does, expanding nothing: blanks
+// separate them, single and double quotes group them, and a backslash
+// escapes the next character, except in single quotes and, in double
+// quotes, before any character but " \ $ and ` (printf "a\tb" keeps its
+// backslash).
 func SplitWords(s string) ([]string, error) {
 	var out []string
 	var cur strings.Builder
@@ -87,6 +89,9 @@ func SplitWords(s string) ([]string, error) {
 	for _, r := range s {
 		switch {
 		case escaped:
+			if quote == '"' && !strings.ContainsRune("\"$\\`", r) {
+				cur.WriteByte('\\')
+			}
 			cur.WriteRune(r)
 			escaped = false
 		case quote != 0:
