@@ -459,7 +459,7 @@ func runTag(ctx context.Context, s *Shell, a *Args) error {
 	for _, word := range a.Pos {
 		kvs, err := parseTags(word)
 		if err != nil {
-			return fmt.Errorf("tag %w", err)
+			return err
 		}
 		for k, v := range kvs {
 			if k == node.SlotsTag {
