@@ -82,7 +82,11 @@ func (s *Shell) selectTargets(a *Args, words []string) ([]string, error) {
 				e, ok := snap.Get(n)
 				switch {
 				case !ok:
-					return nil, fmt.Errorf("no member %q: members are %s", n, strings.Join(cleanAll(s.aliases()), ", "))
+					hint := ""
+					if n == "all" {
+						hint = "; --all addresses every live member"
+					}
+					return nil, fmt.Errorf("no member %q: members are %s%s", n, someOf(cleanAll(s.aliases()), 10), hint)
 				case e.State == node.StateLeft:
 					return nil, fmt.Errorf("%s left the cluster", clean(n))
 				}
@@ -220,4 +224,13 @@ func stateCounts(entries []node.Member) string {
 		}
 	}
 	return plural(len(entries), "member") + ": " + strings.Join(parts, ", ")
+}
+
+// someOf joins the first max names, and says how many there are in all
+// when there are more: an error line about 200 members stays one line.
+func someOf(names []string, max int) string {
+	if len(names) <= max {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s, … (%d in all)", strings.Join(names[:max], ", "), len(names))
 }

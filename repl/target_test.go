@@ -66,6 +66,7 @@ func TestSelectTargets(t *testing.T) {
 		{"a --all", nil, "give aliases, --all or --tag, not several"},
 		{"--all --tag role=worker", nil, "not several"},
 		{"ghost", nil, `no member "ghost": members are a, b`},
+		{"all", nil, `no member "all": members are a, b; --all addresses every live member`},
 		{"a,,b", nil, "empty alias"},
 	}
 	for _, c := range cases {
@@ -276,5 +277,14 @@ func TestRestartSeveralNodesOneAfterAnother(t *testing.T) {
 	})
 	if err != nil {
 		t.Errorf("not both alive at a higher incarnation: %s (before: %v)", memberStates(s.Node.Members()), before)
+	}
+}
+
+func TestSomeOfNamesTheFirstAndCountsTheRest(t *testing.T) {
+	if got := someOf([]string{"a", "b"}, 2); got != "a, b" {
+		t.Errorf("someOf(a b, 2) = %q", got)
+	}
+	if got := someOf([]string{"a", "b", "c"}, 2); got != "a, b, … (3 in all)" {
+		t.Errorf("someOf(a b c, 2) = %q", got)
 	}
 }
