@@ -21,21 +21,27 @@ type Entry struct {
 // Table is the membership table. It is owned by one goroutine.
 type Table struct {
 	self    string
-	entries map[string]*Entry
-	sorted  []*Entry          // the same entries, by alias: no sort per copy or digest
-	vouched map[string]uint64 // incarnation each member last gave in its own word (Vouch)
+	entries map[string]*row
+	sorted  []*row // the same rows, by alias: no sort per copy or digest
 	digest  uint32
 	dirty   bool
 	version uint64 // counts changes to members (added, changed, removed)
 	rtts    uint64 // counts changes to measured round trips
 }
 
+// row is one member's entry with what the table keeps beside it: one
+// lookup finds both.
+type row struct {
+	Entry
+	vouched uint64 // incarnation the member last gave in its own word (Vouch)
+}
+
 // NewTable returns a table that holds self.
 func NewTable(self protocol.Member, now time.Time) *Table {
-	t := &Table{self: self.Alias, entries: map[string]*Entry{}, vouched: map[string]uint64{}, dirty: true}
-	e := &Entry{Member: cloneMember(self), Self: true, Since: now}
+	t := &Table{self: self.Alias, entries: map[string]*row{}, dirty: true}
+	e := &row{Entry: Entry{Member: cloneMember(self), Self: true, Since: now}}
 	t.entries[self.Alias] = e
-	t.sorted = []*Entry{e}
+	t.sorted = []*row{e}
 	return t
 }
 
@@ -48,7 +54,7 @@ func (t *Table) Get(alias string) (Entry, bool) {
 	if !ok {
 		return Entry{}, false
 	}
-	return *e, true
+	return e.Entry, true
 }
 
 // Len is the number of entries, self included, in any state.
@@ -77,18 +83,19 @@ func (t *Table) Judge(upd protocol.Member, own bool) (prev Entry, known bool, v 
 		return Entry{}, false, Ignore
 	}
 	e, known := t.entries[upd.Alias]
+	var vouched uint64
 	if known {
-		prev = *e
+		prev, vouched = e.Entry, e.vouched
 	}
-	return prev, known, Judge(prev.Member, known, t.vouched[upd.Alias], upd, own)
+	return prev, known, Judge(prev.Member, known, vouched, upd, own)
 }
 
 // Vouch records that member alias gave incarnation inc in its own word: its
 // handshake, or its own entry on its own connection. Judge counts the jump
 // of later third-party news from it. Members not in the table are ignored.
 func (t *Table) Vouch(alias string, inc uint64) {
-	if _, ok := t.entries[alias]; ok && alias != t.self {
-		t.vouched[alias] = inc
+	if e, ok := t.entries[alias]; ok && alias != t.self {
+		e.vouched = inc
 	}
 }
 
@@ -97,7 +104,7 @@ func (t *Table) Vouch(alias string, inc uint64) {
 func (t *Table) Set(now time.Time, m protocol.Member) {
 	e, ok := t.entries[m.Alias]
 	if !ok {
-		e = &Entry{Self: m.Alias == t.self, Since: now}
+		e = &row{Entry: Entry{Self: m.Alias == t.self, Since: now}}
 		t.entries[m.Alias] = e
 		i, _ := t.find(m.Alias)
 		t.sorted = slices.Insert(t.sorted, i, e)
@@ -129,7 +136,6 @@ func (t *Table) Remove(alias string) {
 		i, _ := t.find(alias)
 		t.sorted = slices.Delete(t.sorted, i, i+1)
 		delete(t.entries, alias)
-		delete(t.vouched, alias)
 		t.dirty = true
 		t.version++
 	}
@@ -149,7 +155,7 @@ func (t *Table) RTTVersion() uint64 { return t.rtts }
 func (t *Table) Entries() []Entry {
 	out := make([]Entry, len(t.sorted))
 	for i, e := range t.sorted {
-		out[i] = *e
+		out[i] = e.Entry
 	}
 	return out
 }
@@ -166,7 +172,7 @@ func (t *Table) Members() []protocol.Member {
 
 // find is the position of alias in sorted, or where it would go.
 func (t *Table) find(alias string) (int, bool) {
-	return slices.BinarySearchFunc(t.sorted, alias, func(e *Entry, a string) int { return strings.Compare(e.Alias, a) })
+	return slices.BinarySearchFunc(t.sorted, alias, func(e *row, a string) int { return strings.Compare(e.Alias, a) })
 }
 
 // Count returns how many entries are in state s.
