@@ -459,7 +459,12 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 		accuser := u.Accuser
 		u.Accuser = ""
 		stepped := false
-		if e, ok := c.table.Get(u.Alias); ok && !own && u.State == protocol.StateFailed && u.Incarnation >= e.Incarnation && !c.lost[u.Alias] {
+		var e manager.Entry // looked up for hearsay of a failure only
+		ok := false
+		if u.State == protocol.StateFailed && !own {
+			e, ok = c.table.Get(u.Alias)
+		}
+		if ok && u.Incarnation >= e.Incarnation && !c.lost[u.Alias] {
 			// Hearsay of a failure that the member had no time to refute
 			// here — we never suspected it, or only just heard of the
 			// suspicion — or that it belied by speaking to us since the
