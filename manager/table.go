@@ -22,7 +22,8 @@ type Entry struct {
 type Table struct {
 	self    string
 	entries map[string]*row
-	sorted  []*row // the same rows, by alias: no sort per copy or digest
+	sorted  []*row            // the same rows, by alias: no sort per copy or digest
+	members []protocol.Member // Members' answer until the next change; nil when stale
 	digest  uint32
 	dirty   bool
 	version uint64 // counts changes to members (added, changed, removed)
@@ -115,8 +116,7 @@ func (t *Table) Set(now time.Time, m protocol.Member) {
 		m.Tags = e.Tags // a state-only update keeps the tags known at this incarnation
 	}
 	e.Member = cloneMember(m)
-	t.dirty = true
-	t.version++
+	t.changed()
 }
 
 // SetRTT records the last measured round trip to alias.
@@ -136,9 +136,15 @@ func (t *Table) Remove(alias string) {
 		i, _ := t.find(alias)
 		t.sorted = slices.Delete(t.sorted, i, i+1)
 		delete(t.entries, alias)
-		t.dirty = true
-		t.version++
+		t.changed()
 	}
+}
+
+// changed marks what is derived from the members stale.
+func (t *Table) changed() {
+	t.dirty = true
+	t.members = nil
+	t.version++
 }
 
 // Version changes whenever a member is added, changed or removed, so that a
@@ -160,14 +166,18 @@ func (t *Table) Entries() []Entry {
 	return out
 }
 
-// Members returns every member as gossiped, sorted by alias (Tags shared and
-// read-only, as with Entries).
+// Members returns every member as gossiped, sorted by alias. The slice is
+// shared by every call until the table changes, and may be read on any
+// goroutine: it is never written after it is returned, and neither may the
+// caller write it (nor its Tags, as with Entries).
 func (t *Table) Members() []protocol.Member {
-	out := make([]protocol.Member, len(t.sorted))
-	for i, e := range t.sorted {
-		out[i] = e.Member
+	if t.members == nil {
+		t.members = make([]protocol.Member, len(t.sorted))
+		for i, e := range t.sorted {
+			t.members[i] = e.Member
+		}
 	}
-	return out
+	return t.members
 }
 
 // find is the position of alias in sorted, or where it would go.
