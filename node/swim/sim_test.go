@@ -196,6 +196,16 @@ func (c *Core) bootstrap(now time.Time, members []protocol.Member) {
 	c.deadlineOK = false
 }
 
+// reuse hands the buffers of r, routed and logged, back to c for what it
+// produces next, so that each flush does not grow them from nothing.
+func (c *Core) reuse(r Ready) {
+	if len(c.ready.Msgs) == 0 && len(c.ready.Events) == 0 {
+		clear(r.Msgs)
+		clear(r.Events)
+		c.ready = Ready{Msgs: r.Msgs[:0], Events: r.Events[:0]}
+	}
+}
+
 func pair(i, j int) [2]int {
 	if i > j {
 		i, j = j, i
@@ -315,6 +325,7 @@ func (s *sim) flush(i int) {
 	for _, o := range r.Msgs {
 		s.route(i, o)
 	}
+	n.core.reuse(r)
 	d := n.core.NextDeadline(s.now)
 	if s.verify {
 		if fresh := n.core.slowDeadline(s.now); !fresh.Equal(d) {
