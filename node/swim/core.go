@@ -459,12 +459,10 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 		accuser := u.Accuser
 		u.Accuser = ""
 		stepped := false
-		var e manager.Entry // looked up for hearsay of a failure only
-		ok := false
-		if u.State == protocol.StateFailed && !own {
-			e, ok = c.table.Get(u.Alias)
-		}
-		if ok && u.Incarnation >= e.Incarnation && !c.lost[u.Alias] {
+		// One lookup serves the checks below and the verdict; news stepped
+		// down from failed to suspect is judged again.
+		prev, known, v := c.table.Judge(u, own)
+		if u.State == protocol.StateFailed && !own && known && u.Incarnation >= prev.Incarnation && !c.lost[u.Alias] {
 			// Hearsay of a failure that the member had no time to refute
 			// here — we never suspected it, or only just heard of the
 			// suspicion — or that it belied by speaking to us since the
@@ -476,13 +474,14 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 			// real failure is confirmed by the timer, and a crash is seen
 			// sooner by our own connection's loss: news of a failure about
 			// a member whose connection to us closed is a verdict.
-			if s := c.suspicions[u.Alias]; e.State == protocol.StateSuspect && s != nil && s.inc == u.Incarnation &&
+			if s := c.suspicions[u.Alias]; prev.State == protocol.StateSuspect && s != nil && s.inc == u.Incarnation &&
 				(s.hearsay || s.heard || now.Sub(s.start) < c.aware.scale(c.cfg.ProbeTimeout)) {
 				s.hearsay = true
 				continue
 			}
-			if e.State == protocol.StateAlive && u.Incarnation == e.Incarnation && from != "" {
+			if prev.State == protocol.StateAlive && u.Incarnation == prev.Incarnation && from != "" {
 				u.State, stepped = protocol.StateSuspect, true
+				_, _, v = c.table.Judge(u, own)
 			}
 		}
 		if u.State == protocol.StateSuspect {
@@ -496,15 +495,13 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 					// it itself, and every member probes the suspect on
 					// its own, so an epidemic push per confirmation would
 					// only multiply traffic.
-					cur, _ := c.table.Get(u.Alias)
-					m := cur.Member
+					m := prev.Member
 					m.Accuser = accuser
 					c.queue.push(m)
 				}
 				continue
 			}
 		}
-		prev, known, v := c.table.Judge(u, own)
 		switch {
 		case v == manager.Implausible:
 			c.stats.Implausible++
