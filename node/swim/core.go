@@ -63,9 +63,10 @@ type Core struct {
 	// made meanwhile wait in pending and go out together.
 	lastPush    time.Time
 	pending     []protocol.Member
-	pendingAt   map[string]int // alias → index in pending
-	pendingFrom []string       // senders of the pending changes: they need no copy
-	announce    bool           // pending holds a member that joined through us: push to all
+	pendingAt   map[string]int    // alias → index in pending
+	pendingFrom []string          // senders of the pending changes: they need no copy
+	merged      []protocol.Member // merge's result, reused by the next merge
+	announce    bool              // pending holds a member that joined through us: push to all
 
 	live []string // other alive and suspect members, sorted; see setLive
 
@@ -440,9 +441,10 @@ func (c *Core) Ready() Ready {
 
 // merge applies updates received from the member from ("" for a
 // handshake) and returns the updates that changed the table, to be passed
-// on. correct is set when the sender holds stale news about this node and
-// should be sent its entry.
+// on; the slice is reused by the next merge. correct is set when the sender
+// holds stale news about this node and should be sent its entry.
 func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (changed []protocol.Member, correct bool) {
+	changed = c.merged[:0]
 	self := c.table.SelfAlias()
 	cutOff := c.cutOff(now, from)
 	for _, u := range updates {
@@ -554,6 +556,7 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 			c.sendTo(m.Alias, &protocol.Gossip{Updates: []protocol.Member{m}})
 		}
 	}
+	c.merged = changed
 	return changed, correct
 }
 
@@ -829,7 +832,9 @@ func (c *Core) pushGossip(now time.Time) {
 	// Changes that waited here go out as the table holds them now; those
 	// beyond one frame go with the next push.
 	updates := c.asHeld(batch)
-	rest := slices.Clone(c.pending[len(batch):])
+	n := copy(c.pending, c.pending[len(batch):])
+	clear(c.pending[n:])
+	c.pending = c.pending[:n]
 	if len(updates) > 0 && c.announce {
 		// To every live member, senders and newcomers included: those
 		// that joined at once learn of each other here.
@@ -840,12 +845,12 @@ func (c *Core) pushGossip(now time.Time) {
 			c.sendTo(a, g)
 		}
 	}
-	c.announce = c.announce && len(rest) > 0
+	c.announce = c.announce && len(c.pending) > 0
 	clear(c.pendingAt)
-	for i, m := range rest {
+	for i, m := range c.pending {
 		c.pendingAt[m.Alias] = i
 	}
-	c.pending, c.pendingFrom = rest, c.pendingFrom[:0]
+	c.pendingFrom = c.pendingFrom[:0]
 }
 
 // asHeld returns updates as the table holds each member now: a copy that

@@ -575,9 +575,8 @@ func (c *Core) drainRedials(now time.Time) {
 		}
 		c.redial(now, w.alias, w.r)
 	}
-	n := copy(c.redialWait, c.redialWait[k:])
-	clear(c.redialWait[n:])
-	c.redialWait = c.redialWait[:n]
+	clear(c.redialWait[:k])
+	c.redialWait = c.redialWait[k:] // append reallocates once the front is used up
 }
 
 // redialReady is when the next waiting re-dial may go; zero when none waits.
