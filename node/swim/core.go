@@ -677,9 +677,12 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 	}
 	live := cur.State == protocol.StateAlive || cur.State == protocol.StateSuspect
 	wasLive := known && (prev.State == protocol.StateAlive || prev.State == protocol.StateSuspect)
-	c.setLive(cur.Alias, live)
 	if live && !wasLive {
+		c.setLive(cur.Alias, true)
 		c.insertProbeTarget(cur.Alias)
+	}
+	if !live && wasLive {
+		c.setLive(cur.Alias, false)
 	}
 	if !live {
 		c.dropProbes(cur.Alias)

@@ -42,8 +42,8 @@ type timerHeap []timer
 
 func (h timerHeap) less(i, j int) bool {
 	a, b := &h[i], &h[j]
-	if !a.at.Equal(b.at) {
-		return a.at.Before(b.at)
+	if c := a.at.Compare(b.at); c != 0 {
+		return c < 0
 	}
 	if a.kind != b.kind {
 		return a.kind < b.kind
