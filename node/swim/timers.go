@@ -35,65 +35,24 @@ type timer struct {
 }
 
 // timerHeap orders timers by time, then kind, then alias, so that timers
-// due at the same instant fire in the same order on every run. Its own
-// push and pop, rather than container/heap's, call less directly: at 1,000
-// members re-dials make the heap the hottest path of a partition.
+// due at the same instant fire in the same order on every run.
 type timerHeap []timer
 
-func (h timerHeap) less(i, j int) bool {
-	a, b := &h[i], &h[j]
-	if c := a.at.Compare(b.at); c != 0 {
+func (t timer) before(u *timer) bool {
+	if c := t.at.Compare(u.at); c != 0 {
 		return c < 0
 	}
-	if a.kind != b.kind {
-		return a.kind < b.kind
+	if t.kind != u.kind {
+		return t.kind < u.kind
 	}
-	return a.alias < b.alias
+	return t.alias < u.alias
 }
 
 // push adds t.
-func (h *timerHeap) push(t timer) {
-	*h = append(*h, t)
-	q := *h
-	for i := len(q) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !q.less(i, p) {
-			break
-		}
-		q[i], q[p] = q[p], q[i]
-		i = p
-	}
-}
+func (h *timerHeap) push(t timer) { heapPush(h, t) }
 
 // pop removes the earliest timer.
-func (h *timerHeap) pop() {
-	q := *h
-	n := len(q) - 1
-	q[0] = q[n]
-	q[n] = timer{}
-	*h = q[:n]
-	h.down(0)
-}
-
-// down moves the timer at i down to its place.
-func (h timerHeap) down(i int) {
-	q, n := h, len(h)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		m := l
-		if r := l + 1; r < n && q.less(r, l) {
-			m = r
-		}
-		if !q.less(m, i) {
-			return
-		}
-		q[i], q[m] = q[m], q[i]
-		i = m
-	}
-}
+func (h *timerHeap) pop() { heapPop(h) }
 
 // arm schedules a per-member timer. The matching map entry must already
 // hold at.
@@ -116,9 +75,7 @@ func (c *Core) compactTimers() {
 	}
 	clear(c.timers[len(kept):])
 	c.timers = kept
-	for i := len(kept)/2 - 1; i >= 0; i-- {
-		c.timers.down(i)
-	}
+	heapInit(c.timers)
 }
 
 // live reports whether t is still armed: its map entry exists and holds
