@@ -58,6 +58,12 @@ func (t *Table) Get(alias string) (Entry, bool) {
 	return e.Entry, true
 }
 
+// Has reports whether alias is in the table, without copying its entry.
+func (t *Table) Has(alias string) bool {
+	_, ok := t.entries[alias]
+	return ok
+}
+
 // Len is the number of entries, self included, in any state.
 func (t *Table) Len() int { return len(t.entries) }
 

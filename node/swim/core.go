@@ -210,7 +210,7 @@ func (c *Core) Awareness() int { return c.aware.score }
 func (c *Core) Step(now time.Time, from string, m protocol.Message) {
 	c.enter(now)
 	c.contact(from)
-	if _, known := c.table.Get(from); known {
+	if c.table.Has(from) {
 		c.heardAt[from] = now // reaped with the member
 	}
 	if s := c.suspicions[from]; s != nil {

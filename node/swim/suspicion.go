@@ -23,6 +23,7 @@ type suspicion struct {
 	k        int                 // expected confirmations
 	n        int                 // confirmations so far, not counting the first accuser
 	accusers map[string]struct{} // the first accuser and every confirmer
+	period   time.Duration       // timeout's value for the confirmations so far
 	deadline time.Time
 	hearsay  bool // started by news of a failure, not of a suspicion: only the timer fails it
 	heard    bool // the member spoke to us directly since: others' word of its failure does not count
@@ -31,6 +32,7 @@ type suspicion struct {
 
 func newSuspicion(now time.Time, inc uint64, accuser string, k int, lo, hi time.Duration, health int) *suspicion {
 	s := &suspicion{inc: inc, start: now, min: lo, max: max(lo, hi), health: health, k: k, accusers: map[string]struct{}{accuser: {}}}
+	s.period = s.timeout()
 	s.deadline = s.due()
 	return s
 }
@@ -38,7 +40,7 @@ func newSuspicion(now time.Time, inc uint64, accuser string, k int, lo, hi time.
 // due is when the suspicion runs out: its timeout stretched by the local
 // health now, not as it was when the suspicion began, and not before floor.
 func (s *suspicion) due() time.Time {
-	d := s.start.Add(s.timeout() * time.Duration(s.health))
+	d := s.start.Add(s.period * time.Duration(s.health))
 	if d.Before(s.floor) {
 		return s.floor
 	}
@@ -83,6 +85,7 @@ func (s *suspicion) confirm(accuser string) bool {
 	}
 	s.accusers[accuser] = struct{}{}
 	s.n++
+	s.period = s.timeout()
 	s.deadline = s.due()
 	return true
 }
