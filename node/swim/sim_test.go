@@ -1,7 +1,6 @@
 package swim
 
 import (
-	"container/heap"
 	"fmt"
 	"math/rand"
 	"slices"
@@ -53,19 +52,24 @@ type simEvent struct {
 	answer  bool              // evConnected: answer with our own handshake
 }
 
-type simQueue []*simEvent
+// simQueue is a heap of events by time, then insertion. Each slot holds
+// its event's sort key, so that comparisons do not load the event.
+type simQueue []simSlot
 
-func (q simQueue) Len() int { return len(q) }
-func (q simQueue) Less(i, j int) bool {
-	if !q[i].at.Equal(q[j].at) {
-		return q[i].at.Before(q[j].at)
-	}
-	return q[i].seq < q[j].seq
+type simSlot struct {
+	at  time.Time
+	seq uint64
+	e   *simEvent
 }
-func (q simQueue) Swap(i, j int)   { q[i], q[j] = q[j], q[i] }
-func (q *simQueue) Push(x any)     { *q = append(*q, x.(*simEvent)) }
-func (q *simQueue) Pop() any       { old := *q; e := old[len(old)-1]; *q = old[:len(old)-1]; return e }
-func (q simQueue) peek() *simEvent { return q[0] }
+
+func (a simSlot) before(b *simSlot) bool {
+	if c := a.at.Compare(b.at); c != 0 {
+		return c < 0
+	}
+	return a.seq < b.seq
+}
+
+func (q simQueue) peek() *simEvent { return q[0].e }
 
 type simNode struct {
 	core    *Core
@@ -229,7 +233,7 @@ func (s *sim) push(e *simEvent) {
 	if e.at.Before(s.now) {
 		e.at = s.now
 	}
-	heap.Push(&s.q, e)
+	heapPush(&s.q, simSlot{e.at, e.seq, e})
 }
 
 // step processes the next event. It reports false when there is none.
@@ -237,7 +241,7 @@ func (s *sim) step() bool {
 	if len(s.q) == 0 {
 		return false
 	}
-	e := heap.Pop(&s.q).(*simEvent)
+	e := heapPop(&s.q).e
 	s.now = e.at
 	s.process(e)
 	return true
