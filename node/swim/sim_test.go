@@ -104,6 +104,7 @@ type sim struct {
 	last  []time.Time // per directed link: the last delivery time (FIFO)
 	q     simQueue
 	seq   uint64
+	free  []*simEvent // processed events, for push to reuse
 
 	latency     time.Duration                               // base one-way latency; each link adds up to as much again
 	jitter      time.Duration                               // random extra per message
@@ -227,7 +228,16 @@ func (s *sim) lat(i, j int) time.Duration {
 	return s.latency + s.latency*time.Duration(k)/1000
 }
 
-func (s *sim) push(e *simEvent) {
+// push schedules a copy of ev, in a processed event's memory when there is
+// one.
+func (s *sim) push(ev simEvent) {
+	var e *simEvent
+	if n := len(s.free); n > 0 {
+		e, s.free = s.free[n-1], s.free[:n-1]
+	} else {
+		e = new(simEvent)
+	}
+	*e = ev
 	s.seq++
 	e.seq = s.seq
 	if e.at.Before(s.now) {
@@ -244,6 +254,10 @@ func (s *sim) step() bool {
 	e := heapPop(&s.q).e
 	s.now = e.at
 	s.process(e)
+	if n := s.nodes[e.node]; !n.paused || e.kind == evTick {
+		*e = simEvent{} // not held for a paused node: free for reuse
+		s.free = append(s.free, e)
+	}
 	return true
 }
 
@@ -313,7 +327,7 @@ func (s *sim) process(e *simEvent) {
 			if me, ok := n.core.Get(e.member.Alias); ok {
 				seen = []protocol.Member{me.Member}
 			}
-			s.push(&simEvent{at: s.now.Add(s.lat(e.node, e.peer)), kind: evConnected, node: e.peer, peer: e.node, member: n.core.Self(), seen: seen})
+			s.push(simEvent{at: s.now.Add(s.lat(e.node, e.peer)), kind: evConnected, node: e.peer, peer: e.node, member: n.core.Self(), seen: seen})
 		}
 	}
 	s.flush(e.node)
@@ -339,7 +353,7 @@ func (s *sim) flush(i int) {
 	if !d.Equal(n.tickAt) {
 		n.tickGen++
 		n.tickAt = d
-		s.push(&simEvent{at: d, kind: evTick, node: i, gen: n.tickGen})
+		s.push(simEvent{at: d, kind: evTick, node: i, gen: n.tickGen})
 	}
 }
 
@@ -378,13 +392,13 @@ func (s *sim) route(i int, o Outbound) {
 	}
 	switch {
 	case to.crashed:
-		s.push(&simEvent{at: s.now.Add(2 * s.lat(i, j)), kind: evDialFailed, node: i, peer: j, refused: true})
+		s.push(simEvent{at: s.now.Add(2 * s.lat(i, j)), kind: evDialFailed, node: i, peer: j, refused: true})
 	case from.group != to.group:
-		s.push(&simEvent{at: s.now.Add(s.dialTimeout), kind: evDialFailed, node: i, peer: j})
+		s.push(simEvent{at: s.now.Add(s.dialTimeout), kind: evDialFailed, node: i, peer: j})
 	default:
 		s.conns[pair(i, j)] = true
 		at := s.now.Add(s.lat(i, j))
-		s.push(&simEvent{at: at, kind: evConnected, node: j, peer: i, member: from.core.Self(), answer: true})
+		s.push(simEvent{at: at, kind: evConnected, node: j, peer: i, member: from.core.Self(), answer: true})
 		s.deliver(i, j, o.Msg, at)
 	}
 }
@@ -401,7 +415,7 @@ func (s *sim) deliver(i, j int, m protocol.Message, at time.Time) {
 		at = s.last[k]
 	}
 	s.last[k] = at
-	s.push(&simEvent{at: at, kind: evDeliver, node: j, peer: i, msg: m})
+	s.push(simEvent{at: at, kind: evDeliver, node: j, peer: i, msg: m})
 }
 
 // crash stops node i for good: its connections close, so every peer with
@@ -417,7 +431,7 @@ func (s *sim) crash(i int) {
 			if last := s.last[i*len(s.nodes)+j]; at.Before(last) {
 				at = last
 			}
-			s.push(&simEvent{at: at, kind: evConnLost, node: j, peer: i})
+			s.push(simEvent{at: at, kind: evConnLost, node: j, peer: i})
 		}
 	}
 }
