@@ -1,19 +1,23 @@
 package swim
 
-// The timer heap and the queue's heap are binary min-heaps over slices of
-// values that order themselves with before. These functions serve both
-// rather than container/heap: no interface call per comparison, and no
-// allocation to pass a value element through an interface.
+// The timer heap, the queue's heap and the simulation's event queue are
+// 4-ary min-heaps over slices of values that order themselves with before.
+// These functions serve all three rather than container/heap: no interface
+// call per comparison, no allocation to pass a value element through an
+// interface, and half the levels of a binary heap, whose children share
+// cache lines.
 
 // heapItem is an element that orders itself against another.
 type heapItem[T any] interface{ before(*T) bool }
+
+const heapArity = 4
 
 // heapPush adds x to the heap h.
 func heapPush[S ~[]T, T heapItem[T]](h *S, x T) {
 	*h = append(*h, x)
 	q := *h
 	for i := len(q) - 1; i > 0; {
-		p := (i - 1) / 2
+		p := (i - 1) / heapArity
 		if !q[i].before(&q[p]) {
 			break
 		}
@@ -38,13 +42,15 @@ func heapPop[S ~[]T, T heapItem[T]](h *S) T {
 func heapDown[S ~[]T, T heapItem[T]](q S, i int) {
 	n := len(q)
 	for {
-		l := 2*i + 1
-		if l >= n {
+		first := heapArity*i + 1
+		if first >= n {
 			return
 		}
-		m := l
-		if r := l + 1; r < n && q[r].before(&q[l]) {
-			m = r
+		m := first
+		for c := first + 1; c < min(first+heapArity, n); c++ {
+			if q[c].before(&q[m]) {
+				m = c
+			}
 		}
 		if !q[m].before(&q[i]) {
 			return
@@ -56,7 +62,7 @@ func heapDown[S ~[]T, T heapItem[T]](q S, i int) {
 
 // heapInit orders q as a heap.
 func heapInit[S ~[]T, T heapItem[T]](q S) {
-	for i := len(q)/2 - 1; i >= 0; i-- {
+	for i := (len(q) - 2) / heapArity; i >= 0; i-- {
 		heapDown(q, i)
 	}
 }
