@@ -31,11 +31,12 @@ type Core struct {
 	seq   uint32
 
 	// Probing (probe.go).
-	order     []string  // this pass of the randomised round-robin
-	orderIdx  int       // next position in order
-	nextProbe time.Time // when the next turn-based probe starts
-	probes    []*probe  // in flight: at most one turn-based, plus out-of-turn ones
-	relays    []*relay  // indirect probes run for others
+	order     []string        // this pass of the randomised round-robin
+	orderIdx  int             // next position in order
+	unprobed  map[string]bool // the members in order[orderIdx:]
+	nextProbe time.Time       // when the next turn-based probe starts
+	probes    []*probe        // in flight: at most one turn-based, plus out-of-turn ones
+	relays    []*relay        // indirect probes run for others
 
 	suspicions map[string]*suspicion
 	redials    map[string]*redial   // failed members being re-contacted
@@ -141,6 +142,7 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		buckets:    map[string]*bucket{},
 		redialPace: bucket{tokens: float64(cfg.RedialRate), at: now},
 		pendingAt:  map[string]int{},
+		unprobed:   map[string]bool{},
 		rtt:        metrics.NewHistogram(metrics.RTTBuckets()...),
 	}
 	c.seq = c.rng.Uint32()

@@ -790,12 +790,17 @@ func (c *Core) nextTarget() (string, bool) {
 			c.order = append(c.order[:0], c.liveMembers()...)
 			c.rng.Shuffle(len(c.order), func(i, j int) { c.order[i], c.order[j] = c.order[j], c.order[i] })
 			c.orderIdx = 0
+			clear(c.unprobed)
+			for _, a := range c.order {
+				c.unprobed[a] = true
+			}
 			if len(c.order) == 0 {
 				return "", false
 			}
 		}
 		a := c.order[c.orderIdx]
 		c.orderIdx++
+		delete(c.unprobed, a)
 		if e, ok := c.table.Get(a); ok && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) && c.probeOf(a) == nil {
 			return a, true
 		}
@@ -806,11 +811,12 @@ func (c *Core) nextTarget() (string, bool) {
 // insertProbeTarget puts a member that became live at a random position
 // of the rest of this pass, so it is probed within the pass.
 func (c *Core) insertProbeTarget(alias string) {
-	if slices.Contains(c.order[c.orderIdx:], alias) {
+	if c.unprobed[alias] {
 		return
 	}
 	pos := c.orderIdx + c.rng.Intn(len(c.order)-c.orderIdx+1)
 	c.order = slices.Insert(c.order, pos, alias)
+	c.unprobed[alias] = true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -3,7 +3,6 @@ package swim
 import (
 	"fmt"
 	"math/rand"
-	"slices"
 	"testing"
 	"time"
 
@@ -193,10 +192,7 @@ func (c *Core) bootstrap(now time.Time, members []protocol.Member) {
 		c.table.Set(now, m)
 		c.table.Vouch(m.Alias, m.Incarnation) // as by the handshake
 		c.setLive(m.Alias, true)
-		// insertProbeTarget without its duplicate scan (the aliases are
-		// distinct), which would make a 1,000-node bootstrap cubic.
-		pos := c.orderIdx + c.rng.Intn(len(c.order)-c.orderIdx+1)
-		c.order = slices.Insert(c.order, pos, m.Alias)
+		c.insertProbeTarget(m.Alias)
 	}
 	c.deadlineOK = false
 }
