@@ -110,10 +110,11 @@ type Stats struct {
 type redial struct {
 	next    time.Time // zero while it waits in redialWait
 	backoff time.Duration
+	done    bool // no longer in redials: the member was revived, reaped or failed anew
 }
 
 // waitingRedial is a re-dial that was due when RedialRate allowed none; it
-// is stale once its member's record is not r any more.
+// is stale once r is done.
 type waitingRedial struct {
 	alias string
 	r     *redial
@@ -706,6 +707,7 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 			// hearsay alone is not dialled again on hearsay.
 			if _, hearsay := c.unverified[cur.Alias]; !hearsay {
 				r := &redial{next: now.Add(c.jitter(c.cfg.ReconnectBase)), backoff: c.cfg.ReconnectBase}
+				c.dropRedial(cur.Alias)
 				c.redials[cur.Alias] = r
 				c.arm(timerRedial, cur.Alias, r.next)
 			}
@@ -713,7 +715,7 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 			c.arm(timerReap, cur.Alias, c.reapAt[cur.Alias])
 		}
 	} else {
-		delete(c.redials, cur.Alias)
+		c.dropRedial(cur.Alias)
 	}
 	switch cur.State {
 	case protocol.StateLeft:

@@ -547,9 +547,18 @@ func (c *Core) redialPaced(now time.Time, alias string, r *redial) {
 	c.stats.RedialsPaced++
 	r.next = time.Time{}
 	if len(c.redialWait) >= 2*len(c.redials)+16 { // drop the stale entries
-		c.redialWait = slices.DeleteFunc(c.redialWait, func(w waitingRedial) bool { return c.redials[w.alias] != w.r })
+		c.redialWait = slices.DeleteFunc(c.redialWait, func(w waitingRedial) bool { return w.r.done })
 	}
 	c.redialWait = append(c.redialWait, waitingRedial{alias, r})
+}
+
+// dropRedial forgets the re-contact schedule of alias, which marks it done
+// for the re-dials waiting on it.
+func (c *Core) dropRedial(alias string) {
+	if r := c.redials[alias]; r != nil {
+		r.done = true
+		delete(c.redials, alias)
+	}
 }
 
 // redialToken takes one re-dial from the pace; false when it is empty.
@@ -567,7 +576,7 @@ func (c *Core) drainRedials(now time.Time) {
 	k := 0
 	for ; k < len(c.redialWait); k++ {
 		w := c.redialWait[k]
-		if c.redials[w.alias] != w.r {
+		if w.r.done {
 			continue // revived, reaped or failed anew since
 		}
 		if !c.redialToken(now) {
@@ -601,7 +610,7 @@ func (c *Core) redialReady() time.Time {
 func (c *Core) redial(now time.Time, alias string, r *redial) {
 	e, ok := c.table.Get(alias)
 	if !ok || e.State != protocol.StateFailed {
-		delete(c.redials, alias)
+		c.dropRedial(alias)
 		return
 	}
 	if !c.left {
@@ -629,7 +638,7 @@ func (c *Core) reap(now time.Time, alias string) {
 		delete(c.unverified, alias)
 		c.stats.UnverifiedReaped++
 	}
-	delete(c.redials, alias)
+	c.dropRedial(alias)
 	delete(c.suspicions, alias)
 	delete(c.revived, alias)
 	delete(c.refuted, alias)

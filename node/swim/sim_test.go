@@ -3,6 +3,7 @@ package swim
 import (
 	"fmt"
 	"math/rand"
+	"slices"
 	"testing"
 	"time"
 
@@ -333,6 +334,10 @@ func (s *sim) process(e *simEvent) {
 func (s *sim) flush(i int) {
 	n := s.nodes[i]
 	r := n.core.Ready()
+	if len(s.log)+len(r.Events) > cap(s.log) {
+		// Doubled: append grows a long log by a quarter, copying it each time.
+		s.log = slices.Grow(s.log, max(len(s.log), len(r.Events)))
+	}
 	for _, ev := range r.Events {
 		s.log = append(s.log, simRecord{at: s.now, observer: i, kind: ev.Kind, member: ev.Member.Alias, state: ev.Member.State, inc: ev.Member.Incarnation})
 	}
