@@ -709,7 +709,7 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 				r := &redial{next: now.Add(c.jitter(c.cfg.ReconnectBase)), backoff: c.cfg.ReconnectBase}
 				c.dropRedial(cur.Alias)
 				c.redials[cur.Alias] = r
-				c.arm(timerRedial, cur.Alias, r.next)
+				c.armRedial(cur.Alias, r)
 			}
 			c.reapAt[cur.Alias] = c.reapTime(now, cur.Alias, cur.State)
 			c.arm(timerReap, cur.Alias, c.reapAt[cur.Alias])

@@ -623,7 +623,7 @@ func (c *Core) redial(now time.Time, alias string, r *redial) {
 		r.backoff = c.cfg.ReconnectMax
 	}
 	r.next = now.Add(r.backoff - r.backoff/10 + time.Duration(c.rng.Int63n(int64(r.backoff/5)+1)))
-	c.arm(timerRedial, alias, r.next)
+	c.armRedial(alias, r)
 }
 
 // reap removes a failed or left member whose time is up.

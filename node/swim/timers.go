@@ -32,6 +32,7 @@ type timer struct {
 	at    time.Time
 	kind  timerKind
 	alias string
+	r     *redial // timerRedial: the schedule armed, checked without a lookup
 }
 
 // timerHeap orders timers by time, then kind, then alias, so that timers
@@ -54,10 +55,20 @@ func (h *timerHeap) push(t timer) { heapPush(h, t) }
 // pop removes the earliest timer.
 func (h *timerHeap) pop() { heapPop(h) }
 
-// arm schedules a per-member timer. The matching map entry must already
-// hold at.
+// arm schedules a suspicion or reap timer. The matching map entry must
+// already hold at.
 func (c *Core) arm(kind timerKind, alias string, at time.Time) {
-	c.timers.push(timer{at: at, kind: kind, alias: alias})
+	c.schedule(timer{at: at, kind: kind, alias: alias})
+}
+
+// armRedial schedules the re-dial of alias at r.next.
+func (c *Core) armRedial(alias string, r *redial) {
+	c.schedule(timer{at: r.next, kind: timerRedial, alias: alias, r: r})
+}
+
+// schedule pushes t, and drops the stale entries once they dominate.
+func (c *Core) schedule(t timer) {
+	c.timers.push(t)
 	if len(c.timers) > 4*(len(c.suspicions)+len(c.redials)+len(c.reapAt))+64 {
 		c.compactTimers()
 	}
@@ -86,8 +97,7 @@ func (c *Core) armed(t timer) bool {
 		s, ok := c.suspicions[t.alias]
 		return ok && s.deadline.Equal(t.at)
 	case timerRedial:
-		r, ok := c.redials[t.alias]
-		return ok && r.next.Equal(t.at)
+		return t.r != nil && !t.r.done && t.r.next.Equal(t.at)
 	case timerReap:
 		at, ok := c.reapAt[t.alias]
 		return ok && at.Equal(t.at)
@@ -119,7 +129,7 @@ func (c *Core) fireTimers(now time.Time) {
 		case timerSuspicion:
 			c.suspicionExpired(now, t.alias, c.suspicions[t.alias])
 		case timerRedial:
-			c.redialPaced(now, t.alias, c.redials[t.alias])
+			c.redialPaced(now, t.alias, t.r)
 		case timerReap:
 			c.reap(now, t.alias)
 		}
