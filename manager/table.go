@@ -24,10 +24,9 @@ type Table struct {
 	entries map[string]*row
 	sorted  []*row            // the same rows, by alias: no sort per copy or digest
 	members []protocol.Member // Members' answer until the next change; nil when stale
-	digest  uint32
-	dirty   bool
-	version uint64 // counts changes to members (added, changed, removed)
-	rtts    uint64 // counts changes to measured round trips
+	stale   int               // rows from sorted[stale] on have a stale sum (Digest)
+	version uint64            // counts changes to members (added, changed, removed)
+	rtts    uint64            // counts changes to measured round trips
 }
 
 // row is one member's entry with what the table keeps beside it: one
@@ -35,11 +34,13 @@ type Table struct {
 type row struct {
 	Entry
 	vouched uint64 // incarnation the member last gave in its own word (Vouch)
+	pos     int    // index in sorted
+	sum     uint32 // the digest over sorted up to this row (Digest)
 }
 
 // NewTable returns a table that holds self.
 func NewTable(self protocol.Member, now time.Time) *Table {
-	t := &Table{self: self.Alias, entries: map[string]*row{}, dirty: true}
+	t := &Table{self: self.Alias, entries: map[string]*row{}}
 	e := &row{Entry: Entry{Member: cloneMember(self), Self: true, Since: now}}
 	t.entries[self.Alias] = e
 	t.sorted = []*row{e}
@@ -115,6 +116,7 @@ func (t *Table) Set(now time.Time, m protocol.Member) {
 		t.entries[m.Alias] = e
 		i, _ := t.find(m.Alias)
 		t.sorted = slices.Insert(t.sorted, i, e)
+		t.renumber(i)
 	} else if e.State != m.State {
 		e.Since = now
 	}
@@ -122,7 +124,7 @@ func (t *Table) Set(now time.Time, m protocol.Member) {
 		m.Tags = e.Tags // a state-only update keeps the tags known at this incarnation
 	}
 	e.Member = cloneMember(m)
-	t.changed()
+	t.changed(e.pos)
 }
 
 // SetRTT records the last measured round trip to alias.
@@ -142,15 +144,24 @@ func (t *Table) Remove(alias string) {
 		i, _ := t.find(alias)
 		t.sorted = slices.Delete(t.sorted, i, i+1)
 		delete(t.entries, alias)
-		t.changed()
+		t.renumber(i)
+		t.changed(i)
 	}
 }
 
-// changed marks what is derived from the members stale.
-func (t *Table) changed() {
-	t.dirty = true
+// changed marks what is derived from the members stale, the digest from
+// position i of sorted on.
+func (t *Table) changed(i int) {
+	t.stale = min(t.stale, i)
 	t.members = nil
 	t.version++
+}
+
+// renumber sets pos of the rows from sorted[i] on, which moved.
+func (t *Table) renumber(i int) {
+	for ; i < len(t.sorted); i++ {
+		t.sorted[i].pos = i
+	}
 }
 
 // Version changes whenever a member is added, changed or removed, so that a
@@ -212,27 +223,28 @@ func (t *Table) Count(s protocol.State) int {
 // would differ forever after one crash and one join, and every ack would
 // trigger a push/pull.
 func (t *Table) Digest() uint32 {
-	if !t.dirty {
-		return t.digest
-	}
 	// FNV-1a, inline: the same sum as hash/fnv's over the same bytes,
-	// without a copy of each alias.
+	// without a copy of each alias. Each row keeps the sum up to itself,
+	// so a change resumes the sum where it took place.
 	const prime = 16777619
 	h := uint32(2166136261)
-	for _, e := range t.sorted {
-		if e.State != protocol.StateAlive && e.State != protocol.StateSuspect {
-			continue
-		}
-		for i := 0; i < len(e.Alias); i++ {
-			h = (h ^ uint32(e.Alias[i])) * prime
-		}
-		for i := 0; i < 8; i++ {
-			h = (h ^ uint32(byte(e.Incarnation>>(8*i)))) * prime
-		}
-		h = (h ^ uint32(byte(e.State))) * prime
+	if t.stale > 0 {
+		h = t.sorted[t.stale-1].sum
 	}
-	t.digest, t.dirty = h, false
-	return t.digest
+	for _, e := range t.sorted[t.stale:] {
+		if e.State == protocol.StateAlive || e.State == protocol.StateSuspect {
+			for i := 0; i < len(e.Alias); i++ {
+				h = (h ^ uint32(e.Alias[i])) * prime
+			}
+			for i := 0; i < 8; i++ {
+				h = (h ^ uint32(byte(e.Incarnation>>(8*i)))) * prime
+			}
+			h = (h ^ uint32(byte(e.State))) * prime
+		}
+		e.sum = h
+	}
+	t.stale = len(t.sorted)
+	return h
 }
 
 func cloneMember(m protocol.Member) protocol.Member {
