@@ -62,6 +62,7 @@ type simSlot struct {
 	e   *simEvent
 }
 
+// before orders a against b: by time, then insertion.
 func (a simSlot) before(b *simSlot) bool {
 	if c := a.at.Compare(b.at); c != 0 {
 		return c < 0

@@ -39,6 +39,7 @@ type timer struct {
 // due at the same instant fire in the same order on every run.
 type timerHeap []timer
 
+// before orders t against u: by time, then kind, then alias.
 func (t timer) before(u *timer) bool {
 	if c := t.at.Compare(u.at); c != 0 {
 		return c < 0
