@@ -912,7 +912,7 @@ func (c *Core) piggyback(to string, correct bool) []protocol.Member {
 		skip = append(skip, to)
 	}
 	room := c.cfg.MaxPiggyback - len(out)
-	return append(out, c.queue.take(room, c.retransmitLimit(), skip...)...)
+	return c.queue.take(out, room, c.retransmitLimit(), skip...)
 }
 
 // retransmitLimit is how many messages carry one update: λ·⌈log10(N+1)⌉.

@@ -108,16 +108,15 @@ func (q *queue) compact() {
 	q.fifo = slices.DeleteFunc(slices.Clone(q.fifo), func(it *queued) bool { return it.dead })
 }
 
-// take returns up to max updates for one message, skipping the members
-// named in skip, and counts one transmission for each. Updates sent
+// take appends to out up to max updates for one message, skipping the
+// members named in skip, and counts one transmission for each. Updates sent
 // maxTransmits times leave the queue.
-func (q *queue) take(max, maxTransmits int, skip ...string) []protocol.Member {
+func (q *queue) take(out []protocol.Member, max, maxTransmits int, skip ...string) []protocol.Member {
 	if max <= 0 || len(q.items) == 0 {
-		return nil
+		return out
 	}
-	var out []protocol.Member
 	q.held = q.held[:0]
-	for len(out) < max && len(q.heap) > 0 {
+	for n := 0; n < max && len(q.heap) > 0; {
 		it := heapPop(&q.heap).it
 		if it.dead {
 			continue
@@ -126,7 +125,11 @@ func (q *queue) take(max, maxTransmits int, skip ...string) []protocol.Member {
 		if slices.Contains(skip, it.m.Alias) {
 			continue
 		}
+		if out == nil {
+			out = make([]protocol.Member, 0, min(max, len(q.items)))
+		}
 		out = append(out, it.m)
+		n++
 		it.transmits++
 		if it.transmits >= maxTransmits {
 			q.remove(it.m.Alias)
