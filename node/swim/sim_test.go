@@ -101,7 +101,7 @@ type sim struct {
 	cfg   Config
 	nodes []*simNode
 	index map[string]int
-	conns map[[2]int]bool
+	conns map[link]bool
 	last  []time.Time // per directed link: the last delivery time (FIFO)
 	q     simQueue
 	seq   uint64
@@ -152,7 +152,7 @@ func newSim(tb testing.TB, o simOptions) *sim {
 		rng:         rand.New(rand.NewSource(o.seed)),
 		cfg:         o.cfg,
 		index:       map[string]int{},
-		conns:       map[[2]int]bool{},
+		conns:       map[link]bool{},
 		last:        make([]time.Time, o.n*o.n),
 		latency:     time.Millisecond,
 		jitter:      200 * time.Microsecond,
@@ -174,7 +174,7 @@ func newSim(tb testing.TB, o simOptions) *sim {
 	if o.connected {
 		for i := 0; i < o.n-o.outsiders; i++ {
 			for j := i + 1; j < o.n-o.outsiders; j++ {
-				s.conns[[2]int{i, j}] = true
+				s.conns[pair(i, j)] = true
 			}
 		}
 	}
@@ -209,12 +209,16 @@ func (c *Core) reuse(r Ready) {
 	}
 }
 
-func pair(i, j int) [2]int {
+// pair is the key of the connection between nodes i and j, either way.
+func pair(i, j int) link {
 	if i > j {
 		i, j = j, i
 	}
-	return [2]int{i, j}
+	return link(i)<<32 | link(j)
 }
+
+// link is a pair of nodes packed in one word: a small, quickly hashed key.
+type link uint64
 
 // lat is the one-way latency of the link i→j: fixed per link, in
 // [latency, 2·latency).
