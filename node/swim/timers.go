@@ -27,7 +27,9 @@ func (k timerKind) String() string {
 // removed when a timer is cancelled or moved: the authoritative time lives
 // in the Core's maps, and an entry whose time no longer matches is stale and
 // skipped when it reaches the top. This keeps arming O(log n) and
-// NextDeadline O(1) with hundreds of members.
+// NextDeadline O(1) with hundreds of members. A suspicion that moves later
+// is not armed again: its earlier entry stands for it, and is moved to the
+// suspicion's time when it reaches the top (nextTimer).
 type timer struct {
 	at    time.Time
 	kind  timerKind
@@ -81,9 +83,14 @@ func (c *Core) schedule(t timer) {
 func (c *Core) compactTimers() {
 	kept := c.timers[:0]
 	for _, t := range c.timers {
-		if c.armed(t) {
+		if t.kind != timerSuspicion && c.armed(t) {
 			kept = append(kept, t)
 		}
+	}
+	// Each running suspicion has an entry at or before its time, so this
+	// adds no more entries than were dropped.
+	for a, s := range c.suspicions {
+		kept = append(kept, timer{at: s.deadline, kind: timerSuspicion, alias: a})
 	}
 	clear(c.timers[len(kept):])
 	c.timers = kept
@@ -110,10 +117,14 @@ func (c *Core) armed(t timer) bool {
 // entries on the way.
 func (c *Core) nextTimer() (timer, bool) {
 	for len(c.timers) > 0 {
-		if t := c.timers[0]; c.armed(t) {
+		t := c.timers[0]
+		if c.armed(t) {
 			return t, true
 		}
 		c.timers.pop()
+		if s := c.suspicions[t.alias]; t.kind == timerSuspicion && s != nil && t.at.Before(s.deadline) {
+			c.timers.push(timer{at: s.deadline, kind: timerSuspicion, alias: t.alias})
+		}
 	}
 	return timer{}, false
 }
