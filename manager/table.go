@@ -21,21 +21,29 @@ type Entry struct {
 // Table is the membership table. It is owned by one goroutine.
 type Table struct {
 	self    string
-	entries map[string]*Entry
-	sorted  []*Entry          // the same entries, by alias: no sort per copy or digest
-	vouched map[string]uint64 // incarnation each member last gave in its own word (Vouch)
-	digest  uint32
-	dirty   bool
-	version uint64 // counts changes to members (added, changed, removed)
-	rtts    uint64 // counts changes to measured round trips
+	entries map[string]*row
+	sorted  []*row            // the same rows, by alias: no sort per copy or digest
+	members []protocol.Member // Members' answer until the next change; nil when stale
+	stale   int               // rows from sorted[stale] on have a stale sum (Digest)
+	version uint64            // counts changes to members (added, changed, removed)
+	rtts    uint64            // counts changes to measured round trips
+}
+
+// row is one member's entry with what the table keeps beside it: one
+// lookup finds both.
+type row struct {
+	Entry
+	vouched uint64 // incarnation the member last gave in its own word (Vouch)
+	pos     int    // index in sorted
+	sum     uint32 // the digest over sorted up to this row (Digest)
 }
 
 // NewTable returns a table that holds self.
 func NewTable(self protocol.Member, now time.Time) *Table {
-	t := &Table{self: self.Alias, entries: map[string]*Entry{}, vouched: map[string]uint64{}, dirty: true}
-	e := &Entry{Member: cloneMember(self), Self: true, Since: now}
+	t := &Table{self: self.Alias, entries: map[string]*row{}}
+	e := &row{Entry: Entry{Member: cloneMember(self), Self: true, Since: now}}
 	t.entries[self.Alias] = e
-	t.sorted = []*Entry{e}
+	t.sorted = []*row{e}
 	return t
 }
 
@@ -48,7 +56,13 @@ func (t *Table) Get(alias string) (Entry, bool) {
 	if !ok {
 		return Entry{}, false
 	}
-	return *e, true
+	return e.Entry, true
+}
+
+// Has reports whether alias is in the table, without copying its entry.
+func (t *Table) Has(alias string) bool {
+	_, ok := t.entries[alias]
+	return ok
 }
 
 // Len is the number of entries, self included, in any state.
@@ -77,18 +91,19 @@ func (t *Table) Judge(upd protocol.Member, own bool) (prev Entry, known bool, v 
 		return Entry{}, false, Ignore
 	}
 	e, known := t.entries[upd.Alias]
+	var vouched uint64
 	if known {
-		prev = *e
+		prev, vouched = e.Entry, e.vouched
 	}
-	return prev, known, Judge(prev.Member, known, t.vouched[upd.Alias], upd, own)
+	return prev, known, Judge(prev.Member, known, vouched, upd, own)
 }
 
 // Vouch records that member alias gave incarnation inc in its own word: its
 // handshake, or its own entry on its own connection. Judge counts the jump
 // of later third-party news from it. Members not in the table are ignored.
 func (t *Table) Vouch(alias string, inc uint64) {
-	if _, ok := t.entries[alias]; ok && alias != t.self {
-		t.vouched[alias] = inc
+	if e, ok := t.entries[alias]; ok && alias != t.self {
+		e.vouched = inc
 	}
 }
 
@@ -97,10 +112,11 @@ func (t *Table) Vouch(alias string, inc uint64) {
 func (t *Table) Set(now time.Time, m protocol.Member) {
 	e, ok := t.entries[m.Alias]
 	if !ok {
-		e = &Entry{Self: m.Alias == t.self, Since: now}
+		e = &row{Entry: Entry{Self: m.Alias == t.self, Since: now}}
 		t.entries[m.Alias] = e
 		i, _ := t.find(m.Alias)
 		t.sorted = slices.Insert(t.sorted, i, e)
+		t.renumber(i)
 	} else if e.State != m.State {
 		e.Since = now
 	}
@@ -108,8 +124,7 @@ func (t *Table) Set(now time.Time, m protocol.Member) {
 		m.Tags = e.Tags // a state-only update keeps the tags known at this incarnation
 	}
 	e.Member = cloneMember(m)
-	t.dirty = true
-	t.version++
+	t.changed(e.pos)
 }
 
 // SetRTT records the last measured round trip to alias.
@@ -129,9 +144,23 @@ func (t *Table) Remove(alias string) {
 		i, _ := t.find(alias)
 		t.sorted = slices.Delete(t.sorted, i, i+1)
 		delete(t.entries, alias)
-		delete(t.vouched, alias)
-		t.dirty = true
-		t.version++
+		t.renumber(i)
+		t.changed(i)
+	}
+}
+
+// changed marks what is derived from the members stale, the digest from
+// position i of sorted on.
+func (t *Table) changed(i int) {
+	t.stale = min(t.stale, i)
+	t.members = nil
+	t.version++
+}
+
+// renumber sets pos of the rows from sorted[i] on, which moved.
+func (t *Table) renumber(i int) {
+	for ; i < len(t.sorted); i++ {
+		t.sorted[i].pos = i
 	}
 }
 
@@ -149,24 +178,28 @@ func (t *Table) RTTVersion() uint64 { return t.rtts }
 func (t *Table) Entries() []Entry {
 	out := make([]Entry, len(t.sorted))
 	for i, e := range t.sorted {
-		out[i] = *e
+		out[i] = e.Entry
 	}
 	return out
 }
 
-// Members returns every member as gossiped, sorted by alias (Tags shared and
-// read-only, as with Entries).
+// Members returns every member as gossiped, sorted by alias. The slice is
+// shared by every call until the table changes, and may be read on any
+// goroutine: it is never written after it is returned, and neither may the
+// caller write it (nor its Tags, as with Entries).
 func (t *Table) Members() []protocol.Member {
-	out := make([]protocol.Member, len(t.sorted))
-	for i, e := range t.sorted {
-		out[i] = e.Member
+	if t.members == nil {
+		t.members = make([]protocol.Member, len(t.sorted))
+		for i, e := range t.sorted {
+			t.members[i] = e.Member
+		}
 	}
-	return out
+	return t.members
 }
 
 // find is the position of alias in sorted, or where it would go.
 func (t *Table) find(alias string) (int, bool) {
-	return slices.BinarySearchFunc(t.sorted, alias, func(e *Entry, a string) int { return strings.Compare(e.Alias, a) })
+	return slices.BinarySearchFunc(t.sorted, alias, func(e *row, a string) int { return strings.Compare(e.Alias, a) })
 }
 
 // Count returns how many entries are in state s.
@@ -190,27 +223,28 @@ func (t *Table) Count(s protocol.State) int {
 // would differ forever after one crash and one join, and every ack would
 // trigger a push/pull.
 func (t *Table) Digest() uint32 {
-	if !t.dirty {
-		return t.digest
-	}
 	// FNV-1a, inline: the same sum as hash/fnv's over the same bytes,
-	// without a copy of each alias.
+	// without a copy of each alias. Each row keeps the sum up to itself,
+	// so a change resumes the sum where it took place.
 	const prime = 16777619
 	h := uint32(2166136261)
-	for _, e := range t.sorted {
-		if e.State != protocol.StateAlive && e.State != protocol.StateSuspect {
-			continue
-		}
-		for i := 0; i < len(e.Alias); i++ {
-			h = (h ^ uint32(e.Alias[i])) * prime
-		}
-		for i := 0; i < 8; i++ {
-			h = (h ^ uint32(byte(e.Incarnation>>(8*i)))) * prime
-		}
-		h = (h ^ uint32(byte(e.State))) * prime
+	if t.stale > 0 {
+		h = t.sorted[t.stale-1].sum
 	}
-	t.digest, t.dirty = h, false
-	return t.digest
+	for _, e := range t.sorted[t.stale:] {
+		if e.State == protocol.StateAlive || e.State == protocol.StateSuspect {
+			for i := 0; i < len(e.Alias); i++ {
+				h = (h ^ uint32(e.Alias[i])) * prime
+			}
+			for i := 0; i < 8; i++ {
+				h = (h ^ uint32(byte(e.Incarnation>>(8*i)))) * prime
+			}
+			h = (h ^ uint32(byte(e.State))) * prime
+		}
+		e.sum = h
+	}
+	t.stale = len(t.sorted)
+	return h
 }
 
 func cloneMember(m protocol.Member) protocol.Member {

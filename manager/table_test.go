@@ -2,8 +2,10 @@ package manager
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"math"
+	"math/rand"
 	"slices"
 	"testing"
 	"time"
@@ -128,5 +130,38 @@ func TestDigestIsFNVOfSortedLiveEntries(t *testing.T) {
 	}
 	if got, want := tb.Digest(), h.Sum32(); got != want {
 		t.Fatalf("digest %08x, want %08x", got, want)
+	}
+}
+
+// TestDigestFollowsChangesAnywhere: the digest kept across sets and removes
+// anywhere in the table is the one a table built afresh computes.
+func TestDigestFollowsChangesAnywhere(t *testing.T) {
+	now := time.Unix(0, 0)
+	rng := rand.New(rand.NewSource(1))
+	self := protocol.Member{Alias: "m10", State: protocol.StateAlive}
+	tb := NewTable(self, now)
+	states := []protocol.State{protocol.StateAlive, protocol.StateSuspect, protocol.StateFailed, protocol.StateLeft}
+	for i := 0; i < 2000; i++ {
+		alias := fmt.Sprintf("m%02d", rng.Intn(30))
+		if alias == self.Alias {
+			continue
+		}
+		if rng.Intn(4) == 0 {
+			tb.Remove(alias)
+		} else {
+			tb.Set(now, protocol.Member{Alias: alias, State: states[rng.Intn(len(states))], Incarnation: uint64(rng.Intn(3))})
+		}
+		if rng.Intn(3) > 0 {
+			continue // let changes pile up between digests too
+		}
+		fresh := NewTable(self, now)
+		for _, m := range tb.Members() {
+			if m.Alias != self.Alias {
+				fresh.Set(now, m)
+			}
+		}
+		if got, want := tb.Digest(), fresh.Digest(); got != want {
+			t.Fatalf("step %d: digest %08x, a fresh table's %08x", i, got, want)
+		}
 	}
 }

@@ -44,8 +44,8 @@ func (c *Core) health(delta int) {
 	}
 	c.deadlineOK = false
 	for a, s := range c.suspicions {
-		if s.retime(c.aware.factor()) {
-			c.arm(timerSuspicion, a, s.deadline)
+		if was := s.deadline; s.retime(c.aware.factor()) && s.deadline.Before(was) {
+			c.arm(timerSuspicion, a, s.deadline) // later needs no entry: see timer
 		}
 	}
 }

@@ -31,11 +31,12 @@ type Core struct {
 	seq   uint32
 
 	// Probing (probe.go).
-	order     []string  // this pass of the randomised round-robin
-	orderIdx  int       // next position in order
-	nextProbe time.Time // when the next turn-based probe starts
-	probes    []*probe  // in flight: at most one turn-based, plus out-of-turn ones
-	relays    []*relay  // indirect probes run for others
+	order     []string        // this pass of the randomised round-robin
+	orderIdx  int             // next position in order
+	unprobed  map[string]bool // the members in order[orderIdx:]
+	nextProbe time.Time       // when the next turn-based probe starts
+	probes    []*probe        // in flight: at most one turn-based, plus out-of-turn ones
+	relays    []*relay        // indirect probes run for others
 
 	suspicions map[string]*suspicion
 	redials    map[string]*redial   // failed members being re-contacted
@@ -63,9 +64,10 @@ type Core struct {
 	// made meanwhile wait in pending and go out together.
 	lastPush    time.Time
 	pending     []protocol.Member
-	pendingAt   map[string]int // alias → index in pending
-	pendingFrom []string       // senders of the pending changes: they need no copy
-	announce    bool           // pending holds a member that joined through us: push to all
+	pendingAt   map[string]int    // alias → index in pending
+	pendingFrom []string          // senders of the pending changes: they need no copy
+	merged      []protocol.Member // merge's result, reused by the next merge
+	announce    bool              // pending holds a member that joined through us: push to all
 
 	live []string // other alive and suspect members, sorted; see setLive
 
@@ -108,10 +110,11 @@ type Stats struct {
 type redial struct {
 	next    time.Time // zero while it waits in redialWait
 	backoff time.Duration
+	done    bool // no longer in redials: the member was revived, reaped or failed anew
 }
 
 // waitingRedial is a re-dial that was due when RedialRate allowed none; it
-// is stale once its member's record is not r any more.
+// is stale once r is done.
 type waitingRedial struct {
 	alias string
 	r     *redial
@@ -140,6 +143,7 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		buckets:    map[string]*bucket{},
 		redialPace: bucket{tokens: float64(cfg.RedialRate), at: now},
 		pendingAt:  map[string]int{},
+		unprobed:   map[string]bool{},
 		rtt:        metrics.NewHistogram(metrics.RTTBuckets()...),
 	}
 	c.seq = c.rng.Uint32()
@@ -209,7 +213,7 @@ func (c *Core) Awareness() int { return c.aware.score }
 func (c *Core) Step(now time.Time, from string, m protocol.Message) {
 	c.enter(now)
 	c.contact(from)
-	if _, known := c.table.Get(from); known {
+	if c.table.Has(from) {
 		c.heardAt[from] = now // reaped with the member
 	}
 	if s := c.suspicions[from]; s != nil {
@@ -440,9 +444,10 @@ func (c *Core) Ready() Ready {
 
 // merge applies updates received from the member from ("" for a
 // handshake) and returns the updates that changed the table, to be passed
-// on. correct is set when the sender holds stale news about this node and
-// should be sent its entry.
+// on; the slice is reused by the next merge. correct is set when the sender
+// holds stale news about this node and should be sent its entry.
 func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (changed []protocol.Member, correct bool) {
+	changed = c.merged[:0]
 	self := c.table.SelfAlias()
 	cutOff := c.cutOff(now, from)
 	for _, u := range updates {
@@ -459,7 +464,10 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 		accuser := u.Accuser
 		u.Accuser = ""
 		stepped := false
-		if e, ok := c.table.Get(u.Alias); ok && !own && u.State == protocol.StateFailed && u.Incarnation >= e.Incarnation && !c.lost[u.Alias] {
+		// One lookup serves the checks below and the verdict; news stepped
+		// down from failed to suspect is judged again.
+		prev, known, v := c.table.Judge(u, own)
+		if u.State == protocol.StateFailed && !own && known && u.Incarnation >= prev.Incarnation && !c.lost[u.Alias] {
 			// Hearsay of a failure that the member had no time to refute
 			// here — we never suspected it, or only just heard of the
 			// suspicion — or that it belied by speaking to us since the
@@ -471,13 +479,14 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 			// real failure is confirmed by the timer, and a crash is seen
 			// sooner by our own connection's loss: news of a failure about
 			// a member whose connection to us closed is a verdict.
-			if s := c.suspicions[u.Alias]; e.State == protocol.StateSuspect && s != nil && s.inc == u.Incarnation &&
+			if s := c.suspicions[u.Alias]; prev.State == protocol.StateSuspect && s != nil && s.inc == u.Incarnation &&
 				(s.hearsay || s.heard || now.Sub(s.start) < c.aware.scale(c.cfg.ProbeTimeout)) {
 				s.hearsay = true
 				continue
 			}
-			if e.State == protocol.StateAlive && u.Incarnation == e.Incarnation && from != "" {
+			if prev.State == protocol.StateAlive && u.Incarnation == prev.Incarnation && from != "" {
 				u.State, stepped = protocol.StateSuspect, true
+				_, _, v = c.table.Judge(u, own)
 			}
 		}
 		if u.State == protocol.StateSuspect {
@@ -491,15 +500,13 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 					// it itself, and every member probes the suspect on
 					// its own, so an epidemic push per confirmation would
 					// only multiply traffic.
-					cur, _ := c.table.Get(u.Alias)
-					m := cur.Member
+					m := prev.Member
 					m.Accuser = accuser
 					c.queue.push(m)
 				}
 				continue
 			}
 		}
-		prev, known, v := c.table.Judge(u, own)
 		switch {
 		case v == manager.Implausible:
 			c.stats.Implausible++
@@ -552,6 +559,7 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 			c.sendTo(m.Alias, &protocol.Gossip{Updates: []protocol.Member{m}})
 		}
 	}
+	c.merged = changed
 	return changed, correct
 }
 
@@ -672,9 +680,12 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 	}
 	live := cur.State == protocol.StateAlive || cur.State == protocol.StateSuspect
 	wasLive := known && (prev.State == protocol.StateAlive || prev.State == protocol.StateSuspect)
-	c.setLive(cur.Alias, live)
 	if live && !wasLive {
+		c.setLive(cur.Alias, true)
 		c.insertProbeTarget(cur.Alias)
+	}
+	if !live && wasLive {
+		c.setLive(cur.Alias, false)
 	}
 	if !live {
 		c.dropProbes(cur.Alias)
@@ -696,14 +707,15 @@ func (c *Core) changed(now time.Time, prev manager.Entry, known bool, cur protoc
 			// hearsay alone is not dialled again on hearsay.
 			if _, hearsay := c.unverified[cur.Alias]; !hearsay {
 				r := &redial{next: now.Add(c.jitter(c.cfg.ReconnectBase)), backoff: c.cfg.ReconnectBase}
+				c.dropRedial(cur.Alias)
 				c.redials[cur.Alias] = r
-				c.arm(timerRedial, cur.Alias, r.next)
+				c.armRedial(cur.Alias, r)
 			}
 			c.reapAt[cur.Alias] = c.reapTime(now, cur.Alias, cur.State)
 			c.arm(timerReap, cur.Alias, c.reapAt[cur.Alias])
 		}
 	} else {
-		delete(c.redials, cur.Alias)
+		c.dropRedial(cur.Alias)
 	}
 	switch cur.State {
 	case protocol.StateLeft:
@@ -827,7 +839,9 @@ func (c *Core) pushGossip(now time.Time) {
 	// Changes that waited here go out as the table holds them now; those
 	// beyond one frame go with the next push.
 	updates := c.asHeld(batch)
-	rest := slices.Clone(c.pending[len(batch):])
+	n := copy(c.pending, c.pending[len(batch):])
+	clear(c.pending[n:])
+	c.pending = c.pending[:n]
 	if len(updates) > 0 && c.announce {
 		// To every live member, senders and newcomers included: those
 		// that joined at once learn of each other here.
@@ -838,12 +852,12 @@ func (c *Core) pushGossip(now time.Time) {
 			c.sendTo(a, g)
 		}
 	}
-	c.announce = c.announce && len(rest) > 0
+	c.announce = c.announce && len(c.pending) > 0
 	clear(c.pendingAt)
-	for i, m := range rest {
+	for i, m := range c.pending {
 		c.pendingAt[m.Alias] = i
 	}
-	c.pending, c.pendingFrom = rest, c.pendingFrom[:0]
+	c.pendingFrom = c.pendingFrom[:0]
 }
 
 // asHeld returns updates as the table holds each member now: a copy that
@@ -898,7 +912,7 @@ func (c *Core) piggyback(to string, correct bool) []protocol.Member {
 		skip = append(skip, to)
 	}
 	room := c.cfg.MaxPiggyback - len(out)
-	return append(out, c.queue.take(room, c.retransmitLimit(), skip...)...)
+	return c.queue.take(out, room, c.retransmitLimit(), skip...)
 }
 
 // retransmitLimit is how many messages carry one update: λ·⌈log10(N+1)⌉.

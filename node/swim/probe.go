@@ -547,9 +547,18 @@ func (c *Core) redialPaced(now time.Time, alias string, r *redial) {
 	c.stats.RedialsPaced++
 	r.next = time.Time{}
 	if len(c.redialWait) >= 2*len(c.redials)+16 { // drop the stale entries
-		c.redialWait = slices.DeleteFunc(c.redialWait, func(w waitingRedial) bool { return c.redials[w.alias] != w.r })
+		c.redialWait = slices.DeleteFunc(c.redialWait, func(w waitingRedial) bool { return w.r.done })
 	}
 	c.redialWait = append(c.redialWait, waitingRedial{alias, r})
+}
+
+// dropRedial forgets the re-contact schedule of alias, which marks it done
+// for the re-dials waiting on it.
+func (c *Core) dropRedial(alias string) {
+	if r := c.redials[alias]; r != nil {
+		r.done = true
+		delete(c.redials, alias)
+	}
 }
 
 // redialToken takes one re-dial from the pace; false when it is empty.
@@ -567,7 +576,7 @@ func (c *Core) drainRedials(now time.Time) {
 	k := 0
 	for ; k < len(c.redialWait); k++ {
 		w := c.redialWait[k]
-		if c.redials[w.alias] != w.r {
+		if w.r.done {
 			continue // revived, reaped or failed anew since
 		}
 		if !c.redialToken(now) {
@@ -575,9 +584,8 @@ func (c *Core) drainRedials(now time.Time) {
 		}
 		c.redial(now, w.alias, w.r)
 	}
-	n := copy(c.redialWait, c.redialWait[k:])
-	clear(c.redialWait[n:])
-	c.redialWait = c.redialWait[:n]
+	clear(c.redialWait[:k])
+	c.redialWait = c.redialWait[k:] // append reallocates once the front is used up
 }
 
 // redialReady is when the next waiting re-dial may go; zero when none waits.
@@ -602,7 +610,7 @@ func (c *Core) redialReady() time.Time {
 func (c *Core) redial(now time.Time, alias string, r *redial) {
 	e, ok := c.table.Get(alias)
 	if !ok || e.State != protocol.StateFailed {
-		delete(c.redials, alias)
+		c.dropRedial(alias)
 		return
 	}
 	if !c.left {
@@ -615,7 +623,7 @@ func (c *Core) redial(now time.Time, alias string, r *redial) {
 		r.backoff = c.cfg.ReconnectMax
 	}
 	r.next = now.Add(r.backoff - r.backoff/10 + time.Duration(c.rng.Int63n(int64(r.backoff/5)+1)))
-	c.arm(timerRedial, alias, r.next)
+	c.armRedial(alias, r)
 }
 
 // reap removes a failed or left member whose time is up.
@@ -630,7 +638,7 @@ func (c *Core) reap(now time.Time, alias string) {
 		delete(c.unverified, alias)
 		c.stats.UnverifiedReaped++
 	}
-	delete(c.redials, alias)
+	c.dropRedial(alias)
 	delete(c.suspicions, alias)
 	delete(c.revived, alias)
 	delete(c.refuted, alias)
@@ -791,12 +799,17 @@ func (c *Core) nextTarget() (string, bool) {
 			c.order = append(c.order[:0], c.liveMembers()...)
 			c.rng.Shuffle(len(c.order), func(i, j int) { c.order[i], c.order[j] = c.order[j], c.order[i] })
 			c.orderIdx = 0
+			clear(c.unprobed)
+			for _, a := range c.order {
+				c.unprobed[a] = true
+			}
 			if len(c.order) == 0 {
 				return "", false
 			}
 		}
 		a := c.order[c.orderIdx]
 		c.orderIdx++
+		delete(c.unprobed, a)
 		if e, ok := c.table.Get(a); ok && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) && c.probeOf(a) == nil {
 			return a, true
 		}
@@ -807,11 +820,12 @@ func (c *Core) nextTarget() (string, bool) {
 // insertProbeTarget puts a member that became live at a random position
 // of the rest of this pass, so it is probed within the pass.
 func (c *Core) insertProbeTarget(alias string) {
-	if slices.Contains(c.order[c.orderIdx:], alias) {
+	if c.unprobed[alias] {
 		return
 	}
 	pos := c.orderIdx + c.rng.Intn(len(c.order)-c.orderIdx+1)
 	c.order = slices.Insert(c.order, pos, alias)
+	c.unprobed[alias] = true
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -1,7 +1,6 @@
 package swim
 
 import (
-	"container/heap"
 	"slices"
 
 	"meshell/protocol"
@@ -34,23 +33,25 @@ type queued struct {
 	dead      bool   // replaced, dropped or sent enough
 }
 
-type queuedHeap []*queued
-
-func (h queuedHeap) Len() int { return len(h) }
-func (h queuedHeap) Less(i, j int) bool {
-	if h[i].transmits != h[j].transmits {
-		return h[i].transmits < h[j].transmits
-	}
-	return h[i].id > h[j].id
+// heapSlot is an update in the heap with its sort key copied beside it, so
+// that comparisons do not load the update. An update's transmits change
+// only while it is out of the heap (take).
+type heapSlot struct {
+	transmits int
+	id        uint64
+	it        *queued
 }
-func (h queuedHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *queuedHeap) Push(x any)   { *h = append(*h, x.(*queued)) }
-func (h *queuedHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return it
+
+func slotOf(it *queued) heapSlot { return heapSlot{it.transmits, it.id, it} }
+
+type queuedHeap []heapSlot
+
+// before puts the update sent least first and, among equals, the newest.
+func (s heapSlot) before(o *heapSlot) bool {
+	if s.transmits != o.transmits {
+		return s.transmits < o.transmits
+	}
+	return s.id > o.id
 }
 
 func newQueue(limit int) queue {
@@ -66,7 +67,7 @@ func (q *queue) push(m protocol.Member) {
 	q.nextID++
 	it := &queued{m: m, id: q.nextID}
 	q.items[m.Alias] = it
-	heap.Push(&q.heap, it)
+	heapPush(&q.heap, slotOf(it))
 	q.fifo = append(q.fifo, it)
 	for len(q.items) > q.limit {
 		q.dropOldest()
@@ -102,22 +103,21 @@ func (q *queue) compact() {
 	if len(q.heap) <= 2*len(q.items)+16 && len(q.fifo) <= 2*len(q.items)+16 {
 		return
 	}
-	q.heap = slices.DeleteFunc(q.heap, func(it *queued) bool { return it.dead })
-	heap.Init(&q.heap)
+	q.heap = slices.DeleteFunc(q.heap, func(s heapSlot) bool { return s.it.dead })
+	heapInit(q.heap)
 	q.fifo = slices.DeleteFunc(slices.Clone(q.fifo), func(it *queued) bool { return it.dead })
 }
 
-// take returns up to max updates for one message, skipping the members
-// named in skip, and counts one transmission for each. Updates sent
+// take appends to out up to max updates for one message, skipping the
+// members named in skip, and counts one transmission for each. Updates sent
 // maxTransmits times leave the queue.
-func (q *queue) take(max, maxTransmits int, skip ...string) []protocol.Member {
+func (q *queue) take(out []protocol.Member, max, maxTransmits int, skip ...string) []protocol.Member {
 	if max <= 0 || len(q.items) == 0 {
-		return nil
+		return out
 	}
-	var out []protocol.Member
 	q.held = q.held[:0]
-	for len(out) < max && len(q.heap) > 0 {
-		it := heap.Pop(&q.heap).(*queued)
+	for n := 0; n < max && len(q.heap) > 0; {
+		it := heapPop(&q.heap).it
 		if it.dead {
 			continue
 		}
@@ -125,7 +125,11 @@ func (q *queue) take(max, maxTransmits int, skip ...string) []protocol.Member {
 		if slices.Contains(skip, it.m.Alias) {
 			continue
 		}
+		if out == nil {
+			out = make([]protocol.Member, 0, min(max, len(q.items)))
+		}
 		out = append(out, it.m)
+		n++
 		it.transmits++
 		if it.transmits >= maxTransmits {
 			q.remove(it.m.Alias)
@@ -133,7 +137,7 @@ func (q *queue) take(max, maxTransmits int, skip ...string) []protocol.Member {
 	}
 	for _, it := range q.held {
 		if !it.dead {
-			heap.Push(&q.heap, it)
+			heapPush(&q.heap, slotOf(it))
 		}
 	}
 	clear(q.held)

@@ -1,7 +1,6 @@
 package swim
 
 import (
-	"container/heap"
 	"fmt"
 	"math/rand"
 	"slices"
@@ -53,19 +52,25 @@ type simEvent struct {
 	answer  bool              // evConnected: answer with our own handshake
 }
 
-type simQueue []*simEvent
+// simQueue is a heap of events by time, then insertion. Each slot holds
+// its event's sort key, so that comparisons do not load the event.
+type simQueue []simSlot
 
-func (q simQueue) Len() int { return len(q) }
-func (q simQueue) Less(i, j int) bool {
-	if !q[i].at.Equal(q[j].at) {
-		return q[i].at.Before(q[j].at)
-	}
-	return q[i].seq < q[j].seq
+type simSlot struct {
+	at  time.Time
+	seq uint64
+	e   *simEvent
 }
-func (q simQueue) Swap(i, j int)   { q[i], q[j] = q[j], q[i] }
-func (q *simQueue) Push(x any)     { *q = append(*q, x.(*simEvent)) }
-func (q *simQueue) Pop() any       { old := *q; e := old[len(old)-1]; *q = old[:len(old)-1]; return e }
-func (q simQueue) peek() *simEvent { return q[0] }
+
+// before orders a against b: by time, then insertion.
+func (a simSlot) before(b *simSlot) bool {
+	if c := a.at.Compare(b.at); c != 0 {
+		return c < 0
+	}
+	return a.seq < b.seq
+}
+
+func (q simQueue) peek() *simEvent { return q[0].e }
 
 type simNode struct {
 	core    *Core
@@ -96,10 +101,11 @@ type sim struct {
 	cfg   Config
 	nodes []*simNode
 	index map[string]int
-	conns map[[2]int]bool
+	conns map[link]bool
 	last  []time.Time // per directed link: the last delivery time (FIFO)
 	q     simQueue
 	seq   uint64
+	free  []*simEvent // processed events, for push to reuse
 
 	latency     time.Duration                               // base one-way latency; each link adds up to as much again
 	jitter      time.Duration                               // random extra per message
@@ -146,7 +152,7 @@ func newSim(tb testing.TB, o simOptions) *sim {
 		rng:         rand.New(rand.NewSource(o.seed)),
 		cfg:         o.cfg,
 		index:       map[string]int{},
-		conns:       map[[2]int]bool{},
+		conns:       map[link]bool{},
 		last:        make([]time.Time, o.n*o.n),
 		latency:     time.Millisecond,
 		jitter:      200 * time.Microsecond,
@@ -168,7 +174,7 @@ func newSim(tb testing.TB, o simOptions) *sim {
 	if o.connected {
 		for i := 0; i < o.n-o.outsiders; i++ {
 			for j := i + 1; j < o.n-o.outsiders; j++ {
-				s.conns[[2]int{i, j}] = true
+				s.conns[pair(i, j)] = true
 			}
 		}
 	}
@@ -188,20 +194,31 @@ func (c *Core) bootstrap(now time.Time, members []protocol.Member) {
 		c.table.Set(now, m)
 		c.table.Vouch(m.Alias, m.Incarnation) // as by the handshake
 		c.setLive(m.Alias, true)
-		// insertProbeTarget without its duplicate scan (the aliases are
-		// distinct), which would make a 1,000-node bootstrap cubic.
-		pos := c.orderIdx + c.rng.Intn(len(c.order)-c.orderIdx+1)
-		c.order = slices.Insert(c.order, pos, m.Alias)
+		c.insertProbeTarget(m.Alias)
 	}
 	c.deadlineOK = false
 }
 
-func pair(i, j int) [2]int {
+// reuse hands the buffers of r, routed and logged, back to c for what it
+// produces next, so that each flush does not grow them from nothing.
+func (c *Core) reuse(r Ready) {
+	if len(c.ready.Msgs) == 0 && len(c.ready.Events) == 0 {
+		clear(r.Msgs)
+		clear(r.Events)
+		c.ready = Ready{Msgs: r.Msgs[:0], Events: r.Events[:0]}
+	}
+}
+
+// pair is the key of the connection between nodes i and j, either way.
+func pair(i, j int) link {
 	if i > j {
 		i, j = j, i
 	}
-	return [2]int{i, j}
+	return link(i)<<32 | link(j)
 }
+
+// link is a pair of nodes packed in one word: a small, quickly hashed key.
+type link uint64
 
 // lat is the one-way latency of the link i→j: fixed per link, in
 // [latency, 2·latency).
@@ -213,13 +230,22 @@ func (s *sim) lat(i, j int) time.Duration {
 	return s.latency + s.latency*time.Duration(k)/1000
 }
 
-func (s *sim) push(e *simEvent) {
+// push schedules a copy of ev, in a processed event's memory when there is
+// one.
+func (s *sim) push(ev simEvent) {
+	var e *simEvent
+	if n := len(s.free); n > 0 {
+		e, s.free = s.free[n-1], s.free[:n-1]
+	} else {
+		e = new(simEvent)
+	}
+	*e = ev
 	s.seq++
 	e.seq = s.seq
 	if e.at.Before(s.now) {
 		e.at = s.now
 	}
-	heap.Push(&s.q, e)
+	heapPush(&s.q, simSlot{e.at, e.seq, e})
 }
 
 // step processes the next event. It reports false when there is none.
@@ -227,9 +253,13 @@ func (s *sim) step() bool {
 	if len(s.q) == 0 {
 		return false
 	}
-	e := heap.Pop(&s.q).(*simEvent)
+	e := heapPop(&s.q).e
 	s.now = e.at
 	s.process(e)
+	if n := s.nodes[e.node]; !n.paused || e.kind == evTick {
+		*e = simEvent{} // not held for a paused node: free for reuse
+		s.free = append(s.free, e)
+	}
 	return true
 }
 
@@ -299,7 +329,7 @@ func (s *sim) process(e *simEvent) {
 			if me, ok := n.core.Get(e.member.Alias); ok {
 				seen = []protocol.Member{me.Member}
 			}
-			s.push(&simEvent{at: s.now.Add(s.lat(e.node, e.peer)), kind: evConnected, node: e.peer, peer: e.node, member: n.core.Self(), seen: seen})
+			s.push(simEvent{at: s.now.Add(s.lat(e.node, e.peer)), kind: evConnected, node: e.peer, peer: e.node, member: n.core.Self(), seen: seen})
 		}
 	}
 	s.flush(e.node)
@@ -309,12 +339,17 @@ func (s *sim) process(e *simEvent) {
 func (s *sim) flush(i int) {
 	n := s.nodes[i]
 	r := n.core.Ready()
+	if len(s.log)+len(r.Events) > cap(s.log) {
+		// Doubled: append grows a long log by a quarter, copying it each time.
+		s.log = slices.Grow(s.log, max(len(s.log), len(r.Events)))
+	}
 	for _, ev := range r.Events {
 		s.log = append(s.log, simRecord{at: s.now, observer: i, kind: ev.Kind, member: ev.Member.Alias, state: ev.Member.State, inc: ev.Member.Incarnation})
 	}
 	for _, o := range r.Msgs {
 		s.route(i, o)
 	}
+	n.core.reuse(r)
 	d := n.core.NextDeadline(s.now)
 	if s.verify {
 		if fresh := n.core.slowDeadline(s.now); !fresh.Equal(d) {
@@ -324,7 +359,7 @@ func (s *sim) flush(i int) {
 	if !d.Equal(n.tickAt) {
 		n.tickGen++
 		n.tickAt = d
-		s.push(&simEvent{at: d, kind: evTick, node: i, gen: n.tickGen})
+		s.push(simEvent{at: d, kind: evTick, node: i, gen: n.tickGen})
 	}
 }
 
@@ -363,13 +398,13 @@ func (s *sim) route(i int, o Outbound) {
 	}
 	switch {
 	case to.crashed:
-		s.push(&simEvent{at: s.now.Add(2 * s.lat(i, j)), kind: evDialFailed, node: i, peer: j, refused: true})
+		s.push(simEvent{at: s.now.Add(2 * s.lat(i, j)), kind: evDialFailed, node: i, peer: j, refused: true})
 	case from.group != to.group:
-		s.push(&simEvent{at: s.now.Add(s.dialTimeout), kind: evDialFailed, node: i, peer: j})
+		s.push(simEvent{at: s.now.Add(s.dialTimeout), kind: evDialFailed, node: i, peer: j})
 	default:
 		s.conns[pair(i, j)] = true
 		at := s.now.Add(s.lat(i, j))
-		s.push(&simEvent{at: at, kind: evConnected, node: j, peer: i, member: from.core.Self(), answer: true})
+		s.push(simEvent{at: at, kind: evConnected, node: j, peer: i, member: from.core.Self(), answer: true})
 		s.deliver(i, j, o.Msg, at)
 	}
 }
@@ -386,7 +421,7 @@ func (s *sim) deliver(i, j int, m protocol.Message, at time.Time) {
 		at = s.last[k]
 	}
 	s.last[k] = at
-	s.push(&simEvent{at: at, kind: evDeliver, node: j, peer: i, msg: m})
+	s.push(simEvent{at: at, kind: evDeliver, node: j, peer: i, msg: m})
 }
 
 // crash stops node i for good: its connections close, so every peer with
@@ -402,7 +437,7 @@ func (s *sim) crash(i int) {
 			if last := s.last[i*len(s.nodes)+j]; at.Before(last) {
 				at = last
 			}
-			s.push(&simEvent{at: at, kind: evConnLost, node: j, peer: i})
+			s.push(simEvent{at: at, kind: evConnLost, node: j, peer: i})
 		}
 	}
 }

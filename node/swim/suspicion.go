@@ -2,6 +2,7 @@ package swim
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
@@ -17,12 +18,13 @@ import (
 type suspicion struct {
 	inc      uint64 // the incarnation suspected; a refutation is above it
 	start    time.Time
-	min, max time.Duration       // at full health
-	health   int                 // the local health multiplier in force (awareness score+1)
-	floor    time.Time           // a late call's grace: not due before then (Core.grace)
-	k        int                 // expected confirmations
-	n        int                 // confirmations so far, not counting the first accuser
-	accusers map[string]struct{} // the first accuser and every confirmer
+	min, max time.Duration // at full health
+	health   int           // the local health multiplier in force (awareness score+1)
+	floor    time.Time     // a late call's grace: not due before then (Core.grace)
+	k        int           // expected confirmations
+	n        int           // confirmations so far, not counting the first accuser
+	accusers []string      // the first accuser and every confirmer: at most k+1
+	period   time.Duration // timeout's value for the confirmations so far
 	deadline time.Time
 	hearsay  bool // started by news of a failure, not of a suspicion: only the timer fails it
 	heard    bool // the member spoke to us directly since: others' word of its failure does not count
@@ -30,7 +32,8 @@ type suspicion struct {
 }
 
 func newSuspicion(now time.Time, inc uint64, accuser string, k int, lo, hi time.Duration, health int) *suspicion {
-	s := &suspicion{inc: inc, start: now, min: lo, max: max(lo, hi), health: health, k: k, accusers: map[string]struct{}{accuser: {}}}
+	s := &suspicion{inc: inc, start: now, min: lo, max: max(lo, hi), health: health, k: k, accusers: []string{accuser}}
+	s.period = s.timeout()
 	s.deadline = s.due()
 	return s
 }
@@ -38,7 +41,7 @@ func newSuspicion(now time.Time, inc uint64, accuser string, k int, lo, hi time.
 // due is when the suspicion runs out: its timeout stretched by the local
 // health now, not as it was when the suspicion began, and not before floor.
 func (s *suspicion) due() time.Time {
-	d := s.start.Add(s.timeout() * time.Duration(s.health))
+	d := s.start.Add(s.period * time.Duration(s.health))
 	if d.Before(s.floor) {
 		return s.floor
 	}
@@ -78,11 +81,12 @@ func (s *suspicion) confirm(accuser string) bool {
 	if s.n >= s.k {
 		return false
 	}
-	if _, dup := s.accusers[accuser]; dup {
+	if slices.Contains(s.accusers, accuser) {
 		return false
 	}
-	s.accusers[accuser] = struct{}{}
+	s.accusers = append(s.accusers, accuser)
 	s.n++
+	s.period = s.timeout()
 	s.deadline = s.due()
 	return true
 }

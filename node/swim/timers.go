@@ -27,78 +27,51 @@ func (k timerKind) String() string {
 // removed when a timer is cancelled or moved: the authoritative time lives
 // in the Core's maps, and an entry whose time no longer matches is stale and
 // skipped when it reaches the top. This keeps arming O(log n) and
-// NextDeadline O(1) with hundreds of members.
+// NextDeadline O(1) with hundreds of members. A suspicion that moves later
+// is not armed again: its earlier entry stands for it, and is moved to the
+// suspicion's time when it reaches the top (nextTimer).
 type timer struct {
 	at    time.Time
 	kind  timerKind
 	alias string
+	r     *redial // timerRedial: the schedule armed, checked without a lookup
 }
 
 // timerHeap orders timers by time, then kind, then alias, so that timers
-// due at the same instant fire in the same order on every run. Its own
-// push and pop, rather than container/heap's, call less directly: at 1,000
-// members re-dials make the heap the hottest path of a partition.
+// due at the same instant fire in the same order on every run.
 type timerHeap []timer
 
-func (h timerHeap) less(i, j int) bool {
-	a, b := &h[i], &h[j]
-	if !a.at.Equal(b.at) {
-		return a.at.Before(b.at)
+// before orders t against u: by time, then kind, then alias.
+func (t timer) before(u *timer) bool {
+	if c := t.at.Compare(u.at); c != 0 {
+		return c < 0
 	}
-	if a.kind != b.kind {
-		return a.kind < b.kind
+	if t.kind != u.kind {
+		return t.kind < u.kind
 	}
-	return a.alias < b.alias
+	return t.alias < u.alias
 }
 
 // push adds t.
-func (h *timerHeap) push(t timer) {
-	*h = append(*h, t)
-	q := *h
-	for i := len(q) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !q.less(i, p) {
-			break
-		}
-		q[i], q[p] = q[p], q[i]
-		i = p
-	}
-}
+func (h *timerHeap) push(t timer) { heapPush(h, t) }
 
 // pop removes the earliest timer.
-func (h *timerHeap) pop() {
-	q := *h
-	n := len(q) - 1
-	q[0] = q[n]
-	q[n] = timer{}
-	*h = q[:n]
-	h.down(0)
-}
+func (h *timerHeap) pop() { heapPop(h) }
 
-// down moves the timer at i down to its place.
-func (h timerHeap) down(i int) {
-	q, n := h, len(h)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			return
-		}
-		m := l
-		if r := l + 1; r < n && q.less(r, l) {
-			m = r
-		}
-		if !q.less(m, i) {
-			return
-		}
-		q[i], q[m] = q[m], q[i]
-		i = m
-	}
-}
-
-// arm schedules a per-member timer. The matching map entry must already
-// hold at.
+// arm schedules a suspicion or reap timer. The matching map entry must
+// already hold at.
 func (c *Core) arm(kind timerKind, alias string, at time.Time) {
-	c.timers.push(timer{at: at, kind: kind, alias: alias})
+	c.schedule(timer{at: at, kind: kind, alias: alias})
+}
+
+// armRedial schedules the re-dial of alias at r.next.
+func (c *Core) armRedial(alias string, r *redial) {
+	c.schedule(timer{at: r.next, kind: timerRedial, alias: alias, r: r})
+}
+
+// schedule pushes t, and drops the stale entries once they dominate.
+func (c *Core) schedule(t timer) {
+	c.timers.push(t)
 	if len(c.timers) > 4*(len(c.suspicions)+len(c.redials)+len(c.reapAt))+64 {
 		c.compactTimers()
 	}
@@ -110,15 +83,18 @@ func (c *Core) arm(kind timerKind, alias string, at time.Time) {
 func (c *Core) compactTimers() {
 	kept := c.timers[:0]
 	for _, t := range c.timers {
-		if c.armed(t) {
+		if t.kind != timerSuspicion && c.armed(t) {
 			kept = append(kept, t)
 		}
 	}
+	// Each running suspicion has an entry at or before its time, so this
+	// adds no more entries than were dropped.
+	for a, s := range c.suspicions {
+		kept = append(kept, timer{at: s.deadline, kind: timerSuspicion, alias: a})
+	}
 	clear(c.timers[len(kept):])
 	c.timers = kept
-	for i := len(kept)/2 - 1; i >= 0; i-- {
-		c.timers.down(i)
-	}
+	heapInit(c.timers)
 }
 
 // live reports whether t is still armed: its map entry exists and holds
@@ -129,8 +105,7 @@ func (c *Core) armed(t timer) bool {
 		s, ok := c.suspicions[t.alias]
 		return ok && s.deadline.Equal(t.at)
 	case timerRedial:
-		r, ok := c.redials[t.alias]
-		return ok && r.next.Equal(t.at)
+		return t.r != nil && !t.r.done && t.r.next.Equal(t.at)
 	case timerReap:
 		at, ok := c.reapAt[t.alias]
 		return ok && at.Equal(t.at)
@@ -142,10 +117,14 @@ func (c *Core) armed(t timer) bool {
 // entries on the way.
 func (c *Core) nextTimer() (timer, bool) {
 	for len(c.timers) > 0 {
-		if t := c.timers[0]; c.armed(t) {
+		t := c.timers[0]
+		if c.armed(t) {
 			return t, true
 		}
 		c.timers.pop()
+		if s := c.suspicions[t.alias]; t.kind == timerSuspicion && s != nil && t.at.Before(s.deadline) {
+			c.timers.push(timer{at: s.deadline, kind: timerSuspicion, alias: t.alias})
+		}
 	}
 	return timer{}, false
 }
@@ -162,7 +141,7 @@ func (c *Core) fireTimers(now time.Time) {
 		case timerSuspicion:
 			c.suspicionExpired(now, t.alias, c.suspicions[t.alias])
 		case timerRedial:
-			c.redialPaced(now, t.alias, c.redials[t.alias])
+			c.redialPaced(now, t.alias, t.r)
 		case timerReap:
 			c.reap(now, t.alias)
 		}
