@@ -212,7 +212,9 @@ func TestChurnSoak(t *testing.T) {
 		return out
 	}
 	// everyone waits until every observer's first event of kinds about
-	// slot v after from, within limit; it returns the slowest.
+	// slot v after from, within limit; it returns the slowest time, and
+	// who took it.
+	slowest := ""
 	everyone := func(obs []*evNode, v int, kinds []string, from time.Time, limit time.Duration) (time.Duration, []string) {
 		deadline := from.Add(limit + 2*time.Second) // events are stamped when they happen; give printing a moment
 		for {
@@ -223,7 +225,9 @@ func TestChurnSoak(t *testing.T) {
 				if !ok {
 					missing = append(missing, o.alias)
 				}
-				worst = max(worst, d)
+				if d > worst {
+					worst, slowest = d, o.alias
+				}
 			}
 			if len(missing) == 0 || time.Now().After(deadline) {
 				return worst, missing
@@ -285,7 +289,7 @@ func TestChurnSoak(t *testing.T) {
 			worst, missing := everyone(obs, v, []string{"member-failed"}, t0, time.Second)
 			spans = append(spans, downSpan{slots: []int{v}, from: t0})
 			if len(missing) > 0 || worst > time.Second {
-				violate("kill -9 of %s: failed after %v, not at all by %v", slots[v].alias, worst, missing)
+				violate("kill -9 of %s: failed after %v (slowest %s), not at all by %v; before it: %s", slots[v].alias, worst, slowest, missing, before(t0))
 			}
 			failLat = append(failLat, worst)
 			time.Sleep(time.Until(t0.Add(2 * time.Second)))
@@ -295,7 +299,7 @@ func TestChurnSoak(t *testing.T) {
 			startAt(v, "--retry 5s "+slots[j].addr)
 			worst, missing = everyone(obs, v, []string{"member-alive", "member-join"}, end, time.Second)
 			if len(missing) > 0 || worst > time.Second {
-				violate("restart of %s: alive after %v, not at all by %v", slots[v].alias, worst, missing)
+				violate("restart of %s: alive after %v (slowest %s), not at all by %v; before it: %s", slots[v].alias, worst, slowest, missing, before(end))
 			}
 			aliveLat = append(aliveLat, worst)
 		case "pause":

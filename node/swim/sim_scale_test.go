@@ -12,7 +12,7 @@ import (
 // Scale: the scenarios of sim_scenarios_test.go at 1,000 nodes. A
 // 1,000-node full mesh holds a million table entries, so these are the
 // heaviest simulations (each 5–11 s of CPU under -race); with -short they
-// run at 200 nodes. The 500/500 partition costs about 90 s of CPU (half a
+// run at 200 nodes. The 500/500 partition costs about 30 s of CPU (half a
 // million failures to spread, then every node re-dialling 500 failed
 // members): it runs with MESHELL_SIM_BIG=1 only.
 
@@ -105,7 +105,7 @@ func TestSimScaleLoss(t *testing.T) {
 // alive everywhere with no join.
 func TestSimScalePartitionHeal(t *testing.T) {
 	if os.Getenv("MESHELL_SIM_BIG") != "1" {
-		t.Skip("about 55 s of CPU at 1,000 nodes: set MESHELL_SIM_BIG=1 (TestSimPartitionHeal covers 200)")
+		t.Skip("about 30 s of CPU at 1,000 nodes: set MESHELL_SIM_BIG=1 (TestSimPartitionHeal covers 200)")
 	}
 	n := scaleN()
 	s := newSim(t, simOptions{n: n, seed: 34, connected: true})
