@@ -119,14 +119,7 @@ func TestHelloSendAndReceive(t *testing.T) {
 	if err := a.Send("b", "", &protocol.Ping{Seq: 7}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case m := <-rb.recv:
-		if p, ok := m.(*protocol.Ping); !ok || p.Seq != 7 {
-			t.Fatalf("b received %#v", m)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("b received nothing")
-	}
+	awaitPing(t, rb, 7)
 	if err := a.SendConnected("nobody", &protocol.Ping{}); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("SendConnected to a stranger: %v", err)
 	}
@@ -313,6 +306,19 @@ func TestOutqBoundAndOrder(t *testing.T) {
 
 // acceptVia listens on a port of its own and hands the one connection it
 // accepts, as wrap makes it, to m's accepting side; it returns the address.
+// awaitPing fails the test unless r's next message is the Ping seq.
+func awaitPing(t *testing.T, r *recorder, seq uint32) {
+	t.Helper()
+	select {
+	case m := <-r.recv:
+		if p, ok := m.(*protocol.Ping); !ok || p.Seq != seq {
+			t.Fatalf("received %#v, want Ping %d", m, seq)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Ping %d did not arrive", seq)
+	}
+}
+
 func acceptVia(t *testing.T, m *Mesh, wrap func(net.Conn) net.Conn) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -382,14 +388,7 @@ func TestStarvedSeedReadsAHelloThatCameInTime(t *testing.T) {
 			if err := a.SendConnected("b", &protocol.Ping{Seq: 7}); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case m := <-rb.recv:
-				if p, ok := m.(*protocol.Ping); !ok || p.Seq != 7 {
-					t.Fatalf("b received %+v", m)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("nothing arrived over the connection the seed accepted late")
-			}
+			awaitPing(t, rb, 7)
 		})
 	}
 }

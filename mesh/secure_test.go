@@ -50,14 +50,7 @@ func TestKeyedNodesTalkOverTLS(t *testing.T) {
 	if err := b.SendConnected("a", &protocol.Ping{Seq: 7}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case m := <-ra.recv:
-		if p, ok := m.(*protocol.Ping); !ok || p.Seq != 7 {
-			t.Fatalf("a received %+v", m)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("nothing arrived over the encrypted connection")
-	}
+	awaitPing(t, ra, 7)
 }
 
 func TestKeyRefusalsSayWhatDiffers(t *testing.T) {
