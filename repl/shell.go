@@ -155,7 +155,9 @@ func resolve(words []string) (*Command, *Args, error) {
 	}
 	a, err := parseArgs(cmd, words[1:])
 	if errors.Is(err, errHelp) {
-		return lookup("!help"), &Args{Pos: []string{cmd.Name}, flags: map[string][]string{}, dashed: -1}, nil
+		help := lookup("!help")
+		a, err := parseArgs(help, []string{cmd.Name})
+		return help, a, err
 	}
 	if err != nil {
 		return nil, nil, err
