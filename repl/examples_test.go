@@ -184,11 +184,13 @@ func TestEveryHelpExampleRuns(t *testing.T) {
 				crashed(t, "worker3", w1, w2, n) // the example forces it out
 			}
 			if i > 0 {
-				// Every member lists the earlier examples' nodes gone
-				// (leaveSeen), yet a newcomer still lists one of them alive
-				// at its first incarnation, rarely (about one run in fifteen
-				// under -race), until its next exchange (left wins at one
-				// incarnation). --all must not wait on them.
+				// A newcomer may list an earlier example's node alive for a
+				// moment: that node can join through one worker and leave
+				// before the other hears of it (leaveSeen counts a member
+				// not yet known as gone); the other's next push then carries
+				// its alive entry, just ahead of its leave, to the newcomer,
+				// which takes the leave from a later push or exchange.
+				// --all must not wait on them.
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				err := n.WaitFor(ctx, func(sn *node.Snapshot) bool {
 					for j := range i {
