@@ -213,12 +213,12 @@ func TestChurnSoak(t *testing.T) {
 	}
 	// everyone waits until every observer's first event of kinds about
 	// slot v after from, within limit; it returns the slowest time, and
-	// who took it.
-	slowest := ""
-	everyone := func(obs []*evNode, v int, kinds []string, from time.Time, limit time.Duration) (time.Duration, []string) {
+	// who took it, and who had no such event.
+	everyone := func(obs []*evNode, v int, kinds []string, from time.Time, limit time.Duration) (time.Duration, string, []string) {
 		deadline := from.Add(limit + 2*time.Second) // events are stamped when they happen; give printing a moment
 		for {
 			var worst time.Duration
+			var slowest string
 			var missing []string
 			for _, o := range obs {
 				d, ok := firstAbout(o, slots[v].alias, kinds, from)
@@ -230,7 +230,7 @@ func TestChurnSoak(t *testing.T) {
 				}
 			}
 			if len(missing) == 0 || time.Now().After(deadline) {
-				return worst, missing
+				return worst, slowest, missing
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -286,7 +286,7 @@ func TestChurnSoak(t *testing.T) {
 			old := slots[v].cur()
 			old.cmd.Process.Kill()
 			<-old.done
-			worst, missing := everyone(obs, v, []string{"member-failed"}, t0, time.Second)
+			worst, slowest, missing := everyone(obs, v, []string{"member-failed"}, t0, time.Second)
 			spans = append(spans, downSpan{slots: []int{v}, from: t0})
 			if len(missing) > 0 || worst > time.Second {
 				violate("kill -9 of %s: failed after %v (slowest %s), not at all by %v; before it: %s", slots[v].alias, worst, slowest, missing, before(t0))
@@ -297,7 +297,7 @@ func TestChurnSoak(t *testing.T) {
 			end = time.Now()
 			spans[len(spans)-1].till = end
 			startAt(v, "--retry 5s "+slots[j].addr)
-			worst, missing = everyone(obs, v, []string{"member-alive", "member-join"}, end, time.Second)
+			worst, slowest, missing = everyone(obs, v, []string{"member-alive", "member-join"}, end, time.Second)
 			if len(missing) > 0 || worst > time.Second {
 				violate("restart of %s: alive after %v (slowest %s), not at all by %v; before it: %s", slots[v].alias, worst, slowest, missing, before(end))
 			}
@@ -309,7 +309,7 @@ func TestChurnSoak(t *testing.T) {
 			end = time.Now()
 			p.cmd.Process.Signal(syscall.SIGCONT)
 			spans = append(spans, downSpan{slots: []int{v}, from: t0, till: end})
-			worst, _ := everyone(obs, v, []string{"member-alive"}, end, 5*time.Second)
+			worst, _, _ := everyone(obs, v, []string{"member-alive"}, end, 5*time.Second)
 			pauseBack = append(pauseBack, worst)
 		case "leave":
 			p := slots[v].cur()
@@ -320,7 +320,7 @@ func TestChurnSoak(t *testing.T) {
 			end = time.Now()
 			p.feed(t, "!join_cluster --retry 5s "+slots[j].addr+"\n")
 			spans = append(spans, downSpan{slots: []int{v}, from: t0, till: end})
-			worst, _ := everyone(obs, v, []string{"member-alive", "member-join"}, end, 5*time.Second)
+			worst, _, _ := everyone(obs, v, []string{"member-alive", "member-join"}, end, 5*time.Second)
 			leaveBack = append(leaveBack, worst)
 		case "partition":
 			w := (v + 1 + rng.Intn(n-1)) % n

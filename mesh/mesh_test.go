@@ -304,8 +304,6 @@ func TestOutqBoundAndOrder(t *testing.T) {
 	}
 }
 
-// acceptVia listens on a port of its own and hands the one connection it
-// accepts, as wrap makes it, to m's accepting side; it returns the address.
 // awaitPing fails the test unless r's next message is the Ping seq.
 func awaitPing(t *testing.T, r *recorder, seq uint32) {
 	t.Helper()
@@ -319,6 +317,8 @@ func awaitPing(t *testing.T, r *recorder, seq uint32) {
 	}
 }
 
+// acceptVia listens on a port of its own and hands the one connection it
+// accepts, as wrap makes it, to m's accepting side; it returns the address.
 func acceptVia(t *testing.T, m *Mesh, wrap func(net.Conn) net.Conn) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

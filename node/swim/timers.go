@@ -122,7 +122,10 @@ func (c *Core) nextTimer() (timer, bool) {
 			return t, true
 		}
 		c.timers.pop()
-		if s := c.suspicions[t.alias]; t.kind == timerSuspicion && s != nil && t.at.Before(s.deadline) {
+		if t.kind != timerSuspicion {
+			continue
+		}
+		if s := c.suspicions[t.alias]; s != nil && t.at.Before(s.deadline) {
 			c.timers.push(timer{at: s.deadline, kind: timerSuspicion, alias: t.alias})
 		}
 	}
