@@ -345,6 +345,7 @@ func (n *Node) run() {
 			n.handle(in)
 			n.burst()
 		case in := <-n.inbox:
+			n.evidenceFirst()
 			n.handle(in)
 			n.burst()
 		case f := <-n.calls:
@@ -359,6 +360,22 @@ func (n *Node) run() {
 			d = 0
 		}
 		timer.Reset(d)
+	}
+}
+
+// evidenceFirst handles the connection events already waiting. A peer's
+// PeerUp is queued before its first message, but select takes either
+// channel at random: a message handled first would come from a member not
+// yet known, and its Leave, say, would be lost (and the member listed
+// alive once its PeerUp came).
+func (n *Node) evidenceFirst() {
+	for range evidenceLen {
+		select {
+		case in := <-n.evidence:
+			n.handle(in)
+		default:
+			return
+		}
 	}
 }
 

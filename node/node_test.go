@@ -432,3 +432,33 @@ func TestRoundTripsAloneRepublishAtMostOnceASecond(t *testing.T) {
 		t.Error("the empty first snapshot is not outdated")
 	}
 }
+
+// TestMessagesAreHandledAfterTheirPeerUp: a peer's PeerUp and its first
+// message waiting together are handled in that order, so a Leave sent right
+// after the handshake is not lost (before, the loop took either first, and a
+// Leave taken first was dropped as from an unknown member, which the PeerUp
+// then listed alive).
+func TestMessagesAreHandledAfterTheirPeerUp(t *testing.T) {
+	for i := range 20 {
+		cfg := DefaultConfig()
+		cfg.Alias, cfg.Bind, cfg.Log = "a", "127.0.0.1:0", quietLog()
+		n, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := protocol.Member{Alias: "x", Addr: "127.0.0.1:1", State: protocol.StateAlive}
+		n.evidence <- inbound{kind: inUp, from: "x", member: &x}
+		n.inbox <- inbound{kind: inMsg, from: "x", msg: &protocol.Leave{Alias: "x"}}
+		if _, err := n.Start(""); err != nil {
+			t.Fatal(err)
+		}
+		err = n.WaitFor(ctxFor(t, 2*time.Second), func(sn *Snapshot) bool {
+			e, ok := sn.Get("x")
+			return ok && e.State == StateLeft
+		})
+		if err != nil {
+			t.Fatalf("run %d: x is not left after its PeerUp and Leave: %s", i, fmt.Sprint(n.Members().Get("x")))
+		}
+		n.Close()
+	}
+}
