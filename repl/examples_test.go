@@ -92,10 +92,11 @@ func leaveSeen(t *testing.T, n *node.Node, observers ...*node.Node) {
 	// A script leaves at the end of its input, so the node has usually left
 	// already; the observers may not have heard it yet.
 	n.Leave(ctx)
+	last := n.Self().Incarnation // an example that left and rejoined left twice
 	for _, o := range observers {
 		err := o.WaitFor(ctx, func(sn *node.Snapshot) bool {
 			e, ok := sn.Get(n.Alias())
-			return !ok || e.State == node.StateLeft || e.State == node.StateFailed
+			return !ok || (e.State == node.StateLeft || e.State == node.StateFailed) && e.Incarnation >= last
 		})
 		if err != nil {
 			t.Errorf("%s never saw %s leave: %s", o.Alias(), n.Alias(), memberStates(o.Members()))
