@@ -67,6 +67,10 @@ func rank(s protocol.State) int {
 //     than MaxIncarnationJump above the known incarnation, or above vouched
 //     when that is lower (Implausible);
 //   - at equal incarnation, alive < suspect < failed < left;
+//   - while a member is alive or suspect, only its own word moves its
+//     address: third-party news giving another address is ignored, so a
+//     forged record cannot send the cluster's dials elsewhere (a member
+//     that restarts elsewhere says so on its own connections);
 //   - an update that changes nothing does not apply.
 //
 // vouched is the incarnation the member last gave in its own word (0 if
@@ -100,6 +104,8 @@ func Judge(cur protocol.Member, known bool, vouched uint64, upd protocol.Member,
 	}
 	switch {
 	case upd.Incarnation < cur.Incarnation:
+		return Ignore
+	case !own && upd.Addr != cur.Addr && (cur.State == protocol.StateAlive || cur.State == protocol.StateSuspect):
 		return Ignore
 	case upd.Incarnation == cur.Incarnation:
 		if rank(upd.State) > rank(cur.State) {

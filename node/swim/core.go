@@ -613,9 +613,10 @@ func (c *Core) suspicionBase() time.Duration {
 }
 
 // aboutSelf answers news about this node. Only the node itself refutes:
-// news that it is suspect, failed or left at its incarnation or above, or
-// of any later incarnation, makes it alive at a higher incarnation than
-// the news. It reports whether the sender should be sent this node's
+// news that it is suspect, failed or left at its incarnation or above, of
+// any later incarnation, or alive at its incarnation with another address
+// or tags (forged: members keep the first record of an incarnation), makes
+// it alive at a higher incarnation than the news. It reports whether the sender should be sent this node's
 // entry (the news was wrong, stale or implausible).
 func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
 	self := c.Self()
@@ -628,7 +629,7 @@ func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
 		c.stats.Implausible++
 		return true
 	case u.Incarnation > self.Incarnation,
-		u.Incarnation == self.Incarnation && u.State != protocol.StateAlive:
+		u.Incarnation == self.Incarnation && (u.State != protocol.StateAlive || !sameRecord(u, self)):
 		old := self.Incarnation
 		self.Incarnation = manager.NextIncarnation(u.Incarnation)
 		self.State = protocol.StateAlive
@@ -654,6 +655,12 @@ func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
 		return true // the sender holds an old incarnation of us
 	}
 	return false
+}
+
+// sameRecord reports whether news u gives this node's address and tags as
+// self has them (news without tags keeps the known ones, manager.Table.Set).
+func sameRecord(u, self protocol.Member) bool {
+	return u.Addr == self.Addr && (u.Tags == nil || maps.Equal(u.Tags, self.Tags))
 }
 
 // confirm records a Lifeguard confirmation of suspicion s and re-arms its

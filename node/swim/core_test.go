@@ -471,7 +471,7 @@ func TestFailedAfterSuspicionTimeout(t *testing.T) {
 		h := newHarness(t, cfg, 10)
 		h.ackAllBut() // c acks pings (so no own confirmation) but does not refute
 		suspectNews(h, "c")
-		h.step("d", &protocol.Gossip{Updates: []protocol.Member{{Alias: "c", State: protocol.StateSuspect, Accuser: "d"}}})
+		h.step("d", &protocol.Gossip{Updates: []protocol.Member{{Alias: "c", Addr: "c:1", State: protocol.StateSuspect, Accuser: "d"}}})
 		want := max - time.Duration(float64(max-min)*math.Log(2)/math.Log(4))
 		h.advance(want - time.Millisecond)
 		if st := h.state("c"); st != protocol.StateSuspect {
@@ -500,7 +500,7 @@ func TestFailedAfterSuspicionTimeout(t *testing.T) {
 func TestOwnFailedProbeConfirms(t *testing.T) {
 	h := newHarness(t, LANConfig(), 10)
 	// e: one of the three members (a among them) that check news about it.
-	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "e", State: protocol.StateSuspect, Accuser: "b"}}})
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "e", Addr: "e:1", State: protocol.StateSuspect, Accuser: "b"}}})
 	h.drain()
 	h.advance(h.c.cfg.ProbeInterval) // nobody answers the out-of-turn probe
 	_, gossips := sent[*protocol.Gossip](h.drain())
@@ -1192,7 +1192,7 @@ func TestConnLostSendsPingsAgain(t *testing.T) {
 func TestFailureHearsayAboutAMemberThatSpokeSinceIsIgnored(t *testing.T) {
 	for _, spoke := range []bool{false, true} {
 		h := newHarness(t, LANConfig(), 10)
-		h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "c", State: protocol.StateSuspect, Accuser: "b"}}})
+		h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "c", Addr: "c:1", State: protocol.StateSuspect, Accuser: "b"}}})
 		h.now = h.now.Add(2 * h.c.cfg.ProbeTimeout)
 		if spoke {
 			h.step("c", &protocol.Ping{Seq: 5})
@@ -1213,7 +1213,7 @@ func TestFailureHearsayAboutAMemberThatSpokeSinceIsIgnored(t *testing.T) {
 // may have made it suspect here first): it is probed at once.
 func TestRefusedDialToASuspectStartsAProbe(t *testing.T) {
 	h := newHarness(t, LANConfig(), 10)
-	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "c", State: protocol.StateSuspect, Accuser: "b"}}})
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "c", Addr: "c:1", State: protocol.StateSuspect, Accuser: "b"}}})
 	h.drain()
 	if p := h.c.probeOf("c"); p != nil {
 		h.c.endProbe(p) // a not among c's checkers: no probe of c in flight
@@ -1248,8 +1248,8 @@ func TestAwarenessCountsAMissingNack(t *testing.T) {
 // failed: the news's accuser, or this node for its own probe.
 func TestSuspectEventNamesTheAccuser(t *testing.T) {
 	h := newHarness(t, LANConfig(), 10)
-	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "c", State: protocol.StateSuspect, Accuser: "b"}}})
-	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "d", State: protocol.StateSuspect}}})
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "c", Addr: "c:1", State: protocol.StateSuspect, Accuser: "b"}}})
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "d", Addr: "d:1", State: protocol.StateSuspect}}})
 	got := map[string]string{}
 	for _, ev := range h.events() {
 		if ev.Kind == MemberSuspect {

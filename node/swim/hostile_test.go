@@ -115,6 +115,57 @@ func TestRefutationBeyondAJumpGoesToEveryone(t *testing.T) {
 	}
 }
 
+// TestForgedRecordIsNotKept: third-party news cannot move a live member's
+// address, and news of this node alive at its incarnation with another
+// address or tags is refuted above it, so that a forged record (a
+// suspicion to make the member refute, then alive at the refutation's
+// incarnation elsewhere) neither sends dials away nor sticks.
+func TestForgedRecordIsNotKept(t *testing.T) {
+	h := newHarness(t, LANConfig(), 5)
+	forged := member("c", protocol.StateAlive, 1)
+	forged.Addr, forged.Tags = "evil:1", map[string]string{"role": "evil"}
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{forged}})
+	if e, _ := h.c.Get("c"); e.Addr != "c:1" || e.Incarnation != 0 {
+		t.Fatalf("c at %s@%d on b's word, want c:1@0", e.Addr, e.Incarnation)
+	}
+	// Its own word moves it (a restart elsewhere), and so does news once it
+	// is failed.
+	moved := member("c", protocol.StateAlive, 1)
+	moved.Addr = "c:2"
+	h.step("c", &protocol.Gossip{Updates: []protocol.Member{moved}})
+	if e, _ := h.c.Get("c"); e.Addr != "c:2" {
+		t.Fatalf("c at %s after its own word, want c:2", e.Addr)
+	}
+	h.hearFailed("b", "d")
+	back := member("d", protocol.StateAlive, 1)
+	back.Addr = "d:2"
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{back}})
+	if e, _ := h.c.Get("d"); e.Addr != "d:2" || e.State != protocol.StateAlive {
+		t.Fatalf("failed d back as %s at %s, want alive at d:2", e.State, e.Addr)
+	}
+
+	self := h.c.Self()
+	for _, f := range []func(*protocol.Member){
+		func(m *protocol.Member) { m.Addr = "evil:1" },
+		func(m *protocol.Member) { m.Tags = map[string]string{"role": "evil"} },
+	} {
+		news := self
+		f(&news)
+		h.step("b", &protocol.Gossip{Updates: []protocol.Member{news}})
+		if got := h.c.Self(); got.Incarnation <= news.Incarnation || got.Addr != self.Addr || len(got.Tags) != len(self.Tags) {
+			t.Fatalf("self %+v after forged %+v, want refuted above it", got, news)
+		}
+		self = h.c.Self()
+	}
+	// News of itself as it is, or without tags, is no reason to refute.
+	news := self
+	news.Tags = nil
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{self, news}})
+	if got := h.c.Self().Incarnation; got != self.Incarnation {
+		t.Fatalf("self@%d after true news, want %d", got, self.Incarnation)
+	}
+}
+
 // TestLeaveOnlyFromTheLeaver: a Leave is taken only from the member that
 // leaves.
 func TestLeaveOnlyFromTheLeaver(t *testing.T) {
