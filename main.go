@@ -85,7 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.operatorKey, "operator-key", "", "operator private key that signs the control requests this shell sends")
 	fs.IntVar(&o.maxSlots, "max-slots", node.DefaultMaxSlots(), "most job slots !scale may give this node")
 	fs.DurationVar(&o.maxJobTimeout, "max-job-timeout", node.DefaultMaxJobTimeout, "longest a job may run on this node")
-	fs.IntVar(&o.maxMembers, "max-members", node.LANTunables().MaxMembers, "largest membership table; news of members beyond it is refused")
+	fs.IntVar(&o.maxMembers, "max-members", node.LANTunables().MaxMembers, "largest membership table and most accepted connections")
 	fs.BoolVar(&o.allowRun, "allow-run", false, "run the commands of !run sent to this node (signed ones only with --operators)")
 	fs.Func("kind", "declare a job kind NAME=COMMAND [ARGS…] that runs COMMAND with the job's arguments (NAME!=… if it may run twice); repeatable", func(v string) error {
 		d, err := node.ParseKindSpec(v)

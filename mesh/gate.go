@@ -1,23 +1,27 @@
 package mesh
 
 import (
+	"fmt"
 	"net"
 	"sync"
 )
 
 // gate bounds what unauthenticated peers can hold: connections still in
-// their handshake (in all and per source IP) and established connections per
-// source IP. Its overflow policy for handshakes is drop-oldest: a new
+// their handshake (in all and per source IP) and established accepted
+// connections (in all and per source IP). Past an established bound a new
+// connection is refused (refuse-new); for handshakes the policy is
+// drop-oldest: a new
 // connection evicts the longest-waiting handshake of its IP, or of all, so a
 // flood of idle connections cannot lock out a joiner whose Hello arrives at
 // once.
 type gate struct {
-	maxShakes, maxShakesPerIP, maxConnsPerIP int
+	maxShakes, maxShakesPerIP, maxConns, maxConnsPerIP int
 
 	mu      sync.Mutex
 	shakes  []*shake // oldest first
 	perIP   map[string]int
 	conns   map[string]int // established connections per IP
+	total   int            // established connections in all
 	evicted uint64
 }
 
@@ -28,8 +32,8 @@ type shake struct {
 	done bool // left the gate: finished, failed or evicted
 }
 
-func newGate(maxShakes, maxShakesPerIP, maxConnsPerIP int) *gate {
-	return &gate{maxShakes: maxShakes, maxShakesPerIP: maxShakesPerIP, maxConnsPerIP: maxConnsPerIP,
+func newGate(maxShakes, maxShakesPerIP, maxConns, maxConnsPerIP int) *gate {
+	return &gate{maxShakes: maxShakes, maxShakesPerIP: maxShakesPerIP, maxConns: maxConns, maxConnsPerIP: maxConnsPerIP,
 		perIP: map[string]int{}, conns: map[string]int{}}
 }
 
@@ -105,16 +109,20 @@ func (g *gate) closeAll() {
 	}
 }
 
-// connect counts an established connection from ip, or reports false when
-// that IP holds its maximum already.
-func (g *gate) connect(ip string) bool {
+// connect counts an established connection from ip, or reports why not:
+// that IP, or all, hold their maximum already.
+func (g *gate) connect(ip string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.conns[ip] >= g.maxConnsPerIP {
-		return false
+	switch {
+	case g.total >= g.maxConns:
+		return fmt.Errorf("too many connections (at most %d in all); raise --max-members if the cluster is that large", g.maxConns)
+	case g.conns[ip] >= g.maxConnsPerIP:
+		return fmt.Errorf("too many connections from %s (at most %d); close some or raise the limit", ip, g.maxConnsPerIP)
 	}
 	g.conns[ip]++
-	return true
+	g.total++
+	return nil
 }
 
 // disconnect undoes connect.
@@ -123,6 +131,7 @@ func (g *gate) disconnect(ip string) {
 	if g.conns[ip]--; g.conns[ip] <= 0 {
 		delete(g.conns, ip)
 	}
+	g.total--
 	g.mu.Unlock()
 }
 

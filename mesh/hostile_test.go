@@ -72,6 +72,41 @@ func TestIdleHandshakesEvictTheOldestNotTheJoiner(t *testing.T) {
 	}
 }
 
+// TestEstablishedConnectionsAreBoundedInAll: past MaxConns accepted
+// connections a new one is refused with the bound, whatever its source
+// address (a flood from many addresses cannot grow the node without
+// limit), and a closed one makes room again.
+func TestEstablishedConnectionsAreBoundedInAll(t *testing.T) {
+	_, addr := newMesh(t, "a", newRecorder(), func(c *Config) { c.MaxConns = 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var first *Mesh
+	for i, alias := range []string{"b", "c", "d"} {
+		m, _ := newMesh(t, alias, newRecorder())
+		_, err := m.Hello(ctx, addr)
+		switch {
+		case i < 2 && err != nil:
+			t.Fatalf("%s within the bound: %v", alias, err)
+		case i == 2 && (err == nil || !strings.Contains(err.Error(), "at most 2 in all")):
+			t.Fatalf("%s past the bound: %v, want refused with the bound", alias, err)
+		}
+		if i == 0 {
+			first = m
+		}
+	}
+	first.Close()
+	e, _ := newMesh(t, "e", newRecorder())
+	for {
+		_, err := e.Hello(ctx, addr)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no room after a connection closed: %v", err)
+		}
+	}
+}
+
 func TestFirstFrameMustBeASmallHelloOrJoin(t *testing.T) {
 	_, addr := newMesh(t, "a", newRecorder())
 	cases := map[string][]byte{

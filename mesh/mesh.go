@@ -70,6 +70,7 @@ type Config struct {
 	QueueLen         int                    // outbound frames queued per peer
 	MaxHandshakes    int                    // connections still in their handshake; past it the oldest is closed
 	MaxHandshakesIP  int                    // the same, per source IP
+	MaxConns         int                    // established accepted connections in all
 	MaxConnsPerIP    int                    // established connections per source IP
 	MaxDials         int                    // dials under way at once; past it a message to an unconnected peer is dropped
 	FrameTimeout     time.Duration          // a frame whose first byte arrived must be complete within this
@@ -95,6 +96,7 @@ func DefaultConfig(cluster string, self func() protocol.Member) Config {
 		QueueLen:         1024,             // frames; the writer drains in batches, so a 256-deep job pipeline fits
 		MaxHandshakes:    1024,             // pending handshakes; bounds idle hostile connections
 		MaxHandshakesIP:  256,              // one source cannot hold every slot; a 200-process join storm on one host fits
+		MaxConns:         4096,             // one per member of the largest default table (--max-members)
 		MaxConnsPerIP:    1024,             // a 200-process cluster on one host fits five times
 		MaxDials:         256,              // bounds dials a flood of news about unknown members can cause
 		FrameTimeout:     10 * time.Second, // 4 MiB at 3.3 Mbit/s
@@ -171,7 +173,7 @@ func New(cfg Config, h Handler) *Mesh {
 	}
 	cfg.Versions.Cur = cfg.Versions.Max
 	m := &Mesh{cfg: cfg, h: h, conns: map[string]*conn{}, claims: map[string]*claim{}, dialing: map[string]*conn{}, all: map[*conn]struct{}{}, heldDown: map[string]error{},
-		gate:   newGate(cfg.MaxHandshakes, cfg.MaxHandshakesIP, cfg.MaxConnsPerIP),
+		gate:   newGate(cfg.MaxHandshakes, cfg.MaxHandshakesIP, cfg.MaxConns, cfg.MaxConnsPerIP),
 		budget: protocol.NewBudget(cfg.ReadBudget),
 		warn:   NewRateLog(cfg.Log, time.Now)}
 	m.dialCtx, m.stopDial = context.WithCancel(context.Background())
@@ -321,8 +323,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 			members, err = m.h.Admit(hello, from)
 			break
 		}
-		if !m.gate.connect(ip) {
-			err = fmt.Errorf("too many connections from %s (at most %d); close some or raise the limit", ip, m.cfg.MaxConnsPerIP)
+		if err = m.gate.connect(ip); err != nil {
 			break
 		}
 		counted = true

@@ -181,6 +181,9 @@ func New(cfg Config) (*Node, error) {
 	mc.Log = cfg.Log
 	mc.Keyring, mc.Insecure = cfg.Keyring.keys(), cfg.Insecure
 	mc.Versions = protocol.Versions(cfg.Versions)
+	if cfg.SWIM.MaxMembers > 0 {
+		mc.MaxConns = cfg.SWIM.MaxMembers // a connection per member the table can hold
+	}
 	if cfg.HandshakeTimeout > 0 {
 		mc.HandshakeTimeout = cfg.HandshakeTimeout
 	}

@@ -99,6 +99,7 @@ type Stats struct {
 	PingReqsRefused              uint64 // PingReqs for a target not known or left, nacked at once
 	RateLimited                  uint64 // new members refused by their sender's rate limit
 	OverCap                      uint64 // new members refused by MaxMembers
+	MadeRoom                     uint64 // failed or left members reaped early to make room for a new one
 	UnverifiedReaped             uint64 // failed or left members reaped early: never in contact
 	NewcomerGrace                uint64 // failed probes of members new to the table, too recently to suspect
 	SecondChances                uint64 // failed probes of members that refuted lately, probed again before a suspicion

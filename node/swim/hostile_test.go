@@ -346,6 +346,42 @@ func TestMaxMembersCap(t *testing.T) {
 	}
 }
 
+// TestFullTableMakesRoomFromTheDeparted: a table full of failed members (a
+// flood of connections that went away) takes a new member in place of the
+// one due to be reaped soonest, and refuses it only when every entry is
+// alive.
+func TestFullTableMakesRoomFromTheDeparted(t *testing.T) {
+	cfg := LANConfig()
+	cfg.MaxMembers = 10
+	h := newHarness(t, cfg, 9)
+	h.hearFailed("b", "c", "d")
+	h.now = h.now.Add(time.Second)
+	h.hearFailed("b", "e")
+	h.c.Connected(h.now, member("new1", protocol.StateAlive, 0))
+	h.collect()
+	if h.c.table.Has("c") == h.c.table.Has("d") || !h.c.table.Has("e") {
+		t.Fatalf("not the soonest reaped made room: c %v, d %v, e %v", h.c.table.Has("c"), h.c.table.Has("d"), h.c.table.Has("e"))
+	}
+	for _, a := range []string{"new2", "new3"} {
+		h.step("b", &protocol.Gossip{Updates: []protocol.Member{member(a, protocol.StateAlive, 0)}})
+	}
+	for _, a := range []string{"new1", "new2", "new3"} {
+		if st := h.state(a); st != protocol.StateAlive {
+			t.Fatalf("%s %s, want alive in a table that held failed members", a, st)
+		}
+	}
+	// Now every entry is alive: the next newcomer is refused.
+	h.c.Connected(h.now, member("new4", protocol.StateAlive, 0))
+	h.collect()
+	st := h.c.Stats()
+	if h.c.table.Has("new4") || h.c.table.Len() != cfg.MaxMembers || st.MadeRoom != 3 || st.OverCap != 1 {
+		t.Fatalf("new4 in: %v, table of %d (cap %d), %d made room, %d over the cap", h.c.table.Has("new4"), h.c.table.Len(), cfg.MaxMembers, st.MadeRoom, st.OverCap)
+	}
+	if n := kinds(h.events()); !slices.Contains(n, "member-reap e") {
+		t.Fatalf("events %v: the room made is not reported as a reap", n)
+	}
+}
+
 // TestUnverifiedMemberIsReapedSoon: a member heard of only through others
 // that never answered is reaped UnverifiedReap after it was learned once it
 // failed; one that was ever in contact keeps ReconnectTimeout; one heard

@@ -23,35 +23,61 @@ func (b *bucket) refill(now time.Time, burst, rate int) {
 }
 
 // admit decides whether a new member, learned from the member from ("" for
-// a handshake), may enter the table. MaxMembers bounds the table; a token
-// bucket per sender (NewMemberBurst, refilled at NewMemberRate a second)
-// bounds how fast one sender can add to it, so that a flood of invented
-// members neither fills the table nor makes this node dial them all.
-// Handshake lists are not rate limited: a seed's HelloAck legitimately
-// carries the whole table.
+// a handshake), may enter the table. MaxMembers bounds the table; when it
+// is full, the failed or left member due to be reaped soonest makes room
+// (its news is days old, or the member never answered), and with none to
+// reap the newcomer is refused. A token bucket per sender (NewMemberBurst,
+// refilled at NewMemberRate a second) bounds how fast one sender can add
+// to it, so that a flood of invented members neither fills the table nor
+// makes this node dial them all. Handshake lists are not rate limited: a
+// seed's HelloAck legitimately carries the whole table.
 func (c *Core) admit(now time.Time, from string) bool {
-	if c.table.Len() >= c.cfg.MaxMembers {
+	full := c.table.Len() >= c.cfg.MaxMembers
+	victim, ok := "", true
+	if full {
+		victim, ok = c.soonestReaped()
+	}
+	if !ok {
 		c.stats.OverCap++
 		return false
 	}
-	if from == "" {
-		return true
-	}
-	b := c.buckets[from]
-	if b == nil {
-		if len(c.buckets) >= c.cfg.MaxMembers {
-			c.pruneBuckets(now)
+	if from != "" {
+		b := c.buckets[from]
+		if b == nil {
+			if len(c.buckets) >= c.cfg.MaxMembers {
+				c.pruneBuckets(now)
+			}
+			b = &bucket{tokens: float64(c.cfg.NewMemberBurst), at: now}
+			c.buckets[from] = b
 		}
-		b = &bucket{tokens: float64(c.cfg.NewMemberBurst), at: now}
-		c.buckets[from] = b
+		b.refill(now, c.cfg.NewMemberBurst, c.cfg.NewMemberRate)
+		if b.tokens < 1 {
+			c.stats.RateLimited++
+			return false
+		}
+		b.tokens--
 	}
-	b.refill(now, c.cfg.NewMemberBurst, c.cfg.NewMemberRate)
-	if b.tokens < 1 {
-		c.stats.RateLimited++
-		return false
+	if full {
+		if c.reap(now, victim); c.table.Len() >= c.cfg.MaxMembers {
+			c.stats.OverCap++
+			return false
+		}
+		c.stats.MadeRoom++
 	}
-	b.tokens--
 	return true
+}
+
+// soonestReaped is the failed or left member whose reap is due first.
+// It scans the reap deadlines: only a full table asks.
+func (c *Core) soonestReaped() (string, bool) {
+	var alias string
+	var at time.Time
+	for a, t := range c.reapAt {
+		if alias == "" || t.Before(at) || (t.Equal(at) && a < alias) {
+			alias, at = a, t
+		}
+	}
+	return alias, alias != ""
 }
 
 // pruneBuckets forgets the buckets that are full again: a full bucket and
