@@ -357,6 +357,9 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		version = m.cfg.Versions.Max
 	}
 	lo, hi := m.cfg.Versions.Min, m.cfg.Versions.Max
+	if err != nil {
+		self = refusing(self)
+	}
 	if hello {
 		ack = &protocol.HelloAck{Version: version, Cluster: m.cfg.Cluster, Error: errText, From: self, Members: members, Duplicate: dup, MinVersion: lo, MaxVersion: hi}
 	} else {

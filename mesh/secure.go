@@ -66,6 +66,10 @@ func (m *Mesh) secureAccept(nc net.Conn, look *lookAgain) (net.Conn, string, err
 	return nil, "", errors.New(keyring.Describe(err))
 }
 
+// refusing is this node as a refusal names it: by alias only. The peer is
+// not admitted, so this node's address and tags are none of its business.
+func refusing(self protocol.Member) protocol.Member { return protocol.Member{Alias: self.Alias} }
+
 // refusePlain answers a plaintext peer's Hello or Join, whose first bytes
 // were already read (peeked), with a refusal, in plaintext.
 func (m *Mesh) refusePlain(nc net.Conn, peeked []byte, reason string) {
@@ -81,7 +85,7 @@ func (m *Mesh) refusePlain(nc net.Conn, peeked []byte, reason string) {
 	if err != nil {
 		return
 	}
-	self := m.cfg.Self()
+	self := refusing(m.cfg.Self())
 	if msg.Type() == protocol.TypeHello {
 		c.writeDirect(&protocol.HelloAck{Version: m.cfg.Versions.Max, Cluster: m.cfg.Cluster, Error: reason, From: self, MinVersion: m.cfg.Versions.Min, MaxVersion: m.cfg.Versions.Max})
 	} else {
@@ -99,7 +103,7 @@ func (m *Mesh) plainAccept(nc net.Conn, rw io.Reader) ([]byte, error) {
 	}
 	if keyring.LooksLikeTLS(peek) {
 		b, _ := protocol.Frame(&protocol.HelloAck{Version: m.cfg.Versions.Max, Cluster: m.cfg.Cluster, MinVersion: m.cfg.Versions.Min, MaxVersion: m.cfg.Versions.Max,
-			Error: "this node has no cluster key: the cluster is not encrypted", From: m.cfg.Self()})
+			Error: "this node has no cluster key: the cluster is not encrypted", From: refusing(m.cfg.Self())})
 		nc.Write(b)
 		return nil, errors.New("a peer with a cluster key dialled this node, which has none")
 	}

@@ -105,3 +105,44 @@ func TestRotatedKeyringAppliesToNewConnections(t *testing.T) {
 		t.Fatalf("after installing the new key the seed still refuses it: %v", err)
 	}
 }
+
+// TestRefusalsNameOnlyTheAlias: a peer that is refused, before its key is
+// known or after, learns the refusing node's alias and nothing of its
+// address or tags.
+func TestRefusalsNameOnlyTheAlias(t *testing.T) {
+	refuser := newRecorder()
+	refuser.refuse = "not today"
+	seeds := map[string]struct {
+		h     Handler
+		tweak func(*Config)
+	}{
+		"keyed seed, plaintext Hello": {newRecorder(), withRing(ring(t, newKey(t)))},
+		"refused Hello":               {refuser, func(*Config) {}},
+	}
+	for name, s := range seeds {
+		t.Run(name, func(t *testing.T) {
+			_, addr := newMesh(t, "seed", s.h, s.tweak, func(c *Config) {
+				self := c.Self
+				c.Self = func() protocol.Member { m := self(); m.Tags = map[string]string{"role": "db"}; return m }
+			})
+			nc := rawDial(t, addr)
+			nc.Write(frame(t, &protocol.Hello{Version: protocol.Version, Cluster: "c", From: protocol.Member{Alias: "x", Addr: "127.0.0.1:1"}}))
+			nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			p, err := protocol.NewFrameReader(nc, 0).Next()
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			msg, err := protocol.NewDecoder().Decode(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ack, ok := msg.(*protocol.HelloAck)
+			if !ok || ack.Error == "" {
+				t.Fatalf("answered %+v, want a refusal", msg)
+			}
+			if ack.From.Alias != "seed" || ack.From.Addr != "" || len(ack.From.Tags) != 0 {
+				t.Fatalf("the refusal describes the seed as %+v, want its alias only", ack.From)
+			}
+		})
+	}
+}
