@@ -34,7 +34,7 @@ type RunConfig struct {
 
 // Defaults of RunConfig.
 const (
-	DefaultMaxOutput = 1 << 20
+	DefaultMaxOutput = protocol.MaxRunOutput
 	DefaultKillGrace = 2 * time.Second
 )
 
