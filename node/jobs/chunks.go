@@ -12,8 +12,9 @@ const (
 // once across attempts (a re-dispatched job starts again at Seq 1; what was
 // delivered is not repeated). Frames moved between connections can arrive
 // out of order, so a chunk ahead of the next due waits in a bounded buffer.
-// Overflow policy, skip-gap: when the buffer is full, the missing chunks are
-// given up (counted in skipped) and delivery resumes at the earliest held.
+// Overflow policy, skip-gap: when a chunk would not fit in the buffer, the
+// missing chunks are given up (counted in skipped) and delivery resumes at
+// the earliest held, so the buffer never holds more than its bounds.
 // It is used by the dispatching goroutine only.
 type reorder struct {
 	next    uint32 // the Seq due next; everything before it was delivered or skipped
@@ -33,14 +34,21 @@ func (r *reorder) add(c protocol.JobChunk, deliver func(protocol.JobChunk)) {
 		if _, dup := r.early[c.Seq]; dup {
 			return
 		}
-		if r.early == nil {
-			r.early = map[uint32]protocol.JobChunk{}
+		// Make room before holding c: skip to the earliest of c and the
+		// held chunks, and deliver what is then in order.
+		for c.Seq > r.next && (len(r.early) >= maxEarlyChunks || r.bytes+len(c.Data) > maxEarlyBytes) {
+			r.skipTo(c.Seq)
+			r.drain(deliver)
 		}
-		r.early[c.Seq] = c
-		r.bytes += len(c.Data)
-		if len(r.early) > maxEarlyChunks || r.bytes > maxEarlyBytes {
-			r.skipGap()
+		if c.Seq > r.next {
+			if r.early == nil {
+				r.early = map[uint32]protocol.JobChunk{}
+			}
+			r.early[c.Seq] = c
+			r.bytes += len(c.Data)
+			return
 		}
+		fallthrough // c is due now: the chunks before it were delivered or skipped
 	default:
 		deliver(c)
 		r.next++
@@ -52,7 +60,7 @@ func (r *reorder) add(c protocol.JobChunk, deliver func(protocol.JobChunk)) {
 // answered, so a missing chunk will not come.
 func (r *reorder) end(deliver func(protocol.JobChunk)) {
 	for len(r.early) > 0 {
-		r.skipGap()
+		r.skipTo(0)
 		r.drain(deliver)
 	}
 }
@@ -63,9 +71,10 @@ func (r *reorder) lost() {
 	r.bytes = 0
 }
 
-// skipGap moves next to the earliest chunk held.
-func (r *reorder) skipGap() {
-	low := uint32(0)
+// skipTo moves next to the earliest chunk held, or to seq when that is
+// earlier (and not 0).
+func (r *reorder) skipTo(seq uint32) {
+	low := seq
 	for s := range r.early {
 		if low == 0 || s < low {
 			low = s

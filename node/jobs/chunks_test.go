@@ -146,3 +146,22 @@ func TestDispatchDeliversReorderedChunksInOrder(t *testing.T) {
 		t.Fatalf("caller got %v (%d chunks), want %v", got, o.res.Chunks, want)
 	}
 }
+
+// The reorder buffer makes room before it holds a chunk: it never holds
+// more than its bounds, whatever arrives (here chunks as big as a frame,
+// all ahead of a chunk that never comes).
+func TestReorderNeverExceedsItsBounds(t *testing.T) {
+	deliver, got := collect()
+	r := newReorder()
+	data := strings.Repeat("x", protocol.MaxFrameSize-64)
+	for s := uint32(100); s >= 2; s-- { // newest first: each is the earliest held
+		r.add(protocol.JobChunk{Seq: s, Data: data}, deliver)
+		if r.bytes > maxEarlyBytes || len(r.early) > maxEarlyChunks {
+			t.Fatalf("after Seq %d holding %d chunks, %d bytes; bounds %d, %d", s, len(r.early), r.bytes, maxEarlyChunks, maxEarlyBytes)
+		}
+	}
+	r.end(deliver)
+	if len(*got) == 0 || len(r.early) != 0 || r.bytes != 0 {
+		t.Fatalf("delivered %d, held %d (%d bytes) at the end", len(*got), len(r.early), r.bytes)
+	}
+}
