@@ -28,9 +28,14 @@ const (
 	MaxSigLen          = 128      // Control.Sig and JobRequest.Sig
 )
 
-// MaxJobOutput bounds JobResult.Stdout and .Stderr: a worker's 1 MiB capture
-// of a command's output and its truncation marker.
-const MaxJobOutput = 1<<20 + 1024
+// MaxRunOutput is the most of a command's stdout, and of its stderr, a
+// worker keeps (jobs.RunConfig.MaxOutput at its default and its bound).
+const MaxRunOutput = 1 << 20
+
+// MaxJobOutput bounds JobResult.Stdout and .Stderr, and what a dispatcher
+// takes of a command's streamed stdout and stderr: a worker's capture of
+// MaxRunOutput and its truncation marker.
+const MaxJobOutput = MaxRunOutput + 1024
 
 // ErrUnexpectedType is wrapped by DecodeOnly's error for a known message
 // type that the connection's state does not allow.

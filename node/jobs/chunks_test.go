@@ -2,9 +2,13 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,5 +148,236 @@ func TestDispatchDeliversReorderedChunksInOrder(t *testing.T) {
 	want := []string{"1:c1", "2:c2", "3:c3", "4:c4", "5:c5"}
 	if !reflect.DeepEqual(got, want) || o.res.Chunks != 5 {
 		t.Fatalf("caller got %v (%d chunks), want %v", got, o.res.Chunks, want)
+	}
+}
+
+// The reorder buffer makes room before it holds a chunk: it never holds
+// more than its bounds, whatever arrives (here chunks as big as a frame,
+// all ahead of a chunk that never comes).
+func TestReorderNeverExceedsItsBounds(t *testing.T) {
+	deliver, got := collect()
+	r := newReorder()
+	data := strings.Repeat("x", protocol.MaxFrameSize-64)
+	for s := uint32(100); s >= 2; s-- { // newest first: each is the earliest held
+		r.add(protocol.JobChunk{Seq: s, Data: data}, deliver)
+		if r.bytes > maxEarlyBytes || len(r.early) > maxEarlyChunks {
+			t.Fatalf("after Seq %d holding %d chunks, %d bytes; bounds %d, %d", s, len(r.early), r.bytes, maxEarlyChunks, maxEarlyBytes)
+		}
+	}
+	r.end(deliver)
+	if len(*got) == 0 || len(r.early) != 0 || r.bytes != 0 {
+		t.Fatalf("delivered %d, held %d (%d bytes) at the end", len(*got), len(r.early), r.bytes)
+	}
+}
+
+// heapAfterGC is the live heap, for bounds on what a flood leaves held.
+func heapAfterGC() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// stuckConsumer is a caller that takes its first chunk, then stops
+// reading until released: the slowest consumer there is.
+type stuckConsumer struct {
+	mu      sync.Mutex
+	bytes   int
+	calls   int
+	stuck   chan struct{} // closed when the first chunk is being taken
+	release chan struct{}
+}
+
+func newStuckConsumer() *stuckConsumer {
+	return &stuckConsumer{stuck: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (c *stuckConsumer) take(data string) {
+	c.mu.Lock()
+	c.bytes += len(data)
+	c.calls++
+	first := c.calls == 1
+	c.mu.Unlock()
+	if first {
+		close(c.stuck)
+		<-c.release
+	}
+}
+
+func (c *stuckConsumer) got() (bytes, calls int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes, c.calls
+}
+
+// within returns what ch gives, or fails the test after 20 s: a bound on a
+// test that would hang, not a way to wait.
+func within[T any](t *testing.T, what string, ch <-chan T) T {
+	t.Helper()
+	timer := time.NewTimer(20 * time.Second)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("%s: nothing within 20 s", what)
+		panic("unreachable")
+	}
+}
+
+// megabyte is a fresh 1 MiB line each time, so that what is held shows in
+// the heap.
+func megabyte() string { return strings.Repeat("A", 1<<20) + "\n" }
+
+type dispatched struct {
+	res DispatchResult
+	err error
+}
+
+// startOn dispatches kind to worker alone and returns the attempt's id once
+// it started there, and where the outcome will be.
+func startOn(t *testing.T, d *Jobs, g *gate, worker string, req DispatchRequest) (uint64, chan dispatched) {
+	t.Helper()
+	req.Worker = worker
+	done := make(chan dispatched, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		res, err := d.Dispatch(ctx, req)
+		done <- dispatched{res, err}
+	}()
+	if got := <-g.started; got != worker {
+		t.Fatalf("the job started on %s, want %s", got, worker)
+	}
+	return d.nextID.Load(), done
+}
+
+// A hostile worker streams far more of a command's stdout than the output
+// limit while its caller does not read: the job ends in one error, the
+// dispatcher keeps no more than the limit, the worker is told to cancel,
+// and another job in flight and the worker's next job are untouched.
+func TestHostileWorkerPastTheOutputLimitEndsItsJob(t *testing.T) {
+	_, d, ws := jobCluster(t, "w1", "w2")
+	g1, g2 := newGate(), newGate()
+	ws[0].RegisterKind("job", g1.kind("w1"))
+	ws[1].RegisterKind("job", g2.kind("w2"))
+	slow := newStuckConsumer()
+	hostile, floodDone := startOn(t, d, g1, "w1", DispatchRequest{Kind: "job", OnOutput: func(_ bool, data string) { slow.take(data) }})
+	var other []string
+	honest, otherDone := startOn(t, d, g2, "w2", DispatchRequest{Kind: "job", OnChunk: func(_ int, data string) { other = append(other, data) }})
+
+	d.Receive("w1", &protocol.JobChunk{ID: hostile, Seq: 1, Data: megabyte(), Stream: protocol.StreamStdout})
+	<-slow.stuck
+	before := heapAfterGC()
+	const flood = 256 // MiB
+	for seq := uint32(2); seq <= flood; seq++ {
+		d.Receive("w1", &protocol.JobChunk{ID: hostile, Seq: seq, Data: megabyte(), Stream: protocol.StreamStdout})
+		if seq == flood/2 {
+			d.Receive("w2", &protocol.JobChunk{ID: honest, Seq: 1, Data: "one"})
+		}
+	}
+	if grew := int64(heapAfterGC()) - int64(before); grew > 2*maxStreamOutput {
+		t.Errorf("the heap grew by %d MiB under a %d MiB flood; the output limit is %d bytes", grew>>20, flood, maxStreamOutput)
+	}
+	close(slow.release)
+	if err := within(t, "the hostile worker's job ending", g1.ended); !errors.Is(err, context.Canceled) {
+		t.Errorf("the hostile worker's job ended with %v, want it cancelled by the dispatcher", err)
+	}
+	o := within(t, "the flooded job's outcome", floodDone)
+	if !errors.Is(o.err, ErrOverrun) || !strings.Contains(o.err.Error(), "of stdout, the output limit") {
+		t.Fatalf("flooded job: %+v, %v; want one error for the output limit", o.res, o.err)
+	}
+	if got, _ := slow.got(); got > maxStreamOutput {
+		t.Errorf("the caller was given %d bytes of output, over the limit of %d", got, maxStreamOutput)
+	}
+	select {
+	case o := <-floodDone:
+		t.Fatalf("a second outcome: %+v %v", o.res, o.err)
+	default:
+	}
+
+	d.Receive("w2", &protocol.JobChunk{ID: honest, Seq: 2, Data: "two"})
+	g2.release <- struct{}{}
+	if o := within(t, "the other job's outcome", otherDone); o.err != nil || o.res.Result != "released on w2" || !slices.Equal(other, []string{"one", "two"}) {
+		t.Fatalf("the other job: %+v %v, chunks %q", o.res, o.err, other)
+	}
+	go func() { <-g1.started; g1.release <- struct{}{} }()
+	if res, err := d.Dispatch(context.Background(), DispatchRequest{Kind: "job", Worker: "w1"}); err != nil || res.Result != "released on w1" {
+		t.Fatalf("w1's next job: %+v %v", res, err)
+	}
+	if n := d.Stats().StreamOverruns; n != 1 {
+		t.Errorf("%d overruns counted, want 1", n)
+	}
+	assertNoInFlight(t, d)
+}
+
+// Overflow policy end-job: a worker that streams a kind's chunks faster
+// than its caller takes them has its job ended once maxStreamHeld waits;
+// the dispatcher holds no more than that, and delivers what it held.
+func TestStreamAheadOfItsCallerEndsTheJob(t *testing.T) {
+	_, d, ws := jobCluster(t, "w1")
+	g := newGate()
+	ws[0].RegisterKind("job", g.kind("w1"))
+	slow := newStuckConsumer()
+	id, done := startOn(t, d, g, "w1", DispatchRequest{Kind: "job", OnChunk: func(_ int, data string) { slow.take(data) }})
+	d.Receive("w1", &protocol.JobChunk{ID: id, Seq: 1, Data: megabyte()})
+	<-slow.stuck
+	before := heapAfterGC()
+	const flood = 256
+	for seq := uint32(2); seq <= flood; seq++ {
+		d.Receive("w1", &protocol.JobChunk{ID: id, Seq: seq, Data: megabyte()})
+	}
+	if grew := int64(heapAfterGC()) - int64(before); grew > 2*maxStreamHeld {
+		t.Errorf("the heap grew by %d MiB under a %d MiB flood; the stream bound is %d MiB", grew>>20, flood, maxStreamHeld>>20)
+	}
+	close(slow.release)
+	if err := within(t, "the worker's job ending", g.ended); !errors.Is(err, context.Canceled) {
+		t.Errorf("the worker's job ended with %v, want it cancelled by the dispatcher", err)
+	}
+	o := within(t, "the flooded job's outcome", done)
+	if !errors.Is(o.err, ErrOverrun) || !strings.Contains(o.err.Error(), "the stream bound") {
+		t.Fatalf("flooded job: %+v, %v; want one error for the stream bound", o.res, o.err)
+	}
+	if got, calls := slow.got(); got > maxStreamHeld+len(megabyte()) || calls != o.res.Chunks || calls < 2 {
+		t.Errorf("the caller was given %d chunks, %d bytes (result says %d chunks); the bound holds %d bytes", calls, got, o.res.Chunks, maxStreamHeld)
+	}
+	assertNoInFlight(t, d)
+}
+
+// An honest command's many small pieces of output, to a caller that does
+// not read for a while, are held as one chunk per stream: far below the
+// bound, and delivered whole and in order.
+func TestCommandOutputWaitingIsMerged(t *testing.T) {
+	_, d, ws := jobCluster(t, "w1")
+	g := newGate()
+	ws[0].RegisterKind("job", g.kind("w1"))
+	slow := newStuckConsumer()
+	var out strings.Builder
+	id, done := startOn(t, d, g, "w1", DispatchRequest{Kind: "job", OnOutput: func(stderr bool, data string) {
+		if !stderr {
+			out.WriteString(data)
+		}
+		slow.take(data)
+	}})
+	d.Receive("w1", &protocol.JobChunk{ID: id, Seq: 1, Data: "first\n", Stream: protocol.StreamStdout})
+	<-slow.stuck
+	const pieces = 150_000 // unmerged, more than maxStreamHeld: 150,000 × (2 + chunkCost) bytes
+	var want strings.Builder
+	want.WriteString("first\n")
+	for i := range pieces {
+		line := fmt.Sprintf("%d\n", i%10)
+		want.WriteString(line)
+		d.Receive("w1", &protocol.JobChunk{ID: id, Seq: uint32(i + 2), Data: line, Stream: protocol.StreamStdout})
+	}
+	d.Receive("w1", &protocol.JobChunk{ID: id, Seq: pieces + 2, Data: "warn\n", Stream: protocol.StreamStderr})
+	g.release <- struct{}{}
+	within(t, "the job ending", g.ended)
+	close(slow.release)
+	o := within(t, "the job's outcome", done)
+	if o.err != nil || o.res.Chunks != pieces+2 {
+		t.Fatalf("honest output: %+v %v; want it whole, %d chunks", o.res, o.err, pieces+2)
+	}
+	if _, calls := slow.got(); out.String() != want.String() || calls != 3 {
+		t.Fatalf("the caller was given %d bytes of stdout in %d calls; want %d bytes in 3 (first, stdout, stderr)", out.Len(), calls, want.Len())
 	}
 }

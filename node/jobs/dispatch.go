@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"meshell/manager"
 	"meshell/protocol"
 )
@@ -46,6 +48,7 @@ type Jobs struct {
 	kindMu sync.Mutex                      // serialises writers of kinds
 
 	nextID   atomic.Uint64
+	overruns atomic.Uint64 // attempts ended because their worker streamed past a bound
 	pending  [pendingShards]pendingShard
 	inflight atomic.Int64
 	cache    atomic.Pointer[viewCache]
@@ -97,41 +100,16 @@ type call struct {
 }
 
 type outcome struct {
-	status protocol.JobStatus
-	result string
-	err    string
-	lost   string              // not empty: the attempt ended without an answer, and why
-	closed bool                // this node shuts down
-	res    *protocol.JobResult // the answer itself, when there is one
+	status  protocol.JobStatus
+	result  string
+	err     string
+	lost    string              // not empty: the attempt ended without an answer, and why
+	overrun string              // not empty: the worker streamed past a bound, and how (the attempt was ended here)
+	closed  bool                // this node shuts down
+	res     *protocol.JobResult // the answer itself, when there is one
 }
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan outcome, 1)} }}
-
-// stream collects chunks pushed by a reader goroutine for the caller's
-// goroutine, without ever blocking the reader.
-type stream struct {
-	mu     sync.Mutex
-	chunks []protocol.JobChunk
-	notify chan struct{}
-}
-
-func (s *stream) push(c protocol.JobChunk) {
-	s.mu.Lock()
-	s.chunks = append(s.chunks, c)
-	s.mu.Unlock()
-	select {
-	case s.notify <- struct{}{}:
-	default:
-	}
-}
-
-func (s *stream) take(buf []protocol.JobChunk) []protocol.JobChunk {
-	s.mu.Lock()
-	buf = append(buf[:0], s.chunks...)
-	s.chunks = s.chunks[:0]
-	s.mu.Unlock()
-	return buf
-}
 
 // New returns the job plane of the node h, under its owner's limits and
 // command settings (run must have passed RunConfig.Checked).
@@ -252,9 +230,26 @@ func (j *Jobs) Receive(from string, m protocol.Message) {
 		}
 	case *protocol.JobChunk:
 		if p, ok := j.peek(m.ID, from); ok && p.c.stream != nil {
-			p.c.stream.push(*m)
+			if why := p.c.stream.push(*m); why != "" {
+				j.overrun(m.ID, from, why)
+			}
 		}
 	}
+}
+
+// overrun ends attempt id, whose worker from streamed past a bound of its
+// stream (why): its caller gets one error, the worker a JobCancel, and the
+// attempt's later chunks and answer are dropped, as it is no longer pending.
+// The connection and other jobs go on.
+func (j *Jobs) overrun(id uint64, from, why string) {
+	p, ok := j.takeFrom(id, from)
+	if !ok {
+		return // the attempt ended another way meanwhile
+	}
+	j.overruns.Add(1)
+	j.send(from, &protocol.JobCancel{ID: id})
+	j.h.Warn("job-overrun", logrus.Fields{"worker": from, "job": id}, "job ended: its worker streamed "+why)
+	p.c.ch <- outcome{overrun: from + " streamed " + why}
 }
 
 // PeerDown runs on a mesh goroutine when the connection to alias closed.
@@ -460,7 +455,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 	c := callPool.Get().(*call)
 	var st *stream
 	if req.OnChunk != nil || req.OnOutput != nil {
-		st = &stream{notify: make(chan struct{}, 1)}
+		st = newStream(req.OnOutput != nil, req.OnChunk != nil)
 		c = &call{ch: make(chan outcome, 1), stream: st} // never pooled: a reader may still hold it
 	}
 	defer func() {
@@ -491,12 +486,11 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		notes      []string // why workers were skipped, for the final error
 		failures   int
 		busyRounds int
-		chunkBuf   []protocol.JobChunk
-		order      = newReorder() // chunks to the caller in order, each once
+		chunkBuf   []heldChunk
 		backoff    *time.Timer
 	)
-	deliver := func(ch protocol.JobChunk) {
-		res.Chunks++
+	deliver := func(ch heldChunk) {
+		res.Chunks += ch.n
 		switch {
 		case ch.Stream != protocol.StreamJob && req.OnOutput != nil:
 			req.OnOutput(ch.Stream == protocol.StreamStderr, ch.Data)
@@ -507,7 +501,11 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 	deliverChunks := func() {
 		chunkBuf = st.take(chunkBuf)
 		for _, ch := range chunkBuf {
-			order.add(ch, deliver)
+			deliver(ch)
+		}
+		clear(chunkBuf)
+		if cap(chunkBuf) > 1024 {
+			chunkBuf = nil // do not keep a flood's array
 		}
 	}
 	for {
@@ -581,6 +579,9 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			msg.Auth = sig
 		}
 		w.Load.Start()
+		if st != nil {
+			st.begin()
+		}
 		j.store(id, pend{c: c, worker: w.Alias, load: w.Load})
 		sent := time.Now()
 		if serr := j.send(w.Alias, msg); serr != nil {
@@ -631,11 +632,8 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		}
 		if st != nil {
 			deliverChunks()
-			if o.lost != "" {
-				order.lost()
-			} else {
-				order.end(deliver)
-			}
+			st.finish(o.lost != "")
+			deliverChunks()
 		}
 		res.WorkerLatency = time.Since(sent)
 		res.answer = o.res
@@ -643,6 +641,9 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		case o.closed:
 			w.Load.finish(Abandoned)
 			return res, fmt.Errorf("job %d: this node is shutting down", res.Job)
+		case o.overrun != "":
+			w.Load.finish(Answered)
+			return res, fmt.Errorf("job %d (%s) on %s: %w: %s; the job was ended and the rest of its output dropped", res.Job, req.Kind, w.Alias, ErrOverrun, o.overrun)
 		case o.lost != "":
 			w.Load.finish(Lost)
 			failures++
@@ -824,6 +825,7 @@ type JobStats struct {
 	RepliesQueued  int    // answers waiting for a dispatcher's full mesh queue
 	RepliesDropped uint64 // answers dropped because their dispatcher was not reading
 	ReplyOverflows uint64 // times a dispatcher's answers were dropped and its jobs cancelled
+	StreamOverruns uint64 // jobs this node dispatched that it ended because their worker streamed past a bound
 
 	MaxSlots      int           // the owner's bound on Slots
 	MaxJobTimeout time.Duration // the owner's bound on one job's run
@@ -839,7 +841,7 @@ func (j *Jobs) Stats() JobStats {
 	rq, rd, ro := j.out.stats()
 	return JobStats{Slots: slots, Running: running, Queued: queued, QueueLimit: limit, Done: w.done.Load(),
 		Busy: w.busy.Load(), Rejected: w.rejected.Load(), Draining: draining, InFlight: int(j.inflight.Load()),
-		RepliesQueued: rq, RepliesDropped: rd, ReplyOverflows: ro,
+		RepliesQueued: rq, RepliesDropped: rd, ReplyOverflows: ro, StreamOverruns: j.overruns.Load(),
 		MaxSlots: j.lim.MaxSlots, MaxJobTimeout: j.lim.MaxJobTimeout}
 }
 

@@ -34,7 +34,7 @@ type RunConfig struct {
 
 // Defaults of RunConfig.
 const (
-	DefaultMaxOutput = 1 << 20
+	DefaultMaxOutput = protocol.MaxRunOutput
 	DefaultKillGrace = 2 * time.Second
 )
 
@@ -441,6 +441,8 @@ func (j *Jobs) runOn(ctx context.Context, alias string, req RunRequest, timeout 
 	switch {
 	case a == nil && ctx.Err() != nil:
 		r.NoAnswer, r.Error = true, "cancelled before an answer"
+	case a == nil && errors.Is(err, ErrOverrun):
+		r.Error = err.Error() // it answered too much: an error, not silence
 	case a == nil && time.Since(start) >= timeout:
 		r.NoAnswer, r.Error = true, fmt.Sprintf("no answer within %v", timeout)
 	case a == nil:

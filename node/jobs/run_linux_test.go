@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"meshell/protocol"
 )
 
 // liveGroup lists the processes of group pgid that are not zombies.
@@ -208,4 +210,35 @@ func TestShutdownEndsRunningCommands(t *testing.T) {
 	if left := liveGroup(g); len(left) > 0 {
 		t.Fatalf("processes %v outlived the node's shutdown", left)
 	}
+}
+
+// !run on a worker that streams past the output limit: that node's reply
+// is one error (not silence), and its command is killed there.
+func TestRunPastTheOutputLimitIsAnError(t *testing.T) {
+	c := newCluster()
+	d := c.add(t, "d", nil, Limits{}, RunConfig{})
+	c.add(t, "w", nil, Limits{}, RunConfig{Allow: true})
+	c.publish()
+	started := make(chan string, 1)
+	done := make(chan []RunReply, 1)
+	go func() {
+		replies, _ := d.Run(context.Background(), RunRequest{Targets: []string{"w"}, Command: []string{"sh", "-c", "echo $$; exec sleep 30"},
+			OnOutput: func(alias string, stderr bool, data string) {
+				select {
+				case started <- strings.TrimSpace(data):
+				default:
+				}
+			}})
+		done <- replies
+	}()
+	g, _ := strconv.Atoi(within(t, "the command's first line", started))
+	id := d.nextID.Load()
+	for seq := uint32(2); seq < 10; seq++ { // as w, past the command's own cap
+		d.Receive("w", &protocol.JobChunk{ID: id, Seq: seq, Data: megabyte(), Stream: protocol.StreamStdout})
+	}
+	r := within(t, "the run's replies", done)[0]
+	if r.NoAnswer || r.Exited || !strings.Contains(r.Error, "stream overrun") || !strings.Contains(r.Error, "the output limit") {
+		t.Fatalf("reply %+v; want one error for the output limit", r)
+	}
+	waitGroupGone(t, g, 5*time.Second)
 }
