@@ -80,7 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		fs.Func(key, f[1], func(v string) error { o.swim = append(o.swim, [2]string{key, v}); return nil })
 	}
 	fs.StringVar(&o.keyFile, "key-file", "", "cluster keys, one per line, the first is primary (or MESHELL_KEY); every connection is then TLS 1.3")
-	fs.BoolVar(&o.insecure, "insecure", false, "without a cluster key, take peers from any address (default: loopback only)")
+	fs.BoolVar(&o.insecure, "insecure", false, "without a cluster key, take peers from and dial any address (default: loopback only)")
 	fs.StringVar(&o.operatorsFile, "operators", "", "operators file: control that changes this node must be signed by one of them")
 	fs.StringVar(&o.operatorKey, "operator-key", "", "operator private key that signs the control requests this shell sends")
 	fs.IntVar(&o.maxSlots, "max-slots", node.DefaultMaxSlots(), "most job slots !scale may give this node")

@@ -312,8 +312,10 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		err = fmt.Errorf("alias %q is this node's own alias (%s); pick another --alias", from.Alias, self.Addr)
 	case certAlias != "" && from.Alias != certAlias:
 		err = fmt.Errorf("alias %q is not the alias %q of the certificate it presented", from.Alias, certAlias)
-	case m.cfg.Keyring == nil && !m.cfg.Insecure && !loopback(nc):
+	case m.protected() && !loopback(nc):
 		err = errors.New(protectedRefusal)
+	case m.protected() && !loopbackAddr(from.Addr):
+		err = fmt.Errorf("advertised address %s is not on loopback: %s", from.Addr, protectedRefusal)
 	default:
 		if err = m.hold(c, from); err != nil {
 			break
@@ -469,6 +471,9 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 	stop := context.AfterFunc(dialCtx, cancel)
 	defer stop()
 	d := net.Dialer{Timeout: m.cfg.DialTimeout}
+	if m.protected() {
+		d.Control = dialLoopbackOnly
+	}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		if dialCtx.Err() != nil {

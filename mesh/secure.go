@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"meshell/mesh/keyring"
@@ -140,6 +141,29 @@ const lastLook = 500 * time.Millisecond
 func loopback(nc net.Conn) bool {
 	ta, ok := nc.RemoteAddr().(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
+}
+
+// protected reports whether this node speaks to loopback only: it has no
+// cluster key and was not started --insecure.
+func (m *Mesh) protected() bool { return m.cfg.Keyring == nil && !m.cfg.Insecure }
+
+// loopbackAddr reports whether an advertised host:port names this machine:
+// a loopback IP, or a name, which the dial checks once resolved.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	ip := net.ParseIP(host)
+	return err == nil && (ip == nil || ip.IsLoopback())
+}
+
+// dialLoopbackOnly is a protected node's net.Dialer Control: a dial to a
+// resolved address off this machine is refused before any packet leaves,
+// so news of a member elsewhere cannot make the node dial out.
+func dialLoopbackOnly(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%s is not on loopback: %s", address, protectedRefusal)
+	}
+	return nil
 }
 
 // protectedRefusal is the answer of a node without a key to a remote peer.

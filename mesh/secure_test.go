@@ -146,3 +146,43 @@ func TestRefusalsNameOnlyTheAlias(t *testing.T) {
 		})
 	}
 }
+
+// TestProtectedNodeSpeaksToLoopbackOnly: without a key (and without
+// --insecure) a node dials no address off this machine, whatever news named
+// it, and refuses a peer that advertises one.
+func TestProtectedNodeSpeaksToLoopbackOnly(t *testing.T) {
+	a, addr := newMesh(t, "a", newRecorder())
+	for _, to := range []string{"192.0.2.1:7001", "[2001:db8::1]:7001"} {
+		if err := hello(t, a, to); err == nil || !strings.Contains(err.Error(), "is not on loopback") {
+			t.Fatalf("dial to %s: %v, want refused before it leaves", to, err)
+		}
+	}
+	nc := rawDial(t, addr)
+	nc.Write(frame(t, &protocol.Hello{Version: protocol.Version, Cluster: "c", From: protocol.Member{Alias: "x", Addr: "192.0.2.1:7001"}}))
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := protocol.NewFrameReader(nc, 0).Next()
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	msg, err := protocol.NewDecoder().Decode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack, ok := msg.(*protocol.HelloAck); !ok || !strings.Contains(ack.Error, "advertised address 192.0.2.1:7001 is not on loopback") {
+		t.Fatalf("answered %+v, want the advertised address refused", msg)
+	}
+	// With --insecure both are the operator's choice.
+	_, ins := newMesh(t, "b", newRecorder(), func(c *Config) { c.Insecure = true })
+	nc = rawDial(t, ins)
+	nc.Write(frame(t, &protocol.Hello{Version: protocol.Version, Cluster: "c", From: protocol.Member{Alias: "x", Addr: "192.0.2.1:7001"}}))
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if p, err = protocol.NewFrameReader(nc, 0).Next(); err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	if msg, err = protocol.NewDecoder().Decode(p); err != nil {
+		t.Fatal(err)
+	}
+	if ack, ok := msg.(*protocol.HelloAck); !ok || ack.Error != "" {
+		t.Fatalf("insecure node answered %+v, want admitted", msg)
+	}
+}
