@@ -327,10 +327,12 @@ func (c *Core) connected(now time.Time, peer protocol.Member) bool {
 	e, known, v := c.table.Judge(peer, true)
 	if known && v != manager.Apply {
 		c.table.Vouch(peer.Alias, peer.Incarnation)
-		if e.State != protocol.StateAlive || e.Incarnation > peer.Incarnation {
+		if e.State != protocol.StateAlive || e.Incarnation > peer.Incarnation ||
+			e.Incarnation == peer.Incarnation && otherRun(e.Member, peer) {
 			// We hold news the peer must answer: a suspicion or failure at
-			// its incarnation, or a later incarnation of its alias (it
-			// restarted). It refutes with a higher incarnation.
+			// its incarnation, a later incarnation of its alias (it
+			// restarted), or its alias at its incarnation as an earlier run
+			// described it. It refutes with a higher incarnation.
 			c.sendTo(peer.Alias, &protocol.Gossip{Updates: []protocol.Member{e.Member}})
 		}
 		return false
@@ -613,8 +615,9 @@ func (c *Core) suspicionBase() time.Duration {
 }
 
 // aboutSelf answers news about this node. Only the node itself refutes:
-// news that it is suspect, failed or left at its incarnation or above, or
-// of any later incarnation, makes it alive at a higher incarnation than
+// news that it is suspect, failed or left at its incarnation or above, of
+// any later incarnation, or alive at its incarnation with other tags (an
+// earlier run's, see otherRun), makes it alive at a higher incarnation than
 // the news. It reports whether the sender should be sent this node's
 // entry (the news was wrong, stale or implausible).
 func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
@@ -628,7 +631,8 @@ func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
 		c.stats.Implausible++
 		return true
 	case u.Incarnation > self.Incarnation,
-		u.Incarnation == self.Incarnation && u.State != protocol.StateAlive:
+		u.Incarnation == self.Incarnation && u.State != protocol.StateAlive,
+		u.Incarnation == self.Incarnation && otherRun(u, self):
 		old := self.Incarnation
 		self.Incarnation = manager.NextIncarnation(u.Incarnation)
 		self.State = protocol.StateAlive
@@ -654,6 +658,18 @@ func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
 		return true // the sender holds an old incarnation of us
 	}
 	return false
+}
+
+// otherRun reports whether news of a member, at the incarnation the member
+// itself gives, carries other tags than it does: news from an earlier run
+// of its alias, restarted before the cluster saw it go. Both runs start at
+// the same incarnation, and at the same incarnation alive news changes
+// nothing, so without a refutation the earlier run's tags (among them the
+// boot id that operators sign for) would stay in the tables. A node's tags
+// change only with its incarnation, so this never holds within one run.
+// News without tags (a state-only update) says nothing of them.
+func otherRun(news, self protocol.Member) bool {
+	return news.Tags != nil && !maps.Equal(news.Tags, self.Tags)
 }
 
 // confirm records a Lifeguard confirmation of suspicion s and re-arms its
