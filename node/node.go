@@ -193,10 +193,10 @@ func New(cfg Config) (*Node, error) {
 	n.mesh = mesh.New(mc, (*handler)(n))
 	n.jobs = jobs.New((*host)(n), cfg.Jobs, cfg.Run)
 	n.control = newControl(n)
-	// The node is not running yet: its slots and declared kinds go out
-	// with its first Hello.
+	// The node is not running yet: its slots, declared kinds and boot id
+	// go out with its first Hello.
 	self := *n.self.Load()
-	self.Tags = n.jobs.OwnTags(self.Tags)
+	self.Tags = n.ownTags(self.Tags)
 	n.self.Store(&self)
 	return n, nil
 }
@@ -638,10 +638,10 @@ func (n *Node) Close() {
 }
 
 // SetTags replaces this node's tags and gossips them at a new incarnation.
-// The slots tag belongs to the node: it always carries the current slot
-// count, whatever tags is.
+// The slots and boot tags belong to the node: they always carry the current
+// slot count and the boot id, whatever tags is.
 func (n *Node) SetTags(ctx context.Context, tags map[string]string) error {
-	tags = n.jobs.OwnTags(tags)
+	tags = n.ownTags(tags)
 	if err := protocol.ValidTags(tags); err != nil {
 		return err
 	}

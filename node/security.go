@@ -54,15 +54,41 @@ func (n *Node) verify(m *protocol.Control) error {
 	return err
 }
 
+// BootTag is the tag a node with --operators gossips its boot id in
+// (operator.Verifier.Boot): random per process, so that a request signed for
+// one run of the node is refused by the next, whose replay cache is empty.
+// The node keeps it itself, as it keeps the slots tag; without --operators
+// it carries none.
+const BootTag = "boot"
+
+// ownTags returns tags with the tags the node keeps itself: the job
+// plane's (slots, kinds) and the boot id.
+func (n *Node) ownTags(tags map[string]string) map[string]string {
+	out := n.jobs.OwnTags(tags) // a copy
+	if v := n.cfg.Operators; v != nil {
+		out[BootTag] = v.Boot()
+	} else {
+		delete(out, BootTag)
+	}
+	return out
+}
+
 // signFor is the one signing helper of control and run requests: it signs
-// op and args for target with this node's operator key. ok is false (and
-// nothing is signed) when this node has no key.
+// op and args for target, in the run its table knows of (its boot tag),
+// with this node's operator key. ok is false (and nothing is signed) when
+// this node has no key. A target that gossips no boot id (an older node, or
+// one without --operators) gets a request without one, which such a node
+// verifies, if at all, as before.
 func (n *Node) signFor(op string, args []string, target string) (s operator.Signed, ok bool, err error) {
 	k := n.cfg.OperatorKey
 	if k == nil {
 		return s, false, nil
 	}
-	s, err = operator.Sign(k, op, args, target, operator.DefaultTTL, time.Now())
+	var boot string
+	if e, known := n.snap.Load().Get(target); known {
+		boot = e.Tags[BootTag]
+	}
+	s, err = operator.Sign(k, op, args, target, boot, operator.DefaultTTL, time.Now())
 	return s, err == nil, err
 }
 
@@ -154,13 +180,13 @@ func (n *Node) rotate(op, value string, after *func()) error {
 // signatureOf is s as it travels; signedOf puts a request's operation and
 // arguments back beside the signature that came with it (nil: unsigned).
 func signatureOf(s operator.Signed) *protocol.Signature {
-	return &protocol.Signature{Target: s.Target, Issuer: s.Issuer, Nonce: s.Nonce, Expiry: s.Expiry, Sig: s.Sig}
+	return &protocol.Signature{Target: s.Target, Boot: s.Boot, Issuer: s.Issuer, Nonce: s.Nonce, Expiry: s.Expiry, Sig: s.Sig}
 }
 
 func signedOf(op string, args []string, a *protocol.Signature) operator.Signed {
 	s := operator.Signed{Op: op, Args: args}
 	if a != nil {
-		s.Target, s.Issuer, s.Nonce, s.Expiry, s.Sig = a.Target, a.Issuer, a.Nonce, a.Expiry, a.Sig
+		s.Target, s.Boot, s.Issuer, s.Nonce, s.Expiry, s.Sig = a.Target, a.Boot, a.Issuer, a.Nonce, a.Expiry, a.Sig
 	}
 	return s
 }

@@ -199,3 +199,88 @@ func TestSignedControl(t *testing.T) {
 		t.Fatalf("tampered signed request: %q, want a refusal", ack.Error)
 	}
 }
+
+// bootSeen waits until from's table shows alias alive in the run whose
+// boot id is boot.
+func bootSeen(t *testing.T, from *Node, alias, boot string) {
+	t.Helper()
+	err := from.WaitFor(ctxFor(t, 20*time.Second), func(s *Snapshot) bool {
+		m, ok := s.Get(alias)
+		return ok && m.State == StateAlive && m.Tags[BootTag] == boot
+	})
+	if err != nil {
+		m, _ := from.Members().Get(alias)
+		t.Fatalf("%s never saw %s alive with boot id %s: %v (it sees %+v)", from.Alias(), alias, boot, err, m)
+	}
+}
+
+// TestSignedControlAfterRestart: a signed request that one run of b took is
+// refused by the next run of b (same alias, an empty replay cache), within
+// the request's life; a request signed once the signer heard of the new run
+// is taken.
+func TestSignedControlAfterRestart(t *testing.T) {
+	key, first := operatorPair(t, "alice")
+	a, b, _ := cluster3(t, func(c *Config) { c.Operators = first })
+	a.cfg.OperatorKey = key
+	bootSeen(t, a, "b", first.Boot())
+
+	captured := protocol.Control{Op: OpShutdown}
+	if err := a.sign(&captured, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if captured.Auth.Boot != first.Boot() {
+		t.Fatalf("signed for boot id %q, want b's %s", captured.Auth.Boot, first.Boot())
+	}
+	if ack, _ := b.handleControl(&captured, "a"); ack.Error != "" {
+		t.Fatalf("first run of b: %s", ack.Error)
+	}
+	b.Close() // the process dies; its replay cache with it
+
+	restarted, err := operator.NewVerifier(first.Operators(), operator.VerifierConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := startNode(t, "b", func(c *Config) { c.Operators = restarted })
+	if got := b2.Self().Tags[BootTag]; got != restarted.Boot() {
+		t.Fatalf("the new run gossips boot id %q, want %s", got, restarted.Boot())
+	}
+	ack, after := b2.handleControl(&captured, "a")
+	if after != nil || ack.Error != "refused: signed for an earlier run of this node; resend" {
+		t.Fatalf("captured shutdown replayed to the restarted b: %q, want refused as of an earlier run", ack.Error)
+	}
+
+	if _, err := b2.Join(ctxFor(t, 5*time.Second), a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	bootSeen(t, a, "b", restarted.Boot())
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, ControlRequest{Op: OpScale, N: 3}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := replies[0]; !r.OK {
+		t.Fatalf("a request signed for the new run of b: %+v", r)
+	}
+}
+
+func TestBootTagBelongsToTheNode(t *testing.T) {
+	_, v := operatorPair(t, "alice")
+	signed := startNode(t, "s", func(c *Config) { c.Operators = v; c.Tags = map[string]string{BootTag: "mine"} })
+	plain := startNode(t, "p", func(c *Config) { c.Tags = map[string]string{BootTag: "mine"} })
+	if got := signed.Self().Tags[BootTag]; got != v.Boot() {
+		t.Fatalf("a node with operators gossips boot id %q, want its verifier's %s", got, v.Boot())
+	}
+	if got, ok := plain.Self().Tags[BootTag]; ok {
+		t.Fatalf("a node without operators gossips boot id %q, want none", got)
+	}
+	for _, n := range []*Node{signed, plain} {
+		if err := n.SetTags(ctxFor(t, 5*time.Second), map[string]string{"role": "x", BootTag: "other"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := signed.Self().Tags[BootTag]; got != v.Boot() {
+		t.Fatalf("after SetTags: boot id %q, want %s", got, v.Boot())
+	}
+	if got, ok := plain.Self().Tags[BootTag]; ok {
+		t.Fatalf("after SetTags, a node without operators gossips boot id %q", got)
+	}
+}

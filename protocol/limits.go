@@ -26,6 +26,7 @@ const (
 	MaxKeyIDs          = 64       // NodeStatus.KeyIDs entries, each at most MaxStatusString
 	MaxNonceLen        = 32       // Control.Nonce
 	MaxSigLen          = 128      // Control.Sig and JobRequest.Sig
+	MaxBootLen         = 64       // Signature.Boot
 )
 
 // MaxRunOutput is the most of a command's stdout, and of its stderr, a
@@ -223,7 +224,7 @@ func validateSignature(a *Signature) error {
 	if a == nil {
 		return nil
 	}
-	if err := firstErr(maxLen("nonce", string(a.Nonce), MaxNonceLen), maxLen("signature", string(a.Sig), MaxSigLen)); err != nil {
+	if err := firstErr(maxLen("nonce", string(a.Nonce), MaxNonceLen), maxLen("signature", string(a.Sig), MaxSigLen), maxLen("boot id", a.Boot, MaxBootLen)); err != nil {
 		return err
 	}
 	if err := ValidAlias(a.Target); err != nil {

@@ -362,14 +362,18 @@ type JobRequest struct {
 }
 
 // Signature is an operator's signature over a request's operation,
-// arguments, Target, Issuer, Nonce and Expiry (node/operator). It travels as
-// one pointer so that an unsigned request pays one byte for it.
+// arguments, Target, Boot, Issuer, Nonce and Expiry (node/operator). It
+// travels as one pointer so that an unsigned request pays one byte for it.
 type Signature struct {
 	Target string // the alias the request was signed for
 	Issuer string // the operator who signed it
 	Nonce  []byte
 	Expiry int64 // Unix nanoseconds
 	Sig    []byte
+	// Boot is the boot id the target gossiped (its tag "boot") when the
+	// request was signed: the run of the target it is for. Appended: a node
+	// that gossips no boot id is sent none, and would skip it.
+	Boot string
 }
 
 // JobChunk is one piece of a streaming job's output, in order of Seq.

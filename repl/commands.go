@@ -203,7 +203,7 @@ func init() {
 			Example: "!tag zone=a\n!untag zone",
 			Complete: func(s *Shell, prev []string) []string {
 				keys := slices.Sorted(maps.Keys(s.Node.Self().Tags))
-				return slices.DeleteFunc(keys, func(k string) bool { return k == node.SlotsTag })
+				return slices.DeleteFunc(keys, func(k string) bool { return ownTag(k) != nil })
 			},
 			Run: runUntag,
 		},
@@ -451,6 +451,21 @@ func memberStates(sn *nodeSnapshot) string {
 // equal to its worker slots.
 var errSlotsTag = fmt.Errorf("%s is set by !scale: use !scale ALIAS N", node.SlotsTag)
 
+// errBootTag refuses a change of the boot tag: the boot id operators sign
+// for, which the node keeps.
+var errBootTag = fmt.Errorf("%s is this node's boot id, kept by the node for signed control (--operators)", node.BootTag)
+
+// ownTag is the error for a tag the node keeps itself, nil for others.
+func ownTag(k string) error {
+	switch k {
+	case node.SlotsTag:
+		return errSlotsTag
+	case node.BootTag:
+		return errBootTag
+	}
+	return nil
+}
+
 func runTag(ctx context.Context, s *Shell, a *Args) error {
 	tags := maps.Clone(s.Node.Self().Tags)
 	if tags == nil {
@@ -462,8 +477,8 @@ func runTag(ctx context.Context, s *Shell, a *Args) error {
 			return err
 		}
 		for k, v := range kvs {
-			if k == node.SlotsTag {
-				return errSlotsTag
+			if err := ownTag(k); err != nil {
+				return err
 			}
 			tags[k] = v
 		}
@@ -482,8 +497,8 @@ func runUntag(ctx context.Context, s *Shell, a *Args) error {
 	tags := maps.Clone(s.Node.Self().Tags)
 	for _, word := range a.Pos {
 		for _, k := range strings.Split(word, ",") {
-			if k == node.SlotsTag {
-				return errSlotsTag
+			if err := ownTag(k); err != nil {
+				return err
 			}
 			if _, ok := tags[k]; !ok {
 				return fmt.Errorf("this node has no tag %q (tags: %s)", k, formatTags(tags))

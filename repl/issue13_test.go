@@ -35,6 +35,8 @@ func TestTagsAreCheckedAndSlotsAreLeftToScale(t *testing.T) {
 		{"!tag slots=100", "slots is set by !scale"},
 		{"!tag zone=a,slots=1", "slots is set by !scale"},
 		{"!untag slots", "slots is set by !scale"},
+		{"!tag boot=0123456789abcdef", "boot is this node's boot id"},
+		{"!untag boot", "boot is this node's boot id"},
 		{"!tag a=b,c", `"c" is not KEY=VALUE`},
 		{"!tag a=b;c", `^tag a: value "b;c" is not valid`}, // ^: the error starts so
 		{"!tag a=b c=d,e=f", ""},

@@ -138,16 +138,16 @@ func TestRunSignatureCoversTheCommand(t *testing.T) {
 	c.host("w").verify = func(op string, args []string, a *protocol.Signature) error {
 		s := operator.Signed{Op: op, Args: args}
 		if a != nil {
-			s.Target, s.Issuer, s.Nonce, s.Expiry, s.Sig = a.Target, a.Issuer, a.Nonce, a.Expiry, a.Sig
+			s.Target, s.Boot, s.Issuer, s.Nonce, s.Expiry, s.Sig = a.Target, a.Boot, a.Issuer, a.Nonce, a.Expiry, a.Sig
 		}
 		_, err := v.Verify(s, "w", time.Now())
 		return err
 	}
-	s, err := operator.Sign(k, RunKind, []string{"echo", "signed"}, "w", operator.DefaultTTL, time.Now())
+	s, err := operator.Sign(k, RunKind, []string{"echo", "signed"}, "w", v.Boot(), operator.DefaultTTL, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig := &protocol.Signature{Target: s.Target, Issuer: s.Issuer, Nonce: s.Nonce, Expiry: s.Expiry, Sig: s.Sig}
+	sig := &protocol.Signature{Target: s.Target, Boot: s.Boot, Issuer: s.Issuer, Nonce: s.Nonce, Expiry: s.Expiry, Sig: s.Sig}
 	req := &protocol.JobRequest{Kind: RunKind, Args: []string{"rm", "-rf", "/tmp/x"}, Auth: sig}
 	if st, why := w.refuseRun("d", req); st != protocol.JobRefused || !strings.Contains(why, "bad signature") {
 		t.Fatalf("a signature over another command: %v %q", st, why)
@@ -158,6 +158,12 @@ func TestRunSignatureCoversTheCommand(t *testing.T) {
 	}
 	if st, why := w.refuseRun("d", req); st != protocol.JobRefused || !strings.Contains(why, "replayed") {
 		t.Fatalf("the same request again: %v %q", st, why)
+	}
+	if v, err = operator.NewVerifier(ops, operator.VerifierConfig{}); err != nil { // w restarted
+		t.Fatal(err)
+	}
+	if st, why := w.refuseRun("d", req); st != protocol.JobRefused || why != "refused: signed for an earlier run of this node; resend" {
+		t.Fatalf("the same request after a restart: %v %q", st, why)
 	}
 	req.Auth = nil
 	if st, why := w.refuseRun("d", req); st != protocol.JobRefused || !strings.Contains(why, "only for its operators") {

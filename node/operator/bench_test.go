@@ -66,7 +66,7 @@ func BenchmarkSign(b *testing.B) {
 	alice := testKey(b, "alice", 1)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Sign(alice, "config", []string{"log-level", "debug"}, "n2", DefaultTTL, t0); err != nil {
+		if _, err := Sign(alice, "config", []string{"log-level", "debug"}, "n2", testBoot, DefaultTTL, t0); err != nil {
 			b.Fatal(err)
 		}
 	}

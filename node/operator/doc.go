@@ -10,8 +10,8 @@
 // # What a signature binds
 //
 // The signature covers a canonical encoding (Signed.Message) of the
-// operation, its ordered arguments, the target alias, the issuer, a 16-byte
-// random nonce and an expiry. Every field is length-prefixed and the whole is
+// operation, its ordered arguments, the target alias, the target's boot id,
+// the issuer, a 16-byte random nonce and an expiry. Every field is length-prefixed and the whole is
 // prefixed by a domain-separation label and a version byte, so no two
 // different requests encode alike and a signature made for something else
 // never verifies as a request. Binding the target means a request captured on
@@ -33,8 +33,20 @@
 //
 // The cache lives in memory: keep one Verifier for the life of the process
 // (SetOperators reloads the operators file without losing it). A process
-// restart forgets it, so a request captured before the restart can be
-// replayed once more until it expires; short TTLs (DefaultTTL) bound that.
+// restart forgets it, so each Verifier has a random boot id (Verifier.Boot),
+// made with its cache, that the node gossips and every request is signed for:
+// a request captured before the restart names the earlier boot id and is
+// refused (ErrEarlierRun), whatever is left of its life. A request signed
+// without a boot id (ErrNoBoot, by an older release) is refused too.
+//
+// The boot id binds a request to a run rather than a time: refusing requests
+// issued before the node started would need the operator's clock and the
+// node's to agree to within the restart's duration, when a fast restart takes
+// under a second and the expiry check already allows MaxTTL-DefaultTTL of
+// skew. A boot id needs no clock and no state on disk. Its cost: a request
+// signed from the signer's view of the cluster before it heard of the restart
+// is refused too, and is resent once the new boot id reached it (gossip,
+// within a probe round or two).
 //
 // # Dependencies
 //

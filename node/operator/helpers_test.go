@@ -35,18 +35,24 @@ func testOperators(t testing.TB, keys ...*PrivateKey) *Operators {
 	return ops
 }
 
+// testBoot is the boot id of every testVerifier, which mustSign signs for:
+// the tests of anything but boot ids play one run of a node. The tests of
+// boot ids use NewVerifier's own.
+const testBoot = "0123456789abcdef"
+
 func testVerifier(t testing.TB, ops *Operators, cfg VerifierConfig) *Verifier {
 	t.Helper()
 	v, err := NewVerifier(ops, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	v.boot = testBoot
 	return v
 }
 
 func mustSign(t testing.TB, k *PrivateKey, op string, args []string, target string, ttl time.Duration, now time.Time) Signed {
 	t.Helper()
-	s, err := Sign(k, op, args, target, ttl, now)
+	s, err := Sign(k, op, args, target, testBoot, ttl, now)
 	if err != nil {
 		t.Fatal(err)
 	}

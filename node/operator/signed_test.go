@@ -57,6 +57,9 @@ func TestVerifyRefusesTampering(t *testing.T) {
 		{"args joined", func(s *Signed) { s.Args = []string{"log-leveldebug"} }, "", ErrBadSignature, ""},
 		{"target changed to the verifier", func(s *Signed) { s.Target = "n3" }, "n3", ErrBadSignature, ""},
 		{"target changed, verified at the real target", func(s *Signed) { s.Target = "n3" }, "", ErrWrongTarget, "aimed at n3, not n2"},
+		{"boot id changed", func(s *Signed) { s.Boot = "fedcba9876543210" }, "", ErrEarlierRun, "signed for an earlier run of this node; resend"},
+		{"boot id removed", func(s *Signed) { s.Boot = "" }, "", ErrNoBoot, "signed without this node's boot id, as an older meshell signs: upgrade the signing shell"},
+		{"boot id too long", func(s *Signed) { s.Boot = strings.Repeat("b", 65) }, "", ErrMalformed, "malformed request: boot id of 65 bytes, more than 64"},
 		{"issuer changed to another operator", func(s *Signed) { s.Issuer = "bob" }, "", ErrBadSignature, ""},
 		{"issuer changed to an unknown name", func(s *Signed) { s.Issuer = "mallory" }, "", ErrUnknownOperator, `signed by unknown operator "mallory"`},
 		{"nonce changed", func(s *Signed) { s.Nonce[0] ^= 1 }, "", ErrBadSignature, ""},
@@ -111,7 +114,7 @@ func TestVerifyRefuses(t *testing.T) {
 	}{
 		{"expired", mustSign(t, alice, "ping", nil, "n2", DefaultTTL, t0), "n2", DefaultTTL + 3*time.Second, ErrExpired, "expired 3s ago"},
 		{"expiring this instant", mustSign(t, alice, "ping", nil, "n2", DefaultTTL, t0), "n2", DefaultTTL, ErrExpired, "expired 0s ago"},
-		{"over-long ttl, validly signed", resign(alice, Signed{Op: "ping", Target: "n2", Issuer: "alice", Nonce: make([]byte, NonceSize), Expiry: t0.Add(10 * time.Minute).UnixNano()}), "n2", 0, ErrTooFarAhead, "expires in 10m0s, more than the 2m0s allowed"},
+		{"over-long ttl, validly signed", resign(alice, Signed{Op: "ping", Target: "n2", Boot: testBoot, Issuer: "alice", Nonce: make([]byte, NonceSize), Expiry: t0.Add(10 * time.Minute).UnixNano()}), "n2", 0, ErrTooFarAhead, "expires in 10m0s, more than the 2m0s allowed"},
 		{"verifier's clock far behind", mustSign(t, alice, "ping", nil, "n2", DefaultTTL, t0), "n2", -2 * time.Minute, ErrTooFarAhead, "expires in 2m30s, more than the 2m0s allowed"},
 		{"re-aimed at another node", mustSign(t, alice, "shutdown", nil, "n2", DefaultTTL, t0), "n3", 0, ErrWrongTarget, "aimed at n2, not n3"},
 		{"aimed at a hostile alias", mustSign(t, alice, "shutdown", nil, "n2\nlevel=info msg=ok", DefaultTTL, t0), "n3", 0, ErrWrongTarget, `aimed at "n2\nlevel=info msg=ok", not n3`},
@@ -153,10 +156,10 @@ func TestSignRefuses(t *testing.T) {
 		{"no target", alice, "ping", nil, "", DefaultTTL, "sign: no target"},
 		{"no op", alice, "", nil, "n2", DefaultTTL, "sign: malformed request: no operation"},
 		{"too many arguments", alice, "x", make([]string, MaxArgs+1), "n2", DefaultTTL, "sign: malformed request: 65 arguments, more than 64"},
-		{"too large", alice, "x", []string{strings.Repeat("a", MaxMessageSize)}, "n2", DefaultTTL, "sign: malformed request: 16465 bytes, more than 16384"},
+		{"too large", alice, "x", []string{strings.Repeat("a", MaxMessageSize)}, "n2", DefaultTTL, "sign: malformed request: 16485 bytes, more than 16384"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Sign(tc.key, tc.op, tc.args, tc.target, tc.ttl, t0)
+			_, err := Sign(tc.key, tc.op, tc.args, tc.target, testBoot, tc.ttl, t0)
 			if err == nil || err.Error() != tc.want {
 				t.Fatalf("got  %v\nwant %s", err, tc.want)
 			}
@@ -180,13 +183,18 @@ func TestSignFillsTheRequest(t *testing.T) {
 	a := mustSign(t, alice, "ping", nil, "n2", 5*time.Second, t0)
 	b := mustSign(t, alice, "ping", nil, "n2", 5*time.Second, t0)
 	switch {
-	case a.Issuer != "alice" || a.Target != "n2" || a.Op != "ping":
+	case a.Issuer != "alice" || a.Target != "n2" || a.Boot != testBoot || a.Op != "ping":
 		t.Fatalf("fields %+v", a)
 	case a.Expiry != t0.Add(5*time.Second).UnixNano():
 		t.Fatalf("expiry %d, want %d", a.Expiry, t0.Add(5*time.Second).UnixNano())
 	case len(a.Nonce) != NonceSize || bytes.Equal(a.Nonce, b.Nonce) || bytes.Equal(a.Nonce, make([]byte, NonceSize)):
 		t.Fatalf("nonces %x and %x, want two different random ones", a.Nonce, b.Nonce)
 	}
+}
+
+func withBoot(s Signed, boot string) Signed {
+	s.Boot = boot
+	return s
 }
 
 func TestMessageIsUnambiguous(t *testing.T) {
@@ -206,6 +214,9 @@ func TestMessageIsUnambiguous(t *testing.T) {
 		`op "x" target "n2a"`:        req("x", nil, "n2a", "lice"),
 		`op "x" args ["n2"]`:         req("x", []string{"n2"}, "", "alice"),
 		`target "n2alice" issuer ""`: req("x", nil, "n2alice", ""),
+		`target "n2" boot "a"`:       withBoot(req("x", nil, "n2", "lice"), "a"),
+		`target "n2" boot "alice"`:   withBoot(req("x", nil, "n2", ""), "alice"),
+		`target "n2" boot "n2"`:      withBoot(req("x", nil, "n2", "alice"), "n2"),
 	}
 	seen := map[string]string{}
 	for name, s := range variants {
@@ -261,6 +272,25 @@ func TestMessageFormat(t *testing.T) {
 	if got := len(s.Message()); got != s.messageSize() {
 		t.Fatalf("messageSize %d, Message is %d bytes", s.messageSize(), got)
 	}
+
+	t.Run("version 2, with a boot id", func(t *testing.T) {
+		s := s
+		s.Boot = "b007"
+		want := "meshell-operator-request" + "\x02" +
+			"\x00\x00\x00\x05scale" +
+			"\x00\x00\x00\x02" + "\x00\x00\x00\x014" + "\x00\x00\x00\x00" +
+			"\x00\x00\x00\x02n2" +
+			"\x00\x00\x00\x04b007" +
+			"\x00\x00\x00\x05alice" +
+			"\x00\x00\x00\x100123456789abcdef" +
+			"\x01\x02\x03\x04\x05\x06\x07\x08"
+		if got := string(s.Message()); got != want {
+			t.Fatalf("Message\n got %q\nwant %q", got, want)
+		}
+		if got := len(s.Message()); got != s.messageSize() {
+			t.Fatalf("messageSize %d, Message is %d bytes", s.messageSize(), got)
+		}
+	})
 }
 
 func ExampleSign() {
@@ -269,12 +299,16 @@ func ExampleSign() {
 	v, _ := NewVerifier(ops, VerifierConfig{})
 
 	now := time.Now()
-	req, _ := Sign(alice, "scale", []string{"4"}, "n2", DefaultTTL, now)
+	req, _ := Sign(alice, "scale", []string{"4"}, "n2", v.Boot(), DefaultTTL, now)
 	fmt.Println(v.Verify(req, "n2", now))
 	fmt.Println(v.Verify(req, "n2", now))
 	fmt.Println(v.Verify(req, "n3", now))
+
+	restarted, _ := NewVerifier(ops, VerifierConfig{}) // n2 after a restart
+	fmt.Println(restarted.Verify(req, "n2", now))
 	// Output:
 	// alice <nil>
 	//  replayed
 	//  aimed at n2, not n3
+	//  signed for an earlier run of this node; resend
 }

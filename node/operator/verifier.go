@@ -3,6 +3,8 @@ package operator
 import (
 	"container/heap"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -18,6 +20,8 @@ var (
 	ErrUnknownOperator = errors.New("signed by unknown operator")
 	ErrMalformed       = errors.New("malformed request")
 	ErrWrongTarget     = errors.New("aimed at another node")
+	ErrEarlierRun      = errors.New("signed for an earlier run of this node; resend")
+	ErrNoBoot          = errors.New("signed without the node's boot id")
 	ErrExpired         = errors.New("expired")
 	ErrTooFarAhead     = errors.New("expires too far ahead")
 	ErrBadSignature    = errors.New("bad signature")
@@ -48,6 +52,7 @@ type Verifier struct {
 	ops       atomic.Pointer[Operators]
 	maxTTL    time.Duration
 	maxNonces int
+	boot      string // random, made with the replay cache: see Boot
 
 	mu   sync.Mutex
 	seen map[[NonceSize]byte]struct{}
@@ -68,10 +73,20 @@ func NewVerifier(ops *Operators, cfg VerifierConfig) (*Verifier, error) {
 	if cfg.MaxNonces == 0 {
 		cfg.MaxNonces = DefaultMaxNonces
 	}
-	v := &Verifier{maxTTL: cfg.MaxTTL, maxNonces: cfg.MaxNonces, seen: map[[NonceSize]byte]struct{}{}}
+	b := make([]byte, 8)
+	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	v := &Verifier{maxTTL: cfg.MaxTTL, maxNonces: cfg.MaxNonces, boot: hex.EncodeToString(b),
+		seen: map[[NonceSize]byte]struct{}{}}
 	v.ops.Store(ops)
 	return v, nil
 }
+
+// Boot is this Verifier's boot id: 16 random hex digits, made with its
+// replay cache and never again, so every run of a node has its own. The
+// node gossips it; a signer puts it in the request (Sign), and Verify
+// refuses a request signed for another boot id: the one of an earlier run,
+// whose replay cache died with it.
+func (v *Verifier) Boot() string { return v.boot }
 
 // SetOperators replaces the accepted operators, e.g. after the operators
 // file changed. The replay cache is kept: a new Verifier would forget it.
@@ -85,7 +100,8 @@ func (v *Verifier) SetOperators(ops *Operators) {
 func (v *Verifier) Operators() *Operators { return v.ops.Load() }
 
 // Verify checks that s is signed by a listed operator, aimed at self (this
-// node's alias), live at now and not seen before, and returns its issuer.
+// node's alias) in this run (Boot), live at now and not seen before, and
+// returns its issuer.
 // Cheap checks run first; a nonce is remembered only once the signature
 // verified, so forged requests cannot fill the replay cache.
 func (v *Verifier) Verify(s Signed, self string, now time.Time) (issuer string, err error) {
@@ -101,6 +117,13 @@ func (v *Verifier) Verify(s Signed, self string, now time.Time) (issuer string, 
 	}
 	if s.Target != self {
 		return "", refuse(ErrWrongTarget, "aimed at %s, not %s", show(s.Target), show(self))
+	}
+	switch s.Boot {
+	case v.boot:
+	case "": // an older signer, whose requests a restart would let be replayed
+		return "", refuse(ErrNoBoot, "signed without this node's boot id, as an older meshell signs: upgrade the signing shell")
+	default:
+		return "", ErrEarlierRun
 	}
 	t := now.UnixNano()
 	if t >= s.Expiry {

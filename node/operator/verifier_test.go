@@ -91,6 +91,94 @@ func TestVerifyReplay(t *testing.T) {
 	})
 }
 
+// TestVerifyRefusesAnEarlierRun is a node restarted within a captured
+// request's life: its new Verifier remembers no nonce, and refuses the
+// request for the boot id it names.
+func TestVerifyRefusesAnEarlierRun(t *testing.T) {
+	alice := testKey(t, "alice", 1)
+	ops := testOperators(t, alice)
+	first, err := NewVerifier(ops, VerifierConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	captured, err := Sign(alice, "shutdown", nil, "n2", first.Boot(), MaxTTL, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Verify(captured, "n2", t0); err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	if _, err := first.Verify(captured, "n2", t0); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("first run, again: %v, want replayed", err)
+	}
+
+	restarted, err := NewVerifier(ops, VerifierConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if restarted.Boot() == first.Boot() {
+		t.Fatalf("two runs share the boot id %s", first.Boot())
+	}
+	for _, at := range []time.Duration{time.Second, MaxTTL - time.Nanosecond} {
+		_, err := restarted.Verify(captured, "n2", t0.Add(at))
+		if !errors.Is(err, ErrEarlierRun) || err.Error() != "signed for an earlier run of this node; resend" {
+			t.Fatalf("captured request replayed %v later to the restarted node: %v, want refused as of an earlier run", at, err)
+		}
+	}
+	reaimed := clone(captured)
+	reaimed.Boot = restarted.Boot()
+	if _, err := restarted.Verify(reaimed, "n2", t0); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("captured request with the new boot id written in: %v, want bad signature", err)
+	}
+	if restarted.Nonces() != 0 {
+		t.Fatalf("%d nonces remembered from refused requests", restarted.Nonces())
+	}
+
+	fresh, err := Sign(alice, "shutdown", nil, "n2", restarted.Boot(), DefaultTTL, t0.Add(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := restarted.Verify(fresh, "n2", t0.Add(time.Second)); err != nil {
+		t.Fatalf("a request signed for the new run: %v", err)
+	}
+	if _, err := first.Verify(fresh, "n2", t0.Add(time.Second)); !errors.Is(err, ErrEarlierRun) {
+		t.Fatalf("a request for the new run shown to the old one: %v, want refused", err)
+	}
+
+	old, err := Sign(alice, "shutdown", nil, "n2", "", DefaultTTL, t0) // an older signer's
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.Message()[len(signLabel)] != signVersionOld {
+		t.Fatalf("a request without a boot id is not signed as version %d", signVersionOld)
+	}
+	if _, err := restarted.Verify(old, "n2", t0); !errors.Is(err, ErrNoBoot) {
+		t.Fatalf("a request without a boot id: %v, want refused", err)
+	}
+}
+
+func TestBootIDs(t *testing.T) {
+	ops := testOperators(t, testKey(t, "alice", 1))
+	seen := map[string]bool{}
+	for range 100 {
+		v, err := NewVerifier(ops, VerifierConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := v.Boot()
+		if len(b) != 16 || strings.Trim(b, "0123456789abcdef") != "" {
+			t.Fatalf("boot id %q, want 16 hex digits", b)
+		}
+		if seen[b] {
+			t.Fatalf("boot id %s made twice", b)
+		}
+		seen[b] = true
+		if v.SetOperators(ops); v.Boot() != b {
+			t.Fatal("reloading the operators changed the boot id; the replay cache is kept")
+		}
+	}
+}
+
 func TestVerifyConcurrentReplayAcceptsOnce(t *testing.T) {
 	alice := testKey(t, "alice", 1)
 	v := testVerifier(t, testOperators(t, alice), VerifierConfig{})

@@ -328,10 +328,12 @@ func (c *Core) connected(now time.Time, peer protocol.Member) bool {
 	e, known, v := c.table.Judge(peer, true)
 	if known && v != manager.Apply {
 		c.table.Vouch(peer.Alias, peer.Incarnation)
-		if e.State != protocol.StateAlive || e.Incarnation > peer.Incarnation {
+		if e.State != protocol.StateAlive || e.Incarnation > peer.Incarnation ||
+			e.Incarnation == peer.Incarnation && !sameRecord(e.Member, peer) {
 			// We hold news the peer must answer: a suspicion or failure at
-			// its incarnation, or a later incarnation of its alias (it
-			// restarted). It refutes with a higher incarnation.
+			// its incarnation, a later incarnation of its alias (it
+			// restarted), or its alias at its incarnation as an earlier run
+			// described it. It refutes with a higher incarnation.
 			c.sendTo(peer.Alias, &protocol.Gossip{Updates: []protocol.Member{e.Member}})
 		}
 		return false
@@ -616,9 +618,9 @@ func (c *Core) suspicionBase() time.Duration {
 // aboutSelf answers news about this node. Only the node itself refutes:
 // news that it is suspect, failed or left at its incarnation or above, of
 // any later incarnation, or alive at its incarnation with another address
-// or tags (forged: members keep the first record of an incarnation), makes
-// it alive at a higher incarnation than the news. It reports whether the sender should be sent this node's
-// entry (the news was wrong, stale or implausible).
+// or tags (forged, or an earlier run's: see sameRecord), makes it alive at a
+// higher incarnation than the news. It reports whether the sender should be
+// sent this node's entry (the news was wrong, stale or implausible).
 func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
 	self := c.Self()
 	switch {
@@ -658,8 +660,14 @@ func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
 	return false
 }
 
-// sameRecord reports whether news u gives this node's address and tags as
-// self has them (news without tags keeps the known ones, manager.Table.Set).
+// sameRecord reports whether news u of a member gives its address and tags
+// as the member itself, self, has them (news without tags says nothing of
+// them, manager.Table.Set). At one incarnation alive news changes nothing,
+// so a record that differs would stay in the tables: a forged one, or an
+// earlier run's of an alias restarted before the cluster saw it go (both
+// runs start at one incarnation; the earlier one's boot id, which
+// operators sign for, would stay). A node's record changes only with its
+// incarnation, so within one run it never differs.
 func sameRecord(u, self protocol.Member) bool {
 	return u.Addr == self.Addr && (u.Tags == nil || maps.Equal(u.Tags, self.Tags))
 }

@@ -52,6 +52,15 @@ func member(alias string, st protocol.State, inc uint64) protocol.Member {
 	return protocol.Member{Alias: alias, Addr: alias + ":1", State: st, Incarnation: inc}
 }
 
+// withTags gives m the tags kv (key, value, …); none gives it an empty map.
+func withTags(m protocol.Member, kv ...string) protocol.Member {
+	m.Tags = map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m.Tags[kv[i]] = kv[i+1]
+	}
+	return m
+}
+
 func (h *harness) collect() {
 	r := h.c.Ready()
 	h.out = append(h.out, r.Msgs...)
@@ -529,6 +538,8 @@ func TestRefutation(t *testing.T) {
 		{"left while not leaving", member("a", protocol.StateLeft, 0), 1, true},
 		{"alive at a later incarnation (restart)", member("a", protocol.StateAlive, 3), 4, true},
 		{"alive at own incarnation", member("a", protocol.StateAlive, 0), 0, false},
+		{"alive at own incarnation with an earlier run's tags", withTags(member("a", protocol.StateAlive, 0), "boot", "0ld"), 1, true},
+		{"alive at own incarnation with its own (empty) tags", withTags(member("a", protocol.StateAlive, 0)), 0, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -561,6 +572,31 @@ func TestRefutation(t *testing.T) {
 		to, acks := sent[*protocol.Ack](h.drain())
 		if h.c.Self().Incarnation != 1 || len(acks) != 1 || to[0] != "c" || !hasUpdate(acks[0].Updates, "a", protocol.StateAlive, 1) {
 			t.Fatalf("stale news: self@%d, ack %+v", h.c.Self().Incarnation, acks)
+		}
+	})
+	t.Run("own tags at own incarnation are not refuted", func(t *testing.T) {
+		h := newHarness(t, LANConfig(), 6)
+		h.c.SetTags(h.now, map[string]string{"boot": "n3w"})
+		h.collect()
+		h.drain()
+		self := h.c.Self()
+		h.step("b", &protocol.Gossip{Updates: []protocol.Member{self}})
+		if got := h.c.Self().Incarnation; got != self.Incarnation {
+			t.Fatalf("own entry refuted: incarnation %d, want %d", got, self.Incarnation)
+		}
+	})
+	t.Run("a peer that restarted is told of its earlier run", func(t *testing.T) {
+		h := newHarness(t, LANConfig(), 6)
+		h.step("b", &protocol.Gossip{Updates: []protocol.Member{withTags(member("b", protocol.StateAlive, 1), "boot", "0ld")}})
+		h.drain()
+		h.c.Connected(h.now, withTags(member("b", protocol.StateAlive, 1), "boot", "n3w"))
+		h.collect()
+		to, gossips := sent[*protocol.Gossip](h.drain())
+		if i := slices.Index(to, "b"); i < 0 || !hasUpdate(gossips[i].Updates, "b", protocol.StateAlive, 1) {
+			t.Fatalf("the new run of b was not sent the earlier run's entry: gossip to %v", to)
+		}
+		if e, _ := h.c.Get("b"); e.Tags["boot"] != "0ld" {
+			t.Fatalf("b's tags %v: at one incarnation alive news changes nothing until b refutes", e.Tags)
 		}
 	})
 	t.Run("only the node refutes", func(t *testing.T) {
