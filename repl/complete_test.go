@@ -402,12 +402,14 @@ func TestWatch(t *testing.T) {
 		t.Error("script mode cleared the screen")
 	}
 
-	// Ctrl-C (a cancelled context) ends it without an error.
+	// At a terminal Ctrl-C (a cancelled context) ends it without an error.
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(150*time.Millisecond, cancel)
+	s.interactive = true
 	if err := s.Exec(ctx, "!watch members 100ms"); err != nil {
 		t.Fatalf("cancelled !watch: %v", err)
 	}
+	s.interactive = false
 	// Output goes back to the shell's writer afterwards.
 	out.Reset()
 	s.Exec(context.Background(), "!echo after")
@@ -430,6 +432,25 @@ func TestWatch(t *testing.T) {
 	out.Reset()
 	if err := s.Exec(context.Background(), `!watch --count 1 "!cluster_members --json"`); err != nil || !strings.Contains(out.String(), `"alias":"b"`) {
 		t.Fatalf("quoted: %v %q", err, out.String())
+	}
+}
+
+// TestWatchAndTopInAScriptEnd: a script has no Ctrl-C, so !watch and !top
+// without --count, or with --count 0, print one frame there and the script
+// goes on (the deadline only stops a !watch that would not end).
+func TestWatchAndTopInAScriptEnd(t *testing.T) {
+	s := clusterShell(t)
+	for _, line := range []string{"!watch !cluster_members 100ms", "!watch --count 0 !cluster_members 100ms",
+		"!top --interval 500ms", "!top --count 0 --interval 500ms"} {
+		var out bytes.Buffer
+		s.setWriters(&out, &out)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		err := s.Exec(ctx, line)
+		expired := ctx.Err()
+		cancel()
+		if frames := strings.Count(out.String(), "every "); err != nil || frames != 1 || expired != nil {
+			t.Errorf("%s in a script: %v, %d frames, deadline %v; want 1 frame and an end:\n%s", line, err, frames, expired, out.String())
+		}
 	}
 }
 

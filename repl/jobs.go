@@ -51,8 +51,8 @@ func init() {
 			Help: "Runs --n jobs (default 1000) with --concurrency callers (default 16); prints jobs/s, p50/p90/p99/max latency, jobs per worker, retried and failed. " +
 				"The first job runs alone: if it fails (an unknown kind, no matching worker), the bench stops with its error. " +
 				"Fails when a job failed; Ctrl-C stops it and counts the jobs not started.",
-			Flags: []Flag{{Name: "n", Kind: FlagInt, Usage: "jobs to run (default 1000)"},
-				{Name: "concurrency", Kind: FlagInt, Usage: "jobs in flight at once (default 16)"},
+			Flags: []Flag{{Name: "n", Kind: FlagInt, Min: 1, Usage: "jobs to run (default 1000)"},
+				{Name: "concurrency", Kind: FlagInt, Min: 1, Usage: "jobs in flight at once (default 16)"},
 				tagFlag, strategyFlag, timeoutFlag, flagJSON},
 			Example:  "!bench --n 2000 --concurrency 64 echo x\n!bench --n 200 --json sleep 10ms",
 			Complete: kinds,
@@ -62,7 +62,7 @@ func init() {
 			Name: "!jobs", Listing: true, Group: "jobs", Max: 0,
 			Summary: "recent jobs dispatched by this node: id, kind, worker, attempts, state, latency",
 			Help:    "This node keeps its last 256 jobs.",
-			Flags:   []Flag{{Name: "n", Kind: FlagInt, Usage: "show the last N jobs (default 20; with --json all 256)"}, flagJSON},
+			Flags:   []Flag{{Name: "n", Kind: FlagInt, Min: 1, Usage: "show the last N jobs (default 20; with --json all 256)"}, flagJSON},
 			Example: "!jobs\n!jobs --n 5 --json",
 			Run:     runJobs,
 		},
@@ -289,12 +289,8 @@ func runBench(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	n := a.Int("n", 1000)
-	conc := a.Int("concurrency", 16)
-	if n < 1 || conc < 1 {
-		return errors.New("!bench wants --n ≥ 1 and --concurrency ≥ 1")
-	}
-	conc = min(conc, n)
+	n := a.Int("n", 1000)                    // ≥ 1: the flag's Min
+	conc := min(a.Int("concurrency", 16), n) // ≥ 1 too
 	stats := make([]benchCaller, conc)
 	for i := range stats {
 		stats[i].byWorker = map[string][]time.Duration{}

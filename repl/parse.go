@@ -33,6 +33,7 @@ type Flag struct {
 	Usage string
 	Value func() []string // completion candidates for the value
 	Glob  bool            // FlagKV: a value may hold the wildcards * and ? (target.go)
+	Min   int             // FlagInt: the smallest value taken (0 unless set)
 }
 
 // Args is a parsed command line.
@@ -149,8 +150,8 @@ func isValue(w string) bool {
 func checkFlagValue(f *Flag, v string) error {
 	switch f.Kind {
 	case FlagInt:
-		if n, err := strconv.Atoi(v); err != nil || n < 0 {
-			return fmt.Errorf("--%s wants a whole number ≥ 0, not %q", f.Name, v)
+		if n, err := strconv.Atoi(v); err != nil || n < f.Min {
+			return fmt.Errorf("--%s wants a whole number ≥ %d, not %q", f.Name, f.Min, v)
 		}
 	case FlagDuration:
 		if d, err := time.ParseDuration(v); err != nil || d <= 0 {

@@ -153,6 +153,36 @@ func TestParseArgs(t *testing.T) {
 	}
 }
 
+// TestCountFlagsSayTheirOwnMinimum: a count flag's smallest value is one
+// rule, in the command table, and its error names that rule whatever the
+// value given: --n 0 of !jobs is refused as --n -1 is.
+func TestCountFlagsSayTheirOwnMinimum(t *testing.T) {
+	for line, want := range map[string]string{
+		"!jobs --n 0":                      `--n wants a whole number ≥ 1, not "0"`,
+		"!jobs --n -1":                     `--n wants a whole number ≥ 1, not "-1"`,
+		"!bench --n 0 echo x":              `--n wants a whole number ≥ 1, not "0"`,
+		"!bench --n -1 echo x":             `--n wants a whole number ≥ 1, not "-1"`,
+		"!bench --concurrency 0 echo x":    `--concurrency wants a whole number ≥ 1, not "0"`,
+		"!watch --count -1 !jobs":          `--count wants a whole number ≥ 0, not "-1"`,
+		"!top --count x":                   `--count wants a whole number ≥ 0, not "x"`,
+		"!cluster_members --state=x --n 1": "has no flag --n",
+	} {
+		words, err := tokenize(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := resolve(words); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", line, err, want)
+		}
+	}
+	for _, line := range []string{"!jobs --n 1", "!bench --n 1 --concurrency 1 echo x", "!watch --count 0 !jobs", "!top --count 0"} {
+		words, _ := tokenize(line)
+		if _, _, err := resolve(words); err != nil {
+			t.Errorf("%s: %v", line, err)
+		}
+	}
+}
+
 func TestResolveChecksArgumentCounts(t *testing.T) {
 	for _, tt := range []struct{ line, err string }{
 		{"!wait members", "usage: !wait"},

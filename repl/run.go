@@ -23,6 +23,7 @@ func init() {
 		Summary: "run a command on many nodes at once and gather the answers",
 		Help: "CMD runs on every target node at once, without a shell (write sh -c '…' for one), with no stdin, " +
 			"MESHELL_ALIAS and MESHELL_CLUSTER in its environment, in the node's working directory; nodes need --allow-run. " +
+			"-- always ends the TARGET and the flags: CMD is every word after it. " +
 			"Lines print as they come, prefixed by their node; --gather (-b) prints each distinct answer once under its nodes, " +
 			"--diff the most common answer and a diff per other one, --json one line per node. " +
 			"Fails when a node exits non-zero, refuses or does not answer within --timeout; Ctrl-C stops the command everywhere and prints what came back.",
@@ -59,11 +60,11 @@ const (
 )
 
 // parseRun splits !run's words into the TARGET and the command, which
-// "--" separates (with --all or --tag, "--" may be left out). Flags may
-// come between the node list and "--".
+// "--" always separates: a TARGET of aliases may be several words, so only
+// "--" says where the command starts, and --all and --tag keep the same
+// rule. Flags may come between the TARGET and "--".
 func (s *Shell) parseRun(a *Args) (targets, argv []string, err error) {
 	usage := "usage: " + cmdUsage("!run")
-	byFlag := a.Bool("all") || len(a.KV("tag")) > 0
 	var words []string
 	switch i := slices.Index(a.Pos, "--"); {
 	case a.dashed >= 0: // "--" came before any positional word
@@ -77,10 +78,8 @@ func (s *Shell) parseRun(a *Args) (targets, argv []string, err error) {
 			a.flags[k] = append(a.flags[k], v...)
 		}
 		words, argv = append([]string{a.Pos[0]}, mid.Pos...), a.Pos[i+1:]
-	case byFlag:
-		argv = a.Pos
-	default:
-		return nil, nil, fmt.Errorf("put -- before the command: !run %s -- CMD [ARGS…]", a.Pos[0])
+	case len(a.Pos) > 0:
+		return nil, nil, fmt.Errorf("put -- before the command: %s", withDashes(a))
 	}
 	if len(argv) == 0 {
 		return nil, nil, fmt.Errorf("no command to run; %s", usage)
@@ -90,6 +89,25 @@ func (s *Shell) parseRun(a *Args) (targets, argv []string, err error) {
 	}
 	slices.SortFunc(targets, compareNodes)
 	return targets, argv, nil
+}
+
+// withDashes is a !run typed without "--", written with it: the TARGET
+// (--all, --tag, or else the first word), "--", then the rest.
+func withDashes(a *Args) string {
+	target, cmd := "", a.Pos
+	switch tags := a.KV("tag"); {
+	case a.Bool("all"):
+		target = "--all"
+	case len(tags) > 0:
+		target = filterText(tags)
+	default:
+		target, cmd = a.Pos[0], a.Pos[1:]
+	}
+	rest := "CMD [ARGS…]"
+	if len(cmd) > 0 {
+		rest = strings.Join(cmd, " ")
+	}
+	return cleanN("!run "+target+" -- "+rest, lineCap)
 }
 
 func runRun(ctx context.Context, s *Shell, a *Args) error {

@@ -239,7 +239,12 @@ func TestRunCommand(t *testing.T) {
 		t.Errorf("timeout after %v: %v\n%s", time.Since(start), err, errs)
 	}
 	for line, want := range map[string]string{
-		"!run n1,n2 echo hi":                   "put -- before the command",
+		"!run n1,n2 echo hi":                   "put -- before the command: !run n1,n2 -- echo hi",
+		"!run n1":                              "put -- before the command: !run n1 -- CMD [ARGS…]",
+		"!run --all echo hi":                   "put -- before the command: !run --all -- echo hi",
+		"!run --all ls -la /":                  "put -- before the command: !run --all -- ls -la /",
+		"!run --tag role=worker echo hi":       "put -- before the command: !run --tag role=worker -- echo hi",
+		"!run --all":                           "usage: !run",
 		"!run --all --tag role=worker -- true": "not several",
 		"!run ghost -- true":                   `no member "ghost"`,
 		"!run n1 stray -- true":                `no member "stray"`,

@@ -18,7 +18,7 @@ func init() {
 			"until Ctrl-C. CPU % and jobs/s are the change since the previous frame. In scripts it prints --count frames (default 1 there).",
 		Example: "!top --count 2 --interval 500ms",
 		Flags: []Flag{
-			{Name: "count", Kind: FlagInt, Usage: "stop after N frames (0 = until Ctrl-C; 1 in scripts)"},
+			countFlag("frames"),
 			{Name: "interval", Kind: FlagDuration, Usage: "time between two frames", Value: func() []string { return []string{"500ms", "1s", "2s", "5s"} }},
 		},
 		Run: runTop,
@@ -45,13 +45,7 @@ func runTop(ctx context.Context, s *Shell, a *Args) error {
 	if interval < topMin {
 		return fmt.Errorf("!top --interval %v is too short: use %v or more", interval, topMin)
 	}
-	count := a.Int("count", 0)
-	if count < 0 {
-		return fmt.Errorf("!top --count %d: give a number of frames, or 0 for no end", count)
-	}
-	if count == 0 && !s.interactive {
-		count = 1
-	}
+	count := s.frames(a)
 	prev := map[string]topSample{}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()

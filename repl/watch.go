@@ -13,11 +13,10 @@ func init() {
 		Name: "!watch", Group: "shell", Args: "CMD [ARGS…] [INTERVAL]", Min: 1, Max: -1, Rest: true,
 		Summary: "re-run a listing command in place until Ctrl-C",
 		Help: "Clears the screen and redraws the command's output every INTERVAL (default 2s). " +
-			"Only listing commands (those with --json, such as !cluster_members) can be watched.",
+			"Only listing commands (those with --json, such as !cluster_members) can be watched. " +
+			"In scripts it prints --count frames (default 1 there) without clearing.",
 		Example: "!watch --count 3 !cluster_members 500ms\n!watch --count 2 !workers --json 1s",
-		Flags: []Flag{
-			{Name: "count", Kind: FlagInt, Usage: "stop after N runs (0 = until Ctrl-C)"},
-		},
+		Flags:   []Flag{countFlag("runs")},
 		Complete: func(s *Shell, prev []string) []string {
 			if len(prev) == 0 {
 				return listingNames()
@@ -37,6 +36,22 @@ func listingNames() []string {
 		}
 	}
 	return out
+}
+
+// countFlag is the --count of !watch and !top; frames reads it.
+func countFlag(what string) Flag {
+	return Flag{Name: "count", Kind: FlagInt, Usage: "stop after N " + what + " (0 = until Ctrl-C; in scripts 0 or none is 1)"}
+}
+
+// frames is how many frames !watch or !top prints: --count, 0 for no end
+// but Ctrl-C. A script has no Ctrl-C to end it, so there it is 1 when
+// --count is 0 or not given.
+func (s *Shell) frames(a *Args) int {
+	count := a.Int("count", 0)
+	if count == 0 && !s.interactive {
+		count = 1
+	}
+	return count
 }
 
 const (
@@ -79,7 +94,7 @@ func runWatch(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	count := a.Int("count", 0)
+	count := s.frames(a)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for n := 1; ; n++ {
