@@ -39,6 +39,29 @@ func closedByPeer(nc net.Conn, limit time.Duration) bool {
 	}
 }
 
+// exchange writes m on nc and returns the peer's decoded answer.
+func exchange(t *testing.T, nc net.Conn, m protocol.Message) protocol.Message {
+	t.Helper()
+	nc.Write(frame(t, m))
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p, err := protocol.NewFrameReader(nc, 0).Next()
+	if err != nil {
+		t.Fatalf("no answer to %s: %v", m.Type(), err)
+	}
+	ans, err := protocol.NewDecoder().Decode(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ans
+}
+
+// helloAnswer sends a Hello from member from to the node at addr and
+// returns its answer.
+func helloAnswer(t *testing.T, addr string, from protocol.Member) protocol.Message {
+	t.Helper()
+	return exchange(t, rawDial(t, addr), &protocol.Hello{Version: protocol.Version, Cluster: "c", From: from})
+}
+
 func frame(t *testing.T, m protocol.Message) []byte {
 	t.Helper()
 	b, err := protocol.Frame(m)
@@ -146,17 +169,8 @@ func TestAnsweringAliasCannotBeTakenOver(t *testing.T) {
 	<-ra.recv // a heard from b: the connection is answering
 	impostor := func(addr string) *protocol.JoinAck {
 		nc := rawDial(t, addrA)
-		nc.Write(frame(t, &protocol.Join{Version: protocol.Version, Cluster: "c", ConnID: math.MaxUint64,
-			From: protocol.Member{Alias: "b", Addr: addr, State: protocol.StateAlive}}))
-		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		p, err := protocol.NewFrameReader(nc, 0).Next()
-		if err != nil {
-			t.Fatalf("no answer to the impostor: %v", err)
-		}
-		ack, err := protocol.NewDecoder().Decode(p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ack := exchange(t, nc, &protocol.Join{Version: protocol.Version, Cluster: "c", ConnID: math.MaxUint64,
+			From: protocol.Member{Alias: "b", Addr: addr, State: protocol.StateAlive}})
 		if !closedByPeer(nc, 5*time.Second) {
 			t.Fatal("the impostor's connection was kept")
 		}

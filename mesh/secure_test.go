@@ -125,17 +125,7 @@ func TestRefusalsNameOnlyTheAlias(t *testing.T) {
 				self := c.Self
 				c.Self = func() protocol.Member { m := self(); m.Tags = map[string]string{"role": "db"}; return m }
 			})
-			nc := rawDial(t, addr)
-			nc.Write(frame(t, &protocol.Hello{Version: protocol.Version, Cluster: "c", From: protocol.Member{Alias: "x", Addr: "127.0.0.1:1"}}))
-			nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-			p, err := protocol.NewFrameReader(nc, 0).Next()
-			if err != nil {
-				t.Fatalf("no answer: %v", err)
-			}
-			msg, err := protocol.NewDecoder().Decode(p)
-			if err != nil {
-				t.Fatal(err)
-			}
+			msg := helloAnswer(t, addr, protocol.Member{Alias: "x", Addr: "127.0.0.1:1"})
 			ack, ok := msg.(*protocol.HelloAck)
 			if !ok || ack.Error == "" {
 				t.Fatalf("answered %+v, want a refusal", msg)
@@ -157,32 +147,14 @@ func TestProtectedNodeSpeaksToLoopbackOnly(t *testing.T) {
 			t.Fatalf("dial to %s: %v, want refused before it leaves", to, err)
 		}
 	}
-	nc := rawDial(t, addr)
-	nc.Write(frame(t, &protocol.Hello{Version: protocol.Version, Cluster: "c", From: protocol.Member{Alias: "x", Addr: "192.0.2.1:7001"}}))
-	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	p, err := protocol.NewFrameReader(nc, 0).Next()
-	if err != nil {
-		t.Fatalf("no answer: %v", err)
-	}
-	msg, err := protocol.NewDecoder().Decode(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	far := protocol.Member{Alias: "x", Addr: "192.0.2.1:7001"}
+	msg := helloAnswer(t, addr, far)
 	if ack, ok := msg.(*protocol.HelloAck); !ok || !strings.Contains(ack.Error, "advertised address 192.0.2.1:7001 is not on loopback") {
 		t.Fatalf("answered %+v, want the advertised address refused", msg)
 	}
 	// With --insecure both are the operator's choice.
 	_, ins := newMesh(t, "b", newRecorder(), func(c *Config) { c.Insecure = true })
-	nc = rawDial(t, ins)
-	nc.Write(frame(t, &protocol.Hello{Version: protocol.Version, Cluster: "c", From: protocol.Member{Alias: "x", Addr: "192.0.2.1:7001"}}))
-	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if p, err = protocol.NewFrameReader(nc, 0).Next(); err != nil {
-		t.Fatalf("no answer: %v", err)
-	}
-	if msg, err = protocol.NewDecoder().Decode(p); err != nil {
-		t.Fatal(err)
-	}
-	if ack, ok := msg.(*protocol.HelloAck); !ok || ack.Error != "" {
-		t.Fatalf("insecure node answered %+v, want admitted", msg)
+	if ack, ok := helloAnswer(t, ins, far).(*protocol.HelloAck); !ok || ack.Error != "" {
+		t.Fatalf("insecure node answered %+v, want admitted", ack)
 	}
 }
