@@ -41,6 +41,9 @@ const (
 // member matches the filter.
 var ErrNoWorker = jobs.ErrNoWorker
 
+// ErrStreamLimit is emit's error for a chunk past what one job may stream.
+var ErrStreamLimit = jobs.ErrStreamLimit
+
 // DefaultMaxSlots is the slot bound when the owner sets none: 4 per CPU.
 func DefaultMaxSlots() int { return jobs.DefaultMaxSlots() }
 

@@ -38,6 +38,13 @@ const MaxRunOutput = 1 << 20
 // MaxRunOutput and its truncation marker.
 const MaxJobOutput = MaxRunOutput + 1024
 
+// A kind's streamed chunks (StreamJob) per attempt: a worker's emit refuses
+// more, and a dispatcher ends a job whose worker sends more.
+const (
+	MaxJobChunks = 100_000  // chunks
+	MaxJobStream = 16 << 20 // bytes of their data
+)
+
 // ErrUnexpectedType is wrapped by DecodeOnly's error for a known message
 // type that the connection's state does not allow.
 var ErrUnexpectedType = errors.New("message type not allowed in this state")

@@ -120,18 +120,24 @@ const (
 )
 
 // ErrOverrun is wrapped by the error of a job whose worker streamed more
-// than this dispatcher keeps (maxStreamOutput or maxStreamHeld): the job
+// than this dispatcher keeps (maxStreamOutput, protocol.MaxJobChunks and
+// protocol.MaxJobStream, or maxStreamHeld): the job
 // was ended here, cancelled on its worker, and the rest of its chunks
 // dropped.
 var ErrOverrun = errors.New("stream overrun")
+
+// ErrStreamLimit is emit's error for a chunk past what one job may stream;
+// a dispatcher ends a job whose worker sends it anyway (ErrOverrun).
+var ErrStreamLimit = fmt.Errorf("a job streams at most %d chunks and %d bytes", protocol.MaxJobChunks, protocol.MaxJobStream)
 
 // stream collects one job's chunks, pushed by its worker connection's
 // reader goroutine, for the caller's goroutine, without ever blocking the
 // reader. Chunks are put in order as they arrive and held until the caller
 // takes them; consecutive pieces of a command's output on one stream are
 // held as one chunk, so that an honest command stays far below the bounds.
-// Overflow policy, end-job: a chunk past maxStreamOutput or maxStreamHeld
-// ends the job with one error (ErrOverrun); it and every later chunk are
+// Overflow policy, end-job: a chunk past maxStreamOutput, a kind's chunk
+// past protocol.MaxJobChunks or MaxJobStream, or one past maxStreamHeld ends
+// the job with one error (ErrOverrun); it and every later chunk are
 // dropped.
 type stream struct {
 	output bool // the caller takes a command's output (OnOutput)
@@ -143,7 +149,8 @@ type stream struct {
 	held  []heldChunk // in order, not yet taken
 	tail  []byte      // held's last chunk's data, while output is merged into it
 	bytes int         // held, chunkCost included
-	sent  [3]int      // bytes of output this attempt streamed, by Stream
+	sent  [3]int      // bytes this attempt streamed, by Stream
+	count int         // a kind's chunks (StreamJob) this attempt streamed
 	ended string      // not empty: why the job was ended here; later chunks are dropped
 }
 
@@ -161,6 +168,7 @@ func newStream(output, jobs bool) *stream {
 func (s *stream) begin() {
 	s.mu.Lock()
 	s.sent = [3]int{}
+	s.count = 0
 	s.ended = ""
 	s.mu.Unlock()
 }
@@ -183,13 +191,19 @@ func (s *stream) push(c protocol.JobChunk) (why string) {
 	if s.ended != "" {
 		return ""
 	}
-	if out {
-		if s.sent[c.Stream]+len(c.Data) > maxStreamOutput {
-			s.ended = fmt.Sprintf("more than %d bytes of %s, the output limit", maxStreamOutput, streamName(c.Stream))
+	limit, what := maxStreamOutput, "the output limit"
+	if c.Stream == protocol.StreamJob {
+		limit, what = protocol.MaxJobStream, "the stream limit"
+		if s.count++; s.count > protocol.MaxJobChunks {
+			s.ended = fmt.Sprintf("more than %d chunks, the stream limit", protocol.MaxJobChunks)
 			return s.ended
 		}
-		s.sent[c.Stream] += len(c.Data)
 	}
+	if s.sent[c.Stream]+len(c.Data) > limit {
+		s.ended = fmt.Sprintf("more than %d bytes of %s, %s", limit, streamName(c.Stream), what)
+		return s.ended
+	}
+	s.sent[c.Stream] += len(c.Data)
 	s.order.add(c, s.hold)
 	return s.ended
 }

@@ -381,3 +381,71 @@ func TestCommandOutputWaitingIsMerged(t *testing.T) {
 		t.Fatalf("the caller was given %d bytes of stdout in %d calls; want %d bytes in 3 (first, stdout, stderr)", out.Len(), calls, want.Len())
 	}
 }
+
+// A hostile worker streams a kind's chunks past the stream limit to a
+// caller that takes them all (as !dispatch --json keeps them): the job ends
+// in one error and the caller is given no more than the limit, by count and
+// by bytes.
+func TestHostileWorkerPastTheStreamLimitEndsItsJob(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		n    int
+		data func() string
+	}{
+		{"chunks", protocol.MaxJobChunks + 1000, func() string { return "x" }},
+		{"bytes", protocol.MaxJobStream>>20 + 4, megabyte},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, d, ws := jobCluster(t, "w1")
+			g := newGate()
+			ws[0].RegisterKind("job", g.kind("w1"))
+			var mu sync.Mutex
+			var calls, bytes int
+			id, done := startOn(t, d, g, "w1", DispatchRequest{Kind: "job", OnChunk: func(_ int, data string) {
+				mu.Lock()
+				calls++
+				bytes += len(data)
+				mu.Unlock()
+			}})
+			for seq := 1; seq <= tc.n; seq++ {
+				d.Receive("w1", &protocol.JobChunk{ID: id, Seq: uint32(seq), Data: tc.data()})
+			}
+			if err := within(t, "the worker's job ending", g.ended); !errors.Is(err, context.Canceled) {
+				t.Errorf("the worker's job ended with %v, want it cancelled by the dispatcher", err)
+			}
+			o := within(t, "the flooded job's outcome", done)
+			if !errors.Is(o.err, ErrOverrun) || !strings.Contains(o.err.Error(), "the stream limit") {
+				t.Fatalf("flooded job: %+v, %v; want one error for the stream limit", o.res, o.err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if calls > protocol.MaxJobChunks || bytes > protocol.MaxJobStream {
+				t.Errorf("the caller was given %d chunks, %d bytes; the limit is %d chunks, %d bytes", calls, bytes, protocol.MaxJobChunks, protocol.MaxJobStream)
+			}
+		})
+	}
+}
+
+// A kind that streams without end is stopped by emit at the stream limit:
+// its job fails with that error, after the caller was given every chunk
+// up to the limit.
+func TestEmitRefusesPastTheStreamLimit(t *testing.T) {
+	_, d, ws := jobCluster(t, "w1")
+	ws[0].RegisterKind("endless", func(ctx context.Context, _ []string, emit func(string) error) (string, error) {
+		for {
+			if err := emit("x"); err != nil {
+				return "", err
+			}
+		}
+	})
+	var calls int
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := d.Dispatch(ctx, DispatchRequest{Kind: "endless", Worker: "w1", OnChunk: func(int, string) { calls++ }})
+	if err == nil || !strings.Contains(err.Error(), ErrStreamLimit.Error()) {
+		t.Fatalf("endless stream: %v; want the job to fail with %q", err, ErrStreamLimit)
+	}
+	if calls != protocol.MaxJobChunks {
+		t.Errorf("the caller was given %d chunks, want the %d the limit allows", calls, protocol.MaxJobChunks)
+	}
+}

@@ -13,7 +13,8 @@ import (
 
 // KindFunc runs one job of a kind on a worker. args are the job's
 // arguments; emit streams one chunk of output back to the caller (in order)
-// and fails only when ctx ended or the caller cannot be reached. The
+// and fails only when ctx ended, the caller cannot be reached, or the job
+// would stream past its limit (ErrStreamLimit). The
 // returned string is the job's result; an error is the job's failure (it is
 // not retried elsewhere). A KindFunc must return soon after ctx is done:
 // that is how timeouts, cancellation and draining reach it.

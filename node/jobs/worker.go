@@ -383,8 +383,13 @@ func (w *worker) run(t *task) {
 		out = w.runCommand(t)
 	} else {
 		var seq uint32
+		var sent int
 		emit := func(data string) error {
+			if seq >= protocol.MaxJobChunks || sent+len(data) > protocol.MaxJobStream {
+				return ErrStreamLimit
+			}
 			seq++
+			sent += len(data)
 			return w.j.sendChunk(t.ctx, t.key.from, &protocol.JobChunk{ID: t.key.id, Seq: seq, Data: data})
 		}
 		var res string
