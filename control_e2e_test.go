@@ -60,7 +60,21 @@ func TestShutdownOfAWorkerDuringABenchLosesNoJob(t *testing.T) {
 	ctl.feed(t, "!wait members 5 30s\n!echo ready\n")
 	ctl.waitOutput(t, "ready", 30*time.Second)
 	d.waitOutput(t, "bench-start", 30*time.Second)
-	time.Sleep(300 * time.Millisecond) // real time: let the bench get under way
+	// The shutdown must land mid-bench: wait until w2 has run some jobs
+	// (its connection to d may come up after the bench started).
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		ctl.feed(t, fmt.Sprintf("!status w2 --json\n!echo status-%d\n", i))
+		ctl.waitOutput(t, fmt.Sprintf("status-%d\n", i), 30*time.Second)
+		st := jsonLinesWith(ctl.stdout.String(), "jobs_done")
+		if len(st) > 0 && st[len(st)-1]["jobs_done"].(float64) >= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("w2 ran no jobs of the bench within 30 s:\n%s\n%s", ctl.stdout.String(), d.stderr.String())
+		}
+		ctl.feed(t, "!sleep 50ms\n")
+	}
 	ctl.feed(t, "!shutdown w2\n!echo shutdown-sent\n")
 	ctl.waitOutput(t, "shutdown-sent", 30*time.Second)
 	if !strings.Contains(ctl.stdout.String(), "ok: shutting down") {
@@ -69,7 +83,7 @@ func TestShutdownOfAWorkerDuringABenchLosesNoJob(t *testing.T) {
 	if code := ws[1].wait(t, 60*time.Second); code != 0 {
 		t.Fatalf("w2 exited %d after !shutdown, want 0\n%s", code, ws[1].stderr.String())
 	}
-	deadline := time.Now().Add(90 * time.Second)
+	deadline = time.Now().Add(90 * time.Second)
 	for !strings.Contains(d.stdout.String(), `"jobs_per_sec"`) {
 		if time.Now().After(deadline) {
 			d.cmd.Process.Signal(syscall.SIGQUIT) // a goroutine dump in the log
@@ -80,7 +94,7 @@ func TestShutdownOfAWorkerDuringABenchLosesNoJob(t *testing.T) {
 	}
 	res := jsonLinesWith(d.stdout.String(), "jobs_per_sec")[0]
 	if res["succeeded"] != float64(3000) || res["failed"] != float64(0) {
-		t.Fatalf("jobs lost across the shutdown: %v", res)
+		t.Fatalf("jobs lost across the shutdown: %v\nd stderr:\n%s\nw1:\n%s", res, d.stderr.String(), ws[0].stderr.String())
 	}
 	// The shutdown came mid-bench: w2 did some of the jobs, not all, and
 	// the ones it handed back or refused while draining went elsewhere.

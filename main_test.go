@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -40,15 +41,61 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
+// freePort returns a loopback port reserved for the test (reservePorts).
+func freePort(t testing.TB) int { return reservePorts(t, 1) }
+
+// Ports the tests reserve: below the kernel's ephemeral range (32768 up),
+// so no socket bound to port 0 or dialling out is given one meanwhile.
+const testPortLow, testPortHigh = 20000, 32000
+
+// reservePorts returns p such that p..p+n-1 are free on loopback and held
+// for this test alone until it ends (holdPorts).
+func reservePorts(t testing.TB, n int) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	for try := 0; try < 200; try++ {
+		if base := testPortLow + rand.IntN(testPortHigh-testPortLow-n); holdPorts(t, base, n) {
+			return base
+		}
+	}
+	t.Fatalf("no run of %d free test ports in %d–%d", n, testPortLow, testPortHigh)
+	return 0
+}
+
+// holdPorts reports whether base..base+n-1 are free on loopback and, if so,
+// holds them until the test ends: a lock file per port keeps other test
+// processes on this machine (another package's, another checkout's) from
+// handing out the same ones before the test's nodes bind them.
+func holdPorts(t testing.TB, base, n int) bool {
+	t.Helper()
+	dir := filepath.Join(os.TempDir(), "meshell-test-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	var held []*os.File
+	release := func() {
+		for _, f := range held {
+			f.Close() // closing the file drops its lock
+		}
+	}
+	for p := base; p < base+n; p++ {
+		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprint(p)), os.O_CREATE|os.O_RDWR, 0o666)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, f)
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			release()
+			return false
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			release()
+			return false
+		}
+		ln.Close()
+	}
+	t.Cleanup(release)
+	return true
 }
 
 // script reads a command file from testdata and fills in its placeholders.

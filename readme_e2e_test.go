@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,25 +115,16 @@ func TestREADMEShellBlocks(t *testing.T) {
 	}
 }
 
-// remapPorts gives a block free ports in place of the fixed run it names
-// when one of those is taken on this machine; otherwise it runs as written.
+// remapPorts gives a block reserved ports in place of the fixed run it
+// names when one of those is taken or held; otherwise it runs as written.
 // It returns the text and how far the ports moved.
 func remapPorts(t *testing.T, text string, ports [2]int) (string, int) {
 	t.Helper()
 	first, n := ports[0], ports[1]
-	busy := false
-	for p := first; p < first+n; p++ {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			busy = true
-			break
-		}
-		ln.Close()
-	}
-	if !busy {
+	if holdPorts(t, first, n) {
 		return text, 0
 	}
-	base := freeBase(t, n)
+	base := reservePorts(t, n)
 	t.Logf("ports %d..%d are taken here: the block runs on %d..%d", first, first+n-1, base, base+n-1)
 	return shiftPorts(text, first, n, base-first), base - first
 }

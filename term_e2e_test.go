@@ -8,7 +8,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -295,31 +294,6 @@ func TestTerminalCtrlCCtrlZAndCtrlD(t *testing.T) {
 	ts.waitFor("EXITED 0")
 }
 
-// freeBase returns a port p such that p..p+n-1 were free a moment ago.
-func freeBase(t *testing.T, n int) int {
-	t.Helper()
-	for try := 0; try < 50; try++ {
-		base := freePort(t)
-		if base+n > 65535 {
-			continue
-		}
-		ok := true
-		for i := 1; i < n && ok; i++ {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				continue
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no run of free ports")
-	return 0
-}
-
 func TestTmuxClusterScript(t *testing.T) {
 	t.Parallel()
 	needTmux(t)
@@ -353,7 +327,7 @@ func TestTmuxClusterScript(t *testing.T) {
 		}
 		return string(out)
 	}
-	base := freeBase(t, 3)
+	base := reservePorts(t, 3)
 	session := fmt.Sprintf("mc%d", os.Getpid())
 	script("-d", "-s", session, "-b", binary, "3", fmt.Sprint(base))
 
