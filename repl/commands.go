@@ -299,7 +299,7 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 	}
 	res, err := s.join(ctx, addr, a.Duration("retry", 0))
 	if err != nil {
-		return err
+		return s.joinFailed(err, a.Duration("retry", 0) > 0)
 	}
 	s.printf("joined cluster %s through %s (%s) as %s: %d members\n", clean(s.Node.Cluster()), clean(res.Seed.Alias), clean(addr),
 		clean(s.Node.Alias()), res.Members)
@@ -318,6 +318,22 @@ func (s *Shell) join(ctx context.Context, addr string, retry time.Duration) (nod
 		return s.Node.Join(jctx, addr)
 	}
 	return s.Node.JoinRetry(ctx, []string{addr}, node.JoinWait, node.Retry{For: retry, First: 200 * time.Millisecond, Cap: time.Second})
+}
+
+// joinFailed adds to a join's error where the node stands and, when trying
+// again may work, what to check.
+func (s *Shell) joinFailed(err error, retried bool) error {
+	switch {
+	case s.Node.Running():
+		return fmt.Errorf("%w; this node stays in its cluster", err)
+	case node.Final(err):
+		return fmt.Errorf("%w; this node is in no cluster (!start_cluster starts one here)", err)
+	}
+	retry := "--retry D"
+	if retried {
+		retry = "a longer --retry"
+	}
+	return fmt.Errorf("%w; this node is in no cluster: check HOST PORT, give a seed that is starting time with %s, or !start_cluster to start one here", err, retry)
 }
 
 func runMembers(ctx context.Context, s *Shell, a *Args) error {
