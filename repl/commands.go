@@ -190,7 +190,7 @@ func init() {
 		{
 			Name: "!tag", Group: "cluster", Args: "K=V…", Min: 1, Max: -1,
 			Summary: "set tags of this node (gossiped to all)",
-			Help:    "K=V,K2=V2 sets several, as --tags does. slots is set by !scale.",
+			Help:    "K=V,K2=V2 sets several, as --tags does. The node keeps slots (!scale sets it), kinds (--kind) and boot itself.",
 			Example: "!tag role=worker zone=a",
 			Complete: func(s *Shell, prev []string) []string {
 				return append([]string{"role=worker"}, s.tagCandidates()...)
@@ -203,7 +203,7 @@ func init() {
 			Example: "!tag zone=a\n!untag zone",
 			Complete: func(s *Shell, prev []string) []string {
 				keys := slices.Sorted(maps.Keys(s.Node.Self().Tags))
-				return slices.DeleteFunc(keys, func(k string) bool { return ownTag(k) != nil })
+				return slices.DeleteFunc(keys, func(k string) bool { return node.OwnedTag(k) != nil })
 			},
 			Run: runUntag,
 		},
@@ -463,25 +463,6 @@ func memberStates(sn *nodeSnapshot) string {
 	return strings.Join(out, ", ")
 }
 
-// errSlotsTag refuses a change of the slots tag, which the node keeps
-// equal to its worker slots.
-var errSlotsTag = fmt.Errorf("%s is set by !scale: use !scale ALIAS N", node.SlotsTag)
-
-// errBootTag refuses a change of the boot tag: the boot id operators sign
-// for, which the node keeps.
-var errBootTag = fmt.Errorf("%s is this node's boot id, kept by the node for signed control (--operators)", node.BootTag)
-
-// ownTag is the error for a tag the node keeps itself, nil for others.
-func ownTag(k string) error {
-	switch k {
-	case node.SlotsTag:
-		return errSlotsTag
-	case node.BootTag:
-		return errBootTag
-	}
-	return nil
-}
-
 func runTag(ctx context.Context, s *Shell, a *Args) error {
 	tags := maps.Clone(s.Node.Self().Tags)
 	if tags == nil {
@@ -493,7 +474,7 @@ func runTag(ctx context.Context, s *Shell, a *Args) error {
 			return err
 		}
 		for k, v := range kvs {
-			if err := ownTag(k); err != nil {
+			if err := node.OwnedTag(k); err != nil {
 				return err
 			}
 			tags[k] = v
@@ -513,7 +494,7 @@ func runUntag(ctx context.Context, s *Shell, a *Args) error {
 	tags := maps.Clone(s.Node.Self().Tags)
 	for _, word := range a.Pos {
 		for _, k := range strings.Split(word, ",") {
-			if err := ownTag(k); err != nil {
+			if err := node.OwnedTag(k); err != nil {
 				return err
 			}
 			if _, ok := tags[k]; !ok {
