@@ -135,7 +135,8 @@ func init() {
 			Name: "!join_cluster", Group: "cluster", Args: "HOST PORT | HOST:PORT", Min: 1, Max: 2,
 			Summary: "join a cluster through any of its members",
 			Help: "Listens first if needed, says Hello to the seed, then introduces itself to every member the seed names. " +
-				"--retry keeps trying while nothing answers at the seed, for nodes started at the same time as it.",
+				"--retry keeps trying while nothing answers at the seed, for nodes started at the same time as it. " +
+				"If the join fails, a node that was in no cluster is left in none, and a member stays in its cluster.",
 			Flags:   []Flag{{Name: "retry", Kind: FlagDuration, Usage: "keep trying for up to this long while the seed cannot be reached"}},
 			Example: "!join_cluster 127.0.0.1 7001\n!leave\n!join_cluster --retry 20s 127.0.0.1:7001",
 			Run:     runJoinCluster,
