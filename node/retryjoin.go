@@ -50,6 +50,7 @@ func (n *Node) JoinRetry(ctx context.Context, addrs []string, perAddr time.Durat
 	return n.joinStarted(func() (JoinResult, error) { return n.joinRounds(ctx, addrs, perAddr, r) })
 }
 
+// joinRounds is JoinRetry on a node joinStarted has started.
 func (n *Node) joinRounds(ctx context.Context, addrs []string, perAddr time.Duration, r Retry) (JoinResult, error) {
 	start := time.Now()
 	for round := 1; ; round++ {
