@@ -36,7 +36,7 @@ type options struct {
 	historyFile                                 string
 	keyFile, operatorsFile, operatorKey         string
 	insecure                                    bool
-	maxSlots, maxMembers                        int
+	slots, maxSlots, maxMembers                 int
 	maxJobTimeout                               time.Duration
 	swim                                        [][2]string // failure-detection flags as given: key, value
 	allowRun                                    bool
@@ -83,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.insecure, "insecure", false, "without a cluster key, take peers from and dial any address (default: loopback only)")
 	fs.StringVar(&o.operatorsFile, "operators", "", "operators file: control that changes this node must be signed by one of them")
 	fs.StringVar(&o.operatorKey, "operator-key", "", "operator private key that signs the control requests this shell sends")
+	fs.IntVar(&o.slots, "slots", 0, "job slots at start-up, 0 to --max-slots (default: the number of CPUs); !scale changes them")
 	fs.IntVar(&o.maxSlots, "max-slots", node.DefaultMaxSlots(), "most job slots !scale may give this node")
 	fs.DurationVar(&o.maxJobTimeout, "max-job-timeout", node.DefaultMaxJobTimeout, "longest a job may run on this node")
 	fs.IntVar(&o.maxMembers, "max-members", node.LANTunables().MaxMembers, "largest membership table and most accepted connections")
@@ -145,6 +146,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer n.Close()
+	if o.set["slots"] {
+		if err := n.SetSlots(o.slots); err != nil {
+			fmt.Fprintf(stderr, "error: --slots: %s\n", repl.Clean(err.Error()))
+			return 2
+		}
+	}
 	if o.metrics != "" {
 		addr, err := n.ServeMetrics(o.metrics)
 		if err != nil {
@@ -283,6 +290,9 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	if o.maxSlots < 1 {
 		return cfg, nil, fmt.Errorf("--max-slots %d: give at least 1", o.maxSlots)
 	}
+	if o.set["slots"] && (o.slots < 0 || o.slots > o.maxSlots) {
+		return cfg, nil, fmt.Errorf("--slots %d: give 0 to %d (--max-slots)", o.slots, o.maxSlots)
+	}
 	if o.maxJobTimeout <= 0 {
 		return cfg, nil, fmt.Errorf("--max-job-timeout %v: give a positive duration such as 1h", o.maxJobTimeout)
 	}
@@ -315,6 +325,9 @@ func parseTags(s string) (map[string]string, error) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("--tags: %q is not KEY=VALUE (e.g. --tags role=worker,zone=a)", kv)
+		}
+		if err := node.OwnedTag(k); err != nil {
+			return nil, fmt.Errorf("--tags: %w", err)
 		}
 		tags[k] = v
 	}

@@ -405,3 +405,33 @@ func TestVersionAndBadFlags(t *testing.T) {
 		t.Errorf("--bind 0.0.0.0:0 without --advertise: err=%v stderr=%q, want a refusal naming --advertise", err, stderr.String())
 	}
 }
+
+// The tags a node keeps itself are refused by --tags, naming the flag that
+// sets them; --slots sets the slot count at start-up.
+func TestTagsFlagRefusesTheNodesOwnTags(t *testing.T) {
+	for _, tt := range []struct{ tags, want string }{
+		{"slots=3", "error: --tags: tag slots is kept by the node: set it with --slots N"},
+		{"role=worker,kinds=build", "error: --tags: tag kinds is kept by the node: it names the kinds declared with --kind"},
+		{"boot=0123", "error: --tags: tag boot is kept by the node"},
+	} {
+		cmd := exec.Command(binary, "--tags", tt.tags, "-P", "0")
+		var stderr bytes.Buffer
+		cmd.Stderr, cmd.Stdin = &stderr, strings.NewReader("!echo ran\n")
+		out, _ := cmd.Output()
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 2 || !strings.HasPrefix(stderr.String(), tt.want) || len(out) > 0 {
+			t.Errorf("--tags %s: exit %v, stdout %q, stderr %q; want exit 2 and %q", tt.tags, cmd.ProcessState, out, stderr.String(), tt.want)
+		}
+	}
+	p := start(t, "!start_cluster\n!workers --json\n", "--slots", "1", "--tags", "role=worker", "-P", "0")
+	if code := p.wait(t, 20*time.Second); code != 0 || !strings.Contains(p.stdout.String(), `"slots":1,`) {
+		t.Fatalf("--slots 1: exit %d, stdout %s, stderr %s", code, p.stdout.String(), p.stderr.String())
+	}
+	for _, n := range []string{"-1", "100000"} {
+		cmd := exec.Command(binary, "--slots", n, "-P", "0")
+		var stderr bytes.Buffer
+		cmd.Stderr, cmd.Stdin = &stderr, strings.NewReader("")
+		if cmd.Run(); cmd.ProcessState.ExitCode() != 2 || !strings.HasPrefix(stderr.String(), "error: --slots "+n+": give 0 to ") {
+			t.Errorf("--slots %s: exit %d, stderr %q", n, cmd.ProcessState.ExitCode(), stderr.String())
+		}
+	}
+}

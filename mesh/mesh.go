@@ -36,6 +36,11 @@ type RefusedError struct {
 
 func (e *RefusedError) Error() string { return e.Addr + " refused: " + e.Reason }
 
+// ErrSelf is a handshake that reached this node's own listener: the address
+// dialled is this node's (its listen address, another name for it, or what
+// it advertises).
+var ErrSelf = errors.New("this node's own address")
+
 // Handler is what the mesh calls. Calls come from connection goroutines,
 // concurrently; none may block for long (a blocked Receive stalls that
 // peer's connection and nothing else).
@@ -125,6 +130,7 @@ type Mesh struct {
 	heldDown map[string]error // peer-downs held until the dial under way ends (conn.go)
 	all      map[*conn]struct{}
 	claims   map[string]*claim // aliases held by accepted handshakes not yet registered (claim.go)
+	ownDials map[uint64]bool   // ConnIDs of this node's handshakes under way; true once one reached this node
 	closed   bool
 	dialCtx  context.Context // cancelled by CloseAll: dials under way stop
 	stopDial context.CancelFunc
@@ -173,9 +179,10 @@ func New(cfg Config, h Handler) *Mesh {
 	}
 	cfg.Versions.Cur = cfg.Versions.Max
 	m := &Mesh{cfg: cfg, h: h, conns: map[string]*conn{}, claims: map[string]*claim{}, dialing: map[string]*conn{}, all: map[*conn]struct{}{}, heldDown: map[string]error{},
-		gate:   newGate(cfg.MaxHandshakes, cfg.MaxHandshakesIP, cfg.MaxConns, cfg.MaxConnsPerIP),
-		budget: protocol.NewBudget(cfg.ReadBudget),
-		warn:   NewRateLog(cfg.Log, time.Now)}
+		ownDials: map[uint64]bool{},
+		gate:     newGate(cfg.MaxHandshakes, cfg.MaxHandshakesIP, cfg.MaxConns, cfg.MaxConnsPerIP),
+		budget:   protocol.NewBudget(cfg.ReadBudget),
+		warn:     NewRateLog(cfg.Log, time.Now)}
 	m.dialCtx, m.stopDial = context.WithCancel(context.Background())
 	return m
 }
@@ -304,6 +311,8 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 	ip := remoteIP(nc)
 	counted, dup := false, false
 	switch {
+	case m.ownDial(c.id):
+		err = ErrSelf // the dialler, this node, says so
 	case !overlap:
 		err = protocol.NoOverlap(from.Alias, peerV, self.Alias, m.cfg.Versions)
 	case cluster != m.cfg.Cluster:
@@ -380,6 +389,10 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		c.fr.Release()
 		c.writeDirect(ack)
 		m.refused.Add(1)
+		if errors.Is(err, ErrSelf) {
+			nc.Close()
+			return
+		}
 		m.warn.Warn("handshake-refused", logrus.Fields{"remote": remote["remote"], "alias": from.Alias, "reason": errText},
 			"mesh: refused "+msg.Type().String())
 		nc.Close()
@@ -435,6 +448,25 @@ func (m *Mesh) answering(alias string) bool {
 // takeoverWait is how long a handshake claiming a connected alias waits for
 // that connection to close before it is answered as a duplicate.
 const takeoverWait = 250 * time.Millisecond
+
+// ownDial reports whether id is a handshake this node is dialling, and
+// marks it as one that reached this node itself.
+func (m *Mesh) ownDial(id uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.ownDials[id]
+	if ok {
+		m.ownDials[id] = true
+	}
+	return ok
+}
+
+// dialledSelf reports whether this node's handshake id reached this node.
+func (m *Mesh) dialledSelf(id uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ownDials[id]
+}
 
 // Hello joins through the seed at addr: it introduces this node, and on
 // success returns the seed's answer with every member the seed knows. The
@@ -510,7 +542,16 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 		c.attach(nc)
 	}
 	self := m.cfg.Self()
-	c.id = rand.Uint64()
+	id := rand.Uint64()
+	c.id = id
+	m.mu.Lock()
+	m.ownDials[id] = false
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.ownDials, id)
+		m.mu.Unlock()
+	}()
 	var intro protocol.Message = protocol.NewJoin(m.cfg.Versions, m.cfg.Cluster, self, c.id)
 	if hello {
 		intro = protocol.NewHello(m.cfg.Versions, m.cfg.Cluster, self, c.id)
@@ -554,6 +595,8 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 		return fail(fmt.Errorf("handshake with %s: answer is %s", addr, ack.Type()))
 	}
 	switch {
+	case m.dialledSelf(id):
+		return fail(fmt.Errorf("%s is %w", addr, ErrSelf))
 	case errText != "":
 		return fail(&RefusedError{Addr: addr, Reason: errText})
 	case !m.cfg.Versions.Speaks(peerV.Cur) || !peerV.Speaks(peerV.Cur):

@@ -140,6 +140,37 @@ func TestRefusalReachesTheDialer(t *testing.T) {
 	}
 }
 
+// A node that dials itself, under any name for its address, is told so,
+// and its listener logs no refusal; a stranger using its alias is refused.
+func TestDialingItselfIsErrSelf(t *testing.T) {
+	l, logged := logtest.NewNullLogger()
+	r := newRecorder()
+	a, aAddr := newMesh(t, "a", r, func(c *Config) { c.Log = l })
+	_, port, _ := net.SplitHostPort(aAddr)
+	for _, addr := range []string{aAddr, net.JoinHostPort("localhost", port)} {
+		if _, err := a.Hello(context.Background(), addr); !errors.Is(err, ErrSelf) || !strings.Contains(err.Error(), addr+" is this node's own address") {
+			t.Fatalf("Hello to its own %s: %v", addr, err)
+		}
+		if _, err := a.Join(context.Background(), addr); !errors.Is(err, ErrSelf) {
+			t.Fatalf("Join to its own %s: %v", addr, err)
+		}
+	}
+	if len(r.up) != 0 || a.Stats().Conns != 0 {
+		t.Fatalf("a connection to itself was kept: up %v, %d conns", r.up, a.Stats().Conns)
+	}
+	for _, e := range logged.AllEntries() {
+		if e.Level <= logrus.WarnLevel {
+			t.Fatalf("its own dial was logged as a warning: %s %v", e.Message, e.Data)
+		}
+	}
+	other, _ := newMesh(t, "a", newRecorder())
+	_, err := other.Hello(context.Background(), aAddr)
+	var re *RefusedError
+	if !errors.As(err, &re) || errors.Is(err, ErrSelf) || !strings.Contains(re.Reason, "own alias") {
+		t.Fatalf("another node under its alias: %v, want the alias refusal", err)
+	}
+}
+
 func TestCrossedDialsKeepTheSmallerAliasesConnection(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		ra, rb := newRecorder(), newRecorder()

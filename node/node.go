@@ -252,14 +252,27 @@ var ErrNotRunning = jobs.ErrNotRunning
 // returns the advertised address. A node that left starts again at a higher
 // incarnation.
 func (n *Node) Start(addr string) (string, error) {
+	adv, _, err := n.start(addr)
+	return adv, err
+}
+
+// start is Start; started is false when the node was running already.
+func (n *Node) start(addr string) (adv string, started bool, err error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return "", errShutDown
+		return "", false, errShutDown
 	}
 	if n.running {
-		return n.addr, nil
+		return n.addr, false, nil
 	}
+	adv, err = n.listenLocked(addr)
+	return adv, err == nil, err
+}
+
+// listenLocked is start's work once the node is known to be stopped; n.mu
+// is held.
+func (n *Node) listenLocked(addr string) (string, error) {
 	if addr == "" {
 		addr = n.cfg.Bind
 	}
@@ -509,12 +522,41 @@ type JoinResult struct {
 }
 
 // Join listens if the node does not yet, says Hello to the seed at addr,
-// then introduces itself with Join to every live member the seed named.
+// then introduces itself with Join to every live member the seed named. A
+// failed join leaves a node it started in no cluster (see joinStarted).
 func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
-	if _, err := n.Start(""); err != nil {
+	return n.joinStarted(func() (JoinResult, error) { return n.join(ctx, addr) })
+}
+
+// joinStarted starts the node if it is not running, then runs join. When
+// that fails and the node was in no cluster before, it leaves again: it is
+// free to start or join next (at a higher incarnation), not a one-node
+// cluster nobody asked for.
+func (n *Node) joinStarted(join func() (JoinResult, error)) (JoinResult, error) {
+	_, started, err := n.start("")
+	if err != nil {
+		return JoinResult{}, err
+	}
+	res, err := join()
+	if err != nil && started {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if lerr := n.Leave(ctx); lerr != nil && !errors.Is(lerr, ErrNotRunning) {
+			n.log.WithError(lerr).Warn("join: leaving after the failed join")
+		}
+	}
+	return res, err
+}
+
+// join is one attempt of Join on a node that Join or JoinRetry started.
+func (n *Node) join(ctx context.Context, addr string) (JoinResult, error) {
+	if _, err := n.Start(""); err != nil { // a node left meanwhile listens again
 		return JoinResult{}, err
 	}
 	ack, err := n.mesh.Hello(ctx, addr)
+	if errors.Is(err, mesh.ErrSelf) {
+		return JoinResult{}, fmt.Errorf("join %s: %w; give the address of another member", addr, err)
+	}
 	if err != nil {
 		return JoinResult{}, fmt.Errorf("join %s: %w", addr, err)
 	}
@@ -575,7 +617,7 @@ func (n *Node) Join(ctx context.Context, addr string) (JoinResult, error) {
 // JoinAny joins through the first of addrs that accepts, giving each at
 // most perAddr; it fails, naming every reason, when none does.
 func (n *Node) JoinAny(ctx context.Context, addrs []string, perAddr time.Duration) error {
-	_, err := n.joinFirst(ctx, addrs, perAddr)
+	_, err := n.joinStarted(func() (JoinResult, error) { return n.joinFirst(ctx, addrs, perAddr) })
 	return err
 }
 
@@ -585,7 +627,7 @@ func (n *Node) JoinAny(ctx context.Context, addrs []string, perAddr time.Duratio
 func (n *Node) joinRetrying(ctx context.Context, addr string) (JoinResult, error) {
 	wait := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		res, err := n.Join(ctx, addr)
+		res, err := n.join(ctx, addr)
 		if err == nil || attempt == 3 || Final(err) {
 			return res, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"meshell/manager"
+	"meshell/mesh"
 	"meshell/node/swim"
 	"meshell/protocol"
 )
@@ -33,6 +35,17 @@ func withCluster(name string) testOpt { return func(c *Config) { c.Cluster = nam
 // startNode starts a node listening on a free loopback port.
 func startNode(t testing.TB, alias string, opts ...testOpt) *Node {
 	t.Helper()
+	n := newNode(t, alias, opts...)
+	if _, err := n.Start(""); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// newNode is a node on a free loopback port that is not started: in no
+// cluster yet.
+func newNode(t testing.TB, alias string, opts ...testOpt) *Node {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Alias = alias
 	cfg.Bind = "127.0.0.1:0"
@@ -47,9 +60,6 @@ func startNode(t testing.TB, alias string, opts ...testOpt) *Node {
 	}
 	n, err := New(cfg)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.Start(""); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)
@@ -232,11 +242,12 @@ func TestClusterNameMismatchRefusedOnBothSides(t *testing.T) {
 
 func TestJoinSelfRefused(t *testing.T) {
 	a := startNode(t, "a")
-	if _, err := a.Join(ctxFor(t, 5*time.Second), a.Addr()); err == nil {
-		t.Fatal("a node joined itself")
+	_, err := a.Join(ctxFor(t, 5*time.Second), a.Addr())
+	if !errors.Is(err, mesh.ErrSelf) || !Final(err) || !strings.Contains(err.Error(), a.Addr()+" is this node's own address") {
+		t.Fatalf("a node joining itself: %v; want a final error saying the address is its own", err)
 	}
-	if a.mesh.Stats().Conns != 0 {
-		t.Fatalf("a node holds a connection to itself")
+	if a.mesh.Stats().Conns != 0 || !a.Running() {
+		t.Fatalf("after joining itself: %d connections, running %v; want none and still running", a.mesh.Stats().Conns, a.Running())
 	}
 }
 

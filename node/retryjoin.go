@@ -44,8 +44,14 @@ func (r Retry) wait(n int) time.Duration {
 
 // JoinRetry joins through the first of addrs that accepts (each attempt
 // given at most perAddr), round after round as r says, while the failures
-// are not refusals. It returns the last round's error.
+// are not refusals. It returns the last round's error; a node it started is
+// then left in no cluster, as by Join.
 func (n *Node) JoinRetry(ctx context.Context, addrs []string, perAddr time.Duration, r Retry) (JoinResult, error) {
+	return n.joinStarted(func() (JoinResult, error) { return n.joinRounds(ctx, addrs, perAddr, r) })
+}
+
+// joinRounds is JoinRetry on a node joinStarted has started.
+func (n *Node) joinRounds(ctx context.Context, addrs []string, perAddr time.Duration, r Retry) (JoinResult, error) {
 	start := time.Now()
 	for round := 1; ; round++ {
 		res, err := n.joinFirst(ctx, addrs, perAddr)
@@ -78,11 +84,25 @@ func pause(ctx context.Context, d time.Duration) bool {
 }
 
 // Final reports whether a join error will not go away by trying again: a
-// seed refused this node (alias, cluster, key, version), or this node
-// cannot join at all.
+// seed refused this node (alias, cluster, key, version), the address is this
+// node's own, or this node cannot join at all. A round through several
+// addresses is final when one refused, or when every one was this node's.
 func Final(err error) bool {
+	var je *joinError
+	if errors.As(err, &je) {
+		self, final := 0, false
+		for _, e := range je.errs {
+			switch {
+			case errors.Is(e, mesh.ErrSelf):
+				self++
+			case Final(e):
+				final = true
+			}
+		}
+		return final || self == len(je.errs)
+	}
 	var re *mesh.RefusedError
-	return errors.As(err, &re) || errors.Is(err, ErrNotRunning) || errors.Is(err, errShutDown)
+	return errors.As(err, &re) || errors.Is(err, mesh.ErrSelf) || errors.Is(err, ErrNotRunning) || errors.Is(err, errShutDown)
 }
 
 // joinFirst is one round of JoinRetry: each address in turn until one
@@ -97,8 +117,8 @@ func (n *Node) joinFirst(ctx context.Context, addrs []string, perAddr time.Durat
 			return res, nil
 		}
 		errs = append(errs, err)
-		if ctx.Err() != nil || Final(err) {
-			break
+		if ctx.Err() != nil || Final(err) && !errors.Is(err, mesh.ErrSelf) {
+			break // this node's own address among several is passed over
 		}
 	}
 	return JoinResult{}, &joinError{n: len(addrs), errs: errs}

@@ -73,6 +73,21 @@ func (n *Node) ownTags(tags map[string]string) map[string]string {
 	return out
 }
 
+// OwnedTag is nil for a tag a user may set, and for a tag the node keeps
+// itself (ownTags) an error naming what sets it. --tags, !tag and !untag
+// refuse those.
+func OwnedTag(key string) error {
+	switch key {
+	case SlotsTag:
+		return fmt.Errorf("tag %s is kept by the node: set it with --slots N at start-up or !scale ALIAS N later", SlotsTag)
+	case KindsTag:
+		return fmt.Errorf("tag %s is kept by the node: it names the kinds declared with --kind", KindsTag)
+	case BootTag:
+		return fmt.Errorf("tag %s is kept by the node: it is the boot id it gossips for signed control (--operators)", BootTag)
+	}
+	return nil
+}
+
 // signFor is the one signing helper of control and run requests: it signs
 // op and args for target, in the run its table knows of (its boot tag),
 // with this node's operator key. ok is false (and nothing is signed) when

@@ -135,7 +135,8 @@ func init() {
 			Name: "!join_cluster", Group: "cluster", Args: "HOST PORT | HOST:PORT", Min: 1, Max: 2,
 			Summary: "join a cluster through any of its members",
 			Help: "Listens first if needed, says Hello to the seed, then introduces itself to every member the seed names. " +
-				"--retry keeps trying while nothing answers at the seed, for nodes started at the same time as it.",
+				"--retry keeps trying while nothing answers at the seed, for nodes started at the same time as it. " +
+				"If the join fails, a node that was in no cluster is left in none, and a member stays in its cluster.",
 			Flags:   []Flag{{Name: "retry", Kind: FlagDuration, Usage: "keep trying for up to this long while the seed cannot be reached"}},
 			Example: "!join_cluster 127.0.0.1 7001\n!leave\n!join_cluster --retry 20s 127.0.0.1:7001",
 			Run:     runJoinCluster,
@@ -190,7 +191,7 @@ func init() {
 		{
 			Name: "!tag", Group: "cluster", Args: "K=V…", Min: 1, Max: -1,
 			Summary: "set tags of this node (gossiped to all)",
-			Help:    "K=V,K2=V2 sets several, as --tags does. slots is set by !scale.",
+			Help:    "K=V,K2=V2 sets several, as --tags does. The node keeps slots (!scale sets it), kinds (--kind) and boot itself.",
 			Example: "!tag role=worker zone=a",
 			Complete: func(s *Shell, prev []string) []string {
 				return append([]string{"role=worker"}, s.tagCandidates()...)
@@ -203,7 +204,7 @@ func init() {
 			Example: "!tag zone=a\n!untag zone",
 			Complete: func(s *Shell, prev []string) []string {
 				keys := slices.Sorted(maps.Keys(s.Node.Self().Tags))
-				return slices.DeleteFunc(keys, func(k string) bool { return ownTag(k) != nil })
+				return slices.DeleteFunc(keys, func(k string) bool { return node.OwnedTag(k) != nil })
 			},
 			Run: runUntag,
 		},
@@ -299,7 +300,7 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 	}
 	res, err := s.join(ctx, addr, a.Duration("retry", 0))
 	if err != nil {
-		return err
+		return s.joinFailed(err, a.Duration("retry", 0) > 0)
 	}
 	s.printf("joined cluster %s through %s (%s) as %s: %d members\n", clean(s.Node.Cluster()), clean(res.Seed.Alias), clean(addr),
 		clean(s.Node.Alias()), res.Members)
@@ -318,6 +319,22 @@ func (s *Shell) join(ctx context.Context, addr string, retry time.Duration) (nod
 		return s.Node.Join(jctx, addr)
 	}
 	return s.Node.JoinRetry(ctx, []string{addr}, node.JoinWait, node.Retry{For: retry, First: 200 * time.Millisecond, Cap: time.Second})
+}
+
+// joinFailed adds to a join's error where the node stands and, when trying
+// again may work, what to check.
+func (s *Shell) joinFailed(err error, retried bool) error {
+	switch {
+	case s.Node.Running():
+		return fmt.Errorf("%w; this node stays in its cluster", err)
+	case node.Final(err):
+		return fmt.Errorf("%w; this node is in no cluster (!start_cluster starts one here)", err)
+	}
+	retry := "--retry D"
+	if retried {
+		retry = "a longer --retry"
+	}
+	return fmt.Errorf("%w; this node is in no cluster: check HOST PORT, give a seed that is starting time with %s, or !start_cluster to start one here", err, retry)
 }
 
 func runMembers(ctx context.Context, s *Shell, a *Args) error {
@@ -447,25 +464,6 @@ func memberStates(sn *nodeSnapshot) string {
 	return strings.Join(out, ", ")
 }
 
-// errSlotsTag refuses a change of the slots tag, which the node keeps
-// equal to its worker slots.
-var errSlotsTag = fmt.Errorf("%s is set by !scale: use !scale ALIAS N", node.SlotsTag)
-
-// errBootTag refuses a change of the boot tag: the boot id operators sign
-// for, which the node keeps.
-var errBootTag = fmt.Errorf("%s is this node's boot id, kept by the node for signed control (--operators)", node.BootTag)
-
-// ownTag is the error for a tag the node keeps itself, nil for others.
-func ownTag(k string) error {
-	switch k {
-	case node.SlotsTag:
-		return errSlotsTag
-	case node.BootTag:
-		return errBootTag
-	}
-	return nil
-}
-
 func runTag(ctx context.Context, s *Shell, a *Args) error {
 	tags := maps.Clone(s.Node.Self().Tags)
 	if tags == nil {
@@ -477,7 +475,7 @@ func runTag(ctx context.Context, s *Shell, a *Args) error {
 			return err
 		}
 		for k, v := range kvs {
-			if err := ownTag(k); err != nil {
+			if err := node.OwnedTag(k); err != nil {
 				return err
 			}
 			tags[k] = v
@@ -497,7 +495,7 @@ func runUntag(ctx context.Context, s *Shell, a *Args) error {
 	tags := maps.Clone(s.Node.Self().Tags)
 	for _, word := range a.Pos {
 		for _, k := range strings.Split(word, ",") {
-			if err := ownTag(k); err != nil {
+			if err := node.OwnedTag(k); err != nil {
 				return err
 			}
 			if _, ok := tags[k]; !ok {

@@ -158,13 +158,13 @@ func (s *Shell) flagValues(f *Flag, typing string) []string {
 }
 
 // liveTags maps every tag key the live (alive or suspect) members carry,
-// this node included, to its values, sorted. The slots and boot tags are
-// left out: the node sets them and they differ from node to node.
+// this node included, to its values, sorted. The tags each node keeps
+// itself (node.OwnedTag) are left out: a user sets none of them.
 func (s *Shell) liveTags() map[string][]string {
 	seen := map[string]map[string]bool{}
 	add := func(tags map[string]string) {
 		for k, v := range tags {
-			if ownTag(k) != nil {
+			if node.OwnedTag(k) != nil {
 				continue
 			}
 			if seen[k] == nil {

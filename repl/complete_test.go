@@ -184,6 +184,34 @@ func TestCompletionOfLiveAliasesAndTags(t *testing.T) {
 	}
 }
 
+// The tags a node keeps itself (slots, kinds, boot) are never offered to
+// !tag or !untag, which would refuse them.
+func TestTagCompletionLeavesOutTheNodesOwnTags(t *testing.T) {
+	cfg := testConfig(t, "k", map[string]string{"zone": "1"})
+	d, err := node.ParseKindSpec("build=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Run.Kinds = []node.DeclaredKind{d}
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	if _, err := n.Start(""); err != nil {
+		t.Fatal(err)
+	}
+	if tags := n.Self().Tags; tags[node.KindsTag] == "" || tags[node.SlotsTag] == "" {
+		t.Fatalf("the node does not carry its own tags: %v", tags)
+	}
+	s := New(n, Options{Out: io.Discard, Err: io.Discard})
+	for head, want := range map[string][]string{"!untag ": {"zone"}, "!tag ": {"role=worker", "zone=1"}} {
+		if _, got := s.completions(head); !reflect.DeepEqual(got, want) {
+			t.Errorf("completions(%q) = %q, want %q", head, got, want)
+		}
+	}
+}
+
 func TestTagFilterCompletesKeysThenValues(t *testing.T) {
 	s, b := clusterShellAndB(t)
 	ctx := context.Background()

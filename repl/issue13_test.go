@@ -32,11 +32,13 @@ func TestTagsAreCheckedAndSlotsAreLeftToScale(t *testing.T) {
 	n := startNode(t, "t1", nil, "")
 	s := New(n, Options{Out: io.Discard, Err: io.Discard})
 	for _, tt := range []struct{ line, err string }{
-		{"!tag slots=100", "slots is set by !scale"},
-		{"!tag zone=a,slots=1", "slots is set by !scale"},
-		{"!untag slots", "slots is set by !scale"},
-		{"!tag boot=0123456789abcdef", "boot is this node's boot id"},
-		{"!untag boot", "boot is this node's boot id"},
+		{"!tag slots=100", "tag slots is kept by the node: set it with --slots N at start-up or !scale ALIAS N"},
+		{"!tag zone=a,slots=1", "tag slots is kept by the node"},
+		{"!untag slots", "tag slots is kept by the node"},
+		{"!tag kinds=build", "tag kinds is kept by the node: it names the kinds declared with --kind"},
+		{"!untag kinds", "tag kinds is kept by the node"},
+		{"!tag boot=0123456789abcdef", "tag boot is kept by the node: it is the boot id"},
+		{"!untag boot", "tag boot is kept by the node"},
 		{"!tag a=b,c", `"c" is not KEY=VALUE`},
 		{"!tag a=b;c", `^tag a: value "b;c" is not valid`}, // ^: the error starts so
 		{"!tag a=b c=d,e=f", ""},

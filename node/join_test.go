@@ -1,0 +1,175 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"meshell/mesh"
+)
+
+// closedAddr is a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	return ln.Addr().String()
+}
+
+// silentAddr is a loopback address that takes connections and never answers.
+func silentAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// assertFree checks that n, after a failed join, is in no cluster: not
+// running, listed left by itself, its port closed; and that it starts
+// again at the next incarnation.
+func assertFree(t *testing.T, n *Node, wantInc uint64) {
+	t.Helper()
+	if n.Running() {
+		t.Fatalf("%s runs after its failed join", n.Alias())
+	}
+	if e, ok := n.Members().Get(n.Alias()); !ok || e.State != StateLeft {
+		t.Fatalf("%s lists itself as %+v, want left", n.Alias(), e)
+	}
+	if c, err := net.DialTimeout("tcp", n.Addr(), time.Second); err == nil {
+		c.Close()
+		t.Fatalf("%s still listens on %s", n.Alias(), n.Addr())
+	}
+	if _, err := n.Start(""); err != nil {
+		t.Fatalf("start after the failed join: %v", err)
+	}
+	if inc := n.Self().Incarnation; inc != wantInc || !n.Running() {
+		t.Fatalf("%s started again at incarnation %d (running %v), want %d", n.Alias(), inc, n.Running(), wantInc)
+	}
+}
+
+func TestAFailedJoinLeavesANodeInNoClusterFree(t *testing.T) {
+	seed := startNode(t, "seed")
+	if _, err := startNode(t, "taken").Join(ctxFor(t, 10*time.Second), seed.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitAlive(t, seed, 2)
+	once := Retry{Max: 2, First: time.Millisecond, Cap: time.Millisecond}
+	for _, tt := range []struct {
+		name, alias string
+		join        func(n *Node) error
+		want        string
+	}{
+		{"refused port", "j1", func(n *Node) error { _, err := n.Join(ctxFor(t, 10*time.Second), closedAddr(t)); return err }, "connection refused"},
+		{"no answer", "j2", func(n *Node) error { _, err := n.Join(ctxFor(t, time.Second), silentAddr(t)); return err }, ""},
+		{"alias taken", "taken", func(n *Node) error { _, err := n.Join(ctxFor(t, 10*time.Second), seed.Addr()); return err }, "already used"},
+		{"JoinRetry", "j3", func(n *Node) error {
+			_, err := n.JoinRetry(ctxFor(t, 10*time.Second), []string{closedAddr(t)}, time.Second, once)
+			return err
+		}, "connection refused"},
+		{"JoinAny", "j4", func(n *Node) error { return n.JoinAny(ctxFor(t, 10*time.Second), []string{closedAddr(t)}, time.Second) }, "connection refused"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNode(t, tt.alias)
+			if err := tt.join(n); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("join: %v, want an error saying %q", err, tt.want)
+			}
+			assertFree(t, n, 1)
+			if err := tt.join(n); err == nil {
+				t.Fatal("the second join succeeded")
+			}
+			if !n.Running() { // it was running before this one
+				t.Fatalf("a node in a cluster was taken out of it by a failed join")
+			}
+		})
+	}
+	if e, ok := seed.Members().Get("taken"); !ok || e.State != StateAlive {
+		t.Fatalf("the member whose alias was refused to another: %+v", e)
+	}
+}
+
+func TestAFailedJoinLeavesAMemberInItsCluster(t *testing.T) {
+	a, b := startNode(t, "a"), startNode(t, "b")
+	if _, err := b.Join(ctxFor(t, 10*time.Second), a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitAlive(t, b, 2)
+	if _, err := b.Join(ctxFor(t, 10*time.Second), closedAddr(t)); err == nil {
+		t.Fatal("joining a closed port succeeded")
+	}
+	if !b.Running() || b.Members().Count(StateAlive) != 2 || !b.mesh.Connected("a") {
+		t.Fatalf("b after a failed join: running %v, table %+v", b.Running(), b.Members().Entries)
+	}
+}
+
+func TestJoiningItsOwnAddress(t *testing.T) {
+	bind := closedAddr(t) // the port the fresh node will listen on
+	n := newNode(t, "n", func(c *Config) { c.Bind = bind })
+	_, err := n.Join(ctxFor(t, 10*time.Second), bind)
+	if !errors.Is(err, mesh.ErrSelf) || !strings.Contains(err.Error(), "own address") {
+		t.Fatalf("a fresh node joining its own listen address: %v", err)
+	}
+	assertFree(t, n, 1)
+	if err := n.Leave(ctxFor(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Among several addresses, its own is passed over.
+	seed := startNode(t, "seed")
+	if err := n.JoinAny(ctxFor(t, 10*time.Second), []string{bind, seed.Addr()}, 5*time.Second); err != nil {
+		t.Fatalf("joining through [own, seed]: %v", err)
+	}
+	waitAlive(t, seed, 2)
+}
+
+func TestFinalRoundsThroughSeveralAddresses(t *testing.T) {
+	self := fmt.Errorf("x is %w", mesh.ErrSelf)
+	refused := &mesh.RefusedError{Addr: "x", Reason: "no"}
+	unreachable := errors.New("connection refused")
+	for _, tt := range []struct {
+		name string
+		errs []error
+		want bool
+	}{
+		{"only its own address", []error{self}, true},
+		{"its own and one unreachable", []error{self, unreachable}, false},
+		{"unreachable and its own", []error{unreachable, self}, false},
+		{"its own and a refusal", []error{self, refused}, true},
+		{"unreachable", []error{unreachable}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Final(&joinError{n: len(tt.errs), errs: tt.errs}); got != tt.want {
+				t.Fatalf("Final = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
