@@ -173,3 +173,31 @@ func TestFinalRoundsThroughSeveralAddresses(t *testing.T) {
 		})
 	}
 }
+
+// A node that left and starts again is the first node of a new cluster: it
+// lists itself alone, and the cluster it left keeps it left.
+func TestStartAfterLeaveIsANewCluster(t *testing.T) {
+	a, b := startNode(t, "a"), startNode(t, "b")
+	if _, err := b.Join(ctxFor(t, 10*time.Second), a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitAlive(t, b, 2)
+	if err := b.Leave(ctxFor(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, a, "b", StateLeft)
+	if _, err := b.Start(""); err != nil {
+		t.Fatal(err)
+	}
+	if es := b.Members().Entries; len(es) != 1 || es[0].Alias != "b" || es[0].State != StateAlive || es[0].Incarnation != 1 {
+		t.Fatalf("b started again lists %+v, want itself alone, alive at incarnation 1", es)
+	}
+	c := startNode(t, "c")
+	if _, err := c.Join(ctxFor(t, 10*time.Second), b.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitAlive(t, c, 2)
+	if e, _ := a.Members().Get("b"); e.State != StateLeft || a.Members().Count(StateAlive) != 1 {
+		t.Fatalf("the cluster b left lists it %s, with %d alive", e.State, a.Members().Count(StateAlive))
+	}
+}

@@ -408,21 +408,26 @@ func (c *Core) ForceLeave(now time.Time, alias string) error {
 }
 
 // Rejoin makes a node that left alive again at a higher incarnation, at
-// addr (the address it listens on now), and tells every member it still
-// counts as live directly.
+// addr (the address it listens on now), in a cluster of its own: the
+// members it knew are forgotten (reaped), for they belong to the cluster it
+// left; it joins one with a Join, as any new node does.
 func (c *Core) Rejoin(now time.Time, addr string) {
 	c.enter(now)
 	if !c.left {
 		return
 	}
 	self := c.Self()
+	for _, m := range slices.Clone(c.table.Members()) {
+		if m.Alias != self.Alias {
+			c.forget(now, m)
+		}
+	}
 	self.State = protocol.StateAlive
 	self.Addr = addr
 	self.Incarnation = manager.NextIncarnation(self.Incarnation)
 	c.table.Set(now, self)
 	c.left = false
 	c.queue.push(self)
-	c.sendToLive(&protocol.Gossip{Updates: []protocol.Member{self}})
 	c.nextProbe = now
 }
 

@@ -802,6 +802,15 @@ func TestLeave(t *testing.T) {
 		if s := h.c.Self(); s.State != protocol.StateAlive || s.Incarnation != 1 || s.Addr != "127.0.0.1:9999" {
 			t.Fatalf("rejoined as %s@%d at %s, want alive@1 at the new address", s.State, s.Incarnation, s.Addr)
 		}
+		// Started again, it is a cluster of its own: it forgot the members
+		// of the cluster it left, and neither probes nor re-dials them.
+		if ms := h.c.table.Members(); len(ms) != 1 || ms[0].Alias != "a" {
+			t.Fatalf("after starting again the table holds %v, want this node alone", ms)
+		}
+		h.advance(30 * time.Second)
+		if out := h.drain(); len(out) != 0 {
+			t.Fatalf("a node started again sent %d messages (first %T to %s) to the cluster it left", len(out), out[0].Msg, out[0].To)
+		}
 	})
 	t.Run("receiver marks left, never failed, and reaps it", func(t *testing.T) {
 		cfg := LANConfig()

@@ -633,11 +633,19 @@ func (c *Core) reap(now time.Time, alias string) {
 	if !ok || (e.State != protocol.StateFailed && e.State != protocol.StateLeft) {
 		return
 	}
-	c.table.Remove(alias)
 	if _, ok := c.unverified[alias]; ok {
-		delete(c.unverified, alias)
 		c.stats.UnverifiedReaped++
 	}
+	c.forget(now, e.Member)
+}
+
+// forget removes member m and everything this node holds about it, with a
+// reap event.
+func (c *Core) forget(now time.Time, m protocol.Member) {
+	alias := m.Alias
+	delete(c.reapAt, alias)
+	c.table.Remove(alias)
+	delete(c.unverified, alias)
 	c.dropRedial(alias)
 	delete(c.suspicions, alias)
 	delete(c.revived, alias)
@@ -647,7 +655,7 @@ func (c *Core) reap(now time.Time, alias string) {
 	delete(c.heardAt, alias)
 	c.queue.remove(alias)
 	c.setLive(alias, false)
-	c.ready.Events = append(c.ready.Events, Event{Kind: MemberReap, Member: e.Member, At: now})
+	c.ready.Events = append(c.ready.Events, Event{Kind: MemberReap, Member: m, At: now})
 }
 
 // handleAck completes the probe or the relay that the Ack answers.
