@@ -161,10 +161,14 @@ func loopbackAddr(addr string) bool {
 func dialLoopbackOnly(_, address string, _ syscall.RawConn) error {
 	host, _, err := net.SplitHostPort(address)
 	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%s is not on loopback: %s", address, protectedRefusal)
+		return fmt.Errorf("%s is %w: %s", address, ErrNotLoopback, protectedRefusal)
 	}
 	return nil
 }
+
+// ErrNotLoopback is wrapped by the error of a dial in protected mode to an
+// address off this machine: it never leaves, and trying again cannot help.
+var ErrNotLoopback = errors.New("not on loopback")
 
 // protectedRefusal is the answer of a node without a key to a remote peer.
 const protectedRefusal = "this node has no cluster key and takes peers from loopback only (protected mode): " +
@@ -173,7 +177,12 @@ const protectedRefusal = "this node has no cluster key and takes peers from loop
 // secureDial runs the dialler's side of TLS when the node holds a key.
 func (m *Mesh) secureDial(ctx context.Context, nc net.Conn, addr string) (net.Conn, error) {
 	tc, err := m.cfg.Keyring.Client(ctx, withRawIO(nc), m.cfg.Self().Alias)
-	if err != nil {
+	switch {
+	case err == nil:
+	case ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded):
+		// No answer in time, as on a loaded peer: worth another try.
+		return nil, fmt.Errorf("handshake with %s: %s: %w", addr, keyring.Describe(err), err)
+	default:
 		return nil, &RefusedError{Addr: addr, Reason: keyring.Describe(err)}
 	}
 	return tc, nil

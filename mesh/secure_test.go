@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +157,36 @@ func TestProtectedNodeSpeaksToLoopbackOnly(t *testing.T) {
 	_, ins := newMesh(t, "b", newRecorder(), func(c *Config) { c.Insecure = true })
 	if ack, ok := helloAnswer(t, ins, far).(*protocol.HelloAck); !ok || ack.Error != "" {
 		t.Fatalf("insecure node answered %+v, want admitted", ack)
+	}
+}
+
+// A keyed node's TLS handshake with a peer that never answers times out as
+// a plain error, to be tried again (a loaded peer), not as a refusal.
+func TestTLSHandshakeTimeoutIsNotARefusal(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan net.Conn, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			held <- c // accepted, never answered
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		select {
+		case c := <-held:
+			c.Close()
+		default:
+		}
+	})
+	b, _ := newMesh(t, "b", newRecorder(), withRing(ring(t, newKey(t))))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = b.Hello(ctx, ln.Addr().String())
+	var re *RefusedError
+	if err == nil || errors.As(err, &re) || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("handshake with a silent peer: %v; want a timeout that is not a refusal", err)
 	}
 }

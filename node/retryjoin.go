@@ -85,7 +85,8 @@ func pause(ctx context.Context, d time.Duration) bool {
 
 // Final reports whether a join error will not go away by trying again: a
 // seed refused this node (alias, cluster, key, version), the address is this
-// node's own, or this node cannot join at all. A round through several
+// node's own or, in protected mode, off this machine, or this node cannot
+// join at all. A round through several
 // addresses is final when one refused, or when every one was this node's.
 func Final(err error) bool {
 	var je *joinError
@@ -102,7 +103,8 @@ func Final(err error) bool {
 		return final || self == len(je.errs)
 	}
 	var re *mesh.RefusedError
-	return errors.As(err, &re) || errors.Is(err, mesh.ErrSelf) || errors.Is(err, ErrNotRunning) || errors.Is(err, errShutDown)
+	return errors.As(err, &re) || errors.Is(err, mesh.ErrSelf) || errors.Is(err, mesh.ErrNotLoopback) ||
+		errors.Is(err, ErrNotRunning) || errors.Is(err, errShutDown)
 }
 
 // joinFirst is one round of JoinRetry: each address in turn until one

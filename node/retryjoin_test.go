@@ -55,3 +55,15 @@ func TestJoinRetryTriesAgainUntilMaxButNotAfterARefusal(t *testing.T) {
 		t.Fatalf("a refused join: %v after rounds %v; want one final refusal", err, rounds)
 	}
 }
+
+// In protected mode an address off this machine is never dialled, so a
+// join through it ends at once instead of trying it round after round.
+func TestJoinRetryOffLoopbackInProtectedModeIsFinal(t *testing.T) {
+	n := startNode(t, "joiner")
+	var rounds []int
+	r := Retry{First: time.Millisecond, Cap: time.Millisecond, Failed: func(round int, err error, wait time.Duration) { rounds = append(rounds, round) }}
+	_, err := n.JoinRetry(ctxFor(t, time.Minute), []string{"192.0.2.1:7001"}, 5*time.Second, r)
+	if err == nil || !Final(err) || !strings.Contains(err.Error(), "is not on loopback") || len(rounds) != 0 {
+		t.Fatalf("a protected node joining 192.0.2.1: %v after rounds %v; want one final error", err, rounds)
+	}
+}
