@@ -187,20 +187,14 @@ func TestCompletionOfLiveAliasesAndTags(t *testing.T) {
 // The tags a node keeps itself (slots, kinds, boot) are never offered to
 // !tag or !untag, which would refuse them.
 func TestTagCompletionLeavesOutTheNodesOwnTags(t *testing.T) {
-	cfg := testConfig(t, "k", map[string]string{"zone": "1"})
 	d, err := node.ParseKindSpec("build=true")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Run.Kinds = []node.DeclaredKind{d}
-	n, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	if _, err := n.Start(""); err != nil {
-		t.Fatal(err)
-	}
+	n := runTestNode(t, "k", func(c *node.Config) {
+		c.Tags = map[string]string{"zone": "1"}
+		c.Run.Kinds = []node.DeclaredKind{d}
+	}, "")
 	if tags := n.Self().Tags; tags[node.KindsTag] == "" || tags[node.SlotsTag] == "" {
 		t.Fatalf("the node does not carry its own tags: %v", tags)
 	}
