@@ -59,27 +59,51 @@ type Interactive struct {
 // the half-typed line intact below it. historyFile "" keeps no history; one
 // that cannot be written is warned about once, and no history is kept.
 func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
-	rl, stdin, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on)
+	in := &Interactive{s: s}
+	rl, stdin, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on, ttyHooks{hangup: in.hangup})
 	if err != nil {
 		return nil, err
 	}
+	in.rl, in.stdin = rl, stdin
 	s.setWriters(rl.Stdout(), rl.Stderr())
 	if histErr != nil {
 		s.warnf("history is not saved: %v (see --history-file)", histErr)
 	}
-	return &Interactive{s: s, rl: rl, stdin: stdin}, nil
+	return in, nil
+}
+
+// ttyHooks let a shell follow its terminal: hangup runs when a read of it
+// fails, the terminal being gone. It may be nil.
+type ttyHooks struct {
+	hangup func()
+}
+
+// ttyReader is the terminal as readline reads it. In raw mode a read ends
+// with no byte (EOF) or EIO only after a hang-up; Ctrl-D is a byte.
+type ttyReader struct {
+	r      io.Reader
+	hangup func()
+}
+
+func (t ttyReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && t.hangup != nil {
+		t.hangup() // before readline takes the EOF for Ctrl-D, or for Enter after a half-typed line
+	}
+	return n, err
 }
 
 // openTerminal sets readline up for a shell, local or attached: history in
 // historyFile unless it cannot be written (histErr says why), completion
-// by ac, the grey hint when colour is on, Ctrl-Z defused.
-func openTerminal(prompt func() string, historyFile string, ac readline.AutoCompleter, color bool) (rl *readline.Instance, stdin *readline.CancelableStdin, histErr, err error) {
+// by ac, the grey hint when colour is on, Ctrl-Z defused, the terminal
+// followed by hooks.
+func openTerminal(prompt func() string, historyFile string, ac readline.AutoCompleter, color bool, hooks ttyHooks) (rl *readline.Instance, stdin *readline.CancelableStdin, histErr, err error) {
 	if historyFile != "" {
 		if histErr = writable(historyFile); histErr != nil {
 			historyFile = ""
 		}
 	}
-	stdin = readline.NewCancelableStdin(os.Stdin)
+	stdin = readline.NewCancelableStdin(ttyReader{os.Stdin, hooks.hangup})
 	cfg := &readline.Config{
 		Prompt:                 prompt(),
 		Stdin:                  stdin,
@@ -142,8 +166,9 @@ func keepInHistory(line string) bool {
 // cancels the running command (the terminal is not in raw mode while a
 // command runs, so Ctrl-C arrives as SIGINT); two Ctrl-C within a second on
 // an empty line leave. A remote !shutdown ends the shell at once (status
-// 0); SIGTERM or SIGHUP cancel the running command, leave within about a
-// second and exit 128+signal. While leaving, a signal exits at once.
+// 0); SIGTERM or SIGHUP (or a hang-up seen reading the terminal) cancel the
+// running command, leave within about a second and exit 128+signal. While
+// leaving, SIGINT or SIGTERM exits at once; SIGHUP does not.
 func (in *Interactive) Run(base context.Context) int {
 	s, rl := in.s, in.rl
 	defer rl.Close()
@@ -267,33 +292,57 @@ func (in *Interactive) inputEnded() bool {
 	return in.ended
 }
 
-// signals routes SIGINT, SIGTERM and SIGHUP. SIGINT cancels the running
-// command and is ignored at the prompt (readline reads Ctrl-C as a key
-// there). SIGTERM and SIGHUP cancel the running command and end the input:
-// Run leaves and exits. Any signal after that, or while leaving, exits at
-// once with the terminal restored.
+// signals routes SIGINT, SIGTERM and SIGHUP: SIGINT interrupts, SIGTERM
+// and SIGHUP stop. While the shell stops or leaves, SIGINT or SIGTERM exits
+// at once with the terminal restored; SIGHUP is ignored, as a closed
+// terminal sends several (the kernel's, a shell's, tmux's).
 func (in *Interactive) signals(sigs <-chan os.Signal) {
 	for sig := range sigs {
 		in.mu.Lock()
-		cancel, stopping := in.cancel, in.leaving || in.stopSig != nil
-		if !stopping && sig != os.Interrupt {
-			in.stopSig = sig
-		}
+		stopping := in.leaving || in.stopSig != nil
 		in.mu.Unlock()
 		switch {
+		case stopping && sig == syscall.SIGHUP:
 		case stopping:
 			in.restoreTerminal()
 			os.Exit(exitCode(sig))
-		case sig != os.Interrupt:
-			if cancel != nil {
-				cancel()
-			}
-			in.endInput()
-		case cancel != nil:
-			cancel()
+		case sig == os.Interrupt:
+			in.interrupt()
+		default:
+			in.stop(sig)
 		}
 	}
 }
+
+// interrupt cancels the running command. At the prompt readline reads
+// Ctrl-C as a key, so a SIGINT then is ignored.
+func (in *Interactive) interrupt() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.cancel != nil {
+		in.cancel()
+	}
+}
+
+// stop makes Run leave and exit 128+sig: it cancels the running command
+// and ends the input. Only the first stop counts.
+func (in *Interactive) stop(sig os.Signal) {
+	in.mu.Lock()
+	if in.leaving || in.stopSig != nil {
+		in.mu.Unlock()
+		return
+	}
+	in.stopSig = sig
+	cancel := in.cancel
+	in.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	in.endInput()
+}
+
+// hangup is a failed read of the terminal: it is gone, as after SIGHUP.
+func (in *Interactive) hangup() { in.stop(syscall.SIGHUP) }
 
 // restoreTerminal puts the terminal back as the shell found it, before an
 // exit that skips Run's deferred cleanup.
