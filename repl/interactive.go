@@ -52,6 +52,10 @@ type Interactive struct {
 	stopSig  os.Signal          // the signal that makes the shell leave and exit
 	leaving  bool
 	ended    bool // input ended by a signal or a remote shutdown
+	raw      bool // readline reads keys: Ctrl-C is a key, not SIGINT
+	// interrupted: SIGINT came out of raw mode with no command to cancel
+	// yet (Ctrl-C right after Enter); the command about to start takes it.
+	interrupted bool
 }
 
 // NewInteractive opens the terminal. Output of the shell (and of anything
@@ -60,7 +64,7 @@ type Interactive struct {
 // that cannot be written is warned about once, and no history is kept.
 func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
 	in := &Interactive{s: s}
-	rl, stdin, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on, ttyHooks{hangup: in.hangup})
+	rl, stdin, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on, ttyHooks{raw: in.rawMode, hangup: in.hangup})
 	if err != nil {
 		return nil, err
 	}
@@ -72,9 +76,11 @@ func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
 	return in, nil
 }
 
-// ttyHooks let a shell follow its terminal: hangup runs when a read of it
-// fails, the terminal being gone. It may be nil.
+// ttyHooks let a shell follow its terminal: raw runs as readline puts it in
+// raw mode (true) and back (false); hangup runs when a read of it fails, the
+// terminal being gone. Either may be nil.
 type ttyHooks struct {
+	raw    func(on bool)
 	hangup func()
 }
 
@@ -104,6 +110,7 @@ func openTerminal(prompt func() string, historyFile string, ac readline.AutoComp
 		}
 	}
 	stdin = readline.NewCancelableStdin(ttyReader{os.Stdin, hooks.hangup})
+	raw := new(readline.RawMode)
 	cfg := &readline.Config{
 		Prompt:                 prompt(),
 		Stdin:                  stdin,
@@ -115,6 +122,18 @@ func openTerminal(prompt func() string, historyFile string, ac readline.AutoComp
 		InterruptPrompt:        "^C",
 		EOFPrompt:              "",
 		FuncFilterInputRune:    filterInput,
+		FuncMakeRaw: func() error {
+			if hooks.raw != nil {
+				hooks.raw(true)
+			}
+			return raw.Enter()
+		},
+		FuncExitRaw: func() error {
+			if hooks.raw != nil {
+				hooks.raw(false) // first: a SIGINT can follow at once
+			}
+			return raw.Exit()
+		},
 	}
 	if color { // a grey hint needs colour; without it, it would read as typed text
 		cfg.Painter = hintPainter{prompt: prompt, width: readline.GetScreenWidth}
@@ -256,12 +275,17 @@ func (in *Interactive) Run(base context.Context) int {
 	return 0
 }
 
-// exec runs one command line with Ctrl-C cancelling it and the terminal's
-// echo off, so that what is typed meanwhile waits for the next prompt.
+// exec runs one command line with Ctrl-C cancelling it (even one pressed
+// before it started, after Enter) and the terminal's echo off, so that what
+// is typed meanwhile waits for the next prompt.
 func (in *Interactive) exec(base context.Context, line string) error {
 	ctx, cancel := context.WithCancel(base)
 	defer cancel()
 	in.mu.Lock()
+	if in.interrupted || in.stopSig != nil || in.ended {
+		cancel() // a signal came between Enter and now
+	}
+	in.interrupted = false
 	in.cancel = cancel
 	in.echoBack = echoOff(readline.GetStdin())
 	in.mu.Unlock()
@@ -314,13 +338,16 @@ func (in *Interactive) signals(sigs <-chan os.Signal) {
 	}
 }
 
-// interrupt cancels the running command. At the prompt readline reads
-// Ctrl-C as a key, so a SIGINT then is ignored.
+// interrupt cancels the running command, or the one about to start when
+// the terminal is out of raw mode. In raw mode (at the prompt) readline
+// reads Ctrl-C as a key, so a SIGINT then is ignored.
 func (in *Interactive) interrupt() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.cancel != nil {
 		in.cancel()
+	} else if !in.raw {
+		in.interrupted = true
 	}
 }
 
@@ -343,6 +370,17 @@ func (in *Interactive) stop(sig os.Signal) {
 
 // hangup is a failed read of the terminal: it is gone, as after SIGHUP.
 func (in *Interactive) hangup() { in.stop(syscall.SIGHUP) }
+
+// rawMode follows readline's terminal mode. Entering raw mode drops an
+// interrupt that no command took.
+func (in *Interactive) rawMode(on bool) {
+	in.mu.Lock()
+	in.raw = on
+	if on {
+		in.interrupted = false
+	}
+	in.mu.Unlock()
+}
 
 // restoreTerminal puts the terminal back as the shell found it, before an
 // exit that skips Run's deferred cleanup.
