@@ -471,10 +471,10 @@ func TestPromptShowsClusterState(t *testing.T) {
 }
 
 func TestFilterInputDefusesCtrlZ(t *testing.T) {
-	if r, ok := filterInput(0x1a); !ok || r == 0x1a {
+	if r, ok := filterInput(nil, 0x1a); !ok || r == 0x1a {
 		t.Fatalf("Ctrl-Z passes as %q %v", r, ok)
 	}
-	if r, ok := filterInput('x'); !ok || r != 'x' {
+	if r, ok := filterInput(nil, 'x'); !ok || r != 'x' {
 		t.Fatal("x is changed")
 	}
 }

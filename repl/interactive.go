@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -111,6 +112,7 @@ func openTerminal(prompt func() string, historyFile string, ac readline.AutoComp
 	}
 	stdin = readline.NewCancelableStdin(ttyReader{os.Stdin, hooks.hangup})
 	raw := new(readline.RawMode)
+	var op atomic.Pointer[readline.Operation] // set once readline is up
 	cfg := &readline.Config{
 		Prompt:                 prompt(),
 		Stdin:                  stdin,
@@ -121,7 +123,7 @@ func openTerminal(prompt func() string, historyFile string, ac readline.AutoComp
 		AutoComplete:           ac,
 		InterruptPrompt:        "^C",
 		EOFPrompt:              "",
-		FuncFilterInputRune:    filterInput,
+		FuncFilterInputRune:    func(r rune) (rune, bool) { return filterInput(op.Load(), r) },
 		FuncMakeRaw: func() error {
 			if hooks.raw != nil {
 				hooks.raw(true)
@@ -142,6 +144,7 @@ func openTerminal(prompt func() string, historyFile string, ac readline.AutoComp
 		stdin.Close()
 		return nil, nil, nil, err
 	}
+	op.Store(rl.Operation)
 	return rl, stdin, histErr, nil
 }
 
@@ -155,13 +158,18 @@ func writable(path string) error {
 	return f.Close()
 }
 
-// filterInput drops the Ctrl-Z byte: readline would suspend the process,
-// which hangs a shell that runs without job control (a tmux pane). It is
-// turned into Ctrl-G (cancel search or completion), which readline handles
-// without touching the terminal.
-func filterInput(r rune) (rune, bool) {
-	if r == readline.CharCtrlZ {
+// filterInput sees each key in readline's loop before readline does. The
+// Ctrl-Z byte would suspend the process, which hangs a shell that runs
+// without job control (a tmux pane): it becomes Ctrl-G (cancel search or
+// completion), which readline handles without touching the terminal.
+// Ctrl-C while Tab's candidates are shown leaves completion first: readline
+// would only close the list, where Ctrl-C elsewhere clears the line.
+func filterInput(op *readline.Operation, r rune) (rune, bool) {
+	switch {
+	case r == readline.CharCtrlZ:
 		return readline.CharBell, true
+	case r == readline.CharInterrupt && op != nil && op.IsInCompleteMode():
+		op.ExitCompleteMode(false)
 	}
 	return r, true
 }
