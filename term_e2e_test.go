@@ -294,6 +294,42 @@ func TestTerminalCtrlCCtrlZAndCtrlD(t *testing.T) {
 	ts.waitFor("EXITED 0")
 }
 
+// Ctrl-C while Tab's candidates are shown, listed (one Tab) or one of them
+// picked (two Tabs), clears the line and gives a fresh prompt, as it does
+// elsewhere.
+func TestTerminalCtrlCAfterTabTab(t *testing.T) {
+	t.Parallel()
+	ts := newTmux(t, shellCommand("--alias", "k1", "-P", "0", "--history-file", filepath.Join(t.TempDir(), "h")))
+	prompt := "k1 [not in a cluster]>"
+	ts.waitLastLine(prompt)
+	for _, tabs := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d Tab", tabs), func(t *testing.T) {
+			ts.t = t
+			ts.typeText("!w")
+			ts.keys("Tab")
+			ts.waitScreen("the candidates below the line", func(s string) bool {
+				return strings.HasPrefix(lastLine(s), "!wait ") && strings.HasSuffix(lastLine(s), "!workers")
+			})
+			if tabs == 2 {
+				ts.keys("Tab")
+				ts.waitScreen("!wait picked", func(string) bool {
+					return strings.Contains(ts.run("capture-pane", "-p", "-e", "-t", "t"), "\x1b[47m!wait")
+				})
+			}
+			ts.keys("C-c")
+			s := ts.waitLastLine(prompt)
+			if lines := strings.Split(s, "\n"); strings.TrimRight(lines[len(lines)-2], " ") != prompt+" !w^C" {
+				t.Errorf("the line is not ended by ^C above the fresh prompt:\n%s", s)
+			}
+		})
+	}
+	ts.t = t
+	ts.line("!echo fresh")
+	ts.waitScreen("!echo run from an empty line", func(s string) bool {
+		return strings.Contains(s, "\nfresh\n") && lastLine(s) == prompt
+	})
+}
+
 func TestTmuxClusterScript(t *testing.T) {
 	t.Parallel()
 	needTmux(t)

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -492,16 +493,16 @@ func TestPromptShowsClusterState(t *testing.T) {
 }
 
 func TestFilterInputDefusesCtrlZ(t *testing.T) {
-	if r, ok := filterInput(0x1a); !ok || r == 0x1a {
+	if r, ok := filterInput(nil, 0x1a); !ok || r == 0x1a {
 		t.Fatalf("Ctrl-Z passes as %q %v", r, ok)
 	}
-	if r, ok := filterInput('x'); !ok || r != 'x' {
+	if r, ok := filterInput(nil, 'x'); !ok || r != 'x' {
 		t.Fatal("x is changed")
 	}
 }
 
 func TestInterruptCancelsTheRunningCommand(t *testing.T) {
-	in := &Interactive{}
+	in := &Interactive{raw: true}
 	sigs := make(chan os.Signal, 1)
 	go in.signals(sigs)
 	defer close(sigs)
@@ -515,5 +516,45 @@ func TestInterruptCancelsTheRunningCommand(t *testing.T) {
 	case <-ctx.Done():
 	case <-time.After(10 * time.Second):
 		t.Fatal("SIGINT did not cancel the running command")
+	}
+}
+
+// A SIGINT out of raw mode before the command registered its cancel (Ctrl-C
+// right after Enter) cancels that command; one at the prompt (raw mode) is
+// dropped when readline enters raw mode again.
+func TestInterruptRightAfterEnterCancelsTheCommand(t *testing.T) {
+	in := &Interactive{s: New(startNode(t, "i1", nil, ""), Options{Out: io.Discard, Err: io.Discard})}
+	// exec runs line and says whether it ended cancelled within 10 s; if
+	// not, it is interrupted so that it stops.
+	exec := func(line string) (cancelled bool) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- in.exec(context.Background(), line) }()
+		select {
+		case err := <-done:
+			return err != nil && strings.Contains(err.Error(), "cancelled")
+		case <-time.After(10 * time.Second):
+			in.interrupt()
+			<-done
+			return false
+		}
+	}
+	in.rawMode(true)
+	in.rawMode(false) // Enter: Readline returned
+	in.interrupt()
+	if !exec("!sleep 1m") {
+		t.Error("a SIGINT after Enter did not cancel the command")
+	}
+	in.interrupt() // out of raw mode between commands: nobody takes it
+	in.rawMode(true)
+	in.rawMode(false)
+	if exec("!sleep 1ms") {
+		t.Error("a SIGINT before the prompt cancelled the next command")
+	}
+	in.mu.Lock()
+	in.stopSig = syscall.SIGTERM // as stop sets it, just before a command starts
+	in.mu.Unlock()
+	if !exec("!sleep 1m") {
+		t.Error("a SIGTERM right before the command did not cancel it")
 	}
 }

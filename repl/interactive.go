@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,10 @@ type Interactive struct {
 	stopSig  os.Signal          // the signal that makes the shell leave and exit
 	leaving  bool
 	ended    bool // input ended by a signal or a remote shutdown
+	raw      bool // readline reads keys: Ctrl-C is a key, not SIGINT
+	// interrupted: SIGINT came out of raw mode with no command to cancel
+	// yet (Ctrl-C right after Enter); the command about to start takes it.
+	interrupted bool
 }
 
 // NewInteractive opens the terminal. Output of the shell (and of anything
@@ -59,27 +64,55 @@ type Interactive struct {
 // the half-typed line intact below it. historyFile "" keeps no history; one
 // that cannot be written is warned about once, and no history is kept.
 func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
-	rl, stdin, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on)
+	in := &Interactive{s: s}
+	rl, stdin, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on, ttyHooks{raw: in.rawMode, hangup: in.hangup})
 	if err != nil {
 		return nil, err
 	}
+	in.rl, in.stdin = rl, stdin
 	s.setWriters(rl.Stdout(), rl.Stderr())
 	if histErr != nil {
 		s.warnf("history is not saved: %v (see --history-file)", histErr)
 	}
-	return &Interactive{s: s, rl: rl, stdin: stdin}, nil
+	return in, nil
+}
+
+// ttyHooks let a shell follow its terminal: raw runs as readline puts it in
+// raw mode (true) and back (false); hangup runs when a read of it fails, the
+// terminal being gone. Either may be nil.
+type ttyHooks struct {
+	raw    func(on bool)
+	hangup func()
+}
+
+// ttyReader is the terminal as readline reads it. In raw mode a read ends
+// with no byte (EOF) or EIO only after a hang-up; Ctrl-D is a byte.
+type ttyReader struct {
+	r      io.Reader
+	hangup func()
+}
+
+func (t ttyReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if err != nil && t.hangup != nil {
+		t.hangup() // before readline takes the EOF for Ctrl-D, or for Enter after a half-typed line
+	}
+	return n, err
 }
 
 // openTerminal sets readline up for a shell, local or attached: history in
 // historyFile unless it cannot be written (histErr says why), completion
-// by ac, the grey hint when colour is on, Ctrl-Z defused.
-func openTerminal(prompt func() string, historyFile string, ac readline.AutoCompleter, color bool) (rl *readline.Instance, stdin *readline.CancelableStdin, histErr, err error) {
+// by ac, the grey hint when colour is on, Ctrl-Z defused, the terminal
+// followed by hooks.
+func openTerminal(prompt func() string, historyFile string, ac readline.AutoCompleter, color bool, hooks ttyHooks) (rl *readline.Instance, stdin *readline.CancelableStdin, histErr, err error) {
 	if historyFile != "" {
 		if histErr = writable(historyFile); histErr != nil {
 			historyFile = ""
 		}
 	}
-	stdin = readline.NewCancelableStdin(os.Stdin)
+	stdin = readline.NewCancelableStdin(ttyReader{os.Stdin, hooks.hangup})
+	raw := new(readline.RawMode)
+	var op atomic.Pointer[readline.Operation] // set once readline is up
 	cfg := &readline.Config{
 		Prompt:                 prompt(),
 		Stdin:                  stdin,
@@ -90,7 +123,19 @@ func openTerminal(prompt func() string, historyFile string, ac readline.AutoComp
 		AutoComplete:           ac,
 		InterruptPrompt:        "^C",
 		EOFPrompt:              "",
-		FuncFilterInputRune:    filterInput,
+		FuncFilterInputRune:    func(r rune) (rune, bool) { return filterInput(op.Load(), r) },
+		FuncMakeRaw: func() error {
+			if hooks.raw != nil {
+				hooks.raw(true)
+			}
+			return raw.Enter()
+		},
+		FuncExitRaw: func() error {
+			if hooks.raw != nil {
+				hooks.raw(false) // first: a SIGINT can follow at once
+			}
+			return raw.Exit()
+		},
 	}
 	if color { // a grey hint needs colour; without it, it would read as typed text
 		cfg.Painter = hintPainter{prompt: prompt, width: readline.GetScreenWidth}
@@ -99,6 +144,7 @@ func openTerminal(prompt func() string, historyFile string, ac readline.AutoComp
 		stdin.Close()
 		return nil, nil, nil, err
 	}
+	op.Store(rl.Operation)
 	return rl, stdin, histErr, nil
 }
 
@@ -112,13 +158,18 @@ func writable(path string) error {
 	return f.Close()
 }
 
-// filterInput drops the Ctrl-Z byte: readline would suspend the process,
-// which hangs a shell that runs without job control (a tmux pane). It is
-// turned into Ctrl-G (cancel search or completion), which readline handles
-// without touching the terminal.
-func filterInput(r rune) (rune, bool) {
-	if r == readline.CharCtrlZ {
+// filterInput sees each key in readline's loop before readline does. The
+// Ctrl-Z byte would suspend the process, which hangs a shell that runs
+// without job control (a tmux pane): it becomes Ctrl-G (cancel search or
+// completion), which readline handles without touching the terminal.
+// Ctrl-C while Tab's candidates are shown leaves completion first: readline
+// would only close the list, where Ctrl-C elsewhere clears the line.
+func filterInput(op *readline.Operation, r rune) (rune, bool) {
+	switch {
+	case r == readline.CharCtrlZ:
 		return readline.CharBell, true
+	case r == readline.CharInterrupt && op != nil && op.IsInCompleteMode():
+		op.ExitCompleteMode(false)
 	}
 	return r, true
 }
@@ -142,8 +193,9 @@ func keepInHistory(line string) bool {
 // cancels the running command (the terminal is not in raw mode while a
 // command runs, so Ctrl-C arrives as SIGINT); two Ctrl-C within a second on
 // an empty line leave. A remote !shutdown ends the shell at once (status
-// 0); SIGTERM or SIGHUP cancel the running command, leave within about a
-// second and exit 128+signal. While leaving, a signal exits at once.
+// 0); SIGTERM or SIGHUP (or a hang-up seen reading the terminal) cancel the
+// running command, leave within about a second and exit 128+signal. While
+// leaving, SIGINT or SIGTERM exits at once; SIGHUP does not.
 func (in *Interactive) Run(base context.Context) int {
 	s, rl := in.s, in.rl
 	defer rl.Close()
@@ -231,12 +283,17 @@ func (in *Interactive) Run(base context.Context) int {
 	return 0
 }
 
-// exec runs one command line with Ctrl-C cancelling it and the terminal's
-// echo off, so that what is typed meanwhile waits for the next prompt.
+// exec runs one command line with Ctrl-C cancelling it (even one pressed
+// before it started, after Enter) and the terminal's echo off, so that what
+// is typed meanwhile waits for the next prompt.
 func (in *Interactive) exec(base context.Context, line string) error {
 	ctx, cancel := context.WithCancel(base)
 	defer cancel()
 	in.mu.Lock()
+	if in.interrupted || in.stopSig != nil || in.ended {
+		cancel() // a signal came between Enter and now
+	}
+	in.interrupted = false
 	in.cancel = cancel
 	in.echoBack = echoOff(readline.GetStdin())
 	in.mu.Unlock()
@@ -267,32 +324,70 @@ func (in *Interactive) inputEnded() bool {
 	return in.ended
 }
 
-// signals routes SIGINT, SIGTERM and SIGHUP. SIGINT cancels the running
-// command and is ignored at the prompt (readline reads Ctrl-C as a key
-// there). SIGTERM and SIGHUP cancel the running command and end the input:
-// Run leaves and exits. Any signal after that, or while leaving, exits at
-// once with the terminal restored.
+// signals routes SIGINT, SIGTERM and SIGHUP: SIGINT interrupts, SIGTERM
+// and SIGHUP stop. While the shell stops or leaves, SIGINT or SIGTERM exits
+// at once with the terminal restored; SIGHUP is ignored, as a closed
+// terminal sends several (the kernel's, a shell's, tmux's).
 func (in *Interactive) signals(sigs <-chan os.Signal) {
 	for sig := range sigs {
 		in.mu.Lock()
-		cancel, stopping := in.cancel, in.leaving || in.stopSig != nil
-		if !stopping && sig != os.Interrupt {
-			in.stopSig = sig
-		}
+		stopping := in.leaving || in.stopSig != nil
 		in.mu.Unlock()
 		switch {
+		case stopping && sig == syscall.SIGHUP:
 		case stopping:
 			in.restoreTerminal()
 			os.Exit(exitCode(sig))
-		case sig != os.Interrupt:
-			if cancel != nil {
-				cancel()
-			}
-			in.endInput()
-		case cancel != nil:
-			cancel()
+		case sig == os.Interrupt:
+			in.interrupt()
+		default:
+			in.stop(sig)
 		}
 	}
+}
+
+// interrupt cancels the running command, or the one about to start when
+// the terminal is out of raw mode. In raw mode (at the prompt) readline
+// reads Ctrl-C as a key, so a SIGINT then is ignored.
+func (in *Interactive) interrupt() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.cancel != nil {
+		in.cancel()
+	} else if !in.raw {
+		in.interrupted = true
+	}
+}
+
+// stop makes Run leave and exit 128+sig: it cancels the running command
+// and ends the input. Only the first stop counts.
+func (in *Interactive) stop(sig os.Signal) {
+	in.mu.Lock()
+	if in.leaving || in.stopSig != nil {
+		in.mu.Unlock()
+		return
+	}
+	in.stopSig = sig
+	cancel := in.cancel
+	in.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	in.endInput()
+}
+
+// hangup is a failed read of the terminal: it is gone, as after SIGHUP.
+func (in *Interactive) hangup() { in.stop(syscall.SIGHUP) }
+
+// rawMode follows readline's terminal mode. Entering raw mode drops an
+// interrupt that no command took.
+func (in *Interactive) rawMode(on bool) {
+	in.mu.Lock()
+	in.raw = on
+	if on {
+		in.interrupted = false
+	}
+	in.mu.Unlock()
 }
 
 // restoreTerminal puts the terminal back as the shell found it, before an

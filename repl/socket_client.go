@@ -194,7 +194,7 @@ func (c *client) Do(line []rune, pos int) ([][]rune, int) {
 // completion and history of a local shell; Ctrl-C cancels the running
 // command on the agent; Ctrl-D detaches.
 func (c *client) interactive(historyFile string) int {
-	rl, stdin, histErr, err := openTerminal(c.s.Prompt, historyFile, c, c.pal.on)
+	rl, stdin, histErr, err := openTerminal(c.s.Prompt, historyFile, c, c.pal.on, ttyHooks{})
 	if err != nil {
 		c.errorLine(fmt.Errorf("terminal: %w", err))
 		return 1
