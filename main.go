@@ -61,7 +61,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.join, "join", "", "listen and join at start-up: ADDR[,ADDR…] (a DNS name may resolve to several)")
 	fs.StringVar(&o.cluster, "cluster", node.DefaultCluster, "cluster name; nodes of another cluster are refused")
 	fs.StringVar(&o.tags, "tags", "", "tags gossiped with this node: k=v[,k=v…] (e.g. role=worker)")
-	fs.BoolVar(&o.serve, "serve", false, "headless agent: no REPL; runs until SIGINT/SIGTERM")
+	fs.BoolVar(&o.serve, "serve", false, "headless agent: no REPL; runs until SIGINT/SIGTERM/SIGHUP")
 	fs.BoolVar(&o.keepGoing, "keep-going", false, "script mode: go on after a failed command (exit status is still 1)")
 	fs.BoolVar(&o.noColor, "no-color", false, "no ANSI colour (also when NO_COLOR is set or stdout is not a terminal)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
@@ -202,7 +202,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	useColor := interactive && !o.noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb" && isTTY(stdout)
 	sh := repl.New(n, repl.Options{Out: stdout, Err: stderr, Color: useColor, Interactive: interactive})
 	if !interactive {
-		stop := leaveOnSignal(n, srv.Close, syscall.SIGINT, syscall.SIGTERM)
+		stop := leaveOnSignal(n, srv.Close, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		defer stop()
 		return sh.RunScript(context.Background(), stdin, o.keepGoing)
 	}
@@ -385,11 +385,12 @@ func (o *options) joinAtStart(n *node.Node, stderr io.Writer) error {
 	return err
 }
 
-// serve runs headless until SIGINT or SIGTERM: the first leaves gracefully,
-// a second exits at once.
+// serve runs headless until SIGINT, SIGTERM or SIGHUP: the first leaves
+// gracefully, a second SIGINT or SIGTERM exits at once (more SIGHUPs do not:
+// a closed terminal sends several).
 func serve(n *node.Node, log logrus.FieldLogger) int {
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sig)
 	log.WithFields(logrus.Fields{"alias": n.Alias(), "addr": n.Addr()}).Info("serving")
 	select {
@@ -404,17 +405,22 @@ func serve(n *node.Node, log logrus.FieldLogger) int {
 		n.Leave(ctx)
 		close(done)
 	}()
-	select {
-	case <-done:
-		return 0
-	case <-sig:
-		return 1
+	for {
+		select {
+		case <-done:
+			return 0
+		case s := <-sig:
+			if s != syscall.SIGHUP {
+				return 1
+			}
+		}
 	}
 }
 
 // leaveOnSignal makes the first of sigs leave the cluster gracefully (within
-// about a second) and exit 128+signal, and a second one exit at once;
-// cleanup runs before a graceful exit. The returned func stops watching.
+// about a second) and exit 128+signal, and a second one other than SIGHUP
+// exit at once; cleanup runs before a graceful exit. The returned func stops
+// watching.
 func leaveOnSignal(n *node.Node, cleanup func(), sigs ...os.Signal) func() {
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, sigs...)
@@ -428,8 +434,11 @@ func leaveOnSignal(n *node.Node, cleanup func(), sigs ...os.Signal) func() {
 		}
 		code := 128 + int(first.(syscall.Signal))
 		go func() {
-			<-ch
-			os.Exit(code)
+			for s := range ch {
+				if s != syscall.SIGHUP { // a closed terminal sends several
+					os.Exit(code)
+				}
+			}
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		n.Leave(ctx)

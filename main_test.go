@@ -347,7 +347,16 @@ func TestScriptErrorsFailFastOrKeepGoing(t *testing.T) {
 	}
 }
 
-func TestServeLeavesOnSIGTERM(t *testing.T) {
+// An agent leaves gracefully on SIGTERM, and on the SIGHUPs of a closed
+// terminal (several come: the kernel's, a shell's), which do not cut its
+// leave short.
+func TestServeLeavesOnSIGTERMAndSIGHUP(t *testing.T) {
+	for _, sigs := range [][]syscall.Signal{{syscall.SIGTERM}, {syscall.SIGHUP, syscall.SIGHUP, syscall.SIGHUP}} {
+		t.Run(sigs[0].String(), func(t *testing.T) { serveLeavesOn(t, sigs) })
+	}
+}
+
+func serveLeavesOn(t *testing.T, sigs []syscall.Signal) {
 	port := freePort(t)
 	agent := start(t, "", "--serve", "--alias", "agent", "-P", fmt.Sprint(port), "--tags", "role=worker")
 	waitListening(t, port)
@@ -364,9 +373,11 @@ func TestServeLeavesOnSIGTERM(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	agent.cmd.Process.Signal(syscall.SIGTERM)
+	for _, sig := range sigs {
+		agent.cmd.Process.Signal(sig)
+	}
 	if code := agent.wait(t, 20*time.Second); code != 0 {
-		t.Fatalf("agent exited %d after SIGTERM", code)
+		t.Fatalf("agent exited %d after %v", code, sigs)
 	}
 	if code := watcher.wait(t, 40*time.Second); code != 0 {
 		t.Fatalf("watcher did not see the agent leave: %d\n%s\n%s", code, watcher.stdout.String(), watcher.stderr.String())
