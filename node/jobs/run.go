@@ -229,8 +229,10 @@ func (c *capture) add(p []byte) {
 		return
 	}
 	if c.truncated {
-		c.flush()
-		c.send(c.marker())
+		// The last piece and the marker go as one chunk, so that the chunk
+		// is whole lines: a marker on its own would start with the piece's "\n".
+		c.send(string(c.kept[c.streamed:]) + c.marker())
+		c.streamed = len(c.kept)
 		return
 	}
 	cut := len(c.kept)
