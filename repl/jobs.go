@@ -2,6 +2,7 @@ package repl
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -138,15 +139,32 @@ func (s *Shell) jobRequest(a *Args) (node.DispatchRequest, error) {
 		Timeout: a.Duration("timeout", 0)}, nil
 }
 
+// dispatchJSON is one job as !dispatch --json prints it; a result or chunk
+// that is not valid UTF-8 goes as result_base64 or chunks_base64.
 type dispatchJSON struct {
-	Job       *uint64  `json:"job"` // null: it never reached a worker
-	OK        bool     `json:"ok"`
-	Worker    string   `json:"worker"`
-	Attempts  int      `json:"attempts"`
-	LatencyMs float64  `json:"latency_ms"`
-	Result    string   `json:"result"`
-	Chunks    []string `json:"chunks,omitempty"`
-	Error     string   `json:"error,omitempty"`
+	Job          *uint64  `json:"job"` // null: it never reached a worker
+	OK           bool     `json:"ok"`
+	Worker       string   `json:"worker"`
+	Attempts     int      `json:"attempts"`
+	LatencyMs    float64  `json:"latency_ms"`
+	Result       *string  `json:"result,omitempty"`
+	ResultBase64 *string  `json:"result_base64,omitempty"`
+	Chunks       []string `json:"chunks,omitempty"`
+	ChunksBase64 []string `json:"chunks_base64,omitempty"`
+	Error        string   `json:"error,omitempty"`
+}
+
+// exactChunks is exactText for a job's chunks: all as text, or all in base64.
+func exactChunks(chunks []string) (text, b64 []string) {
+	for _, c := range chunks {
+		if _, bad := exactText(c); bad != nil {
+			for _, c := range chunks {
+				b64 = append(b64, base64.StdEncoding.EncodeToString([]byte(c)))
+			}
+			return nil, b64
+		}
+	}
+	return chunks, nil
 }
 
 // jobID is a job id for JSON: null for 0, a job that never reached a worker.
@@ -188,8 +206,9 @@ func runDispatch(ctx context.Context, s *Shell, a *Args) error {
 	res, err := s.Node.Dispatch(ctx, req)
 	err = withWorkerHint(err, req.Tags)
 	if asJSON {
-		out := dispatchJSON{Job: jobID(res.Job), OK: err == nil, Worker: res.Worker, Attempts: res.Attempts,
-			LatencyMs: ms(res.Latency), Result: res.Result, Chunks: chunks}
+		out := dispatchJSON{Job: jobID(res.Job), OK: err == nil, Worker: res.Worker, Attempts: res.Attempts, LatencyMs: ms(res.Latency)}
+		out.Result, out.ResultBase64 = exactText(res.Result)
+		out.Chunks, out.ChunksBase64 = exactChunks(chunks)
 		if err != nil {
 			out.Error = err.Error()
 		}
