@@ -454,6 +454,8 @@ func (j *Jobs) runOn(ctx context.Context, alias string, req RunRequest, timeout 
 		}
 	case a.Status == protocol.JobRefused:
 		r.Refused, r.Error = true, a.Error
+	case a.Status == protocol.JobRejected: // it has 0 slots, or drains
+		r.Refused, r.Error = true, "refused: "+a.Error
 	case a.Status == protocol.JobOK || a.Status == protocol.JobError && a.Output().Exit != 0:
 		o := a.Output()
 		r.Exited, r.Exit, r.Stdout, r.Stderr = o.Exit >= 0, int(o.Exit), o.Stdout, o.Stderr
