@@ -447,9 +447,9 @@ func (n *Node) ConfigMap() map[string]string {
 	sc := n.tunables()
 	lvl := ""
 	if l, ok := n.log.(interface{ GetLevel() logrus.Level }); ok {
-		lvl = l.GetLevel().String()
+		lvl = levelName(l.GetLevel())
 	} else if e, ok := n.log.(*logrus.Entry); ok {
-		lvl = e.Logger.GetLevel().String()
+		lvl = levelName(e.Logger.GetLevel())
 	}
 	return map[string]string{
 		"probe-interval":  sc.ProbeInterval.String(),
@@ -459,6 +459,15 @@ func (n *Node) ConfigMap() map[string]string {
 		"log-level":       lvl,
 		"strategy":        n.DefaultStrategy(),
 	}
+}
+
+// levelName is a log level as --log-level and !config set take it: "warn"
+// where logrus says "warning".
+func levelName(l logrus.Level) string {
+	if l == logrus.WarnLevel {
+		return "warn"
+	}
+	return l.String()
 }
 
 // tunables returns the failure-detection timings in force.
