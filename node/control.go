@@ -321,11 +321,15 @@ func (n *Node) runControl(m *protocol.Control, from string) (*protocol.ControlAc
 	return ack, nil
 }
 
+// ShutdownDrain is how long a shutdown without Now waits for running jobs
+// (!run commands included) before it stops them.
+const ShutdownDrain = 30 * time.Second
+
 // shutdown drains jobs (unless now), leaves the cluster and signals the
 // owner of the node to exit.
 func (n *Node) shutdown(now bool) {
 	if !now {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), ShutdownDrain)
 		n.drainJobs(ctx)
 		cancel()
 	}
