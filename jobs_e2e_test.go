@@ -71,6 +71,27 @@ func TestJobsScriptOnDemoCluster(t *testing.T) {
 	}
 }
 
+// The demo's workers log through the shell's logger: at its level, each
+// line naming its node.
+func TestDemoWorkersLogAtTheShellsLevel(t *testing.T) {
+	for _, c := range []struct {
+		level      string
+		workerLogs bool
+	}{{"info", true}, {"warn", false}} {
+		p := start(t, "!wait members 3 20s\n", "--demo", "-P", "0", "--log-level", c.level)
+		if code := p.wait(t, 60*time.Second); code != 0 {
+			t.Fatalf("--log-level %s: exit %d\n%s", c.level, code, p.stderr.String())
+		}
+		errs := p.stderr.String()
+		if got := strings.Contains(errs, "node=worker1") && strings.Contains(errs, "node=worker2"); got != c.workerLogs {
+			t.Errorf("--log-level %s: workers logged %v, want %v:\n%s", c.level, got, c.workerLogs, errs)
+		}
+		if strings.Contains(errs, "level=info") != c.workerLogs {
+			t.Errorf("--log-level %s: stderr:\n%s", c.level, errs)
+		}
+	}
+}
+
 // TestBenchSurvivesWorkerKill kills one of three worker processes with
 // SIGKILL while a dispatcher process runs a bench: every job still ends ok.
 func TestBenchSurvivesWorkerKill(t *testing.T) {

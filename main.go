@@ -455,8 +455,6 @@ func leaveOnSignal(n *node.Node, cleanup func(), sigs ...os.Signal) func() {
 // startDemoWorkers starts two in-process worker nodes joined to n.
 func startDemoWorkers(n *node.Node, base node.Config) (func(), error) {
 	host, _, _ := net.SplitHostPort(base.Bind)
-	quiet := logrus.New()
-	quiet.SetOutput(io.Discard)
 	var workers []*node.Node
 	stop := func() {
 		for _, w := range workers {
@@ -472,7 +470,9 @@ func startDemoWorkers(n *node.Node, base node.Config) (func(), error) {
 		cfg.Bind = net.JoinHostPort(host, "0")
 		cfg.Advertise = ""
 		cfg.Tags = map[string]string{"role": "worker"}
-		cfg.Log = quiet
+		// The shell's logger, so at its level and above its prompt; one
+		// process, one log: !config set log-level on a worker sets it for all.
+		cfg.Log = base.Log.WithField("node", cfg.Alias)
 		w, err := node.New(cfg)
 		if err != nil {
 			stop()

@@ -401,7 +401,7 @@ func matchShape(v, shape any) error {
 func TestREADMEJSONSchemas(t *testing.T) {
 	entries := readmeJSONShapes(t)
 	seed, ws := workerCluster(t, 2)
-	j := start(t, "", "--alias", "j", "-P", "0", "--keep-going")
+	j := start(t, "", "--alias", "j", "-P", "0", "--keep-going", "--allow-run")
 	var script strings.Builder
 	fmt.Fprintf(&script, "!events on --json\n!join_cluster %s\n!wait members 3 30s\n", seed)
 	type run struct {

@@ -611,9 +611,9 @@ func TestTerminalProgressBarEventsAndTypeAhead(t *testing.T) {
 	}
 	ts.keys("C-c")
 	s = ts.waitScreen("the cancelled bench's report", func(s string) bool {
-		return strings.Contains(s, "not started") && lastLine(s) == "d1 [4 alive]>"
+		return strings.Contains(s, "never started") && lastLine(s) == "d1 [4 alive]>"
 	})
-	if !strings.Contains(s, "error: cancelled after") || strings.Contains(s, "failed; first") {
+	if !strings.Contains(s, "\nstopped: ") || !strings.Contains(s, "error: stopped: ") || strings.Contains(s, "first failure") {
 		t.Errorf("a cancelled bench is reported as failed:\n%s", s)
 	}
 

@@ -321,11 +321,15 @@ func (n *Node) runControl(m *protocol.Control, from string) (*protocol.ControlAc
 	return ack, nil
 }
 
+// ShutdownDrain is how long a shutdown without Now waits for running jobs
+// (!run commands included) before it stops them.
+const ShutdownDrain = 30 * time.Second
+
 // shutdown drains jobs (unless now), leaves the cluster and signals the
 // owner of the node to exit.
 func (n *Node) shutdown(now bool) {
 	if !now {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), ShutdownDrain)
 		n.drainJobs(ctx)
 		cancel()
 	}
@@ -447,9 +451,9 @@ func (n *Node) ConfigMap() map[string]string {
 	sc := n.tunables()
 	lvl := ""
 	if l, ok := n.log.(interface{ GetLevel() logrus.Level }); ok {
-		lvl = l.GetLevel().String()
+		lvl = levelName(l.GetLevel())
 	} else if e, ok := n.log.(*logrus.Entry); ok {
-		lvl = e.Logger.GetLevel().String()
+		lvl = levelName(e.Logger.GetLevel())
 	}
 	return map[string]string{
 		"probe-interval":  sc.ProbeInterval.String(),
@@ -459,6 +463,15 @@ func (n *Node) ConfigMap() map[string]string {
 		"log-level":       lvl,
 		"strategy":        n.DefaultStrategy(),
 	}
+}
+
+// levelName is a log level as --log-level and !config set take it: "warn"
+// where logrus says "warning".
+func levelName(l logrus.Level) string {
+	if l == logrus.WarnLevel {
+		return "warn"
+	}
+	return l.String()
 }
 
 // tunables returns the failure-detection timings in force.

@@ -113,6 +113,19 @@ func TestControlConfigSetEverywhere(t *testing.T) {
 	}
 }
 
+// The log level is shown as it is set: "warn", not logrus's "warning".
+func TestConfigShowsLogLevelAsSet(t *testing.T) {
+	n := startNode(t, "a")
+	for _, lvl := range []string{"debug", "info", "warn", "error"} {
+		if err := n.SetConfig("log-level", lvl); err != nil {
+			t.Fatal(err)
+		}
+		if got := n.ConfigMap()["log-level"]; got != lvl {
+			t.Errorf("set log-level %s, shown %s", lvl, got)
+		}
+	}
+}
+
 func TestControlRestartComesBackAtHigherIncarnation(t *testing.T) {
 	a, b, _ := cluster3(t)
 	before, _ := a.Members().Get("b")

@@ -226,11 +226,59 @@ func TestBusyWorkerSendsJobElsewhere(t *testing.T) {
 
 func TestEveryWorkerBusyFailsWithAnExplanation(t *testing.T) {
 	d, ws := jobCluster(t, "w1")
-	ws[0].SetJobQueue(0)
-	ws[0].SetSlots(0)
+	w1 := ws[0]
+	w1.SetJobQueue(0)
+	w1.SetSlots(1)
+	g := newGate()
+	w1.RegisterKind("hold", g.kind("w1"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := w1.Dispatch(context.Background(), DispatchRequest{Kind: "hold", Tags: map[string]string{"name": "w1"}})
+		done <- err
+	}()
+	<-g.started // w1's only slot is taken, and it queues nothing
 	_, err := d.Dispatch(ctxFor(t, 10*time.Second), DispatchRequest{Kind: "echo"})
 	if err == nil || !strings.Contains(err.Error(), "busy") || !strings.Contains(err.Error(), "w1 busy") {
 		t.Fatalf("err = %v", err)
+	}
+	close(g.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	assertNoInFlight(t, d)
+}
+
+// A worker with 0 slots says so, and how to give it some, whether the
+// dispatcher saw its slots tag already (every candidate has 0) or not (the
+// worker answers).
+func TestWorkerWithNoSlotsSaysSo(t *testing.T) {
+	d := startNode(t, "d")
+	w1 := startNode(t, "w1", withTags("role=worker"), func(c *Config) { c.Run.Allow = true })
+	if _, err := w1.Join(ctxFor(t, 10*time.Second), d.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitAlive(t, d, 2)
+	if err := w1.SetSlots(0); err != nil {
+		t.Fatal(err)
+	}
+	want := "w1 has 0 slots and takes no jobs; give it slots with !scale w1 N"
+	_, err := d.Dispatch(ctxFor(t, 10*time.Second), DispatchRequest{Kind: "echo", Worker: "w1"})
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("sent to w1 by name: %v", err)
+	}
+	replies, err := d.Run(ctxFor(t, 10*time.Second), RunRequest{Targets: []string{"w1"}, Command: []string{"true"}})
+	if err != nil || len(replies) != 1 || !replies[0].Refused || replies[0].Error != "refused: w1 has 0 slots and takes no jobs; give it slots with !scale w1 N" {
+		t.Errorf("!run on w1: %+v %v", replies, err)
+	}
+	if err := d.WaitFor(ctxFor(t, 10*time.Second), func(s *Snapshot) bool {
+		e, ok := s.Get("w1")
+		return ok && e.Tags["slots"] == "0"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Dispatch(ctxFor(t, 10*time.Second), DispatchRequest{Kind: "echo"})
+	if err == nil || err.Error() != "no matching worker takes jobs: "+want {
+		t.Errorf("by strategy: %v", err)
 	}
 	assertNoInFlight(t, d)
 }

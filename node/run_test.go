@@ -3,6 +3,9 @@ package node
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -258,5 +261,42 @@ func TestTheRunKindIsNeverStrategyPicked(t *testing.T) {
 	}
 	if err := d.RegisterKind(RunKind, quick("d")); err == nil {
 		t.Fatal("a Go kind took the name run")
+	}
+}
+
+// A shutdown without Now drains: a command running on the node finishes
+// (exit 0, all its output) before the node leaves.
+func TestShutdownLetsARunningCommandFinish(t *testing.T) {
+	d, w := startNode(t, "d"), startNode(t, "w", allowRun)
+	joined(t, d, w)
+	release := filepath.Join(t.TempDir(), "release")
+	started := make(chan struct{})
+	var once sync.Once
+	done := make(chan []RunReply, 1)
+	go func() {
+		r, _ := d.Run(ctxFor(t, 30*time.Second), RunRequest{Targets: []string{"w"},
+			Command:  []string{"sh", "-c", `echo started; while [ ! -e "$0" ]; do sleep 0.01; done; echo finished`, release},
+			OnOutput: func(string, bool, string) { once.Do(func() { close(started) }) }})
+		done <- r
+	}()
+	<-started
+	replies, err := d.Control(ctxFor(t, 10*time.Second), []string{"w"}, ControlRequest{Op: OpShutdown}, 5*time.Second)
+	if err != nil || !replies[0].OK {
+		t.Fatalf("shutdown: %+v %v", replies, err)
+	}
+	for !w.jobStats().Draining {
+		runtime.Gosched()
+	}
+	if err := os.WriteFile(release, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if len(r) != 1 || !r[0].OK() || r[0].Stdout != "started\nfinished\n" {
+		t.Fatalf("the command under a draining shutdown: %+v", r)
+	}
+	select {
+	case <-w.ShutdownRequested():
+	case <-time.After(20 * time.Second):
+		t.Fatal("w did not finish its shutdown after the command ended")
 	}
 }

@@ -360,6 +360,21 @@ func TestKeepInHistory(t *testing.T) {
 	}
 }
 
+// !help shutdown says that it drains: running !run commands finish first.
+func TestHelpShutdownSaysItDrains(t *testing.T) {
+	var out bytes.Buffer
+	if err := testShell(t, &out).Exec(context.Background(), "!help shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	help := strings.Join(strings.Fields(out.String()), " ") // as one line, however it wraps
+	for _, want := range []string{"Without --now each node drains first", "!run commands included", "get up to 30s to finish",
+		"--now skips the drain and stops running commands at once"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("!help shutdown lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
 func TestHelpComesFromTheTable(t *testing.T) {
 	var out bytes.Buffer
 	s := testShell(t, &out)

@@ -44,8 +44,10 @@ func init() {
 		}),
 		targeted(&Command{
 			Name: "!shutdown", Group: "control", Args: "TARGET", Max: -1,
-			Summary:   "drain and stop nodes: jobs finish or fail over, the node leaves and its process exits 0",
-			Help:      "--now skips the drain. When this node is one of them it shuts down last.",
+			Summary: "drain and stop nodes: jobs finish or fail over, the node leaves and its process exits 0",
+			Help: fmt.Sprintf("Without --now each node drains first: it takes no new jobs or commands, and running ones, !run commands included, "+
+				"get up to %s to finish; what still runs then is stopped (SIGTERM, then SIGKILL), and a job fails over when its kind allows. "+
+				"--now skips the drain and stops running commands at once. When this node is one of them it shuts down last.", node.ShutdownDrain),
 			Flags:     []Flag{{Name: "now", Kind: FlagBool, Usage: "do not wait for running jobs"}, timeoutFlag},
 			Example:   "!shutdown worker2",
 			Run:       runShutdown,

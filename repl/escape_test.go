@@ -374,10 +374,10 @@ func TestJSONGivesBackTheExactStrings(t *testing.T) {
 				t.Error("status error: strings changed")
 			}
 
-			s.writeJSON(dispatchJSON{Worker: v, Result: v, Error: v, Chunks: []string{v, v}})
+			s.writeJSON(dispatchJSON{Worker: v, Result: &v, Error: v, Chunks: []string{v, v}})
 			var d dispatchJSON
 			decode("dispatch", &d)
-			if d.Worker != want || d.Result != want || d.Error != want || !slices.Equal(d.Chunks, []string{want, want}) {
+			if d.Worker != want || d.Result == nil || *d.Result != want || d.Error != want || !slices.Equal(d.Chunks, []string{want, want}) {
 				t.Error("dispatch: strings changed")
 			}
 		})

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,7 +218,7 @@ func TestBenchFailsAtOnceOrCountsJobsNotStarted(t *testing.T) {
 		cancel()
 	}()
 	err := s.Exec(ctx, "!bench --n 100000 --concurrency 4 --json sleep 2ms")
-	if err == nil || !strings.Contains(err.Error(), "cancelled after") || strings.Contains(err.Error(), "failed") {
+	if err == nil || !strings.HasPrefix(err.Error(), "stopped: ") || strings.Contains(err.Error(), "first failure") {
 		t.Fatalf("cancelled bench: %v", err)
 	}
 	var rep benchReport
@@ -226,6 +228,35 @@ func TestBenchFailsAtOnceOrCountsJobsNotStarted(t *testing.T) {
 	if rep.OK || rep.Failed != 0 || rep.NotStarted < 90000 || rep.Succeeded < 20 ||
 		rep.Succeeded+rep.Cancelled+rep.NotStarted != rep.N {
 		t.Errorf("report of a cancelled bench: %+v", rep)
+	}
+}
+
+// A bench stopped midway (Ctrl-C) says that it was stopped and what it did.
+func TestBenchStoppedSaysSo(t *testing.T) {
+	s, b := clusterShellAndB(t)
+	var out bytes.Buffer
+	s.setWriters(&out, &out)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int64
+	if err := b.RegisterKind("halt", func(context.Context, []string, func(string) error) (string, error) {
+		if calls.Add(1) == 5 {
+			cancel() // as Ctrl-C does, from the fifth job
+		}
+		return "ok", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Exec(ctx, "!bench --n 1000 --concurrency 1 halt")
+	summary := regexp.MustCompile(`^stopped: [45] of 1000 jobs \(halt\) done in \S+: \d+ jobs/s, [45] ok, 0 failed,`)
+	if !summary.MatchString(out.String()) {
+		t.Errorf("summary of a stopped bench:\n%s", out.String())
+	}
+	if want := regexp.MustCompile(`^stopped: [45] of 1000 jobs done \([45] ok, 0 failed\); [01] cancelled while running, 995 never started$`); err == nil || !want.MatchString(err.Error()) {
+		t.Errorf("error of a stopped bench: %v", err)
+	}
+	if err := s.Exec(ctx, "!bench --n 10 halt"); err == nil || err.Error() != "stopped before its first job finished: 0 of 10 jobs done" {
+		t.Errorf("a bench stopped before it began: %v", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package repl
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -138,15 +139,32 @@ func (s *Shell) jobRequest(a *Args) (node.DispatchRequest, error) {
 		Timeout: a.Duration("timeout", 0)}, nil
 }
 
+// dispatchJSON is one job as !dispatch --json prints it; a result or chunk
+// that is not valid UTF-8 goes as result_base64 or chunks_base64.
 type dispatchJSON struct {
-	Job       *uint64  `json:"job"` // null: it never reached a worker
-	OK        bool     `json:"ok"`
-	Worker    string   `json:"worker"`
-	Attempts  int      `json:"attempts"`
-	LatencyMs float64  `json:"latency_ms"`
-	Result    string   `json:"result"`
-	Chunks    []string `json:"chunks,omitempty"`
-	Error     string   `json:"error,omitempty"`
+	Job          *uint64  `json:"job"` // null: it never reached a worker
+	OK           bool     `json:"ok"`
+	Worker       string   `json:"worker"`
+	Attempts     int      `json:"attempts"`
+	LatencyMs    float64  `json:"latency_ms"`
+	Result       *string  `json:"result,omitempty"`
+	ResultBase64 *string  `json:"result_base64,omitempty"`
+	Chunks       []string `json:"chunks,omitempty"`
+	ChunksBase64 []string `json:"chunks_base64,omitempty"`
+	Error        string   `json:"error,omitempty"`
+}
+
+// exactChunks is exactText for a job's chunks: all as text, or all in base64.
+func exactChunks(chunks []string) (text, b64 []string) {
+	for _, c := range chunks {
+		if _, bad := exactText(c); bad != nil {
+			for _, c := range chunks {
+				b64 = append(b64, base64.StdEncoding.EncodeToString([]byte(c)))
+			}
+			return nil, b64
+		}
+	}
+	return chunks, nil
 }
 
 // jobID is a job id for JSON: null for 0, a job that never reached a worker.
@@ -188,8 +206,9 @@ func runDispatch(ctx context.Context, s *Shell, a *Args) error {
 	res, err := s.Node.Dispatch(ctx, req)
 	err = withWorkerHint(err, req.Tags)
 	if asJSON {
-		out := dispatchJSON{Job: jobID(res.Job), OK: err == nil, Worker: res.Worker, Attempts: res.Attempts,
-			LatencyMs: ms(res.Latency), Result: res.Result, Chunks: chunks}
+		out := dispatchJSON{Job: jobID(res.Job), OK: err == nil, Worker: res.Worker, Attempts: res.Attempts, LatencyMs: ms(res.Latency)}
+		out.Result, out.ResultBase64 = exactText(res.Result)
+		out.Chunks, out.ChunksBase64 = exactChunks(chunks)
 		if err != nil {
 			out.Error = err.Error()
 		}
@@ -300,7 +319,9 @@ func runBench(ctx context.Context, s *Shell, a *Args) error {
 	// that matches, bad arguments) every job would, so the bench stops
 	// with that one error.
 	res, err := s.Node.Dispatch(ctx, req)
-	if err != nil {
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("stopped before its first job finished: 0 of %d jobs done", n)
+	} else if err != nil {
 		return withWorkerHint(err, req.Tags)
 	}
 	stats[0].add(ctx, res, nil)
@@ -376,27 +397,32 @@ func runBench(ctx context.Context, s *Shell, a *Args) error {
 		rep.Workers = append(rep.Workers, benchWorker{Alias: w, Jobs: len(lat), P50Ms: ms(percentile(lat, .5)), P99Ms: ms(percentile(lat, .99))})
 	}
 	sort.Slice(rep.Workers, func(i, j int) bool { return rep.Workers[i].Alias < rep.Workers[j].Alias })
+	stopped, done := rep.Cancelled+rep.NotStarted > 0, rep.Succeeded+rep.Failed
 	if a.Bool("json") {
 		if err := s.writeJSON(rep); err != nil {
 			return err
 		}
 	} else {
-		unfinished := ""
-		if rep.Cancelled+rep.NotStarted > 0 {
-			unfinished = fmt.Sprintf(", %d cancelled, %d not started", rep.Cancelled, rep.NotStarted)
+		what := fmt.Sprintf("%d jobs (%s)", n, clean(req.Kind))
+		if stopped {
+			what = fmt.Sprintf("stopped: %d of %d jobs (%s) done", done, n, clean(req.Kind))
 		}
-		s.printf("%d jobs (%s) in %s: %.0f jobs/s, %d ok, %d failed%s, %d retried, concurrency %d, %s\n",
-			n, clean(req.Kind), elapsed.Round(time.Millisecond), rep.JobsPerSec, rep.Succeeded, rep.Failed, unfinished, rep.Retried, conc, rep.Strategy)
+		s.printf("%s in %s: %.0f jobs/s, %d ok, %d failed, %d retried, concurrency %d, %s\n",
+			what, elapsed.Round(time.Millisecond), rep.JobsPerSec, rep.Succeeded, rep.Failed, rep.Retried, conc, rep.Strategy)
 		s.printf("latency p50 %s  p90 %s  p99 %s  max %s\n", formatLatency(percentile(all, .5)), formatLatency(percentile(all, .9)),
 			formatLatency(percentile(all, .99)), formatLatency(percentile(all, 1)))
 		s.printf("%s", renderBenchWorkers(rep.Workers, rep.Succeeded, s.pal))
 	}
 	switch {
+	case stopped:
+		first := ""
+		if firstErr != nil {
+			first = "; first failure: " + withWorkerHint(firstErr, req.Tags).Error()
+		}
+		return fmt.Errorf("stopped: %d of %d jobs done (%d ok, %d failed); %d cancelled while running, %d never started%s",
+			done, n, rep.Succeeded, rep.Failed, rep.Cancelled, rep.NotStarted, first)
 	case rep.Failed > 0:
 		return fmt.Errorf("%d of %d jobs failed; first: %v", rep.Failed, n, withWorkerHint(firstErr, req.Tags))
-	case rep.Cancelled+rep.NotStarted > 0:
-		return fmt.Errorf("cancelled after %d of %d jobs (%d cancelled while running, %d not started)",
-			rep.Succeeded+rep.Failed, n, rep.Cancelled, rep.NotStarted)
 	}
 	return nil
 }

@@ -57,6 +57,14 @@ type keyHolding struct {
 	Holders []string
 }
 
+// keyJSONDoc is one key as !keys list --json prints it, in one array.
+type keyJSONDoc struct {
+	Key     string   `json:"key"`
+	Nodes   int      `json:"nodes"`   // that hold it
+	Of      int      `json:"of"`      // that answered
+	Primary []string `json:"primary"` // where it is primary; [] when nowhere
+}
+
 func runKeys(ctx context.Context, s *Shell, a *Args) error {
 	op := a.Pos[0]
 	if (op == "list") != (len(a.Pos) == 1) {
@@ -75,8 +83,12 @@ func runKeys(ctx context.Context, s *Shell, a *Args) error {
 	case "list":
 		keys, replies, err := list()
 		if a.Bool("json") {
+			docs := []keyJSONDoc{} // [] when the cluster has no key, never nothing
 			for _, k := range keys {
-				s.writeJSON(map[string]any{"key": k.ID, "nodes": k.Nodes, "of": k.Of, "primary": k.Primary})
+				docs = append(docs, keyJSONDoc{k.ID, k.Nodes, k.Of, append([]string{}, k.Primary...)})
+			}
+			if jerr := s.writeJSON(docs); jerr != nil {
+				return jerr
 			}
 		} else if len(keys) > 0 {
 			var rows [][]string

@@ -258,17 +258,22 @@ func (sum runSummary) String() string {
 }
 
 // runJSONDoc is one node's answer as !run --json prints it.
+// A stream that is not valid UTF-8 goes as stdout_base64 or stderr_base64.
 type runJSONDoc struct {
-	Alias  string  `json:"alias"`
-	Exit   *int    `json:"exit"` // null: the command did not run to an exit status
-	Stdout string  `json:"stdout"`
-	Stderr string  `json:"stderr"`
-	Ms     float64 `json:"ms"`
-	Error  string  `json:"error"` // "" when it exited (any status) without another problem
+	Alias        string  `json:"alias"`
+	Exit         *int    `json:"exit"` // null: the command did not run to an exit status
+	Stdout       *string `json:"stdout,omitempty"`
+	StdoutBase64 *string `json:"stdout_base64,omitempty"`
+	Stderr       *string `json:"stderr,omitempty"`
+	StderrBase64 *string `json:"stderr_base64,omitempty"`
+	Ms           float64 `json:"ms"`
+	Error        string  `json:"error"` // "" when it exited (any status) without another problem
 }
 
 func runDoc(r node.RunReply) runJSONDoc {
-	d := runJSONDoc{Alias: r.Alias, Stdout: r.Stdout, Stderr: r.Stderr, Ms: ms(r.Latency), Error: r.Error}
+	d := runJSONDoc{Alias: r.Alias, Ms: ms(r.Latency), Error: r.Error}
+	d.Stdout, d.StdoutBase64 = exactText(r.Stdout)
+	d.Stderr, d.StderrBase64 = exactText(r.Stderr)
 	if r.Exited {
 		exit := r.Exit
 		d.Exit = &exit

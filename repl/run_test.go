@@ -258,3 +258,52 @@ func TestRunCommand(t *testing.T) {
 		}
 	}
 }
+
+// !run --json and !dispatch --json keep output that is not UTF-8 exact, in
+// base64, and valid output as text.
+func TestJSONOutputIsExact(t *testing.T) {
+	bin, err := node.ParseKindSpec(`bin=printf '\377x'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := runTestNode(t, "x1", func(c *node.Config) {
+		c.Run.Allow, c.Run.Kinds, c.Tags = true, []node.DeclaredKind{bin}, map[string]string{"role": "worker"}
+	}, "")
+	run := func(line string) map[string]any {
+		t.Helper()
+		var out bytes.Buffer
+		s := New(n, Options{Out: &out, Err: &out})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := s.Exec(ctx, line); err != nil {
+			t.Fatalf("%s: %v\n%s", line, err, out.String())
+		}
+		var d map[string]any
+		if err := json.Unmarshal(out.Bytes(), &d); err != nil {
+			t.Fatalf("%s printed %q: %v", line, out.String(), err)
+		}
+		return d
+	}
+	for _, c := range []struct {
+		line      string
+		key, want string // the key that must hold want
+		absent    string // the key that must not be there
+	}{
+		{`!run x1 --json -- sh -c 'printf "\377x"; printf "\376" >&2'`, "stdout_base64", "/3g=", "stdout"},
+		{`!run x1 --json -- sh -c 'printf "\377x"; printf "\376" >&2'`, "stderr_base64", "/g==", "stderr"},
+		{`!run x1 --json -- printf 'ok é'`, "stdout", "ok é", "stdout_base64"},
+		{`!dispatch --json bin`, "result_base64", "/3g=", "result"},
+		{`!dispatch --json echo é`, "result", "é", "result_base64"},
+	} {
+		d := run(c.line)
+		if d[c.key] != c.want {
+			t.Errorf("%s: %s is %v, want %q (%v)", c.line, c.key, d[c.key], c.want, d)
+		}
+		if _, ok := d[c.absent]; ok {
+			t.Errorf("%s: has %s as well: %v", c.line, c.absent, d)
+		}
+	}
+	if text, b64 := exactChunks([]string{"a", "\xffb"}); text != nil || !reflect.DeepEqual(b64, []string{"YQ==", "/2I="}) {
+		t.Errorf("chunks with a bad byte: %q, %q", text, b64)
+	}
+}

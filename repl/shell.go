@@ -3,6 +3,7 @@ package repl
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"meshell/node"
 )
@@ -117,6 +119,17 @@ func (s *Shell) writeJSON(v any) error {
 	}
 	s.printf("%s\n", jsonSafe(b))
 	return nil
+}
+
+// exactText is raw output for a JSON document, byte for byte: s itself when
+// it is valid UTF-8, else nil and s in standard base64 (json.Marshal would
+// turn the bad bytes into U+FFFD).
+func exactText(s string) (text, b64 *string) {
+	if utf8.ValidString(s) {
+		return &s, nil
+	}
+	e := base64.StdEncoding.EncodeToString([]byte(s))
+	return nil, &e
 }
 
 // aliases lists the members this node knows, for completion.

@@ -520,6 +520,8 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			}
 		} else if cands = j.candidates(req.Tags, req.Kind); len(cands) == 0 {
 			return res, j.noWorker(req.Tags)
+		} else if err := noSlots(cands); err != nil {
+			return res, err
 		}
 		var rnd uint64
 		if req.Strategy == Random {
@@ -702,6 +704,28 @@ func notAgain(kind string, w *candidate, job uint64, why string) error {
 			job, kind, w.Alias, why, kind, kind)
 	}
 	return nil
+}
+
+// noSlots is the error of a job whose every candidate advertises 0 slots:
+// none would take it, so it fails at once rather than after the busy rounds.
+func noSlots(cands []candidate) error {
+	var names []string
+	for _, c := range cands {
+		if c.Slots != 0 || c.Tags[SlotsTag] == "" {
+			return nil
+		}
+		names = append(names, c.Alias)
+	}
+	return errors.New("no matching worker takes jobs: " + noSlotsText(strings.Join(names, ",")))
+}
+
+// noSlotsText says that the workers named (a TARGET: "w1,w2") have 0 slots
+// and how to give them some.
+func noSlotsText(target string) string {
+	if strings.Contains(target, ",") {
+		return fmt.Sprintf("%s have 0 slots and take no jobs; give them slots with !scale %s N", target, target)
+	}
+	return fmt.Sprintf("%s has 0 slots and takes no jobs; give it slots with !scale %s N", target, target)
 }
 
 // lastNotes returns at most k of the latest notes.

@@ -229,8 +229,10 @@ func (c *capture) add(p []byte) {
 		return
 	}
 	if c.truncated {
-		c.flush()
-		c.send(c.marker())
+		// The last piece and the marker go as one chunk, so that the chunk
+		// is whole lines: a marker on its own would start with the piece's "\n".
+		c.send(string(c.kept[c.streamed:]) + c.marker())
+		c.streamed = len(c.kept)
 		return
 	}
 	cut := len(c.kept)
@@ -452,6 +454,8 @@ func (j *Jobs) runOn(ctx context.Context, alias string, req RunRequest, timeout 
 		}
 	case a.Status == protocol.JobRefused:
 		r.Refused, r.Error = true, a.Error
+	case a.Status == protocol.JobRejected: // it has 0 slots, or drains
+		r.Refused, r.Error = true, "refused: "+a.Error
 	case a.Status == protocol.JobOK || a.Status == protocol.JobError && a.Output().Exit != 0:
 		o := a.Output()
 		r.Exited, r.Exit, r.Stdout, r.Stderr = o.Exit >= 0, int(o.Exit), o.Stdout, o.Stderr

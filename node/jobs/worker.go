@@ -262,6 +262,12 @@ func (w *worker) submit(from string, req *protocol.JobRequest) {
 		w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobRejected, Error: w.j.h.Alias() + " takes no new jobs (draining)"})
 		return
 	}
+	if w.slots == 0 {
+		w.mu.Unlock()
+		w.rejected.Add(1)
+		w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobRejected, Error: noSlotsText(w.j.h.Alias())})
+		return
+	}
 	if len(w.tasks) > 0 {
 		if _, dup := w.tasks[taskKey{from, req.ID}]; dup {
 			w.mu.Unlock()
