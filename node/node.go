@@ -312,7 +312,9 @@ func (n *Node) listenLocked(addr string) (string, error) {
 	n.running = true
 	n.left = false
 	n.callLocked(func() {
-		n.core.Rejoin(time.Now(), adv)
+		now := time.Now()
+		n.core.Rejoin(now, adv)
+		n.flush(now) // published before Start returns
 	})
 	return adv, nil
 }
