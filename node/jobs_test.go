@@ -283,6 +283,30 @@ func TestWorkerWithNoSlotsSaysSo(t *testing.T) {
 	assertNoInFlight(t, d)
 }
 
+// A worker with 0 slots is passed over: every job goes to one that takes
+// jobs, at the first attempt, whatever the strategy.
+func TestWorkerWithNoSlotsIsPassedOver(t *testing.T) {
+	d, ws := jobCluster(t, "w1", "w2")
+	if err := ws[1].SetSlots(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WaitFor(ctxFor(t, 10*time.Second), func(s *Snapshot) bool { e, _ := s.Get("w2"); return e.Tags["slots"] == "0" }); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"least-connections", "round-robin", "random"} {
+		st, err := ParseStrategy(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 6 {
+			res, err := d.Dispatch(ctxFor(t, 10*time.Second), DispatchRequest{Kind: "echo", Args: []string{"x"}, Strategy: st})
+			if err != nil || res.Worker != "w1" || res.Attempts != 1 {
+				t.Fatalf("%s: %+v %v; want w1 at the first attempt", name, res, err)
+			}
+		}
+	}
+}
+
 func TestTimeoutCancelsTheJobOnItsWorker(t *testing.T) {
 	d, ws := jobCluster(t, "w1")
 	g := newGate()

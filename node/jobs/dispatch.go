@@ -520,7 +520,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			}
 		} else if cands = j.candidates(req.Tags, req.Kind); len(cands) == 0 {
 			return res, j.noWorker(req.Tags)
-		} else if err := noSlots(cands); err != nil {
+		} else if cands, err = takingJobs(cands); err != nil {
 			return res, err
 		}
 		var rnd uint64
@@ -706,17 +706,24 @@ func notAgain(kind string, w *candidate, job uint64, why string) error {
 	return nil
 }
 
-// noSlots is the error of a job whose every candidate advertises 0 slots:
-// none would take it, so it fails at once rather than after the busy rounds.
-func noSlots(cands []candidate) error {
+// takingJobs drops the candidates that advertise 0 slots (one that
+// advertises none counts as one slot); when that leaves none, the job fails
+// at once rather than after the busy rounds. A job sent to one worker by
+// name is not filtered: the worker says why it refuses.
+func takingJobs(cands []candidate) ([]candidate, error) {
+	noSlots := func(c candidate) bool { return c.Slots == 0 && c.Tags[SlotsTag] != "" }
+	if !slices.ContainsFunc(cands, noSlots) {
+		return cands, nil // the usual case: no copy
+	}
+	taking := slices.DeleteFunc(slices.Clone(cands), noSlots)
+	if len(taking) > 0 {
+		return taking, nil
+	}
 	var names []string
 	for _, c := range cands {
-		if c.Slots != 0 || c.Tags[SlotsTag] == "" {
-			return nil
-		}
 		names = append(names, c.Alias)
 	}
-	return errors.New("no matching worker takes jobs: " + noSlotsText(strings.Join(names, ",")))
+	return nil, errors.New("no matching worker takes jobs: " + noSlotsText(strings.Join(names, ",")))
 }
 
 // noSlotsText says that the workers named (a TARGET: "w1,w2") have 0 slots
