@@ -605,6 +605,10 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 		return fail(fmt.Errorf("%s belongs to cluster %q, this node to %q; use --cluster to pick one", addr, cluster, m.cfg.Cluster))
 	case from.Alias == self.Alias:
 		return fail(fmt.Errorf("%s is this node itself", addr))
+	case m.protected() && !loopbackAddr(normalizeAddr(from.Addr, nc.RemoteAddr())):
+		// As an accepting node refuses such a peer: its address would be
+		// dialled later, and must not lead off this machine.
+		return fail(fmt.Errorf("%s advertises %s, which %w: %s", addr, from.Addr, ErrNotLoopback, protectedRefusal))
 	}
 	if tc, ok := nc.(*keyring.Conn); ok && tc.PeerAlias() != from.Alias {
 		return fail(fmt.Errorf("%s answered as %q with the certificate of %q", addr, from.Alias, tc.PeerAlias()))

@@ -161,14 +161,15 @@ func loopbackAddr(addr string) bool {
 func dialLoopbackOnly(_, address string, _ syscall.RawConn) error {
 	host, _, err := net.SplitHostPort(address)
 	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%s is %w: %s", address, ErrNotLoopback, protectedRefusal)
+		return fmt.Errorf("%s %w: %s", address, ErrNotLoopback, protectedRefusal)
 	}
 	return nil
 }
 
 // ErrNotLoopback is wrapped by the error of a dial in protected mode to an
-// address off this machine: it never leaves, and trying again cannot help.
-var ErrNotLoopback = errors.New("not on loopback")
+// address off this machine (it never leaves), or to a node that advertises
+// one: trying again cannot help.
+var ErrNotLoopback = errors.New("is not on loopback")
 
 // protectedRefusal is the answer of a node without a key to a remote peer.
 const protectedRefusal = "this node has no cluster key and takes peers from loopback only (protected mode): " +

@@ -153,6 +153,18 @@ func TestProtectedNodeSpeaksToLoopbackOnly(t *testing.T) {
 	if ack, ok := msg.(*protocol.HelloAck); !ok || !strings.Contains(ack.Error, "advertised address 192.0.2.1:7001 is not on loopback") {
 		t.Fatalf("answered %+v, want the advertised address refused", msg)
 	}
+	// A seed on loopback that advertises an address off this machine is
+	// refused by the protected node that dials it, as it would refuse it.
+	_, seed := newMesh(t, "s", newRecorder(), func(c *Config) {
+		c.Insecure = true
+		c.Self = func() protocol.Member { return protocol.Member{Alias: "s", Addr: "192.0.2.9:7001"} }
+	})
+	if err := hello(t, a, seed); !errors.Is(err, ErrNotLoopback) || !strings.Contains(err.Error(), "advertises 192.0.2.9:7001, which is not on loopback") {
+		t.Fatalf("hello to a seed advertising 192.0.2.9: %v, want refused", err)
+	}
+	if a.Stats().Conns != 0 {
+		t.Fatalf("a protected node kept a connection to a seed advertising 192.0.2.9")
+	}
 	// With --insecure both are the operator's choice.
 	_, ins := newMesh(t, "b", newRecorder(), func(c *Config) { c.Insecure = true })
 	if ack, ok := helloAnswer(t, ins, far).(*protocol.HelloAck); !ok || ack.Error != "" {
