@@ -174,8 +174,8 @@ func TestFinalRoundsThroughSeveralAddresses(t *testing.T) {
 	}
 }
 
-// A node that left and starts again is the first node of a new cluster: it
-// lists itself alone, and the cluster it left keeps it left.
+// A node that left forgets the members it knew; started again it is the
+// first node of a new cluster, and the cluster it left keeps it left.
 func TestStartAfterLeaveIsANewCluster(t *testing.T) {
 	a, b := startNode(t, "a"), startNode(t, "b")
 	if _, err := b.Join(ctxFor(t, 10*time.Second), a.Addr()); err != nil {
@@ -186,6 +186,9 @@ func TestStartAfterLeaveIsANewCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, a, "b", StateLeft)
+	if es := b.Members().Entries; len(es) != 1 || es[0].Alias != "b" || es[0].State != StateLeft {
+		t.Fatalf("b after leaving lists %+v, want itself alone, left", es)
+	}
 	if _, err := b.Start(""); err != nil {
 		t.Fatal(err)
 	}

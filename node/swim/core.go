@@ -376,6 +376,18 @@ func (c *Core) Leave(now time.Time) {
 	c.probes, c.relays = nil, nil
 	c.stats.Leaves += uint64(len(c.liveMembers()))
 	c.sendToLive(&protocol.Leave{Alias: self.Alias, Incarnation: self.Incarnation})
+	c.forgetOthers(now)
+}
+
+// forgetOthers reaps every member but this node: one that left belongs to no
+// cluster, and starts again alone.
+func (c *Core) forgetOthers(now time.Time) {
+	self := c.table.SelfAlias()
+	for _, m := range slices.Clone(c.table.Members()) {
+		if m.Alias != self {
+			c.forget(now, m)
+		}
+	}
 }
 
 // ForceLeave marks the failed member alias left at its incarnation (left
@@ -408,20 +420,15 @@ func (c *Core) ForceLeave(now time.Time, alias string) error {
 }
 
 // Rejoin makes a node that left alive again at a higher incarnation, at
-// addr (the address it listens on now), in a cluster of its own: the
-// members it knew are forgotten (reaped), for they belong to the cluster it
-// left; it joins one with a Join, as any new node does.
+// addr (the address it listens on now), in a cluster of its own (it forgot
+// the others when it left); it joins one with a Join, as any new node does.
 func (c *Core) Rejoin(now time.Time, addr string) {
 	c.enter(now)
 	if !c.left {
 		return
 	}
+	c.forgetOthers(now) // what it heard while it was out
 	self := c.Self()
-	for _, m := range slices.Clone(c.table.Members()) {
-		if m.Alias != self.Alias {
-			c.forget(now, m)
-		}
-	}
 	self.State = protocol.StateAlive
 	self.Addr = addr
 	self.Incarnation = manager.NextIncarnation(self.Incarnation)

@@ -803,7 +803,8 @@ func TestLeave(t *testing.T) {
 			t.Fatalf("rejoined as %s@%d at %s, want alive@1 at the new address", s.State, s.Incarnation, s.Addr)
 		}
 		// Started again, it is a cluster of its own: it forgot the members
-		// of the cluster it left, and neither probes nor re-dials them.
+		// of the cluster it left when it left, and neither probes nor
+		// re-dials them.
 		if ms := h.c.table.Members(); len(ms) != 1 || ms[0].Alias != "a" {
 			t.Fatalf("after starting again the table holds %v, want this node alone", ms)
 		}
