@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -279,8 +280,9 @@ func (c *conn) readLoop() {
 		var p []byte
 		if p, err = c.fr.Next(); err != nil {
 			// A retired connection ends as expected: its peer closed it or
-			// its grace ran out (a join storm retires hundreds).
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !c.retired.Load() {
+			// its grace ran out (a join storm retires hundreds). A reset
+			// between frames is a peer gone, as after its leave: not news.
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) && !c.retired.Load() {
 				m.warn.Warn("frame-read", logrus.Fields{"alias": c.peer.Alias, "error": err.Error()}, "mesh: closing connection")
 			}
 			break

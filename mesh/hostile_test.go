@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"meshell/protocol"
 )
@@ -394,6 +395,39 @@ func TestSilentPeerIsClosedAfterTheHandshakeTimeout(t *testing.T) {
 					t.Fatalf("closed after %v, before the handshake timeout", took)
 				}
 			})
+		}
+	}
+}
+
+// A peer whose connection is reset between frames (gone, as a process that
+// exits after its leave) is dropped without a warning: nothing went wrong
+// that an operator should read about.
+func TestResetBetweenFramesIsNotWarned(t *testing.T) {
+	l, logged := logtest.NewNullLogger()
+	r := newRecorder()
+	_, addr := newMesh(t, "a", r, func(c *Config) { c.Log = l })
+	nc := rawDial(t, addr)
+	if ack, ok := exchange(t, nc, &protocol.Hello{Version: protocol.Version, Cluster: "c", From: protocol.Member{Alias: "p", Addr: nc.LocalAddr().String()}}).(*protocol.HelloAck); !ok || ack.Error != "" {
+		t.Fatalf("hello answered %+v", ack)
+	}
+	nc.(*net.TCPConn).SetLinger(0) // close with a reset
+	nc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		down := len(r.down)
+		r.mu.Unlock()
+		if down > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reset connection was never dropped")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a real socket's end
+	}
+	for _, e := range logged.AllEntries() {
+		if e.Level <= logrus.WarnLevel {
+			t.Fatalf("a reset between frames was warned about: %s %v", e.Message, e.Data)
 		}
 	}
 }

@@ -135,7 +135,7 @@ func (f *FrameReader) Next() ([]byte, error) {
 		if err == io.EOF {
 			return nil, io.EOF
 		}
-		return nil, fmt.Errorf("protocol: bad length prefix: %w", err)
+		return nil, fmt.Errorf("protocol: reading a frame: %w", err)
 	}
 	n, err := f.length(c)
 	if err != nil {
