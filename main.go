@@ -95,14 +95,31 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 		return err
 	})
-	fs.IntVar(&o.retryMax, "retry-max", -1, "rounds of --join before giving up; 0 = no limit (default: no limit with --serve, 3 with a shell)")
+	o.retryMax = -1 // not given: the mode decides
+	fs.Func("retry-max", "`N` rounds of --join before giving up; 0 = no limit (default: no limit with --serve, 3 with a shell)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errors.New("give a whole number of rounds, or 0 for no limit")
+		}
+		o.retryMax = n
+		return nil
+	})
 	fs.DurationVar(&o.retryInterval, "retry-interval", node.RetryForever.Cap, "longest wait between two rounds of --join (the wait starts at 250ms and doubles)")
 	fs.StringVar(&o.socket, "socket", "", "local control socket for meshell attach, or none (default: "+repl.SocketDir()+"/ALIAS.sock)")
 	fs.StringVar(&o.metrics, "metrics", "", "serve Prometheus metrics at http://HOST:PORT/metrics (off by default)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	fs.BoolVar(&o.demo, "demo", false, "start with two in-process worker nodes already joined")
+	// A bad flag is one "error: …" line (run prints it); only -h shows the
+	// usage.
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintln(stderr, "Usage of meshell:")
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (see --help)", err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q: meshell takes flags only (see --help)", fs.Arg(0))
@@ -310,6 +327,9 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	cfg.Jobs = node.JobLimits{MaxSlots: o.maxSlots, MaxJobTimeout: o.maxJobTimeout}
 	cfg.Run = node.RunConfig{Allow: o.allowRun, Kinds: o.kinds}
 	cfg.SWIM.MaxMembers = o.maxMembers
+	if err := node.SetTunables(&cfg.SWIM, nil); err != nil { // the profile is valid: the bound is at fault
+		return cfg, nil, fmt.Errorf("--max-members: %w", err)
+	}
 	if err := node.SetTunables(&cfg.SWIM, o.swim); err != nil {
 		return cfg, nil, fmt.Errorf("failure-detection flags: %w", err)
 	}
@@ -327,6 +347,9 @@ func parseTags(s string) (map[string]string, error) {
 			return nil, fmt.Errorf("--tags: %q is not KEY=VALUE (e.g. --tags role=worker,zone=a)", kv)
 		}
 		if err := node.OwnedTag(k); err != nil {
+			return nil, fmt.Errorf("--tags: %w", err)
+		}
+		if err := node.ValidTag(k, v); err != nil {
 			return nil, fmt.Errorf("--tags: %w", err)
 		}
 		tags[k] = v

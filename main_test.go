@@ -398,14 +398,18 @@ func TestVersionAndBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"--profile", "moon"}, {"--tags", "novalue"}, {"--bind", "nohost"}, {"stray"},
 		{"--port", "-5"}, {"-P", "70000"}, {"--suspicion-mult", "0"}, {"--probe-interval", "-1s"},
 		{"--indirect-checks", "-3"}, {"--indirect-checks", "99999999999"}, {"--cluster", ""}, {"--alias", ""},
-		{"--alias", "a b"}, {"--tags", "k=a,b=c d"}, {"--max-slots", "0"}, {"--max-members", "1"}, {"--metrics", "9100"}} {
+		{"--alias", "a b"}, {"--tags", "k=a,b=c d"}, {"--max-slots", "0"}, {"--max-members", "1"}, {"--metrics", "9100"},
+		{"--kind", "bad"}, {"--retry-max", "x"}, {"--bogus"}} {
 		cmd := exec.Command(binary, args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		cmd.Stdin = strings.NewReader("")
 		err := cmd.Run()
-		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 2 || !strings.HasPrefix(stderr.String(), "error: ") {
-			t.Errorf("%v: err=%v stderr=%q, want exit status 2 and an error line", args, err, stderr.String())
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 2 || !strings.HasPrefix(stderr.String(), "error: ") || strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("%v: err=%v stderr=%q, want exit status 2 and one error line", args, err, stderr.String())
+		}
+		if flag := strings.TrimLeft(args[0], "-"); flag != "stray" && !strings.Contains(stderr.String(), strings.Replace(flag, "P", "port", 1)) {
+			t.Errorf("%v: %q does not name the flag", args, stderr.String())
 		}
 	}
 	// --bind on every interface needs --advertise: no peer could dial 0.0.0.0.

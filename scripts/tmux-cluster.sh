@@ -18,7 +18,7 @@
 set -euo pipefail
 
 usage() {
-	sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,/^set /s/^# \{0,1\}//p' "$0" >&2 # the header comment
 	exit 2
 }
 
