@@ -173,7 +173,7 @@ func TestAttachStaleAndTakenSockets(t *testing.T) {
 		t.Fatalf("the killed node left no socket to test with: %v", err)
 	}
 	_, errOut, code := attachRun(t, "", sock, "-c", "!echo hi")
-	if code != 1 || !strings.Contains(errOut, "connection refused") {
+	if code != 1 || !strings.Contains(errOut, "the socket is stale") {
 		t.Errorf("attach to a stale socket: exit %d, stderr %q", code, errOut)
 	}
 	serveNode(t, "a", freePort(t), 0, "--socket", sock)

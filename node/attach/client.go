@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"meshell/protocol"
@@ -64,6 +65,9 @@ func Dial(path string, h Hello, out Output) (*Client, error) {
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("no node listens at %s (meshell attach lists the sockets found)", path)
+		}
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("no node listens at %s: the socket is stale, left by a node that exited (the next node of that alias replaces it)", path)
 		}
 		return nil, fmt.Errorf("cannot attach to %s: %w", path, err)
 	}
