@@ -661,3 +661,20 @@ func TestTerminalHintsAndHistoryWarning(t *testing.T) {
 	ts.waitFor("debug")
 	ts.waitFor("warn")
 }
+
+// In a narrow terminal the progress bar is cut to the width, so that it is
+// redrawn in place instead of wrapping into a stack of partial lines.
+func TestTerminalProgressBarFitsANarrowPane(t *testing.T) {
+	t.Parallel()
+	ts := newTmux(t, shellCommand("--alias", "d1", "-P", "0", "--profile", "local", "--demo",
+		"--history-file", filepath.Join(t.TempDir(), "h")))
+	ts.waitLastLine("d1 [3 alive]>")
+	ts.run("resize-window", "-t", "t", "-x", "40")
+	ts.line("!bench --n 400 --concurrency 1 sleep 10ms")
+	s := ts.waitScreen("the bar a quarter full", func(s string) bool { return strings.Contains(s, "[########") })
+	if bars := linesContaining(s, "[#"); len(bars) != 1 || len(bars[0]) > 40 {
+		t.Errorf("the bar is not one line within 40 columns: %q\n%s", bars, s)
+	}
+	ts.keys("C-c")
+	ts.waitLastLine("d1 [3 alive]>")
+}

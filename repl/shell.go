@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/chzyer/readline"
+
 	"meshell/node"
 )
 
@@ -82,6 +84,9 @@ func (s *Shell) setStatus(line string) {
 	defer s.wmu.Unlock()
 	if line == "" && s.status == "" {
 		return
+	}
+	if w := readline.GetScreenWidth(); w > 1 && len(line) >= w {
+		line = line[:w-1] // a status line that wrapped would not be redrawn in place
 	}
 	io.WriteString(s.out, "\r\x1b[K"+line)
 	s.status = line
