@@ -83,13 +83,19 @@ done
 tmux select-layout -t "$session:cluster" tiled >/dev/null
 
 # wait_for PANE TEXT: until the pane shows TEXT (a grep pattern), for up
-# to 20 s.
+# to 20 s; an error line in the pane (a port in use, say) ends it at once,
+# and what the pane shows is printed.
 wait_for() {
+	local out
 	for _ in $(seq 1 200); do
-		tmux capture-pane -p -t "$session:cluster.$1" | grep -q -- "$2" && return 0
+		out=$(tmux capture-pane -p -t "$session:cluster.$1")
+		grep -q -- "$2" <<<"$out" && return 0
+		grep -q '^error: ' <<<"$out" && break
 		sleep 0.1
 	done
-	echo "error: pane $1 never showed '$2'" >&2
+	echo "error: node$(($1 + 1)) never showed '$2'; its pane ends with:" >&2
+	grep -v '^$' <<<"$out" | tail -n 5 | sed 's/^/  /' >&2
+	echo "the session is left as it is: tmux attach -t $session to look, $0 -k -s $session to kill it" >&2
 	return 1
 }
 send() { tmux send-keys -t "$session:cluster.$1" -l "$2" && tmux send-keys -t "$session:cluster.$1" Enter; }
