@@ -69,7 +69,7 @@ type conn struct {
 
 func (m *Mesh) newConn(nc net.Conn, dialed bool) *conn {
 	c := &conn{m: m, dialed: dialed, dec: protocol.NewDecoder(),
-		out: newOutq(m.cfg.QueueLen), stop: make(chan struct{}), done: make(chan struct{})}
+		out: newOutq(m.cfg.QueueLen, m.cfg.QueueBytes), stop: make(chan struct{}), done: make(chan struct{})}
 	if nc != nil {
 		c.attach(nc)
 	}

@@ -73,6 +73,7 @@ type Config struct {
 	WriteTimeout     time.Duration          // a peer that does not read for this long is closed
 	MaxRetransmit    time.Duration          // longest TCP retransmission backoff (Linux 6.15+); 0 = the kernel's
 	QueueLen         int                    // outbound frames queued per peer
+	QueueBytes       int                    // ... and their bytes (protocol.Weight)
 	MaxHandshakes    int                    // connections still in their handshake; past it the oldest is closed
 	MaxHandshakesIP  int                    // the same, per source IP
 	MaxConns         int                    // established accepted connections in all
@@ -99,6 +100,7 @@ func DefaultConfig(cluster string, self func() protocol.Member) Config {
 		WriteTimeout:     10 * time.Second, // a stopped peer whose buffers are full is closed
 		MaxRetransmit:    time.Second,      // a healed link speaks again within it (the least Linux takes)
 		QueueLen:         1024,             // frames; the writer drains in batches, so a 256-deep job pipeline fits
+		QueueBytes:       16 << 20,         // a peer that reads nothing holds at most this here
 		MaxHandshakes:    1024,             // pending handshakes; bounds idle hostile connections
 		MaxHandshakesIP:  256,              // one source cannot hold every slot; a 200-process join storm on one host fits
 		MaxConns:         4096,             // one per member of the largest default table (--max-members)

@@ -304,7 +304,7 @@ func TestSameSideDialsResolvedAlikeInAnyOrder(t *testing.T) {
 // TestOutqBoundAndOrder: the outbound queue keeps frames in order, refuses
 // the frame beyond its bound, and gives its memory back once it drains.
 func TestOutqBoundAndOrder(t *testing.T) {
-	q := newOutq(100)
+	q := newOutq(100, 1<<20)
 	for round := 0; round < 3; round++ {
 		for i := 0; i < 100; i++ {
 			if !q.push(&protocol.Ping{Seq: uint32(i)}) {
@@ -332,6 +332,34 @@ func TestOutqBoundAndOrder(t *testing.T) {
 	}
 	if cap(q.items) > keptQueue {
 		t.Fatalf("an empty queue keeps %d slots", cap(q.items))
+	}
+}
+
+// TestOutqBoundInBytes: big frames fill the queue by their bytes long
+// before its count (a peer that never reads answers of 4 MiB holds at most
+// the bound here); an empty queue still takes one frame of any size.
+func TestOutqBoundInBytes(t *testing.T) {
+	q := newOutq(1024, 16<<20)
+	big := &protocol.JobResult{Result: strings.Repeat("r", 4<<20)}
+	n := 0
+	for q.push(big) {
+		n++
+	}
+	if n != 3 || q.bytes > 16<<20 {
+		t.Fatalf("%d 4 MiB results queued (%d bytes), want 3 within 16 MiB", n, q.bytes)
+	}
+	if !q.push(&protocol.Ping{}) {
+		t.Fatal("a small frame refused while there is room for it")
+	}
+	for range n + 1 {
+		q.pop()
+	}
+	if q.bytes != 0 {
+		t.Fatalf("an empty queue counts %d bytes", q.bytes)
+	}
+	huge := &protocol.JobResult{Result: strings.Repeat("r", 17<<20)}
+	if !q.push(huge) || q.push(&protocol.Ping{}) && q.push(huge) {
+		t.Fatal("an empty queue refused one frame over the bound, or took a second one")
 	}
 }
 

@@ -45,6 +45,38 @@ const (
 	MaxJobStream = 16 << 20 // bytes of their data
 )
 
+// Weight is about how many bytes m takes to hold and to send: its strings
+// for the messages that carry data (jobs), 128 a member for those that carry
+// members, 64 otherwise. Outbound queues are bounded by it.
+func Weight(m Message) int {
+	const base, member = 64, 128
+	switch m := m.(type) {
+	case *JobRequest:
+		n := base + len(m.Kind)
+		for _, a := range m.Args {
+			n += len(a) + 8
+		}
+		return n
+	case *JobResult:
+		n := base + len(m.Result) + len(m.Error)
+		if m.Run != nil {
+			n += len(m.Run.Stdout) + len(m.Run.Stderr)
+		}
+		return n
+	case *JobChunk:
+		return base + len(m.Data)
+	case *Gossip:
+		return base + member*len(m.Updates)
+	case *PushPull:
+		return base + member*len(m.Members)
+	case *ControlAck:
+		return base + len(m.Error) + 4096 // a status
+	case *Control:
+		return base + len(m.Value)
+	}
+	return base
+}
+
 // ErrUnexpectedType is wrapped by DecodeOnly's error for a known message
 // type that the connection's state does not allow.
 var ErrUnexpectedType = errors.New("message type not allowed in this state")
