@@ -93,6 +93,35 @@ func TestWorkerQueueBound(t *testing.T) {
 	}
 }
 
+// Queued jobs hold at most maxQueuedArgs of arguments: a flood of big
+// requests is answered busy, not kept, and a small one still queues.
+func TestWorkerQueueBoundInArgumentBytes(t *testing.T) {
+	n, _ := fakeWorker(t, 1)
+	g := newGate()
+	n.RegisterKind("hold", g.kind("solo"))
+	w := n.w
+	w.submit("x", &protocol.JobRequest{ID: 1, Kind: "hold"})
+	<-g.started
+	const size = 4<<20 - 1024
+	fit := maxQueuedArgs / size
+	big := []string{strings.Repeat("a", size)}
+	for id := uint64(2); id < 100; id++ {
+		w.submit("x", &protocol.JobRequest{ID: id, Kind: "hold", Args: big})
+	}
+	if s := n.Stats(); s.Queued != fit || s.Busy != uint64(98-fit) || w.argBytes > maxQueuedArgs {
+		t.Fatalf("after 98 requests of 4 MiB: %+v, %d bytes held; want %d queued within %d", s, w.argBytes, fit, maxQueuedArgs)
+	}
+	w.submit("x", &protocol.JobRequest{ID: 100, Kind: "hold", Args: []string{"small"}})
+	if s := n.Stats(); s.Queued != fit+1 {
+		t.Fatalf("a small request was not queued: %+v", s)
+	}
+	w.cancel("x", 2)
+	if w.argBytes != (fit-1)*size+len("small") {
+		t.Fatalf("after cancelling a queued job %d bytes are counted", w.argBytes)
+	}
+	close(g.release)
+}
+
 func TestLateAndForeignResultsAreIgnored(t *testing.T) {
 	_, d, ws := jobCluster(t, "w1", "w2")
 	g := newGate()

@@ -21,6 +21,10 @@ import (
 // --concurrency 256` keep a single worker busy without bouncing.
 const DefaultJobQueue = 256
 
+// maxQueuedArgs bounds the arguments the queued jobs hold, all dispatchers
+// together; past it a request is answered busy (an empty queue takes any).
+const maxQueuedArgs = 32 << 20
+
 // maxJobQueue bounds SetJobQueue.
 const maxJobQueue = 1 << 20
 
@@ -90,6 +94,7 @@ type worker struct {
 	queueMax int
 	running  int // tokens held (inline and goroutine jobs)
 	queued   int // tasks waiting, all dispatchers
+	argBytes int // their arguments' bytes, at most maxQueuedArgs
 	disps    map[string]*disp
 	waiting  []*disp // dispatchers with queued tasks, in no order
 	serveSeq uint64
@@ -138,8 +143,8 @@ func (w *worker) forgetIfIdle(d *disp) {
 // dispatchers with jobs waiting. So a flood cannot lock the others out, and
 // the queue holds at most queueMax plus one per dispatcher. Called with
 // w.mu held.
-func (w *worker) admits(d *disp) bool {
-	if w.slots == 0 || w.queueMax == 0 {
+func (w *worker) admits(d *disp, args int) bool {
+	if w.slots == 0 || w.queueMax == 0 || w.queued > 0 && w.argBytes+args > maxQueuedArgs {
 		return false
 	}
 	if d == nil || d.queued == 0 {
@@ -164,6 +169,7 @@ func (w *worker) enqueue(t *task) {
 	}
 	d.queued++
 	w.queued++
+	w.argBytes += argsLen(t.args)
 }
 
 // unqueue takes the queued t out of its dispatcher's FIFO. Called with
@@ -183,6 +189,7 @@ func (w *worker) unqueue(t *task) {
 	t.prev, t.next = nil, nil
 	d.queued--
 	w.queued--
+	w.argBytes -= argsLen(t.args)
 	if d.queued == 0 {
 		last := len(w.waiting) - 1
 		moved := w.waiting[last]
@@ -296,7 +303,7 @@ func (w *worker) submit(from string, req *protocol.JobRequest) {
 		return
 	}
 	d := w.disps[from]
-	if w.admits(d) {
+	if w.admits(d, argsLen(req.Args)) {
 		if d == nil {
 			d = w.dispFor(from)
 		}
@@ -310,6 +317,8 @@ func (w *worker) submit(from string, req *protocol.JobRequest) {
 	if d != nil && len(w.waiting) > 1 && d.queued >= w.queueMax/len(w.waiting) {
 		why = fmt.Sprintf("%s is busy: %d of its %d queued jobs are yours, your share while %d dispatchers wait",
 			w.j.h.Alias(), d.queued, w.queued, len(w.waiting))
+	} else if w.queued < w.queueMax && w.argBytes+argsLen(req.Args) > maxQueuedArgs {
+		why = fmt.Sprintf("%s is busy: its queued jobs' arguments fill %d MiB", w.j.h.Alias(), maxQueuedArgs>>20)
 	} else {
 		why = fmt.Sprintf("%s is busy: %d slots running and %d queued", w.j.h.Alias(), w.slots, w.queued)
 	}
