@@ -784,10 +784,16 @@ type JobRecord struct {
 	At       time.Time
 }
 
+// maxRecordedError bounds the error text a job record keeps.
+const maxRecordedError = 1024
+
 func (j *Jobs) record(req DispatchRequest, res DispatchResult, err error) {
 	r := JobRecord{ID: res.Job, Kind: req.Kind, Worker: res.Worker, Attempts: res.Attempts, State: "ok", Latency: res.Latency}
 	if err != nil {
 		r.State, r.Error = "error", err.Error()
+		if len(r.Error) > maxRecordedError { // a worker's error text is any size: keep a line of it
+			r.Error = strings.ToValidUTF8(r.Error[:maxRecordedError], "") + "…"
+		}
 	}
 	j.recentMu.Lock()
 	r.At = time.Now()

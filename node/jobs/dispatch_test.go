@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +145,20 @@ func TestLateAndForeignResultsAreIgnored(t *testing.T) {
 	d.Receive("w1", &protocol.JobResult{ID: id, Status: protocol.JobOK, Result: "late"}) // finished id
 	if r := d.RecentJobs(); len(r) != 1 {
 		t.Fatalf("a late duplicate produced another record: %+v", r)
+	}
+}
+
+// A worker's error of any size is kept in the job's record as a line of at
+// most maxRecordedError bytes: 256 records of 4 MiB would hold 1 GiB.
+func TestRecordKeepsALineOfAHugeError(t *testing.T) {
+	_, d, ws := jobCluster(t, "w1")
+	huge := strings.Repeat("e", 4<<20)
+	ws[0].RegisterKind("fail", func(context.Context, []string, func(string) error) (string, error) { return "", errors.New(huge) })
+	if _, err := d.Dispatch(context.Background(), DispatchRequest{Kind: "fail", Worker: "w1"}); err == nil || !strings.Contains(err.Error(), huge) {
+		t.Fatal("the caller was not given the worker's whole error")
+	}
+	if r := d.RecentJobs(); len(r) != 1 || r[0].State != "error" || len(r[0].Error) > maxRecordedError+len("…") || !strings.HasSuffix(r[0].Error, "…") {
+		t.Fatalf("the record keeps %d bytes of the error, want at most %d", len(r[0].Error), maxRecordedError)
 	}
 }
 
