@@ -507,6 +507,12 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 	d := net.Dialer{Timeout: m.cfg.DialTimeout}
 	if m.protected() {
 		d.Control = dialLoopbackOnly
+		// A member's address came from news: another name than localhost
+		// would be looked up off this machine (a peer advertising one is
+		// refused). Only the seed this node is told to Hello may be any name.
+		if !hello && !loopbackAddr(addr) {
+			return nil, fmt.Errorf("%s %w (a member's address is a loopback IP or localhost): %s", addr, ErrNotLoopback, protectedRefusal)
+		}
 	}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {

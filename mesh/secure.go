@@ -148,11 +148,12 @@ func loopback(nc net.Conn) bool {
 func (m *Mesh) protected() bool { return m.cfg.Keyring == nil && !m.cfg.Insecure }
 
 // loopbackAddr reports whether an advertised host:port names this machine:
-// a loopback IP, or a name, which the dial checks once resolved.
+// a loopback IP, or localhost (from /etc/hosts; the dial checks what it
+// resolves to). Another name would be looked up off this machine.
 func loopbackAddr(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	ip := net.ParseIP(host)
-	return err == nil && (ip == nil || ip.IsLoopback())
+	return err == nil && (ip == nil && host == "localhost" || ip != nil && ip.IsLoopback())
 }
 
 // dialLoopbackOnly is a protected node's net.Dialer Control: a dial to a

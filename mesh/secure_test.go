@@ -148,6 +148,11 @@ func TestProtectedNodeSpeaksToLoopbackOnly(t *testing.T) {
 			t.Fatalf("dial to %s: %v, want refused before it leaves", to, err)
 		}
 	}
+	// A member's address that is a name is not looked up: the query would
+	// leave the machine. A seed to Hello may be one (localhost).
+	if _, err := a.Join(context.Background(), "beacon.example.invalid:7001"); !errors.Is(err, ErrNotLoopback) {
+		t.Fatalf("join to a member named by DNS: %v, want refused before a lookup", err)
+	}
 	far := protocol.Member{Alias: "x", Addr: "192.0.2.1:7001"}
 	msg := helloAnswer(t, addr, far)
 	if ack, ok := msg.(*protocol.HelloAck); !ok || !strings.Contains(ack.Error, "advertised address 192.0.2.1:7001 is not on loopback") {
