@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
 	"meshell/mesh"
+	"meshell/protocol"
 )
 
 // closedAddr is a loopback address nothing listens on.
@@ -203,4 +207,101 @@ func TestStartAfterLeaveIsANewCluster(t *testing.T) {
 	if e, _ := a.Members().Get("b"); e.State != StateLeft || a.Members().Count(StateAlive) != 1 {
 		t.Fatalf("the cluster b left lists it %s, with %d alive", e.State, a.Members().Count(StateAlive))
 	}
+}
+
+// A seed's member list is the seed's word: one naming 2,000 members at one
+// address that never answers gets a bounded number of dials there while
+// they wait, and a rate-limited warning, not one line a member.
+func TestAHostileSeedsListIsDialledBounded(t *testing.T) {
+	sink, err := net.Listen("tcp", "127.0.0.1:0") // takes connections, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		sink.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := sink.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	seed := seedAnswering(t, func(from protocol.Member) *protocol.HelloAck {
+		ack := &protocol.HelloAck{Version: protocol.Version, Cluster: DefaultCluster, From: protocol.Member{Alias: "seed", Addr: "127.0.0.1:1", State: protocol.StateAlive}}
+		for i := range 2000 {
+			ack.Members = append(ack.Members, protocol.Member{Alias: fmt.Sprintf("m%d", i), Addr: sink.Addr().String(), State: protocol.StateAlive})
+		}
+		return ack
+	})
+	logs, hook := logtest.NewNullLogger()
+	n := newNode(t, "j", func(c *Config) { c.Log = logs })
+	// Shorter than a Join's wait for its answer: no dial ends before the
+	// join does, so every one under way is still counted.
+	n.Join(ctxFor(t, time.Second), seed)
+	mu.Lock()
+	defer mu.Unlock()
+	// The join's dials, and those of probes of the new members (mesh's
+	// MaxDials, 256 too).
+	if len(conns) > 2*joinDialsAtOnce {
+		t.Errorf("%d dials to one address, want at most %d under way", len(conns), 2*joinDialsAtOnce)
+	}
+	warned := 0
+	for _, e := range hook.AllEntries() {
+		if e.Level <= logrus.WarnLevel {
+			warned++
+		}
+	}
+	if warned > 3 {
+		t.Errorf("%d warnings for the members not reached, want one", warned)
+	}
+}
+
+// seedAnswering is a raw seed on loopback that answers every Hello with
+// answer(the Hello's sender); it returns its address.
+func seedAnswering(t *testing.T, answer func(protocol.Member) *protocol.HelloAck) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				p, err := protocol.NewFrameReader(c, 0).Next()
+				if err != nil {
+					return
+				}
+				m, err := protocol.NewDecoder().Decode(p)
+				h, ok := m.(*protocol.Hello)
+				if err != nil || !ok {
+					return
+				}
+				b, err := protocol.Frame(answer(h.From))
+				if err != nil {
+					return
+				}
+				c.Write(b)
+				c.Read(make([]byte, 1)) // held until the joiner closes it
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }

@@ -585,10 +585,14 @@ func (n *Node) join(ctx context.Context, addr string) (JoinResult, error) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var refusal error
+	// At most joinDialsAtOnce at once: a seed's list is the seed's word, and
+	// may name thousands of members at one address.
+	slots := make(chan struct{}, joinDialsAtOnce)
 	for _, m := range dials {
 		wg.Add(1)
+		slots <- struct{}{}
 		go func(m protocol.Member) {
-			defer wg.Done()
+			defer func() { <-slots; wg.Done() }()
 			jack, err := n.mesh.Join(ctx, m.Addr)
 			n.call(context.Background(), func(c *swim.Core) {
 				delete(n.joinDials, m.Alias)
@@ -600,7 +604,7 @@ func (n *Node) join(ctx context.Context, addr string) (JoinResult, error) {
 			defer mu.Unlock()
 			if err != nil {
 				res.Failed = append(res.Failed, m.Alias)
-				n.log.WithField("alias", m.Alias).WithError(err).Warn("join: member not reached; failure detection will decide")
+				n.warn.Warn("join-unreached", logrus.Fields{"alias": m.Alias, "error": err.Error()}, "join: member not reached; failure detection will decide")
 				var re *mesh.RefusedError
 				if errors.As(err, &re) && refusal == nil {
 					refusal = err
@@ -615,6 +619,10 @@ func (n *Node) join(ctx context.Context, addr string) (JoinResult, error) {
 	}
 	return res, nil
 }
+
+// joinDialsAtOnce bounds a join's Join dials under way, as mesh.Config's
+// MaxDials does those of news.
+const joinDialsAtOnce = 256
 
 // JoinAny joins through the first of addrs that accepts, giving each at
 // most perAddr; it fails, naming every reason, when none does.
