@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"meshell/node/jobs"
+	"meshell/node/swim"
+	"meshell/protocol"
 )
 
 func withTags(kv ...string) testOpt {
@@ -584,4 +586,31 @@ func TestRemoteScaleIsBoundedByMaxSlots(t *testing.T) {
 	if err != nil || len(replies) != 1 || !replies[0].OK || replies[0].Status.Slots != limit {
 		t.Fatalf("remote scale to %d: %+v %v", limit, replies, err)
 	}
+}
+
+// News that a worker left, while its connection works, does not end its
+// jobs: it may be forged (one frame from anyone), and a worker that leaves
+// drains and closes, which ends them then. The worker refutes the news.
+func TestLeftNewsOverAWorkingConnectionKeepsTheJobs(t *testing.T) {
+	d, ws := jobCluster(t, "w1", "w2")
+	g := newGate()
+	ws[0].RegisterKind("hold", g.kind("w1"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.Dispatch(ctxFor(t, 20*time.Second), DispatchRequest{Kind: "hold", Tags: map[string]string{"name": "w1"}})
+		done <- err
+	}()
+	<-g.started
+	e, _ := d.Members().Get("w1")
+	forged := protocol.Member{Alias: "w1", Addr: e.Addr, State: protocol.StateLeft, Incarnation: e.Incarnation, Tags: e.Tags}
+	if err := d.call(ctxFor(t, 5*time.Second), func(c *swim.Core) {
+		c.Step(time.Now(), "w2", &protocol.Gossip{Updates: []protocol.Member{forged}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	close(g.release)
+	if err := <-done; err != nil {
+		t.Fatalf("the job ended with %v after forged news that its worker left", err)
+	}
+	waitState(t, d, "w1", StateAlive) // refuted
 }

@@ -468,8 +468,12 @@ func (n *Node) flush(now time.Time) {
 	}
 	self := n.self.Load()
 	for _, ev := range rd.Events {
-		switch ev.Kind {
-		case swim.MemberFailed, swim.MemberLeave, swim.MemberReap:
+		switch {
+		case ev.Kind == swim.MemberLeave && n.mesh.Connected(ev.Member.Alias):
+			// News of a leave over a working connection may be forged, and
+			// a member that leaves drains, then closes: its jobs go when
+			// the connection does (PeerDown).
+		case ev.Kind == swim.MemberFailed, ev.Kind == swim.MemberLeave, ev.Kind == swim.MemberReap:
 			n.jobs.MemberGone(ev.Member.Alias, ev.Kind == swim.MemberLeave)
 		}
 		if (ev.Kind == swim.MemberJoin || ev.Kind == swim.MemberAlive) && self.Alias < ev.Member.Alias && self.State == protocol.StateAlive && !n.joinDials[ev.Member.Alias] {
