@@ -443,7 +443,7 @@ func (c *conn) append(enc *protocol.Encoder, buf []byte, batch []framed, msg pro
 	out, err := enc.AppendFrame(buf, msg)
 	if err != nil {
 		c.m.drop(msg)
-		c.m.cfg.Log.WithField("alias", c.peer.Alias).WithError(err).Warn("mesh: message not sent")
+		c.m.warn.Warn("frame-unsent", logrus.Fields{"alias": c.peer.Alias, "error": err.Error()}, "mesh: message not sent")
 		return buf, batch
 	}
 	return out, append(batch, framed{msg: msg, end: len(out)})

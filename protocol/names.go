@@ -14,8 +14,12 @@ const (
 	MaxTagKeyLen   = 64  // tag key
 	MaxTagValueLen = 256 // tag value
 	MaxTags        = 64  // tags per member
-	MaxHostLen     = 253 // DNS name in an address
-	MaxAddrLen     = 300 // whole host:port
+	// MaxTagBytes bounds a member's tags, keys and values together, so that
+	// a full table (MaxMembers of 4096) fits in one frame (memberlist bounds
+	// a node's metadata to 512 bytes too).
+	MaxTagBytes = 512
+	MaxHostLen  = 253 // DNS name in an address
+	MaxAddrLen  = 300 // whole host:port
 )
 
 // charset is a set of allowed bytes; every byte >= 0x80 is outside all of
@@ -96,10 +100,15 @@ func ValidTags(tags map[string]string) error {
 	if len(tags) > MaxTags {
 		return fmt.Errorf("%d tags exceed the limit of %d", len(tags), MaxTags)
 	}
+	size := 0
 	for k, v := range tags {
 		if err := ValidTag(k, v); err != nil {
 			return err
 		}
+		size += len(k) + len(v)
+	}
+	if size > MaxTagBytes {
+		return fmt.Errorf("tags of %d bytes (keys and values) exceed the limit of %d", size, MaxTagBytes)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 )
@@ -188,5 +189,32 @@ func TestMemberValidate(t *testing.T) {
 				t.Fatalf("got %v, want it to contain %q", err, c.want)
 			}
 		})
+	}
+}
+
+// A member's tags are bounded in bytes, so that a full table of 4096
+// members (the default --max-members) with the longest aliases, IPv6
+// addresses and tags at the bound goes in one PushPull frame.
+func TestTagBytesBoundAndAFullTableFits(t *testing.T) {
+	tags := map[string]string{}
+	for i := 0; len(tags) < MaxTags; i++ {
+		tags[fmt.Sprintf("k%02d", i)] = strings.Repeat("v", MaxTagBytes/MaxTags-3)
+	}
+	if err := ValidTags(tags); err != nil {
+		t.Fatalf("tags of %d bytes refused: %v", MaxTagBytes, err)
+	}
+	tags["k00"] += "v"
+	if err := ValidTags(tags); err == nil || !strings.Contains(err.Error(), "exceed the limit of 512") {
+		t.Fatalf("tags over %d bytes: %v", MaxTagBytes, err)
+	}
+	tags["k00"] = tags["k00"][1:]
+	pp := &PushPull{}
+	for i := range 4096 {
+		alias := fmt.Sprintf("%s%04d", strings.Repeat("a", MaxAliasLen-4), i)
+		pp.Members = append(pp.Members, Member{Alias: alias, Addr: "[fd00:1234:5678:9abc:def0:1234:5678:9abc]:65535", State: StateSuspect, Incarnation: math.MaxUint64, Tags: tags})
+	}
+	b, err := Frame(pp)
+	if err != nil || len(b) > MaxFrameSize {
+		t.Fatalf("a full table of 4096 members is %d bytes (%v); a frame holds %d", len(b), err, MaxFrameSize)
 	}
 }
