@@ -12,10 +12,12 @@ import (
 
 const (
 	// smallFrame is the largest frame read without a reservation from the
-	// budget, and the largest buffer a reader keeps between frames.
+	// budget.
 	smallFrame = 64 << 10
 	// firstBuf is the most a frame's buffer starts with; it doubles as
-	// received bytes fill it, up to the frame's length.
+	// received bytes fill it, up to the frame's length. It is also the
+	// largest buffer a reader keeps between frames: thousands of idle
+	// connections that each once read a bigger frame hold nothing more.
 	firstBuf = 4 << 10
 )
 
@@ -127,7 +129,7 @@ func (f *FrameReader) Release() {
 // The length is checked before anything is allocated, and the buffer grows
 // only as the frame's bytes arrive.
 func (f *FrameReader) Next() ([]byte, error) {
-	if cap(f.buf) > smallFrame || f.reserved.Load() != 0 {
+	if cap(f.buf) > firstBuf || f.reserved.Load() != 0 {
 		f.drop() // the last frame was large: an idle connection keeps no big buffer
 	}
 	c, err := f.r.ReadByte() // waiting for a frame's first byte has no deadline: idle is fine

@@ -75,6 +75,23 @@ func TestFrameReaderKeepsNoLargeBuffer(t *testing.T) {
 	}
 }
 
+// A frame of tens of KiB, below the budget's threshold, is not kept either:
+// a connection that read one once and then idles holds a small buffer.
+func TestFrameReaderKeepsNoMidSizeBuffer(t *testing.T) {
+	mid := bytes.Repeat([]byte{byte(TypeJobResult)}, 60<<10)
+	small := []byte{byte(TypeJobCancel), 0x91, 0x01}
+	fr := NewFrameReader(bytes.NewReader(slices.Concat(rawFrame(mid), rawFrame(small))), 0)
+	if p, err := fr.Next(); err != nil || !bytes.Equal(p, mid) {
+		t.Fatalf("60 KiB frame: %v", err)
+	}
+	if p, err := fr.Next(); err != nil || !bytes.Equal(p, small) {
+		t.Fatalf("small frame: %q, %v", p, err)
+	}
+	if cap(fr.buf) > firstBuf {
+		t.Fatalf("after a 60 KiB frame and a small one the reader keeps %d bytes, want at most %d", cap(fr.buf), firstBuf)
+	}
+}
+
 // stallReader serves data, then blocks until resume is closed, then ends.
 type stallReader struct {
 	data    []byte
