@@ -26,8 +26,13 @@ type Command struct {
 	Example string
 	Flags   []Flag
 	Rest    bool // takes a free-form tail: flags end at the first word
-	Min     int  // positional arguments, at least
-	Max     int  // ... and at most; -1 = any
+	// Dashed marks a command whose free-form tail follows "--" (!run's
+	// CMD): flags may come anywhere before it, as for any command, and a
+	// word that is no flag of the command, with no "--" after it, starts
+	// the tail, so that the command can say where "--" goes.
+	Dashed bool
+	Min    int // positional arguments, at least
+	Max    int // ... and at most; -1 = any
 	// Complete returns candidates for the next positional argument; prev
 	// are the positional words before it (so len(prev) is its index).
 	Complete func(s *Shell, prev []string) []string

@@ -95,7 +95,7 @@ func (s *Shell) argCandidates(cmd *Command, done []string, typing string) []stri
 		return nil
 	}
 	pos, used := positionals(cmd, done)
-	if strings.HasPrefix(typing, "-") && !(cmd.Rest && len(pos) > 0) {
+	if strings.HasPrefix(typing, "-") && !(cmd.Rest && len(pos) > 0) && !slices.Contains(pos, "--") {
 		var out []string
 		for _, f := range cmd.Flags {
 			if !used[f.Name] || f.Kind == FlagKV {
@@ -123,12 +123,17 @@ func valueFlag(cmd *Command, word string) *Flag {
 }
 
 // positionals returns the positional words among done, skipping flags and
-// their values, and names the flags used.
+// their values, and names the flags used. A "--" and every word after it
+// are positional, "--" included: after it come no flags (parseArgs).
 func positionals(cmd *Command, done []string) ([]string, map[string]bool) {
 	used := map[string]bool{}
 	var pos []string
 	for i := 0; i < len(done); i++ {
 		w := done[i]
+		if w == "--" && !(cmd.Rest && len(pos) > 0) {
+			pos = append(pos, done[i:]...)
+			break
+		}
 		if isValue(w) || (cmd.Rest && len(pos) > 0) {
 			pos = append(pos, w)
 			continue

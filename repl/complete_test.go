@@ -166,6 +166,12 @@ func TestCompletionOfLiveAliasesAndTags(t *testing.T) {
 		{"!testtags --strategy r", []string{"random", "round-robin"}},
 		{"!tag ", []string{"role=worker", "zone=1"}},
 		{"!untag ", []string{"zone"}},
+		{"!run ", []string{"a", "b"}},
+		{"!run a ", []string{"b"}},         // a TARGET of several words
+		{"!run a -b ", []string{"b"}},      // flags among them
+		{"!run a --d", []string{"--diff"}}, // ... flags until "--"
+		{"!run a -- ", nil},                // CMD is the user's
+		{"!run a -- ls -", nil},            // its words are no flags of !run
 	}
 	for _, tt := range tests {
 		t.Run(tt.head, func(t *testing.T) {

@@ -3,6 +3,7 @@ package repl
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -86,9 +87,10 @@ func (a *Args) KV(name string) map[string]string {
 }
 
 // parseArgs separates flags from positional words. Flags may come anywhere
-// unless the command takes a free-form tail (rest), in which case the first
-// positional word ends flag parsing: `!dispatch --json echo --json` echoes
-// "--json".
+// before a "--", which ends them: every word after it is positional (Args
+// records where they start). A command that takes a free-form tail (Rest)
+// ends flags at its first positional word instead: `!dispatch --json echo
+// --json` echoes "--json".
 func parseArgs(cmd *Command, words []string) (*Args, error) {
 	a := &Args{flags: map[string][]string{}, dashed: -1}
 	for i := 0; i < len(words); i++ {
@@ -107,6 +109,10 @@ func parseArgs(cmd *Command, words []string) (*Args, error) {
 		if f == nil {
 			if given == "--help" || given == "-h" {
 				return nil, errHelp
+			}
+			if cmd.Dashed && !slices.Contains(words[i:], "--") {
+				a.Pos = append(a.Pos, words[i:]...) // a tail typed without its "--"
+				break
 			}
 			return nil, fmt.Errorf("%s has no flag %s; see !help %s", cmd.Name, given, strings.TrimPrefix(cmd.Name, "!"))
 		}

@@ -63,6 +63,7 @@ var testCmd = &Command{
 
 func TestParseArgs(t *testing.T) {
 	plain := &Command{Name: "!p", Max: -1, Flags: testCmd.Flags}
+	dashed := &Command{Name: "!d", Max: -1, Dashed: true, Flags: testCmd.Flags}
 	tests := []struct {
 		name  string
 		cmd   *Command
@@ -122,6 +123,14 @@ func TestParseArgs(t *testing.T) {
 		{name: "lone dash is positional", cmd: plain, words: []string{"-"}, pos: []string{"-"}},
 		{name: "double dash ends flags", cmd: plain, words: []string{"--", "--json"}, pos: []string{"--json"}},
 		{name: "rest: flags end at the first word", cmd: testCmd, words: []string{"--json", "echo", "--json"}, pos: []string{"echo", "--json"}},
+		{name: "dashed: flags anywhere before --, then the tail", cmd: dashed, words: []string{"a", "b", "--json", "--", "ls", "--json"}, pos: []string{"a", "b", "ls", "--json"},
+			check: func(t *testing.T, a *Args) {
+				if !a.Bool("json") || a.dashed != 2 {
+					t.Errorf("json %v, tail at %d", a.Bool("json"), a.dashed)
+				}
+			}},
+		{name: "dashed: an unknown flag with no -- after it starts the tail", cmd: dashed, words: []string{"a", "ls", "-la"}, pos: []string{"a", "ls", "-la"}},
+		{name: "dashed: an unknown flag before -- is refused", cmd: dashed, words: []string{"a", "-x", "--", "ls"}, err: "has no flag -x"},
 		{name: "unknown flag says where to look", cmd: plain, words: []string{"--nope"}, err: "see !help p"},
 		{name: "missing value", cmd: plain, words: []string{"--n"}, err: "--n needs a value"},
 		{name: "bool with value", cmd: plain, words: []string{"--json=yes"}, err: "takes no value"},

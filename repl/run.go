@@ -19,11 +19,11 @@ import (
 // as clush does. The nodes run it as a job of the run kind (node/run.go).
 func init() {
 	commands = append(commands, targeted(&Command{
-		Name: "!run", Group: "jobs", Args: "TARGET -- CMD [ARGS…]", Min: 1, Max: -1, Rest: true,
+		Name: "!run", Group: "jobs", Args: "TARGET -- CMD [ARGS…]", Min: 1, Max: -1, Dashed: true,
 		Summary: "run a command on many nodes at once and gather the answers",
 		Help: "CMD runs on every target node at once, without a shell (write sh -c '…' for one), with no stdin, " +
 			"MESHELL_ALIAS and MESHELL_CLUSTER in its environment, in the node's working directory; nodes need --allow-run. " +
-			"-- always ends the TARGET and the flags: CMD is every word after it. " +
+			"-- always ends the TARGET and the flags, which may come anywhere before it: CMD is every word after it. " +
 			"Lines print as they come, prefixed by their node; --gather (-b) prints each distinct answer once under its nodes, " +
 			"--diff the most common answer and a diff per other one, --json one line per node. " +
 			"Fails when a node exits non-zero, refuses or does not answer within --timeout; Ctrl-C stops the command everywhere and prints what came back.",
@@ -42,11 +42,13 @@ func init() {
 // defaultRunTimeout is !run's --timeout when none is given.
 const defaultRunTimeout = 60 * time.Second
 
+// completeRun offers the TARGET's aliases until "--", then nothing: CMD
+// is the user's.
 func completeRun(s *Shell, prev []string) []string {
-	if len(prev) == 0 {
-		return s.aliasCandidates(true)
+	if slices.Contains(prev, "--") {
+		return nil
 	}
-	return nil
+	return completeTarget(s, prev)
 }
 
 // runMode is how !run shows its answers.
@@ -62,25 +64,14 @@ const (
 // parseRun splits !run's words into the TARGET and the command, which
 // "--" always separates: a TARGET of aliases may be several words, so only
 // "--" says where the command starts, and --all and --tag keep the same
-// rule. Flags may come between the TARGET and "--".
+// rule. Flags may come anywhere before "--", as for every command with a
+// TARGET (parseArgs).
 func (s *Shell) parseRun(a *Args) (targets, argv []string, err error) {
 	usage := "usage: " + cmdUsage("!run")
-	var words []string
-	switch i := slices.Index(a.Pos, "--"); {
-	case a.dashed >= 0: // "--" came before any positional word
-		argv = a.Pos
-	case i >= 0:
-		mid, err := parseArgs(lookup("!run"), a.Pos[1:i])
-		if err != nil {
-			return nil, nil, err
-		}
-		for k, v := range mid.flags {
-			a.flags[k] = append(a.flags[k], v...)
-		}
-		words, argv = append([]string{a.Pos[0]}, mid.Pos...), a.Pos[i+1:]
-	case len(a.Pos) > 0:
+	if a.dashed < 0 {
 		return nil, nil, fmt.Errorf("put -- before the command: %s", withDashes(a))
 	}
+	words, argv := a.Pos[:a.dashed], a.Pos[a.dashed:]
 	if len(argv) == 0 {
 		return nil, nil, fmt.Errorf("no command to run; %s", usage)
 	}

@@ -211,6 +211,10 @@ func TestRunCommand(t *testing.T) {
 	if err != nil || out != "----------\nn[1-2] (2)\n----------\nsame\n" {
 		t.Errorf("gather: %v\n%q", err, out)
 	}
+	out, _, err = run("!run n1 n2 --gather -- echo same")
+	if err != nil || out != "----------\nn[1-2] (2)\n----------\nsame\n" {
+		t.Errorf("gather after a TARGET of two words: %v\n%q", err, out)
+	}
 	out, _, err = run("!run n1,n2 --diff -- sh -c 'echo a; echo $MESHELL_ALIAS; test $MESHELL_ALIAS = n1'")
 	if err == nil || !strings.Contains(out, "--- n1 (1)\n+++ n2 (1)\n@@ -1,2 +1,3 @@\n a\n-n1\n+n2\n+[exit 1]\n") {
 		t.Errorf("diff: %v\n%s", err, out)
@@ -252,6 +256,7 @@ func TestRunCommand(t *testing.T) {
 		"!run n1 --":                           "no command to run",
 		"!run n1 --all -- true":                "not several",
 		"!run n1 --timeout nope -- true":       "--timeout wants a positive duration",
+		"!run n1 n2 --nope -- true":            "!run has no flag --nope",
 	} {
 		if _, _, err := run(line); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", line, err, want)

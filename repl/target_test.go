@@ -123,6 +123,53 @@ func TestEveryTargetCommandTakesTheSameForms(t *testing.T) {
 	}
 }
 
+// Flags may follow a TARGET of several words, for !run as for the control
+// commands: one rule (parseArgs) splits target words from flags, and only
+// "--" ends the flags.
+func TestFlagsMayFollowATargetOfSeveralWords(t *testing.T) {
+	s := clusterShell(t)
+	cases := []struct {
+		line  string
+		flags []string // the flags the line sets
+		argv  []string // !run's command
+	}{
+		{"!ping a b --json", []string{"json"}, nil},
+		{"!status a b --json --timeout 2s", []string{"json", "timeout"}, nil},
+		{"!shutdown a b --now", []string{"now"}, nil},
+		{"!run a b --gather -- echo x", []string{"gather"}, []string{"echo", "x"}},
+		{"!run a b -b -- echo x", []string{"gather"}, []string{"echo", "x"}},
+		{"!run a --diff b -- echo x", []string{"diff"}, []string{"echo", "x"}},
+		{"!run a b --timeout 5s --json -- echo --json -b", []string{"timeout", "json"}, []string{"echo", "--json", "-b"}},
+		{"!run --json a b -- echo x", []string{"json"}, []string{"echo", "x"}},
+	}
+	for _, c := range cases {
+		t.Run(c.line, func(t *testing.T) {
+			words, err := tokenize(c.line)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd, a, err := resolve(words)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range c.flags {
+				if len(a.flags[f]) == 0 {
+					t.Errorf("--%s not taken: %v", f, a.flags)
+				}
+			}
+			var targets, argv []string
+			if cmd.Name == "!run" {
+				targets, argv, err = s.parseRun(a)
+			} else {
+				targets, err = s.selectTargets(a, a.Pos)
+			}
+			if err != nil || !slices.Equal(targets, []string{"a", "b"}) || !slices.Equal(argv, c.argv) {
+				t.Errorf("targets %v, command %q, %v; want [a b], %q", targets, argv, err, c.argv)
+			}
+		})
+	}
+}
+
 func TestPingSeveralAliasesAndByTag(t *testing.T) {
 	s := clusterShell(t)
 	var out bytes.Buffer
