@@ -625,6 +625,9 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 				if j.remove(id) {
 					w.Load.finish(Abandoned)
 					j.send(w.Alias, &protocol.JobCancel{ID: id})
+					if st != nil {
+						deliverChunks() // what came before the end is the caller's
+					}
 					return res, gaveUp
 				}
 				o = <-c.ch // the outcome raced the give-up: take it
