@@ -26,7 +26,8 @@ func init() {
 			"-- always ends the TARGET and the flags, which may come anywhere before it: CMD is every word after it. " +
 			"Lines print as they come, prefixed by their node; --gather (-b) prints each distinct answer once under its nodes, " +
 			"--diff the most common answer and a diff per other one, --json one line per node. " +
-			"Fails when a node exits non-zero, refuses or does not answer within --timeout; Ctrl-C stops the command everywhere and prints what came back.",
+			"Fails when a node exits non-zero, refuses or does not answer within --timeout; Ctrl-C stops the command everywhere and prints what came back: " +
+			"a node stopped before its end (Ctrl-C, --timeout) shows what it printed until then, marked cancelled or timed out, in every mode.",
 		Flags: []Flag{
 			{Name: "timeout", Kind: FlagDuration, Usage: "stop waiting, and kill the command, after this long (default 60s)"},
 			{Name: "gather", Short: "b", Kind: FlagBool, Usage: "wait, then print each distinct answer once under its nodes (clush -b)"},
@@ -189,14 +190,15 @@ func (s *Shell) runStderr(text string) {
 }
 
 // runProblem is why a node's answer is not a success, as !run shows it:
-// "exit 3", "refused: …", "no answer within 60s", "error: …".
+// "exit 3", "refused: …", "no answer within 60s", "cancelled before an
+// answer", "error: …".
 func runProblem(r node.RunReply) string {
 	switch {
 	case r.Exited && r.Error == "":
 		return fmt.Sprintf("exit %d", r.Exit)
 	case r.Exited:
 		return fmt.Sprintf("exit %d: %s", r.Exit, r.Error)
-	case r.Refused, r.NoAnswer && strings.HasPrefix(r.Error, "no answer"):
+	case r.Refused, r.NoAnswer && (strings.HasPrefix(r.Error, "no answer") || strings.HasPrefix(r.Error, "cancelled")):
 		return r.Error
 	case r.NoAnswer:
 		return "no answer: " + r.Error
@@ -341,7 +343,8 @@ func renderGathered(replies []node.RunReply, p palette) string {
 // renderRunDiff is !run --diff: the answer most nodes gave, then for each
 // other answer a unified diff against it. An exit status other than 0 is a
 // last line "[exit N]" of the text compared; nodes that did not run the
-// command are listed after the diffs.
+// command to its end are listed after the diffs, with what they printed
+// before they were stopped.
 func renderRunDiff(replies []node.RunReply, p palette) string {
 	var ran, other []node.RunReply
 	for _, r := range replies {
@@ -386,6 +389,9 @@ func renderRunDiff(replies []node.RunReply, p palette) string {
 	}
 	for _, g := range groupReplies(other) {
 		b.WriteString(header(g.nodes, p))
+		for _, l := range outputLines(g.r) { // what came before it was stopped
+			b.WriteString(l + "\n")
+		}
 		b.WriteString(p.errText(cleanN(runProblem(g.r), lineCap)) + "\n")
 	}
 	return b.String()
