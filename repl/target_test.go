@@ -327,6 +327,26 @@ func TestRestartSeveralNodesOneAfterAnother(t *testing.T) {
 	}
 }
 
+// One node, another or this one, is waited for as several are: alive
+// again at a higher incarnation before !restart returns.
+func TestRestartOneNodeWaitsUntilItIsBack(t *testing.T) {
+	s := clusterShell(t)
+	for _, alias := range []string{"b", "a"} { // a is this node
+		var out bytes.Buffer
+		s.setWriters(&out, &out)
+		before, _ := s.Node.Members().Get(alias)
+		if err := s.Exec(context.Background(), "!restart "+alias); err != nil {
+			t.Fatalf("!restart %s: %v\n%s", alias, err, out.String())
+		}
+		if want := alias + ": ok: restarting\n" + alias + ": alive again\n"; out.String() != want {
+			t.Errorf("!restart %s printed %q, want %q", alias, out.String(), want)
+		}
+		if e, ok := s.Node.Members().Get(alias); !ok || e.State != node.StateAlive || e.Incarnation <= before.Incarnation {
+			t.Errorf("after !restart %s: %+v, incarnation before %d", alias, e, before.Incarnation)
+		}
+	}
+}
+
 func TestSomeOfNamesTheFirstAndCountsTheRest(t *testing.T) {
 	if got := someOf([]string{"a", "b"}, 2); got != "a, b" {
 		t.Errorf("someOf(a b, 2) = %q", got)
