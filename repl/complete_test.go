@@ -466,11 +466,25 @@ func TestWatch(t *testing.T) {
 		"!watch !nope":                 "unknown command !nope",
 		"!watch !cluster_members 10ms": "too short",
 		"!watch !cluster_members --x":  "has no flag --x",
+		// A command that is no listing is refused as such, whatever its
+		// arguments, and the error does not name !watch twice in a script.
+		"!watch !sleep 1s":       "!watch re-runs listing commands only (!cluster_members",
+		"!watch !ping --all":     "listing commands only",
+		"!watch !config --json":  "listing commands only",
+		"!watch !status --bad a": "!status has no flag --bad",
 	} {
 		err := s.Exec(context.Background(), line)
-		if err == nil || !strings.Contains(err.Error(), want) {
+		if err == nil || !strings.Contains(err.Error(), want) || strings.HasPrefix(err.Error(), "!watch: ") {
 			t.Errorf("%s: %v, want an error containing %q", line, err, want)
 		}
+	}
+	// !help watch names the listing commands, and only those.
+	help := helpFor(lookup("!watch"), palette{})
+	if !strings.Contains(help, "("+strings.Join(listingNames(), ", ")+")") {
+		t.Errorf("!help watch does not name the listing commands %v:\n%s", listingNames(), help)
+	}
+	if strings.Contains(help, "those with --json") {
+		t.Errorf("!help watch still says any command with --json can be watched:\n%s", help)
 	}
 	// A quoted command works too.
 	out.Reset()
