@@ -186,8 +186,9 @@ func init() {
 		},
 		{
 			Name: "!events", Group: "cluster", Args: "[on|off]", Max: 1,
-			Summary:  "print membership events as they happen",
-			Help:     "Events appear above the prompt; what is typed stays intact. --json: one object per line, t in Unix nanoseconds.",
+			Summary: "print membership events as they happen",
+			Help: "Events appear above the prompt; what is typed stays intact. --json: one object per line, " +
+				"with the keys time (RFC 3339 in UTC, to the microsecond), event, alias, addr, state, incarnation, tags and, for member-suspect, accuser.",
 			Example:  "!events on\n!events off",
 			Flags:    []Flag{jsonFlag},
 			Complete: func(s *Shell, prev []string) []string { return []string{"on", "off"} },
