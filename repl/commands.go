@@ -306,7 +306,7 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 	}
 	res, err := s.join(ctx, addr, a.Duration("retry", 0))
 	if err != nil {
-		return s.joinFailed(err, a.Duration("retry", 0) > 0)
+		return s.joinFailed(ctx, err, a.Duration("retry", 0) > 0)
 	}
 	s.printf("joined cluster %s through %s (%s) as %s: %d members\n", clean(s.Node.Cluster()), clean(res.Seed.Alias), clean(addr),
 		clean(s.Node.Alias()), res.Members)
@@ -328,9 +328,14 @@ func (s *Shell) join(ctx context.Context, addr string, retry time.Duration) (nod
 }
 
 // joinFailed adds to a join's error where the node stands and, when trying
-// again may work, what to check.
-func (s *Shell) joinFailed(err error, retried bool) error {
+// again may work, what to check. A join the user cancelled (Ctrl-C) is
+// said to be cancelled, with no advice.
+func (s *Shell) joinFailed(ctx context.Context, err error, retried bool) error {
 	switch {
+	case errors.Is(ctx.Err(), context.Canceled) && s.Node.Running():
+		return errors.New("join cancelled; this node stays in its cluster")
+	case errors.Is(ctx.Err(), context.Canceled):
+		return errors.New("join cancelled; this node is in no cluster")
 	case s.Node.Running():
 		return fmt.Errorf("%w; this node stays in its cluster", err)
 	case node.Final(err):
