@@ -139,7 +139,7 @@ func init() {
 		{
 			Name: "!join_cluster", Group: "cluster", Args: "HOST PORT | HOST:PORT", Min: 1, Max: 2,
 			Summary: "join a cluster through any of its members",
-			Help: "Listens first if needed, says Hello to the seed, then introduces itself to every member the seed names. " +
+			Help: "HOST PORT or HOST:PORT is one address, its port from 1 to 65535. Listens first if needed, says Hello to the seed, then introduces itself to every member the seed names. " +
 				"--retry keeps trying while nothing answers at the seed, for nodes started at the same time as it. " +
 				"If the join fails, a node that was in no cluster is left in none, and a member stays in its cluster.",
 			Flags:   []Flag{{Name: "retry", Kind: FlagDuration, Usage: "keep trying for up to this long while the seed cannot be reached"}},
@@ -295,14 +295,9 @@ func runStartCluster(ctx context.Context, s *Shell, a *Args) error {
 }
 
 func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
-	addr := a.Pos[0]
-	if len(a.Pos) == 2 {
-		if _, err := strconv.ParseUint(a.Pos[1], 10, 16); err != nil {
-			return fmt.Errorf("port %q is not a number between 0 and 65535", a.Pos[1])
-		}
-		addr = net.JoinHostPort(a.Pos[0], a.Pos[1])
-	} else if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fmt.Errorf("%q is not HOST:PORT; use !join_cluster HOST PORT or HOST:PORT", addr)
+	addr, err := joinAddr(a.Pos)
+	if err != nil {
+		return err
 	}
 	res, err := s.join(ctx, addr, a.Duration("retry", 0))
 	if err != nil {
@@ -314,6 +309,27 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 		s.warnf("not reached yet: %s (failure detection decides)", strings.Join(res.Failed, ", "))
 	}
 	return nil
+}
+
+// joinAddr reads !join_cluster's one address, HOST PORT or HOST:PORT,
+// with a port from 1 to 65535.
+func joinAddr(words []string) (string, error) {
+	const forms = "!join_cluster takes one address: HOST PORT or HOST:PORT"
+	addr, port := "", ""
+	switch _, p, err := net.SplitHostPort(words[0]); {
+	case len(words) == 2 && err == nil:
+		return "", fmt.Errorf("%s, not %q and %q", forms, words[0], words[1])
+	case len(words) == 2:
+		addr, port = net.JoinHostPort(words[0], words[1]), words[1]
+	case err != nil:
+		return "", fmt.Errorf("%q is not HOST:PORT; %s", words[0], forms)
+	default:
+		addr, port = words[0], p
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return "", fmt.Errorf("port %q is not a number from 1 to 65535; %s", port, forms)
+	}
+	return addr, nil
 }
 
 // join joins through addr; with retry, while the seed cannot be reached
@@ -396,7 +412,7 @@ func completeWait(s *Shell, prev []string) []string {
 func runWait(ctx context.Context, s *Shell, a *Args) error {
 	timeout := 10 * time.Second
 	if len(a.Pos) == 3 {
-		d, err := parseDuration("timeout", a.Pos[2])
+		d, err := parseTimeout(a.Pos[2])
 		if err != nil {
 			return err
 		}
@@ -405,6 +421,9 @@ func runWait(ctx context.Context, s *Shell, a *Args) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if a.Pos[0] == "members" {
+		if err := tooLarge("!wait members", a.Pos[1]); err != nil {
+			return err
+		}
 		want, err := strconv.Atoi(a.Pos[1])
 		if err != nil || want < 1 {
 			return fmt.Errorf("!wait members wants a count ≥ 1, not %q", a.Pos[1])

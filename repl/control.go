@@ -318,6 +318,9 @@ func runScale(ctx context.Context, s *Shell, a *Args) error {
 		return fmt.Errorf("N, the number of slots, is missing; %s", usage)
 	}
 	nStr := a.Pos[len(a.Pos)-1]
+	if err := tooLarge("slots", nStr); err != nil {
+		return fmt.Errorf("%w; %s", err, usage)
+	}
 	k, err := strconv.Atoi(nStr)
 	if err != nil || k < 0 {
 		return fmt.Errorf("slots %q: give a whole number ≥ 0; %s", nStr, usage)

@@ -167,14 +167,17 @@ func TestParseArgs(t *testing.T) {
 // value given: --n 0 of !jobs is refused as --n -1 is.
 func TestCountFlagsSayTheirOwnMinimum(t *testing.T) {
 	for line, want := range map[string]string{
-		"!jobs --n 0":                      `--n wants a whole number ≥ 1, not "0"`,
-		"!jobs --n -1":                     `--n wants a whole number ≥ 1, not "-1"`,
-		"!bench --n 0 echo x":              `--n wants a whole number ≥ 1, not "0"`,
-		"!bench --n -1 echo x":             `--n wants a whole number ≥ 1, not "-1"`,
-		"!bench --concurrency 0 echo x":    `--concurrency wants a whole number ≥ 1, not "0"`,
-		"!watch --count -1 !jobs":          `--count wants a whole number ≥ 0, not "-1"`,
-		"!top --count x":                   `--count wants a whole number ≥ 0, not "x"`,
-		"!cluster_members --state=x --n 1": "has no flag --n",
+		"!jobs --n 0":                               `--n wants a whole number ≥ 1, not "0"`,
+		"!jobs --n -1":                              `--n wants a whole number ≥ 1, not "-1"`,
+		"!bench --n 0 echo x":                       `--n wants a whole number ≥ 1, not "0"`,
+		"!bench --n -1 echo x":                      `--n wants a whole number ≥ 1, not "-1"`,
+		"!bench --concurrency 0 echo x":             `--concurrency wants a whole number ≥ 1, not "0"`,
+		"!watch --count -1 !jobs":                   `--count wants a whole number ≥ 0, not "-1"`,
+		"!top --count x":                            `--count wants a whole number ≥ 0, not "x"`,
+		"!watch --count 99999999999999999999 !jobs": "--count 99999999999999999999 is too large: the most is 9223372036854775807",
+		"!jobs --n 99999999999999999999":            "--n 99999999999999999999 is too large: the most is 9223372036854775807",
+		"!jobs --n -99999999999999999999":           `--n wants a whole number ≥ 1, not "-99999999999999999999"`,
+		"!cluster_members --state=x --n 1":          "has no flag --n",
 	} {
 		words, err := tokenize(line)
 		if err != nil {
