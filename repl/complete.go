@@ -228,13 +228,13 @@ func (s *Shell) tagFilterCandidates(typing string) []string {
 	return out
 }
 
-// aliasCandidates lists the aliases of the live (alive or suspect) members
-// other than this node, for commands that address one node; with all it
-// lists every member, this node included. See also aliases().
-func (s *Shell) aliasCandidates(all bool) []string {
+// aliasCandidates lists the aliases of the live (alive or suspect)
+// members, this node among them when self: what a TARGET may name. See
+// also aliases(), every member in any state.
+func (s *Shell) aliasCandidates(self bool) []string {
 	var out []string
 	for _, e := range s.Node.Members().Entries {
-		if all || (!e.Self && (e.State == node.StateAlive || e.State == node.StateSuspect)) {
+		if live(e.State) && (self || !e.Self) {
 			out = append(out, e.Alias)
 		}
 	}

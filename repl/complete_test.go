@@ -593,3 +593,36 @@ func TestInterruptRightAfterEnterCancelsTheCommand(t *testing.T) {
 		t.Error("a SIGTERM right before the command did not cancel it")
 	}
 }
+
+// A TARGET completes to the live members only (alive or suspect, this node
+// included): one that failed or left is not offered, except where the
+// command is about failed members (!force-leave).
+func TestTargetCompletionOffersLiveMembersOnly(t *testing.T) {
+	s, b := clusterShellAndB(t)
+	crashed(t, "c", s.Node, b)
+	d := startNode(t, "d", nil, s.Node.Addr())
+	waitAlive(t, s.Node, "d")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d.Leave(ctx)
+	if err := s.Node.WaitFor(ctx, func(sn *node.Snapshot) bool {
+		e, ok := sn.Get("d")
+		return ok && e.State == node.StateLeft
+	}); err != nil {
+		t.Fatalf("a never saw d leave: %s", memberStates(s.Node.Members()))
+	}
+	for head, want := range map[string][]string{
+		"!scale ":       {"a", "b"},
+		"!ping a ":      {"b"},
+		"!status ":      {"a", "b"},
+		"!run ":         {"a", "b"},
+		"!config show ": {"a", "b"},
+		"!force-leave ": {"c"},
+		"!shutdown b ":  {"a"},
+		"!wait ":        {"a", "b", "c", "d", "members"}, // states of any member
+	} {
+		if _, got := s.completions(head); !slices.Equal(got, want) {
+			t.Errorf("completions(%q) = %q, want %q", head, got, want)
+		}
+	}
+}

@@ -38,7 +38,8 @@ func targeted(c *Command) *Command {
 	return c
 }
 
-// completeTarget offers the members not named yet in prev.
+// completeTarget offers the live members, this node included, not named
+// yet in prev.
 func completeTarget(s *Shell, prev []string) []string {
 	var out []string
 	for _, a := range s.aliasCandidates(true) {
