@@ -76,7 +76,9 @@ func (s *Shell) parseRun(a *Args) (targets, argv []string, err error) {
 	if len(argv) == 0 {
 		return nil, nil, fmt.Errorf("no command to run; %s", usage)
 	}
-	if targets, err = s.selectTargets(a, words); err != nil {
+	if targets, err = s.selectTargets(a, words); errors.Is(err, node.ErrNotRunning) {
+		return nil, nil, err // no usage would help
+	} else if err != nil {
 		return nil, nil, fmt.Errorf("%w; %s", err, usage)
 	}
 	slices.SortFunc(targets, compareNodes)

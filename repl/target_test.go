@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -353,5 +354,21 @@ func TestSomeOfNamesTheFirstAndCountsTheRest(t *testing.T) {
 	}
 	if got := someOf([]string{"a", "b", "c"}, 2); got != "a, b, … (3 in all)" {
 		t.Errorf("someOf(a b c, 2) = %q", got)
+	}
+}
+
+// Before any cluster a TARGET picks no one because there is no cluster,
+// and every command with one says so, as !cluster_members does.
+func TestTargetBeforeAnyClusterSaysNotInACluster(t *testing.T) {
+	n, err := node.New(testConfig(t, "alone", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	s := New(n, Options{Out: io.Discard, Err: io.Discard})
+	for _, line := range []string{"!ping --all", "!ping alone", "!status --tag role=worker", "!run --all -- true", "!cluster_members"} {
+		if err := s.Exec(context.Background(), line); err == nil || err.Error() != node.ErrNotRunning.Error() {
+			t.Errorf("%s: %v, want %q", line, err, node.ErrNotRunning)
+		}
 	}
 }
