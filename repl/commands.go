@@ -26,8 +26,13 @@ type Command struct {
 	Example string
 	Flags   []Flag
 	Rest    bool // takes a free-form tail: flags end at the first word
-	Min     int  // positional arguments, at least
-	Max     int  // ... and at most; -1 = any
+	// Dashed marks a command whose free-form tail follows "--" (!run's
+	// CMD): flags may come anywhere before it, as for any command, and a
+	// word that is no flag of the command, with no "--" after it, starts
+	// the tail, so that the command can say where "--" goes.
+	Dashed bool
+	Min    int // positional arguments, at least
+	Max    int // ... and at most; -1 = any
 	// Complete returns candidates for the next positional argument; prev
 	// are the positional words before it (so len(prev) is its index).
 	Complete func(s *Shell, prev []string) []string
@@ -134,7 +139,7 @@ func init() {
 		{
 			Name: "!join_cluster", Group: "cluster", Args: "HOST PORT | HOST:PORT", Min: 1, Max: 2,
 			Summary: "join a cluster through any of its members",
-			Help: "Listens first if needed, says Hello to the seed, then introduces itself to every member the seed names. " +
+			Help: "HOST PORT or HOST:PORT is one address, its port from 1 to 65535. Listens first if needed, says Hello to the seed, then introduces itself to every member the seed names. " +
 				"--retry keeps trying while nothing answers at the seed, for nodes started at the same time as it. " +
 				"If the join fails, a node that was in no cluster is left in none, and a member stays in its cluster.",
 			Flags:   []Flag{{Name: "retry", Kind: FlagDuration, Usage: "keep trying for up to this long while the seed cannot be reached"}},
@@ -181,8 +186,9 @@ func init() {
 		},
 		{
 			Name: "!events", Group: "cluster", Args: "[on|off]", Max: 1,
-			Summary:  "print membership events as they happen",
-			Help:     "Events appear above the prompt; what is typed stays intact. --json: one object per line, t in Unix nanoseconds.",
+			Summary: "print membership events as they happen",
+			Help: "Events appear above the prompt; what is typed stays intact. --json: one object per line, " +
+				"with the keys time (RFC 3339 in UTC, to the microsecond), event, alias, addr, state, incarnation, tags and, for member-suspect, accuser.",
 			Example:  "!events on\n!events off",
 			Flags:    []Flag{jsonFlag},
 			Complete: func(s *Shell, prev []string) []string { return []string{"on", "off"} },
@@ -289,18 +295,13 @@ func runStartCluster(ctx context.Context, s *Shell, a *Args) error {
 }
 
 func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
-	addr := a.Pos[0]
-	if len(a.Pos) == 2 {
-		if _, err := strconv.ParseUint(a.Pos[1], 10, 16); err != nil {
-			return fmt.Errorf("port %q is not a number between 0 and 65535", a.Pos[1])
-		}
-		addr = net.JoinHostPort(a.Pos[0], a.Pos[1])
-	} else if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fmt.Errorf("%q is not HOST:PORT; use !join_cluster HOST PORT or HOST:PORT", addr)
+	addr, err := joinAddr(a.Pos)
+	if err != nil {
+		return err
 	}
 	res, err := s.join(ctx, addr, a.Duration("retry", 0))
 	if err != nil {
-		return s.joinFailed(err, a.Duration("retry", 0) > 0)
+		return s.joinFailed(ctx, err, a.Duration("retry", 0) > 0)
 	}
 	s.printf("joined cluster %s through %s (%s) as %s: %d members\n", clean(s.Node.Cluster()), clean(res.Seed.Alias), clean(addr),
 		clean(s.Node.Alias()), res.Members)
@@ -308,6 +309,27 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 		s.warnf("not reached yet: %s (failure detection decides)", strings.Join(res.Failed, ", "))
 	}
 	return nil
+}
+
+// joinAddr reads !join_cluster's one address, HOST PORT or HOST:PORT,
+// with a port from 1 to 65535.
+func joinAddr(words []string) (string, error) {
+	const forms = "!join_cluster takes one address: HOST PORT or HOST:PORT"
+	addr, port := "", ""
+	switch _, p, err := net.SplitHostPort(words[0]); {
+	case len(words) == 2 && err == nil:
+		return "", fmt.Errorf("%s, not %q and %q", forms, words[0], words[1])
+	case len(words) == 2:
+		addr, port = net.JoinHostPort(words[0], words[1]), words[1]
+	case err != nil:
+		return "", fmt.Errorf("%q is not HOST:PORT; %s", words[0], forms)
+	default:
+		addr, port = words[0], p
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return "", fmt.Errorf("port %q is not a number from 1 to 65535; %s", port, forms)
+	}
+	return addr, nil
 }
 
 // join joins through addr; with retry, while the seed cannot be reached
@@ -322,9 +344,14 @@ func (s *Shell) join(ctx context.Context, addr string, retry time.Duration) (nod
 }
 
 // joinFailed adds to a join's error where the node stands and, when trying
-// again may work, what to check.
-func (s *Shell) joinFailed(err error, retried bool) error {
+// again may work, what to check. A join the user cancelled (Ctrl-C) is
+// said to be cancelled, with no advice.
+func (s *Shell) joinFailed(ctx context.Context, err error, retried bool) error {
 	switch {
+	case errors.Is(ctx.Err(), context.Canceled) && s.Node.Running():
+		return errors.New("join cancelled; this node stays in its cluster")
+	case errors.Is(ctx.Err(), context.Canceled):
+		return errors.New("join cancelled; this node is in no cluster")
 	case s.Node.Running():
 		return fmt.Errorf("%w; this node stays in its cluster", err)
 	case node.Final(err):
@@ -385,7 +412,7 @@ func completeWait(s *Shell, prev []string) []string {
 func runWait(ctx context.Context, s *Shell, a *Args) error {
 	timeout := 10 * time.Second
 	if len(a.Pos) == 3 {
-		d, err := parseDuration("timeout", a.Pos[2])
+		d, err := parseTimeout(a.Pos[2])
 		if err != nil {
 			return err
 		}
@@ -394,6 +421,9 @@ func runWait(ctx context.Context, s *Shell, a *Args) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if a.Pos[0] == "members" {
+		if err := tooLarge("!wait members", a.Pos[1]); err != nil {
+			return err
+		}
 		want, err := strconv.Atoi(a.Pos[1])
 		if err != nil || want < 1 {
 			return fmt.Errorf("!wait members wants a count ≥ 1, not %q", a.Pos[1])

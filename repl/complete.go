@@ -95,7 +95,7 @@ func (s *Shell) argCandidates(cmd *Command, done []string, typing string) []stri
 		return nil
 	}
 	pos, used := positionals(cmd, done)
-	if strings.HasPrefix(typing, "-") && !(cmd.Rest && len(pos) > 0) {
+	if strings.HasPrefix(typing, "-") && !(cmd.Rest && len(pos) > 0) && !slices.Contains(pos, "--") {
 		var out []string
 		for _, f := range cmd.Flags {
 			if !used[f.Name] || f.Kind == FlagKV {
@@ -123,12 +123,17 @@ func valueFlag(cmd *Command, word string) *Flag {
 }
 
 // positionals returns the positional words among done, skipping flags and
-// their values, and names the flags used.
+// their values, and names the flags used. A "--" and every word after it
+// are positional, "--" included: after it come no flags (parseArgs).
 func positionals(cmd *Command, done []string) ([]string, map[string]bool) {
 	used := map[string]bool{}
 	var pos []string
 	for i := 0; i < len(done); i++ {
 		w := done[i]
+		if w == "--" && !(cmd.Rest && len(pos) > 0) {
+			pos = append(pos, done[i:]...)
+			break
+		}
 		if isValue(w) || (cmd.Rest && len(pos) > 0) {
 			pos = append(pos, w)
 			continue
@@ -223,13 +228,13 @@ func (s *Shell) tagFilterCandidates(typing string) []string {
 	return out
 }
 
-// aliasCandidates lists the aliases of the live (alive or suspect) members
-// other than this node, for commands that address one node; with all it
-// lists every member, this node included. See also aliases().
-func (s *Shell) aliasCandidates(all bool) []string {
+// aliasCandidates lists the aliases of the live (alive or suspect)
+// members, this node among them when self: what a TARGET may name. See
+// also aliases(), every member in any state.
+func (s *Shell) aliasCandidates(self bool) []string {
 	var out []string
 	for _, e := range s.Node.Members().Entries {
-		if all || (!e.Self && (e.State == node.StateAlive || e.State == node.StateSuspect)) {
+		if live(e.State) && (self || !e.Self) {
 			out = append(out, e.Alias)
 		}
 	}

@@ -166,6 +166,12 @@ func TestCompletionOfLiveAliasesAndTags(t *testing.T) {
 		{"!testtags --strategy r", []string{"random", "round-robin"}},
 		{"!tag ", []string{"role=worker", "zone=1"}},
 		{"!untag ", []string{"zone"}},
+		{"!run ", []string{"a", "b"}},
+		{"!run a ", []string{"b"}},         // a TARGET of several words
+		{"!run a -b ", []string{"b"}},      // flags among them
+		{"!run a --d", []string{"--diff"}}, // ... flags until "--"
+		{"!run a -- ", nil},                // CMD is the user's
+		{"!run a -- ls -", nil},            // its words are no flags of !run
 	}
 	for _, tt := range tests {
 		t.Run(tt.head, func(t *testing.T) {
@@ -460,11 +466,25 @@ func TestWatch(t *testing.T) {
 		"!watch !nope":                 "unknown command !nope",
 		"!watch !cluster_members 10ms": "too short",
 		"!watch !cluster_members --x":  "has no flag --x",
+		// A command that is no listing is refused as such, whatever its
+		// arguments, and the error does not name !watch twice in a script.
+		"!watch !sleep 1s":       "!watch re-runs listing commands only (!cluster_members",
+		"!watch !ping --all":     "listing commands only",
+		"!watch !config --json":  "listing commands only",
+		"!watch !status --bad a": "!status has no flag --bad",
 	} {
 		err := s.Exec(context.Background(), line)
-		if err == nil || !strings.Contains(err.Error(), want) {
+		if err == nil || !strings.Contains(err.Error(), want) || strings.HasPrefix(err.Error(), "!watch: ") {
 			t.Errorf("%s: %v, want an error containing %q", line, err, want)
 		}
+	}
+	// !help watch names the listing commands, and only those.
+	help := helpFor(lookup("!watch"), palette{})
+	if !strings.Contains(help, "("+strings.Join(listingNames(), ", ")+")") {
+		t.Errorf("!help watch does not name the listing commands %v:\n%s", listingNames(), help)
+	}
+	if strings.Contains(help, "those with --json") {
+		t.Errorf("!help watch still says any command with --json can be watched:\n%s", help)
 	}
 	// A quoted command works too.
 	out.Reset()
@@ -571,5 +591,38 @@ func TestInterruptRightAfterEnterCancelsTheCommand(t *testing.T) {
 	in.mu.Unlock()
 	if !exec("!sleep 1m") {
 		t.Error("a SIGTERM right before the command did not cancel it")
+	}
+}
+
+// A TARGET completes to the live members only (alive or suspect, this node
+// included): one that failed or left is not offered, except where the
+// command is about failed members (!force-leave).
+func TestTargetCompletionOffersLiveMembersOnly(t *testing.T) {
+	s, b := clusterShellAndB(t)
+	crashed(t, "c", s.Node, b)
+	d := startNode(t, "d", nil, s.Node.Addr())
+	waitAlive(t, s.Node, "d")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d.Leave(ctx)
+	if err := s.Node.WaitFor(ctx, func(sn *node.Snapshot) bool {
+		e, ok := sn.Get("d")
+		return ok && e.State == node.StateLeft
+	}); err != nil {
+		t.Fatalf("a never saw d leave: %s", memberStates(s.Node.Members()))
+	}
+	for head, want := range map[string][]string{
+		"!scale ":       {"a", "b"},
+		"!ping a ":      {"b"},
+		"!status ":      {"a", "b"},
+		"!run ":         {"a", "b"},
+		"!config show ": {"a", "b"},
+		"!force-leave ": {"c"},
+		"!shutdown b ":  {"a"},
+		"!wait ":        {"a", "b", "c", "d", "members"}, // states of any member
+	} {
+		if _, got := s.completions(head); !slices.Equal(got, want) {
+			t.Errorf("completions(%q) = %q, want %q", head, got, want)
+		}
 	}
 }

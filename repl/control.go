@@ -56,7 +56,9 @@ func init() {
 		targeted(&Command{
 			Name: "!restart", Group: "control", Args: "TARGET", Max: -1,
 			Summary: "nodes leave, reconnect through the members they knew and come back at a higher incarnation",
-			Help: "Several nodes restart one after another, each alive again before the next starts (this node last); " +
+			Help: "Each node confirms, then !restart waits until it is alive again at a higher incarnation (NODE: alive again), " +
+				fmt.Sprintf("or fails when it is not back within %v. ", restartWait) +
+				"Several nodes restart one after another, each alive again before the next starts (this node last); " +
 				"the first that does not confirm or come back stops the rest.",
 			Flags:     []Flag{timeoutFlag},
 			Example:   "!restart worker1",
@@ -316,6 +318,9 @@ func runScale(ctx context.Context, s *Shell, a *Args) error {
 		return fmt.Errorf("N, the number of slots, is missing; %s", usage)
 	}
 	nStr := a.Pos[len(a.Pos)-1]
+	if err := tooLarge("slots", nStr); err != nil {
+		return fmt.Errorf("%w; %s", err, usage)
+	}
 	k, err := strconv.Atoi(nStr)
 	if err != nil || k < 0 {
 		return fmt.Errorf("slots %q: give a whole number ≥ 0; %s", nStr, usage)
@@ -354,14 +359,10 @@ func runRestart(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
-	if len(targets) == 1 {
-		_, err = s.control(ctx, a, targets, node.ControlRequest{Op: node.OpRestart}, func(r node.ControlReply) string {
-			return "ok: restarting"
-		})
-		return err
-	}
 	// One after another, this node last, each alive again at a higher
-	// incarnation before the next goes: the cluster keeps its members.
+	// incarnation before the next goes: the cluster keeps its members. One
+	// node is waited for the same way, this node too (its restart is done
+	// when the request returns; it is then alive at its new incarnation).
 	self := s.Node.Alias()
 	if i := slices.Index(targets, self); i >= 0 {
 		targets = append(slices.Delete(targets, i, i+1), self)
@@ -371,7 +372,7 @@ func runRestart(ctx context.Context, s *Shell, a *Args) error {
 		_, err := s.control(ctx, a, []string{t}, node.ControlRequest{Op: node.OpRestart}, func(r node.ControlReply) string {
 			return "ok: restarting"
 		})
-		if err == nil && t != self {
+		if err == nil {
 			err = s.waitBack(ctx, t, before.Incarnation, restartWait)
 		}
 		if err != nil {

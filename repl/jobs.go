@@ -507,6 +507,8 @@ func renderJobs(recs []node.JobRecord, p palette) string {
 		switch {
 		case i < 0:
 			return p.bold(cell)
+		case j == 4 && recs[i].State == "cancelled": // stopped by its caller: no failure
+			return p.state(node.StateLeft, cell)
 		case j == 4 && recs[i].State != "ok":
 			return p.state(node.StateFailed, cell)
 		case j == 4:

@@ -1,7 +1,9 @@
 package repl
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -66,5 +68,27 @@ func TestJoinClusterToItsOwnAddressSaysSo(t *testing.T) {
 	}
 	if n.Running() {
 		t.Fatal("the node runs after joining itself")
+	}
+}
+
+// A join the user cancels (Ctrl-C), with --retry or not, says it was
+// cancelled, and gives no advice about seeds or a longer --retry.
+func TestCancelledJoinSaysCancelled(t *testing.T) {
+	n, err := node.New(testConfig(t, "j", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	s := New(n, Options{Out: io.Discard, Err: io.Discard})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Ctrl-C, before the seed answered
+	for _, line := range []string{"!join_cluster --retry 30s 127.0.0.1 " + closedPort(t), "!join_cluster 127.0.0.1:" + closedPort(t)} {
+		err := s.Exec(ctx, line)
+		if err == nil || err.Error() != "join cancelled; this node is in no cluster" {
+			t.Errorf("%s, cancelled: %v", line, err)
+		}
+	}
+	if n.Running() {
+		t.Error("a cancelled join left the node in a cluster")
 	}
 }

@@ -3,6 +3,8 @@ package repl
 import (
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -86,9 +88,10 @@ func (a *Args) KV(name string) map[string]string {
 }
 
 // parseArgs separates flags from positional words. Flags may come anywhere
-// unless the command takes a free-form tail (rest), in which case the first
-// positional word ends flag parsing: `!dispatch --json echo --json` echoes
-// "--json".
+// before a "--", which ends them: every word after it is positional (Args
+// records where they start). A command that takes a free-form tail (Rest)
+// ends flags at its first positional word instead: `!dispatch --json echo
+// --json` echoes "--json".
 func parseArgs(cmd *Command, words []string) (*Args, error) {
 	a := &Args{flags: map[string][]string{}, dashed: -1}
 	for i := 0; i < len(words); i++ {
@@ -107,6 +110,10 @@ func parseArgs(cmd *Command, words []string) (*Args, error) {
 		if f == nil {
 			if given == "--help" || given == "-h" {
 				return nil, errHelp
+			}
+			if cmd.Dashed && !slices.Contains(words[i:], "--") {
+				a.Pos = append(a.Pos, words[i:]...) // a tail typed without its "--"
+				break
 			}
 			return nil, fmt.Errorf("%s has no flag %s; see !help %s", cmd.Name, given, strings.TrimPrefix(cmd.Name, "!"))
 		}
@@ -150,6 +157,9 @@ func isValue(w string) bool {
 func checkFlagValue(f *Flag, v string) error {
 	switch f.Kind {
 	case FlagInt:
+		if err := tooLarge("--"+f.Name, v); err != nil {
+			return err
+		}
 		if n, err := strconv.Atoi(v); err != nil || n < f.Min {
 			return fmt.Errorf("--%s wants a whole number ≥ %d, not %q", f.Name, f.Min, v)
 		}
@@ -165,6 +175,15 @@ func checkFlagValue(f *Flag, v string) error {
 		if _, err := parse(v); err != nil {
 			return fmt.Errorf("--%s: %w", f.Name, err)
 		}
+	}
+	return nil
+}
+
+// tooLarge is the error for a whole number too large to take, naming the
+// largest; nil when v is not one (a negative or other word included).
+func tooLarge(what, v string) error {
+	if _, err := strconv.Atoi(v); errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(v, "-") {
+		return fmt.Errorf("%s %s is too large: the most is %d", what, v, math.MaxInt)
 	}
 	return nil
 }
@@ -199,8 +218,19 @@ func readTags(word string, glob bool) (map[string]string, error) {
 // parseDuration reads a positional duration with a helpful error.
 func parseDuration(what, v string) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
+	switch {
+	case err != nil:
 		return 0, fmt.Errorf("%s %q is not a duration: use Go syntax such as 500ms, 2s or 1m", what, v)
+	case d < 0:
+		return 0, fmt.Errorf("%s %q is negative: give 0 or more, such as 500ms", what, v)
 	}
 	return d, nil
+}
+
+// parseTimeout reads a positional timeout: a duration above 0.
+func parseTimeout(v string) (time.Duration, error) {
+	if d, err := time.ParseDuration(v); err == nil && d <= 0 {
+		return 0, fmt.Errorf("timeout %q: a timeout must be positive, such as 5s", v)
+	}
+	return parseDuration("timeout", v)
 }

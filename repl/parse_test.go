@@ -63,6 +63,7 @@ var testCmd = &Command{
 
 func TestParseArgs(t *testing.T) {
 	plain := &Command{Name: "!p", Max: -1, Flags: testCmd.Flags}
+	dashed := &Command{Name: "!d", Max: -1, Dashed: true, Flags: testCmd.Flags}
 	tests := []struct {
 		name  string
 		cmd   *Command
@@ -122,6 +123,14 @@ func TestParseArgs(t *testing.T) {
 		{name: "lone dash is positional", cmd: plain, words: []string{"-"}, pos: []string{"-"}},
 		{name: "double dash ends flags", cmd: plain, words: []string{"--", "--json"}, pos: []string{"--json"}},
 		{name: "rest: flags end at the first word", cmd: testCmd, words: []string{"--json", "echo", "--json"}, pos: []string{"echo", "--json"}},
+		{name: "dashed: flags anywhere before --, then the tail", cmd: dashed, words: []string{"a", "b", "--json", "--", "ls", "--json"}, pos: []string{"a", "b", "ls", "--json"},
+			check: func(t *testing.T, a *Args) {
+				if !a.Bool("json") || a.dashed != 2 {
+					t.Errorf("json %v, tail at %d", a.Bool("json"), a.dashed)
+				}
+			}},
+		{name: "dashed: an unknown flag with no -- after it starts the tail", cmd: dashed, words: []string{"a", "ls", "-la"}, pos: []string{"a", "ls", "-la"}},
+		{name: "dashed: an unknown flag before -- is refused", cmd: dashed, words: []string{"a", "-x", "--", "ls"}, err: "has no flag -x"},
 		{name: "unknown flag says where to look", cmd: plain, words: []string{"--nope"}, err: "see !help p"},
 		{name: "missing value", cmd: plain, words: []string{"--n"}, err: "--n needs a value"},
 		{name: "bool with value", cmd: plain, words: []string{"--json=yes"}, err: "takes no value"},
@@ -158,14 +167,17 @@ func TestParseArgs(t *testing.T) {
 // value given: --n 0 of !jobs is refused as --n -1 is.
 func TestCountFlagsSayTheirOwnMinimum(t *testing.T) {
 	for line, want := range map[string]string{
-		"!jobs --n 0":                      `--n wants a whole number ≥ 1, not "0"`,
-		"!jobs --n -1":                     `--n wants a whole number ≥ 1, not "-1"`,
-		"!bench --n 0 echo x":              `--n wants a whole number ≥ 1, not "0"`,
-		"!bench --n -1 echo x":             `--n wants a whole number ≥ 1, not "-1"`,
-		"!bench --concurrency 0 echo x":    `--concurrency wants a whole number ≥ 1, not "0"`,
-		"!watch --count -1 !jobs":          `--count wants a whole number ≥ 0, not "-1"`,
-		"!top --count x":                   `--count wants a whole number ≥ 0, not "x"`,
-		"!cluster_members --state=x --n 1": "has no flag --n",
+		"!jobs --n 0":                               `--n wants a whole number ≥ 1, not "0"`,
+		"!jobs --n -1":                              `--n wants a whole number ≥ 1, not "-1"`,
+		"!bench --n 0 echo x":                       `--n wants a whole number ≥ 1, not "0"`,
+		"!bench --n -1 echo x":                      `--n wants a whole number ≥ 1, not "-1"`,
+		"!bench --concurrency 0 echo x":             `--concurrency wants a whole number ≥ 1, not "0"`,
+		"!watch --count -1 !jobs":                   `--count wants a whole number ≥ 0, not "-1"`,
+		"!top --count x":                            `--count wants a whole number ≥ 0, not "x"`,
+		"!watch --count 99999999999999999999 !jobs": "--count 99999999999999999999 is too large: the most is 9223372036854775807",
+		"!jobs --n 99999999999999999999":            "--n 99999999999999999999 is too large: the most is 9223372036854775807",
+		"!jobs --n -99999999999999999999":           `--n wants a whole number ≥ 1, not "-99999999999999999999"`,
+		"!cluster_members --state=x --n 1":          "has no flag --n",
 	} {
 		words, err := tokenize(line)
 		if err != nil {

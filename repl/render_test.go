@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"regexp"
@@ -200,5 +201,26 @@ func TestVisibleWidth(t *testing.T) {
 		if got := visibleWidth(tt.s); got != tt.want {
 			t.Errorf("visibleWidth(%q) = %d, want %d", tt.s, got, tt.want)
 		}
+	}
+}
+
+// !help events names the keys of !events --json as it prints them.
+func TestHelpEventsNamesTheJSONKeys(t *testing.T) {
+	var out bytes.Buffer
+	s := New(nil, Options{Out: &out, Err: &out})
+	at := time.Date(2025, 6, 1, 12, 0, 0, 123456000, time.UTC)
+	s.printEvent(node.Event{Kind: node.MemberSuspect, Member: node.Member{Alias: "n2", Addr: "127.0.0.1:7002", State: node.StateSuspect}, At: at, Accuser: "n3"}, true)
+	var doc map[string]any
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil {
+		t.Fatalf("%q: %v", out.String(), err)
+	}
+	help := helpFor(lookup("!events"), palette{})
+	for k := range doc {
+		if !strings.Contains(help, " "+k) {
+			t.Errorf("!help events does not name the key %q:\n%s", k, help)
+		}
+	}
+	if doc["time"] != "2025-06-01T12:00:00.123456Z" || !strings.Contains(help, "RFC 3339") || strings.Contains(help, "nanoseconds") {
+		t.Errorf("time %v; !help events: %s", doc["time"], help)
 	}
 }

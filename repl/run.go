@@ -19,14 +19,15 @@ import (
 // as clush does. The nodes run it as a job of the run kind (node/run.go).
 func init() {
 	commands = append(commands, targeted(&Command{
-		Name: "!run", Group: "jobs", Args: "TARGET -- CMD [ARGS…]", Min: 1, Max: -1, Rest: true,
+		Name: "!run", Group: "jobs", Args: "TARGET -- CMD [ARGS…]", Min: 1, Max: -1, Dashed: true,
 		Summary: "run a command on many nodes at once and gather the answers",
 		Help: "CMD runs on every target node at once, without a shell (write sh -c '…' for one), with no stdin, " +
 			"MESHELL_ALIAS and MESHELL_CLUSTER in its environment, in the node's working directory; nodes need --allow-run. " +
-			"-- always ends the TARGET and the flags: CMD is every word after it. " +
+			"-- always ends the TARGET and the flags, which may come anywhere before it: CMD is every word after it. " +
 			"Lines print as they come, prefixed by their node; --gather (-b) prints each distinct answer once under its nodes, " +
 			"--diff the most common answer and a diff per other one, --json one line per node. " +
-			"Fails when a node exits non-zero, refuses or does not answer within --timeout; Ctrl-C stops the command everywhere and prints what came back.",
+			"Fails when a node exits non-zero, refuses or does not answer within --timeout; Ctrl-C stops the command everywhere and prints what came back: " +
+			"a node stopped before its end (Ctrl-C, --timeout) shows what it printed until then, marked cancelled or timed out, in every mode.",
 		Flags: []Flag{
 			{Name: "timeout", Kind: FlagDuration, Usage: "stop waiting, and kill the command, after this long (default 60s)"},
 			{Name: "gather", Short: "b", Kind: FlagBool, Usage: "wait, then print each distinct answer once under its nodes (clush -b)"},
@@ -42,11 +43,13 @@ func init() {
 // defaultRunTimeout is !run's --timeout when none is given.
 const defaultRunTimeout = 60 * time.Second
 
+// completeRun offers the TARGET's aliases until "--", then nothing: CMD
+// is the user's.
 func completeRun(s *Shell, prev []string) []string {
-	if len(prev) == 0 {
-		return s.aliasCandidates(true)
+	if slices.Contains(prev, "--") {
+		return nil
 	}
-	return nil
+	return completeTarget(s, prev)
 }
 
 // runMode is how !run shows its answers.
@@ -62,29 +65,20 @@ const (
 // parseRun splits !run's words into the TARGET and the command, which
 // "--" always separates: a TARGET of aliases may be several words, so only
 // "--" says where the command starts, and --all and --tag keep the same
-// rule. Flags may come between the TARGET and "--".
+// rule. Flags may come anywhere before "--", as for every command with a
+// TARGET (parseArgs).
 func (s *Shell) parseRun(a *Args) (targets, argv []string, err error) {
 	usage := "usage: " + cmdUsage("!run")
-	var words []string
-	switch i := slices.Index(a.Pos, "--"); {
-	case a.dashed >= 0: // "--" came before any positional word
-		argv = a.Pos
-	case i >= 0:
-		mid, err := parseArgs(lookup("!run"), a.Pos[1:i])
-		if err != nil {
-			return nil, nil, err
-		}
-		for k, v := range mid.flags {
-			a.flags[k] = append(a.flags[k], v...)
-		}
-		words, argv = append([]string{a.Pos[0]}, mid.Pos...), a.Pos[i+1:]
-	case len(a.Pos) > 0:
+	if a.dashed < 0 {
 		return nil, nil, fmt.Errorf("put -- before the command: %s", withDashes(a))
 	}
+	words, argv := a.Pos[:a.dashed], a.Pos[a.dashed:]
 	if len(argv) == 0 {
 		return nil, nil, fmt.Errorf("no command to run; %s", usage)
 	}
-	if targets, err = s.selectTargets(a, words); err != nil {
+	if targets, err = s.selectTargets(a, words); errors.Is(err, node.ErrNotRunning) {
+		return nil, nil, err // no usage would help
+	} else if err != nil {
 		return nil, nil, fmt.Errorf("%w; %s", err, usage)
 	}
 	slices.SortFunc(targets, compareNodes)
@@ -198,14 +192,15 @@ func (s *Shell) runStderr(text string) {
 }
 
 // runProblem is why a node's answer is not a success, as !run shows it:
-// "exit 3", "refused: …", "no answer within 60s", "error: …".
+// "exit 3", "refused: …", "no answer within 60s", "cancelled before an
+// answer", "error: …".
 func runProblem(r node.RunReply) string {
 	switch {
 	case r.Exited && r.Error == "":
 		return fmt.Sprintf("exit %d", r.Exit)
 	case r.Exited:
 		return fmt.Sprintf("exit %d: %s", r.Exit, r.Error)
-	case r.Refused, r.NoAnswer && strings.HasPrefix(r.Error, "no answer"):
+	case r.Refused, r.NoAnswer && (strings.HasPrefix(r.Error, "no answer") || strings.HasPrefix(r.Error, "cancelled")):
 		return r.Error
 	case r.NoAnswer:
 		return "no answer: " + r.Error
@@ -350,7 +345,8 @@ func renderGathered(replies []node.RunReply, p palette) string {
 // renderRunDiff is !run --diff: the answer most nodes gave, then for each
 // other answer a unified diff against it. An exit status other than 0 is a
 // last line "[exit N]" of the text compared; nodes that did not run the
-// command are listed after the diffs.
+// command to its end are listed after the diffs, with what they printed
+// before they were stopped.
 func renderRunDiff(replies []node.RunReply, p palette) string {
 	var ran, other []node.RunReply
 	for _, r := range replies {
@@ -395,6 +391,9 @@ func renderRunDiff(replies []node.RunReply, p palette) string {
 	}
 	for _, g := range groupReplies(other) {
 		b.WriteString(header(g.nodes, p))
+		for _, l := range outputLines(g.r) { // what came before it was stopped
+			b.WriteString(l + "\n")
+		}
 		b.WriteString(p.errText(cleanN(runProblem(g.r), lineCap)) + "\n")
 	}
 	return b.String()

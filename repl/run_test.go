@@ -140,6 +140,32 @@ func TestRenderGatheredAndDiff(t *testing.T) {
 	}
 }
 
+// A node stopped before it ended (Ctrl-C, --timeout) shows what it printed
+// until then, marked with why it stopped, in every mode that gathers.
+func TestRenderAnswersCutShort(t *testing.T) {
+	cut := func(alias, why string) node.RunReply {
+		return node.RunReply{Alias: alias, NoAnswer: true, Error: why, Stdout: "begin\n"}
+	}
+	replies := []node.RunReply{reply("n1", 0, "begin\nend\n"), cut("n2", "cancelled before an answer"), cut("n3", "cancelled before an answer"),
+		cut("n4", "no answer within 1s")}
+	replies[3].Stderr = "warn\n"
+	cancelled := "n[2-3] (2)\n----------\nbegin\ncancelled before an answer\n"
+	timedOut := "n4 (1)\n------\nbegin\nwarn\nno answer within 1s\n"
+	g := renderGathered(replies, palette{})
+	d := renderRunDiff(replies, palette{})
+	for mode, out := range map[string]string{"--gather": g, "--diff": d} {
+		for _, want := range []string{cancelled, timedOut} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s lacks %q:\n%s", mode, want, out)
+			}
+		}
+	}
+	doc := runDoc(replies[1])
+	if doc.Exit != nil || doc.Stdout == nil || *doc.Stdout != "begin\n" || doc.Error != "cancelled before an answer" {
+		t.Errorf("--json: %+v", doc)
+	}
+}
+
 func TestRunSummary(t *testing.T) {
 	s := summarize([]node.RunReply{reply("n1", 0, ""), reply("n2", 1, ""), reply("n3", 1, ""),
 		{Alias: "n4", Refused: true}, {Alias: "n5", NoAnswer: true, Error: "no answer within 1s"}})
@@ -211,6 +237,10 @@ func TestRunCommand(t *testing.T) {
 	if err != nil || out != "----------\nn[1-2] (2)\n----------\nsame\n" {
 		t.Errorf("gather: %v\n%q", err, out)
 	}
+	out, _, err = run("!run n1 n2 --gather -- echo same")
+	if err != nil || out != "----------\nn[1-2] (2)\n----------\nsame\n" {
+		t.Errorf("gather after a TARGET of two words: %v\n%q", err, out)
+	}
 	out, _, err = run("!run n1,n2 --diff -- sh -c 'echo a; echo $MESHELL_ALIAS; test $MESHELL_ALIAS = n1'")
 	if err == nil || !strings.Contains(out, "--- n1 (1)\n+++ n2 (1)\n@@ -1,2 +1,3 @@\n a\n-n1\n+n2\n+[exit 1]\n") {
 		t.Errorf("diff: %v\n%s", err, out)
@@ -252,6 +282,7 @@ func TestRunCommand(t *testing.T) {
 		"!run n1 --":                           "no command to run",
 		"!run n1 --all -- true":                "not several",
 		"!run n1 --timeout nope -- true":       "--timeout wants a positive duration",
+		"!run n1 n2 --nope -- true":            "!run has no flag --nope",
 	} {
 		if _, _, err := run(line); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", line, err, want)

@@ -38,7 +38,8 @@ func targeted(c *Command) *Command {
 	return c
 }
 
-// completeTarget offers the members not named yet in prev.
+// completeTarget offers the live members, this node included, not named
+// yet in prev.
 func completeTarget(s *Shell, prev []string) []string {
 	var out []string
 	for _, a := range s.aliasCandidates(true) {
@@ -55,7 +56,7 @@ func live(st node.State) bool { return st == node.StateAlive || st == node.State
 // selectTargets resolves a TARGET: words are the positional words that
 // name nodes (none with --all or --tag). Aliases must be members that have
 // not left; --all and --tag pick live members. A TARGET that picks no node
-// is an error that says what to do.
+// is an error that says what to do, and so is a node in no cluster.
 func (s *Shell) selectTargets(a *Args, words []string) ([]string, error) {
 	all, tags := a.Bool("all"), a.KV("tag")
 	forms := 0
@@ -69,6 +70,8 @@ func (s *Shell) selectTargets(a *Args, words []string) ([]string, error) {
 		return nil, fmt.Errorf("name the nodes: %s", targetForms)
 	case forms > 1:
 		return nil, fmt.Errorf("give aliases, --all or --tag, not several (TARGET is %s)", targetForms)
+	case !s.Node.Running():
+		return nil, node.ErrNotRunning // no member to pick: say why
 	}
 	snap := s.Node.Members()
 	var out []string

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -120,6 +121,53 @@ func TestEveryTargetCommandTakesTheSameForms(t *testing.T) {
 	_, cands := s.completions("!ping a ")
 	if !slices.Equal(cands, []string{"b"}) {
 		t.Errorf("!ping a <Tab> offers %q, want the other member", cands)
+	}
+}
+
+// Flags may follow a TARGET of several words, for !run as for the control
+// commands: one rule (parseArgs) splits target words from flags, and only
+// "--" ends the flags.
+func TestFlagsMayFollowATargetOfSeveralWords(t *testing.T) {
+	s := clusterShell(t)
+	cases := []struct {
+		line  string
+		flags []string // the flags the line sets
+		argv  []string // !run's command
+	}{
+		{"!ping a b --json", []string{"json"}, nil},
+		{"!status a b --json --timeout 2s", []string{"json", "timeout"}, nil},
+		{"!shutdown a b --now", []string{"now"}, nil},
+		{"!run a b --gather -- echo x", []string{"gather"}, []string{"echo", "x"}},
+		{"!run a b -b -- echo x", []string{"gather"}, []string{"echo", "x"}},
+		{"!run a --diff b -- echo x", []string{"diff"}, []string{"echo", "x"}},
+		{"!run a b --timeout 5s --json -- echo --json -b", []string{"timeout", "json"}, []string{"echo", "--json", "-b"}},
+		{"!run --json a b -- echo x", []string{"json"}, []string{"echo", "x"}},
+	}
+	for _, c := range cases {
+		t.Run(c.line, func(t *testing.T) {
+			words, err := tokenize(c.line)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd, a, err := resolve(words)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range c.flags {
+				if len(a.flags[f]) == 0 {
+					t.Errorf("--%s not taken: %v", f, a.flags)
+				}
+			}
+			var targets, argv []string
+			if cmd.Name == "!run" {
+				targets, argv, err = s.parseRun(a)
+			} else {
+				targets, err = s.selectTargets(a, a.Pos)
+			}
+			if err != nil || !slices.Equal(targets, []string{"a", "b"}) || !slices.Equal(argv, c.argv) {
+				t.Errorf("targets %v, command %q, %v; want [a b], %q", targets, argv, err, c.argv)
+			}
+		})
 	}
 }
 
@@ -280,11 +328,47 @@ func TestRestartSeveralNodesOneAfterAnother(t *testing.T) {
 	}
 }
 
+// One node, another or this one, is waited for as several are: alive
+// again at a higher incarnation before !restart returns.
+func TestRestartOneNodeWaitsUntilItIsBack(t *testing.T) {
+	s := clusterShell(t)
+	for _, alias := range []string{"b", "a"} { // a is this node
+		var out bytes.Buffer
+		s.setWriters(&out, &out)
+		before, _ := s.Node.Members().Get(alias)
+		if err := s.Exec(context.Background(), "!restart "+alias); err != nil {
+			t.Fatalf("!restart %s: %v\n%s", alias, err, out.String())
+		}
+		if want := alias + ": ok: restarting\n" + alias + ": alive again\n"; out.String() != want {
+			t.Errorf("!restart %s printed %q, want %q", alias, out.String(), want)
+		}
+		if e, ok := s.Node.Members().Get(alias); !ok || e.State != node.StateAlive || e.Incarnation <= before.Incarnation {
+			t.Errorf("after !restart %s: %+v, incarnation before %d", alias, e, before.Incarnation)
+		}
+	}
+}
+
 func TestSomeOfNamesTheFirstAndCountsTheRest(t *testing.T) {
 	if got := someOf([]string{"a", "b"}, 2); got != "a, b" {
 		t.Errorf("someOf(a b, 2) = %q", got)
 	}
 	if got := someOf([]string{"a", "b", "c"}, 2); got != "a, b, … (3 in all)" {
 		t.Errorf("someOf(a b c, 2) = %q", got)
+	}
+}
+
+// Before any cluster a TARGET picks no one because there is no cluster,
+// and every command with one says so, as !cluster_members does.
+func TestTargetBeforeAnyClusterSaysNotInACluster(t *testing.T) {
+	n, err := node.New(testConfig(t, "alone", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	s := New(n, Options{Out: io.Discard, Err: io.Discard})
+	for _, line := range []string{"!ping --all", "!ping alone", "!status --tag role=worker", "!run --all -- true", "!cluster_members"} {
+		if err := s.Exec(context.Background(), line); err == nil || err.Error() != node.ErrNotRunning.Error() {
+			t.Errorf("%s: %v, want %q", line, err, node.ErrNotRunning)
+		}
 	}
 }

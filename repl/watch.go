@@ -13,7 +13,8 @@ func init() {
 		Name: "!watch", Group: "shell", Args: "CMD [ARGS…] [INTERVAL]", Min: 1, Max: -1, Rest: true,
 		Summary: "re-run a listing command in place until Ctrl-C",
 		Help: "Clears the screen and redraws the command's output every INTERVAL (default 2s). " +
-			"Only listing commands (those with --json, such as !cluster_members) can be watched. " +
+			"Only listing commands can be watched: those that print a table of members, nodes, workers or jobs (" + listingList + "); " +
+			"others are refused, --json or not. " +
 			"In scripts it prints --count frames (default 1 there) without clearing.",
 		Example: "!watch --count 3 !cluster_members 500ms\n!watch --count 2 !workers --json 1s",
 		Flags:   []Flag{countFlag("runs")},
@@ -26,6 +27,10 @@ func init() {
 		Run: runWatch,
 	})
 }
+
+// listingList names the listing commands in !help watch; a test checks it
+// against the table (Command.Listing).
+const listingList = "!cluster_members, !status, !workers, !jobs"
 
 // listingNames are the commands !watch accepts.
 func listingNames() []string {
@@ -74,17 +79,19 @@ func watchTarget(words []string) (*Command, *Args, time.Duration, error) {
 	if len(words) == 1 && strings.ContainsAny(words[0], " \t") { // !watch "!workers --json"
 		w, err := tokenize(words[0])
 		if err != nil || len(w) == 0 {
-			return nil, nil, 0, fmt.Errorf("!watch: cannot read command %q", words[0])
+			return nil, nil, 0, fmt.Errorf("cannot read the command to watch %q", words[0])
 		}
 		words = w
 	}
 	words = append([]string{"!" + strings.TrimPrefix(words[0], "!")}, words[1:]...)
+	// The command first, its arguments next: a command that cannot be
+	// watched is refused as such, whatever its arguments.
+	if c := lookup(words[0]); c != nil && !c.Listing {
+		return nil, nil, 0, fmt.Errorf("!watch re-runs listing commands only (%s); %s is not one", strings.Join(listingNames(), ", "), c.Name)
+	}
 	cmd, a, err := resolve(words)
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("!watch: %w", err)
-	}
-	if !cmd.Listing {
-		return nil, nil, 0, fmt.Errorf("!watch re-runs listing commands only (%s); %s is not one", strings.Join(listingNames(), ", "), cmd.Name)
+		return nil, nil, 0, err // the shell names !watch
 	}
 	return cmd, a, interval, nil
 }

@@ -125,8 +125,12 @@ func TestCancelWithdrawsTheJobFromItsWorker(t *testing.T) {
 	}()
 	<-g.started
 	cancel()
-	if err := <-done; err == nil || !strings.Contains(err.Error(), "cancelled on w1") {
+	// It says "cancelled" plainly, and is still the context's error.
+	if err := <-done; err == nil || !strings.HasSuffix(err.Error(), "cancelled on w1") || !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled dispatch: %v", err)
+	}
+	if recs := d.RecentJobs(); len(recs) != 1 || recs[0].State != "cancelled" {
+		t.Fatalf("the cancelled job is recorded as %+v, want its state cancelled", recs)
 	}
 	if err := <-g.ended; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the worker's job ended with %v, want its context cancelled", err)

@@ -429,6 +429,25 @@ func (r DispatchResult) Answer() *JobResult {
 	return &JobResult{Status: a.Status.String(), Result: a.Result, Error: a.Error, Exit: int(o.Exit), Stdout: o.Stdout, Stderr: o.Stderr}
 }
 
+// callerEnded is a job's error when ctx ended: text alone for a cancel
+// ("job 3 cancelled on w1", as a user pressing Ctrl-C reads it), text and
+// ctx's error otherwise; errors.Is sees ctx's error either way.
+func callerEnded(ctx context.Context, text string) error {
+	if err := ctx.Err(); !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: %w", text, err)
+	}
+	return ctxError{text, ctx.Err()}
+}
+
+// ctxError reads as its text and unwraps to a context's error.
+type ctxError struct {
+	text string
+	err  error
+}
+
+func (e ctxError) Error() string { return e.text }
+func (e ctxError) Unwrap() error { return e.err }
+
 // ErrNoWorker is wrapped by the error Dispatch returns when no alive
 // member matches the filter.
 var ErrNoWorker = errors.New("no alive worker")
@@ -544,7 +563,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			select {
 			case <-backoff.C:
 			case <-ctx.Done():
-				return res, fmt.Errorf("job %d cancelled while waiting for a free worker: %w", res.Job, ctx.Err())
+				return res, callerEnded(ctx, fmt.Sprintf("job %d cancelled while waiting for a free worker", res.Job))
 			case <-deadline:
 				return res, fmt.Errorf("job %d timed out after %v waiting for a free worker (%s)", res.Job, timeout, strings.Join(lastNotes(notes, len(cands)), "; "))
 			case <-j.closing:
@@ -615,7 +634,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			case <-notify:
 				deliverChunks()
 			case <-ctx.Done():
-				gaveUp = fmt.Errorf("job %d cancelled on %s: %w", res.Job, w.Alias, ctx.Err())
+				gaveUp = callerEnded(ctx, fmt.Sprintf("job %d cancelled on %s", res.Job, w.Alias))
 			case <-deadline:
 				gaveUp = fmt.Errorf("job %d timed out after %v on %s (attempt %d)", res.Job, timeout, w.Alias, res.Attempts)
 			case <-j.closing:
@@ -625,6 +644,9 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 				if j.remove(id) {
 					w.Load.finish(Abandoned)
 					j.send(w.Alias, &protocol.JobCancel{ID: id})
+					if st != nil {
+						deliverChunks() // what came before the end is the caller's
+					}
 					return res, gaveUp
 				}
 				o = <-c.ch // the outcome raced the give-up: take it
@@ -778,7 +800,7 @@ type JobRecord struct {
 	Kind     string
 	Worker   string
 	Attempts int
-	State    string // ok, error
+	State    string // ok, error, or cancelled (by its caller)
 	Latency  time.Duration
 	Error    string
 	At       time.Time
@@ -789,7 +811,10 @@ const maxRecordedError = 1024
 
 func (j *Jobs) record(req DispatchRequest, res DispatchResult, err error) {
 	r := JobRecord{ID: res.Job, Kind: req.Kind, Worker: res.Worker, Attempts: res.Attempts, State: "ok", Latency: res.Latency}
-	if err != nil {
+	switch {
+	case errors.Is(err, context.Canceled):
+		r.State, r.Error = "cancelled", err.Error()
+	case err != nil:
 		r.State, r.Error = "error", err.Error()
 		if len(r.Error) > maxRecordedError { // a worker's error text is any size: keep a line of it
 			r.Error = strings.ToValidUTF8(r.Error[:maxRecordedError], "") + "…"

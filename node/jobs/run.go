@@ -376,6 +376,9 @@ type RunRequest struct {
 	OnDone func(RunReply)
 }
 
+// Every node streams its output, OnOutput or not: a node that gives no
+// answer (cancelled, timed out, lost) has in its reply what it streamed.
+
 // DefaultRunTimeout is RunRequest.Timeout when none is given.
 const DefaultRunTimeout = time.Minute
 
@@ -384,7 +387,7 @@ type RunReply struct {
 	Alias    string
 	Exited   bool // the command ran and Exit is its status (127: it did not start)
 	Exit     int
-	Stdout   string // capped, with a marker line when truncated
+	Stdout   string // capped, with a marker line when truncated; with NoAnswer, what came before the end
 	Stderr   string
 	Refused  bool   // the node will not run commands for this node (see Error)
 	NoAnswer bool   // no answer within the timeout, cancelled, or the node was lost
@@ -433,13 +436,26 @@ func (j *Jobs) Run(ctx context.Context, req RunRequest) ([]RunReply, error) {
 
 func (j *Jobs) runOn(ctx context.Context, alias string, req RunRequest, timeout time.Duration) RunReply {
 	dr := DispatchRequest{Kind: RunKind, Args: req.Command, Worker: alias, Timeout: timeout, MaxAttempts: 1}
-	if req.OnOutput != nil {
-		dr.OnOutput = func(stderr bool, data string) { req.OnOutput(alias, stderr, data) }
+	// What the node streamed, kept for a reply without an answer; each
+	// stream is bounded by the dispatcher (maxStreamOutput).
+	var streamed [2]strings.Builder
+	dr.OnOutput = func(stderr bool, data string) {
+		if stderr {
+			streamed[1].WriteString(data)
+		} else {
+			streamed[0].WriteString(data)
+		}
+		if req.OnOutput != nil {
+			req.OnOutput(alias, stderr, data)
+		}
 	}
 	start := time.Now()
 	res, err := j.Dispatch(ctx, dr)
 	r := RunReply{Alias: alias, Latency: time.Since(start)}
 	a := res.answer
+	if a == nil {
+		r.Stdout, r.Stderr = streamed[0].String(), streamed[1].String()
+	}
 	switch {
 	case a == nil && ctx.Err() != nil:
 		r.NoAnswer, r.Error = true, "cancelled before an answer"
