@@ -236,6 +236,12 @@ func (m *Mesh) acceptLoop(ln net.Listener) {
 		delay = 0
 		capRetransmit(nc, m.cfg.MaxRetransmit)
 		sh := m.gate.enter(nc)
+		m.mu.Lock()
+		gone := m.ln != ln // CloseAll ran since Accept: its sweep of the gate may have missed nc
+		m.mu.Unlock()
+		if gone {
+			nc.Close()
+		}
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
