@@ -467,7 +467,7 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 	cutOff := c.cutOff(now, from)
 	for _, u := range updates {
 		if u.Alias == self {
-			if c.aboutSelf(now, u) {
+			if c.aboutSelf(now, u, from == "") {
 				correct = true
 			}
 			continue
@@ -633,12 +633,15 @@ func (c *Core) suspicionBase() time.Duration {
 // or tags (forged, or an earlier run's: see sameRecord), makes it alive at a
 // higher incarnation than the news. It reports whether the sender should be
 // sent this node's entry (the news was wrong, stale or implausible).
-func (c *Core) aboutSelf(now time.Time, u protocol.Member) bool {
+// handshake news (the table of the member this node joins through) is
+// believed at any incarnation: a node that restarted after refuting
+// far-fetched news must come back above what the cluster holds of it.
+func (c *Core) aboutSelf(now time.Time, u protocol.Member, handshake bool) bool {
 	self := c.Self()
 	switch {
 	case c.left:
 		return false
-	case !manager.Plausible(self.Incarnation, u.Incarnation):
+	case !handshake && !manager.Plausible(self.Incarnation, u.Incarnation):
 		// Forged or corrupt: refuting it would take this node there, on
 		// the way to an incarnation it can no longer raise.
 		c.stats.Implausible++

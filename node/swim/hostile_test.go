@@ -580,3 +580,21 @@ func TestResentPingCarriesWhatTheTableHoldsNow(t *testing.T) {
 		}
 	}
 }
+
+// A node that restarts after refuting far-fetched news (alive at +2^20,
+// say) finds the cluster holding it far above its new run's incarnation:
+// the table of the member it joins through is believed, and it comes back
+// above it. The same news from gossip stays implausible.
+func TestRestartAboveFarFetchedNewsThroughTheSeed(t *testing.T) {
+	high := uint64(3 << 20)
+	c := New(protocol.Member{Alias: "a", Addr: "a:1"}, LANConfig(), 1, simEpoch)
+	c.bootstrap(simEpoch, []protocol.Member{member("b", protocol.StateAlive, 0)})
+	c.Step(simEpoch, "b", &protocol.Gossip{Updates: []protocol.Member{member("a", protocol.StateLeft, high)}})
+	if s := c.Self(); s.Incarnation != 0 {
+		t.Fatalf("gossip of itself left at %d moved it to %d", high, s.Incarnation)
+	}
+	c.Merge(simEpoch, []protocol.Member{member("a", protocol.StateLeft, high), member("b", protocol.StateAlive, 0)})
+	if s := c.Self(); s.Incarnation != high+1 || s.State != protocol.StateAlive {
+		t.Fatalf("after the seed's table holding it left at %d: %s@%d, want alive@%d", high, s.State, s.Incarnation, high+1)
+	}
+}
