@@ -193,7 +193,7 @@ func keepInHistory(line string) bool {
 // cancels the running command (the terminal is not in raw mode while a
 // command runs, so Ctrl-C arrives as SIGINT); two Ctrl-C within a second on
 // an empty line leave. A remote !shutdown ends the shell at once (status
-// 0); SIGTERM or SIGHUP (or a hang-up seen reading the terminal) cancel the
+// 0), cancelling the running command (Exec does); SIGTERM or SIGHUP (or a hang-up seen reading the terminal) cancel the
 // running command, leave within about a second and exit 128+signal. While
 // leaving, SIGINT or SIGTERM exits at once; SIGHUP does not.
 func (in *Interactive) Run(base context.Context) int {
@@ -220,8 +220,8 @@ func (in *Interactive) Run(base context.Context) int {
 				rl.Refresh() // only redraws while a line is being read
 			case <-s.Node.ShutdownRequested():
 				// A !shutdown from another node: it drained and left
-				// already; end the pending Readline as Ctrl-D would.
-				s.printf("%s\n", s.pal.dim("this node was shut down by !shutdown; exiting"))
+				// already; end the pending Readline as Ctrl-D would (a
+				// running command is cancelled by Exec).
 				in.endInput()
 				return
 			case <-stop:
@@ -270,6 +270,7 @@ func (in *Interactive) Run(base context.Context) int {
 	sig := in.stopSig
 	in.mu.Unlock()
 	if s.shutdownRequested() {
+		s.printf("%s\n", s.pal.dim("this node was shut down by !shutdown; exiting"))
 		return 0 // it left already
 	}
 	if s.Node.Running() {
