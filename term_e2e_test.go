@@ -294,6 +294,51 @@ func TestTerminalCtrlCCtrlZAndCtrlD(t *testing.T) {
 	ts.waitFor("EXITED 0")
 }
 
+// Ctrl-C pressed with Enter, in the same read of the terminal (one
+// send-keys), cancels the command Enter started, and is not kept for the
+// next prompt, where it would clear the line and arm "Ctrl-C again".
+func TestTerminalCtrlCWithEnterCancelsTheCommand(t *testing.T) {
+	t.Parallel()
+	ts := newTmux(t, shellCommand("--alias", "e1", "-P", "0", "--profile", "local", "--demo", "--allow-run",
+		"--history-file", filepath.Join(t.TempDir(), "h")))
+	prompt := "e1 [3 alive]>"
+	ts.waitLastLine(prompt)
+	for i, line := range []string{
+		"!bench --n 100000 sleep 10ms",
+		"!run worker1 -- sleep 100",
+		"!dispatch sleep 60s",
+		"!wait members 9 60s",
+	} {
+		t.Run(line, func(t *testing.T) {
+			ts.t = t
+			ts.run("clear-history", "-t", "t")
+			ts.keys("C-l") // a clear screen: what follows is this case's
+			ts.waitLastLine(prompt)
+			ts.typeText(line)
+			ts.waitLastLine(prompt + " " + line)
+			ts.keys("Enter", "C-c")
+			ts.waitScreen("the command cancelled and a fresh prompt", func(s string) bool {
+				_, out, ran := strings.Cut(s, prompt+" "+line+"\n")
+				return ran && strings.Contains(out, "^C\n") && lastLine(s) == prompt
+			})
+			marker := fmt.Sprintf("after-%d", i)
+			ts.line("!echo " + marker) // the lost Ctrl-C would come before it
+			s := ts.waitScreen("the next command's output", func(s string) bool {
+				return strings.Contains(s, "\n"+marker+"\n") && lastLine(s) == prompt
+			})
+			if strings.Contains(s, "Ctrl-C again") || strings.Contains(s, prompt+" ^C") {
+				t.Errorf("the Ctrl-C came back at the next prompt:\n%s", s)
+			}
+		})
+	}
+	// One Ctrl-C at the prompt now only arms the leave.
+	ts.t = t
+	ts.keys("C-c")
+	ts.waitFor("Ctrl-C again")
+	ts.line("!echo still-here")
+	ts.waitFor("\nstill-here")
+}
+
 // Ctrl-C while Tab's candidates are shown, listed (one Tab) or one of them
 // picked (two Tabs), clears the line and gives a fresh prompt, as it does
 // elsewhere.
