@@ -294,6 +294,51 @@ func TestTerminalCtrlCCtrlZAndCtrlD(t *testing.T) {
 	ts.waitFor("EXITED 0")
 }
 
+// Ctrl-C pressed with Enter, in the same read of the terminal (one
+// send-keys), cancels the command Enter started, and is not kept for the
+// next prompt, where it would clear the line and arm "Ctrl-C again".
+func TestTerminalCtrlCWithEnterCancelsTheCommand(t *testing.T) {
+	t.Parallel()
+	ts := newTmux(t, shellCommand("--alias", "e1", "-P", "0", "--profile", "local", "--demo", "--allow-run",
+		"--history-file", filepath.Join(t.TempDir(), "h")))
+	prompt := "e1 [3 alive]>"
+	ts.waitLastLine(prompt)
+	for i, line := range []string{
+		"!bench --n 100000 sleep 10ms",
+		"!run worker1 -- sleep 100",
+		"!dispatch sleep 60s",
+		"!wait members 9 60s",
+	} {
+		t.Run(line, func(t *testing.T) {
+			ts.t = t
+			ts.run("clear-history", "-t", "t")
+			ts.keys("C-l") // a clear screen: what follows is this case's
+			ts.waitLastLine(prompt)
+			ts.typeText(line)
+			ts.waitLastLine(prompt + " " + line)
+			ts.keys("Enter", "C-c")
+			ts.waitScreen("the command cancelled and a fresh prompt", func(s string) bool {
+				_, out, ran := strings.Cut(s, prompt+" "+line+"\n")
+				return ran && strings.Contains(out, "^C\n") && lastLine(s) == prompt
+			})
+			marker := fmt.Sprintf("after-%d", i)
+			ts.line("!echo " + marker) // the lost Ctrl-C would come before it
+			s := ts.waitScreen("the next command's output", func(s string) bool {
+				return strings.Contains(s, "\n"+marker+"\n") && lastLine(s) == prompt
+			})
+			if strings.Contains(s, "Ctrl-C again") || strings.Contains(s, prompt+" ^C") {
+				t.Errorf("the Ctrl-C came back at the next prompt:\n%s", s)
+			}
+		})
+	}
+	// One Ctrl-C at the prompt now only arms the leave.
+	ts.t = t
+	ts.keys("C-c")
+	ts.waitFor("Ctrl-C again")
+	ts.line("!echo still-here")
+	ts.waitFor("\nstill-here")
+}
+
 // Ctrl-C while Tab's candidates are shown, listed (one Tab) or one of them
 // picked (two Tabs), clears the line and gives a fresh prompt, as it does
 // elsewhere.
@@ -520,28 +565,48 @@ func readPid(t *testing.T, path string) int {
 }
 
 // A node shut down by !shutdown from another node exits 0 at once, with no
-// key pressed, and leaves the terminal as it found it.
+// key pressed, and leaves the terminal as it found it: at the prompt, or
+// while a command runs, which it cancels.
 func TestTerminalRemoteShutdownExitsAtOnce(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
-	ctl := start(t, "", "--alias", "ctl", "-P", fmt.Sprint(port), "--profile", "local")
-	ctl.feed(t, "!start_cluster\n")
-	waitListening(t, port)
-	ts := newTmux(t, shellCommand("--alias", "n3", "-P", "0", "--profile", "local", "--join", fmt.Sprintf("127.0.0.1:%d", port),
-		"--history-file", filepath.Join(t.TempDir(), "h")))
-	ts.waitLastLine("n3 [2 alive]>")
-	ts.typeText("!echo half typed") // a half-typed line is not run
-	ts.waitLastLine("n3 [2 alive]> !echo half typed")
-	ctl.feed(t, "!wait members 2 20s\n!shutdown n3\n!echo sent\n")
-	ctl.waitOutput(t, "sent", 30*time.Second)
-	s := ts.waitFor("EXITED 0")
-	if !strings.Contains(s, "this node was shut down by !shutdown; exiting") {
-		t.Errorf("no word on the shutdown:\n%s", s)
+	for _, tc := range []struct{ name, typed, running, shown string }{
+		{"at the prompt, a line half typed", "!echo half typed", "", ""},
+		{"while !watch redraws", "", "!watch !workers 1s", "every 1s: !workers  (n3, "}, // it clears the screen
+		{"while !wait waits", "", "!wait members 9 60s", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			port := freePort(t)
+			ctl := start(t, "", "--alias", "ctl", "-P", fmt.Sprint(port), "--profile", "local")
+			ctl.feed(t, "!start_cluster\n")
+			waitListening(t, port)
+			ts := newTmux(t, shellCommand("--alias", "n3", "-P", "0", "--profile", "local", "--join", fmt.Sprintf("127.0.0.1:%d", port),
+				"--history-file", filepath.Join(t.TempDir(), "h")))
+			ts.waitLastLine("n3 [2 alive]>")
+			if tc.typed != "" { // a half-typed line is not run
+				ts.typeText(tc.typed)
+				ts.waitLastLine("n3 [2 alive]> " + tc.typed)
+			}
+			switch {
+			case tc.shown != "":
+				ts.line(tc.running)
+				ts.waitFor(tc.shown)
+			case tc.running != "":
+				ts.line(tc.running)
+				ts.waitRunning("n3 [2 alive]> " + tc.running)
+			}
+			ctl.feed(t, "!wait members 2 20s\n!shutdown n3\n!echo sent\n")
+			ctl.waitOutput(t, "sent", 30*time.Second)
+			s := ts.waitFor("EXITED 0")
+			if !strings.Contains(s, "this node was shut down by !shutdown; exiting") {
+				t.Errorf("no word on the shutdown:\n%s", s)
+			}
+			if strings.Contains(s, "\nhalf typed") || strings.Contains(s, "error:") {
+				t.Errorf("the half-typed line ran, or the cancelled command said so:\n%s", s)
+			}
+			ts.waitFor("TTY-COOKED")
+		})
 	}
-	if strings.Contains(s, "\nhalf typed") {
-		t.Errorf("the half-typed line ran:\n%s", s)
-	}
-	ts.waitFor("TTY-COOKED")
 }
 
 // SIGTERM (and SIGHUP) make an interactive node leave gracefully, within

@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -65,7 +66,7 @@ type Interactive struct {
 // that cannot be written is warned about once, and no history is kept.
 func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
 	in := &Interactive{s: s}
-	rl, stdin, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on, ttyHooks{raw: in.rawMode, hangup: in.hangup})
+	rl, stdin, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on, ttyHooks{raw: in.rawMode, hangup: in.hangup, interrupt: in.interrupt})
 	if err != nil {
 		return nil, err
 	}
@@ -79,25 +80,113 @@ func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
 
 // ttyHooks let a shell follow its terminal: raw runs as readline puts it in
 // raw mode (true) and back (false); hangup runs when a read of it fails, the
-// terminal being gone. Either may be nil.
+// terminal being gone; interrupt runs for a Ctrl-C typed right after Enter,
+// before raw mode ended (see ttyReader). Any may be nil; without interrupt
+// such a Ctrl-C is a key at the next prompt.
 type ttyHooks struct {
-	raw    func(on bool)
-	hangup func()
+	raw       func(on bool)
+	hangup    func()
+	interrupt func()
 }
+
+// maxTypeAhead bounds what ttyReader holds past an Enter.
+const maxTypeAhead = 64 << 10
 
 // ttyReader is the terminal as readline reads it. In raw mode a read ends
 // with no byte (EOF) or EIO only after a hang-up; Ctrl-D is a byte.
+//
+// Ctrl-C is a byte in raw mode, and readline reads "\r\x03" (Enter, then
+// Ctrl-C at once) in one read: it would return the line and keep the 0x03
+// for the next prompt, where it clears the line and arms "Ctrl-C again",
+// while the command it was meant to stop runs on. So a read is handed to
+// readline only up to its first Enter, the rest waits here; and as readline
+// leaves raw mode after a line (exitedRaw), what was typed since then is
+// taken from the terminal too. A Ctrl-C in it, before the next Enter, is
+// the interrupt of the line's command, as a SIGINT would have been once out
+// of raw mode: it is dropped, with what it would have cleared.
 type ttyReader struct {
 	r      io.Reader
+	fd     int // r's, to see what waits there; -1: none
 	hangup func()
+	intr   func()
+
+	mu      sync.Mutex
+	pending []byte // read past an Enter, readline's next
+	reading bool   // a read of r is under way
+	enter   bool   // the last byte readline got ended a line
 }
 
-func (t ttyReader) Read(p []byte) (int, error) {
+func isEnter(b byte) bool { return b == readline.CharEnter || b == readline.CharCtrlJ }
+
+// lineEnd is the length of b's first line, Enter included, or len(b).
+func lineEnd(b []byte) int {
+	for i, c := range b {
+		if isEnter(c) {
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+func (t *ttyReader) Read(p []byte) (int, error) {
+	t.mu.Lock()
+	if len(t.pending) > 0 && len(p) > 0 {
+		n := copy(p, t.pending[:lineEnd(t.pending)])
+		t.pending = t.pending[n:]
+		t.enter = isEnter(p[n-1])
+		t.mu.Unlock()
+		return n, nil
+	}
+	t.reading = true
+	t.mu.Unlock()
 	n, err := t.r.Read(p)
+	t.mu.Lock()
+	t.reading = false
+	if n > 0 && err == nil {
+		if end := lineEnd(p[:n]); end < n {
+			t.pending = append(t.pending, p[end:n]...)
+			n = end
+		}
+		t.enter = isEnter(p[n-1])
+	}
+	t.mu.Unlock()
 	if err != nil && t.hangup != nil {
 		t.hangup() // before readline takes the EOF for Ctrl-D, or for Enter after a half-typed line
 	}
 	return n, err
+}
+
+// exitedRaw runs once readline has put the terminal back in cooked mode.
+// After a line, the bytes typed while raw mode lasted still wait in the
+// terminal (a Ctrl-C typed since is a SIGINT): they are taken, and a
+// Ctrl-C among those before the next Enter runs the interrupt hook.
+func (t *ttyReader) exitedRaw() {
+	t.mu.Lock()
+	if !t.enter || t.intr == nil || t.reading {
+		t.mu.Unlock()
+		return
+	}
+	t.enter = false
+	for t.fd >= 0 && len(t.pending) < maxTypeAhead {
+		n := min(queuedInput(t.fd), maxTypeAhead-len(t.pending))
+		if n <= 0 {
+			break
+		}
+		buf := make([]byte, n)
+		m, err := t.r.Read(buf) // does not block: n bytes are there
+		t.pending = append(t.pending, buf[:m]...)
+		if err != nil || m == 0 {
+			break
+		}
+	}
+	cut := bytes.LastIndexByte(t.pending[:lineEnd(t.pending)], readline.CharInterrupt)
+	if cut >= 0 {
+		t.pending = t.pending[cut+1:]
+	}
+	t.mu.Unlock()
+	if cut >= 0 {
+		t.intr()
+	}
 }
 
 // openTerminal sets readline up for a shell, local or attached: history in
@@ -110,7 +199,11 @@ func openTerminal(prompt func() string, historyFile string, ac readline.AutoComp
 			historyFile = ""
 		}
 	}
-	stdin = readline.NewCancelableStdin(ttyReader{os.Stdin, hooks.hangup})
+	tty := &ttyReader{r: os.Stdin, fd: -1, hangup: hooks.hangup, intr: hooks.interrupt}
+	if hooks.interrupt != nil {
+		tty.fd = readline.GetStdin()
+	}
+	stdin = readline.NewCancelableStdin(tty)
 	raw := new(readline.RawMode)
 	var op atomic.Pointer[readline.Operation] // set once readline is up
 	cfg := &readline.Config{
@@ -134,7 +227,9 @@ func openTerminal(prompt func() string, historyFile string, ac readline.AutoComp
 			if hooks.raw != nil {
 				hooks.raw(false) // first: a SIGINT can follow at once
 			}
-			return raw.Exit()
+			err := raw.Exit()
+			tty.exitedRaw()
+			return err
 		},
 	}
 	if color { // a grey hint needs colour; without it, it would read as typed text
@@ -193,7 +288,7 @@ func keepInHistory(line string) bool {
 // cancels the running command (the terminal is not in raw mode while a
 // command runs, so Ctrl-C arrives as SIGINT); two Ctrl-C within a second on
 // an empty line leave. A remote !shutdown ends the shell at once (status
-// 0); SIGTERM or SIGHUP (or a hang-up seen reading the terminal) cancel the
+// 0), cancelling the running command (Exec does); SIGTERM or SIGHUP (or a hang-up seen reading the terminal) cancel the
 // running command, leave within about a second and exit 128+signal. While
 // leaving, SIGINT or SIGTERM exits at once; SIGHUP does not.
 func (in *Interactive) Run(base context.Context) int {
@@ -220,8 +315,8 @@ func (in *Interactive) Run(base context.Context) int {
 				rl.Refresh() // only redraws while a line is being read
 			case <-s.Node.ShutdownRequested():
 				// A !shutdown from another node: it drained and left
-				// already; end the pending Readline as Ctrl-D would.
-				s.printf("%s\n", s.pal.dim("this node was shut down by !shutdown; exiting"))
+				// already; end the pending Readline as Ctrl-D would (a
+				// running command is cancelled by Exec).
 				in.endInput()
 				return
 			case <-stop:
@@ -270,6 +365,7 @@ func (in *Interactive) Run(base context.Context) int {
 	sig := in.stopSig
 	in.mu.Unlock()
 	if s.shutdownRequested() {
+		s.printf("%s\n", s.pal.dim("this node was shut down by !shutdown; exiting"))
 		return 0 // it left already
 	}
 	if s.Node.Running() {
@@ -284,8 +380,9 @@ func (in *Interactive) Run(base context.Context) int {
 }
 
 // exec runs one command line with Ctrl-C cancelling it (even one pressed
-// before it started, after Enter) and the terminal's echo off, so that what
-// is typed meanwhile waits for the next prompt.
+// before it started, with Enter or after it: see ttyReader) and the
+// terminal's echo off, so that what is typed meanwhile waits for the next
+// prompt.
 func (in *Interactive) exec(base context.Context, line string) error {
 	ctx, cancel := context.WithCancel(base)
 	defer cancel()

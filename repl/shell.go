@@ -146,7 +146,13 @@ func (s *Shell) aliases() []string {
 	return out
 }
 
-// Exec runs one line. It returns errQuit for !quit.
+// errShutDown ends a command that a !shutdown of this node cut short. It
+// is an errQuit: the shell ends, quietly, as after !quit.
+var errShutDown = fmt.Errorf("%w: this node was shut down by !shutdown", errQuit)
+
+// Exec runs one line. It returns errQuit for !quit, and errShutDown when
+// a !shutdown of this node (the node has drained and left) cancelled the
+// command: whatever it waits for, it ends at once.
 func (s *Shell) Exec(ctx context.Context, line string) error {
 	words, err := tokenize(strings.TrimSpace(line))
 	if err != nil {
@@ -159,8 +165,42 @@ func (s *Shell) Exec(ctx context.Context, line string) error {
 	if err != nil {
 		return err
 	}
-	return cmd.Run(ctx, s, a)
+	parent := ctx
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-s.Node.ShutdownRequested():
+			cancel(errShutDown)
+		case <-ctx.Done():
+		}
+	}()
+	wasRunning := s.Node.Running()
+	err = cmd.Run(ctx, s, a)
+	if err != nil && wasRunning && !s.Node.Running() && context.Cause(ctx) == nil {
+		// The node left under the command, which failed for it. A
+		// !shutdown closes ShutdownRequested only once its leave is over.
+		t := time.NewTimer(shutdownLeave)
+		select {
+		case <-s.Node.ShutdownRequested():
+			cancel(errShutDown)
+		case <-parent.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	// A !shutdown that shut this node down itself says how the others
+	// answered; any other command's error is only its cancellation.
+	if err != nil && context.Cause(ctx) == errShutDown && cmd.Name != "!shutdown" {
+		return errShutDown
+	}
+	return err
 }
+
+// shutdownLeave bounds the leave of a node being shut down (node.Leave
+// under a 5 s deadline, then at most 1 s to flush), from the moment the
+// node stops running to ShutdownRequested.
+const shutdownLeave = 6 * time.Second
 
 // resolve finds the command named by words[0] and parses its arguments.
 func resolve(words []string) (*Command, *Args, error) {

@@ -44,6 +44,9 @@ var errAttachedQuit = errors.New("!quit would stop the agent: use !shutdown ALIA
 
 func (a attachedShell) Exec(ctx context.Context, line string) error {
 	err := a.sh.Exec(ctx, line)
+	if errors.Is(err, errShutDown) {
+		return nil // the session's end says so
+	}
 	if errors.Is(err, errQuit) {
 		err = errAttachedQuit
 	}

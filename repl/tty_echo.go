@@ -24,6 +24,17 @@ func echoOff(fd int) (restore func()) {
 	return func() { termios(fd, ioctlSetTermios, &old) }
 }
 
+// queuedInput is how many bytes wait to be read from the terminal fd
+// (in cooked mode: complete lines, and what raw mode left there), 0 when
+// it cannot tell.
+func queuedInput(fd int) int {
+	var n int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), ioctlInputQueue, uintptr(unsafe.Pointer(&n))); e != 0 {
+		return 0
+	}
+	return int(n)
+}
+
 func termios(fd int, req uintptr, t *syscall.Termios) error {
 	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), req, uintptr(unsafe.Pointer(t))); e != 0 {
 		return e

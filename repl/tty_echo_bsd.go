@@ -4,4 +4,7 @@ package repl
 
 import "syscall"
 
-const ioctlGetTermios, ioctlSetTermios = syscall.TIOCGETA, syscall.TIOCSETA
+const (
+	ioctlGetTermios, ioctlSetTermios = syscall.TIOCGETA, syscall.TIOCSETA
+	ioctlInputQueue                  = 0x4004667f // FIONREAD, _IOR('f', 127, int), which package syscall lacks here
+)

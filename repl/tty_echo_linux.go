@@ -2,4 +2,7 @@ package repl
 
 import "syscall"
 
-const ioctlGetTermios, ioctlSetTermios = syscall.TCGETS, syscall.TCSETS
+const (
+	ioctlGetTermios, ioctlSetTermios = syscall.TCGETS, syscall.TCSETS
+	ioctlInputQueue                  = syscall.TIOCINQ
+)
