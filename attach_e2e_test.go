@@ -52,6 +52,9 @@ func TestAgentStartedBeforeItsSeedJoinsWhenTheSeedStarts(t *testing.T) {
 	time.Sleep(3 * time.Second) // the scenario: the seed starts 3 s after its agent
 	seedStart := time.Now()
 	serveNode(t, "seed", seedPort, 0)
+	if _, err := os.Stat(filepath.Join(dir, "early.sock")); err != nil {
+		t.Fatalf("the agent has no socket: %v\nagent stderr:\n%s", err, agent.stderr.String())
+	}
 	for _, sock := range []string{"early", "seed"} {
 		for {
 			alive := 0
