@@ -183,7 +183,7 @@ func (m *Mesh) secureDial(ctx context.Context, nc net.Conn, addr string) (net.Co
 	case err == nil:
 	case ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded):
 		// No answer in time, as on a loaded peer: worth another try.
-		return nil, fmt.Errorf("handshake with %s: %s: %w", addr, keyring.Describe(err), err)
+		return nil, fmt.Errorf("handshake with %s: the TLS handshake timed out, the peer did not answer in time: %w", addr, err)
 	default:
 		return nil, &RefusedError{Addr: addr, Reason: keyring.Describe(err)}
 	}
