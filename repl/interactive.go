@@ -288,9 +288,10 @@ func keepInHistory(line string) bool {
 // cancels the running command (the terminal is not in raw mode while a
 // command runs, so Ctrl-C arrives as SIGINT); two Ctrl-C within a second on
 // an empty line leave. A remote !shutdown ends the shell at once (status
-// 0), cancelling the running command (Exec does); SIGTERM or SIGHUP (or a hang-up seen reading the terminal) cancel the
-// running command, leave within about a second and exit 128+signal. While
-// leaving, SIGINT or SIGTERM exits at once; SIGHUP does not.
+// 0), cancelling the running command (Exec does); SIGTERM or SIGHUP (or a
+// hang-up seen reading the terminal) cancel the running command, leave
+// within about a second and exit 128+signal. While leaving, SIGINT or
+// SIGTERM exits at once; SIGHUP does not.
 func (in *Interactive) Run(base context.Context) int {
 	s, rl := in.s, in.rl
 	defer rl.Close()

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"meshell/node"
 )
@@ -156,15 +158,13 @@ type dispatchJSON struct {
 
 // exactChunks is exactText for a job's chunks: all as text, or all in base64.
 func exactChunks(chunks []string) (text, b64 []string) {
-	for _, c := range chunks {
-		if _, bad := exactText(c); bad != nil {
-			for _, c := range chunks {
-				b64 = append(b64, base64.StdEncoding.EncodeToString([]byte(c)))
-			}
-			return nil, b64
-		}
+	if !slices.ContainsFunc(chunks, func(c string) bool { return !utf8.ValidString(c) }) {
+		return chunks, nil
 	}
-	return chunks, nil
+	for _, c := range chunks {
+		b64 = append(b64, base64.StdEncoding.EncodeToString([]byte(c)))
+	}
+	return nil, b64
 }
 
 // jobID is a job id for JSON: null for 0, a job that never reached a worker.

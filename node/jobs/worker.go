@@ -144,7 +144,7 @@ func (w *worker) forgetIfIdle(d *disp) {
 // the queue holds at most queueMax plus one per dispatcher. Called with
 // w.mu held.
 func (w *worker) admits(d *disp, args int) bool {
-	if w.slots == 0 || w.queueMax == 0 || w.queued > 0 && w.argBytes+args > maxQueuedArgs {
+	if w.queueMax == 0 || w.queued > 0 && w.argBytes+args > maxQueuedArgs { // 0 slots: submit refused it
 		return false
 	}
 	if d == nil || d.queued == 0 {
@@ -303,7 +303,8 @@ func (w *worker) submit(from string, req *protocol.JobRequest) {
 		return
 	}
 	d := w.disps[from]
-	if w.admits(d, argsLen(req.Args)) {
+	size := argsLen(req.Args)
+	if w.admits(d, size) {
 		if d == nil {
 			d = w.dispFor(from)
 		}
@@ -317,7 +318,7 @@ func (w *worker) submit(from string, req *protocol.JobRequest) {
 	if d != nil && len(w.waiting) > 1 && d.queued >= w.queueMax/len(w.waiting) {
 		why = fmt.Sprintf("%s is busy: %d of its %d queued jobs are yours, your share while %d dispatchers wait",
 			w.j.h.Alias(), d.queued, w.queued, len(w.waiting))
-	} else if w.queued < w.queueMax && w.argBytes+argsLen(req.Args) > maxQueuedArgs {
+	} else if w.queued < w.queueMax && w.argBytes+size > maxQueuedArgs {
 		why = fmt.Sprintf("%s is busy: its queued jobs' arguments fill %d MiB", w.j.h.Alias(), maxQueuedArgs>>20)
 	} else {
 		why = fmt.Sprintf("%s is busy: %d slots running and %d queued", w.j.h.Alias(), w.slots, w.queued)
