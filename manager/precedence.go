@@ -14,6 +14,12 @@ import (
 // MaxUint64.
 const MaxIncarnationJump = 1 << 20
 
+// MaxBelievedIncarnation bounds what a handshake answer may say of the
+// node itself, which is believed beyond MaxIncarnationJump (a restart must
+// come back above what the cluster holds): no run refutes 2^63 times, so
+// news above it is forged, and would leave the node no room to refute.
+const MaxBelievedIncarnation = math.MaxUint64 >> 1
+
 // NextIncarnation is the incarnation after inc, for every refutation, tag
 // change and rejoin. It saturates at MaxUint64 rather than wrap to 0, which
 // would lose to every piece of news about the member.

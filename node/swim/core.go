@@ -634,14 +634,16 @@ func (c *Core) suspicionBase() time.Duration {
 // higher incarnation than the news. It reports whether the sender should be
 // sent this node's entry (the news was wrong, stale or implausible).
 // handshake news (the table of the member this node joins through) is
-// believed at any incarnation: a node that restarted after refuting
-// far-fetched news must come back above what the cluster holds of it.
+// believed up to manager.MaxBelievedIncarnation: a node that restarted
+// after refuting far-fetched news must come back above what the cluster
+// holds of it.
 func (c *Core) aboutSelf(now time.Time, u protocol.Member, handshake bool) bool {
 	self := c.Self()
 	switch {
 	case c.left:
 		return false
-	case !handshake && !manager.Plausible(self.Incarnation, u.Incarnation):
+	case !handshake && !manager.Plausible(self.Incarnation, u.Incarnation),
+		handshake && u.Incarnation > manager.MaxBelievedIncarnation:
 		// Forged or corrupt: refuting it would take this node there, on
 		// the way to an incarnation it can no longer raise.
 		c.stats.Implausible++

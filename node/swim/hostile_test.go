@@ -584,7 +584,9 @@ func TestResentPingCarriesWhatTheTableHoldsNow(t *testing.T) {
 // A node that restarts after refuting far-fetched news (alive at +2^20,
 // say) finds the cluster holding it far above its new run's incarnation:
 // the table of the member it joins through is believed, and it comes back
-// above it. The same news from gossip stays implausible.
+// above it. The same news from gossip stays implausible, and so does a
+// handshake's beyond manager.MaxBelievedIncarnation, which would leave no
+// room to refute.
 func TestRestartAboveFarFetchedNewsThroughTheSeed(t *testing.T) {
 	high := uint64(3 << 20)
 	c := New(protocol.Member{Alias: "a", Addr: "a:1"}, LANConfig(), 1, simEpoch)
@@ -596,5 +598,14 @@ func TestRestartAboveFarFetchedNewsThroughTheSeed(t *testing.T) {
 	c.Merge(simEpoch, []protocol.Member{member("a", protocol.StateLeft, high), member("b", protocol.StateAlive, 0)})
 	if s := c.Self(); s.Incarnation != high+1 || s.State != protocol.StateAlive {
 		t.Fatalf("after the seed's table holding it left at %d: %s@%d, want alive@%d", high, s.State, s.Incarnation, high+1)
+	}
+	before := c.Stats().Implausible
+	c.Merge(simEpoch, []protocol.Member{member("a", protocol.StateFailed, manager.MaxBelievedIncarnation+1)})
+	if s := c.Self(); s.Incarnation != high+1 || c.Stats().Implausible != before+1 {
+		t.Fatalf("after a handshake holding it failed at %d: self@%d, %d refusals counted", uint64(manager.MaxBelievedIncarnation+1), s.Incarnation, c.Stats().Implausible-before)
+	}
+	c.Merge(simEpoch, []protocol.Member{member("a", protocol.StateFailed, manager.MaxBelievedIncarnation)})
+	if s := c.Self(); s.Incarnation != manager.MaxBelievedIncarnation+1 {
+		t.Fatalf("at the bound: self@%d", s.Incarnation)
 	}
 }
