@@ -275,6 +275,21 @@ func TestAttachInATerminal(t *testing.T) {
 	ts.waitFor("sleep cancelled")
 	ts.waitLastLine("a [2 alive]>")
 
+	// Enter and Ctrl-C in one read: the Ctrl-C cancels the command, and is
+	// not kept for the next prompt.
+	ts.typeText("!sleep 1h")
+	ts.waitLastLine("a [2 alive]> !sleep 1h")
+	ts.keys("Enter", "C-c")
+	ts.waitScreen("the second sleep cancelled", func(s string) bool {
+		return strings.Count(s, "sleep cancelled") == 2 && lastLine(s) == "a [2 alive]>"
+	})
+	ts.line("!echo after-enter-ctrl-c")
+	if s := ts.waitScreen("the next command's output", func(s string) bool {
+		return strings.Contains(s, "\nafter-enter-ctrl-c\n") && lastLine(s) == "a [2 alive]>"
+	}); strings.Contains(s, "a [2 alive]> ^C") {
+		t.Errorf("the Ctrl-C came back at the next prompt:\n%s", s)
+	}
+
 	ts.line("!quit")
 	ts.waitFor("!quit would stop the agent")
 	ts.keys("C-d")

@@ -537,15 +537,14 @@ func TestFilterInputDefusesCtrlZ(t *testing.T) {
 }
 
 func TestInterruptCancelsTheRunningCommand(t *testing.T) {
-	in := &Interactive{raw: true}
+	in := &Interactive{}
+	in.cmd.rawMode(true)
 	sigs := make(chan os.Signal, 1)
 	go in.signals(sigs)
 	defer close(sigs)
 	sigs <- os.Interrupt // at the prompt: ignored
 	ctx, cancel := context.WithCancel(context.Background())
-	in.mu.Lock()
-	in.cancel = cancel
-	in.mu.Unlock()
+	in.cmd.start(cancel)
 	sigs <- os.Interrupt
 	select {
 	case <-ctx.Done():
@@ -569,20 +568,20 @@ func TestInterruptRightAfterEnterCancelsTheCommand(t *testing.T) {
 		case err := <-done:
 			return err != nil && strings.Contains(err.Error(), "cancelled")
 		case <-time.After(10 * time.Second):
-			in.interrupt()
+			in.cmd.interrupt()
 			<-done
 			return false
 		}
 	}
-	in.rawMode(true)
-	in.rawMode(false) // Enter: Readline returned
-	in.interrupt()
+	in.cmd.rawMode(true)
+	in.cmd.rawMode(false) // Enter: Readline returned
+	in.cmd.interrupt()
 	if !exec("!sleep 1m") {
 		t.Error("a SIGINT after Enter did not cancel the command")
 	}
-	in.interrupt() // out of raw mode between commands: nobody takes it
-	in.rawMode(true)
-	in.rawMode(false)
+	in.cmd.interrupt() // out of raw mode between commands: nobody takes it
+	in.cmd.rawMode(true)
+	in.cmd.rawMode(false)
 	if exec("!sleep 1ms") {
 		t.Error("a SIGINT before the prompt cancelled the next command")
 	}

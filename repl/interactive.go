@@ -48,16 +48,13 @@ type Interactive struct {
 	// (and rl.Close) without waiting for a key.
 	stdin *readline.CancelableStdin
 
+	cmd interrupts // Ctrl-C to the running command
+
 	mu       sync.Mutex
-	cancel   context.CancelFunc // of the running command; nil at the prompt
-	echoBack func()             // turns echo back on while a command runs; nil at the prompt
-	stopSig  os.Signal          // the signal that makes the shell leave and exit
+	echoBack func()    // turns echo back on while a command runs; nil at the prompt
+	stopSig  os.Signal // the signal that makes the shell leave and exit
 	leaving  bool
 	ended    bool // input ended by a signal or a remote shutdown
-	raw      bool // readline reads keys: Ctrl-C is a key, not SIGINT
-	// interrupted: SIGINT came out of raw mode with no command to cancel
-	// yet (Ctrl-C right after Enter); the command about to start takes it.
-	interrupted bool
 }
 
 // NewInteractive opens the terminal. Output of the shell (and of anything
@@ -66,7 +63,7 @@ type Interactive struct {
 // that cannot be written is warned about once, and no history is kept.
 func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
 	in := &Interactive{s: s}
-	rl, stdin, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on, ttyHooks{raw: in.rawMode, hangup: in.hangup, interrupt: in.interrupt})
+	rl, stdin, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on, ttyHooks{raw: in.cmd.rawMode, hangup: in.hangup, interrupt: in.cmd.interrupt})
 	if err != nil {
 		return nil, err
 	}
@@ -388,16 +385,15 @@ func (in *Interactive) exec(base context.Context, line string) error {
 	ctx, cancel := context.WithCancel(base)
 	defer cancel()
 	in.mu.Lock()
-	if in.interrupted || in.stopSig != nil || in.ended {
+	if in.stopSig != nil || in.ended {
 		cancel() // a signal came between Enter and now
 	}
-	in.interrupted = false
-	in.cancel = cancel
 	in.echoBack = echoOff(readline.GetStdin())
 	in.mu.Unlock()
+	in.cmd.start(cancel)
 	err := in.s.Exec(ctx, line)
+	in.cmd.done()
 	in.mu.Lock()
-	in.cancel = nil
 	in.echoBack()
 	in.echoBack = nil
 	in.mu.Unlock()
@@ -437,23 +433,10 @@ func (in *Interactive) signals(sigs <-chan os.Signal) {
 			in.restoreTerminal()
 			os.Exit(exitCode(sig))
 		case sig == os.Interrupt:
-			in.interrupt()
+			in.cmd.interrupt()
 		default:
 			in.stop(sig)
 		}
-	}
-}
-
-// interrupt cancels the running command, or the one about to start when
-// the terminal is out of raw mode. In raw mode (at the prompt) readline
-// reads Ctrl-C as a key, so a SIGINT then is ignored.
-func (in *Interactive) interrupt() {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.cancel != nil {
-		in.cancel()
-	} else if !in.raw {
-		in.interrupted = true
 	}
 }
 
@@ -466,26 +449,70 @@ func (in *Interactive) stop(sig os.Signal) {
 		return
 	}
 	in.stopSig = sig
-	cancel := in.cancel
 	in.mu.Unlock()
-	if cancel != nil {
-		cancel()
-	}
+	in.cmd.stop()
 	in.endInput()
 }
 
 // hangup is a failed read of the terminal: it is gone, as after SIGHUP.
 func (in *Interactive) hangup() { in.stop(syscall.SIGHUP) }
 
+// interrupts hands a Ctrl-C to the command it was meant for: the running
+// one, or, out of raw mode before it started (Ctrl-C right after Enter),
+// the one about to start. In raw mode (at the prompt) readline reads Ctrl-C
+// as a key, so a SIGINT then is ignored.
+type interrupts struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc // of the running command; nil at the prompt
+	raw    bool               // readline reads keys: Ctrl-C is a key, not SIGINT
+	// early: an interrupt came with no command to cancel yet; the command
+	// about to start takes it.
+	early bool
+}
+
+// start makes cancel the running command's, cancelled at once when an
+// interrupt came first.
+func (c *interrupts) start(cancel context.CancelFunc) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.early {
+		cancel()
+	}
+	c.early, c.cancel = false, cancel
+}
+
+// done: no command runs.
+func (c *interrupts) done() {
+	c.mu.Lock()
+	c.cancel = nil
+	c.mu.Unlock()
+}
+
+// interrupt is a Ctrl-C (SIGINT, or ttyReader's hook).
+func (c *interrupts) interrupt() { c.cancelRunning(false) }
+
+// stop cancels the running command, or the next, in any terminal mode.
+func (c *interrupts) stop() { c.cancelRunning(true) }
+
+func (c *interrupts) cancelRunning(always bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cancel != nil {
+		c.cancel()
+	} else if always || !c.raw {
+		c.early = true
+	}
+}
+
 // rawMode follows readline's terminal mode. Entering raw mode drops an
 // interrupt that no command took.
-func (in *Interactive) rawMode(on bool) {
-	in.mu.Lock()
-	in.raw = on
+func (c *interrupts) rawMode(on bool) {
+	c.mu.Lock()
+	c.raw = on
 	if on {
-		in.interrupted = false
+		c.early = false
 	}
-	in.mu.Unlock()
+	c.mu.Unlock()
 }
 
 // restoreTerminal puts the terminal back as the shell found it, before an

@@ -194,7 +194,8 @@ func (c *client) Do(line []rune, pos int) ([][]rune, int) {
 // completion and history of a local shell; Ctrl-C cancels the running
 // command on the agent; Ctrl-D detaches.
 func (c *client) interactive(historyFile string) int {
-	rl, stdin, histErr, err := openTerminal(c.s.Prompt, historyFile, c, c.pal.on, ttyHooks{})
+	var cmd interrupts
+	rl, stdin, histErr, err := openTerminal(c.s.Prompt, historyFile, c, c.pal.on, ttyHooks{raw: cmd.rawMode, interrupt: cmd.interrupt})
 	if err != nil {
 		c.errorLine(fmt.Errorf("terminal: %w", err))
 		return 1
@@ -212,8 +213,6 @@ func (c *client) interactive(historyFile string) int {
 	}
 	c.printf("%s\n", c.pal.dim(fmt.Sprintf("attached to %s: its commands run as it; Ctrl-D detaches and leaves it running", clean(c.s.Alias()))))
 
-	var mu sync.Mutex
-	var cancel context.CancelFunc
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, append([]os.Signal{os.Interrupt}, leaveSignals...)...)
 	defer signal.Stop(sigs)
@@ -221,12 +220,9 @@ func (c *client) interactive(historyFile string) int {
 		for {
 			select {
 			case sig := <-sigs:
-				mu.Lock()
-				if cancel != nil {
-					cancel()
-				}
-				mu.Unlock()
-				if sig != os.Interrupt {
+				if sig == os.Interrupt {
+					cmd.interrupt()
+				} else {
 					rl.Terminal.ExitRawMode()
 					os.Exit(exitCode(sig)) // detaching leaves the agent as it is
 				}
@@ -262,15 +258,11 @@ func (c *client) interactive(historyFile string) int {
 		}
 		saveHistory(rl, line)
 		ctx, stop := context.WithCancel(context.Background())
-		mu.Lock()
-		cancel = stop
-		mu.Unlock()
+		cmd.start(stop)
 		echoBack := echoOff(readline.GetStdin())
 		err = c.exec(ctx, line)
 		echoBack()
-		mu.Lock()
-		cancel = nil
-		mu.Unlock()
+		cmd.done()
 		if ctx.Err() != nil {
 			c.printf("^C\n")
 		}
