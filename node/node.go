@@ -109,6 +109,7 @@ type Node struct {
 	helloAt     map[string]uint64 // table version of each Hello answer not yet up; guarded by helloMu
 	dropped     atomic.Uint64
 	warn        *mesh.RateLog // warnings a peer can trigger: one line per kind per period
+	eventLines  lineBudget    // membership lines, which peers' news can cause; run loop only
 
 	// The job and control families have their own files and goroutines;
 	// the run loop only tells them about membership.
@@ -479,9 +480,47 @@ func (n *Node) flush(now time.Time) {
 		if (ev.Kind == swim.MemberJoin || ev.Kind == swim.MemberAlive) && self.Alias < ev.Member.Alias && self.State == protocol.StateAlive && !n.joinDials[ev.Member.Alias] {
 			n.connectLater(ev.Member.Alias)
 		}
-		n.log.WithFields(logrus.Fields{"event": ev.Kind.String(), "member": ev.Member.Alias, "incarnation": ev.Member.Incarnation}).Info("membership")
+		if held, ok := n.eventLines.take(ev.At); ok {
+			e := n.log.WithFields(logrus.Fields{"event": ev.Kind.String(), "member": ev.Member.Alias, "incarnation": ev.Member.Incarnation})
+			if held > 0 {
+				e = e.WithField("suppressed", held)
+			}
+			e.Info("membership")
+		}
 		n.hub.publish(eventOf(ev, self.Alias))
 	}
+}
+
+// lineBudget lets a burst of eventBurst log lines through (a mass join, a
+// partition's failures), then eventRate a second: hostile news repeated
+// as fast as a connection carries it costs a counter, not a line each.
+type lineBudget struct {
+	tokens float64
+	last   time.Time
+	held   int // lines not written since the last one that was
+}
+
+const (
+	eventBurst = 512
+	eventRate  = 20
+)
+
+// take reports whether a line may be written at now, and how many were
+// held back before it.
+func (b *lineBudget) take(now time.Time) (held int, ok bool) {
+	if b.last.IsZero() {
+		b.tokens = eventBurst
+	} else if d := now.Sub(b.last); d > 0 {
+		b.tokens = min(eventBurst, b.tokens+d.Seconds()*eventRate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		b.held++
+		return 0, false
+	}
+	b.tokens--
+	held, b.held = b.held, 0
+	return held, true
 }
 
 // rttRefresh is how often at most a change of round trips alone publishes a

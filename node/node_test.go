@@ -473,3 +473,37 @@ func TestMessagesAreHandledAfterTheirPeerUp(t *testing.T) {
 		n.Close()
 	}
 }
+
+// TestMembershipLinesBounded: a burst of membership lines goes out whole,
+// then eventRate a second; the first line after a hold says how many were
+// held back.
+func TestMembershipLinesBounded(t *testing.T) {
+	var b lineBudget
+	t0 := time.Unix(1000, 0)
+	for i := range eventBurst {
+		if _, ok := b.take(t0); !ok {
+			t.Fatalf("line %d of a burst held back", i)
+		}
+	}
+	for range 100 {
+		if _, ok := b.take(t0); ok {
+			t.Fatal("a line past the burst went out at once")
+		}
+	}
+	// Then one line each 1/eventRate s; a second try at once is held.
+	step := time.Second / eventRate
+	for k := 1; k <= eventRate; k++ {
+		at := t0.Add(time.Duration(k) * step)
+		held, ok := b.take(at)
+		want := 1
+		if k == 1 {
+			want = 100
+		}
+		if !ok || held != want {
+			t.Fatalf("line at %v: written %v saying %d held, want written saying %d", at.Sub(t0), ok, held, want)
+		}
+		if _, ok := b.take(at); ok {
+			t.Fatalf("two lines at %v", at.Sub(t0))
+		}
+	}
+}

@@ -47,6 +47,7 @@ type Core struct {
 	unverified map[string]time.Time // members never in direct contact, and when learned (limit.go)
 	joined     map[string]time.Time // members new to the table less than suspicionMax ago, and when (probeFailed)
 	heardAt    map[string]time.Time // when each member last sent this node a message (merge)
+	askedAt    map[string]time.Time // when each member was last asked for its record (ask)
 	buckets    map[string]*bucket   // new-member rate limit per sender (limit.go)
 	redialPace bucket               // re-dials across all failed members (RedialRate)
 	redialWait []waitingRedial      // re-dials due while redialPace was empty, oldest first
@@ -95,6 +96,7 @@ type Stats struct {
 	LateTicks                    uint64 // ticks that came more than ProbeTimeout after their deadline
 	QueueDropped                 uint64 // piggyback updates dropped by the queue bound
 	Implausible                  uint64 // news refused: it raised an incarnation beyond manager.MaxIncarnationJump
+	Hearsay                      uint64 // third-party news giving a member in touch with us other tags, not believed (doubt)
 	ForeignLeaves                uint64 // Leave messages about another member than their sender, ignored
 	PingReqsRefused              uint64 // PingReqs for a target not known or left, nacked at once
 	RateLimited                  uint64 // new members refused by their sender's rate limit
@@ -141,6 +143,7 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		unverified: map[string]time.Time{},
 		joined:     map[string]time.Time{},
 		heardAt:    map[string]time.Time{},
+		askedAt:    map[string]time.Time{},
 		buckets:    map[string]*bucket{},
 		redialPace: bucket{tokens: float64(cfg.RedialRate), at: now},
 		pendingAt:  map[string]int{},
@@ -438,7 +441,9 @@ func (c *Core) Rejoin(now time.Time, addr string) {
 	c.nextProbe = now
 }
 
-// SetTags changes this node's tags and gossips them at a new incarnation.
+// SetTags changes this node's tags and gossips them at a new incarnation,
+// to every live member at once: members in touch with this node take its
+// tags from its own word only (doubt).
 func (c *Core) SetTags(now time.Time, tags map[string]string) {
 	c.enter(now)
 	self := c.Self()
@@ -446,6 +451,7 @@ func (c *Core) SetTags(now time.Time, tags map[string]string) {
 	self.Incarnation = manager.NextIncarnation(self.Incarnation)
 	c.table.Set(now, self)
 	if !c.left {
+		c.announce = true
 		c.spread(now, "", []protocol.Member{self})
 	}
 }
@@ -482,27 +488,12 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 		// One lookup serves the checks below and the verdict; news stepped
 		// down from failed to suspect is judged again.
 		prev, known, v := c.table.Judge(u, own)
-		if u.State == protocol.StateFailed && !own && known && u.Incarnation >= prev.Incarnation && !c.lost[u.Alias] {
-			// Hearsay of a failure that the member had no time to refute
-			// here — we never suspected it, or only just heard of the
-			// suspicion — or that it belied by speaking to us since the
-			// suspicion began, makes it suspect, not failed, and leaves that
-			// suspicion to its timer; the member is told so that it
-			// refutes if it runs. Such news is most likely stale, from
-			// across a healed cut and held back by TCP retransmission
-			// together with the suspicion before it (sim_heal_test.go). A
-			// real failure is confirmed by the timer, and a crash is seen
-			// sooner by our own connection's loss: news of a failure about
-			// a member whose connection to us closed is a verdict.
-			if s := c.suspicions[u.Alias]; prev.State == protocol.StateSuspect && s != nil && s.inc == u.Incarnation &&
-				(s.hearsay || s.heard || now.Sub(s.start) < c.aware.scale(c.cfg.ProbeTimeout)) {
-				s.hearsay = true
+		if !own && known && v != manager.Implausible && u.Incarnation >= prev.Incarnation && (prev.State == protocol.StateAlive || prev.State == protocol.StateSuspect) {
+			var skip bool
+			if u, skip, stepped = c.doubt(now, from, u, prev); skip {
 				continue
 			}
-			if prev.State == protocol.StateAlive && u.Incarnation == prev.Incarnation && from != "" {
-				u.State, stepped = protocol.StateSuspect, true
-				_, _, v = c.table.Judge(u, own)
-			}
+			_, _, v = c.table.Judge(u, own)
 		}
 		if u.State == protocol.StateSuspect {
 			// A suspicion we already hold at this incarnation may come from
@@ -576,6 +567,76 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 	}
 	c.merged = changed
 	return changed, correct
+}
+
+// doubt applies the rules for hearsay — news from a third party, or a
+// handshake's (from "") — about a member held alive or suspect, at its
+// incarnation or above, before the precedence rule judges it. It returns
+// the update to judge instead, skip to drop it, and stepped when news of a
+// departure became a suspicion.
+//
+// Hearsay of a failure that the member had no time to refute here — we
+// never suspected it, or only just heard of the suspicion — or that it
+// belied by speaking to us since the suspicion began, makes it suspect,
+// not failed, and leaves that suspicion to its timer; the member is told
+// so that it refutes if it runs. Such news is most likely stale, from
+// across a healed cut and held back by TCP retransmission together with
+// the suspicion before it (sim_heal_test.go). A real failure is confirmed
+// by the timer, and a crash is seen sooner by our own connection's loss:
+// news of a failure about a member whose connection to us closed is a
+// verdict.
+//
+// A member in touch with us (inTouch) says for itself that it leaves, and
+// what its tags are: hearsay that it failed at a later incarnation or
+// left is a suspicion at the incarnation held, and hearsay giving it other
+// tags is not believed — the member is asked for its record instead. So
+// a peer that forges news at ever higher incarnations can make a member
+// suspect for as long as it takes to refute, but never failed, left or
+// retagged, and cannot drive its incarnation up.
+func (c *Core) doubt(now time.Time, from string, u protocol.Member, prev manager.Entry) (_ protocol.Member, skip, stepped bool) {
+	touch := from != "" && c.inTouch(u.Alias)
+	departs := u.State == protocol.StateLeft || u.State == protocol.StateFailed && u.Incarnation > prev.Incarnation
+	fails := u.State == protocol.StateFailed && u.Incarnation == prev.Incarnation && !c.lost[u.Alias]
+	s := c.suspicions[u.Alias]
+	switch {
+	case prev.State == protocol.StateSuspect && s != nil && fails && s.inc == u.Incarnation &&
+		(s.hearsay || s.heard || now.Sub(s.start) < c.aware.scale(c.cfg.ProbeTimeout)),
+		prev.State == protocol.StateSuspect && s != nil && touch && departs:
+		s.hearsay = true
+		return u, true, false
+	case prev.State == protocol.StateAlive && from != "" && (fails || touch && departs):
+		m := prev.Member
+		m.State, m.Accuser = protocol.StateSuspect, ""
+		return m, false, true
+	case touch && u.Tags != nil && !maps.Equal(u.Tags, prev.Tags):
+		c.stats.Hearsay++
+		if u.State == protocol.StateAlive {
+			if u.Incarnation > prev.Incarnation {
+				c.ask(now, prev.Member)
+			}
+			return u, true, false
+		}
+		u.Tags = nil // the news without the tags: Table.Set keeps those held
+	}
+	return u, false, false
+}
+
+// inTouch reports whether member alias's connection to us is up: it
+// reached us itself and has not gone since.
+func (c *Core) inTouch(alias string) bool {
+	_, unverified := c.unverified[alias]
+	return !unverified && !c.lost[alias]
+}
+
+// ask sends member m its record as held here, at most once a probe
+// interval: if the member's is newer it answers with it, in its own word
+// (aboutSelf, correct).
+func (c *Core) ask(now time.Time, m protocol.Member) {
+	if at, ok := c.askedAt[m.Alias]; ok && now.Sub(at) < c.cfg.ProbeInterval {
+		return
+	}
+	c.askedAt[m.Alias] = now
+	c.sendTo(m.Alias, &protocol.Gossip{Updates: []protocol.Member{m}})
 }
 
 // heardLately is how recent a member's last message must be for this node

@@ -1010,6 +1010,7 @@ func TestReconnectBackoffAndReap(t *testing.T) {
 
 func TestConnected(t *testing.T) {
 	h := newHarness(t, LANConfig(), 4)
+	h.c.ConnLost(h.now, "c") // then b's word for its failure is a verdict
 	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateFailed, 2)}})
 	h.drain()
 	// c reconnects still at incarnation 2: it must be told, and refute.
@@ -1044,6 +1045,7 @@ func TestEventsOncePerTransition(t *testing.T) {
 	}
 	tagged := member("c", protocol.StateAlive, 3)
 	tagged.Tags = map[string]string{"role": "worker"}
+	h.c.ConnLost(h.now, "c") // hearsay about c is all there is
 	g(member("c", protocol.StateSuspect, 0))
 	h.now = h.now.Add(h.c.cfg.ProbeTimeout) // time to refute
 	g(member("c", protocol.StateFailed, 0))
@@ -1126,8 +1128,9 @@ func TestSetConfigAndTags(t *testing.T) {
 	if s := h.c.Self(); s.Incarnation != 1 || s.Tags["role"] != "worker" {
 		t.Fatalf("self %+v", s)
 	}
-	if to, _ := sent[*protocol.Gossip](h.drain()); len(to) != h.c.cfg.GossipFanout {
-		t.Fatalf("tags gossiped to %v", to)
+	// To every live member: in touch, they believe only its own word.
+	if to, _ := sent[*protocol.Gossip](h.drain()); len(to) != 4 {
+		t.Fatalf("tags gossiped to %v, want all 4 members", to)
 	}
 }
 

@@ -101,10 +101,14 @@
 // alive entry in a member's own word (on its own connection) is believed at
 // any height: a member that refutes news above its incarnation tells every
 // live member itself, since some would refuse the refutation from others. A
-// Leave is taken only from the member that leaves. A member marked failed
-// or left on anyone else's word is told at once, and its own entry rides on
-// whatever is sent to it, so that a live member refutes within a round
-// trip. A relay probes only members it knows, at the address it knows. New
+// Leave is taken only from the member that leaves. While a member is in
+// touch (its connection up), others' word that it failed at a later
+// incarnation or left is a suspicion at the incarnation held, and their
+// word for its tags is not believed: it is asked instead (doubt), and
+// announces its tag changes to every live member itself. A member marked
+// suspect, failed or left on anyone else's word is told at once, and its
+// own entry rides on whatever is sent to it, so that a live member refutes
+// within a round trip. A relay probes only members it knows, at the address it knows. New
 // members are rate limited per sender (handshake lists excepted) and the
 // table is capped. A member learned only from others that never answered
 // is reaped UnverifiedReap after it was learned once it fails, instead of

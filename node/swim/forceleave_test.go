@@ -14,6 +14,7 @@ func TestForceLeaveStopsRecontact(t *testing.T) {
 	cfg := LANConfig()
 	h := newHarness(t, cfg, 3)
 	h.ackAllBut("c")
+	h.c.ConnLost(h.now, "c")
 	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateFailed, 2)}})
 	h.advance(4 * cfg.ReconnectBase)
 	pings := 0

@@ -2,6 +2,7 @@ package swim
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"testing"
@@ -78,7 +79,9 @@ func TestImplausibleNewsIsRefused(t *testing.T) {
 	if st := h.state("e"); st != protocol.StateAlive {
 		t.Fatalf("e %s after its own Leave@MaxUint64", st)
 	}
-	// At the bound it is believed.
+	// At the bound it is believed (of a member whose connection closed:
+	// of one in touch, hearsay of a departure is a suspicion, see doubt).
+	h.c.ConnLost(h.now, "d")
 	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("d", protocol.StateLeft, jump)}})
 	if e, _ := h.c.Get("d"); e.State != protocol.StateLeft || e.Incarnation != jump {
 		t.Fatalf("d %s@%d after left@+jump", e.State, e.Incarnation)
@@ -166,6 +169,68 @@ func TestForgedRecordIsNotKept(t *testing.T) {
 	}
 }
 
+// TestHearsayAboutAMemberInTouch: a third party's word that a member in
+// touch with us failed at a later incarnation or left is a suspicion at
+// the incarnation held, told to the member; its word giving the member
+// other tags is not believed, and the member is asked for its record,
+// once a probe interval. Once the member's connection is gone, the same
+// word is believed; the member's own word always is.
+func TestHearsayAboutAMemberInTouch(t *testing.T) {
+	h := newHarness(t, LANConfig(), 6)
+	evil := map[string]string{"role": "evil"}
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{
+		member("c", protocol.StateFailed, 5),
+		member("d", protocol.StateLeft, 5),
+		withTags(member("e", protocol.StateAlive, 5), "role", "evil"),
+		withTags(member("f", protocol.StateSuspect, 5), "role", "evil"),
+	}})
+	for _, a := range []string{"c", "d"} {
+		if e, _ := h.c.Get(a); e.State != protocol.StateSuspect || e.Incarnation != 0 {
+			t.Fatalf("%s %s@%d on b's word, want suspect@0", a, e.State, e.Incarnation)
+		}
+	}
+	if e, _ := h.c.Get("e"); e.Incarnation != 0 || len(e.Tags) != 0 {
+		t.Fatalf("e@%d with tags %v on b's word, want as it was", e.Incarnation, e.Tags)
+	}
+	if e, _ := h.c.Get("f"); e.State != protocol.StateSuspect || e.Incarnation != 5 || len(e.Tags) != 0 {
+		t.Fatalf("f %s@%d with tags %v, want suspect@5 without b's tags", e.State, e.Incarnation, e.Tags)
+	}
+	to, gossips := sent[*protocol.Gossip](h.drain())
+	told := map[string]protocol.Member{}
+	for i, a := range to {
+		for _, u := range gossips[i].Updates {
+			if u.Alias == a {
+				told[a] = u
+			}
+		}
+	}
+	if told["c"].State != protocol.StateSuspect || told["d"].State != protocol.StateSuspect {
+		t.Fatalf("c and d told %+v, want each its suspicion", told)
+	}
+	if m, ok := told["e"]; !ok || m.Incarnation != 0 || len(m.Tags) != 0 {
+		t.Fatalf("e asked with %+v, want its record as held", m)
+	}
+	if n := h.c.Stats().Hearsay; n != 2 {
+		t.Fatalf("%d hearsay records counted, want 2", n)
+	}
+	// Asked once a probe interval, however often the news comes.
+	h.step("d", &protocol.Gossip{Updates: []protocol.Member{withTags(member("e", protocol.StateAlive, 6), "role", "evil")}})
+	if to, _ := sent[*protocol.Gossip](h.drain()); slices.Contains(to, "e") {
+		t.Fatal("e asked twice within a probe interval")
+	}
+	// e answers in its own word: believed.
+	h.step("e", &protocol.Gossip{Updates: []protocol.Member{withTags(member("e", protocol.StateAlive, 7), "role", "evil")}})
+	if e, _ := h.c.Get("e"); e.Incarnation != 7 || !maps.Equal(e.Tags, evil) {
+		t.Fatalf("e@%d with tags %v after its own word", e.Incarnation, e.Tags)
+	}
+	// c's connection closes: b's word is a verdict now.
+	h.c.ConnLost(h.now, "c")
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateFailed, 5)}})
+	if e, _ := h.c.Get("c"); e.State != protocol.StateFailed || e.Incarnation != 5 {
+		t.Fatalf("c %s@%d after its connection closed, want failed@5", e.State, e.Incarnation)
+	}
+}
+
 // TestLeaveOnlyFromTheLeaver: a Leave is taken only from the member that
 // leaves.
 func TestLeaveOnlyFromTheLeaver(t *testing.T) {
@@ -206,6 +271,7 @@ func TestHearsayDepartureIsToldToTheMember(t *testing.T) {
 	if i < 0 || !hasUpdate(gossips[i].Updates, "c", protocol.StateFailed, 0) {
 		t.Fatalf("c not told it is failed: gossip to %v", to)
 	}
+	h.c.ConnLost(h.now, "e")
 	h.step("d", &protocol.PushPull{Members: []protocol.Member{member("d", protocol.StateAlive, 0), member("e", protocol.StateLeft, 0)}})
 	to, gossips = sent[*protocol.Gossip](h.drain())
 	i = slices.Index(to, "e")

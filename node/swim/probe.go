@@ -653,6 +653,7 @@ func (c *Core) forget(now time.Time, m protocol.Member) {
 	delete(c.lost, alias)
 	delete(c.joined, alias)
 	delete(c.heardAt, alias)
+	delete(c.askedAt, alias)
 	c.queue.remove(alias)
 	c.setLive(alias, false)
 	c.ready.Events = append(c.ready.Events, Event{Kind: MemberReap, Member: m, At: now})

@@ -333,11 +333,17 @@ func TestSimStragglerRepairedByDigest(t *testing.T) {
 		}
 		return false
 	}
+	// Once it pulls the state, the straggler doubts a third party's word
+	// for the changer's tags (doubt) and asks the changer, whose answer
+	// gets through.
+	pulled := false
 	s.drop = func(from, to int, m protocol.Message) bool {
-		if to != straggler {
+		if to != straggler || pulled && from == changer {
 			return false
 		}
 		switch m := m.(type) {
+		case *protocol.PushPull:
+			pulled = true
 		case *protocol.Gossip:
 			return mentions(m.Updates)
 		case *protocol.Ping:
@@ -345,7 +351,7 @@ func TestSimStragglerRepairedByDigest(t *testing.T) {
 		case *protocol.Ack:
 			return mentions(m.Updates)
 		}
-		return false // a push/pull still gets through
+		return false
 	}
 	s.nodes[changer].core.SetTags(s.now, map[string]string{"role": "worker"})
 	s.flush(changer)
