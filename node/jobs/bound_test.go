@@ -406,6 +406,19 @@ func TestJobTimeoutIsCappedByMaxJobTimeout(t *testing.T) {
 		}
 		assertNoInFlight(t, d)
 	})
+	t.Run("worker that never answers", func(t *testing.T) {
+		c := newCluster()
+		d := c.add(t, "d", nil, Limits{MaxJobTimeout: 50 * time.Millisecond}, RunConfig{})
+		holdKind(c.add(t, "w1", roleWorker, Limits{}, RunConfig{}))
+		c.setMute("w1")
+		c.publish()
+		_, err := d.Dispatch(context.Background(), DispatchRequest{Kind: "hold"})
+		want := "no answer from w1 within 1.05625s, past this node's --max-job-timeout 50ms (attempt 1)"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v, want %q", err, want)
+		}
+		assertNoInFlight(t, d)
+	})
 }
 
 // TestScaleIsBoundedByMaxSlots: SetSlots refuses more than the owner's

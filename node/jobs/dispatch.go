@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -487,11 +488,18 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		j.record(req, res, err)
 	}()
 	timeout := min(req.Timeout, j.lim.MaxJobTimeout)
-	var deadline <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		deadline = t.C
+	// Without a timeout of the caller's, the job still ends: a worker stops
+	// it at this node's MaxJobTimeout and answers, and one that answers
+	// nothing by backstop (hung, or hostile) is given up on.
+	backstop := j.lim.MaxJobTimeout + j.lim.MaxJobTimeout/8 + time.Second
+	t := time.NewTimer(cmp.Or(timeout, backstop))
+	defer t.Stop()
+	deadline := t.C
+	timedOut := func(on string) error {
+		if timeout == 0 {
+			return fmt.Errorf("job %d: no answer from %s within %v, past this node's --max-job-timeout %v (attempt %d)", res.Job, on, backstop, j.lim.MaxJobTimeout, res.Attempts)
+		}
+		return fmt.Errorf("job %d timed out after %v on %s (attempt %d)", res.Job, timeout, on, res.Attempts)
 	}
 	maxAttempts := req.MaxAttempts
 	if maxAttempts <= 0 {
@@ -565,7 +573,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			case <-ctx.Done():
 				return res, callerEnded(ctx, fmt.Sprintf("job %d cancelled while waiting for a free worker", res.Job))
 			case <-deadline:
-				return res, fmt.Errorf("job %d timed out after %v waiting for a free worker (%s)", res.Job, timeout, strings.Join(lastNotes(notes, len(cands)), "; "))
+				return res, fmt.Errorf("job %d timed out after %v waiting for a free worker (%s)", res.Job, cmp.Or(timeout, backstop), strings.Join(lastNotes(notes, len(cands)), "; "))
 			case <-j.closing:
 			}
 			skip = skip[:0]
@@ -636,7 +644,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			case <-ctx.Done():
 				gaveUp = callerEnded(ctx, fmt.Sprintf("job %d cancelled on %s", res.Job, w.Alias))
 			case <-deadline:
-				gaveUp = fmt.Errorf("job %d timed out after %v on %s (attempt %d)", res.Job, timeout, w.Alias, res.Attempts)
+				gaveUp = timedOut(w.Alias)
 			case <-j.closing:
 				gaveUp = fmt.Errorf("job %d: this node is shutting down", res.Job)
 			}

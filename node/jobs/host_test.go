@@ -20,6 +20,7 @@ type cluster struct {
 	mu     sync.Mutex
 	nodes  map[string]*fakeHost
 	cut    map[string]bool
+	mute   map[string]bool           // peers whose messages are lost, their connections up
 	states map[string]protocol.State // members not alive
 }
 
@@ -54,8 +55,11 @@ func (h *fakeHost) Send(alias string, m protocol.Message) error {
 		return ErrNotConnected
 	}
 	h.c.mu.Lock()
-	to := h.c.nodes[alias]
+	to, mute := h.c.nodes[alias], h.c.mute[h.alias]
 	h.c.mu.Unlock()
+	if mute {
+		return nil
+	}
 	to.j.Receive(h.alias, m)
 	return nil
 }
@@ -75,7 +79,7 @@ func (h *fakeHost) Verify(op string, args []string, sig *protocol.Signature) err
 }
 
 func newCluster() *cluster {
-	return &cluster{nodes: map[string]*fakeHost{}, cut: map[string]bool{}, states: map[string]protocol.State{}}
+	return &cluster{nodes: map[string]*fakeHost{}, cut: map[string]bool{}, mute: map[string]bool{}, states: map[string]protocol.State{}}
 }
 
 func (c *cluster) reachable(alias string) bool {
@@ -121,6 +125,14 @@ func (c *cluster) setState(alias string, st protocol.State) {
 func (c *cluster) setCut(alias string, cut bool) {
 	c.mu.Lock()
 	c.cut[alias] = cut
+	c.mu.Unlock()
+}
+
+// setMute makes what alias sends lost, its connections still up: a hung
+// or hostile worker that never answers.
+func (c *cluster) setMute(alias string) {
+	c.mu.Lock()
+	c.mute[alias] = true
 	c.mu.Unlock()
 }
 
