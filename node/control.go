@@ -45,7 +45,7 @@ type control struct {
 	sem    chan struct{}
 
 	mu      sync.Mutex
-	pending map[uint64]chan ackFrom
+	pending map[uint64]*pendingControl
 
 	counts       controlCounts // requests handled, by op and result (metrics.go)
 	strategy     atomic.Value  // default dispatch strategy (string)
@@ -59,8 +59,35 @@ type ackFrom struct {
 	ack  *protocol.ControlAck
 }
 
+// pendingControl is one request waiting for its acknowledgements: ch holds
+// one slot per target, and each target fills at most one, so that acks
+// from others, or repeated ones, cannot crowd out a real answer.
+type pendingControl struct {
+	ch      chan ackFrom
+	waiting map[string]bool // targets that have not answered; guarded by control.mu
+}
+
 func newControl(n *Node) *control {
-	return &control{n: n, sem: make(chan struct{}, maxControlHandlers), pending: map[uint64]chan ackFrom{}, shutdownC: make(chan struct{})}
+	return &control{n: n, sem: make(chan struct{}, maxControlHandlers), pending: map[uint64]*pendingControl{}, shutdownC: make(chan struct{})}
+}
+
+// expect registers request id, sent to targets, and returns where their
+// acknowledgements arrive; forget ends it.
+func (c *control) expect(id uint64, targets []string) <-chan ackFrom {
+	p := &pendingControl{ch: make(chan ackFrom, len(targets)), waiting: make(map[string]bool, len(targets))}
+	for _, t := range targets {
+		p.waiting[t] = true
+	}
+	c.mu.Lock()
+	c.pending[id] = p
+	c.mu.Unlock()
+	return p.ch
+}
+
+func (c *control) forget(id uint64) {
+	c.mu.Lock()
+	delete(c.pending, id)
+	c.mu.Unlock()
 }
 
 func (c *control) receive(from string, m protocol.Message) {
@@ -86,13 +113,10 @@ func (c *control) receive(from string, m protocol.Message) {
 		}()
 	case *protocol.ControlAck:
 		c.mu.Lock()
-		ch := c.pending[m.ID]
-		c.mu.Unlock()
-		if ch != nil {
-			select {
-			case ch <- ackFrom{from: from, ack: m}:
-			default: // a duplicate ack: the first one counted
-			}
+		defer c.mu.Unlock()
+		if p := c.pending[m.ID]; p != nil && p.waiting[from] {
+			delete(p.waiting, from)
+			p.ch <- ackFrom{from: from, ack: m} // its own slot: never blocks
 		}
 	}
 }
@@ -147,16 +171,9 @@ func (n *Node) Control(ctx context.Context, targets []string, cr ControlRequest,
 		replies[i] = ControlReply{Alias: t}
 		index[t] = i
 	}
-	ch := make(chan ackFrom, len(targets))
 	req.ID = c.nextID.Add(1)
-	c.mu.Lock()
-	c.pending[req.ID] = ch
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.pending, req.ID)
-		c.mu.Unlock()
-	}()
+	ch := c.expect(req.ID, targets)
+	defer c.forget(req.ID)
 	sent := map[string]time.Time{}
 	local := -1
 	snap := n.Members()
@@ -166,8 +183,16 @@ func (n *Node) Control(ctx context.Context, targets []string, cr ControlRequest,
 			continue
 		}
 		e, ok := snap.Get(t)
-		if !ok {
+		switch {
+		case !ok:
 			replies[i].Error, replies[i].NoAnswer, replies[i].Path = "not a member", true, "unreachable"
+			continue
+		case e.State == StateFailed:
+			// Answered from the table, as a member that left is: waiting
+			// out the timeout would tell nothing more.
+			replies[i].Error = fmt.Sprintf("failed here %v ago: not sent (it comes back alive if it answers again; !force-leave %s once it is gone for good)",
+				time.Since(e.Since).Round(time.Second), t)
+			replies[i].NoAnswer, replies[i].Path = true, "unreachable"
 			continue
 		}
 		msg := req

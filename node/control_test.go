@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"meshell/protocol"
 )
 
 // cluster3 starts a, b and c, joined and fully alive.
@@ -89,6 +91,50 @@ func TestControlNoAnswerFromADeadNode(t *testing.T) {
 	if time.Since(start) > 5*time.Second {
 		t.Errorf("waited %v for a 1s timeout", time.Since(start))
 	}
+}
+
+// TestControlToAFailedMemberIsAnsweredAtOnce: a target held failed is not
+// waited for; it is named with why.
+func TestControlToAFailedMemberIsAnsweredAtOnce(t *testing.T) {
+	a, b, _ := cluster3(t)
+	b.Close()
+	waitState(t, a, "b", StateFailed)
+	start := time.Now()
+	replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b", "c"}, ControlRequest{Op: OpPing}, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := replies[0]; r.OK || !r.NoAnswer || !strings.HasPrefix(r.Error, "failed here ") {
+		t.Errorf("failed b: %+v, want answered from the table", r)
+	}
+	if !replies[1].OK {
+		t.Errorf("live c: %+v", replies[1])
+	}
+	if d := time.Since(start); d >= 5*time.Second {
+		t.Errorf("took %v: the failed member was waited for", d)
+	}
+}
+
+// TestControlAckOnlyFromATarget: a request's acknowledgement counts only
+// from a node it was sent to, once: acks from others or repeated ones
+// cannot take a target's slot.
+func TestControlAckOnlyFromATarget(t *testing.T) {
+	c := newControl(nil)
+	ch := c.expect(7, []string{"b", "c"})
+	for range 10 {
+		c.receive("evil", &protocol.ControlAck{ID: 7, Error: "forged"})
+		c.receive("b", &protocol.ControlAck{ID: 7})
+	}
+	c.receive("c", &protocol.ControlAck{ID: 7})
+	got := map[string]int{}
+	for range 2 {
+		got[(<-ch).from]++
+	}
+	if len(ch) != 0 || got["b"] != 1 || got["c"] != 1 {
+		t.Fatalf("acks from %v (%d more waiting), want one from b and one from c", got, len(ch))
+	}
+	c.forget(7)
+	c.receive("b", &protocol.ControlAck{ID: 7}) // after the request: dropped
 }
 
 func TestControlConfigSetEverywhere(t *testing.T) {
