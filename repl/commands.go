@@ -364,28 +364,48 @@ func (s *Shell) joinFailed(ctx context.Context, err error, retried bool) error {
 	return fmt.Errorf("%w; this node is in no cluster: check HOST PORT, give a seed that is starting time with %s, or !start_cluster to start one here", err, retry)
 }
 
-func runMembers(ctx context.Context, s *Shell, a *Args) error {
-	if !s.Node.Running() && len(s.Node.Members().Entries) == 0 {
+// inCluster is the error of a command that shows the cluster, when this
+// node is in none: before it started or joined one, or after it left.
+func (s *Shell) inCluster() error {
+	switch {
+	case s.Node.Running():
+		return nil
+	case len(s.Node.Members().Entries) == 0:
 		return errors.New("this node is not in a cluster: run !start_cluster or !join_cluster first")
+	}
+	return errors.New("this node left the cluster: run !start_cluster or !join_cluster to take part again")
+}
+
+func runMembers(ctx context.Context, s *Shell, a *Args) error {
+	if err := s.inCluster(); err != nil {
+		return err
 	}
 	all := s.Node.Members().Entries
 	entries, err := filterMembers(all, a)
 	if err != nil {
 		return err
 	}
+	// The protocol spoken with a live member; a departed one's connection
+	// may linger a moment, but nothing is spoken with it any more.
+	versions := func(e node.Member) (node.Versions, bool) {
+		if !live(e.State) {
+			return node.Versions{}, false
+		}
+		return s.Node.PeerVersions(e.Alias)
+	}
 	if a.Bool("json") {
 		out := membersJSON(entries)
 		for i := range out {
-			if v, ok := s.Node.PeerVersions(out[i].Alias); ok {
+			if v, ok := versions(entries[i]); ok {
 				out[i].Protocol = &protocolJSON{Min: v.Min, Max: v.Max, Current: v.Cur}
 			}
 		}
 		s.writeJSON(out)
 	} else if len(entries) > 0 {
-		var proto func(alias string) string
+		var proto func(e node.Member) string
 		if a.Bool("detailed") {
-			proto = func(alias string) string {
-				if v, ok := s.Node.PeerVersions(alias); ok {
+			proto = func(e node.Member) string {
+				if v, ok := versions(e); ok {
 					return formatProtocol(v)
 				}
 				return "-"

@@ -84,6 +84,9 @@ type workerJSON struct {
 }
 
 func runWorkers(ctx context.Context, s *Shell, a *Args) error {
+	if err := s.inCluster(); err != nil {
+		return err
+	}
 	ws := s.Node.Workers(a.KV("tag"))
 	if a.Bool("json") {
 		out := make([]workerJSON, len(ws))

@@ -84,8 +84,8 @@ func table(header []string, rows [][]string, colour func(row, col int, cell stri
 }
 
 // membersTable is the members table; with proto (--detailed) a PROTOCOL
-// column before TAGS holds proto(alias).
-func membersTable(entries []node.Member, p palette, proto func(alias string) string) string {
+// column before TAGS holds proto(e).
+func membersTable(entries []node.Member, p palette, proto func(e node.Member) string) string {
 	header := []string{"ALIAS", "ADDRESS", "STATE", "INC", "RTT", "TAGS"}
 	if proto != nil {
 		header = slices.Insert(header, 5, "PROTOCOL")
@@ -98,7 +98,7 @@ func membersTable(entries []node.Member, p palette, proto func(alias string) str
 		}
 		rows[i] = []string{alias, clean(e.Addr), e.State.String(), fmt.Sprint(e.Incarnation), formatRTT(e.RTT, e.Self), formatTags(e.Tags)}
 		if proto != nil {
-			rows[i] = slices.Insert(rows[i], 5, proto(e.Alias))
+			rows[i] = slices.Insert(rows[i], 5, proto(e))
 		}
 	}
 	return table(header, rows, func(i, j int, cell string) string {

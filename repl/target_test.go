@@ -372,3 +372,20 @@ func TestTargetBeforeAnyClusterSaysNotInACluster(t *testing.T) {
 		}
 	}
 }
+
+// After !leave, the commands that show the cluster say the node is in none,
+// as before it started, rather than show a table it no longer keeps up.
+func TestShowingTheClusterAfterLeave(t *testing.T) {
+	s := clusterShell(t)
+	var out, errs bytes.Buffer
+	s.setWriters(&out, &errs)
+	if err := s.Exec(context.Background(), "!leave"); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range []string{"!cluster_members", "!workers"} {
+		err := s.Exec(context.Background(), cmd)
+		if err == nil || !strings.Contains(err.Error(), "this node left the cluster: run !start_cluster or !join_cluster") {
+			t.Errorf("%s after !leave: %v", cmd, err)
+		}
+	}
+}
