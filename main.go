@@ -295,6 +295,9 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 			return cfg, nil, fmt.Errorf("--advertise %q is not HOST:PORT", o.advertise)
 		}
 	}
+	if err := node.CheckListen(cfg.Bind, o.advertise); err != nil {
+		return cfg, nil, fmt.Errorf("--bind: %w", err)
+	}
 	if cfg.Tags, err = parseTags(o.tags); err != nil {
 		return cfg, nil, err
 	}

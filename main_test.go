@@ -362,7 +362,7 @@ func TestVersionAndBadFlags(t *testing.T) {
 		{"--port", "-5"}, {"-P", "70000"}, {"--suspicion-mult", "0"}, {"--probe-interval", "-1s"},
 		{"--indirect-checks", "-3"}, {"--indirect-checks", "99999999999"}, {"--cluster", ""}, {"--alias", ""},
 		{"--alias", "a b"}, {"--tags", "k=a,b=c d"}, {"--max-slots", "0"}, {"--max-members", "1"}, {"--metrics", "9100"},
-		{"--kind", "bad"}, {"--retry-max", "x"}, {"--bogus"}} {
+		{"--kind", "bad"}, {"--retry-max", "x"}, {"--bogus"}, {"--bind", "0.0.0.0:2999"}, {"--bind", "[::]:2999"}} {
 		cmd := exec.Command(binary, args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr

@@ -271,19 +271,31 @@ func (n *Node) start(addr string) (adv string, started bool, err error) {
 	return adv, err == nil, err
 }
 
+// CheckListen says why a node cannot listen on addr and advertise
+// advertise ("": addr itself): addr is not HOST:PORT, or it names every
+// interface, which no other node can dial, and no advertise says what to
+// dial instead.
+func CheckListen(addr, advertise string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q is not HOST:PORT", addr)
+	}
+	if ip := net.ParseIP(host); advertise == "" && (host == "" || ip != nil && ip.IsUnspecified()) {
+		return fmt.Errorf("%s listens on every interface, and other nodes cannot dial %q: say which address they dial with --advertise HOST:PORT", addr, host)
+	}
+	return nil
+}
+
 // listenLocked is start's work once the node is known to be stopped; n.mu
 // is held.
 func (n *Node) listenLocked(addr string) (string, error) {
 	if addr == "" {
 		addr = n.cfg.Bind
 	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", fmt.Errorf("listen address %q is not HOST:PORT", addr)
+	if err := CheckListen(addr, n.cfg.Advertise); err != nil {
+		return "", err
 	}
-	if ip := net.ParseIP(host); n.cfg.Advertise == "" && (host == "" || ip != nil && ip.IsUnspecified()) {
-		return "", fmt.Errorf("%s listens on every interface, and other nodes cannot dial %q: say which address they dial with --advertise HOST:PORT", addr, host)
-	}
+	host, _, _ := net.SplitHostPort(addr)
 	bound, err := n.mesh.Listen(addr)
 	if err != nil {
 		return "", fmt.Errorf("%w; pick another address with !start_cluster HOST:PORT or the -P flag", err)
