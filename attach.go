@@ -22,9 +22,8 @@ import (
 // the list of sockets found.
 func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("meshell attach", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: meshell attach [SOCKET|ALIAS] [-c COMMAND] [flags]\n"+
+		fmt.Fprintf(fs.Output(), "usage: meshell attach [SOCKET|ALIAS] [-c COMMAND] [flags]\n"+
 			"  a shell on a running node (its commands run as that node); with no argument, the sockets in %s\n", repl.SocketDir())
 		fs.PrintDefaults()
 	}
@@ -39,11 +38,8 @@ func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.HistoryFile, "history-file", "", "readline history file (default ~/.meshell_history)")
 	var targets []string
 	for { // flags may come before or after the socket
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
+		if status, ok := parseSub(fs, args, stderr); !ok {
+			return status
 		}
 		if fs.NArg() == 0 {
 			break
@@ -51,7 +47,11 @@ func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		targets = append(targets, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
-	if len(targets) > 1 {
+	switch {
+	case o.HasCommand && strings.TrimSpace(o.Command) == "":
+		fmt.Fprintln(stderr, "error: -c needs a command, e.g. meshell attach n1 -c '!cluster_members'")
+		return 2
+	case len(targets) > 1:
 		fmt.Fprintf(stderr, "error: meshell attach takes one socket or alias, not %d (%s)\n", len(targets), repl.Clean(strings.Join(targets, " ")))
 		return 2
 	}

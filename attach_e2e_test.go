@@ -80,7 +80,7 @@ func TestAgentStartedBeforeItsSeedJoinsWhenTheSeedStarts(t *testing.T) {
 func TestAttachRunsCommandsAsTheAgentAndAddsNoMember(t *testing.T) {
 	dir := sockets(t)
 	p1, p2, p3 := freePort(t), freePort(t), freePort(t)
-	serveNode(t, "n1", p1, 0)
+	serveNode(t, "n1", p1, 0, "--allow-run")
 	serveNode(t, "n2", p2, p1)
 	serveNode(t, "n3", p3, p1)
 	socks := []string{filepath.Join(dir, "n1.sock"), filepath.Join(dir, "n2.sock"), filepath.Join(dir, "n3.sock")}
@@ -136,6 +136,24 @@ func TestAttachRunsCommandsAsTheAgentAndAddsNoMember(t *testing.T) {
 		out, _, code = attachRun(t, "!nosuch\n!echo two\n", socks[0], "--keep-going")
 		if code != 1 || out != "two\n" {
 			t.Fatalf("--keep-going: exit %d, stdout %q", code, out)
+		}
+	})
+	t.Run("Ctrl-C cancels the one command on the node", func(t *testing.T) {
+		p := start(t, "", "attach", socks[0], "-c", "!run n1 -- sh -c 'echo ready; sleep 30'")
+		p.stdin.Close()
+		p.waitOutput(t, "ready", 20*time.Second)
+		p.cmd.Process.Signal(syscall.SIGINT)
+		code := p.wait(t, 10*time.Second)
+		if errOut := p.stderr.String(); code != 1 || !strings.Contains(errOut, "\nerror: cancelled: ") || !strings.Contains(errOut, "1 cancelled (n1)") {
+			t.Fatalf("exit %d\nstdout %q\nstderr %q, want 1 and the cancellation on stderr", code, p.stdout.String(), errOut)
+		}
+	})
+	t.Run("bad flags and an empty -c are one error line", func(t *testing.T) {
+		for _, args := range [][]string{{"-x"}, {socks[0], "-c", ""}} {
+			out, errOut, code := attachRun(t, "", args...)
+			if code != 2 || out != "" || !strings.HasPrefix(errOut, "error: ") || strings.Count(errOut, "\n") != 1 {
+				t.Errorf("attach %q: exit %d\nstdout %q\nstderr %q, want 2 and one error line", args, code, out, errOut)
+			}
 		}
 	})
 	t.Run("!quit asks for !shutdown and the agent keeps running", func(t *testing.T) {

@@ -129,6 +129,24 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	return o, nil
 }
 
+// parseSub parses a subcommand's args with fs: -h prints its usage
+// (status 0), a bad flag one "error: …" line (status 2); ok is set when
+// parsing succeeded.
+func parseSub(fs *flag.FlagSet, args []string, stderr io.Writer) (status int, ok bool) {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return 0, false
+	}
+	fmt.Fprintf(stderr, "error: %s (see %s -h)\n", repl.Clean(err.Error()), fs.Name())
+	return 2, false
+}
+
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -48,14 +47,10 @@ func (o *options) security(cfg *node.Config) error {
 // an operator's private key and prints the line for an operators file.
 func keygen(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("meshell keygen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	name := fs.String("operator", "", "make an operator key for NAME instead of a cluster key")
 	out := fs.String("out", "", "with --operator: write the private key to this file (mode 0600)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if status, ok := parseSub(fs, args, stderr); !ok {
+		return status
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "error: unexpected argument %q: meshell keygen [--operator NAME --out FILE]\n", fs.Arg(0))

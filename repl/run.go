@@ -212,6 +212,7 @@ func runProblem(r node.RunReply) string {
 type runSummary struct {
 	total, failed                  int
 	nonZero, refused, silent, errs []string
+	cancelled                      []string // Ctrl-C came before their answer
 	okNodes                        int
 }
 
@@ -226,6 +227,8 @@ func summarize(replies []node.RunReply) runSummary {
 			sum.nonZero = append(sum.nonZero, r.Alias)
 		case r.Refused:
 			sum.refused = append(sum.refused, r.Alias)
+		case r.NoAnswer && strings.HasPrefix(r.Error, "cancelled"):
+			sum.cancelled = append(sum.cancelled, r.Alias)
 		case r.NoAnswer:
 			sum.silent = append(sum.silent, r.Alias)
 		default:
@@ -248,6 +251,7 @@ func (sum runSummary) String() string {
 	add(sum.nonZero, "exited non-zero")
 	add(sum.refused, "refused")
 	add(sum.silent, "did not answer")
+	add(sum.cancelled, "cancelled")
 	add(sum.errs, "failed otherwise")
 	return fmt.Sprintf("%d of %s failed: %s; %d ok", sum.failed, plural(sum.total, "node"), strings.Join(parts, ", "), sum.okNodes)
 }

@@ -53,30 +53,31 @@ func Attach(target string, o AttachOptions) int {
 		return fail(err)
 	}
 	defer c.s.Close()
-	switch {
-	case o.HasCommand:
-		err := c.exec(context.Background(), o.Command)
-		if err != nil && !errors.Is(err, errQuit) {
-			c.errorLine(err)
-			return 1
+	if o.Interactive {
+		return c.interactive(o.HistoryFile)
+	}
+	// Ctrl-C cancels the command on the node, which answers how it ended.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-sigs:
+			cancel()
+		case <-c.s.Done():
+		case <-ctx.Done():
 		}
-		return 0
-	case !o.Interactive:
-		stop := make(chan os.Signal, 1)
-		signal.Notify(stop, os.Interrupt)
-		defer signal.Stop(stop)
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go func() {
-			select {
-			case <-stop:
-				cancel()
-			case <-c.s.Done():
-			}
-		}()
+	}()
+	if !o.HasCommand {
 		return runScript(ctx, o.In, o.KeepGoing, c.exec, c.errorLine, c.s.Done())
 	}
-	return c.interactive(o.HistoryFile)
+	if err := c.exec(ctx, o.Command); err != nil && !errors.Is(err, errQuit) {
+		c.errorLine(err)
+		return 1
+	}
+	return 0
 }
 
 // listSockets prints the sockets in the default directory.
