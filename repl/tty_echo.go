@@ -7,10 +7,12 @@ import (
 	"unsafe"
 )
 
-// echoOff turns the terminal's echo off, keeping its line discipline and
-// signals (Ctrl-C still cancels), and returns how to turn it back on. While
-// a command runs, text typed ahead is then not echoed raw into its output:
-// readline reads it and shows it at the next prompt.
+// echoOff turns the terminal's echo and its suspend character off,
+// keeping its line discipline and Ctrl-C's signal, and returns how to turn
+// them back on. While a command runs, text typed ahead is then not echoed
+// raw into its output: readline reads it and shows it at the next prompt.
+// Ctrl-Z would send SIGTSTP, which the shell ignores, and flush that text
+// on its way: as a plain byte it reaches readline, which drops it.
 func echoOff(fd int) (restore func()) {
 	var t syscall.Termios
 	if termios(fd, ioctlGetTermios, &t) != nil {
@@ -18,6 +20,7 @@ func echoOff(fd int) (restore func()) {
 	}
 	old := t
 	t.Lflag &^= syscall.ECHO | syscall.ECHONL
+	t.Cc[syscall.VSUSP] = vdisable
 	if termios(fd, ioctlSetTermios, &t) != nil {
 		return func() {}
 	}

@@ -8,3 +8,6 @@ const (
 	ioctlGetTermios, ioctlSetTermios = syscall.TIOCGETA, syscall.TIOCSETA
 	ioctlInputQueue                  = 0x4004667f // FIONREAD, _IOR('f', 127, int), which package syscall lacks here
 )
+
+// vdisable turns a control character off (_POSIX_VDISABLE).
+const vdisable = 0xff
