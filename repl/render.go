@@ -205,14 +205,10 @@ func membersJSON(entries []node.Member) []memberJSON {
 // yellow and red are left out: they mean member states.
 var nodeColours = []color.Attribute{color.FgCyan, color.FgMagenta, color.FgBlue, color.FgHiCyan, color.FgHiMagenta, color.FgHiBlue}
 
-// node colours a node's name with a colour of its own, stable for an alias.
-func (p palette) node(alias, s string) string {
-	h := uint32(2166136261) // FNV-1a
-	for i := 0; i < len(alias); i++ {
-		h ^= uint32(alias[i])
-		h *= 16777619
-	}
-	return p.paint(nodeColours[h%uint32(len(nodeColours))], s)
+// node colours the name of the i-th node of an answer (in alias order):
+// neighbours never share a colour, and up to six nodes all differ.
+func (p palette) node(i int, s string) string {
+	return p.paint(nodeColours[i%len(nodeColours)], s)
 }
 
 // NodeAnswer is one node's answer to a command sent to several nodes
@@ -237,6 +233,10 @@ func renderPerNode(results []NodeAnswer, p palette) string {
 	}
 	sorted := append([]NodeAnswer(nil), results...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Node < sorted[j].Node })
+	colour := map[string]int{}
+	for i, r := range sorted {
+		colour[r.Node] = i
+	}
 	type group struct {
 		ok    bool
 		text  string
@@ -280,7 +280,7 @@ func renderPerNode(results []NodeAnswer, p palette) string {
 		}
 		for _, g := range groups {
 			n := clean(g.nodes[0])
-			prefix := p.node(g.nodes[0], n+":") + strings.Repeat(" ", width-visibleWidth(n)+1)
+			prefix := p.node(colour[g.nodes[0]], n+":") + strings.Repeat(" ", width-visibleWidth(n)+1)
 			for _, l := range lines(g) {
 				b.WriteString(prefix + body(g, l) + "\n")
 			}
@@ -292,7 +292,7 @@ func renderPerNode(results []NodeAnswer, p palette) string {
 		plainNames := make([]string, len(g.nodes))
 		for i, n := range g.nodes {
 			plainNames[i] = clean(n)
-			names[i] = p.node(n, plainNames[i])
+			names[i] = p.node(colour[n], plainNames[i])
 		}
 		head := strings.Join(plainNames, ",") + fmt.Sprintf(" (%d)", len(g.nodes))
 		rule := strings.Repeat("-", min(visibleWidth(head), 60))

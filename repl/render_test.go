@@ -175,17 +175,32 @@ func TestRenderPerNode(t *testing.T) {
 	}
 }
 
-func TestNodeColourIsStableAndNotAState(t *testing.T) {
+// Up to six nodes of an answer all have colours of their own, none a
+// state's colour.
+func TestNodeColoursDifferAndAreNotStates(t *testing.T) {
 	p := palette{on: true}
-	for _, a := range []string{"n1", "n2", "node3", "worker1", "w"} {
-		c := p.node(a, "x")
+	seen := map[string]bool{}
+	for i := range 6 {
+		c := strings.TrimSuffix(p.node(i, "x"), "x\x1b[0m")
 		for _, state := range []string{"\x1b[31m", "\x1b[32m", "\x1b[33m"} {
-			if strings.HasPrefix(c, state) {
-				t.Errorf("%s is coloured like a state: %q", a, c)
+			if c == state {
+				t.Errorf("node %d is coloured like a state: %q", i, c)
 			}
 		}
+		if seen[c] {
+			t.Errorf("node %d has the colour of an earlier one: %q", i, c)
+		}
+		seen[c] = true
 	}
-	if (palette{}).node("n1", "x") != "x" {
+	out := renderPerNode([]NodeAnswer{{Node: "n3", OK: true, Text: "c"}, {Node: "n1", OK: true, Text: "a"}, {Node: "n2", OK: true, Text: "b"}}, p)
+	var prefixes []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		prefixes = append(prefixes, l[:strings.Index(l, "n")])
+	}
+	if len(prefixes) != 3 || prefixes[0] == prefixes[1] || prefixes[1] == prefixes[2] || prefixes[0] == prefixes[2] {
+		t.Errorf("three nodes' answers share colours: %q", out)
+	}
+	if (palette{}).node(0, "x") != "x" {
 		t.Error("colour off still colours")
 	}
 }

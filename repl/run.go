@@ -121,12 +121,14 @@ func runRun(ctx context.Context, s *Shell, a *Args) error {
 	req := node.RunRequest{Targets: targets, Command: argv, Timeout: a.Duration("timeout", defaultRunTimeout)}
 	var answered atomic.Int64
 	width := 0
-	for _, t := range targets {
+	colour := map[string]int{}
+	for i, t := range slices.Sorted(slices.Values(targets)) {
 		width = max(width, visibleWidth(clean(t)))
+		colour[t] = i
 	}
 	prefix := func(alias string) string {
 		n := clean(alias)
-		return s.pal.node(alias, n+":") + strings.Repeat(" ", width-visibleWidth(n)+1)
+		return s.pal.node(colour[alias], n+":") + strings.Repeat(" ", width-visibleWidth(n)+1)
 	}
 	if mode == runStream {
 		req.OnOutput = func(alias string, stderr bool, data string) {
