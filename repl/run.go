@@ -109,6 +109,9 @@ func runRun(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
+	if n := countTrue(a.Bool("json"), a.Bool("diff"), a.Bool("gather")); n > 1 {
+		return errors.New("give one of --gather (-b), --diff and --json: each shows the answers its own way")
+	}
 	mode := runStream
 	switch {
 	case a.Bool("json"):

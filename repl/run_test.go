@@ -245,6 +245,9 @@ func TestRunCommand(t *testing.T) {
 	if err == nil || !strings.Contains(out, "--- n1 (1)\n+++ n2 (1)\n@@ -1,2 +1,3 @@\n a\n-n1\n+n2\n+[exit 1]\n") {
 		t.Errorf("diff: %v\n%s", err, out)
 	}
+	if out, _, err := run("!run n1 -b --json -- touch /tmp/meshell-never"); err == nil || !strings.Contains(err.Error(), "give one of --gather (-b), --diff and --json") || out != "" {
+		t.Errorf("two output modes: %v, stdout %q", err, out)
+	}
 	out, _, err = run("!run --tag role=worker --json -- sh -c 'exit 3'")
 	var docs []map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {

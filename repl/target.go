@@ -57,14 +57,20 @@ func live(st node.State) bool { return st == node.StateAlive || st == node.State
 // name nodes (none with --all or --tag). Aliases must be members that have
 // not left; --all and --tag pick live members. A TARGET that picks no node
 // is an error that says what to do, and so is a node in no cluster.
-func (s *Shell) selectTargets(a *Args, words []string) ([]string, error) {
-	all, tags := a.Bool("all"), a.KV("tag")
-	forms := 0
-	for _, given := range []bool{all, len(tags) > 0, len(words) > 0} {
-		if given {
-			forms++
+// countTrue counts the options given, of several that exclude each other.
+func countTrue(given ...bool) int {
+	n := 0
+	for _, g := range given {
+		if g {
+			n++
 		}
 	}
+	return n
+}
+
+func (s *Shell) selectTargets(a *Args, words []string) ([]string, error) {
+	all, tags := a.Bool("all"), a.KV("tag")
+	forms := countTrue(all, len(tags) > 0, len(words) > 0)
 	switch {
 	case forms == 0:
 		return nil, fmt.Errorf("name the nodes: %s", targetForms)
