@@ -321,6 +321,33 @@ func TestAttachInATerminal(t *testing.T) {
 	if ms := attachedMembers(t, sock); len(ms) != 2 {
 		t.Fatalf("after detaching: %v", ms)
 	}
+
+	// A !shutdown from elsewhere, while a command runs here: the shell's
+	// last words replace its prompt, and it exits 0.
+	ts2 := newTmux(t, shellCommand("attach", sock, "--history-file", filepath.Join(t.TempDir(), "hist2")))
+	ts2.waitLastLine("a [2 alive]>")
+	ts2.line("!wait members 5 60s")
+	ts2.waitRunning("a [2 alive]> !wait members 5 60s")
+	if _, errOut, code := attachRun(t, "", sock, "-c", "!shutdown a"); code != 0 {
+		t.Fatalf("!shutdown a: exit %d, %s", code, errOut)
+	}
+	screen := ts2.waitFor("EXITED 0")
+	checkLastWords(t, screen)
+}
+
+// checkLastWords checks that a shell ended by a !shutdown said so on a line
+// of its own, with no prompt left before it or after it.
+func checkLastWords(t *testing.T, screen string) {
+	t.Helper()
+	for _, l := range strings.Split(screen, "\n") {
+		if strings.Contains(l, "this node was shut down by !shutdown") && !strings.HasPrefix(l, "this node was shut down") ||
+			strings.Contains(l, "EXITED ") && !strings.HasPrefix(l, "EXITED ") {
+			t.Errorf("a prompt left on the line %q:\n%s", l, screen)
+		}
+	}
+	if !strings.Contains(screen, "\nthis node was shut down by !shutdown; exiting\n") {
+		t.Errorf("no word on the shutdown:\n%s", screen)
+	}
 }
 
 func TestAShellWhoseJoinFailsOpensThePrompt(t *testing.T) {

@@ -363,6 +363,7 @@ func (in *Interactive) Run(base context.Context) int {
 	sig := in.stopSig
 	in.mu.Unlock()
 	if s.shutdownRequested() {
+		rl.SetPrompt("") // what readline may still redraw below the last words
 		s.printf("%s\n", s.pal.dim("this node was shut down by !shutdown; exiting"))
 		return 0 // it left already
 	}

@@ -239,6 +239,10 @@ func (c *client) interactive(historyFile string) int {
 		line, err := rl.Readline()
 		select {
 		case <-c.s.Done():
+			// The last words replace the prompt, drawn already or drawn
+			// again by readline (with no prompt, nothing) below them.
+			rl.SetPrompt("")
+			c.printf("\r\x1b[K")
 			if err := c.ended(c.s.Err()); !errors.Is(err, errQuit) {
 				c.errorLine(err)
 				return 1
