@@ -39,6 +39,28 @@ func (s *Shell) Prompt() string {
 	return s.pal.bold(alias) + " [" + state + "]> "
 }
 
+// minTyping is the room a prompt leaves on its line for typing.
+const minTyping = 12
+
+// fitPrompt is prompt p made to fit a terminal width columns wide with
+// room to type: readline draws a prompt wider than its line again on every
+// key. Too wide, it is the alias alone, "n1> ", cut if need be,
+// "averylo…> ".
+func fitPrompt(p string, width int) string {
+	if width <= 0 || visibleWidth(p)+minTyping <= width {
+		return p
+	}
+	alias, _, _ := strings.Cut(withoutColour(p), " [")
+	alias = strings.TrimSuffix(alias, "> ")
+	if r := []rune(alias); len(r)+2+minTyping > width {
+		alias = string(r[:max(1, width-minTyping-3)]) + "…"
+	}
+	return alias + "> "
+}
+
+// setPrompt gives rl prompt p, fitted to the terminal.
+func setPrompt(rl *readline.Instance, p string) { rl.SetPrompt(fitPrompt(p, readline.GetScreenWidth())) }
+
 // Interactive is a readline session bound to a shell.
 type Interactive struct {
 	s  *Shell
@@ -204,7 +226,7 @@ func openTerminal(prompt func() string, historyFile string, ac readline.AutoComp
 	raw := new(readline.RawMode)
 	var op atomic.Pointer[readline.Operation] // set once readline is up
 	cfg := &readline.Config{
-		Prompt:                 prompt(),
+		Prompt:                 fitPrompt(prompt(), readline.GetScreenWidth()),
 		Stdin:                  stdin,
 		HistoryFile:            historyFile,
 		HistoryLimit:           1000,
@@ -309,7 +331,7 @@ func (in *Interactive) Run(base context.Context) int {
 		for {
 			select {
 			case <-sub.C:
-				rl.SetPrompt(s.Prompt())
+				setPrompt(rl, s.Prompt())
 				rl.Refresh() // only redraws while a line is being read
 			case <-s.Node.ShutdownRequested():
 				// A !shutdown from another node: it drained and left
@@ -324,7 +346,7 @@ func (in *Interactive) Run(base context.Context) int {
 	}()
 	var lastInterrupt time.Time
 	for {
-		rl.SetPrompt(s.Prompt())
+		setPrompt(rl, s.Prompt())
 		line, err := rl.Readline()
 		if in.inputEnded() {
 			break // a half-typed line is not run

@@ -312,6 +312,23 @@ func (s *Shell) printPerNode(results []NodeAnswer) {
 	s.printf("%s", renderPerNode(results, s.pal))
 }
 
+// withoutColour is s without our colour codes (ANSI CSI sequences).
+func withoutColour(s string) string {
+	var b strings.Builder
+	inEsc := false
+	for _, r := range s {
+		switch {
+		case inEsc:
+			inEsc = !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+		case r == 0x1b:
+			inEsc = true
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
 // visibleWidth is the width of s on a terminal once ANSI escape sequences
 // are removed: combining marks count 0 columns, CJK 2, other runes 1 (as
 // readline counts them). s must be cleaned text plus our own colour codes.

@@ -239,3 +239,24 @@ func TestHelpEventsNamesTheJSONKeys(t *testing.T) {
 		t.Errorf("time %v; !help events: %s", doc["time"], help)
 	}
 }
+
+// A prompt too wide for its terminal is cut to the alias, then the alias
+// cut, always leaving room to type.
+func TestFitPrompt(t *testing.T) {
+	p := palette{on: true}
+	full := p.bold("averylongalias") + " [" + p.state(node.StateAlive, "3 alive") + ", " + p.state(node.StateSuspect, "1 suspect") + "]> "
+	for _, tt := range []struct {
+		width int
+		want  string
+	}{
+		{0, full}, {80, full}, {30, "averylongalias> "}, {20, "avery…> "}, {5, "a…> "},
+	} {
+		got := fitPrompt(full, tt.width)
+		if got != tt.want {
+			t.Errorf("width %d: %q, want %q", tt.width, got, tt.want)
+		}
+		if tt.width > minTyping+4 && visibleWidth(got)+minTyping > tt.width {
+			t.Errorf("width %d: %q leaves no room to type", tt.width, got)
+		}
+	}
+}

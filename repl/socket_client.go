@@ -207,7 +207,7 @@ func (c *client) interactive(historyFile string) int {
 	defer stopSusp()
 	c.wmu.Lock()
 	c.out, c.errw = rl.Stdout(), rl.Stderr()
-	c.onPrompt = func() { rl.SetPrompt(c.s.Prompt()); rl.Refresh() }
+	c.onPrompt = func() { setPrompt(rl, c.s.Prompt()); rl.Refresh() }
 	c.wmu.Unlock()
 	if histErr != nil {
 		c.errorLine(fmt.Errorf("history is not saved: %v (see --history-file)", histErr))
@@ -235,7 +235,7 @@ func (c *client) interactive(historyFile string) int {
 		}
 	}()
 	for {
-		rl.SetPrompt(c.s.Prompt())
+		setPrompt(rl, c.s.Prompt())
 		line, err := rl.Readline()
 		select {
 		case <-c.s.Done():
