@@ -279,7 +279,7 @@ func TestRunCtrlCInATerminal(t *testing.T) {
 	ts.waitFor("w: started")
 	groups := childGroups(t, 1, w)
 	ts.keys("C-c")
-	ts.waitFor("error: cancelled: 1 of 1 node failed: 1 did not answer (w); 0 ok")
+	ts.waitFor("error: cancelled: 1 of 1 node failed: 1 cancelled (w); 0 ok")
 	waitNoProcesses(t, groups, w)
 	ts.waitLastLine("sh1 [2 alive]>")
 }
