@@ -412,10 +412,14 @@ func TestJobTimeoutIsCappedByMaxJobTimeout(t *testing.T) {
 		holdKind(c.add(t, "w1", roleWorker, Limits{}, RunConfig{}))
 		c.setMute("w1")
 		c.publish()
-		_, err := d.Dispatch(context.Background(), DispatchRequest{Kind: "hold"})
-		want := "no answer from w1 within 1.05625s, past this node's --max-job-timeout 50ms (attempt 1)"
+		start := time.Now()
+		_, err := d.Dispatch(context.Background(), DispatchRequest{Kind: "hold", MaxAttempts: 1})
+		want := "w1 sent no answer by the job's deadline there and a grace after it"
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("err = %v, want %q", err, want)
+		}
+		if took, due := time.Since(start), 50*time.Millisecond+answerGrace(50*time.Millisecond); took < due {
+			t.Fatalf("given up after %v, before the attempt was due (%v)", took, due)
 		}
 		assertNoInFlight(t, d)
 	})

@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -90,6 +89,7 @@ type pend struct {
 	c      *call
 	worker string
 	load   *Load
+	due    time.Time // past it without an answer, the attempt is given up (sweep)
 }
 
 // call is a Dispatch waiting for its current attempt. ch has room for the
@@ -127,7 +127,49 @@ func New(h Host, lim Limits, run RunConfig) *Jobs {
 	j.out = newOutbox(j)
 	slots := min(runtime.NumCPU(), j.lim.MaxSlots)
 	j.w = newWorker(j, slots)
+	go j.sweep()
 	return j
+}
+
+// sweepEvery is how often attempts past their due time are looked for.
+const sweepEvery = time.Second
+
+// answerGrace is how long after the deadline a worker was given its answer
+// may take to arrive: an attempt is due then.
+func answerGrace(deadline time.Duration) time.Duration { return deadline/8 + time.Second }
+
+// sweep gives up the attempts whose worker has not answered by their due
+// time, whatever the caller's timeout: the worker stops a job at the
+// deadline it was sent and answers, so a worker past it is hung, or
+// hostile, and cannot hold a job for ever. Each is cancelled there and
+// ends as lost, so that it goes to another worker if its kind allows.
+func (j *Jobs) sweep() {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-j.closing:
+			return
+		case now := <-t.C:
+			for i := range j.pending {
+				s := &j.pending[i]
+				var ids []uint64
+				var taken []pend
+				s.mu.Lock()
+				for id, p := range s.m {
+					if now.After(p.due) {
+						delete(s.m, id)
+						ids, taken = append(ids, id), append(taken, p)
+					}
+				}
+				s.mu.Unlock()
+				for k, p := range taken {
+					j.send(p.worker, &protocol.JobCancel{ID: ids[k]})
+					p.c.ch <- outcome{lost: p.worker + " sent no answer by the job's deadline there and a grace after it"}
+				}
+			}
+		}
+	}
 }
 
 func (j *Jobs) kind(name string) (kind, bool) {
@@ -488,18 +530,11 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		j.record(req, res, err)
 	}()
 	timeout := min(req.Timeout, j.lim.MaxJobTimeout)
-	// Without a timeout of the caller's, the job still ends: a worker stops
-	// it at this node's MaxJobTimeout and answers, and one that answers
-	// nothing by backstop (hung, or hostile) is given up on.
-	backstop := j.lim.MaxJobTimeout + j.lim.MaxJobTimeout/8 + time.Second
-	t := time.NewTimer(cmp.Or(timeout, backstop))
-	defer t.Stop()
-	deadline := t.C
-	timedOut := func(on string) error {
-		if timeout == 0 {
-			return fmt.Errorf("job %d: no answer from %s within %v, past this node's --max-job-timeout %v (attempt %d)", res.Job, on, backstop, j.lim.MaxJobTimeout, res.Attempts)
-		}
-		return fmt.Errorf("job %d timed out after %v on %s (attempt %d)", res.Job, timeout, on, res.Attempts)
+	var deadline <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		deadline = t.C
 	}
 	maxAttempts := req.MaxAttempts
 	if maxAttempts <= 0 {
@@ -573,7 +608,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			case <-ctx.Done():
 				return res, callerEnded(ctx, fmt.Sprintf("job %d cancelled while waiting for a free worker", res.Job))
 			case <-deadline:
-				return res, fmt.Errorf("job %d timed out after %v waiting for a free worker (%s)", res.Job, cmp.Or(timeout, backstop), strings.Join(lastNotes(notes, len(cands)), "; "))
+				return res, fmt.Errorf("job %d timed out after %v waiting for a free worker (%s)", res.Job, timeout, strings.Join(lastNotes(notes, len(cands)), "; "))
 			case <-j.closing:
 			}
 			skip = skip[:0]
@@ -611,8 +646,8 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		if st != nil {
 			st.begin()
 		}
-		j.store(id, pend{c: c, worker: w.Alias, load: w.Load})
 		sent := time.Now()
+		j.store(id, pend{c: c, worker: w.Alias, load: w.Load, due: sent.Add(time.Duration(wt) + answerGrace(wt))})
 		if serr := j.send(w.Alias, msg); serr != nil {
 			if !j.remove(id) {
 				<-c.ch // a peer-down scan got there first; its outcome is ours
@@ -644,7 +679,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			case <-ctx.Done():
 				gaveUp = callerEnded(ctx, fmt.Sprintf("job %d cancelled on %s", res.Job, w.Alias))
 			case <-deadline:
-				gaveUp = timedOut(w.Alias)
+				gaveUp = fmt.Errorf("job %d timed out after %v on %s (attempt %d)", res.Job, timeout, w.Alias, res.Attempts)
 			case <-j.closing:
 				gaveUp = fmt.Errorf("job %d: this node is shutting down", res.Job)
 			}
