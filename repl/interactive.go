@@ -59,7 +59,9 @@ func fitPrompt(p string, width int) string {
 }
 
 // setPrompt gives rl prompt p, fitted to the terminal.
-func setPrompt(rl *readline.Instance, p string) { rl.SetPrompt(fitPrompt(p, readline.GetScreenWidth())) }
+func setPrompt(rl *readline.Instance, p string) {
+	rl.SetPrompt(fitPrompt(p, readline.GetScreenWidth()))
+}
 
 // Interactive is a readline session bound to a shell.
 type Interactive struct {
