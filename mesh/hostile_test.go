@@ -431,3 +431,38 @@ func TestResetBetweenFramesIsNotWarned(t *testing.T) {
 		}
 	}
 }
+
+func TestDialAnsweredByAnotherAliasIsRefused(t *testing.T) {
+	ra := newRecorder()
+	a, _ := newMesh(t, "a", ra)
+	rb := newRecorder()
+	_, addrB := newMesh(t, "b", rb)
+	if err := hello(t, a, addrB); err != nil {
+		t.Fatal(err)
+	}
+	// A peer listening as "b" elsewhere, whose address came as another
+	// member's: dialled for that member, its answer names b.
+	_, addrFake := newMesh(t, "b", newRecorder())
+	a.mu.Lock()
+	pending := a.newConn(nil, true)
+	pending.peer = protocol.Member{Alias: "zz", Addr: addrFake}
+	a.dialing["zz"] = pending
+	a.mu.Unlock()
+	a.wg.Add(1)
+	a.dialFor(pending, addrFake)
+	ra.mu.Lock()
+	failed := ra.failed
+	ra.mu.Unlock()
+	if len(failed) != 1 || !strings.Contains(failed[0].Error(), `answered as "b", where "zz" was dialled`) {
+		t.Fatalf("dial errors %v, want the dial for zz refused as answered by b", failed)
+	}
+	if a.Connected("zz") {
+		t.Fatal("a connection was registered for zz")
+	}
+	if err := a.SendConnected("b", &protocol.Ping{Seq: 7}); err != nil {
+		t.Fatalf("a lost its connection to the real b: %v", err)
+	}
+	if m := <-rb.recv; m.(*protocol.Ping).Seq != 7 {
+		t.Fatalf("the real b received %+v, want a's ping", m)
+	}
+}

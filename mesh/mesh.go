@@ -619,6 +619,11 @@ func (m *Mesh) handshake(ctx context.Context, addr string, hello bool, pending *
 		return fail(fmt.Errorf("%s belongs to cluster %q, this node to %q; use --cluster to pick one", addr, cluster, m.cfg.Cluster))
 	case from.Alias == self.Alias:
 		return fail(fmt.Errorf("%s is this node itself", addr))
+	case pending != nil && from.Alias != pending.peer.Alias:
+		// A dial for a member is answered by that member or by no one:
+		// a peer that gossiped its own address under another name must not
+		// take over the alias that answers there.
+		return fail(fmt.Errorf("%s answered as %q, where %q was dialled", addr, from.Alias, pending.peer.Alias))
 	case m.protected() && !loopbackAddr(normalizeAddr(from.Addr, nc.RemoteAddr())):
 		// As an accepting node refuses such a peer: its address would be
 		// dialled later, and must not lead off this machine.

@@ -29,6 +29,7 @@ type recorder struct {
 	admit   func(protocol.Member) // when set, Admit calls it first
 	members []protocol.Member     // what Admit answers a Hello with
 	recv    chan protocol.Message
+	failed  []error // DialFailed's errors
 }
 
 func newRecorder() *recorder { return &recorder{recv: make(chan protocol.Message, 1024)} }
@@ -55,7 +56,11 @@ func (r *recorder) PeerDown(a string, err error) {
 	r.down = append(r.down, a)
 	r.mu.Unlock()
 }
-func (r *recorder) DialFailed(string, bool, error) {}
+func (r *recorder) DialFailed(_ string, _ bool, err error) {
+	r.mu.Lock()
+	r.failed = append(r.failed, err)
+	r.mu.Unlock()
+}
 func (r *recorder) Receive(from string, m protocol.Message) {
 	if r.block != nil {
 		<-r.block
