@@ -335,21 +335,6 @@ func TestAttachInATerminal(t *testing.T) {
 	checkLastWords(t, screen)
 }
 
-// checkLastWords checks that a shell ended by a !shutdown said so on a line
-// of its own, with no prompt left before it or after it.
-func checkLastWords(t *testing.T, screen string) {
-	t.Helper()
-	for _, l := range strings.Split(screen, "\n") {
-		if strings.Contains(l, "this node was shut down by !shutdown") && !strings.HasPrefix(l, "this node was shut down") ||
-			strings.Contains(l, "EXITED ") && !strings.HasPrefix(l, "EXITED ") {
-			t.Errorf("a prompt left on the line %q:\n%s", l, screen)
-		}
-	}
-	if !strings.Contains(screen, "\nthis node was shut down by !shutdown; exiting\n") {
-		t.Errorf("no word on the shutdown:\n%s", screen)
-	}
-}
-
 func TestAShellWhoseJoinFailsOpensThePrompt(t *testing.T) {
 	t.Parallel()
 	needTmux(t)
