@@ -96,7 +96,7 @@ type Stats struct {
 	LateTicks                    uint64 // ticks that came more than ProbeTimeout after their deadline
 	QueueDropped                 uint64 // piggyback updates dropped by the queue bound
 	Implausible                  uint64 // news refused: it raised an incarnation beyond manager.MaxIncarnationJump
-	Hearsay                      uint64 // third-party news giving a member in touch with us other tags, not believed (doubt)
+	Hearsay                      uint64 // third-party news that a member in touch with us left, or giving it a later incarnation or other tags, not believed (doubt)
 	ForeignLeaves                uint64 // Leave messages about another member than their sender, ignored
 	PingReqsRefused              uint64 // PingReqs for a target not known or left, nacked at once
 	RateLimited                  uint64 // new members refused by their sender's rate limit
@@ -586,16 +586,22 @@ func (c *Core) merge(now time.Time, from string, updates []protocol.Member) (cha
 // news of a failure about a member whose connection to us closed is a
 // verdict.
 //
-// A member in touch with us (inTouch) says for itself that it leaves, and
-// what its tags are: hearsay that it failed at a later incarnation or
-// left is a suspicion at the incarnation held, and hearsay giving it other
-// tags is not believed — the member is asked for its record instead. So
-// a peer that forges news at ever higher incarnations can make a member
-// suspect for as long as it takes to refute, but never failed, left or
-// retagged, and cannot drive its incarnation up.
+// A member in touch with us (inTouch) says for itself that it leaves, what
+// its tags are and when its incarnation rises: hearsay that it left, or
+// that it is alive at a later incarnation or with other tags, is not
+// believed — the member is asked for its record instead (a leaver's own
+// Leave comes on its connection, before the connection closes); hearsay
+// that it was suspect or failed at a later incarnation is a suspicion at
+// the incarnation held. So a peer that forges news at ever higher
+// incarnations can make a member suspect for as long as it takes to
+// refute, one above the incarnation held, but never failed, left or
+// retagged, and cannot make its incarnation jump; and a member that leaves
+// is never suspected for the news of it outrunning its own Leave.
 func (c *Core) doubt(now time.Time, from string, u protocol.Member, prev manager.Entry) (_ protocol.Member, skip, stepped bool) {
 	touch := from != "" && c.inTouch(u.Alias)
-	departs := u.State == protocol.StateLeft || u.State == protocol.StateFailed && u.Incarnation > prev.Incarnation
+	raises := u.Incarnation > prev.Incarnation
+	departs := (u.State == protocol.StateSuspect || u.State == protocol.StateFailed) && raises
+	leaves := u.State == protocol.StateLeft
 	fails := u.State == protocol.StateFailed && u.Incarnation == prev.Incarnation && !c.lost[u.Alias]
 	s := c.suspicions[u.Alias]
 	switch {
@@ -608,14 +614,14 @@ func (c *Core) doubt(now time.Time, from string, u protocol.Member, prev manager
 		m := prev.Member
 		m.State, m.Accuser = protocol.StateSuspect, ""
 		return m, false, true
+	case touch && (leaves || u.State == protocol.StateAlive && (raises || u.Tags != nil && !maps.Equal(u.Tags, prev.Tags))):
+		c.stats.Hearsay++
+		if raises || leaves {
+			c.ask(now, prev.Member)
+		}
+		return u, true, false
 	case touch && u.Tags != nil && !maps.Equal(u.Tags, prev.Tags):
 		c.stats.Hearsay++
-		if u.State == protocol.StateAlive {
-			if u.Incarnation > prev.Incarnation {
-				c.ask(now, prev.Member)
-			}
-			return u, true, false
-		}
 		u.Tags = nil // the news without the tags: Table.Set keeps those held
 	}
 	return u, false, false
@@ -721,6 +727,9 @@ func (c *Core) aboutSelf(now time.Time, u protocol.Member, handshake bool) bool 
 			c.health(1)
 		}
 		if u.Incarnation <= old {
+			// To every live member: those in touch with this node take a
+			// raised incarnation from its own word only (doubt).
+			c.announce = true
 			c.spread(now, "", []protocol.Member{self})
 			return true
 		}

@@ -102,10 +102,12 @@
 // any height: a member that refutes news above its incarnation tells every
 // live member itself, since some would refuse the refutation from others. A
 // Leave is taken only from the member that leaves. While a member is in
-// touch (its connection up), others' word that it failed at a later
-// incarnation or left is a suspicion at the incarnation held, and their
-// word for its tags is not believed: it is asked instead (doubt), and
-// announces its tag changes to every live member itself. A member marked
+// touch (its connection up), others' word that it was suspect or failed at
+// a later incarnation is a suspicion at the incarnation held, and their
+// word that it left, or for a later incarnation or other tags, is not
+// believed: it is asked instead (doubt), its own Leave comes on its own
+// connection, and it sends its refutations and tag changes to every live
+// member itself. A member marked
 // suspect, failed or left on anyone else's word is told at once, and its
 // own entry rides on whatever is sent to it, so that a live member refutes
 // within a round trip. A relay probes only members it knows, at the address it knows. New

@@ -170,11 +170,12 @@ func TestForgedRecordIsNotKept(t *testing.T) {
 }
 
 // TestHearsayAboutAMemberInTouch: a third party's word that a member in
-// touch with us failed at a later incarnation or left is a suspicion at
-// the incarnation held, told to the member; its word giving the member
-// other tags is not believed, and the member is asked for its record,
-// once a probe interval. Once the member's connection is gone, the same
-// word is believed; the member's own word always is.
+// touch with us was suspect or failed at a later incarnation is a suspicion
+// at the incarnation held, told to the member; its word that the member
+// left, or has a later incarnation or other tags, is not believed, and the
+// member is asked for its record, once a probe interval. Once the member's
+// connection is gone, the same word is believed; the member's own word
+// always is.
 func TestHearsayAboutAMemberInTouch(t *testing.T) {
 	h := newHarness(t, LANConfig(), 6)
 	evil := map[string]string{"role": "evil"}
@@ -184,16 +185,18 @@ func TestHearsayAboutAMemberInTouch(t *testing.T) {
 		withTags(member("e", protocol.StateAlive, 5), "role", "evil"),
 		withTags(member("f", protocol.StateSuspect, 5), "role", "evil"),
 	}})
-	for _, a := range []string{"c", "d"} {
-		if e, _ := h.c.Get(a); e.State != protocol.StateSuspect || e.Incarnation != 0 {
-			t.Fatalf("%s %s@%d on b's word, want suspect@0", a, e.State, e.Incarnation)
-		}
+	if e, _ := h.c.Get("c"); e.State != protocol.StateSuspect || e.Incarnation != 0 {
+		t.Fatalf("c %s@%d on b's word, want suspect@0", e.State, e.Incarnation)
+	}
+	// Only d itself can say it left: its Leave would come on its connection.
+	if e, _ := h.c.Get("d"); e.State != protocol.StateAlive || e.Incarnation != 0 {
+		t.Fatalf("d %s@%d on b's word, want alive@0", e.State, e.Incarnation)
 	}
 	if e, _ := h.c.Get("e"); e.Incarnation != 0 || len(e.Tags) != 0 {
 		t.Fatalf("e@%d with tags %v on b's word, want as it was", e.Incarnation, e.Tags)
 	}
-	if e, _ := h.c.Get("f"); e.State != protocol.StateSuspect || e.Incarnation != 5 || len(e.Tags) != 0 {
-		t.Fatalf("f %s@%d with tags %v, want suspect@5 without b's tags", e.State, e.Incarnation, e.Tags)
+	if e, _ := h.c.Get("f"); e.State != protocol.StateSuspect || e.Incarnation != 0 || len(e.Tags) != 0 {
+		t.Fatalf("f %s@%d with tags %v, want suspect@0 without b's tags", e.State, e.Incarnation, e.Tags)
 	}
 	to, gossips := sent[*protocol.Gossip](h.drain())
 	told := map[string]protocol.Member{}
@@ -204,14 +207,16 @@ func TestHearsayAboutAMemberInTouch(t *testing.T) {
 			}
 		}
 	}
-	if told["c"].State != protocol.StateSuspect || told["d"].State != protocol.StateSuspect {
-		t.Fatalf("c and d told %+v, want each its suspicion", told)
+	if told["c"].State != protocol.StateSuspect {
+		t.Fatalf("c told %+v, want its suspicion", told["c"])
 	}
-	if m, ok := told["e"]; !ok || m.Incarnation != 0 || len(m.Tags) != 0 {
-		t.Fatalf("e asked with %+v, want its record as held", m)
+	for _, a := range []string{"d", "e"} {
+		if m, ok := told[a]; !ok || m.State != protocol.StateAlive || m.Incarnation != 0 || len(m.Tags) != 0 {
+			t.Fatalf("%s asked with %+v, want its record as held", a, m)
+		}
 	}
 	if n := h.c.Stats().Hearsay; n != 2 {
-		t.Fatalf("%d hearsay records counted, want 2", n)
+		t.Fatalf("%d hearsay records counted, want 2 (d's and e's)", n)
 	}
 	// Asked once a probe interval, however often the news comes.
 	h.step("d", &protocol.Gossip{Updates: []protocol.Member{withTags(member("e", protocol.StateAlive, 6), "role", "evil")}})
@@ -228,6 +233,27 @@ func TestHearsayAboutAMemberInTouch(t *testing.T) {
 	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateFailed, 5)}})
 	if e, _ := h.c.Get("c"); e.State != protocol.StateFailed || e.Incarnation != 5 {
 		t.Fatalf("c %s@%d after its connection closed, want failed@5", e.State, e.Incarnation)
+	}
+}
+
+// TestHearsayCannotRaiseAnIncarnation: a third party's word that a member
+// in touch with us is alive at a later incarnation, tags unchanged, is not
+// believed; the member is asked, and its own word is.
+func TestHearsayCannotRaiseAnIncarnation(t *testing.T) {
+	h := newHarness(t, LANConfig(), 3)
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateAlive, 1<<20)}})
+	if e, _ := h.c.Get("c"); e.State != protocol.StateAlive || e.Incarnation != 0 {
+		t.Fatalf("c %s@%d on b's word, want alive@0", e.State, e.Incarnation)
+	}
+	if to, _ := sent[*protocol.Gossip](h.drain()); !slices.Contains(to, "c") {
+		t.Fatal("c was not asked for its record")
+	}
+	if n := h.c.Stats().Hearsay; n != 1 {
+		t.Fatalf("%d hearsay records counted, want 1", n)
+	}
+	h.step("c", &protocol.Gossip{Updates: []protocol.Member{member("c", protocol.StateAlive, 3)}})
+	if e, _ := h.c.Get("c"); e.Incarnation != 3 {
+		t.Fatalf("c@%d after its own word, want 3", e.Incarnation)
 	}
 }
 
