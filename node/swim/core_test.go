@@ -1274,6 +1274,23 @@ func TestRefusedDialToASuspectStartsAProbe(t *testing.T) {
 	}
 }
 
+// TestSilentDialStartsAProbe: a dial that timed out (an address that
+// accepts and says nothing) to a live member starts a probe at once, so a
+// member heard of at such an address is not left alive for a probe round.
+func TestSilentDialStartsAProbe(t *testing.T) {
+	h := newHarness(t, LANConfig(), 10)
+	h.step("b", &protocol.Gossip{Updates: []protocol.Member{{Alias: "z", Addr: "z:1", State: protocol.StateAlive}}})
+	h.drain()
+	if p := h.c.probeOf("z"); p != nil {
+		t.Fatal("z probed before any dial failed")
+	}
+	h.c.DialFailed(h.now, "z", false)
+	h.collect()
+	if to, _ := sent[*protocol.Ping](h.drain()); !slices.Contains(to, "z") {
+		t.Fatalf("a silent dial to z: pings to %v, want a probe of z", to)
+	}
+}
+
 // TestAwarenessCountsAMissingNack: a failed probe in which some relays
 // nacked and one did not raises this node's health score: the silent relay
 // may be our own lossy link at work, as may the missing ack.

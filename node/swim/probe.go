@@ -309,9 +309,11 @@ func (c *Core) ConnLost(now time.Time, alias string) {
 //
 // A probe of alias moves to its indirect round at once; a relay running
 // for another member answers Nack at once; a relay that could not be
-// reached is no longer waited for. A refused dial to a live or suspect
-// member that is not being probed starts an out-of-turn probe. For a
-// failed member it only means the re-contact backs off.
+// reached is no longer waited for. A failed dial to a live or suspect
+// member that is not being probed starts an out-of-turn probe: a member
+// heard of at an address that never answers is suspected in seconds, not
+// after a whole round of probes. For a failed member it only means the
+// re-contact backs off.
 func (c *Core) DialFailed(now time.Time, alias string, refused bool) {
 	c.enter(now)
 	if c.left {
@@ -348,7 +350,7 @@ func (c *Core) DialFailed(now time.Time, alias string, refused bool) {
 	}
 	clear(c.relays[len(kept):])
 	c.relays = kept
-	if !probing && refused {
+	if !probing { // refused or silent, it is ours to check now, not in its turn
 		if e, ok := c.table.Get(alias); ok && (e.State == protocol.StateAlive || e.State == protocol.StateSuspect) {
 			c.startProbe(now, alias, true)
 		}
