@@ -4,7 +4,8 @@
 // Counting is for hot paths: a Histogram observes with three atomic adds,
 // no lock and no allocation. Rendering happens only when a scrape asks:
 // Writer formats families and samples, Serve answers GET /metrics and
-// nothing else, within timeouts and a bound on connections and scrapes.
+// nothing else, within timeouts and bounds on connections (in all and per
+// remote address) and scrapes.
 //
 // It imports the standard library only, so that mesh, node/swim and node
 // may all count into it.

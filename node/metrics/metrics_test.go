@@ -1,9 +1,11 @@
 package metrics
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -163,5 +165,110 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 	h := NewHistogram(JobBuckets()...)
 	if a := testing.AllocsPerRun(100, func() { h.Observe(3 * time.Millisecond) }); a != 0 {
 		t.Fatalf("Observe allocates %v times", a)
+	}
+}
+
+// scrapeOn sends GET /metrics on c and reads the answer.
+func scrapeOn(c net.Conn) (*http.Response, error) {
+	if _, err := io.WriteString(c, "GET /metrics HTTP/1.1\r\nHost: metrics\r\n\r\n"); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp, err
+}
+
+// One address holding MaxConnsPerIP connections does not lock another
+// client out, and a connection beyond them is closed at once.
+func TestServeCapsConnsPerIP(t *testing.T) {
+	s, err := Serve("127.0.0.1:0", func(w *Writer) { w.Metric("up", Gauge, "1 when answering", L(1)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	deadline := time.Now().Add(20 * time.Second) // a bound on a failing test, not a wait
+
+	// The greedy client holds its cap: each connection scraped once is
+	// accepted and stays open, idle, until IdleTimeout.
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	dial := func(local string) (net.Conn, error) {
+		d := net.Dialer{Deadline: deadline, LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		c, err := d.Dial("tcp", s.Addr())
+		if err == nil {
+			c.SetDeadline(deadline)
+		}
+		return c, err
+	}
+	for i := range MaxConnsPerIP {
+		c, err := dial("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		if resp, err := scrapeOn(c); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("connection %d of 127.0.0.1: %v, %v", i+1, resp, err)
+		}
+	}
+
+	// Its next ones, as many as would fill MaxConns, are closed unanswered.
+	for i := MaxConnsPerIP; i <= MaxConns; i++ {
+		c, err := dial("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := scrapeOn(c)
+		c.Close()
+		if err == nil {
+			t.Fatalf("connection %d of 127.0.0.1 answered %s; want it closed", i+1, resp.Status)
+		}
+	}
+	if n, want := s.RefusedConns(), uint64(MaxConns+1-MaxConnsPerIP); n != want {
+		t.Fatalf("RefusedConns %d, want %d", n, want)
+	}
+
+	// Another address scrapes as usual, over a connection of its own.
+	other := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}
+	if ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: other.IP}); err != nil {
+		t.Skipf("no second loopback address here (%v); Linux routes 127.0.0.0/8 to lo", err)
+	} else {
+		ln.Close()
+	}
+	client := &http.Client{Timeout: time.Until(deadline), Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: other}).DialContext}}
+	defer client.CloseIdleConnections()
+	r, err := client.Get("http://" + s.Addr() + "/metrics")
+	if err != nil {
+		t.Fatalf("127.0.0.2 locked out by 127.0.0.1's %d connections: %v", MaxConnsPerIP, err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if fams := parse(t, body); r.StatusCode != 200 || fams["up"].Metric[0].Gauge.GetValue() != 1 {
+		t.Fatalf("scrape from 127.0.0.2: %s\n%s", r.Status, body)
+	}
+
+	// A connection closed gives its address its slot back.
+	held[0].Close()
+	held = held[1:]
+	for {
+		c, err := dial("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		if resp, err := scrapeOn(c); err == nil && resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("127.0.0.1 has no slot back after closing a connection")
+		}
+		// Refused: the server has not yet seen the close; each try is a round trip.
 	}
 }

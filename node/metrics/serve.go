@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,13 +18,14 @@ const (
 	IdleTimeout       = 30 * time.Second // an idle keep-alive connection is closed after it
 	MaxHeaderBytes    = 8 << 10          // a scrape sends a few hundred
 	MaxConns          = 64               // connections open at once; more wait in the backlog
+	MaxConnsPerIP     = 8                // of MaxConns, from one address: one client cannot hold them all and lock other scrapers out
 	MaxScrapes        = 4                // renders at once; more are answered 503 at once
 )
 
 // Server answers GET /metrics with what render writes.
 type Server struct {
 	srv  *http.Server
-	ln   net.Listener
+	ln   *limitListener
 	done chan struct{}
 }
 
@@ -35,7 +37,7 @@ func Serve(addr string, render func(w *Writer)) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{ln: &limitListener{Listener: ln, sem: make(chan struct{}, MaxConns)}, done: make(chan struct{})}
+	s := &Server{ln: newLimitListener(ln, MaxConns, MaxConnsPerIP), done: make(chan struct{})}
 	s.srv = &http.Server{
 		Handler:           Handler(render),
 		ReadHeaderTimeout: ReadHeaderTimeout,
@@ -54,6 +56,11 @@ func Serve(addr string, render func(w *Writer)) (*Server, error) {
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// RefusedConns is how many connections were closed on accept because their
+// address held MaxConnsPerIP already. They are counted, not logged: a client
+// can cause them.
+func (s *Server) RefusedConns() uint64 { return s.ln.refused.Load() }
 
 // Close stops the server and its connections and waits for it.
 func (s *Server) Close() error {
@@ -96,20 +103,66 @@ func Handler(render func(w *Writer)) http.Handler {
 	})
 }
 
-// limitListener holds at most cap(sem) connections open at once.
+// limitListener holds at most cap(sem) connections open at once, and at
+// most perIP from one remote address: one beyond that is closed as soon
+// as it is accepted, so it takes no slot. Past the total, Accept waits.
 type limitListener struct {
 	net.Listener
-	sem chan struct{}
+	sem     chan struct{}
+	perIP   int
+	refused atomic.Uint64 // connections closed on accept for their address
+
+	mu   sync.Mutex
+	open map[string]int // connections open by remote address; no zero entries
+}
+
+func newLimitListener(ln net.Listener, total, perIP int) *limitListener {
+	return &limitListener{Listener: ln, sem: make(chan struct{}, total), perIP: perIP, open: make(map[string]int)}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
 	l.sem <- struct{}{}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			<-l.sem
+			return nil, err
+		}
+		ip := remoteIP(c)
+		l.mu.Lock()
+		ok := l.open[ip] < l.perIP
+		if ok {
+			l.open[ip]++
+		}
+		l.mu.Unlock()
+		if !ok {
+			l.refused.Add(1)
+			c.Close()
+			continue // the slot taken above serves the next connection
+		}
+		return &limitConn{Conn: c, release: func() { l.release(ip) }}, nil
 	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitListener) release(ip string) {
+	l.mu.Lock()
+	if l.open[ip]--; l.open[ip] <= 0 {
+		delete(l.open, ip)
+	}
+	l.mu.Unlock()
+	<-l.sem
+}
+
+// remoteIP is the address c comes from, without its port; an IPv4 address
+// mapped into IPv6 counts as the IPv4 address.
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap().String()
+	}
+	if host, _, err := net.SplitHostPort(c.RemoteAddr().String()); err == nil {
+		return host
+	}
+	return c.RemoteAddr().String()
 }
 
 type limitConn struct {
