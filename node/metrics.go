@@ -138,6 +138,13 @@ func (n *Node) writeMetrics(w *metrics.Writer) {
 	}
 	w.Metric("meshell_control_requests_total", c, "Control requests this node handled, by operation and result.", cs...)
 
+	n.mu.Lock()
+	srv := n.metrics
+	n.mu.Unlock()
+	if srv != nil {
+		w.Metric("meshell_metrics_conns_refused_total", c, "Connections to this endpoint closed at once: over the bound for one address.", L(float64(srv.RefusedConns())))
+	}
+
 	w.Metric("go_goroutines", g, "Goroutines of this process.", L(float64(runtime.NumGoroutine())))
 	w.Metric("process_resident_memory_bytes", g, "Resident set size of this process.", L(float64(rss())))
 }
