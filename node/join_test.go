@@ -218,6 +218,32 @@ func TestStartAfterLeaveIsANewCluster(t *testing.T) {
 	}
 }
 
+// TestALeaverShowsNoReaps: a node that leaves forgets the others, who are
+// alive; it publishes no member-reap about them.
+func TestALeaverShowsNoReaps(t *testing.T) {
+	a, b := startNode(t, "a"), startNode(t, "b")
+	if _, err := b.Join(ctxFor(t, 10*time.Second), a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitAlive(t, b, 2)
+	sub := b.Subscribe(64)
+	if err := b.Leave(ctxFor(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	b.Close() // its run loop has ended: every event it had is published
+	for {
+		select {
+		case ev := <-sub.C:
+			if ev.Kind == MemberReap {
+				t.Fatalf("the leaver published %s of %s", ev.Kind, ev.Member.Alias)
+			}
+			continue
+		default:
+		}
+		break
+	}
+}
+
 // A seed's member list is the seed's word: one naming 2,000 members at one
 // address that never answers gets a bounded number of dials there while
 // they wait, and a rate-limited warning, not one line a member.

@@ -489,6 +489,9 @@ func (n *Node) flush(now time.Time) {
 		case ev.Kind == swim.MemberFailed, ev.Kind == swim.MemberLeave, ev.Kind == swim.MemberReap:
 			n.jobs.MemberGone(ev.Member.Alias, ev.Kind == swim.MemberLeave)
 		}
+		if ev.Kind == swim.MemberReap && self.State == protocol.StateLeft {
+			continue // this node left and forgot the others, which live on: no news of theirs
+		}
 		if (ev.Kind == swim.MemberJoin || ev.Kind == swim.MemberAlive) && self.Alias < ev.Member.Alias && self.State == protocol.StateAlive && !n.joinDials[ev.Member.Alias] {
 			n.connectLater(ev.Member.Alias)
 		}
