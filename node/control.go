@@ -274,6 +274,10 @@ func (n *Node) runControl(m *protocol.Control, from string) (*protocol.ControlAc
 	ack := &protocol.ControlAck{ID: m.ID}
 	log := n.log.WithFields(logrus.Fields{"op": m.Op, "from": from})
 	local := from == n.Alias()
+	notice := log.Warn // another node stops or restarts this one: worth a warning
+	if local {
+		notice = log.Info // typed here, and answered here: a warning would only repeat it
+	}
 	if mutating(m) && !local {
 		if n.cfg.RefuseControl {
 			n.warn.Warn("control-refused", logrus.Fields{"op": m.Op, "from": from}, "control: refused (--accept-control=false)")
@@ -328,11 +332,11 @@ func (n *Node) runControl(m *protocol.Control, from string) (*protocol.ControlAc
 		}
 		log.WithField("member", m.Key).Info("control: forced out")
 	case OpShutdown:
-		log.Warn("control: shutting down")
+		notice("control: shutting down")
 		now := m.Now
 		return ack, func() { n.shutdown(now) }
 	case OpRestart:
-		log.Warn("control: restarting")
+		notice("control: restarting")
 		return ack, func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()

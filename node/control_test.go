@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
 	"meshell/protocol"
 )
 
@@ -217,5 +220,26 @@ func TestRSSWithoutProc(t *testing.T) {
 	got, real := goRSS(), rss()
 	if got == 0 || got > 4*real+64<<20 {
 		t.Fatalf("runtime-derived RSS %d bytes, /proc says %d", got, real)
+	}
+}
+
+// TestControlOfItselfIsNoWarning: a restart or shutdown typed at this node
+// for itself is logged at info (its answer is on the screen already); the
+// same from another node is a warning.
+func TestControlOfItselfIsNoWarning(t *testing.T) {
+	logs, hook := logtest.NewNullLogger()
+	n := startNode(t, "a", func(c *Config) { c.Log = logs })
+	for _, tc := range []struct {
+		from string
+		want logrus.Level
+	}{{"a", logrus.InfoLevel}, {"b", logrus.WarnLevel}} {
+		for _, op := range []string{OpRestart, OpShutdown} {
+			hook.Reset()
+			n.handleControl(&protocol.Control{Op: op}, tc.from) // what it would do after is not run
+			e := hook.LastEntry()
+			if e == nil || e.Level != tc.want {
+				t.Fatalf("%s from %s logged %+v, want one line at %s", op, tc.from, e, tc.want)
+			}
+		}
 	}
 }
