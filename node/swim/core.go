@@ -69,6 +69,7 @@ type Core struct {
 	pendingFrom []string          // senders of the pending changes: they need no copy
 	merged      []protocol.Member // merge's result, reused by the next merge
 	announce    bool              // pending holds a member that joined through us: push to all
+	refutedAll  time.Time         // when a refutation last went to every live member (aboutSelf)
 
 	live []string // other alive and suspect members, sorted; see setLive
 
@@ -726,17 +727,21 @@ func (c *Core) aboutSelf(now time.Time, u protocol.Member, handshake bool) bool 
 			// Lifeguard: being accused hints that this node is the slow one.
 			c.health(1)
 		}
-		if u.Incarnation <= old {
-			// To every live member: those in touch with this node take a
-			// raised incarnation from its own word only (doubt).
-			c.announce = true
+		// To every live member, once a probe interval: those in touch with
+		// this node take a raised incarnation from its own word only
+		// (doubt), and news above anything it said may be refused from
+		// anyone else (manager.Judge). More often, one forged frame would
+		// cost N−1 messages; later refutations spread by gossip, and a
+		// member that refuses them asks this node (ask).
+		toAll := now.Sub(c.refutedAll) >= c.cfg.ProbeInterval
+		if toAll {
+			c.refutedAll = now
+		}
+		if u.Incarnation <= old || !toAll {
+			c.announce = c.announce || toAll
 			c.spread(now, "", []protocol.Member{self})
 			return true
 		}
-		// The news was above anything this node said (a restart, or
-		// forged), and members count third-party news from what it said
-		// (manager.Judge): some could refuse this refutation from anyone
-		// else, so every live member hears it in this node's own word.
 		c.deadlineOK = false
 		c.queue.push(self)
 		c.sendToLive(&protocol.Gossip{Updates: []protocol.Member{self}})

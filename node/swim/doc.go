@@ -106,8 +106,8 @@
 // a later incarnation is a suspicion at the incarnation held, and their
 // word that it left, or for a later incarnation or other tags, is not
 // believed: it is asked instead (doubt), its own Leave comes on its own
-// connection, and it sends its refutations and tag changes to every live
-// member itself. A member marked
+// connection, and it sends its tag changes, and its first refutation in a
+// probe interval, to every live member itself. A member marked
 // suspect, failed or left on anyone else's word is told at once, and its
 // own entry rides on whatever is sent to it, so that a live member refutes
 // within a round trip. A relay probes only members it knows, at the address it knows. New

@@ -701,3 +701,41 @@ func TestRestartAboveFarFetchedNewsThroughTheSeed(t *testing.T) {
 		t.Fatalf("at the bound: self@%d", s.Incarnation)
 	}
 }
+
+// TestRefutationsToAllArePaced: the first refutation in a probe interval
+// goes to every live member; forged news repeated within it is refuted by
+// gossip only, so one frame cannot cost N−1 messages each time.
+func TestRefutationsToAllArePaced(t *testing.T) {
+	h := newHarness(t, LANConfig(), 20)
+	told := func() int {
+		to, gs := sent[*protocol.Gossip](h.drain())
+		n := 0
+		for i := range to {
+			if slices.ContainsFunc(gs[i].Updates, func(m protocol.Member) bool { return m.Alias == "a" && m.State == protocol.StateAlive }) {
+				n++
+			}
+		}
+		return n
+	}
+	for i, tc := range []struct {
+		advance time.Duration
+		toAll   bool
+	}{{0, true}, {0, false}, {0, false}, {LANConfig().ProbeInterval, true}} {
+		h.advance(tc.advance)
+		h.drain()
+		inc := h.c.Self().Incarnation
+		h.step("b", &protocol.Gossip{Updates: []protocol.Member{member("a", protocol.StateSuspect, inc)}})
+		if got := h.c.Self().Incarnation; got != inc+1 {
+			t.Fatalf("forgery %d: a at incarnation %d, want %d", i, got, inc+1)
+		}
+		n := told()
+		h.advance(h.c.cfg.GossipInterval) // a push held back by the gossip interval goes
+		n += told()
+		switch {
+		case tc.toAll && n < 20:
+			t.Fatalf("forgery %d: refutation sent to %d members, want all 20", i, n)
+		case !tc.toAll && n >= 20:
+			t.Fatalf("forgery %d within the interval: refutation sent to %d members, want a gossip fan-out", i, n)
+		}
+	}
+}
