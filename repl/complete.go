@@ -95,7 +95,9 @@ func (s *Shell) argCandidates(cmd *Command, done []string, typing string) []stri
 		return nil
 	}
 	pos, used := positionals(cmd, done)
-	if strings.HasPrefix(typing, "-") && !(cmd.Rest && len(pos) > 0) && !slices.Contains(pos, "--") {
+	// Flags while one is typed, not after a "--" nor as one: "--" is the end
+	// of the flags (parseArgs), not the start of a long one.
+	if strings.HasPrefix(typing, "-") && typing != "--" && !(cmd.Rest && len(pos) > 0) && !slices.Contains(pos, "--") {
 		var out []string
 		for _, f := range cmd.Flags {
 			if !used[f.Name] || f.Kind == FlagKV {

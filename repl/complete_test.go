@@ -172,6 +172,9 @@ func TestCompletionOfLiveAliasesAndTags(t *testing.T) {
 		{"!run a --d", []string{"--diff"}}, // ... flags until "--"
 		{"!run a -- ", nil},                // CMD is the user's
 		{"!run a -- ls -", nil},            // its words are no flags of !run
+		{"!run --all --", nil},             // "--" ends the flags: none is offered
+		{"!run a --", nil},
+		{"!dispatch --", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.head, func(t *testing.T) {
