@@ -95,7 +95,9 @@ func (s *Shell) argCandidates(cmd *Command, done []string, typing string) []stri
 		return nil
 	}
 	pos, used := positionals(cmd, done)
-	if strings.HasPrefix(typing, "-") && !(cmd.Rest && len(pos) > 0) && !slices.Contains(pos, "--") {
+	// Flags while one is typed, not after a "--" nor as one: "--" is the end
+	// of the flags (parseArgs), not the start of a long one.
+	if strings.HasPrefix(typing, "-") && typing != "--" && !(cmd.Rest && len(pos) > 0) && !slices.Contains(pos, "--") {
 		var out []string
 		for _, f := range cmd.Flags {
 			if !used[f.Name] || f.Kind == FlagKV {
@@ -105,9 +107,60 @@ func (s *Shell) argCandidates(cmd *Command, done []string, typing string) []stri
 		return out
 	}
 	if cmd.Complete != nil && (cmd.Max < 0 || len(pos) < cmd.Max) {
+		if cmd.Target && strings.Contains(typing, ",") {
+			return s.targetListCandidates(cmd.Complete(s, pos), typing)
+		}
 		return cmd.Complete(s, pos)
 	}
 	return nil
+}
+
+// splitList splits a comma-separated list being typed into what comes
+// before its last element (through the comma) and that element. ok is
+// false when typing holds no comma outside a range's brackets, or ends
+// inside brackets (n[1,2: a range's numbers, not an element).
+func splitList(typing string) (before, last string, ok bool) {
+	depth, cut := 0, -1
+	for i := 0; i < len(typing); i++ {
+		switch typing[i] {
+		case '[':
+			depth++
+		case ']':
+			depth--
+		case ',':
+			if depth == 0 {
+				cut = i
+			}
+		}
+	}
+	if cut < 0 || depth != 0 {
+		return "", "", false
+	}
+	return typing[:cut+1], typing[cut+1:], true
+}
+
+// targetListCandidates completes the next alias of a TARGET list typed as
+// one word (n1,n2,…): cands are what the command offers for the word, of
+// which the members' aliases not in the list yet are offered after what
+// is typed before the last comma (readline replaces the whole word). A
+// word that is not a TARGET (!config set KEY) offers no alias, so nothing.
+func (s *Shell) targetListCandidates(cands []string, typing string) []string {
+	before, _, ok := splitList(typing)
+	if !ok {
+		return nil
+	}
+	named, err := expandNodes(strings.TrimSuffix(before, ","))
+	if err != nil {
+		return nil // an empty alias, a bad range: no list to go on with
+	}
+	members := s.aliases()
+	var out []string
+	for _, c := range cands {
+		if slices.Contains(members, c) && !slices.Contains(named, c) {
+			out = append(out, before+c)
+		}
+	}
+	return out
 }
 
 // valueFlag is the flag of cmd that word names when it still waits for its
@@ -155,7 +208,7 @@ func (s *Shell) flagValues(f *Flag, typing string) []string {
 	case f.Value != nil:
 		return f.Value()
 	case f.Kind == FlagKV:
-		return s.tagFilterCandidates(typing)
+		return s.tagListCandidates(typing)
 	case f.Kind == FlagDuration:
 		return []string{"500ms", "1s", "2s", "5s", "10s"}
 	}
@@ -225,6 +278,29 @@ func (s *Shell) tagFilterCandidates(typing string) []string {
 		}
 	}
 	sort.Strings(out)
+	return out
+}
+
+// tagListCandidates completes a K=V flag's value, which may hold several
+// pairs, comma-separated (Args.KV): the last pair as tagFilterCandidates
+// does, after the pairs before it, leaving out the keys they give already.
+func (s *Shell) tagListCandidates(typing string) []string {
+	if !strings.Contains(typing, ",") {
+		return s.tagFilterCandidates(typing)
+	}
+	cut := strings.LastIndexByte(typing, ',')
+	before, last := typing[:cut+1], typing[cut+1:]
+	given := map[string]bool{}
+	for _, kv := range strings.Split(before[:cut], ",") {
+		k, _, _ := strings.Cut(kv, "=")
+		given[k] = true
+	}
+	var out []string
+	for _, c := range s.tagFilterCandidates(last) {
+		if k, _, _ := strings.Cut(c, "="); !given[k] {
+			out = append(out, before+c)
+		}
+	}
 	return out
 }
 

@@ -172,6 +172,25 @@ func TestCompletionOfLiveAliasesAndTags(t *testing.T) {
 		{"!run a --d", []string{"--diff"}}, // ... flags until "--"
 		{"!run a -- ", nil},                // CMD is the user's
 		{"!run a -- ls -", nil},            // its words are no flags of !run
+		{"!run --all --", nil},             // "--" ends the flags: none is offered
+		{"!run a --", nil},
+		{"!dispatch --", nil},
+		{"!run a,", []string{"a,b"}}, // the next alias of a list, after what is typed
+		{"!run b,", []string{"b,a"}},
+		{"!run a,b", []string{"a,b"}},
+		{"!run a,b,", nil}, // every live member named
+		{"!run a,b ", nil},
+		{"!run x,", []string{"x,a", "x,b"}},
+		{"!run n[1,", nil},              // a range's numbers are not aliases
+		{"!run a,,", nil},               // an empty alias: no list to go on with
+		{"!status a,", []string{"a,b"}}, // every command with a TARGET
+		{"!config show a,", []string{"a,b"}},
+		{"!config set probe-interval,", nil}, // not a TARGET: no list
+		{"!run a -- echo a,", nil},
+		{"!run --tag role=worker,", []string{"role=worker,zone=1"}}, // a --tag's K=V list
+		{"!run --tag role=worker,z", []string{"role=worker,zone=1"}},
+		{"!run --tag=zone=1,", []string{"--tag=zone=1,role=worker"}},
+		{"!run --tag zone=1,role=worker,", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.head, func(t *testing.T) {
@@ -188,6 +207,11 @@ func TestCompletionOfLiveAliasesAndTags(t *testing.T) {
 				t.Fatalf("completions(%q) = %q, want %q", tt.head, got, tt.want)
 			}
 		})
+	}
+	// readline gets the rest of the list's next element, and replaces the
+	// whole word typed.
+	if cands, n := (completer{s}).Do([]rune("!run a,"), len("!run a,")); n != len("a,") || len(cands) != 1 || string(cands[0]) != "b " {
+		t.Errorf("Do(!run a,) = %q %d, want [\"b \"] 2", cands, n)
 	}
 }
 

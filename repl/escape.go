@@ -28,7 +28,11 @@ import (
 //     `\\x1b` and cannot pass for an escaped ESC.
 //
 // clean and cleanN also cap the output at a number of runes (escapes never
-// split) and end it with …(+N bytes), N the bytes of input not shown.
+// split) and end it with …(+N bytes), N the bytes of input not shown. A cut
+// never lengthens the output: when the rest is shown in no more runes than
+// the marker would take, it is shown whole instead. So the output is at most
+// the cap plus one marker, and a value shown whole is past the cap by at most
+// 12 runes (its rest is then at most 4 bytes a rune of …(+48 bytes)).
 
 const (
 	fieldCap = 256  // runes shown of one field: an alias, an address, a tag key or value
@@ -123,7 +127,12 @@ func escape(s string, text bool, max int) string {
 		piece, size := escaped(s[i:], text)
 		n := utf8.RuneCountInString(piece)
 		if max > 0 && runes+n > max {
-			fmt.Fprintf(&b, "…(+%d bytes)", len(s)-i)
+			marker := fmt.Sprintf("…(+%d bytes)", len(s)-i)
+			if fitsIn(s[i:], text, utf8.RuneCountInString(marker)) {
+				max = 0 // the rest is shown whole: it is no longer than the marker
+				continue
+			}
+			b.WriteString(marker)
 			break
 		}
 		b.WriteString(piece)
@@ -131,6 +140,22 @@ func escape(s string, text bool, max int) string {
 		i += size
 	}
 	return b.String()
+}
+
+// fitsIn reports whether rest is shown in at most budget runes. Every piece
+// is at least one rune, so it looks at no more than budget+1 of them: a cut
+// is decided quickly however long the input.
+func fitsIn(rest string, text bool, budget int) bool {
+	runes := 0
+	for i := 0; i < len(rest); {
+		piece, size := escaped(rest[i:], text)
+		runes += utf8.RuneCountInString(piece)
+		if runes > budget {
+			return false
+		}
+		i += size
+	}
+	return true
 }
 
 // asciiPlain reports whether s is printable ASCII without a backslash.

@@ -42,7 +42,7 @@ func TestClean(t *testing.T) {
 		{"two backslashes", `a\\b`, `a\\\b`},
 		{"trailing backslash stays", `a\`, `a\`},
 		{"long field capped", strings.Repeat("A", 300), strings.Repeat("A", fieldCap) + "…(+44 bytes)"},
-		{"cap does not split an escape", strings.Repeat("A", 254) + "\x1bZ", strings.Repeat("A", 254) + "…(+2 bytes)"},
+		{"cap does not split an escape", strings.Repeat("A", 254) + "\x1b" + strings.Repeat("Z", 50), strings.Repeat("A", 254) + "…(+51 bytes)"},
 		{"empty", "", ""},
 	}
 	for _, tt := range tests {
@@ -68,6 +68,40 @@ func TestCleanText(t *testing.T) {
 				t.Fatalf("cleanText(%q) = %q, want %q", tt.in, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestCleanCutNeverLengthens(t *testing.T) {
+	A := func(n int) string { return strings.Repeat("A", n) }
+	tests := []struct{ name, in, want string }{
+		{"3 bytes over: whole, not 3 runes for a marker of 11", A(fieldCap + 3), A(fieldCap + 3)},
+		{"12 over, the marker's 12 runes: whole", A(fieldCap + 12), A(fieldCap + 12)},
+		{"13 over: cut", A(fieldCap + 13), A(fieldCap) + "…(+13 bytes)"},
+		{"an escape that does not fit is shown, not cut", A(254) + "\x1bZ", A(254) + `\x1bZ`},
+		{"two escapes over: whole", A(250) + "\x1b\x1b", A(250) + `\x1b\x1b`},
+		{"12 four-byte runes over: whole", A(fieldCap) + strings.Repeat("😀", 12), A(fieldCap) + strings.Repeat("😀", 12)},
+		{"13 four-byte runes over: cut", A(fieldCap) + strings.Repeat("😀", 13), A(fieldCap) + "…(+52 bytes)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := clean(tt.in); got != tt.want {
+				t.Fatalf("clean(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+	// Every length around the cap: a cut is shorter than the whole, and a
+	// value shown whole past the cap is past it by no more than a marker
+	// (of at most 12 runes, "…(+48 bytes)").
+	for _, unit := range []string{"A", "\x1b", "é", "😀", "\u202e", "\\x"} {
+		for n := 0; n < 2*fieldCap; n++ {
+			in := strings.Repeat(unit, n)
+			whole := cleanN(in, 0)
+			out := clean(in)
+			got, all := utf8.RuneCountInString(out), utf8.RuneCountInString(whole)
+			if out != whole && got >= all || out == whole && got > fieldCap+12 {
+				t.Fatalf("clean of %d × %q: %d runes, %d whole: %q", n, unit, got, all, out)
+			}
+		}
 	}
 }
 
@@ -156,7 +190,8 @@ func FuzzClean(f *testing.F) {
 				t.Fatalf("escape(%q, %t) = %q, reads back as %q (%v)", s, text, out, back, err)
 			}
 		}
-		if out := cleanN(s, 10); utf8.RuneCountInString(out) > 10+len("…(+0000 bytes)") {
+		if out := cleanN(s, 10); utf8.RuneCountInString(out) > 10+len("…(+0000 bytes)") ||
+			utf8.RuneCountInString(out) > utf8.RuneCountInString(escape(s, false, 0)) {
 			t.Fatalf("cleanN(%q, 10) = %q", s, out)
 		}
 	})

@@ -39,11 +39,19 @@ func targeted(c *Command) *Command {
 }
 
 // completeTarget offers the live members, this node included, not named
-// yet in prev.
+// yet in prev (a word of which may be a list, n1,n2 or n[1-3]).
 func completeTarget(s *Shell, prev []string) []string {
+	var named []string
+	for _, w := range prev {
+		if names, err := expandNodes(w); err == nil {
+			named = append(named, names...)
+		} else {
+			named = append(named, w)
+		}
+	}
 	var out []string
 	for _, a := range s.aliasCandidates(true) {
-		if !slices.Contains(prev, a) {
+		if !slices.Contains(named, a) {
 			out = append(out, a)
 		}
 	}
