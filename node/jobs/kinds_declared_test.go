@@ -1,9 +1,14 @@
 package jobs
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"meshell/manager"
+	"meshell/protocol"
 )
 
 func TestParseKindSpec(t *testing.T) {
@@ -87,5 +92,46 @@ func TestOffers(t *testing.T) {
 	}
 	if d, _ := offers(nil, "build"); d {
 		t.Error("a worker without the kinds tag offers build")
+	}
+}
+
+// TestDeclaredKindRefusesOptionArguments: a job's arguments reach a declared
+// kind's command as data. One that begins with '-' is refused before
+// anything runs (find DIR -name X -exec … would make the kind a shell for
+// every member); plain ones run.
+func TestDeclaredKindRefusesOptionArguments(t *testing.T) {
+	rc, err := RunConfig{Kinds: []DeclaredKind{{Name: "mark", Command: []string{"touch"}}}}.Checked()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &fakePeer{reading: true, notify: make(chan struct{}, 1)}
+	h := &fakeHost{alias: "w", send: p.send}
+	h.snap.Store(&manager.Snapshot{})
+	j := New(h, Limits{}, rc)
+	t.Cleanup(j.Close)
+	if err := j.SetSlots(1); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	refused, ran := filepath.Join(dir, "refused"), filepath.Join(dir, "ran")
+	for i, args := range [][]string{{refused, "-r", "/etc/hostname"}, {"--", refused}, {"-", refused}} {
+		j.w.submit("d", &protocol.JobRequest{ID: uint64(10 + i), Kind: "mark", Args: args})
+	}
+	j.w.submit("d", &protocol.JobRequest{ID: 2, Kind: "mark", Args: []string{ran}})
+	ms := p.waitFor(t, "four answers", func(ms []protocol.Message) bool { return len(ms) >= 4 })
+	for _, m := range ms {
+		r := m.(*protocol.JobResult)
+		switch {
+		case r.ID >= 10 && (r.Status != protocol.JobError || !strings.Contains(r.Error, "begins with '-'")):
+			t.Errorf("option argument: %+v, want refused", r)
+		case r.ID == 2 && r.Status != protocol.JobOK:
+			t.Errorf("plain argument: %+v, want ok", r)
+		}
+	}
+	if _, err := os.Stat(refused); err == nil {
+		t.Error("a refused job ran")
+	}
+	if _, err := os.Stat(ran); err != nil {
+		t.Errorf("the plain job did not run: %v", err)
 	}
 }

@@ -360,6 +360,23 @@ func (j *Jobs) refuseRun(from string, req *protocol.JobRequest) (protocol.JobSta
 
 var runKindEntry = kind{cmd: &cmdKind{name: RunKind, run: true}}
 
+// optionArg says why a declared kind refuses a job's arguments, "" when it
+// does not. They come from any member and are appended to the owner's
+// command as data: one that begins with '-' would be taken as an option or
+// an expression (find … -exec, tar --to-command, git -c), turning a kind
+// into a shell for every member.
+func optionArg(args []string) string {
+	for i, a := range args {
+		if strings.HasPrefix(a, "-") {
+			if len(a) > 40 {
+				a = a[:40] + "…"
+			}
+			return fmt.Sprintf("refused: argument %d (%q) begins with '-': a declared kind takes its arguments as data, never as options; declare a kind with the options it needs", i+1, a)
+		}
+	}
+	return ""
+}
+
 // RunRequest is one command for several nodes (!run).
 type RunRequest struct {
 	Targets []string // aliases; each runs the command once

@@ -262,6 +262,12 @@ func (w *worker) submit(from string, req *protocol.JobRequest) {
 			Error: fmt.Sprintf("unknown job kind %q on %s: it runs %s", req.Kind, w.j.h.Alias(), strings.Join(w.j.kindNames(), ", "))})
 		return
 	}
+	if k.cmd != nil && !k.cmd.run {
+		if why := optionArg(req.Args); why != "" {
+			w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobError, Error: fmt.Sprintf("%s on %s: %s", req.Kind, w.j.h.Alias(), why)})
+			return
+		}
+	}
 	w.mu.Lock()
 	if w.closed || w.draining {
 		w.mu.Unlock()
