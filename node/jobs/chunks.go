@@ -176,9 +176,9 @@ func (s *stream) begin() {
 // push takes chunk c on the reader goroutine. It returns why, when c ended
 // the job (once: later chunks are dropped without a word).
 func (s *stream) push(c protocol.JobChunk) (why string) {
-	out := s.output && c.Stream != protocol.StreamJob
-	if c.Stream > protocol.StreamStderr || !out && !s.jobs {
-		return "" // no such stream, or none the caller takes: dropped
+	kind := c.Stream == protocol.StreamJob
+	if c.Stream > protocol.StreamStderr || kind && !s.jobs || !kind && !s.output {
+		return "" // no such stream, or none the caller asked for: dropped
 	}
 	s.mu.Lock()
 	defer func() {
@@ -191,8 +191,14 @@ func (s *stream) push(c protocol.JobChunk) (why string) {
 	if s.ended != "" {
 		return ""
 	}
+	if !kind && c.Data == "" {
+		// A worker streams output only when it has some: empty chunks
+		// would pass every byte bound, one printed line each.
+		s.ended = fmt.Sprintf("an empty chunk of %s: a worker sends none", streamName(c.Stream))
+		return s.ended
+	}
 	limit, what := maxStreamOutput, "the output limit"
-	if c.Stream == protocol.StreamJob {
+	if kind {
 		limit, what = protocol.MaxJobStream, "the stream limit"
 		if s.count++; s.count > protocol.MaxJobChunks {
 			s.ended = fmt.Sprintf("more than %d chunks, the stream limit", protocol.MaxJobChunks)

@@ -449,3 +449,34 @@ func TestEmitRefusesPastTheStreamLimit(t *testing.T) {
 		t.Errorf("the caller was given %d chunks, want the %d the limit allows", calls, protocol.MaxJobChunks)
 	}
 }
+
+// A hostile worker's output chunks that pass no byte bound: an empty one
+// ends the job in one error (a worker streams only what it has), and
+// stdout sent to a caller that asked only for a kind's chunks is dropped,
+// not printed as a kind's chunk.
+func TestHostileWorkerEmptyOrUnaskedOutputChunks(t *testing.T) {
+	_, d, ws := jobCluster(t, "w1")
+	g := newGate()
+	ws[0].RegisterKind("job", g.kind("w1"))
+
+	var outputs int
+	id, done := startOn(t, d, g, "w1", DispatchRequest{Kind: "job", OnOutput: func(bool, string) { outputs++ }})
+	d.Receive("w1", &protocol.JobChunk{ID: id, Seq: 1, Data: "", Stream: protocol.StreamStdout})
+	o := within(t, "the job's outcome", done)
+	if !errors.Is(o.err, ErrOverrun) || !strings.Contains(o.err.Error(), "an empty chunk of stdout") || outputs != 0 {
+		t.Fatalf("an empty stdout chunk: %+v, %v, %d outputs; want one error and nothing printed", o.res, o.err, outputs)
+	}
+	if err := within(t, "the job ending on w1", g.ended); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the job on w1 ended with %v, want it cancelled", err)
+	}
+
+	var chunks []string
+	id, done = startOn(t, d, g, "w1", DispatchRequest{Kind: "job", OnChunk: func(_ int, data string) { chunks = append(chunks, data) }})
+	d.Receive("w1", &protocol.JobChunk{ID: id, Seq: 1, Data: "not asked for", Stream: protocol.StreamStdout})
+	d.Receive("w1", &protocol.JobChunk{ID: id, Seq: 1, Data: "one"})
+	g.release <- struct{}{}
+	if o := within(t, "the second job's outcome", done); o.err != nil || !slices.Equal(chunks, []string{"one"}) {
+		t.Fatalf("second job: %+v %v, chunks %q; want only the kind's chunk", o.res, o.err, chunks)
+	}
+	assertNoInFlight(t, d)
+}
