@@ -71,6 +71,7 @@ type Interactive struct {
 	// a pending read, so that a remote !shutdown or a signal ends Readline
 	// (and rl.Close) without waiting for a key.
 	stdin *readline.CancelableStdin
+	hist  *history // nil: none kept in a file
 
 	cmd interrupts // Ctrl-C to the running command
 
@@ -87,11 +88,11 @@ type Interactive struct {
 // that cannot be written is warned about once, and no history is kept.
 func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
 	in := &Interactive{s: s}
-	rl, stdin, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on, ttyHooks{raw: in.cmd.rawMode, hangup: in.hangup, interrupt: in.cmd.interrupt})
+	rl, stdin, hist, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on, ttyHooks{raw: in.cmd.rawMode, hangup: in.hangup, interrupt: in.cmd.interrupt})
 	if err != nil {
 		return nil, err
 	}
-	in.rl, in.stdin = rl, stdin
+	in.rl, in.stdin, in.hist = rl, stdin, hist
 	s.setWriters(rl.Stdout(), rl.Stderr())
 	if histErr != nil {
 		s.warnf("history is not saved: %v (see --history-file)", histErr)
@@ -211,14 +212,14 @@ func (t *ttyReader) exitedRaw() {
 }
 
 // openTerminal sets readline up for a shell, local or attached: history in
-// historyFile unless it cannot be written (histErr says why), completion
-// by ac, the grey hint when colour is on, Ctrl-Z defused, the terminal
-// followed by hooks.
-func openTerminal(prompt func() string, historyFile string, ac readline.AutoCompleter, color bool, hooks ttyHooks) (rl *readline.Instance, stdin *readline.CancelableStdin, histErr, err error) {
+// historyFile unless it cannot be opened (histErr says why; hist is then
+// nil, and lines are kept in memory only), completion by ac, the grey hint
+// when colour is on, Ctrl-Z defused, the terminal followed by hooks. The
+// caller closes hist after rl.
+func openTerminal(prompt func() string, historyFile string, ac readline.AutoCompleter, color bool, hooks ttyHooks) (rl *readline.Instance, stdin *readline.CancelableStdin, hist *history, histErr, err error) {
+	var lines []string
 	if historyFile != "" {
-		if histErr = writable(historyFile); histErr != nil {
-			historyFile = ""
-		}
+		hist, lines, histErr = openHistory(historyFile, historyLimit)
 	}
 	tty := &ttyReader{r: os.Stdin, fd: -1, hangup: hooks.hangup, intr: hooks.interrupt}
 	if hooks.interrupt != nil {
@@ -230,8 +231,8 @@ func openTerminal(prompt func() string, historyFile string, ac readline.AutoComp
 	cfg := &readline.Config{
 		Prompt:                 fitPrompt(prompt(), readline.GetScreenWidth()),
 		Stdin:                  stdin,
-		HistoryFile:            historyFile,
-		HistoryLimit:           1000,
+		HistoryFile:            "", // kept by hist, mode 0600: readline's would be 0666
+		HistoryLimit:           historyLimit,
 		DisableAutoSaveHistory: true, // saved by hand: some commands stay out of it
 		HistorySearchFold:      true,
 		AutoComplete:           ac,
@@ -258,20 +259,12 @@ func openTerminal(prompt func() string, historyFile string, ac readline.AutoComp
 	}
 	if rl, err = readline.NewEx(cfg); err != nil {
 		stdin.Close()
-		return nil, nil, nil, err
+		hist.close()
+		return nil, nil, nil, nil, err
 	}
 	op.Store(rl.Operation)
-	return rl, stdin, histErr, nil
-}
-
-// writable reports why the history file cannot be opened the way readline
-// opens it, if it cannot.
-func writable(path string) error {
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return err
-	}
-	return f.Close()
+	hist.load(rl, lines)
+	return rl, stdin, hist, histErr, nil
 }
 
 // filterInput sees each key in readline's loop before readline does. The
@@ -315,6 +308,7 @@ func keepInHistory(line string) bool {
 // SIGTERM exits at once; SIGHUP does not.
 func (in *Interactive) Run(base context.Context) int {
 	s, rl := in.s, in.rl
+	defer in.hist.close() // after rl.Close
 	defer rl.Close()
 	defer in.stdin.Close() // first: rl.Close waits for a pending read
 	stopSusp := ignoreSuspend()
@@ -373,7 +367,7 @@ func (in *Interactive) Run(base context.Context) int {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		saveHistory(rl, line)
+		in.hist.save(rl, line)
 		err = in.exec(base, line)
 		if err != nil && !errors.Is(err, errQuit) {
 			s.errorLine(err)
@@ -559,14 +553,4 @@ func exitCode(sig os.Signal) int {
 		return 128 + int(n)
 	}
 	return 1
-}
-
-// saveHistory keeps line in the history unless keepInHistory refuses it
-// (saving "" forgets the line being edited and writes nothing).
-func saveHistory(rl *readline.Instance, line string) {
-	if keepInHistory(line) {
-		rl.SaveHistory(line)
-	} else {
-		rl.SaveHistory("")
-	}
 }

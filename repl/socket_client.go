@@ -196,11 +196,12 @@ func (c *client) Do(line []rune, pos int) ([][]rune, int) {
 // command on the agent; Ctrl-D detaches.
 func (c *client) interactive(historyFile string) int {
 	var cmd interrupts
-	rl, stdin, histErr, err := openTerminal(c.s.Prompt, historyFile, c, c.pal.on, ttyHooks{raw: cmd.rawMode, interrupt: cmd.interrupt})
+	rl, stdin, hist, histErr, err := openTerminal(c.s.Prompt, historyFile, c, c.pal.on, ttyHooks{raw: cmd.rawMode, interrupt: cmd.interrupt})
 	if err != nil {
 		c.errorLine(fmt.Errorf("terminal: %w", err))
 		return 1
 	}
+	defer hist.close()
 	defer rl.Close()
 	defer stdin.Close()
 	stopSusp := ignoreSuspend()
@@ -261,7 +262,7 @@ func (c *client) interactive(historyFile string) int {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		saveHistory(rl, line)
+		hist.save(rl, line)
 		ctx, stop := context.WithCancel(context.Background())
 		cmd.start(stop)
 		echoBack := echoOff(readline.GetStdin())

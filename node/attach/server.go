@@ -77,6 +77,9 @@ func Serve(path string, cfg Config, host Host) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if w := DirWarning(path); w != "" && cfg.Log != nil {
+		cfg.Log.Warn(w)
+	}
 	srv := &Server{cfg: cfg, host: host, ln: ln, path: path, sem: make(chan struct{}, MaxSessions),
 		stop: make(chan struct{}), sessions: map[*conn]bool{}}
 	srv.wg.Add(1)

@@ -15,13 +15,84 @@ import (
 // Ext ends every socket's name: ALIAS.sock.
 const Ext = ".sock"
 
-// Dir is where sockets live by default: $XDG_RUNTIME_DIR/meshell, or
-// meshell-UID in the temporary directory.
+// Dir is where sockets live by default, found by the same rule by a node
+// and by meshell attach: $XDG_RUNTIME_DIR/meshell; else meshell-UID in the
+// temporary directory, created (mode 0700) if it is not there; but if that
+// name is taken by a directory this user may not trust (another user's,
+// one open to others, a symbolic link: anyone may create it first in a
+// shared /tmp), the directory meshell in this user's cache directory
+// (~/.cache/meshell), which no other user can have made. Like tmux, a
+// taken directory is never used; unlike tmux, a node then still gets a
+// socket, and meshell attach looks for it in the same place.
 func Dir() string {
+	d, _ := defaultDir()
+	return d
+}
+
+// defaultDir is Dir, and why the directory in the temporary directory was
+// passed over, if it was ("" if not).
+func defaultDir() (dir, refused string) {
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "meshell")
+		return filepath.Join(d, "meshell"), ""
 	}
-	return filepath.Join(os.TempDir(), "meshell-"+strconv.Itoa(os.Getuid()))
+	tmp := filepath.Join(os.TempDir(), "meshell-"+strconv.Itoa(os.Getuid()))
+	// Made here, not at Listen: once this user's it stays so (/tmp is
+	// sticky), and a node and a client cannot be told apart by a
+	// directory made by someone else between their looks.
+	err := os.MkdirAll(tmp, 0o700)
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		err = fmt.Errorf("%q cannot be made a directory: %w", tmp, pe.Err)
+	} else if err == nil {
+		var fi os.FileInfo
+		if fi, err = os.Lstat(tmp); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			err = fmt.Errorf("%q is a symbolic link, not a directory", tmp)
+		} else if err == nil {
+			err = private(tmp, fi)
+		}
+	}
+	if err == nil {
+		return tmp, ""
+	}
+	cache, cerr := os.UserCacheDir()
+	if cerr != nil || !filepath.IsAbs(cache) {
+		return tmp, "" // nowhere else: Listen says what is wrong with it
+	}
+	return filepath.Join(cache, "meshell"), err.Error()
+}
+
+// Why a socket's directory is refused.
+var (
+	errOpenDir    = errors.New("open to other users")
+	errForeignDir = errors.New("not to this user")
+)
+
+// private refuses a directory (fi, at dir) that is not this user's own and
+// closed to others: the one rule for a socket's directory, the default one
+// or a --socket's.
+func private(dir string, fi os.FileInfo) error {
+	if !fi.IsDir() {
+		return fmt.Errorf("%q is not a directory", dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("directory %q has mode %04o, %w", dir, perm, errOpenDir)
+	}
+	if uid, ok := owner(fi); ok && uid != os.Getuid() {
+		return fmt.Errorf("directory %q belongs to uid %d, %w (uid %d)", dir, uid, errForeignDir, os.Getuid())
+	}
+	return nil
+}
+
+// DirWarning says why Dir is not the usual directory in the temporary
+// directory, when it is not and path is in Dir: a node logs it, so that
+// whoever made that directory can be looked for. "" when there is nothing
+// to say.
+func DirWarning(path string) string {
+	d, refused := defaultDir()
+	if refused == "" || filepath.Dir(path) != d {
+		return ""
+	}
+	return fmt.Sprintf("control socket: %s, so it is not used: the socket is in %q instead", refused, d)
 }
 
 // Path is the default socket of alias.
@@ -63,11 +134,12 @@ func privateDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("control socket: directory %s has mode %04o, open to other users: chmod 700 it, or pick another --socket", dir, perm)
-	}
-	if uid, ok := owner(fi); ok && uid != os.Getuid() {
-		return fmt.Errorf("control socket: directory %s belongs to uid %d, not to this user (uid %d): pick another --socket", dir, uid, os.Getuid())
+	if err := private(dir, fi); err != nil {
+		fix := "pick another --socket"
+		if errors.Is(err, errOpenDir) {
+			fix = "chmod 700 it, or " + fix
+		}
+		return fmt.Errorf("control socket: %w: %s", err, fix)
 	}
 	return nil
 }
