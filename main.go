@@ -48,6 +48,15 @@ type options struct {
 	set                                         map[string]bool
 }
 
+// usage heads meshell --help, before the flags.
+const usage = `usage: meshell [flags]                 start a node with a shell (--serve: headless)
+       meshell attach [SOCKET|ALIAS] [-c COMMAND] [flags]
+                                      a shell on a running node (meshell attach -h)
+       meshell keygen [--operator NAME --out FILE]
+                                      print a cluster key, or make an operator key
+flags:
+`
+
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("meshell", flag.ContinueOnError)
@@ -115,14 +124,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stderr)
-			fmt.Fprintln(stderr, "Usage of meshell:")
+			fmt.Fprint(stderr, usage)
 			fs.PrintDefaults()
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w (see --help)", err)
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q: meshell takes flags only (see --help)", fs.Arg(0))
+		return nil, fmt.Errorf("unknown command %q: meshell takes flags, or one of: attach, keygen (see meshell --help)", fs.Arg(0))
 	}
 	o.set = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
