@@ -64,7 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.alias, "alias", "", "this node's alias, unique in the cluster (default node-<port>)")
 	fs.StringVar(&o.alias, "node-alias", "", "same as --alias")
 	fs.StringVar(&o.bind, "bind", "127.0.0.1:2254", "cluster listen address HOST:PORT (port 0 = any free port)")
-	fs.IntVar(&o.port, "port", 0, "the listen port only (overrides the port of --bind; 0 = any free port)")
+	fs.IntVar(&o.port, "port", 0, "the listen port only, with the host of --bind (which must then name the same port, if given); 0 = any free port")
 	fs.IntVar(&o.port, "P", 0, "same as --port")
 	fs.StringVar(&o.advertise, "advertise", "", "address other nodes dial to reach this node (default: the bind address)")
 	fs.StringVar(&o.join, "join", "", "listen and join at start-up: ADDR[,ADDR…] (a DNS name may resolve to several)")
@@ -313,6 +313,13 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 	if o.set["port"] || o.set["P"] {
 		if o.port < 0 || o.port > 65535 {
 			return cfg, nil, fmt.Errorf("--port %d is not a port number: use 1 to 65535, or 0 for any free port", o.port)
+		}
+		flag := "-P"
+		if o.set["port"] {
+			flag = "--port"
+		}
+		if o.set["bind"] && port != strconv.Itoa(o.port) {
+			return cfg, nil, fmt.Errorf("--bind %s and %s %d disagree on the port: drop %s, or give both the same port", o.bind, flag, o.port, flag)
 		}
 		port = strconv.Itoa(o.port)
 	}
