@@ -389,6 +389,9 @@ func parseTags(s string) (map[string]string, error) {
 		if err := node.ValidTag(k, v); err != nil {
 			return nil, fmt.Errorf("--tags: %w", err)
 		}
+		if old, ok := tags[k]; ok {
+			return nil, fmt.Errorf("--tags: tag %s given twice (%s=%s and %s=%s): give each key once", k, k, old, k, v)
+		}
 		tags[k] = v
 	}
 	return tags, nil

@@ -39,3 +39,11 @@ func TestBindAndPortMustAgree(t *testing.T) {
 		}
 	}
 }
+
+// A key given twice in --tags is refused, naming it, not one value dropped.
+func TestTagsFlagRefusesAKeyTwice(t *testing.T) {
+	_, err := parseTags("zone=x,role=worker,zone=y")
+	if want := "--tags: tag zone given twice (zone=x and zone=y): give each key once"; err == nil || err.Error() != want {
+		t.Errorf("err %v, want %q", err, want)
+	}
+}

@@ -519,16 +519,21 @@ func runTag(ctx context.Context, s *Shell, a *Args) error {
 	if tags == nil {
 		tags = map[string]string{}
 	}
+	given := map[string]string{} // by this command
 	for _, word := range a.Pos {
 		kvs, err := parseTags(word)
 		if err != nil {
 			return err
 		}
-		for k, v := range kvs {
+		for _, k := range slices.Sorted(maps.Keys(kvs)) {
 			if err := node.OwnedTag(k); err != nil {
 				return err
 			}
-			tags[k] = v
+			if err := onceEach(given, k, kvs[k]); err != nil {
+				return err
+			}
+			given[k] = kvs[k]
+			tags[k] = kvs[k]
 		}
 	}
 	if err := node.ValidTags(tags); err != nil {
