@@ -303,7 +303,7 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return s.joinFailed(ctx, err, a.Duration("retry", 0) > 0)
 	}
-	s.printf("joined cluster %s through %s (%s) as %s: %d members\n", clean(s.Node.Cluster()), clean(res.Seed.Alias), clean(addr),
+	s.printf("joined cluster %s through %s (%s) as %s: %d live members\n", clean(s.Node.Cluster()), clean(res.Seed.Alias), clean(addr),
 		clean(s.Node.Alias()), res.Members)
 	if len(res.Failed) > 0 {
 		s.warnf("not reached yet: %s (failure detection decides)", strings.Join(res.Failed, ", "))
