@@ -431,7 +431,9 @@ func (o *options) joinAtStart(n *node.Node, stderr io.Writer) error {
 		r.Max = 3
 	}
 	var said time.Time
+	rounds := 1 // the last one is not told to Failed
 	r.Failed = func(round int, err error, wait time.Duration) {
+		rounds = round + 1
 		if time.Since(said) < 5*time.Second {
 			return
 		}
@@ -445,7 +447,36 @@ func (o *options) joinAtStart(n *node.Node, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	_, err := n.JoinRetry(ctx, addrs, node.JoinWait, r)
-	return err
+	if err == nil {
+		return nil
+	}
+	cancelled := ctx.Err() != nil
+	if cancelled && isTTY(stderr) {
+		fmt.Fprintln(stderr) // after the terminal's ^C
+	}
+	return joinFailure(err, cancelled, rounds, o.join, o.cluster, o.keyFile != "" || os.Getenv(node.KeyEnvVar) != "")
+}
+
+// joinFailure is the error of a --join that joined no cluster: cancelled
+// by a signal (not the last dial's error then), refused (the seed says
+// why), or what to check after rounds rounds through join.
+func joinFailure(err error, cancelled bool, rounds int, join, cluster string, keyed bool) error {
+	switch {
+	case cancelled:
+		return fmt.Errorf("--join cancelled before a seed at %s answered", join)
+	case node.Final(err):
+		return err
+	}
+	key := "no cluster key (this node has none)"
+	if keyed {
+		key = "a key this node holds (--key-file or MESHELL_KEY)"
+	}
+	after := ""
+	if rounds > 1 {
+		after = fmt.Sprintf(" after %d rounds", rounds)
+	}
+	return fmt.Errorf("--join gave up%s: %w; check that a meshell node is running at %s (the address and port it was given with --bind or -P), with --cluster %s and %s",
+		after, err, join, cluster, key)
 }
 
 // serve runs headless until SIGINT, SIGTERM or SIGHUP: the first leaves
