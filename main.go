@@ -48,6 +48,15 @@ type options struct {
 	set                                         map[string]bool
 }
 
+// usage heads meshell --help, before the flags.
+const usage = `usage: meshell [flags]                 start a node with a shell (--serve: headless)
+       meshell attach [SOCKET|ALIAS] [-c COMMAND] [flags]
+                                      a shell on a running node (meshell attach -h)
+       meshell keygen [--operator NAME --out FILE]
+                                      print a cluster key, or make an operator key
+flags:
+`
+
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("meshell", flag.ContinueOnError)
@@ -55,7 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.alias, "alias", "", "this node's alias, unique in the cluster (default node-<port>)")
 	fs.StringVar(&o.alias, "node-alias", "", "same as --alias")
 	fs.StringVar(&o.bind, "bind", "127.0.0.1:2254", "cluster listen address HOST:PORT (port 0 = any free port)")
-	fs.IntVar(&o.port, "port", 0, "the listen port only (overrides the port of --bind; 0 = any free port)")
+	fs.IntVar(&o.port, "port", 0, "the listen port only, with the host of --bind (which must then name the same port, if given); 0 = any free port")
 	fs.IntVar(&o.port, "P", 0, "same as --port")
 	fs.StringVar(&o.advertise, "advertise", "", "address other nodes dial to reach this node (default: the bind address)")
 	fs.StringVar(&o.join, "join", "", "listen and join at start-up: ADDR[,ADDR…] (a DNS name may resolve to several)")
@@ -115,14 +124,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stderr)
-			fmt.Fprintln(stderr, "Usage of meshell:")
+			fmt.Fprint(stderr, usage)
 			fs.PrintDefaults()
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w (see --help)", err)
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q: meshell takes flags only (see --help)", fs.Arg(0))
+		return nil, fmt.Errorf("unknown command %q: meshell takes flags, or one of: attach, keygen (see meshell --help)", fs.Arg(0))
 	}
 	o.set = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
@@ -305,6 +314,13 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 		if o.port < 0 || o.port > 65535 {
 			return cfg, nil, fmt.Errorf("--port %d is not a port number: use 1 to 65535, or 0 for any free port", o.port)
 		}
+		flag := "-P"
+		if o.set["port"] {
+			flag = "--port"
+		}
+		if o.set["bind"] && port != strconv.Itoa(o.port) {
+			return cfg, nil, fmt.Errorf("--bind %s and %s %d disagree on the port: drop %s, or give both the same port", o.bind, flag, o.port, flag)
+		}
 		port = strconv.Itoa(o.port)
 	}
 	cfg.Bind = net.JoinHostPort(host, port)
@@ -373,6 +389,9 @@ func parseTags(s string) (map[string]string, error) {
 		if err := node.ValidTag(k, v); err != nil {
 			return nil, fmt.Errorf("--tags: %w", err)
 		}
+		if old, ok := tags[k]; ok {
+			return nil, fmt.Errorf("--tags: tag %s given twice (%s=%s and %s=%s): give each key once", k, k, old, k, v)
+		}
 		tags[k] = v
 	}
 	return tags, nil
@@ -412,7 +431,9 @@ func (o *options) joinAtStart(n *node.Node, stderr io.Writer) error {
 		r.Max = 3
 	}
 	var said time.Time
+	rounds := 1 // the last one is not told to Failed
 	r.Failed = func(round int, err error, wait time.Duration) {
+		rounds = round + 1
 		if time.Since(said) < 5*time.Second {
 			return
 		}
@@ -426,7 +447,36 @@ func (o *options) joinAtStart(n *node.Node, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	_, err := n.JoinRetry(ctx, addrs, node.JoinWait, r)
-	return err
+	if err == nil {
+		return nil
+	}
+	cancelled := ctx.Err() != nil
+	if cancelled && isTTY(stderr) {
+		fmt.Fprintln(stderr) // after the terminal's ^C
+	}
+	return joinFailure(err, cancelled, rounds, o.join, o.cluster, o.keyFile != "" || os.Getenv(node.KeyEnvVar) != "")
+}
+
+// joinFailure is the error of a --join that joined no cluster: cancelled
+// by a signal (not the last dial's error then), refused (the seed says
+// why), or what to check after rounds rounds through join.
+func joinFailure(err error, cancelled bool, rounds int, join, cluster string, keyed bool) error {
+	switch {
+	case cancelled:
+		return fmt.Errorf("--join cancelled before a seed at %s answered", join)
+	case node.Final(err):
+		return err
+	}
+	key := "no cluster key (this node has none)"
+	if keyed {
+		key = "a key this node holds (--key-file or MESHELL_KEY)"
+	}
+	after := ""
+	if rounds > 1 {
+		after = fmt.Sprintf(" after %d rounds", rounds)
+	}
+	return fmt.Errorf("--join gave up%s: %w; check that a meshell node is running at %s (the address and port it was given with --bind or -P), with --cluster %s and %s",
+		after, err, join, cluster, key)
 }
 
 // serve runs headless until SIGINT, SIGTERM or SIGHUP: the first leaves

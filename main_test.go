@@ -384,6 +384,32 @@ func TestVersionAndBadFlags(t *testing.T) {
 	}
 }
 
+// --help starts with the usage of meshell and of its subcommands; a word
+// that is no subcommand is one error line naming them, exit status 2.
+func TestHelpListsTheSubcommands(t *testing.T) {
+	cmd := exec.Command(binary, "--help")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("--help: %v", err)
+	}
+	help := stderr.String()
+	for i, want := range []string{"usage: meshell [flags]", "meshell attach [SOCKET|ALIAS]", "meshell keygen [--operator NAME --out FILE]", "-join string"} {
+		if !strings.Contains(help, want) || i == 0 && !strings.HasPrefix(help, want) {
+			t.Errorf("--help lacks %q (first) in:\n%s", want, help)
+		}
+	}
+	cmd = exec.Command(binary, "foo")
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	cmd.Stdin = strings.NewReader("")
+	cmd.Run()
+	want := "error: unknown command \"foo\": meshell takes flags, or one of: attach, keygen (see meshell --help)\n"
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 2 || stderr.String() != want {
+		t.Errorf("meshell foo: %v stderr=%q, want exit status 2 and %q", cmd.ProcessState, stderr.String(), want)
+	}
+}
+
 // The tags a node keeps itself are refused by --tags, naming the flag that
 // sets them; --slots sets the slot count at start-up.
 func TestTagsFlagRefusesTheNodesOwnTags(t *testing.T) {

@@ -380,7 +380,7 @@ func TestFailoverIsBounded(t *testing.T) {
 	<-g.started
 	ws[0].Close()
 	err := <-done
-	if err == nil || !strings.Contains(err.Error(), "failed after 1 attempts") || !strings.Contains(err.Error(), "w1") {
+	if err == nil || !strings.Contains(err.Error(), "failed after 1 attempt:") || !strings.Contains(err.Error(), "w1") {
 		t.Fatalf("err = %v", err)
 	}
 	assertNoInFlight(t, d)

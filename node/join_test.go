@@ -314,3 +314,33 @@ func seedAnswering(t *testing.T, answer func(protocol.Member) *protocol.HelloAck
 	}()
 	return ln.Addr().String()
 }
+
+// A join's count of members is of the live ones (alive or suspect), as the
+// prompt's "N alive" counts: a member that left, still in the table, is
+// not one.
+func TestJoinCountsOnlyLiveMembers(t *testing.T) {
+	a, b, c := startNode(t, "a"), startNode(t, "b"), startNode(t, "c")
+	for _, n := range []*Node{b, c} {
+		if _, err := n.Join(ctxFor(t, 5*time.Second), a.Addr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAlive(t, a, 3)
+	c.Leave(ctxFor(t, 5*time.Second))
+	waitState(t, a, "c", StateLeft)
+	d := startNode(t, "d")
+	res, err := d.Join(ctxFor(t, 5*time.Second), a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Members != 3 {
+		t.Errorf("d joined with %d members, want 3 (a, b, d; c left): table %+v", res.Members, d.Members().Entries)
+	}
+	// a member joining again through another keeps c, left, in its table
+	if res, err = a.Join(ctxFor(t, 5*time.Second), b.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	if res.Members != 3 {
+		t.Errorf("a joined again with %d members, want 3 (a, b, d; c left): table %+v", res.Members, a.Members().Entries)
+	}
+}

@@ -577,7 +577,7 @@ func (n *Node) connectLater(alias string) {
 // JoinResult describes a completed join.
 type JoinResult struct {
 	Seed    Member   // the member that answered Hello
-	Members int      // members known after the join, self included
+	Members int      // live members (alive or suspect) after the join, self included
 	Failed  []string // members named by the seed that could not be reached
 }
 
@@ -671,7 +671,11 @@ func (n *Node) join(ctx context.Context, addr string) (JoinResult, error) {
 		}(m)
 	}
 	wg.Wait()
-	res.Members = len(n.snap.Load().Entries)
+	for _, e := range n.snap.Load().Entries {
+		if e.State == protocol.StateAlive || e.State == protocol.StateSuspect {
+			res.Members++
+		}
+	}
 	if refusal != nil {
 		return res, fmt.Errorf("join %s: %w", addr, refusal)
 	}

@@ -303,7 +303,7 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return s.joinFailed(ctx, err, a.Duration("retry", 0) > 0)
 	}
-	s.printf("joined cluster %s through %s (%s) as %s: %d members\n", clean(s.Node.Cluster()), clean(res.Seed.Alias), clean(addr),
+	s.printf("joined cluster %s through %s (%s) as %s: %d live members\n", clean(s.Node.Cluster()), clean(res.Seed.Alias), clean(addr),
 		clean(s.Node.Alias()), res.Members)
 	if len(res.Failed) > 0 {
 		s.warnf("not reached yet: %s (failure detection decides)", strings.Join(res.Failed, ", "))
@@ -519,16 +519,21 @@ func runTag(ctx context.Context, s *Shell, a *Args) error {
 	if tags == nil {
 		tags = map[string]string{}
 	}
+	given := map[string]string{} // by this command
 	for _, word := range a.Pos {
 		kvs, err := parseTags(word)
 		if err != nil {
 			return err
 		}
-		for k, v := range kvs {
+		for _, k := range slices.Sorted(maps.Keys(kvs)) {
 			if err := node.OwnedTag(k); err != nil {
 				return err
 			}
-			tags[k] = v
+			if err := onceEach(given, k, kvs[k]); err != nil {
+				return err
+			}
+			given[k] = kvs[k]
+			tags[k] = kvs[k]
 		}
 	}
 	if err := node.ValidTags(tags); err != nil {

@@ -43,6 +43,9 @@ func TestTagsAreCheckedAndSlotsAreLeftToScale(t *testing.T) {
 		{"!untag boot", "tag boot is kept by the node"},
 		{"!tag a=b,c", `"c" is not KEY=VALUE`},
 		{"!tag a=b;c", `^tag a: value "b;c" is not valid`}, // ^: the error starts so
+		{"!tag zone=x zone=y", "^tag zone given twice (zone=x and zone=y): give each key once"},
+		{"!tag zone=x,zone=y", "^tag zone given twice (zone=x and zone=y)"},
+		{"!tag zone=x a=b zone=x", "^tag zone given twice"},
 		{"!tag a=b c=d,e=f", ""},
 		{"!untag c,e", ""},
 	} {

@@ -196,6 +196,15 @@ func parseTags(word string) (map[string]string, error) { return readTags(word, f
 // wildcards * and ? (globMatch).
 func parseTagPatterns(word string) (map[string]string, error) { return readTags(word, true) }
 
+// onceEach refuses k=v when tags, the tags of the same command, has k
+// already: one of the two values would be dropped silently.
+func onceEach(tags map[string]string, k, v string) error {
+	if old, ok := tags[k]; ok {
+		return fmt.Errorf("tag %s given twice (%s=%s and %s=%s): give each key once", k, k, old, k, v)
+	}
+	return nil
+}
+
 func readTags(word string, glob bool) (map[string]string, error) {
 	tags := map[string]string{}
 	for _, kv := range strings.Split(word, ",") {
@@ -208,6 +217,9 @@ func readTags(word string, glob bool) (map[string]string, error) {
 			checked = strings.NewReplacer("*", "", "?", "").Replace(v)
 		}
 		if err := node.ValidTag(k, checked); err != nil {
+			return nil, err
+		}
+		if err := onceEach(tags, k, v); err != nil {
 			return nil, err
 		}
 		tags[k] = v

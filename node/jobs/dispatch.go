@@ -402,11 +402,39 @@ func (j *Jobs) only(alias string) ([]candidate, error) {
 	e, ok := j.h.Members().Get(alias)
 	switch {
 	case !ok:
-		return nil, fmt.Errorf("%s is not a member", alias)
+		return nil, &NotLiveError{Alias: alias}
 	case e.State != protocol.StateAlive && e.State != protocol.StateSuspect:
-		return nil, fmt.Errorf("%s is %s", alias, e.State)
+		return nil, &NotLiveError{Alias: alias, State: e.State, Member: true}
 	}
 	return []candidate{{Alias: e.Alias, Addr: e.Addr, Self: e.Self, Tags: e.Tags, Slots: Slots(e.Tags), Load: j.reg.Load(alias)}}, nil
+}
+
+// NotLiveError is why a job for one member by name
+// (DispatchRequest.Worker) was not sent: it is not a member, or not alive
+// or suspect.
+type NotLiveError struct {
+	Alias  string
+	Member bool           // it is in the table, in State
+	State  protocol.State // failed or left
+}
+
+func (e *NotLiveError) Error() string {
+	const what = "pick another target (!cluster_members shows each member's state)"
+	switch {
+	case !e.Member:
+		return fmt.Sprintf("%s is not a member, so nothing was sent to it: %s", e.Alias, what)
+	case e.State == protocol.StateLeft:
+		return fmt.Sprintf("%s has left the cluster, so nothing was sent to it: %s", e.Alias, what)
+	}
+	return fmt.Sprintf("%s is %s, so nothing was sent to it: %s", e.Alias, e.State, what)
+}
+
+// attempts is "1 attempt" or "N attempts".
+func attempts(n int) string {
+	if n == 1 {
+		return "1 attempt"
+	}
+	return fmt.Sprintf("%d attempts", n)
 }
 
 // DispatchRequest describes one job.
@@ -578,6 +606,9 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		if req.Worker != "" {
 			var err error
 			if cands, err = j.only(req.Worker); err != nil {
+				if res.Job == 0 { // nothing was sent: there is no job to name
+					return res, err
+				}
 				return res, fmt.Errorf("job %d (%s): %w", res.Job, req.Kind, err)
 			}
 		} else if cands = j.candidates(req.Tags, req.Kind); len(cands) == 0 {
@@ -719,7 +750,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 				return res, err
 			}
 			if failures >= maxAttempts {
-				return res, fmt.Errorf("job %d failed after %d attempts: %s", res.Job, failures, strings.Join(lastNotes(notes, maxAttempts), "; "))
+				return res, fmt.Errorf("job %d failed after %s: %s", res.Job, attempts(failures), strings.Join(lastNotes(notes, maxAttempts), "; "))
 			}
 			skip = append(skip, w.Alias)
 			continue
@@ -753,7 +784,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 				return res, err
 			}
 			if failures >= maxAttempts {
-				return res, fmt.Errorf("job %d failed after %d attempts: %s", res.Job, failures, strings.Join(lastNotes(notes, maxAttempts), "; "))
+				return res, fmt.Errorf("job %d failed after %s: %s", res.Job, attempts(failures), strings.Join(lastNotes(notes, maxAttempts), "; "))
 			}
 			skip = append(skip, w.Alias)
 		}

@@ -476,6 +476,8 @@ func (j *Jobs) runOn(ctx context.Context, alias string, req RunRequest, timeout 
 	switch {
 	case a == nil && ctx.Err() != nil:
 		r.NoAnswer, r.Error = true, "cancelled before an answer"
+	case a == nil && errors.As(err, new(*NotLiveError)):
+		r.Error = err.Error() // never asked: not silence
 	case a == nil && errors.Is(err, ErrOverrun):
 		r.Error = err.Error() // it answered too much: an error, not silence
 	case a == nil && time.Since(start) >= timeout:

@@ -67,3 +67,29 @@ func TestRunWithoutAnAnswerKeepsWhatWasStreamed(t *testing.T) {
 		})
 	}
 }
+
+// A target that is not a live member is never sent the command: its reply
+// says so, names no job (none was made) and tells what to do; it is an
+// error, not a node that did not answer.
+func TestRunToAMemberNotLiveSendsNothing(t *testing.T) {
+	c := newCluster()
+	d := c.add(t, "d", nil, Limits{}, RunConfig{})
+	c.add(t, "b1", nil, Limits{}, RunConfig{Allow: true})
+	c.add(t, "b2", nil, Limits{}, RunConfig{Allow: true})
+	c.setState("b1", protocol.StateFailed)
+	c.setState("b2", protocol.StateLeft)
+	c.host("d").send = func(alias string, m protocol.Message) error {
+		t.Errorf("sent %T to %s", m, alias)
+		return ErrNotConnected
+	}
+	replies, err := d.Run(context.Background(), RunRequest{Targets: []string{"b1", "b2", "ghost"}, Command: []string{"true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const what = ", so nothing was sent to it: pick another target (!cluster_members shows each member's state)"
+	for i, want := range []string{"b1 is failed" + what, "b2 has left the cluster" + what, "ghost is not a member" + what} {
+		if r := replies[i]; r.Error != want || r.NoAnswer || r.Refused || r.Exited {
+			t.Errorf("reply %+v; want the error %q", r, want)
+		}
+	}
+}
