@@ -163,6 +163,8 @@ func (c *client) ended(err error) error {
 	return err
 }
 
+// errorLine prints err on stderr, cleaned once here: a command's error
+// comes raw from the agent, as it would be in a local shell.
 func (c *client) errorLine(err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
