@@ -346,3 +346,21 @@ func TestAShellWhoseJoinFailsOpensThePrompt(t *testing.T) {
 	ts.line("!echo still here")
 	ts.waitFor("still here")
 }
+
+// A node killed under an attached shell's command ends the shell with
+// status 1, the session's end said once.
+func TestAttachedShellWhoseNodeDiesSaysSoOnce(t *testing.T) {
+	t.Parallel()
+	needTmux(t)
+	sock := filepath.Join(t.TempDir(), "s", "a.sock")
+	agent := serveNode(t, "a", freePort(t), 0, "--socket", sock)
+	ts := newTmux(t, shellCommand("attach", sock, "--history-file", filepath.Join(t.TempDir(), "hist")))
+	ts.waitLastLine("a [1 alive]>")
+	ts.line("!sleep 1h")
+	ts.waitRunning("a [1 alive]> !sleep 1h")
+	agent.cmd.Process.Kill()
+	screen := ts.waitFor("EXITED 1")
+	if n := strings.Count(screen, "the session ended"); n != 1 {
+		t.Fatalf("the session's end said %d times, want once:\n%s", n, screen)
+	}
+}

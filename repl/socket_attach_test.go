@@ -34,3 +34,23 @@ func TestCutUTF8KeepsWholeRunes(t *testing.T) {
 		}
 	}
 }
+
+// A session that ends under an interactive command ends the shell, its
+// end said once: the loop does not go on to say it again at the prompt.
+func TestAttachedSessionEndUnderACommandIsSaidOnce(t *testing.T) {
+	srv, c, _, errb := attached(t)
+	res := make(chan error, 1)
+	go func() { res <- c.exec(context.Background(), "!sleep 1h") }()
+	srv.Close() // the node's socket goes, and its sessions with it
+	err := <-res
+	status, over := c.afterCommand(err)
+	if !over || status != 1 {
+		t.Fatalf("after %v: status %d, over %v, want the shell over with status 1", err, status, over)
+	}
+	if n := strings.Count(errb.String(), "error: "); n != 1 || !strings.Contains(errb.String(), "the session ended") {
+		t.Fatalf("stderr %q, want the session's end once", errb.String())
+	}
+	if status, over := c.afterCommand(c.exec(context.Background(), "!echo hi")); !over || status != 1 {
+		t.Fatalf("a command after the end: status %d, over %v", status, over)
+	}
+}

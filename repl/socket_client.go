@@ -274,11 +274,29 @@ func (c *client) interactive(historyFile string) int {
 			c.printf("^C\n")
 		}
 		stop()
-		if errors.Is(err, errQuit) {
-			return 0
-		}
-		if err != nil {
-			c.errorLine(err)
+		if status, over := c.afterCommand(err); over {
+			return status
 		}
 	}
+}
+
+// afterCommand prints the error of an interactive command and says
+// whether the shell is over, with its exit status: after a !shutdown of
+// the node (0), or when the session ended under the command (1: any error
+// but the command's own failure). That end is said here, once: the loop
+// returns without reading another line, so it is not said again in place
+// of the next prompt.
+func (c *client) afterCommand(err error) (status int, over bool) {
+	var failed node.AttachFailed
+	switch {
+	case err == nil:
+		return 0, false
+	case errors.Is(err, errQuit):
+		return 0, true
+	case errors.As(err, &failed):
+		c.errorLine(err)
+		return 0, false
+	}
+	c.errorLine(err)
+	return 1, true
 }
