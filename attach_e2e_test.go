@@ -156,10 +156,10 @@ func TestAttachRunsCommandsAsTheAgentAndAddsNoMember(t *testing.T) {
 			}
 		}
 	})
-	t.Run("!quit asks for !shutdown and the agent keeps running", func(t *testing.T) {
-		_, errOut, code := attachRun(t, "!quit\n", socks[2])
-		if code != 1 || !strings.Contains(errOut, "use !shutdown ALIAS") {
-			t.Fatalf("exit %d, stderr %q", code, errOut)
+	t.Run("!quit ends a script with status 0 and the agent keeps running", func(t *testing.T) {
+		out, errOut, code := attachRun(t, "!cluster_members\n!quit\n!echo after\n", socks[2])
+		if code != 0 || errOut != "" || !strings.Contains(out, "n3") || strings.Contains(out, "after") {
+			t.Fatalf("exit %d\nstdout %q\nstderr %q", code, out, errOut)
 		}
 		if len(attachedMembers(t, socks[2])) != 3 {
 			t.Fatal("n3 lost members after !quit")

@@ -1,6 +1,7 @@
 package repl
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -52,5 +53,40 @@ func TestAttachedSessionEndUnderACommandIsSaidOnce(t *testing.T) {
 	}
 	if status, over := c.afterCommand(c.exec(context.Background(), "!echo hi")); !over || status != 1 {
 		t.Fatalf("a command after the end: status %d, over %v", status, over)
+	}
+}
+
+// attachTo runs Attach on the socket at path with stdin and returns its
+// status, stdout and stderr.
+func attachTo(t *testing.T, path, stdin string, o AttachOptions) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	o.In, o.Out, o.Err = strings.NewReader(stdin), &out, &errb
+	status := Attach(path, o)
+	return status, out.String(), errb.String()
+}
+
+// !quit in an attached script ends it with status 0, as in a local
+// script; the agent keeps running.
+func TestAttachedScriptEndsAtQuit(t *testing.T) {
+	srv, c, _, _ := attached(t)
+	status, out, errOut := attachTo(t, srv.Path(), "!echo one\n!quit\n!echo two\n", AttachOptions{})
+	if status != 0 || out != "one\n" || errOut != "" {
+		t.Fatalf("exit %d\nstdout %q\nstderr %q, want 0 and the lines before !quit", status, out, errOut)
+	}
+	status, out, _ = attachTo(t, srv.Path(), "!nosuch\n!exit\n!echo two\n", AttachOptions{KeepGoing: true})
+	if status != 1 || out != "" {
+		t.Fatalf("--keep-going, a failure then !exit: exit %d, stdout %q, want 1 and nothing run after !exit", status, out)
+	}
+	status, _, errOut = attachTo(t, srv.Path(), "!quit now\n", AttachOptions{})
+	if status != 1 || !strings.Contains(errOut, "usage: !quit") {
+		t.Fatalf("!quit with an argument: exit %d, stderr %q, want its usage error", status, errOut)
+	}
+	status, out, errOut = attachTo(t, srv.Path(), "", AttachOptions{Command: "!quit", HasCommand: true})
+	if status != 0 || out != "" || errOut != "" {
+		t.Fatalf("-c !quit: exit %d\nstdout %q\nstderr %q, want 0", status, out, errOut)
+	}
+	if err := c.exec(context.Background(), "!echo still here"); err != nil {
+		t.Fatalf("the agent after the scripts' !quit: %v", err)
 	}
 }

@@ -71,9 +71,9 @@ func Attach(target string, o AttachOptions) int {
 		}
 	}()
 	if !o.HasCommand {
-		return runScript(ctx, o.In, o.KeepGoing, c.exec, c.errorLine, c.s.Done())
+		return runScript(ctx, o.In, o.KeepGoing, c.scriptExec, c.errorLine, c.s.Done())
 	}
-	if err := c.exec(ctx, o.Command); err != nil && !errors.Is(err, errQuit) {
+	if err := c.scriptExec(ctx, o.Command); err != nil && !errors.Is(err, errQuit) {
 		c.errorLine(err)
 		return 1
 	}
@@ -149,6 +149,27 @@ func (c *client) PromptChanged() {
 // there (as Ctrl-C does in a local shell).
 func (c *client) exec(ctx context.Context, line string) error {
 	return c.ended(c.s.Exec(ctx, line))
+}
+
+// scriptExec is exec for a script or -c: !quit ends them here, as it
+// ends a local script, without a word to the agent (which answers an
+// interactive !quit by naming !shutdown: the agent is not the shell's to
+// stop).
+func (c *client) scriptExec(ctx context.Context, line string) error {
+	if isQuit(line) {
+		return errQuit
+	}
+	return c.exec(ctx, line)
+}
+
+// isQuit reports whether line is !quit (or !exit), as the shell reads it.
+func isQuit(line string) bool {
+	words, err := tokenize(strings.TrimSpace(line))
+	if err != nil || len(words) == 0 {
+		return false
+	}
+	cmd, _, err := resolve(words)
+	return err == nil && cmd.Name == "!quit"
 }
 
 // ended passes err on, but for the session's end by a !shutdown of the
