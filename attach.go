@@ -29,11 +29,11 @@ func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	var o repl.AttachOptions
 	var noColor bool
-	fs.Func("c", "run this one command and exit with its status", func(v string) error {
-		o.Command, o.HasCommand = v, true
+	fs.Func("c", "run this command and exit with its status; several -c run in order, as a script's lines", func(v string) error {
+		o.Commands = append(o.Commands, v)
 		return nil
 	})
-	fs.BoolVar(&o.KeepGoing, "keep-going", false, "script mode: go on after a failed command (exit status is still 1)")
+	fs.BoolVar(&o.KeepGoing, "keep-going", false, "script or several -c: go on after a failed command (exit status is still 1)")
 	fs.BoolVar(&noColor, "no-color", false, "no ANSI colour")
 	fs.StringVar(&o.HistoryFile, "history-file", "", "readline history file (default ~/.meshell_history)")
 	var targets []string
@@ -47,10 +47,13 @@ func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		targets = append(targets, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+	for _, c := range o.Commands {
+		if strings.TrimSpace(c) == "" {
+			fmt.Fprintln(stderr, "error: -c needs a command, e.g. meshell attach n1 -c '!cluster_members'")
+			return 2
+		}
+	}
 	switch {
-	case o.HasCommand && strings.TrimSpace(o.Command) == "":
-		fmt.Fprintln(stderr, "error: -c needs a command, e.g. meshell attach n1 -c '!cluster_members'")
-		return 2
 	case len(targets) > 1:
 		fmt.Fprintf(stderr, "error: meshell attach takes one socket or alias, not %d (%s)\n", len(targets), repl.Clean(strings.Join(targets, " ")))
 		return 2
@@ -60,7 +63,7 @@ func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		target = targets[0]
 	}
 	o.In, o.Out, o.Err = stdin, stdout, stderr
-	o.Interactive = !o.HasCommand && isTTY(stdin) && isTTY(stdout)
+	o.Interactive = len(o.Commands) == 0 && isTTY(stdin) && isTTY(stdout)
 	o.Color = o.Interactive && !noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
 	if o.Interactive {
 		o.HistoryFile = historyPath(o.HistoryFile)

@@ -138,6 +138,16 @@ func TestAttachRunsCommandsAsTheAgentAndAddsNoMember(t *testing.T) {
 			t.Fatalf("--keep-going: exit %d, stdout %q", code, out)
 		}
 	})
+	t.Run("several -c run in order, as a script", func(t *testing.T) {
+		out, errOut, code := attachRun(t, "", "n1", "-c", "!echo one", "-c", "!echo two")
+		if code != 0 || out != "one\ntwo\n" || errOut != "" {
+			t.Fatalf("exit %d\nstdout %q\nstderr %q, want both commands' output in order", code, out, errOut)
+		}
+		out, errOut, code = attachRun(t, "", "n1", "-c", "!nosuch", "-c", "!echo two", "--keep-going")
+		if code != 1 || out != "two\n" || !strings.HasPrefix(errOut, "error: -c 1: !nosuch: unknown command") {
+			t.Fatalf("--keep-going: exit %d\nstdout %q\nstderr %q", code, out, errOut)
+		}
+	})
 	t.Run("Ctrl-C cancels the one command on the node", func(t *testing.T) {
 		p := start(t, "", "attach", socks[0], "-c", "!run n1 -- sh -c 'echo ready; sleep 30'")
 		p.stdin.Close()

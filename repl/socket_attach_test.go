@@ -82,11 +82,34 @@ func TestAttachedScriptEndsAtQuit(t *testing.T) {
 	if status != 1 || !strings.Contains(errOut, "usage: !quit") {
 		t.Fatalf("!quit with an argument: exit %d, stderr %q, want its usage error", status, errOut)
 	}
-	status, out, errOut = attachTo(t, srv.Path(), "", AttachOptions{Command: "!quit", HasCommand: true})
+	status, out, errOut = attachTo(t, srv.Path(), "", AttachOptions{Commands: []string{"!quit"}})
 	if status != 0 || out != "" || errOut != "" {
 		t.Fatalf("-c !quit: exit %d\nstdout %q\nstderr %q, want 0", status, out, errOut)
 	}
 	if err := c.exec(context.Background(), "!echo still here"); err != nil {
 		t.Fatalf("the agent after the scripts' !quit: %v", err)
+	}
+}
+
+// Several -c run in order, as a script's lines: the first failure stops
+// them unless --keep-going, and the error says which -c it is of.
+func TestAttachedCommandsRunInOrder(t *testing.T) {
+	srv, _, _, _ := attached(t)
+	status, out, errOut := attachTo(t, srv.Path(), "", AttachOptions{Commands: []string{"!echo one", "!echo two"}})
+	if status != 0 || out != "one\ntwo\n" || errOut != "" {
+		t.Fatalf("two commands: exit %d\nstdout %q\nstderr %q", status, out, errOut)
+	}
+	cmds := []string{"!echo one", "!wait nobody alive 10ms", "!echo three"}
+	status, out, errOut = attachTo(t, srv.Path(), "", AttachOptions{Commands: cmds})
+	if status != 1 || out != "one\n" || !strings.HasPrefix(errOut, "error: -c 2: !wait: timed out") || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("a failure stops them: exit %d\nstdout %q\nstderr %q", status, out, errOut)
+	}
+	status, out, _ = attachTo(t, srv.Path(), "", AttachOptions{Commands: cmds, KeepGoing: true})
+	if status != 1 || out != "one\nthree\n" {
+		t.Fatalf("--keep-going: exit %d, stdout %q", status, out)
+	}
+	status, _, errOut = attachTo(t, srv.Path(), "", AttachOptions{Commands: []string{"!wait nobody alive 10ms"}})
+	if status != 1 || !strings.HasPrefix(errOut, "error: timed out") {
+		t.Fatalf("one command: exit %d, stderr %q, want its error as it is", status, errOut)
 	}
 }

@@ -19,12 +19,11 @@ import (
 type AttachOptions struct {
 	In          io.Reader
 	Out, Err    io.Writer
-	Interactive bool   // In and Out are a terminal: a readline prompt
-	Color       bool   // colour on Out
-	Command     string // with HasCommand: run this one command and exit with its status
-	HasCommand  bool
-	KeepGoing   bool   // script: go on after a failed command (the status is still 1)
-	HistoryFile string // interactive only; "" keeps none
+	Interactive bool     // In and Out are a terminal: a readline prompt
+	Color       bool     // colour on Out
+	Commands    []string // -c: run these in order, as lines of a script, and exit with the status
+	KeepGoing   bool     // script or -c: go on after a failed command (the status is still 1)
+	HistoryFile string   // interactive only; "" keeps none
 }
 
 // Attach opens a shell on the node whose control socket is target (a path,
@@ -70,14 +69,38 @@ func Attach(target string, o AttachOptions) int {
 		case <-ctx.Done():
 		}
 	}()
-	if !o.HasCommand {
+	if len(o.Commands) == 0 {
 		return runScript(ctx, o.In, o.KeepGoing, c.scriptExec, c.errorLine, c.s.Done())
 	}
-	if err := c.scriptExec(ctx, o.Command); err != nil && !errors.Is(err, errQuit) {
-		c.errorLine(err)
-		return 1
+	return c.runCommands(ctx, o.Commands, o.KeepGoing)
+}
+
+// runCommands runs the -c commands in order, as the lines of a script:
+// the first failure stops them unless keepGoing, !quit or the session's
+// end stops them, and the status is 1 if one failed. With several, an
+// error names the one it is of: `-c 2: !wait: …`.
+func (c *client) runCommands(ctx context.Context, cmds []string, keepGoing bool) int {
+	status := 0
+	for i, line := range cmds {
+		err := c.scriptExec(ctx, line)
+		if errors.Is(err, errQuit) {
+			break
+		}
+		if err != nil {
+			if len(cmds) > 1 {
+				err = fmt.Errorf("-c %d: %s: %w", i+1, firstWord(strings.TrimSpace(line)), err)
+			}
+			c.errorLine(err)
+			status = 1
+		}
+		if err != nil && !keepGoing || ctx.Err() != nil || c.s.Err() != nil {
+			break
+		}
 	}
-	return 0
+	if ctx.Err() != nil {
+		status = 1
+	}
+	return status
 }
 
 // listSockets prints the sockets in the default directory.
