@@ -113,3 +113,12 @@ func TestAttachedCommandsRunInOrder(t *testing.T) {
 		t.Fatalf("one command: exit %d, stderr %q, want its error as it is", status, errOut)
 	}
 }
+
+// A target that is neither a path nor an alias is named escaped once.
+func TestAttachNamesABadTargetEscapedOnce(t *testing.T) {
+	status, out, errOut := attachTo(t, "a\x1bb", "", AttachOptions{Commands: []string{"!echo hi"}})
+	want := `error: "a\x1bb" is neither a socket's path nor an alias: an alias is 1 to 64 letters, digits, '.', '_' or '-'` + "\n"
+	if status != 1 || out != "" || errOut != want {
+		t.Fatalf("exit %d\nstdout %q\nstderr %q, want 1 and %q", status, out, errOut, want)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/chzyer/readline"
 
 	"meshell/node"
+	"meshell/protocol"
 )
 
 // AttachOptions configure Attach.
@@ -42,8 +43,10 @@ func Attach(target string, o AttachOptions) int {
 	}
 	path := target
 	if !strings.ContainsRune(target, os.PathSeparator) && !strings.HasSuffix(target, node.SocketExt) {
-		if err := node.ValidAlias(target); err != nil {
-			return fail(fmt.Errorf("%q is neither a socket's path nor an alias: %w", target, err))
+		if node.ValidAlias(target) != nil {
+			// target raw, escaped once by fail (ValidAlias's error quotes
+			// it, and its escapes would be escaped again).
+			return fail(fmt.Errorf(`"%s" is neither a socket's path nor an alias: an alias is 1 to %d letters, digits, '.', '_' or '-'`, target, protocol.MaxAliasLen))
 		}
 		path = node.SocketPath(target)
 	}
