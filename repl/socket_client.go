@@ -13,7 +13,6 @@ import (
 	"github.com/chzyer/readline"
 
 	"meshell/node"
-	"meshell/protocol"
 )
 
 // AttachOptions configure Attach.
@@ -46,7 +45,7 @@ func Attach(target string, o AttachOptions) int {
 		if node.ValidAlias(target) != nil {
 			// target raw, escaped once by fail (ValidAlias's error quotes
 			// it, and its escapes would be escaped again).
-			return fail(fmt.Errorf(`"%s" is neither a socket's path nor an alias: an alias is 1 to %d letters, digits, '.', '_' or '-'`, target, protocol.MaxAliasLen))
+			return fail(fmt.Errorf(`"%s" is neither a socket's path nor an alias: an alias is 1 to 64 letters, digits, '.', '_' or '-'`, target))
 		}
 		path = node.SocketPath(target)
 	}
