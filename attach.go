@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,17 +24,17 @@ import (
 func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("meshell attach", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: meshell attach [SOCKET|ALIAS] [-c COMMAND] [flags]\n"+
+		fmt.Fprintf(fs.Output(), "usage: meshell attach [SOCKET|ALIAS] [-c COMMAND]... [flags]\n"+
 			"  a shell on a running node (its commands run as that node); with no argument, the sockets in %s\n", repl.SocketDir())
 		fs.PrintDefaults()
 	}
 	var o repl.AttachOptions
 	var noColor bool
-	fs.Func("c", "run this one command and exit with its status", func(v string) error {
-		o.Command, o.HasCommand = v, true
+	fs.Func("c", "run this command and exit with its status; several -c run in order, as a script's lines", func(v string) error {
+		o.Commands = append(o.Commands, v)
 		return nil
 	})
-	fs.BoolVar(&o.KeepGoing, "keep-going", false, "script mode: go on after a failed command (exit status is still 1)")
+	fs.BoolVar(&o.KeepGoing, "keep-going", false, "script or several -c: go on after a failed command (exit status is still 1)")
 	fs.BoolVar(&noColor, "no-color", false, "no ANSI colour")
 	fs.StringVar(&o.HistoryFile, "history-file", "", "readline history file (default ~/.meshell_history)")
 	var targets []string
@@ -47,10 +48,13 @@ func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		targets = append(targets, fs.Arg(0))
 		args = fs.Args()[1:]
 	}
+	for _, c := range o.Commands {
+		if strings.TrimSpace(c) == "" {
+			fmt.Fprintln(stderr, "error: -c needs a command, e.g. meshell attach n1 -c '!cluster_members'")
+			return 2
+		}
+	}
 	switch {
-	case o.HasCommand && strings.TrimSpace(o.Command) == "":
-		fmt.Fprintln(stderr, "error: -c needs a command, e.g. meshell attach n1 -c '!cluster_members'")
-		return 2
 	case len(targets) > 1:
 		fmt.Fprintf(stderr, "error: meshell attach takes one socket or alias, not %d (%s)\n", len(targets), repl.Clean(strings.Join(targets, " ")))
 		return 2
@@ -59,13 +63,51 @@ func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(targets) == 1 {
 		target = targets[0]
 	}
+	// With no socket, attach lists the sockets; commands to run need one.
+	// A terminal or an empty stdin (/dev/null, a closed pipe) is no script.
+	switch {
+	case target == "" && len(o.Commands) > 0:
+		fmt.Fprintln(stderr, "error: -c needs a socket or alias to run on, e.g. meshell attach n1 -c '!cluster_members' (meshell attach alone lists the sockets)")
+		return 2
+	case target == "" && !isTTY(stdin) && hasScript(stdin):
+		fmt.Fprintln(stderr, `error: a script on stdin needs a socket or alias to run on, e.g. printf '!cluster_members\n' | meshell attach n1 (meshell attach alone lists the sockets)`)
+		return 2
+	}
 	o.In, o.Out, o.Err = stdin, stdout, stderr
-	o.Interactive = !o.HasCommand && isTTY(stdin) && isTTY(stdout)
+	o.Interactive = len(o.Commands) == 0 && isTTY(stdin) && isTTY(stdout)
 	o.Color = o.Interactive && !noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
 	if o.Interactive {
 		o.HistoryFile = historyPath(o.HistoryFile)
 	}
 	return repl.Attach(target, o)
+}
+
+// hasScript reads r up to its first command: a line that is neither blank
+// nor a # comment, as a script's lines are read. It reports whether there
+// is one; a read error is the end of input.
+func hasScript(r io.Reader) bool {
+	if r == nil {
+		return false
+	}
+	br := bufio.NewReader(r)
+	comment := false // the rest of this line is a comment
+	for {
+		chunk, more, err := br.ReadLine() // a long line comes in chunks
+		if err != nil {
+			return false
+		}
+		if !comment {
+			switch t := strings.TrimSpace(string(chunk)); {
+			case strings.HasPrefix(t, "#"):
+				comment = true
+			case t != "":
+				return true
+			}
+		}
+		if !more {
+			comment = false
+		}
+	}
 }
 
 // historyPath is the readline history file: ~/.meshell_history unless

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -138,6 +139,16 @@ func TestAttachRunsCommandsAsTheAgentAndAddsNoMember(t *testing.T) {
 			t.Fatalf("--keep-going: exit %d, stdout %q", code, out)
 		}
 	})
+	t.Run("several -c run in order, as a script", func(t *testing.T) {
+		out, errOut, code := attachRun(t, "", "n1", "-c", "!echo one", "-c", "!echo two")
+		if code != 0 || out != "one\ntwo\n" || errOut != "" {
+			t.Fatalf("exit %d\nstdout %q\nstderr %q, want both commands' output in order", code, out, errOut)
+		}
+		out, errOut, code = attachRun(t, "", "n1", "-c", "!nosuch", "-c", "!echo two", "--keep-going")
+		if code != 1 || out != "two\n" || !strings.HasPrefix(errOut, "error: -c 1: !nosuch: unknown command") {
+			t.Fatalf("--keep-going: exit %d\nstdout %q\nstderr %q", code, out, errOut)
+		}
+	})
 	t.Run("Ctrl-C cancels the one command on the node", func(t *testing.T) {
 		p := start(t, "", "attach", socks[0], "-c", "!run n1 -- sh -c 'echo ready; sleep 30'")
 		p.stdin.Close()
@@ -156,13 +167,21 @@ func TestAttachRunsCommandsAsTheAgentAndAddsNoMember(t *testing.T) {
 			}
 		}
 	})
-	t.Run("!quit asks for !shutdown and the agent keeps running", func(t *testing.T) {
-		_, errOut, code := attachRun(t, "!quit\n", socks[2])
-		if code != 1 || !strings.Contains(errOut, "use !shutdown ALIAS") {
-			t.Fatalf("exit %d, stderr %q", code, errOut)
+	t.Run("!quit ends a script with status 0 and the agent keeps running", func(t *testing.T) {
+		out, errOut, code := attachRun(t, "!cluster_members\n!quit\n!echo after\n", socks[2])
+		if code != 0 || errOut != "" || !strings.Contains(out, "n3") || strings.Contains(out, "after") {
+			t.Fatalf("exit %d\nstdout %q\nstderr %q", code, out, errOut)
 		}
 		if len(attachedMembers(t, socks[2])) != 3 {
 			t.Fatal("n3 lost members after !quit")
+		}
+	})
+	t.Run("commands with no socket are refused", func(t *testing.T) {
+		for _, c := range []struct{ stdin, args []string }{{nil, []string{"-c", "!cluster_members"}}, {[]string{"!cluster_members\n!quit\n"}, nil}} {
+			out, errOut, code := attachRun(t, strings.Join(c.stdin, ""), c.args...)
+			if code != 2 || out != "" || !strings.HasPrefix(errOut, "error: ") || !strings.Contains(errOut, "needs a socket or alias") || strings.Count(errOut, "\n") != 1 {
+				t.Errorf("attach %q, stdin %q: exit %d\nstdout %q\nstderr %q, want 2 and one error line", c.args, c.stdin, code, out, errOut)
+			}
 		}
 	})
 	t.Run("with no argument it lists the sockets", func(t *testing.T) {
@@ -345,4 +364,72 @@ func TestAShellWhoseJoinFailsOpensThePrompt(t *testing.T) {
 	ts.waitLastLine("x [1 alive]>")
 	ts.line("!echo still here")
 	ts.waitFor("still here")
+}
+
+// A node killed under an attached shell's command ends the shell with
+// status 1, the session's end said once.
+func TestAttachedShellWhoseNodeDiesSaysSoOnce(t *testing.T) {
+	t.Parallel()
+	needTmux(t)
+	sock := filepath.Join(t.TempDir(), "s", "a.sock")
+	agent := serveNode(t, "a", freePort(t), 0, "--socket", sock)
+	ts := newTmux(t, shellCommand("attach", sock, "--history-file", filepath.Join(t.TempDir(), "hist")))
+	ts.waitLastLine("a [1 alive]>")
+	ts.line("!sleep 1h")
+	ts.waitRunning("a [1 alive]> !sleep 1h")
+	agent.cmd.Process.Kill()
+	screen := ts.waitFor("EXITED 1")
+	if n := strings.Count(screen, "the session ended"); n != 1 {
+		t.Fatalf("the session's end said %d times, want once:\n%s", n, screen)
+	}
+}
+
+// With no socket, attach lists the sockets; a command or a script on
+// stdin needs one: exit 2 and an error line with an example.
+func TestAttachWithNoSocketRefusesCommands(t *testing.T) {
+	sockets(t)
+	run := func(stdin string, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := attachCmd(args, strings.NewReader(stdin), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	for _, c := range []struct {
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"", []string{"-c", "!cluster_members"}, "error: -c needs a socket or alias to run on, e.g. meshell attach n1 -c '!cluster_members' (meshell attach alone lists the sockets)\n"},
+		{"!cluster_members\n", []string{"--keep-going"}, `error: a script on stdin needs a socket or alias to run on, e.g. printf '!cluster_members\n' | meshell attach n1 (meshell attach alone lists the sockets)` + "\n"},
+		{"# a comment\n\n  !echo hi\n", nil, "error: a script on stdin needs a socket or alias"},
+	} {
+		code, out, errOut := run(c.stdin, c.args...)
+		if code != 2 || out != "" || !strings.HasPrefix(errOut, c.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("attach %q, stdin %q: exit %d\nstdout %q\nstderr %q, want 2 and %q", c.args, c.stdin, code, out, errOut, c.want)
+		}
+	}
+	// No script: the sockets are listed (here none, exit 1).
+	for _, stdin := range []string{"", "\n# only a comment\n  \n"} {
+		if code, _, errOut := run(stdin); code != 1 || !strings.HasPrefix(errOut, "error: no control socket in ") {
+			t.Errorf("stdin %q: exit %d, stderr %q, want the (empty) list of sockets", stdin, code, errOut)
+		}
+	}
+}
+
+func TestHasScript(t *testing.T) {
+	long := strings.Repeat("x", 10000)
+	for _, c := range []struct {
+		in   string
+		want bool
+	}{
+		{"", false}, {"\n\n", false}, {"  \t\r\n", false}, {"# a\n  # b\n", false}, {"#" + long + "\n", false},
+		{"!a", true}, {"\n  !a\n", true}, {"# x\n!a\n", true}, {"#" + long + "\n!a", true}, {"#" + long + "!a", false},
+		{strings.Repeat(" ", 10000) + "!a\n", true}, {strings.Repeat(" ", 10000) + "#!a\n", false},
+	} {
+		if got := hasScript(strings.NewReader(c.in)); got != c.want {
+			t.Errorf("hasScript(%.40q) = %v, want %v", c.in, got, c.want)
+		}
+	}
+	if hasScript(nil) {
+		t.Error("hasScript(nil) = true")
+	}
 }

@@ -19,12 +19,11 @@ import (
 type AttachOptions struct {
 	In          io.Reader
 	Out, Err    io.Writer
-	Interactive bool   // In and Out are a terminal: a readline prompt
-	Color       bool   // colour on Out
-	Command     string // with HasCommand: run this one command and exit with its status
-	HasCommand  bool
-	KeepGoing   bool   // script: go on after a failed command (the status is still 1)
-	HistoryFile string // interactive only; "" keeps none
+	Interactive bool     // In and Out are a terminal: a readline prompt
+	Color       bool     // colour on Out
+	Commands    []string // -c: run these in order, as lines of a script, and exit with the status
+	KeepGoing   bool     // script or -c: go on after a failed command (the status is still 1)
+	HistoryFile string   // interactive only; "" keeps none
 }
 
 // Attach opens a shell on the node whose control socket is target (a path,
@@ -43,8 +42,10 @@ func Attach(target string, o AttachOptions) int {
 	}
 	path := target
 	if !strings.ContainsRune(target, os.PathSeparator) && !strings.HasSuffix(target, node.SocketExt) {
-		if err := node.ValidAlias(target); err != nil {
-			return fail(fmt.Errorf("%q is neither a socket's path nor an alias: %w", target, err))
+		if node.ValidAlias(target) != nil {
+			// target raw, escaped once by fail (ValidAlias's error quotes
+			// it, and its escapes would be escaped again).
+			return fail(fmt.Errorf(`"%s" is neither a socket's path nor an alias: an alias is 1 to 64 letters, digits, '.', '_' or '-'`, target))
 		}
 		path = node.SocketPath(target)
 	}
@@ -70,14 +71,38 @@ func Attach(target string, o AttachOptions) int {
 		case <-ctx.Done():
 		}
 	}()
-	if !o.HasCommand {
-		return runScript(ctx, o.In, o.KeepGoing, c.exec, c.errorLine, c.s.Done())
+	if len(o.Commands) == 0 {
+		return runScript(ctx, o.In, o.KeepGoing, c.scriptExec, c.errorLine, c.s.Done())
 	}
-	if err := c.exec(ctx, o.Command); err != nil && !errors.Is(err, errQuit) {
-		c.errorLine(err)
-		return 1
+	return c.runCommands(ctx, o.Commands, o.KeepGoing)
+}
+
+// runCommands runs the -c commands in order, as the lines of a script:
+// the first failure stops them unless keepGoing, !quit or the session's
+// end stops them, and the status is 1 if one failed. With several, an
+// error names the one it is of: `-c 2: !wait: …`.
+func (c *client) runCommands(ctx context.Context, cmds []string, keepGoing bool) int {
+	status := 0
+	for i, line := range cmds {
+		err := c.scriptExec(ctx, line)
+		if errors.Is(err, errQuit) {
+			break
+		}
+		if err != nil {
+			if len(cmds) > 1 {
+				err = fmt.Errorf("-c %d: %s: %w", i+1, firstWord(strings.TrimSpace(line)), err)
+			}
+			c.errorLine(err)
+			status = 1
+		}
+		if err != nil && !keepGoing || ctx.Err() != nil || c.s.Err() != nil {
+			break
+		}
 	}
-	return 0
+	if ctx.Err() != nil {
+		status = 1
+	}
+	return status
 }
 
 // listSockets prints the sockets in the default directory.
@@ -151,6 +176,27 @@ func (c *client) exec(ctx context.Context, line string) error {
 	return c.ended(c.s.Exec(ctx, line))
 }
 
+// scriptExec is exec for a script or -c: !quit ends them here, as it
+// ends a local script, without a word to the agent (which answers an
+// interactive !quit by naming !shutdown: the agent is not the shell's to
+// stop).
+func (c *client) scriptExec(ctx context.Context, line string) error {
+	if isQuit(line) {
+		return errQuit
+	}
+	return c.exec(ctx, line)
+}
+
+// isQuit reports whether line is !quit (or !exit), as the shell reads it.
+func isQuit(line string) bool {
+	words, err := tokenize(strings.TrimSpace(line))
+	if err != nil || len(words) == 0 {
+		return false
+	}
+	cmd, _, err := resolve(words)
+	return err == nil && cmd.Name == "!quit"
+}
+
 // ended passes err on, but for the session's end by a !shutdown of the
 // node: errQuit, which ends an attached shell with status 0 as it ends a
 // local one.
@@ -163,6 +209,8 @@ func (c *client) ended(err error) error {
 	return err
 }
 
+// errorLine prints err on stderr, cleaned once here: a command's error
+// comes raw from the agent, as it would be in a local shell.
 func (c *client) errorLine(err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -273,11 +321,29 @@ func (c *client) interactive(historyFile string) int {
 			c.printf("^C\n")
 		}
 		stop()
-		if errors.Is(err, errQuit) {
-			return 0
-		}
-		if err != nil {
-			c.errorLine(err)
+		if status, over := c.afterCommand(err); over {
+			return status
 		}
 	}
+}
+
+// afterCommand prints the error of an interactive command and says
+// whether the shell is over, with its exit status: after a !shutdown of
+// the node (0), or when the session ended under the command (1: any error
+// but the command's own failure). That end is said here, once: the loop
+// returns without reading another line, so it is not said again in place
+// of the next prompt.
+func (c *client) afterCommand(err error) (status int, over bool) {
+	var failed node.AttachFailed
+	switch {
+	case err == nil:
+		return 0, false
+	case errors.Is(err, errQuit):
+		return 0, true
+	case errors.As(err, &failed):
+		c.errorLine(err)
+		return 0, false
+	}
+	c.errorLine(err)
+	return 1, true
 }

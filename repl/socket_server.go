@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 
@@ -51,9 +52,28 @@ func (a attachedShell) Exec(ctx context.Context, line string) error {
 		err = errAttachedQuit
 	}
 	if err != nil {
-		return errors.New(cleanN(err.Error(), lineCap)) // the client prints it as it comes
+		// Raw, as the local shell keeps it: the client cleans it once,
+		// where it prints it. Cut to bound the frame, far beyond the
+		// lineCap runes the client shows.
+		return errors.New(cutUTF8(err.Error(), maxErrorBytes))
 	}
 	return nil
+}
+
+// maxErrorBytes bounds the text of a command's error sent to the client:
+// one frame (under protocol.MaxLocalData), and more than the client shows.
+const maxErrorBytes = 64 << 10
+
+// cutUTF8 is s cut to at most max bytes, not within a UTF-8 sequence.
+func cutUTF8(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && i > max-utf8.UTFMax && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
 }
 
 func (a attachedShell) Complete(line string) (string, []string) { return a.sh.completions(line) }
