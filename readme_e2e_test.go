@@ -178,8 +178,12 @@ func runBlock(t *testing.T, text string, tmux bool) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-e", "-o", "pipefail", "-c", text)
+	cmd.WaitDelay = 5 * time.Second // a node left in the background holds the pipes: fail, do not hang
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	// Sockets of its own, as a user's machine would have: a node of another
+	// test, or of another run, holding w1.sock would leave the block's
+	// nodes under w1-PID.sock, where its meshell attach w1 cannot find them.
+	cmd.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"), "XDG_RUNTIME_DIR="+t.TempDir())
 	if tmux {
 		tmp, err := os.MkdirTemp("", "mt")
 		if err != nil {
