@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -307,6 +308,10 @@ func (c *benchCaller) add(ctx context.Context, res node.DispatchResult, err erro
 }
 
 func runBench(ctx context.Context, s *Shell, a *Args) error {
+	if _, err := strconv.ParseUint(a.Pos[0], 10, 64); err == nil {
+		// redis-benchmark and ab take the count first; here it is --n.
+		return fmt.Errorf("KIND %s is a number: the count of jobs is --n, e.g. !bench --n %s echo x", a.Pos[0], a.Pos[0])
+	}
 	req, err := s.jobRequest(a)
 	if err != nil {
 		return err
