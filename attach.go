@@ -26,11 +26,11 @@ func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: meshell attach [SOCKET|ALIAS] [-c COMMAND]... [flags]\n"+
 			"  a shell on a running node (its commands run as that node); with no argument, the sockets in %s\n", repl.SocketDir())
-		fs.PrintDefaults()
+		printDefaults(fs.Output(), fs)
 	}
 	var o repl.AttachOptions
 	var noColor bool
-	fs.Func("c", "run this command and exit with its status; several -c run in order, as a script's lines", func(v string) error {
+	fs.Func("c", "run this `COMMAND` and exit with its status; several -c run in order, as a script's lines", func(v string) error {
 		o.Commands = append(o.Commands, v)
 		return nil
 	})
@@ -39,7 +39,7 @@ func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.HistoryFile, "history-file", "", "readline history file (default ~/.meshell_history)")
 	var targets []string
 	for { // flags may come before or after the socket
-		if status, ok := parseSub(fs, args, stderr); !ok {
+		if status, ok := parseSub(fs, args, stdout, stderr); !ok {
 			return status
 		}
 		if fs.NArg() == 0 {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -57,10 +58,10 @@ const usage = `usage: meshell [flags]                 start a node with a shell 
 flags:
 `
 
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
+func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("meshell", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.alias, "alias", "", "this node's alias, unique in the cluster (default node-<port>)")
 	fs.StringVar(&o.alias, "node-alias", "", "same as --alias")
 	fs.StringVar(&o.bind, "bind", "127.0.0.1:2254", "cluster listen address HOST:PORT (port 0 = any free port)")
@@ -123,12 +124,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			fmt.Fprint(stderr, usage)
-			fs.PrintDefaults()
+			fmt.Fprint(stdout, usage)
+			printDefaults(stdout, fs)
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w (see --help)", err)
+		return nil, fmt.Errorf("%s (see --help)", flagError(err))
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unknown command %q: meshell takes flags, or one of: attach, keygen (see meshell --help)", fs.Arg(0))
@@ -141,20 +141,58 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 // parseSub parses a subcommand's args with fs: -h prints its usage
 // (status 0), a bad flag one "error: …" line (status 2); ok is set when
 // parsing succeeded.
-func parseSub(fs *flag.FlagSet, args []string, stderr io.Writer) (status int, ok bool) {
+func parseSub(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (status int, ok bool) {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	switch {
 	case err == nil:
 		return 0, true
 	case errors.Is(err, flag.ErrHelp):
-		fs.SetOutput(stderr)
+		fs.SetOutput(stdout) // asked for: it goes where | less can read it
 		fs.Usage()
 		return 0, false
 	}
-	fmt.Fprintf(stderr, "error: %s (see %s -h)\n", repl.Clean(err.Error()), fs.Name())
+	fmt.Fprintf(stderr, "error: %s (see %s -h)\n", repl.Clean(flagError(err)), fs.Name())
 	return 2, false
 }
+
+// printDefaults lists fs's flags as they are typed: --name, or -P for a
+// one-letter one (the flag package prints every name with one dash).
+func printDefaults(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(f)
+		line := "  " + dashes(f.Name)
+		if typ != "" {
+			line += " " + typ
+		}
+		line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && d != "[]" {
+			if typ == "string" {
+				d = strconv.Quote(d)
+			}
+			line += " (default " + d + ")"
+		}
+		fmt.Fprintln(w, line)
+	})
+}
+
+func dashes(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// flagError is a flag package error with the flag named as it is typed
+// (--bogus, not -bogus).
+func flagError(err error) string {
+	return flagName.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		i := strings.IndexByte(m, '-')
+		return m[:i] + dashes(strings.TrimLeft(m[i:], "-"))
+	})
+}
+
+var flagName = regexp.MustCompile(`(defined: |flag )-+[A-Za-z0-9][A-Za-z0-9_-]*`)
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -167,7 +205,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "attach" {
 		return attachCmd(args[1:], stdin, stdout, stderr)
 	}
-	o, err := parseFlags(args, stderr)
+	o, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

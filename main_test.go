@@ -388,15 +388,25 @@ func TestVersionAndBadFlags(t *testing.T) {
 // that is no subcommand is one error line naming them, exit status 2.
 func TestHelpListsTheSubcommands(t *testing.T) {
 	cmd := exec.Command(binary, "--help")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("--help: %v", err)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil || stderr.Len() != 0 {
+		t.Fatalf("--help: %v, stderr %q", err, stderr.String())
 	}
-	help := stderr.String()
-	for i, want := range []string{"usage: meshell [flags]", "meshell attach [SOCKET|ALIAS]", "meshell keygen [--operator NAME --out FILE]", "-join string"} {
+	help := stdout.String() // asked for: on stdout, where | less reads it
+	for i, want := range []string{"usage: meshell [flags]", "meshell attach [SOCKET|ALIAS]", "meshell keygen [--operator NAME --out FILE]", "\n  --join string\n", "\n  -P int\n"} {
 		if !strings.Contains(help, want) || i == 0 && !strings.HasPrefix(help, want) {
 			t.Errorf("--help lacks %q (first) in:\n%s", want, help)
+		}
+	}
+	for _, args := range [][]string{{"--bogus"}, {"attach", "n1", "--bogus"}, {"keygen", "--bogus"}} {
+		cmd = exec.Command(binary, args...)
+		stderr.Reset()
+		cmd.Stderr = &stderr
+		cmd.Stdin = strings.NewReader("")
+		cmd.Run()
+		if !strings.HasPrefix(stderr.String(), "error: flag provided but not defined: --bogus (see ") {
+			t.Errorf("%v: %q, want the flag named as typed", args, stderr.String())
 		}
 	}
 	cmd = exec.Command(binary, "foo")

@@ -49,7 +49,11 @@ func keygen(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("meshell keygen", flag.ContinueOnError)
 	name := fs.String("operator", "", "make an operator key for NAME instead of a cluster key")
 	out := fs.String("out", "", "with --operator: write the private key to this file (mode 0600)")
-	if status, ok := parseSub(fs, args, stderr); !ok {
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: meshell keygen [--operator NAME --out FILE]\n  print a new cluster key, or make an operator key")
+		printDefaults(fs.Output(), fs)
+	}
+	if status, ok := parseSub(fs, args, stdout, stderr); !ok {
 		return status
 	}
 	if fs.NArg() > 0 {
