@@ -261,7 +261,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	if o.join != "" {
-		if err := o.joinAtStart(n, stderr); err != nil {
+		told := io.Discard // a script's or --serve's output is its commands' own
+		if interactive {
+			told = stdout
+		}
+		if err := o.joinAtStart(n, told, stderr); err != nil {
 			fmt.Fprintf(stderr, "error: %s\n", repl.Clean(err.Error()))
 			if !interactive {
 				return 1
@@ -439,8 +443,9 @@ func parseTags(s string) (map[string]string, error) {
 // answers (a host name may resolve to several, each tried), round after
 // round with backoff while none answers, for --retry-max rounds (no limit
 // with --serve, 3 with a shell). SIGINT or SIGTERM stops trying. A line on
-// stderr tells of failed rounds, at most one every 5 s.
-func (o *options) joinAtStart(n *node.Node, stderr io.Writer) error {
+// stderr tells of failed rounds, at most one every 5 s; one on told, of the
+// join, as !join_cluster says it.
+func (o *options) joinAtStart(n *node.Node, told, stderr io.Writer) error {
 	var addrs, unresolved []string
 	for _, a := range strings.Split(o.join, ",") {
 		a = strings.TrimSpace(a)
@@ -484,8 +489,10 @@ func (o *options) joinAtStart(n *node.Node, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	_, err := n.JoinRetry(ctx, addrs, node.JoinWait, r)
+	res, err := n.JoinRetry(ctx, addrs, node.JoinWait, r)
 	if err == nil {
+		fmt.Fprintf(told, "joined cluster %s through %s (%s) as %s: %d live members\n", repl.Clean(n.Cluster()), repl.Clean(res.Seed.Alias),
+			repl.Clean(res.Seed.Addr), repl.Clean(n.Alias()), res.Members)
 		return nil
 	}
 	cancelled := ctx.Err() != nil

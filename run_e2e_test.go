@@ -275,6 +275,7 @@ func TestRunCtrlCInATerminal(t *testing.T) {
 	ts := newTmux(t, shellCommand("--alias", "sh1", "-P", "0", "--profile", "local", "--join", fmt.Sprintf("127.0.0.1:%d", port),
 		"--history-file", filepath.Join(t.TempDir(), "hist")))
 	ts.waitLastLine("sh1 [2 alive]>")
+	ts.waitFor(fmt.Sprintf("joined cluster meshell through w (127.0.0.1:%d) as sh1: 2 live members", port)) // --join says so, as !join_cluster does
 	ts.line("!run w -- sh -c 'echo started; sleep 30 & sleep 30'")
 	ts.waitFor("w: started")
 	groups := childGroups(t, 1, w)
