@@ -320,7 +320,7 @@ func (w *worker) runCommand(t *task) *protocol.JobResult {
 	}
 	switch {
 	case r.err != nil:
-		out.Status, out.Error = protocol.JobError, fmt.Sprintf("%s on %s", r.err, w.j.h.Alias())
+		out.Status, out.Error = protocol.JobError, r.err.Error() // the dispatcher names the node
 	case r.exit != 0:
 		out.Status, out.Error = protocol.JobError, fmt.Sprintf("exit status %d", r.exit)
 		if tail := lastLines(r.stderr, stderrTail, stderrTailB); tail != "" && !c.run {
