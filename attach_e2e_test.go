@@ -328,7 +328,7 @@ func TestAttachInATerminal(t *testing.T) {
 	}
 
 	ts.line("!quit")
-	ts.waitFor("!quit would stop the agent")
+	ts.waitFor("!quit would stop the node you are attached to")
 	ts.keys("C-d")
 	ts.waitFor("detached; a keeps running")
 	ts.waitFor("EXITED 0")

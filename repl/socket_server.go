@@ -41,7 +41,7 @@ type attachedShell struct{ sh *Shell }
 
 // errAttachedQuit answers !quit in a session: the agent is not this
 // shell's to stop.
-var errAttachedQuit = errors.New("!quit would stop the agent: use !shutdown ALIAS to stop it, or Ctrl-D to detach and leave it running")
+var errAttachedQuit = errors.New("!quit would stop the node you are attached to: use !shutdown ALIAS to stop it, or Ctrl-D to detach and leave it running")
 
 func (a attachedShell) Exec(ctx context.Context, line string) error {
 	err := a.sh.Exec(ctx, line)
