@@ -303,7 +303,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		log.SetOutput(in.Stderr())
 	}
 	if o.demo {
-		fmt.Fprintf(stdout, "demo cluster: %s at %s with worker1 and worker2 (role=worker); try !cluster_members or !help\n", n.Alias(), n.Addr())
+		run := "commands run on them with meshell --demo --allow-run"
+		if o.allowRun {
+			run = "and !run --all -- uname -a"
+		}
+		fmt.Fprintf(stdout, "demo cluster: %s at %s with worker1 and worker2 (role=worker); try !cluster_members or !help\n%s\n", n.Alias(), n.Addr(), run)
 	}
 	return in.Run(context.Background())
 }

@@ -306,6 +306,7 @@ func TestTerminalCtrlCWithEnterCancelsTheCommand(t *testing.T) {
 		"--history-file", filepath.Join(t.TempDir(), "h")))
 	prompt := "e1 [3 alive]>"
 	ts.waitLastLine(prompt)
+	ts.waitFor("\nand !run --all -- uname -a\n") // --allow-run: the demo says what to try
 	for i, line := range []string{
 		"!bench --n 100000 sleep 10ms",
 		"!run worker1 -- sleep 100",
@@ -662,6 +663,7 @@ func TestTerminalProgressBarEventsAndTypeAhead(t *testing.T) {
 	ts := newTmux(t, shellCommand("--alias", "d1", "-P", fmt.Sprint(port), "--profile", "local", "--demo",
 		"--history-file", filepath.Join(t.TempDir(), "h")))
 	ts.waitLastLine("d1 [3 alive]>")
+	ts.waitFor("\ncommands run on them with meshell --demo --allow-run\n")
 	ts.line("!events on")
 	ts.waitFor("events on")
 	ts.line("!bench --n 100000 --concurrency 1 sleep 10ms")
