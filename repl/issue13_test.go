@@ -328,3 +328,20 @@ func TestWordingOfWaitAndPing(t *testing.T) {
 		t.Errorf("!ping of a member that left: %v after %v", err, time.Since(start))
 	}
 }
+
+// A node that left says so in the same words whichever command meets it:
+// one that shows the cluster, or one that dispatches to it.
+func TestALeftNodeSaysSoAlike(t *testing.T) {
+	s := clusterShell(t)
+	var out bytes.Buffer
+	s.setWriters(&out, &out)
+	if err := s.Exec(context.Background(), "!leave"); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"!cluster_members", "!run --all -- true", "!dispatch echo x", "!ping --all"} {
+		err := s.Exec(context.Background(), line)
+		if err == nil || !strings.HasPrefix(err.Error(), "this node left the cluster: run !start_cluster or !join_cluster") {
+			t.Errorf("%s after !leave: %v", line, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package repl
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -177,6 +178,9 @@ func (s *Shell) Exec(ctx context.Context, line string) error {
 	}()
 	wasRunning := s.Node.Running()
 	err = cmd.Run(ctx, s, a)
+	if errors.Is(err, node.ErrNotRunning) && !wasRunning {
+		err = cmp.Or(s.inCluster(), err) // one wording for each state, whichever command met it
+	}
 	if err != nil && wasRunning && !s.Node.Running() && context.Cause(ctx) == nil {
 		// The node left under the command, which failed for it. A
 		// !shutdown closes ShutdownRequested only once its leave is over.
