@@ -64,18 +64,26 @@ func (c *Command) flag(name string) *Flag {
 func (c *Command) Usage() string {
 	var b strings.Builder
 	b.WriteString(c.Name)
-	for _, f := range c.Flags {
+	for i, f := range c.Flags {
 		if c.Target && (f.Name == flagAll.Name || f.Name == flagTagTarget.Name) {
 			continue // in TARGET
 		}
-		b.WriteString(" [--" + f.Name)
+		// Flags of one OneOf group, side by side, share a bracket: [--a | --b].
+		joined := i > 0 && f.OneOf != "" && c.Flags[i-1].OneOf == f.OneOf
+		if joined {
+			b.WriteString(" | --" + f.Name)
+		} else {
+			b.WriteString(" [--" + f.Name)
+		}
 		if f.Short != "" {
 			b.WriteString("|-" + f.Short)
 		}
 		if f.Kind != FlagBool {
 			b.WriteString(" " + strings.ToUpper(flagValueName(f)))
 		}
-		b.WriteString("]")
+		if f.OneOf == "" || i+1 == len(c.Flags) || c.Flags[i+1].OneOf != f.OneOf {
+			b.WriteString("]")
+		}
 		if f.Kind == FlagKV {
 			b.WriteString("…")
 		}

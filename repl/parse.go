@@ -36,6 +36,7 @@ type Flag struct {
 	Value func() []string // completion candidates for the value
 	Glob  bool            // FlagKV: a value may hold the wildcards * and ? (target.go)
 	Min   int             // FlagInt: the smallest value taken (0 unless set)
+	OneOf string          // flags of one group exclude each other: the usage says [--a | --b]
 }
 
 // Args is a parsed command line.

@@ -236,7 +236,7 @@ func TestHelpFlagShowsTheCommandsHelp(t *testing.T) {
 	}
 	var out strings.Builder
 	s := testShell(t, &out)
-	if err := s.Exec(context.Background(), "!run --help"); err != nil || !strings.Contains(out.String(), "usage: !run") || !strings.Contains(out.String(), "--gather, -b") {
+	if err := s.Exec(context.Background(), "!run --help"); err != nil || !strings.Contains(out.String(), "usage: !run [--timeout D] [--gather|-b | --diff | --json] TARGET -- CMD") || !strings.Contains(out.String(), "--gather, -b") {
 		t.Fatalf("!run --help: %v, printed %q", err, out.String())
 	}
 }

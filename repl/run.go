@@ -30,14 +30,19 @@ func init() {
 			"a node stopped before its end (Ctrl-C, --timeout) shows what it printed until then, marked cancelled or timed out, in every mode.",
 		Flags: []Flag{
 			{Name: "timeout", Kind: FlagDuration, Usage: "stop waiting, and kill the command, after this long (default 60s)"},
-			{Name: "gather", Short: "b", Kind: FlagBool, Usage: "wait, then print each distinct answer once under its nodes (clush -b)"},
-			{Name: "diff", Kind: FlagBool, Usage: "print the most common answer, then a unified diff for each other one"},
-			flagJSON,
+			{Name: "gather", Short: "b", Kind: FlagBool, Usage: "wait, then print each distinct answer once under its nodes (clush -b)", OneOf: "mode"},
+			{Name: "diff", Kind: FlagBool, Usage: "print the most common answer, then a unified diff for each other one", OneOf: "mode"},
+			oneOf(flagJSON, "mode"),
 		},
 		Example:  "!run --all -- uname -r\n!run --all --gather -- sh -c 'echo $MESHELL_CLUSTER'\n!run --tag role=worker --diff -- ls /\n!run worker1,worker2 --timeout 5s -- uptime",
 		Complete: completeRun,
 		Run:      runRun,
 	}))
+}
+
+func oneOf(f Flag, group string) Flag {
+	f.OneOf = group
+	return f
 }
 
 // defaultRunTimeout is !run's --timeout when none is given.
