@@ -120,22 +120,11 @@ func (s *Shell) argCandidates(cmd *Command, done []string, typing string) []stri
 // false when typing holds no comma outside a range's brackets, or ends
 // inside brackets (n[1,2: a range's numbers, not an element).
 func splitList(typing string) (before, last string, ok bool) {
-	depth, cut := 0, -1
-	for i := 0; i < len(typing); i++ {
-		switch typing[i] {
-		case '[':
-			depth++
-		case ']':
-			depth--
-		case ',':
-			if depth == 0 {
-				cut = i
-			}
-		}
-	}
-	if cut < 0 || depth != 0 {
+	commas, depth := listCommas(typing)
+	if len(commas) == 0 || depth != 0 {
 		return "", "", false
 	}
+	cut := commas[len(commas)-1]
 	return typing[:cut+1], typing[cut+1:], true
 }
 

@@ -647,12 +647,10 @@ func consecutive(a, b string) bool {
 // maxExpand bounds the aliases one node list expands to.
 const maxExpand = 4096
 
-// expandNodes reads a node list: comma-separated aliases, each possibly
-// PREFIX[RANGES]SUFFIX with RANGES such as 1-3,5 or 01-10.
-func expandNodes(list string) ([]string, error) {
-	var out []string
-	depth, start := 0, 0
-	var items []string
+// listCommas returns where the commas between a node list's elements are
+// (not those inside a range's brackets), and how many brackets are left
+// open at its end.
+func listCommas(list string) (commas []int, depth int) {
 	for i := 0; i < len(list); i++ {
 		switch list[i] {
 		case '[':
@@ -661,10 +659,23 @@ func expandNodes(list string) ([]string, error) {
 			depth--
 		case ',':
 			if depth == 0 {
-				items = append(items, list[start:i])
-				start = i + 1
+				commas = append(commas, i)
 			}
 		}
+	}
+	return commas, depth
+}
+
+// expandNodes reads a node list: comma-separated aliases, each possibly
+// PREFIX[RANGES]SUFFIX with RANGES such as 1-3,5 or 01-10.
+func expandNodes(list string) ([]string, error) {
+	var out []string
+	var items []string
+	start := 0
+	commas, _ := listCommas(list)
+	for _, i := range commas {
+		items = append(items, list[start:i])
+		start = i + 1
 	}
 	items = append(items, list[start:])
 	for _, it := range items {
