@@ -8,10 +8,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -420,25 +422,17 @@ func (o *options) nodeConfig(stderr io.Writer) (node.Config, *logrus.Logger, err
 }
 
 func parseTags(s string) (map[string]string, error) {
-	tags := map[string]string{}
 	if s == "" {
-		return tags, nil
+		return map[string]string{}, nil
 	}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("--tags: %q is not KEY=VALUE (e.g. --tags role=worker,zone=a)", kv)
-		}
+	tags, err := repl.ParseTags(s)
+	if err != nil {
+		return nil, fmt.Errorf("--tags: %w", err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
 		if err := node.OwnedTag(k); err != nil {
 			return nil, fmt.Errorf("--tags: %w", err)
 		}
-		if err := node.ValidTag(k, v); err != nil {
-			return nil, fmt.Errorf("--tags: %w", err)
-		}
-		if old, ok := tags[k]; ok {
-			return nil, fmt.Errorf("--tags: tag %s given twice (%s=%s and %s=%s): give each key once", k, k, old, k, v)
-		}
-		tags[k] = v
 	}
 	return tags, nil
 }

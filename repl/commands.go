@@ -529,7 +529,7 @@ func runTag(ctx context.Context, s *Shell, a *Args) error {
 	}
 	given := map[string]string{} // by this command
 	for _, word := range a.Pos {
-		kvs, err := parseTags(word)
+		kvs, err := ParseTags(word)
 		if err != nil {
 			return err
 		}

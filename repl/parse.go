@@ -169,7 +169,7 @@ func checkFlagValue(f *Flag, v string) error {
 			return fmt.Errorf("--%s wants a positive duration such as 500ms or 2s, not %q", f.Name, v)
 		}
 	case FlagKV:
-		parse := parseTags
+		parse := ParseTags
 		if f.Glob {
 			parse = parseTagPatterns
 		}
@@ -189,11 +189,12 @@ func tooLarge(what, v string) error {
 	return nil
 }
 
-// parseTags reads "k=v" or "k=v,k2=v2" into tags, each checked with the
-// rules every node applies (node.ValidTag).
-func parseTags(word string) (map[string]string, error) { return readTags(word, false) }
+// ParseTags reads "k=v" or "k=v,k2=v2" into tags, each checked with the
+// rules every node applies (node.ValidTag), each key once: !tag's and
+// --tags' one reading.
+func ParseTags(word string) (map[string]string, error) { return readTags(word, false) }
 
-// parseTagPatterns is parseTags where each value may also hold the
+// parseTagPatterns is ParseTags where each value may also hold the
 // wildcards * and ? (globMatch).
 func parseTagPatterns(word string) (map[string]string, error) { return readTags(word, true) }
 
