@@ -53,7 +53,7 @@ type options struct {
 
 // usage heads meshell --help, before the flags.
 const usage = `usage: meshell [flags]                 start a node with a shell (--serve: headless)
-       meshell attach [SOCKET|ALIAS] [-c COMMAND] [flags]
+       meshell attach [SOCKET|ALIAS] [-c COMMAND]... [flags]
                                       a shell on a running node (meshell attach -h)
        meshell keygen [--operator NAME --out FILE]
                                       print a cluster key, or make an operator key
@@ -168,7 +168,7 @@ func printDefaults(w io.Writer, fs *flag.FlagSet) {
 			line += " " + typ
 		}
 		line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
-		if d := f.DefValue; d != "" && d != "false" && d != "0" && d != "[]" {
+		if d := f.DefValue; d != "" && d != "false" && d != "0" && d != "0s" && d != "[]" {
 			if typ == "string" {
 				d = strconv.Quote(d)
 			}

@@ -264,7 +264,7 @@ func (w *worker) submit(from string, req *protocol.JobRequest) {
 	}
 	if k.cmd != nil && !k.cmd.run {
 		if why := optionArg(req.Args); why != "" {
-			w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobError, Error: fmt.Sprintf("%s on %s: %s", req.Kind, w.j.h.Alias(), why)})
+			w.j.reply(from, &protocol.JobResult{ID: req.ID, Status: protocol.JobError, Error: why}) // the dispatcher names the kind and the node
 			return
 		}
 	}
