@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -197,7 +198,20 @@ func flagError(err error) string {
 var flagName = regexp.MustCompile(`(defined: |flag )-+[A-Za-z0-9][A-Za-z0-9_-]*`)
 
 func main() {
+	setGCPercent()
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// gcPercent is the collector's default here: a node's live heap is a few
+// MiB, and at Go's 100 a 100-process join storm takes a third more CPU and
+// converges later, its RSS no lower (BENCHMARKS.md, Scale). GOGC in the
+// environment wins.
+const gcPercent = 200
+
+func setGCPercent() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
