@@ -164,11 +164,18 @@ func newStream(output, jobs bool) *stream {
 	return &stream{output: output, jobs: jobs, notify: make(chan struct{}, 1), order: newReorder()}
 }
 
-// begin readies the stream for a new attempt: its output counts afresh.
-func (s *stream) begin() {
+// begin readies the stream for a new attempt. Its output counts afresh
+// only when again is set: the attempt before was lost or stopped by its
+// worker, which the next attempt streams again from its start (bounded by
+// the job's attempts). After a busy or rejected answer it does not: an
+// honest worker streams nothing before one, and a hostile one would reset
+// the limits round after round.
+func (s *stream) begin(again bool) {
 	s.mu.Lock()
-	s.sent = [3]int{}
-	s.count = 0
+	if again {
+		s.sent = [3]int{}
+		s.count = 0
+	}
 	s.ended = ""
 	s.mu.Unlock()
 }

@@ -578,6 +578,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		busyRounds int
 		chunkBuf   []heldChunk
 		backoff    *time.Timer
+		restream   bool // the last attempt failed: the next streams from its start
 	)
 	deliver := func(ch heldChunk) {
 		res.Chunks += ch.n
@@ -675,7 +676,8 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		}
 		w.Load.Start()
 		if st != nil {
-			st.begin()
+			st.begin(restream)
+			restream = false
 		}
 		sent := time.Now()
 		j.store(id, pend{c: c, worker: w.Alias, load: w.Load, due: sent.Add(time.Duration(wt) + answerGrace(wt))})
@@ -745,6 +747,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		case o.lost != "":
 			w.Load.finish(Lost)
 			failures++
+			restream = true
 			notes = append(notes, o.lost)
 			if err := notAgain(req.Kind, w, res.Job, o.lost); err != nil {
 				return res, err
@@ -779,6 +782,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		default: // JobCancelled by the worker itself: it shut down under the job
 			w.Load.finish(Lost)
 			failures++
+			restream = true
 			notes = append(notes, w.Alias+": "+o.err)
 			if err := notAgain(req.Kind, w, res.Job, o.err); err != nil {
 				return res, err

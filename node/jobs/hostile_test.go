@@ -1,0 +1,87 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"meshell/protocol"
+)
+
+// A hostile worker streams a command's output up to the limit, then
+// answers busy, so that the dispatcher sends the command again, and streams
+// as much again under later Seqs, round after round: the limit is the
+// job's, not an attempt's, so the second round ends the job in one error
+// and the caller is given no more than the limit.
+func TestHostileWorkerCannotResetTheOutputLimitByAnsweringBusy(t *testing.T) {
+	c := newCluster()
+	d := c.add(t, "d", nil, Limits{}, RunConfig{})
+	c.add(t, "w", nil, Limits{}, RunConfig{Allow: true})
+	piece := strings.Repeat("x", 64<<10-1) + "\n"
+	var seq uint32
+	requests := 0
+	c.host("d").send = func(alias string, m protocol.Message) error {
+		req, ok := m.(*protocol.JobRequest)
+		if !ok {
+			return nil // a cancel
+		}
+		requests++
+		for sent := 0; sent+len(piece) <= maxStreamOutput; sent += len(piece) {
+			seq++
+			d.Receive("w", &protocol.JobChunk{ID: req.ID, Seq: seq, Data: piece, Stream: protocol.StreamStdout})
+		}
+		d.Receive("w", &protocol.JobResult{ID: req.ID, Status: protocol.JobBusy, Error: "busy"})
+		return nil
+	}
+	got := 0
+	replies, err := d.Run(context.Background(), RunRequest{Targets: []string{"w"}, Command: []string{"true"},
+		OnOutput: func(_ string, _ bool, data string) { got += len(data) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := replies[0]
+	if got > maxStreamOutput || len(r.Stdout) > maxStreamOutput {
+		t.Errorf("the caller was given %d bytes (%d in the reply) over %d requests; the output limit is %d", got, len(r.Stdout), requests, maxStreamOutput)
+	}
+	if !strings.Contains(r.Error, ErrOverrun.Error()) || r.OK() {
+		t.Errorf("reply %+v, want one overrun error", r.Error)
+	}
+	if requests > 2 {
+		t.Errorf("the command was sent %d times to a worker that streamed past the limit", requests)
+	}
+	assertNoInFlight(t, d)
+}
+
+// A hostile worker streams a kind's chunks up to the stream limit, then
+// answers busy, again and again: the caller of a dispatch is given no more
+// than the stream limit.
+func TestHostileWorkerCannotResetTheStreamLimitByAnsweringBusy(t *testing.T) {
+	c := newCluster()
+	d := c.add(t, "d", nil, Limits{}, RunConfig{})
+	c.add(t, "w", map[string]string{"role": "worker"}, Limits{}, RunConfig{})
+	var seq uint32
+	requests := 0
+	c.host("d").send = func(alias string, m protocol.Message) error {
+		req, ok := m.(*protocol.JobRequest)
+		if !ok {
+			return nil
+		}
+		requests++
+		for i := 0; i < protocol.MaxJobChunks; i++ {
+			seq++
+			d.Receive("w", &protocol.JobChunk{ID: req.ID, Seq: seq, Data: "c"})
+		}
+		d.Receive("w", &protocol.JobResult{ID: req.ID, Status: protocol.JobBusy, Error: "busy"})
+		return nil
+	}
+	chunks := 0
+	_, err := d.Dispatch(context.Background(), DispatchRequest{Kind: "stream", Args: []string{"3"}, OnChunk: func(int, string) { chunks++ }})
+	if chunks > protocol.MaxJobChunks {
+		t.Errorf("the caller was given %d chunks over %d requests; the stream limit is %d", chunks, requests, protocol.MaxJobChunks)
+	}
+	if !errors.Is(err, ErrOverrun) {
+		t.Errorf("dispatch: %v, want one overrun error", err)
+	}
+	assertNoInFlight(t, d)
+}
