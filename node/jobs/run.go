@@ -160,10 +160,17 @@ func execute(ctx context.Context, argv, env []string, maxOut int, grace time.Dur
 			}
 		case <-drainC:
 			// Output still open after the leader exited: held by what it
-			// left running in its group, which ends with it.
+			// left running in its group, which ends with it, or by a
+			// process that left the group (setsid), which nothing here
+			// ends: that one gets forceClose to flush, then the pipes are
+			// closed, so that the command's exit is its answer.
 			drainC = nil
-			if !isRead && groupAlive(cmd.Process) {
+			switch {
+			case isRead:
+			case groupAlive(cmd.Process):
 				stop()
+			case forceC == nil:
+				forceC = after(forceClose)
 			}
 		case <-read:
 			isRead, read = true, nil

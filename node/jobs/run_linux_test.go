@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -188,6 +189,35 @@ func TestExecuteEndsWhatTheCommandLeftRunning(t *testing.T) {
 			}
 			waitGroupGone(t, pgidOf(t, l), 5*time.Second)
 		})
+	}
+}
+
+// A command that starts something with setsid, as the README advises for
+// what must outlive it, and exits: the process left holds the output pipe
+// from outside the group, which nothing here can end. The command's exit
+// is its answer, soon, not a wait for the pipe until the job's timeout; the
+// process goes on.
+func TestExecuteAnswersWhenWhatHoldsThePipeLeftTheGroup(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/setsid"); err != nil {
+		t.Skip("no setsid")
+	}
+	l := newLines()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	// The leader waits until the new session's process wrote its pid, then
+	// prints it and exits.
+	f := t.TempDir() + "/pid"
+	script := `setsid sh -c 'echo $$ >` + f + `.new; mv ` + f + `.new ` + f + `; exec sleep 30' & while [ ! -s ` + f + ` ]; do :; done; cat ` + f + `; echo started`
+	r := execute(ctx, []string{"sh", "-c", script}, nil, 1000, time.Second, l.emit)
+	took := time.Since(start)
+	pid := pgidOf(t, l)
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	if took > 5*time.Second || r.exit != 0 || !strings.Contains(r.stdout, "started") {
+		t.Errorf("exit %d, stdout %q after %v; want exit 0 with its output at once", r.exit, r.stdout, took)
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Errorf("the process started with setsid was ended: %v", err)
 	}
 }
 
