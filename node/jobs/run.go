@@ -432,11 +432,12 @@ func (j *Jobs) Run(ctx context.Context, req RunRequest) ([]RunReply, error) {
 	if !j.h.Running() {
 		return nil, ErrNotRunning
 	}
+	// The shell prints these after "!run: ": they do not say "run" again.
 	if len(req.Command) == 0 || req.Command[0] == "" {
-		return nil, errors.New("run: no command given")
+		return nil, errors.New("no command given: the program's name is empty")
 	}
 	if len(req.Command) > protocol.MaxJobArgs {
-		return nil, fmt.Errorf("run: %d words exceed the limit of %d", len(req.Command), protocol.MaxJobArgs)
+		return nil, fmt.Errorf("the command's %d words exceed the limit of %d", len(req.Command), protocol.MaxJobArgs)
 	}
 	timeout := req.Timeout
 	if timeout <= 0 {
