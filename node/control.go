@@ -554,11 +554,14 @@ func (n *Node) DefaultStrategy() string {
 	return "least-connections"
 }
 
-// setDefaultStrategy changes the default dispatch strategy.
+// setDefaultStrategy changes the default dispatch strategy. It keeps the
+// strategy's name, not the abbreviation it was given ("rr"), so that
+// !config show finds nodes that run the same strategy alike.
 func (n *Node) setDefaultStrategy(s string) error {
-	if _, err := jobs.ParseStrategy(s); err != nil {
+	st, err := jobs.ParseStrategy(s)
+	if err != nil {
 		return err
 	}
-	n.control.strategy.Store(s)
+	n.control.strategy.Store(st.String())
 	return nil
 }

@@ -243,3 +243,17 @@ func TestControlOfItselfIsNoWarning(t *testing.T) {
 		}
 	}
 }
+
+// A strategy set by its abbreviation is shown by its name, so that nodes
+// set with "rr" and "round-robin" are not marked as differing.
+func TestConfigShowsAStrategyByItsName(t *testing.T) {
+	n := startNode(t, "a")
+	for set, want := range map[string]string{"rr": "round-robin", "round-robin": "round-robin", "lc": "least-connections", "rand": "random"} {
+		if err := n.SetConfig("strategy", set); err != nil {
+			t.Fatal(err)
+		}
+		if got := n.ConfigMap()["strategy"]; got != want {
+			t.Errorf("set strategy %s, shown %s, want %s", set, got, want)
+		}
+	}
+}
