@@ -866,11 +866,20 @@ func (j *Jobs) noWorker(filter map[string]string) error {
 		known = append(known, desc+")")
 	}
 	list := "none"
-	if len(known) > 0 {
+	if len(known) > maxKnownListed {
+		// One line, however large the cluster: a typo in a filter among
+		// thousands of members would print them all.
+		list = fmt.Sprintf("%s and %d more (!cluster_members shows every member's tags)",
+			strings.Join(known[:maxKnownListed], ", "), len(known)-maxKnownListed)
+	} else if len(known) > 0 {
 		list = strings.Join(known, ", ")
 	}
 	return fmt.Errorf("%w matches %s; workers known: %s", ErrNoWorker, FilterString(filter), list)
 }
+
+// maxKnownListed bounds the members the error of a filter that matches no
+// worker names.
+const maxKnownListed = 8
 
 // JobRecord is one finished job as its dispatcher saw it.
 type JobRecord struct {
