@@ -730,9 +730,14 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 				break wait
 			}
 		}
+		// A busy or rejected answer to an attempt that streamed: the worker
+		// ran the job and stopped it (a drain that ran out of time), so the
+		// attempt counts as lost there, and the next one streams again.
+		stopped := st != nil && o.lost == "" && o.overrun == "" && !o.closed &&
+			(o.status == protocol.JobRejected || o.status == protocol.JobBusy) && st.streamed()
 		if st != nil {
 			deliverChunks()
-			st.finish(o.lost != "")
+			st.finish(o.lost != "" || stopped)
 			deliverChunks()
 		}
 		res.WorkerLatency = time.Since(sent)
@@ -744,6 +749,9 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		case o.overrun != "":
 			w.Load.finish(Answered)
 			return res, fmt.Errorf("job %d (%s) on %s: %w: %s; the job was ended and the rest of its output dropped", res.Job, req.Kind, w.Alias, ErrOverrun, o.overrun)
+		case stopped && req.Worker == "":
+			o.lost = w.Alias + ": " + o.err
+			fallthrough
 		case o.lost != "":
 			w.Load.finish(Lost)
 			failures++

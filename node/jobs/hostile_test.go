@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 
@@ -54,8 +53,11 @@ func TestHostileWorkerCannotResetTheOutputLimitByAnsweringBusy(t *testing.T) {
 }
 
 // A hostile worker streams a kind's chunks up to the stream limit, then
-// answers busy, again and again: the caller of a dispatch is given no more
-// than the stream limit.
+// answers busy, again and again under later Seqs. An answer of busy after
+// streaming counts as an attempt lost there, as a drain's rejection of a
+// job it ran does: the job ends in one error after its attempts, and the
+// caller is given no more than the limit per attempt, as from a worker
+// lost after streaming, not per busy round (16 of them).
 func TestHostileWorkerCannotResetTheStreamLimitByAnsweringBusy(t *testing.T) {
 	c := newCluster()
 	d := c.add(t, "d", nil, Limits{}, RunConfig{})
@@ -77,11 +79,49 @@ func TestHostileWorkerCannotResetTheStreamLimitByAnsweringBusy(t *testing.T) {
 	}
 	chunks := 0
 	_, err := d.Dispatch(context.Background(), DispatchRequest{Kind: "stream", Args: []string{"3"}, OnChunk: func(int, string) { chunks++ }})
-	if chunks > protocol.MaxJobChunks {
-		t.Errorf("the caller was given %d chunks over %d requests; the stream limit is %d", chunks, requests, protocol.MaxJobChunks)
+	if chunks > DefaultMaxAttempts*protocol.MaxJobChunks || requests > DefaultMaxAttempts {
+		t.Errorf("the caller was given %d chunks over %d requests; the stream limit is %d an attempt, %d attempts", chunks, requests, protocol.MaxJobChunks, DefaultMaxAttempts)
 	}
-	if !errors.Is(err, ErrOverrun) {
-		t.Errorf("dispatch: %v, want one overrun error", err)
+	if err == nil || !strings.Contains(err.Error(), "failed after 3 attempts") {
+		t.Errorf("dispatch: %v, want one error after its attempts", err)
+	}
+	assertNoInFlight(t, d)
+}
+
+// A worker that drains stops a streaming job it ran too long and answers
+// rejected: the job goes to another worker, which streams it again from
+// its start, within the limits of its own attempt; the caller sees each
+// chunk once.
+func TestAJobStoppedByADrainStreamsAgainElsewhere(t *testing.T) {
+	c := newCluster()
+	d := c.add(t, "d", nil, Limits{}, RunConfig{})
+	c.add(t, "w1", map[string]string{"role": "worker"}, Limits{}, RunConfig{})
+	c.add(t, "w2", map[string]string{"role": "worker"}, Limits{}, RunConfig{})
+	const n = protocol.MaxJobChunks
+	var order []string
+	c.host("d").send = func(alias string, m protocol.Message) error {
+		req, ok := m.(*protocol.JobRequest)
+		if !ok {
+			return nil
+		}
+		order = append(order, alias)
+		if len(order) == 1 { // the first worker drains 3/4 of the way
+			for seq := uint32(1); seq <= n*3/4; seq++ {
+				d.Receive(alias, &protocol.JobChunk{ID: req.ID, Seq: seq, Data: "c"})
+			}
+			d.Receive(alias, &protocol.JobResult{ID: req.ID, Status: protocol.JobRejected, Error: alias + " is draining: job stopped"})
+			return nil
+		}
+		for seq := uint32(1); seq <= n; seq++ {
+			d.Receive(alias, &protocol.JobChunk{ID: req.ID, Seq: seq, Data: "c"})
+		}
+		d.Receive(alias, &protocol.JobResult{ID: req.ID, Status: protocol.JobOK, Result: "done"})
+		return nil
+	}
+	chunks := 0
+	res, err := d.Dispatch(context.Background(), DispatchRequest{Kind: "stream", Args: []string{"3"}, OnChunk: func(int, string) { chunks++ }})
+	if err != nil || res.Result != "done" || chunks != n || len(order) != 2 {
+		t.Fatalf("dispatch: %+v %v after %v; %d chunks, want %d", res, err, order, chunks, n)
 	}
 	assertNoInFlight(t, d)
 }
