@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"meshell/mesh/keyring"
 	"meshell/node/operator"
 	"meshell/protocol"
 )
@@ -337,9 +338,13 @@ func (w *worker) runCommand(t *task) *protocol.JobResult {
 	return out
 }
 
-// runEnv is a command's environment: the node's, and who runs it.
+// runEnv is a command's environment: the node's, and who runs it, less the
+// cluster key when it came in the environment (MESHELL_KEY): `!run -- env`
+// would print it, and a declared kind's command, or whatever it runs,
+// would hold the key to the cluster.
 func (j *Jobs) runEnv() []string {
-	return append(os.Environ(), "MESHELL_ALIAS="+j.h.Alias(), "MESHELL_CLUSTER="+j.h.Cluster())
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, keyring.EnvVar+"=") })
+	return append(env, "MESHELL_ALIAS="+j.h.Alias(), "MESHELL_CLUSTER="+j.h.Cluster())
 }
 
 // refuseRun decides a run request of dispatcher from before it is queued:

@@ -272,3 +272,23 @@ func TestRunPastTheOutputLimitIsAnError(t *testing.T) {
 	}
 	waitGroupGone(t, g, 5*time.Second)
 }
+
+// A node given its cluster key in MESHELL_KEY runs commands without it in
+// their environment: `!run -- env` does not print it, and a command does
+// not hold it.
+func TestCommandsDoNotInheritTheClusterKey(t *testing.T) {
+	t.Setenv("MESHELL_KEY", "k1:c2VjcmV0")
+	c := newCluster()
+	d := c.add(t, "d", nil, Limits{}, RunConfig{Allow: true})
+	replies, err := d.Run(context.Background(), RunRequest{Targets: []string{"d"}, Command: []string{"env"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := replies[0]
+	if !r.OK() || !strings.Contains(r.Stdout, "MESHELL_ALIAS=d\n") {
+		t.Fatalf("env: %+v", r)
+	}
+	if strings.Contains(r.Stdout, "MESHELL_KEY") || strings.Contains(r.Stdout, "c2VjcmV0") {
+		t.Errorf("the command's environment holds the cluster key:\n%s", r.Stdout)
+	}
+}
