@@ -229,7 +229,7 @@ func (c *capture) add(p []byte) {
 	if c.truncated {
 		return // read on, so that the command never blocks on a full pipe
 	}
-	if room := c.max - len(c.kept); len(p) >= room {
+	if room := c.max - len(c.kept); len(p) > room { // exactly max bytes are whole, not cut
 		p, c.truncated = p[:room], true
 	}
 	c.kept = append(c.kept, p...)
