@@ -257,3 +257,23 @@ func TestConfigShowsAStrategyByItsName(t *testing.T) {
 		}
 	}
 }
+
+// A node that acknowledges a status request without its status has not
+// confirmed it: it is named with why, not counted as done with no row.
+func TestControlStatusWithoutAStatusIsAnError(t *testing.T) {
+	var r ControlReply
+	r.fill(OpStatus, &protocol.ControlAck{ID: 1})
+	if r.OK || r.Error != "answered without its status" {
+		t.Errorf("status acknowledged without one: %+v", r)
+	}
+	r = ControlReply{}
+	r.fill(OpPing, &protocol.ControlAck{ID: 1})
+	if !r.OK || r.Error != "" {
+		t.Errorf("ping acknowledged: %+v", r)
+	}
+	r = ControlReply{}
+	r.fill(OpStatus, &protocol.ControlAck{ID: 1, Status: &protocol.NodeStatus{Alias: "b"}})
+	if !r.OK || r.Status == nil || r.Status.Alias != "b" {
+		t.Errorf("status acknowledged with one: %+v", r)
+	}
+}
