@@ -688,9 +688,9 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			w.Load.finish(Refused)
 			if errors.Is(serr, ErrNotConnected) {
 				w.Load.setDown(true)
-				notes = append(notes, w.Alias+" not connected")
+				notes = addNote(notes, w.Alias+" not connected")
 			} else {
-				notes = append(notes, w.Alias+": "+serr.Error())
+				notes = addNote(notes, w.Alias+": "+serr.Error())
 			}
 			skip = append(skip, w.Alias)
 			continue
@@ -756,7 +756,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			w.Load.finish(Lost)
 			failures++
 			restream = true
-			notes = append(notes, o.lost)
+			notes = addNote(notes, o.lost)
 			if err := notAgain(req.Kind, w, res.Job, o.lost); err != nil {
 				return res, err
 			}
@@ -785,13 +785,13 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			fallthrough
 		case protocol.JobBusy:
 			w.Load.finish(Refused)
-			notes = append(notes, w.Alias+" "+o.status.String())
+			notes = addNote(notes, w.Alias+" "+o.status.String())
 			skip = append(skip, w.Alias)
 		default: // JobCancelled by the worker itself: it shut down under the job
 			w.Load.finish(Lost)
 			failures++
 			restream = true
-			notes = append(notes, w.Alias+": "+o.err)
+			notes = addNote(notes, w.Alias+": "+o.err)
 			if err := notAgain(req.Kind, w, res.Job, o.err); err != nil {
 				return res, err
 			}
@@ -843,11 +843,30 @@ func noSlotsText(target string) string {
 	return fmt.Sprintf("%s has 0 slots and takes no jobs; give it slots with !scale %s N", target, target)
 }
 
-// lastNotes returns at most k of the latest notes.
-func lastNotes(notes []string, k int) []string {
-	if k < 1 {
-		k = 1
+// Bounds of why a job's workers were skipped, kept for its error: a
+// worker's words are any size, and a busy job goes round every worker
+// (thousands) many times.
+const (
+	maxNotes      = 64  // kept, the latest
+	maxNoteBytes  = 512 // of one
+	maxNotesShown = 8   // in an error
+)
+
+// addNote appends note to notes within the bounds above.
+func addNote(notes []string, note string) []string {
+	if len(note) > maxNoteBytes {
+		note = strings.ToValidUTF8(note[:maxNoteBytes], "") + "…"
 	}
+	if len(notes) >= maxNotes {
+		notes = append(notes[:0], notes[len(notes)-maxNotes/2:]...)
+	}
+	return append(notes, note)
+}
+
+// lastNotes returns at most k of the latest notes, and at most
+// maxNotesShown.
+func lastNotes(notes []string, k int) []string {
+	k = min(max(k, 1), maxNotesShown)
 	if len(notes) > k {
 		return notes[len(notes)-k:]
 	}

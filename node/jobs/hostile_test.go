@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -124,4 +125,42 @@ func TestAJobStoppedByADrainStreamsAgainElsewhere(t *testing.T) {
 		t.Fatalf("dispatch: %+v %v after %v; %d chunks, want %d", res, err, order, chunks, n)
 	}
 	assertNoInFlight(t, d)
+}
+
+// A hostile worker's words end up in its job's error: a megabyte of them,
+// at every attempt, makes an error of a few lines, not megabytes.
+func TestAWorkersWordsInAnErrorAreBounded(t *testing.T) {
+	c := newCluster()
+	d := c.add(t, "d", nil, Limits{}, RunConfig{})
+	c.add(t, "w", map[string]string{"role": "worker"}, Limits{}, RunConfig{})
+	huge := strings.Repeat("x", 1<<20)
+	c.host("d").send = func(alias string, m protocol.Message) error {
+		if req, ok := m.(*protocol.JobRequest); ok {
+			d.Receive("w", &protocol.JobResult{ID: req.ID, Status: protocol.JobCancelled, Error: huge})
+		}
+		return nil
+	}
+	_, err := d.Dispatch(context.Background(), DispatchRequest{Kind: "echo", Args: []string{"x"}})
+	if err == nil || !strings.Contains(err.Error(), "failed after 3 attempts") || len(err.Error()) > 4<<10 {
+		t.Fatalf("dispatch: an error of %d bytes, want one of a few lines after 3 attempts", len(err.Error()))
+	}
+}
+
+// Every one of many workers busy: the error names a few of them.
+func TestEveryWorkerBusyNamesAFew(t *testing.T) {
+	c := newCluster()
+	d := c.add(t, "d", nil, Limits{}, RunConfig{})
+	for i := 0; i < 40; i++ {
+		c.add(t, fmt.Sprintf("w%02d", i), map[string]string{"role": "worker"}, Limits{}, RunConfig{})
+	}
+	c.host("d").send = func(alias string, m protocol.Message) error {
+		if req, ok := m.(*protocol.JobRequest); ok {
+			d.Receive(alias, &protocol.JobResult{ID: req.ID, Status: protocol.JobBusy, Error: "busy"})
+		}
+		return nil
+	}
+	_, err := d.Dispatch(context.Background(), DispatchRequest{Kind: "echo", Args: []string{"x"}})
+	if err == nil || !strings.Contains(err.Error(), "every matching worker is busy") || strings.Count(err.Error(), " busy;") > maxNotesShown {
+		t.Fatalf("dispatch: %v; want the busy error naming at most %d workers", err, maxNotesShown)
+	}
 }
