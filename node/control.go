@@ -212,7 +212,8 @@ func (n *Node) Control(ctx context.Context, targets []string, cr ControlRequest,
 		ack, a := n.handleControl(&req, self)
 		after = a
 		r := &replies[local]
-		r.RTT, r.Path, r.OK, r.Error, r.Status = time.Since(start), "local", ack.Error == "", ack.Error, statusOf(ack.Status)
+		r.RTT, r.Path = time.Since(start), "local"
+		r.fill(req.Op, ack)
 	}
 	// The local node goes last when its own step would cut the others off:
 	// a shutdown, or a key removal that closes their connections.
@@ -233,7 +234,7 @@ wait:
 			delete(sent, a.from)
 			r := &replies[index[a.from]]
 			r.RTT, r.Path = time.Since(t0), "direct"
-			r.OK, r.Error, r.Status = a.ack.Error == "", a.ack.Error, statusOf(a.ack.Status)
+			r.fill(req.Op, a.ack)
 		case <-timer.C:
 			break wait
 		case <-ctx.Done():
@@ -255,6 +256,17 @@ wait:
 		after() // this node's own shutdown or restart: done when the command returns
 	}
 	return replies, nil
+}
+
+// fill sets r from a node's acknowledgement of op. A status request
+// acknowledged without a status is an error, not a confirmation: no node
+// of this release answers so, and the shell would show the node in no row
+// of the table and the command as done.
+func (r *ControlReply) fill(op string, ack *protocol.ControlAck) {
+	r.OK, r.Error, r.Status = ack.Error == "", ack.Error, statusOf(ack.Status)
+	if r.OK && r.Status == nil && op == OpStatus {
+		r.OK, r.Error = false, "answered without its status"
+	}
 }
 
 // ShutdownRequested is closed when a shutdown command was accepted; the
@@ -554,11 +566,14 @@ func (n *Node) DefaultStrategy() string {
 	return "least-connections"
 }
 
-// setDefaultStrategy changes the default dispatch strategy.
+// setDefaultStrategy changes the default dispatch strategy. It keeps the
+// strategy's name, not the abbreviation it was given ("rr"), so that
+// !config show finds nodes that run the same strategy alike.
 func (n *Node) setDefaultStrategy(s string) error {
-	if _, err := jobs.ParseStrategy(s); err != nil {
+	st, err := jobs.ParseStrategy(s)
+	if err != nil {
 		return err
 	}
-	n.control.strategy.Store(s)
+	n.control.strategy.Store(st.String())
 	return nil
 }

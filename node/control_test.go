@@ -243,3 +243,37 @@ func TestControlOfItselfIsNoWarning(t *testing.T) {
 		}
 	}
 }
+
+// A strategy set by its abbreviation is shown by its name, so that nodes
+// set with "rr" and "round-robin" are not marked as differing.
+func TestConfigShowsAStrategyByItsName(t *testing.T) {
+	n := startNode(t, "a")
+	for set, want := range map[string]string{"rr": "round-robin", "round-robin": "round-robin", "lc": "least-connections", "rand": "random"} {
+		if err := n.SetConfig("strategy", set); err != nil {
+			t.Fatal(err)
+		}
+		if got := n.ConfigMap()["strategy"]; got != want {
+			t.Errorf("set strategy %s, shown %s, want %s", set, got, want)
+		}
+	}
+}
+
+// A node that acknowledges a status request without its status has not
+// confirmed it: it is named with why, not counted as done with no row.
+func TestControlStatusWithoutAStatusIsAnError(t *testing.T) {
+	var r ControlReply
+	r.fill(OpStatus, &protocol.ControlAck{ID: 1})
+	if r.OK || r.Error != "answered without its status" {
+		t.Errorf("status acknowledged without one: %+v", r)
+	}
+	r = ControlReply{}
+	r.fill(OpPing, &protocol.ControlAck{ID: 1})
+	if !r.OK || r.Error != "" {
+		t.Errorf("ping acknowledged: %+v", r)
+	}
+	r = ControlReply{}
+	r.fill(OpStatus, &protocol.ControlAck{ID: 1, Status: &protocol.NodeStatus{Alias: "b"}})
+	if !r.OK || r.Status == nil || r.Status.Alias != "b" {
+		t.Errorf("status acknowledged with one: %+v", r)
+	}
+}

@@ -12,6 +12,8 @@ func TestCaptureStreamsTheMarkerAsWholeLines(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"cut inside a line", "ab\ncdefgh", "ab\ncd\n[meshell: stdout truncated at 5 bytes]\n"},
 		{"cut at a line end", "abcd\nefgh", "abcd\n[meshell: stdout truncated at 5 bytes]\n"},
+		{"exactly the cap, nothing cut", "abcd\n", "abcd\n"},
+		{"the cap and one more", "abcd\ne", "abcd\n[meshell: stdout truncated at 5 bytes]\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var chunks []string

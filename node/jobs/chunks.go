@@ -149,8 +149,9 @@ type stream struct {
 	held  []heldChunk // in order, not yet taken
 	tail  []byte      // held's last chunk's data, while output is merged into it
 	bytes int         // held, chunkCost included
-	sent  [3]int      // bytes this attempt streamed, by Stream
-	count int         // a kind's chunks (StreamJob) this attempt streamed
+	sent  [3]int      // bytes streamed, by Stream, since the count last started afresh (begin)
+	count int         // a kind's chunks (StreamJob) streamed since then
+	this  bool        // the current attempt streamed a chunk
 	ended string      // not empty: why the job was ended here; later chunks are dropped
 }
 
@@ -164,13 +165,28 @@ func newStream(output, jobs bool) *stream {
 	return &stream{output: output, jobs: jobs, notify: make(chan struct{}, 1), order: newReorder()}
 }
 
-// begin readies the stream for a new attempt: its output counts afresh.
-func (s *stream) begin() {
+// begin readies the stream for a new attempt. Its output counts afresh
+// only when again is set: the attempt before was lost or stopped by its
+// worker after it streamed, which the next attempt streams again from its
+// start (bounded by the job's attempts). After a busy or rejected answer
+// to a job that streamed nothing it does not: a hostile worker would
+// otherwise reset the limits round after round.
+func (s *stream) begin(again bool) {
 	s.mu.Lock()
-	s.sent = [3]int{}
-	s.count = 0
+	if again {
+		s.sent = [3]int{}
+		s.count = 0
+	}
+	s.this = false
 	s.ended = ""
 	s.mu.Unlock()
+}
+
+// streamed reports whether the current attempt streamed a chunk.
+func (s *stream) streamed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.this
 }
 
 // push takes chunk c on the reader goroutine. It returns why, when c ended
@@ -210,6 +226,7 @@ func (s *stream) push(c protocol.JobChunk) (why string) {
 		return s.ended
 	}
 	s.sent[c.Stream] += len(c.Data)
+	s.this = true
 	s.order.add(c, s.hold)
 	return s.ended
 }

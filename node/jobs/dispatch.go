@@ -578,6 +578,7 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		busyRounds int
 		chunkBuf   []heldChunk
 		backoff    *time.Timer
+		restream   bool // the last attempt failed: the next streams from its start
 	)
 	deliver := func(ch heldChunk) {
 		res.Chunks += ch.n
@@ -675,7 +676,8 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		}
 		w.Load.Start()
 		if st != nil {
-			st.begin()
+			st.begin(restream)
+			restream = false
 		}
 		sent := time.Now()
 		j.store(id, pend{c: c, worker: w.Alias, load: w.Load, due: sent.Add(time.Duration(wt) + answerGrace(wt))})
@@ -686,9 +688,9 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			w.Load.finish(Refused)
 			if errors.Is(serr, ErrNotConnected) {
 				w.Load.setDown(true)
-				notes = append(notes, w.Alias+" not connected")
+				notes = addNote(notes, w.Alias+" not connected")
 			} else {
-				notes = append(notes, w.Alias+": "+serr.Error())
+				notes = addNote(notes, w.Alias+": "+serr.Error())
 			}
 			skip = append(skip, w.Alias)
 			continue
@@ -728,9 +730,14 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 				break wait
 			}
 		}
+		// A busy or rejected answer to an attempt that streamed: the worker
+		// ran the job and stopped it (a drain that ran out of time), so the
+		// attempt counts as lost there, and the next one streams again.
+		stopped := st != nil && o.lost == "" && o.overrun == "" && !o.closed &&
+			(o.status == protocol.JobRejected || o.status == protocol.JobBusy) && st.streamed()
 		if st != nil {
 			deliverChunks()
-			st.finish(o.lost != "")
+			st.finish(o.lost != "" || stopped)
 			deliverChunks()
 		}
 		res.WorkerLatency = time.Since(sent)
@@ -742,10 +749,14 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 		case o.overrun != "":
 			w.Load.finish(Answered)
 			return res, fmt.Errorf("job %d (%s) on %s: %w: %s; the job was ended and the rest of its output dropped", res.Job, req.Kind, w.Alias, ErrOverrun, o.overrun)
+		case stopped && req.Worker == "":
+			o.lost = w.Alias + ": " + o.err
+			fallthrough
 		case o.lost != "":
 			w.Load.finish(Lost)
 			failures++
-			notes = append(notes, o.lost)
+			restream = true
+			notes = addNote(notes, o.lost)
 			if err := notAgain(req.Kind, w, res.Job, o.lost); err != nil {
 				return res, err
 			}
@@ -774,12 +785,13 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 			fallthrough
 		case protocol.JobBusy:
 			w.Load.finish(Refused)
-			notes = append(notes, w.Alias+" "+o.status.String())
+			notes = addNote(notes, w.Alias+" "+o.status.String())
 			skip = append(skip, w.Alias)
 		default: // JobCancelled by the worker itself: it shut down under the job
 			w.Load.finish(Lost)
 			failures++
-			notes = append(notes, w.Alias+": "+o.err)
+			restream = true
+			notes = addNote(notes, w.Alias+": "+o.err)
 			if err := notAgain(req.Kind, w, res.Job, o.err); err != nil {
 				return res, err
 			}
@@ -831,11 +843,30 @@ func noSlotsText(target string) string {
 	return fmt.Sprintf("%s has 0 slots and takes no jobs; give it slots with !scale %s N", target, target)
 }
 
-// lastNotes returns at most k of the latest notes.
-func lastNotes(notes []string, k int) []string {
-	if k < 1 {
-		k = 1
+// Bounds of why a job's workers were skipped, kept for its error: a
+// worker's words are any size, and a busy job goes round every worker
+// (thousands) many times.
+const (
+	maxNotes      = 64  // kept, the latest
+	maxNoteBytes  = 512 // of one
+	maxNotesShown = 8   // in an error
+)
+
+// addNote appends note to notes within the bounds above.
+func addNote(notes []string, note string) []string {
+	if len(note) > maxNoteBytes {
+		note = strings.ToValidUTF8(note[:maxNoteBytes], "") + "…"
 	}
+	if len(notes) >= maxNotes {
+		notes = append(notes[:0], notes[len(notes)-maxNotes/2:]...)
+	}
+	return append(notes, note)
+}
+
+// lastNotes returns at most k of the latest notes, and at most
+// maxNotesShown.
+func lastNotes(notes []string, k int) []string {
+	k = min(max(k, 1), maxNotesShown)
 	if len(notes) > k {
 		return notes[len(notes)-k:]
 	}
@@ -862,11 +893,20 @@ func (j *Jobs) noWorker(filter map[string]string) error {
 		known = append(known, desc+")")
 	}
 	list := "none"
-	if len(known) > 0 {
+	if len(known) > maxKnownListed {
+		// One line, however large the cluster: a typo in a filter among
+		// thousands of members would print them all.
+		list = fmt.Sprintf("%s and %d more (!cluster_members shows every member's tags)",
+			strings.Join(known[:maxKnownListed], ", "), len(known)-maxKnownListed)
+	} else if len(known) > 0 {
 		list = strings.Join(known, ", ")
 	}
 	return fmt.Errorf("%w matches %s; workers known: %s", ErrNoWorker, FilterString(filter), list)
 }
+
+// maxKnownListed bounds the members the error of a filter that matches no
+// worker names.
+const maxKnownListed = 8
 
 // JobRecord is one finished job as its dispatcher saw it.
 type JobRecord struct {

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -229,5 +230,23 @@ func BenchmarkWorkerSubmit(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		req.ID = uint64(i)
 		w.submit("peer", req)
+	}
+}
+
+// A filter that matches no worker names the tagged members it knows, a
+// few of them, not every member of a large cluster.
+func TestNoWorkerNamesAFewOfTheMembers(t *testing.T) {
+	c := newCluster()
+	d := c.add(t, "d", nil, Limits{}, RunConfig{})
+	for i := 0; i < 40; i++ {
+		c.add(t, fmt.Sprintf("w%02d", i), map[string]string{"role": "worker"}, Limits{}, RunConfig{})
+	}
+	_, err := d.Dispatch(context.Background(), DispatchRequest{Kind: "echo", Tags: map[string]string{"role": "wrker"}})
+	if !errors.Is(err, ErrNoWorker) {
+		t.Fatalf("dispatch: %v, want no worker", err)
+	}
+	if msg := err.Error(); strings.Count(msg, "role=worker") > maxKnownListed || !strings.Contains(msg, "w00 (role=worker") ||
+		!strings.Contains(msg, fmt.Sprintf("and %d more", 40-maxKnownListed)) {
+		t.Errorf("error %q: want %d members named and the count of the rest", msg, maxKnownListed)
 	}
 }

@@ -70,6 +70,12 @@ func (d DeclaredKind) check() error {
 	if d.Name == RunKind {
 		return fmt.Errorf("--kind %s: the kind %s is reserved for !run; pick another name", d.Name, RunKind)
 	}
+	if builtin(d.Name) {
+		// Dispatchers send a built-in kind to any worker, none of them
+		// asking which declare it: a declared one would run on some
+		// workers and the built-in on the others.
+		return fmt.Errorf("--kind %s: %s is a kind built into every node; pick another name, such as %s2", d.Name, d.Name, d.Name)
+	}
 	if len(d.Command) == 0 || d.Command[0] == "" {
 		return fmt.Errorf("--kind %s: no command after '='", d.Name)
 	}

@@ -27,6 +27,8 @@ func TestParseKindSpec(t *testing.T) {
 		{"empty=", DeclaredKind{}, "no command"},
 		{"empty=   ", DeclaredKind{}, "no command"},
 		{"run=/bin/true", DeclaredKind{}, "reserved for !run"},
+		{"echo=/bin/echo", DeclaredKind{}, "echo is a kind built into every node; pick another name, such as echo2"},
+		{"sleep!=sleep", DeclaredKind{}, "built into every node"},
 		{"two words=/bin/true", DeclaredKind{}, "is not valid"},
 		{"q=sh -c 'unterminated", DeclaredKind{}, "unterminated ' quote"},
 		{`b=echo \`, DeclaredKind{}, "ends with a backslash"},

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"meshell/mesh/keyring"
 	"meshell/node/operator"
 	"meshell/protocol"
 )
@@ -160,10 +161,17 @@ func execute(ctx context.Context, argv, env []string, maxOut int, grace time.Dur
 			}
 		case <-drainC:
 			// Output still open after the leader exited: held by what it
-			// left running in its group, which ends with it.
+			// left running in its group, which ends with it, or by a
+			// process that left the group (setsid), which nothing here
+			// ends: that one gets forceClose to flush, then the pipes are
+			// closed, so that the command's exit is its answer.
 			drainC = nil
-			if !isRead && groupAlive(cmd.Process) {
+			switch {
+			case isRead:
+			case groupAlive(cmd.Process):
 				stop()
+			case forceC == nil:
+				forceC = after(forceClose)
 			}
 		case <-read:
 			isRead, read = true, nil
@@ -221,7 +229,7 @@ func (c *capture) add(p []byte) {
 	if c.truncated {
 		return // read on, so that the command never blocks on a full pipe
 	}
-	if room := c.max - len(c.kept); len(p) >= room {
+	if room := c.max - len(c.kept); len(p) > room { // exactly max bytes are whole, not cut
 		p, c.truncated = p[:room], true
 	}
 	c.kept = append(c.kept, p...)
@@ -330,9 +338,13 @@ func (w *worker) runCommand(t *task) *protocol.JobResult {
 	return out
 }
 
-// runEnv is a command's environment: the node's, and who runs it.
+// runEnv is a command's environment: the node's, and who runs it, less the
+// cluster key when it came in the environment (MESHELL_KEY): `!run -- env`
+// would print it, and a declared kind's command, or whatever it runs,
+// would hold the key to the cluster.
 func (j *Jobs) runEnv() []string {
-	return append(os.Environ(), "MESHELL_ALIAS="+j.h.Alias(), "MESHELL_CLUSTER="+j.h.Cluster())
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, keyring.EnvVar+"=") })
+	return append(env, "MESHELL_ALIAS="+j.h.Alias(), "MESHELL_CLUSTER="+j.h.Cluster())
 }
 
 // refuseRun decides a run request of dispatcher from before it is queued:
@@ -425,11 +437,12 @@ func (j *Jobs) Run(ctx context.Context, req RunRequest) ([]RunReply, error) {
 	if !j.h.Running() {
 		return nil, ErrNotRunning
 	}
+	// The shell prints these after "!run: ": they do not say "run" again.
 	if len(req.Command) == 0 || req.Command[0] == "" {
-		return nil, errors.New("run: no command given")
+		return nil, errors.New("no command given: the program's name is empty")
 	}
 	if len(req.Command) > protocol.MaxJobArgs {
-		return nil, fmt.Errorf("run: %d words exceed the limit of %d", len(req.Command), protocol.MaxJobArgs)
+		return nil, fmt.Errorf("the command's %d words exceed the limit of %d", len(req.Command), protocol.MaxJobArgs)
 	}
 	timeout := req.Timeout
 	if timeout <= 0 {

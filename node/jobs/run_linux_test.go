@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -191,6 +192,35 @@ func TestExecuteEndsWhatTheCommandLeftRunning(t *testing.T) {
 	}
 }
 
+// A command that starts something with setsid, as the README advises for
+// what must outlive it, and exits: the process left holds the output pipe
+// from outside the group, which nothing here can end. The command's exit
+// is its answer, soon, not a wait for the pipe until the job's timeout; the
+// process goes on.
+func TestExecuteAnswersWhenWhatHoldsThePipeLeftTheGroup(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/setsid"); err != nil {
+		t.Skip("no setsid")
+	}
+	l := newLines()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	// The leader waits until the new session's process wrote its pid, then
+	// prints it and exits.
+	f := t.TempDir() + "/pid"
+	script := `setsid sh -c 'echo $$ >` + f + `.new; mv ` + f + `.new ` + f + `; exec sleep 30' & while [ ! -s ` + f + ` ]; do :; done; cat ` + f + `; echo started`
+	r := execute(ctx, []string{"sh", "-c", script}, nil, 1000, time.Second, l.emit)
+	took := time.Since(start)
+	pid := pgidOf(t, l)
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	if took > 5*time.Second || r.exit != 0 || !strings.Contains(r.stdout, "started") {
+		t.Errorf("exit %d, stdout %q after %v; want exit 0 with its output at once", r.exit, r.stdout, took)
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Errorf("the process started with setsid was ended: %v", err)
+	}
+}
+
 func TestShutdownEndsRunningCommands(t *testing.T) {
 	c := newCluster()
 	d := c.add(t, "d", nil, Limits{}, RunConfig{})
@@ -241,4 +271,24 @@ func TestRunPastTheOutputLimitIsAnError(t *testing.T) {
 		t.Fatalf("reply %+v; want one error for the output limit", r)
 	}
 	waitGroupGone(t, g, 5*time.Second)
+}
+
+// A node given its cluster key in MESHELL_KEY runs commands without it in
+// their environment: `!run -- env` does not print it, and a command does
+// not hold it.
+func TestCommandsDoNotInheritTheClusterKey(t *testing.T) {
+	t.Setenv("MESHELL_KEY", "k1:c2VjcmV0")
+	c := newCluster()
+	d := c.add(t, "d", nil, Limits{}, RunConfig{Allow: true})
+	replies, err := d.Run(context.Background(), RunRequest{Targets: []string{"d"}, Command: []string{"env"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := replies[0]
+	if !r.OK() || !strings.Contains(r.Stdout, "MESHELL_ALIAS=d\n") {
+		t.Fatalf("env: %+v", r)
+	}
+	if strings.Contains(r.Stdout, "MESHELL_KEY") || strings.Contains(r.Stdout, "c2VjcmV0") {
+		t.Errorf("the command's environment holds the cluster key:\n%s", r.Stdout)
+	}
 }

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,6 +91,22 @@ func TestRunToAMemberNotLiveSendsNothing(t *testing.T) {
 	for i, want := range []string{"b1 is failed" + what, "b2 has left the cluster" + what, "ghost is not a member" + what} {
 		if r := replies[i]; r.Error != want || r.NoAnswer || r.Refused || r.Exited {
 			t.Errorf("reply %+v; want the error %q", r, want)
+		}
+	}
+}
+
+// A command Run refuses before sending anything is named plainly, once:
+// the shell's "!run: " already says which command it was.
+func TestRunRefusesAnEmptyCommandPlainly(t *testing.T) {
+	c := newCluster()
+	d := c.add(t, "d", nil, Limits{}, RunConfig{})
+	for _, cmd := range [][]string{nil, {""}, make([]string, protocol.MaxJobArgs+1)} {
+		if len(cmd) > 1 {
+			cmd[0] = "echo"
+		}
+		_, err := d.Run(context.Background(), RunRequest{Targets: []string{"d"}, Command: cmd})
+		if err == nil || strings.HasPrefix(err.Error(), "run:") {
+			t.Errorf("Run(%d words): %v, want an error that does not begin with run:", len(cmd), err)
 		}
 	}
 }
