@@ -100,6 +100,7 @@ type Stats struct {
 	Hearsay                      uint64 // third-party news that a member in touch with us left, or giving it a later incarnation or other tags, not believed (doubt)
 	ForeignLeaves                uint64 // Leave messages about another member than their sender, ignored
 	PingReqsRefused              uint64 // PingReqs for a target not known or left, nacked at once
+	PingReqsOverCap              uint64 // PingReqs past the bounds of relays in flight (maxRelaysPerOrigin, maxRelays), nacked at once
 	RateLimited                  uint64 // new members refused by their sender's rate limit
 	OverCap                      uint64 // new members refused by MaxMembers
 	MadeRoom                     uint64 // failed or left members reaped early to make room for a new one

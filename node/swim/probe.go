@@ -737,11 +737,44 @@ func (c *Core) handlePingReq(now time.Time, from string, m *protocol.PingReq) {
 		c.sendTo(from, &protocol.Nack{Seq: m.Seq})
 		return
 	}
+	if !c.relayRoom(from) {
+		// An honest prober has a few probes in flight at most, each asking
+		// this node once: past the bounds the asker is flooding, and each
+		// relay would ping the target (an honest member) for it.
+		c.stats.PingReqsOverCap++
+		c.sendTo(from, &protocol.Nack{Seq: m.Seq})
+		return
+	}
 	c.seq++
 	r := &relay{seq: c.seq, origin: from, origSeq: m.Seq, target: m.Target, addr: e.Addr, deadline: now.Add(c.relayTimeout())}
 	r.updates = c.piggyback(r.target, false)
 	c.relays = append(c.relays, r)
 	c.relayPing(now, r)
+}
+
+// Bounds of the relays in flight (drop-newest: a PingReq past them is
+// nacked at once). An honest member asks this node once per probe of its
+// own, of which it runs a few at once (its turn and a bounded number out of
+// turn), and a relay lasts less than a probe interval.
+const (
+	maxRelaysPerOrigin = 8
+	maxRelays          = 512
+)
+
+// relayRoom reports whether origin may have one more relay run for it.
+func (c *Core) relayRoom(origin string) bool {
+	if len(c.relays) >= maxRelays {
+		return false
+	}
+	n := 0
+	for _, r := range c.relays {
+		if r.origin == origin {
+			if n++; n >= maxRelaysPerOrigin {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // relayPing sends (or sends again) a relay's Ping to its target, at the
