@@ -84,6 +84,8 @@ type Config struct {
 	AnswerWindow     time.Duration          // a connection that delivered a frame this recently is answering: its alias is not taken over
 	Settle           time.Duration          // ... once it is up this long; before, crossed dials compete by register's rule
 	Takeover         time.Duration          // a handshake claiming an alias held from another address waits this long for the holder to go
+	MembershipRate   float64                // membership frames a second one connection delivers; past it (and MembershipBurst) its reader waits; 0 = no bound
+	MembershipBurst  int                    // ... and the burst it may deliver at once
 	Keyring          *keyring.Keyring       // cluster keys: every connection is TLS 1.3 under them; nil = plaintext
 	Insecure         bool                   // without a keyring, take peers from any address, not loopback only
 	Versions         protocol.Versions      // protocol versions this node speaks; zero = protocol.Supported()
@@ -111,6 +113,8 @@ func DefaultConfig(cluster string, self func() protocol.Member) Config {
 		AnswerWindow:     30 * time.Second, // longer than a probe round of a 100-node LAN cluster
 		Settle:           time.Second,      // crossed dials of a join are resolved well within it
 		Takeover:         time.Second,      // a loaded node reads a restarted peer's old connection closing within it
+		MembershipRate:   256,              // an honest member sends a few tens a second on one connection
+		MembershipBurst:  1024,             // a push-pull, a refutation and a join storm's news at once
 		Log:              logrus.StandardLogger(),
 	}
 }
@@ -125,26 +129,27 @@ type Mesh struct {
 	cfg Config
 	h   Handler
 
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    map[string]*conn // registered connection per alias
-	dialing  map[string]*conn // dials under way for Send, with their queues
-	heldDown map[string]error // peer-downs held until the dial under way ends (conn.go)
-	all      map[*conn]struct{}
-	claims   map[string]*claim // aliases held by accepted handshakes not yet registered (claim.go)
-	ownDials map[uint64]bool   // ConnIDs of this node's handshakes under way; true once one reached this node
-	closed   bool
-	dialCtx  context.Context // cancelled by CloseAll: dials under way stop
-	stopDial context.CancelFunc
-	gate     *gate
-	budget   *protocol.Budget
-	warn     *RateLog
-	wg       sync.WaitGroup
-	sent     atomic.Uint64
-	received atomic.Uint64
-	dropped  atomic.Uint64
-	refused  atomic.Uint64 // connections closed for a bad handshake, frame or bound
-	families [Families]familyCounters
+	mu        sync.Mutex
+	ln        net.Listener
+	conns     map[string]*conn // registered connection per alias
+	dialing   map[string]*conn // dials under way for Send, with their queues
+	heldDown  map[string]error // peer-downs held until the dial under way ends (conn.go)
+	all       map[*conn]struct{}
+	claims    map[string]*claim // aliases held by accepted handshakes not yet registered (claim.go)
+	ownDials  map[uint64]bool   // ConnIDs of this node's handshakes under way; true once one reached this node
+	closed    bool
+	dialCtx   context.Context // cancelled by CloseAll: dials under way stop
+	stopDial  context.CancelFunc
+	gate      *gate
+	budget    *protocol.Budget
+	warn      *RateLog
+	wg        sync.WaitGroup
+	sent      atomic.Uint64
+	received  atomic.Uint64
+	dropped   atomic.Uint64
+	refused   atomic.Uint64 // connections closed for a bad handshake, frame or bound
+	throttled atomic.Uint64 // membership frames a reader held back for its peer's rate (pace.go)
+	families  [Families]familyCounters
 }
 
 // Families is the size of Stats.ByFamily, indexed by protocol.Family.
@@ -845,6 +850,7 @@ type Stats struct {
 	Dropped                  uint64 // frames dropped: queue full, dial failed or too many dials
 	Refused                  uint64 // connections closed for a bad handshake or frame, or a bound
 	Evicted                  uint64 // handshakes closed to make room for newer ones
+	Throttled                uint64 // membership frames held back by their connection's rate (MembershipRate)
 	Conns                    int
 	ByFamily                 [Families]FamilyStats // indexed by protocol.Family
 }
@@ -855,7 +861,7 @@ func (m *Mesh) Stats() Stats {
 	n := len(m.conns)
 	m.mu.Unlock()
 	st := Stats{BytesSent: m.sent.Load(), BytesReceived: m.received.Load(), Dropped: m.dropped.Load(),
-		Refused: m.refused.Load(), Evicted: m.gate.evictions(), Conns: n}
+		Refused: m.refused.Load(), Evicted: m.gate.evictions(), Throttled: m.throttled.Load(), Conns: n}
 	for i := range m.families {
 		f := &m.families[i]
 		st.ByFamily[i] = FamilyStats{FramesSent: f.framesSent.Load(), BytesSent: f.bytesSent.Load(),
