@@ -2,9 +2,12 @@ package mesh
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -206,4 +209,64 @@ func TestTLSHandshakeTimeoutIsNotARefusal(t *testing.T) {
 	if err == nil || errors.As(err, &re) || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("handshake with a silent peer: %v; want a timeout that is not a refusal", err)
 	}
+}
+
+// TestFailedTLSHandshakesAreBoundedPerIP: each TLS handshake costs a keyed
+// node a key exchange and a signature before it knows the peer has no key.
+// Past KeyFailBurst failures from one IP, its connections are closed on
+// accept, before any TLS work, and counted.
+func TestFailedTLSHandshakesAreBoundedPerIP(t *testing.T) {
+	const burst = 5
+	a, addr := newMesh(t, "a", newRecorder(), withRing(ring(t, newKey(t))), func(c *Config) {
+		c.KeyFailBurst, c.KeyFailRate = burst, 1e-9
+	})
+	keyless := func() (answered bool) {
+		nc := rawDial(t, addr)
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+		err := tc.Handshake()
+		if err == nil {
+			tc.Read(make([]byte, 1)) // TLS 1.3: the server's verdict on our (empty) certificate
+		}
+		nc.Close()
+		return tc.ConnectionState().HandshakeComplete || err == nil || !errors.Is(err, io.EOF)
+	}
+	for i := range burst {
+		if !keyless() {
+			t.Fatalf("handshake %d of the burst was not answered", i)
+		}
+		for deadline := time.Now().Add(5 * time.Second); a.Stats().Refused < uint64(i+1); {
+			if time.Now().After(deadline) {
+				t.Fatalf("handshake %d not refused", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for i := range 3 {
+		nc := rawDial(t, addr)
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		nc.Write(clientHelloBytes(t))
+		if n, err := nc.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("connection %d past the bound: read %d bytes, %v; want it closed unanswered", i, n, err)
+		}
+	}
+	if n := a.Stats().KeyThrottled; n != 3 {
+		t.Fatalf("%d connections counted as closed for their IP's failures, want 3", n)
+	}
+}
+
+// clientHelloBytes is a keyless client's first flight, as an attacker
+// records it once and replays it.
+func clientHelloBytes(t *testing.T) []byte {
+	t.Helper()
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	go tls.Client(c2, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}).Handshake()
+	buf := make([]byte, 4096)
+	n, err := c1.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.Close()
+	return buf[:n]
 }
