@@ -69,26 +69,43 @@ func (g *gate) refill(ip string, now time.Time) *tokens {
 	return b
 }
 
-// keyAllowed reports whether a connection from ip may start a TLS
-// handshake: its IP has not used up its failures.
-func (g *gate) keyAllowed(ip string, now time.Time) bool {
+// keyEnter decides whether a connection from ip may start a TLS
+// handshake. An IP that failed lately (its bucket is not full) takes a
+// token for it now, given back if the handshake succeeds, so that many
+// handshakes started at once cannot all pass on one token; an IP that
+// has not failed takes none, so an honest host's join storm is never
+// counted. reserved says which, for keyLeave.
+func (g *gate) keyEnter(ip string, now time.Time) (ok, reserved bool) {
 	if g.failBurst <= 0 {
-		return true
+		return true, false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	b := g.refill(ip, now)
-	return b == nil || b.n >= 1
+	switch {
+	case b == nil || b.n >= float64(g.failBurst):
+		return true, false
+	case b.n >= 1:
+		b.n--
+		return true, true
+	}
+	return false, false
 }
 
-// keyFailed counts a failed TLS handshake from ip.
-func (g *gate) keyFailed(ip string, now time.Time) {
-	if g.failBurst <= 0 {
-		return
+// keyLeave records the outcome of a TLS handshake keyEnter let start.
+func (g *gate) keyLeave(ip string, now time.Time, reserved, failed bool) {
+	if g.failBurst <= 0 || reserved == failed {
+		return // a failure already paid for, or a success that took nothing
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	b := g.refill(ip, now)
+	if !failed { // succeeded: the token comes back
+		if b != nil {
+			b.n = min(float64(g.failBurst), b.n+1)
+		}
+		return
+	}
 	if b == nil {
 		if len(g.fails) >= maxFailIPs {
 			for k := range g.fails {

@@ -245,7 +245,11 @@ func (m *Mesh) acceptLoop(ln net.Listener) {
 			continue
 		}
 		delay = 0
-		if m.cfg.Keyring != nil && !m.gate.keyAllowed(remoteIP(nc), time.Now()) {
+		keyOK, reserved := true, false
+		if m.cfg.Keyring != nil {
+			keyOK, reserved = m.gate.keyEnter(remoteIP(nc), time.Now())
+		}
+		if !keyOK {
 			// Closed before any TLS work: this IP's handshakes keep failing.
 			m.refused.Add(1)
 			m.keyThrottled.Add(1)
@@ -266,7 +270,7 @@ func (m *Mesh) acceptLoop(ln net.Listener) {
 		go func() {
 			defer m.wg.Done()
 			defer m.gate.leave(sh)
-			m.accept(nc, sh)
+			m.accept(nc, sh, reserved)
 		}()
 	}
 }
@@ -274,7 +278,7 @@ func (m *Mesh) acceptLoop(ln net.Listener) {
 // accept runs the receiving side of a handshake. Only a Hello or a Join of
 // at most protocol.MaxHandshakeFrame bytes is decoded; anything else closes
 // the connection, counted, with at most one log line per kind per period.
-func (m *Mesh) accept(nc net.Conn, sh *shake) {
+func (m *Mesh) accept(nc net.Conn, sh *shake, reserved bool) {
 	remote := logrus.Fields{"remote": nc.RemoteAddr().String()}
 	reject := func(kind, msg string, err error) {
 		m.refused.Add(1)
@@ -292,8 +296,8 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		raw := withRawIO(nc)
 		look = &lookAgain{Conn: raw, r: raw}
 		tnc, alias, err := m.secureAccept(nc, look)
+		m.gate.keyLeave(remoteIP(nc), time.Now(), reserved, err != nil)
 		if err != nil {
-			m.gate.keyFailed(remoteIP(nc), time.Now())
 			m.refused.Add(1)
 			m.warn.Warn("handshake-key", logrus.Fields{"remote": remote["remote"], "reason": err.Error()}, "mesh: refused a peer's TLS handshake")
 			return

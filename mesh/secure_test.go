@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -242,16 +243,62 @@ func TestFailedTLSHandshakesAreBoundedPerIP(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	for i := range 3 {
-		nc := rawDial(t, addr)
-		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		nc.Write(clientHelloBytes(t))
-		if n, err := nc.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
-			t.Fatalf("connection %d past the bound: read %d bytes, %v; want it closed unanswered", i, n, err)
+	// Past it, replays sent at once: none is answered.
+	hello := clientHelloBytes(t)
+	const replays = 50
+	errs := make(chan error, replays)
+	for i := range replays {
+		go func() {
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer nc.Close()
+			nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			nc.Write(hello)
+			if n, err := nc.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+				errs <- fmt.Errorf("replay %d past the bound: read %d bytes, %v; want it closed unanswered", i, n, err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range replays {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
-	if n := a.Stats().KeyThrottled; n != 3 {
-		t.Fatalf("%d connections counted as closed for their IP's failures, want 3", n)
+	if n := a.Stats().KeyThrottled; n != replays {
+		t.Fatalf("%d connections counted as closed for their IP's failures, want %d", n, replays)
+	}
+}
+
+// TestKeyGateReservesOnlyForFailingIPs: an IP that never failed starts any
+// number of handshakes at once (a join storm from one host); one that
+// failed lately starts as many as it has tokens, and a success gives its
+// token back.
+func TestKeyGateReservesOnlyForFailingIPs(t *testing.T) {
+	g := newGate(1024, 256, 4096, 1024)
+	g.failBurst, g.failRate = 4, 1e-9
+	now := time.Unix(1000, 0)
+	for i := range 300 {
+		if ok, reserved := g.keyEnter("10.0.0.1", now); !ok || reserved {
+			t.Fatalf("handshake %d of a clean IP: ok %v, reserved %v", i, ok, reserved)
+		}
+	}
+	g.keyLeave("10.0.0.2", now, false, true) // one failure: 3 tokens left
+	for i := range 3 {
+		if ok, reserved := g.keyEnter("10.0.0.2", now); !ok || !reserved {
+			t.Fatalf("handshake %d of a failing IP: ok %v, reserved %v", i, ok, reserved)
+		}
+	}
+	if ok, _ := g.keyEnter("10.0.0.2", now); ok {
+		t.Fatal("a failing IP started more handshakes at once than its tokens")
+	}
+	g.keyLeave("10.0.0.2", now, true, false) // one of them succeeded
+	if ok, _ := g.keyEnter("10.0.0.2", now); !ok {
+		t.Fatal("a success did not give its token back")
 	}
 }
 
