@@ -786,3 +786,37 @@ func TestPingReqFloodIsBounded(t *testing.T) {
 		t.Fatalf("after the relays ended, b's ping-req sent %d pings", len(to))
 	}
 }
+
+// TestPushPullFloodIsAnsweredAtMostOncePerHalfGap: every answer to a
+// PushPull carries the whole table, so a member asking as fast as it can
+// is answered at most once per half PushPullMinGap (its news still
+// merged), and another member asking meanwhile is answered.
+func TestPushPullFloodIsAnsweredAtMostOncePerHalfGap(t *testing.T) {
+	h := newHarness(t, LANConfig(), 6)
+	h.drain()
+	for range 1000 {
+		h.step("b", &protocol.PushPull{Members: []protocol.Member{member("b", protocol.StateAlive, 0)}})
+	}
+	to, _ := sent[*protocol.PushPull](h.drain())
+	if len(to) != 1 || to[0] != "b" {
+		t.Fatalf("1,000 push-pulls from b at once: answers to %v, want one", to)
+	}
+	if n := h.c.Stats().PushPullsUnanswered; n != 999 {
+		t.Fatalf("%d unanswered push-pulls counted, want 999", n)
+	}
+	// Its news is still taken.
+	h.step("b", &protocol.PushPull{Members: []protocol.Member{member("zz", protocol.StateAlive, 0)}})
+	if st := h.state("zz"); st != protocol.StateAlive {
+		t.Fatalf("news in an unanswered push-pull: zz %s", st)
+	}
+	h.step("c", &protocol.PushPull{})
+	if to, _ := sent[*protocol.PushPull](h.drain()); len(to) != 1 || to[0] != "c" {
+		t.Fatalf("c's push-pull beside b's flood: answers to %v", to)
+	}
+	h.advance(h.c.cfg.PushPullMinGap / 2)
+	h.drain()
+	h.step("b", &protocol.PushPull{})
+	if to, _ := sent[*protocol.PushPull](h.drain()); len(to) != 1 || to[0] != "b" {
+		t.Fatalf("b after half the gap: answers to %v", to)
+	}
+}

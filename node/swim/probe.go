@@ -656,6 +656,7 @@ func (c *Core) forget(now time.Time, m protocol.Member) {
 	delete(c.joined, alias)
 	delete(c.heardAt, alias)
 	delete(c.askedAt, alias)
+	delete(c.answeredPP, alias)
 	c.queue.remove(alias)
 	c.setLive(alias, false)
 	c.ready.Events = append(c.ready.Events, Event{Kind: MemberReap, Member: m, At: now})
@@ -701,6 +702,25 @@ func (c *Core) repair(now time.Time, from string, digest uint32) {
 }
 
 // repairWait is the longest a differing digest waits for a quiet table.
+// pushPullDue reports whether from's PushPull is answered with the whole
+// table: at most once per half PushPullMinGap for a member in the table (an
+// honest member asks at most once per PushPullMinGap, for a repair, and
+// once per PushPullInterval), never for one that is not. Each answer costs
+// this node the encoding of its whole table; a flood of requests would
+// otherwise cost it that per request. Its news is merged all the same.
+func (c *Core) pushPullDue(now time.Time, from string) bool {
+	if !c.table.Has(from) {
+		c.stats.PushPullsUnanswered++
+		return false
+	}
+	if at, ok := c.answeredPP[from]; ok && now.Sub(at) < c.cfg.PushPullMinGap/2 {
+		c.stats.PushPullsUnanswered++
+		return false
+	}
+	c.answeredPP[from] = now
+	return true
+}
+
 func (c *Core) repairWait() time.Duration { return 10 * c.cfg.PushPullMinGap }
 
 // handleNack counts a relay's answer that it could not reach the target.
