@@ -544,3 +544,34 @@ func TestMembershipFloodIsPaced(t *testing.T) {
 		t.Fatalf("%d frames counted as held back, want about %d", th, n-burst)
 	}
 }
+
+type unavailable struct{ *recorder }
+
+func (unavailable) Admit(bool, protocol.Member) ([]protocol.Member, error) {
+	return nil, ErrUnavailable
+}
+
+// TestUnavailableHandshakesLogOneLinePerPeriod: handshakes while the node
+// is unavailable (leaving, restarting) are closed with one info line per
+// period, not one per handshake: a local process could repeat them.
+func TestUnavailableHandshakesLogOneLinePerPeriod(t *testing.T) {
+	l, logged := logtest.NewNullLogger()
+	l.SetLevel(logrus.InfoLevel)
+	_, addr := newMesh(t, "a", unavailable{newRecorder()}, func(c *Config) { c.Log = l })
+	for i := range 50 {
+		nc := rawDial(t, addr)
+		nc.Write(frame(t, &protocol.Hello{Version: protocol.Version, Cluster: "c", From: protocol.Member{Alias: fmt.Sprintf("p%d", i), Addr: "127.0.0.1:1"}}))
+		if !closedByPeer(nc, 5*time.Second) {
+			t.Fatalf("handshake %d while unavailable not closed", i)
+		}
+	}
+	n := 0
+	for _, e := range logged.AllEntries() {
+		if strings.Contains(e.Message, "unavailable") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d log lines for 50 handshakes while unavailable, want 1", n)
+	}
+}

@@ -381,7 +381,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake, reserved bool) {
 	if errors.Is(err, ErrUnavailable) {
 		uncount()
 		c.fr.Release()
-		m.cfg.Log.WithFields(remote).WithField("alias", from.Alias).Info("mesh: handshake while the node is unavailable; closing")
+		m.warn.Info("handshake-unavailable", logrus.Fields{"remote": remote["remote"], "alias": from.Alias}, "mesh: handshake while the node is unavailable; closing")
 		nc.Close()
 		return
 	}
