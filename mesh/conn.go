@@ -58,6 +58,7 @@ type conn struct {
 	dup        bool         // the peer answered that it keeps another connection with us
 	introduced bool         // accepted with a Hello: the peer joined through this node
 	claim      *claim       // the alias this accepted handshake holds until registered (claim.go); guarded by m.mu
+	pace       pace         // the reader's membership rate (pace.go)
 
 	retired   atomic.Bool
 	stop      chan struct{} // closed by retire
@@ -298,6 +299,10 @@ func (c *conn) readLoop() {
 		f := m.family(msg.Type())
 		f.framesReceived.Add(1)
 		f.bytesReceived.Add(uint64(len(p)))
+		if !c.paceMembership(msg) {
+			err = ErrClosed
+			break
+		}
 		m.h.Receive(c.peer.Alias, msg)
 	}
 	c.close(err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 )
 
 // gate bounds what unauthenticated peers can hold: connections still in
@@ -23,7 +24,26 @@ type gate struct {
 	conns   map[string]int // established connections per IP
 	total   int            // established connections in all
 	evicted uint64
+
+	// Failed TLS handshakes per source IP (keyed mode): each costs this
+	// node a key exchange and a signature, and a peer without the key can
+	// replay one recorded ClientHello for free. Past failBurst, then
+	// failRate a second, that IP's connections are closed on accept.
+	failBurst int
+	failRate  float64
+	fails     map[string]*tokens
 }
+
+// tokens is a token bucket: how many more failed handshakes an IP may cost.
+type tokens struct {
+	n  float64
+	at time.Time
+}
+
+// maxFailIPs bounds the failed-handshake buckets kept: past it the full
+// ones (IPs that stopped failing) are forgotten, and if every one is still
+// in use, all of them (fail open: the bound is on memory, not on peers).
+const maxFailIPs = 4096
 
 // shake is one accepted connection in its handshake.
 type shake struct {
@@ -34,7 +54,73 @@ type shake struct {
 
 func newGate(maxShakes, maxShakesPerIP, maxConns, maxConnsPerIP int) *gate {
 	return &gate{maxShakes: maxShakes, maxShakesPerIP: maxShakesPerIP, maxConns: maxConns, maxConnsPerIP: maxConnsPerIP,
-		perIP: map[string]int{}, conns: map[string]int{}}
+		perIP: map[string]int{}, conns: map[string]int{}, fails: map[string]*tokens{}}
+}
+
+// refill brings ip's bucket up to now; nil when ip has no bucket.
+func (g *gate) refill(ip string, now time.Time) *tokens {
+	b := g.fails[ip]
+	if b != nil {
+		if d := now.Sub(b.at); d > 0 {
+			b.n = min(float64(g.failBurst), b.n+d.Seconds()*g.failRate)
+			b.at = now
+		}
+	}
+	return b
+}
+
+// keyEnter decides whether a connection from ip may start a TLS
+// handshake. An IP that failed lately (its bucket is not full) takes a
+// token for it now, given back if the handshake succeeds, so that many
+// handshakes started at once cannot all pass on one token; an IP that
+// has not failed takes none, so an honest host's join storm is never
+// counted. reserved says which, for keyLeave.
+func (g *gate) keyEnter(ip string, now time.Time) (ok, reserved bool) {
+	if g.failBurst <= 0 {
+		return true, false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b := g.refill(ip, now)
+	switch {
+	case b == nil || b.n >= float64(g.failBurst):
+		return true, false
+	case b.n >= 1:
+		b.n--
+		return true, true
+	}
+	return false, false
+}
+
+// keyLeave records the outcome of a TLS handshake keyEnter let start.
+func (g *gate) keyLeave(ip string, now time.Time, reserved, failed bool) {
+	if g.failBurst <= 0 || reserved == failed {
+		return // a failure already paid for, or a success that took nothing
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b := g.refill(ip, now)
+	if !failed { // succeeded: the token comes back
+		if b != nil {
+			b.n = min(float64(g.failBurst), b.n+1)
+		}
+		return
+	}
+	if b == nil {
+		if len(g.fails) >= maxFailIPs {
+			for k := range g.fails {
+				if g.refill(k, now).n >= float64(g.failBurst) {
+					delete(g.fails, k)
+				}
+			}
+			if len(g.fails) >= maxFailIPs {
+				clear(g.fails)
+			}
+		}
+		b = &tokens{n: float64(g.failBurst), at: now}
+		g.fails[ip] = b
+	}
+	b.n = max(0, b.n-1)
 }
 
 // remoteIP is the key of a connection's source for the per-IP bounds.

@@ -466,3 +466,112 @@ func TestDialAnsweredByAnotherAliasIsRefused(t *testing.T) {
 		t.Fatalf("the real b received %+v, want a's ping", m)
 	}
 }
+
+// TestPaceTokenBucket: a burst is delivered at once, then one frame per
+// 1/rate, and an idle connection earns its burst back; rate 0 is off.
+func TestPaceTokenBucket(t *testing.T) {
+	var p pace
+	t0 := time.Unix(1000, 0)
+	for i := range 10 {
+		if d := p.wait(t0, 100, 10); d != 0 {
+			t.Fatalf("frame %d of the burst waits %v", i, d)
+		}
+	}
+	if d := p.wait(t0, 100, 10); d != 10*time.Millisecond {
+		t.Fatalf("past the burst: wait %v, want 10ms", d)
+	}
+	// The reader waited its 10 ms: the next frame right then waits again.
+	if d := p.wait(t0.Add(10*time.Millisecond), 100, 10); d != 10*time.Millisecond {
+		t.Fatalf("the frame after: wait %v, want 10ms", d)
+	}
+	// Idle for a second: the burst is back, no more.
+	t1 := t0.Add(2 * time.Second)
+	for i := range 10 {
+		if d := p.wait(t1, 100, 10); d != 0 {
+			t.Fatalf("after idling, frame %d waits %v", i, d)
+		}
+	}
+	if d := p.wait(t1, 100, 10); d == 0 {
+		t.Fatal("the burst grew past its bound while idle")
+	}
+	var off pace
+	for range 1000 {
+		if d := off.wait(t0, 0, 0); d != 0 {
+			t.Fatalf("rate 0 waits %v", d)
+		}
+	}
+}
+
+// TestMembershipFloodIsPaced: a peer that writes 300 membership frames at
+// once has them delivered at its rate past its burst, not as fast as the
+// node can read (which let one member crowd every other out of the run
+// loop's inbox); frames of the other families follow in order.
+func TestMembershipFloodIsPaced(t *testing.T) {
+	const rate, burst, n = 500, 50, 300
+	rec := newRecorder()
+	a, addr := newMesh(t, "a", rec, func(c *Config) { c.MembershipRate, c.MembershipBurst = rate, burst })
+	nc := rawDial(t, addr)
+	if ack := exchange(t, nc, &protocol.Join{Version: protocol.Version, Cluster: "c", From: protocol.Member{Alias: "x", Addr: "127.0.0.1:1"}}); ack.(*protocol.JoinAck).Error != "" {
+		t.Fatalf("join refused: %+v", ack)
+	}
+	var flood []byte
+	for i := range n {
+		flood = append(flood, frame(t, &protocol.Ping{Seq: uint32(i)})...)
+	}
+	flood = append(flood, frame(t, &protocol.JobCancel{ID: 7})...)
+	start := time.Now()
+	if _, err := nc.Write(flood); err != nil {
+		t.Fatal(err)
+	}
+	limit := time.After(20 * time.Second)
+	for i := 0; i <= n; i++ {
+		select {
+		case m := <-rec.recv:
+			if i == n {
+				if c, ok := m.(*protocol.JobCancel); !ok || c.ID != 7 {
+					t.Fatalf("last frame %T %+v", m, m)
+				}
+			}
+		case <-limit:
+			t.Fatalf("%d of %d frames delivered in 20s", i, n+1)
+		}
+	}
+	least := time.Duration(n-burst) * time.Second / rate
+	if took := time.Since(start); took < least*9/10 {
+		t.Fatalf("%d membership frames delivered in %v: want at least %v at %d/s past a burst of %d", n, took, least, rate, burst)
+	}
+	if th := a.Stats().Throttled; th < n-burst-5 {
+		t.Fatalf("%d frames counted as held back, want about %d", th, n-burst)
+	}
+}
+
+type unavailable struct{ *recorder }
+
+func (unavailable) Admit(bool, protocol.Member) ([]protocol.Member, error) {
+	return nil, ErrUnavailable
+}
+
+// TestUnavailableHandshakesLogOneLinePerPeriod: handshakes while the node
+// is unavailable (leaving, restarting) are closed with one info line per
+// period, not one per handshake: a local process could repeat them.
+func TestUnavailableHandshakesLogOneLinePerPeriod(t *testing.T) {
+	l, logged := logtest.NewNullLogger()
+	l.SetLevel(logrus.InfoLevel)
+	_, addr := newMesh(t, "a", unavailable{newRecorder()}, func(c *Config) { c.Log = l })
+	for i := range 50 {
+		nc := rawDial(t, addr)
+		nc.Write(frame(t, &protocol.Hello{Version: protocol.Version, Cluster: "c", From: protocol.Member{Alias: fmt.Sprintf("p%d", i), Addr: "127.0.0.1:1"}}))
+		if !closedByPeer(nc, 5*time.Second) {
+			t.Fatalf("handshake %d while unavailable not closed", i)
+		}
+	}
+	n := 0
+	for _, e := range logged.AllEntries() {
+		if strings.Contains(e.Message, "unavailable") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d log lines for 50 handshakes while unavailable, want 1", n)
+	}
+}

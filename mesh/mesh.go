@@ -84,6 +84,10 @@ type Config struct {
 	AnswerWindow     time.Duration          // a connection that delivered a frame this recently is answering: its alias is not taken over
 	Settle           time.Duration          // ... once it is up this long; before, crossed dials compete by register's rule
 	Takeover         time.Duration          // a handshake claiming an alias held from another address waits this long for the holder to go
+	MembershipRate   float64                // membership frames a second one connection delivers; past it (and MembershipBurst) its reader waits; 0 = no bound
+	MembershipBurst  int                    // ... and the burst it may deliver at once
+	KeyFailBurst     int                    // failed TLS handshakes one source IP may cost (keyed mode); past it, and KeyFailRate, its connections are closed on accept; 0 = no bound
+	KeyFailRate      float64                // ... a second, after the burst
 	Keyring          *keyring.Keyring       // cluster keys: every connection is TLS 1.3 under them; nil = plaintext
 	Insecure         bool                   // without a keyring, take peers from any address, not loopback only
 	Versions         protocol.Versions      // protocol versions this node speaks; zero = protocol.Supported()
@@ -111,6 +115,10 @@ func DefaultConfig(cluster string, self func() protocol.Member) Config {
 		AnswerWindow:     30 * time.Second, // longer than a probe round of a 100-node LAN cluster
 		Settle:           time.Second,      // crossed dials of a join are resolved well within it
 		Takeover:         time.Second,      // a loaded node reads a restarted peer's old connection closing within it
+		MembershipRate:   256,              // an honest member sends a few tens a second on one connection
+		MembershipBurst:  1024,             // a push-pull, a refutation and a join storm's news at once
+		KeyFailBurst:     64,               // a node with a wrong key retrying, or a few misdialled peers
+		KeyFailRate:      8,                // ~0.4 ms of CPU each: a keyless flood costs this node a few ms a second
 		Log:              logrus.StandardLogger(),
 	}
 }
@@ -125,26 +133,28 @@ type Mesh struct {
 	cfg Config
 	h   Handler
 
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    map[string]*conn // registered connection per alias
-	dialing  map[string]*conn // dials under way for Send, with their queues
-	heldDown map[string]error // peer-downs held until the dial under way ends (conn.go)
-	all      map[*conn]struct{}
-	claims   map[string]*claim // aliases held by accepted handshakes not yet registered (claim.go)
-	ownDials map[uint64]bool   // ConnIDs of this node's handshakes under way; true once one reached this node
-	closed   bool
-	dialCtx  context.Context // cancelled by CloseAll: dials under way stop
-	stopDial context.CancelFunc
-	gate     *gate
-	budget   *protocol.Budget
-	warn     *RateLog
-	wg       sync.WaitGroup
-	sent     atomic.Uint64
-	received atomic.Uint64
-	dropped  atomic.Uint64
-	refused  atomic.Uint64 // connections closed for a bad handshake, frame or bound
-	families [Families]familyCounters
+	mu           sync.Mutex
+	ln           net.Listener
+	conns        map[string]*conn // registered connection per alias
+	dialing      map[string]*conn // dials under way for Send, with their queues
+	heldDown     map[string]error // peer-downs held until the dial under way ends (conn.go)
+	all          map[*conn]struct{}
+	claims       map[string]*claim // aliases held by accepted handshakes not yet registered (claim.go)
+	ownDials     map[uint64]bool   // ConnIDs of this node's handshakes under way; true once one reached this node
+	closed       bool
+	dialCtx      context.Context // cancelled by CloseAll: dials under way stop
+	stopDial     context.CancelFunc
+	gate         *gate
+	budget       *protocol.Budget
+	warn         *RateLog
+	wg           sync.WaitGroup
+	sent         atomic.Uint64
+	received     atomic.Uint64
+	dropped      atomic.Uint64
+	refused      atomic.Uint64 // connections closed for a bad handshake, frame or bound
+	throttled    atomic.Uint64 // membership frames a reader held back for its peer's rate (pace.go)
+	keyThrottled atomic.Uint64 // connections closed on accept: their IP's failed TLS handshakes were over KeyFailBurst/KeyFailRate
+	families     [Families]familyCounters
 }
 
 // Families is the size of Stats.ByFamily, indexed by protocol.Family.
@@ -185,6 +195,7 @@ func New(cfg Config, h Handler) *Mesh {
 		gate:     newGate(cfg.MaxHandshakes, cfg.MaxHandshakesIP, cfg.MaxConns, cfg.MaxConnsPerIP),
 		budget:   protocol.NewBudget(cfg.ReadBudget),
 		warn:     NewRateLog(cfg.Log, time.Now)}
+	m.gate.failBurst, m.gate.failRate = cfg.KeyFailBurst, cfg.KeyFailRate
 	m.dialCtx, m.stopDial = context.WithCancel(context.Background())
 	return m
 }
@@ -234,6 +245,19 @@ func (m *Mesh) acceptLoop(ln net.Listener) {
 			continue
 		}
 		delay = 0
+		keyOK, reserved := true, false
+		if m.cfg.Keyring != nil {
+			keyOK, reserved = m.gate.keyEnter(remoteIP(nc), time.Now())
+		}
+		if !keyOK {
+			// Closed before any TLS work: this IP's handshakes keep failing.
+			m.refused.Add(1)
+			m.keyThrottled.Add(1)
+			m.warn.Warn("handshake-key-rate", logrus.Fields{"remote": nc.RemoteAddr().String()},
+				"mesh: closing connections from an address whose TLS handshakes keep failing")
+			nc.Close()
+			continue
+		}
 		capRetransmit(nc, m.cfg.MaxRetransmit)
 		sh := m.gate.enter(nc)
 		m.mu.Lock()
@@ -246,7 +270,7 @@ func (m *Mesh) acceptLoop(ln net.Listener) {
 		go func() {
 			defer m.wg.Done()
 			defer m.gate.leave(sh)
-			m.accept(nc, sh)
+			m.accept(nc, sh, reserved)
 		}()
 	}
 }
@@ -254,7 +278,7 @@ func (m *Mesh) acceptLoop(ln net.Listener) {
 // accept runs the receiving side of a handshake. Only a Hello or a Join of
 // at most protocol.MaxHandshakeFrame bytes is decoded; anything else closes
 // the connection, counted, with at most one log line per kind per period.
-func (m *Mesh) accept(nc net.Conn, sh *shake) {
+func (m *Mesh) accept(nc net.Conn, sh *shake, reserved bool) {
 	remote := logrus.Fields{"remote": nc.RemoteAddr().String()}
 	reject := func(kind, msg string, err error) {
 		m.refused.Add(1)
@@ -272,6 +296,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 		raw := withRawIO(nc)
 		look = &lookAgain{Conn: raw, r: raw}
 		tnc, alias, err := m.secureAccept(nc, look)
+		m.gate.keyLeave(remoteIP(nc), time.Now(), reserved, err != nil)
 		if err != nil {
 			m.refused.Add(1)
 			m.warn.Warn("handshake-key", logrus.Fields{"remote": remote["remote"], "reason": err.Error()}, "mesh: refused a peer's TLS handshake")
@@ -356,7 +381,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake) {
 	if errors.Is(err, ErrUnavailable) {
 		uncount()
 		c.fr.Release()
-		m.cfg.Log.WithFields(remote).WithField("alias", from.Alias).Info("mesh: handshake while the node is unavailable; closing")
+		m.warn.Info("handshake-unavailable", logrus.Fields{"remote": remote["remote"], "alias": from.Alias}, "mesh: handshake while the node is unavailable; closing")
 		nc.Close()
 		return
 	}
@@ -845,6 +870,8 @@ type Stats struct {
 	Dropped                  uint64 // frames dropped: queue full, dial failed or too many dials
 	Refused                  uint64 // connections closed for a bad handshake or frame, or a bound
 	Evicted                  uint64 // handshakes closed to make room for newer ones
+	Throttled                uint64 // membership frames held back by their connection's rate (MembershipRate)
+	KeyThrottled             uint64 // connections closed on accept for their IP's failed TLS handshakes (KeyFailBurst)
 	Conns                    int
 	ByFamily                 [Families]FamilyStats // indexed by protocol.Family
 }
@@ -855,7 +882,7 @@ func (m *Mesh) Stats() Stats {
 	n := len(m.conns)
 	m.mu.Unlock()
 	st := Stats{BytesSent: m.sent.Load(), BytesReceived: m.received.Load(), Dropped: m.dropped.Load(),
-		Refused: m.refused.Load(), Evicted: m.gate.evictions(), Conns: n}
+		Refused: m.refused.Load(), Evicted: m.gate.evictions(), Throttled: m.throttled.Load(), KeyThrottled: m.keyThrottled.Load(), Conns: n}
 	for i := range m.families {
 		f := &m.families[i]
 		st.ByFamily[i] = FamilyStats{FramesSent: f.framesSent.Load(), BytesSent: f.bytesSent.Load(),

@@ -398,7 +398,7 @@ func acceptVia(t *testing.T, m *Mesh, wrap func(net.Conn) net.Conn) string {
 			return
 		}
 		nc := wrap(raw)
-		m.accept(nc, m.gate.enter(nc))
+		m.accept(nc, m.gate.enter(nc), false)
 	}()
 	return ln.Addr().String()
 }

@@ -36,6 +36,21 @@ func NewRateLog(log logrus.FieldLogger, now func() time.Time) *RateLog {
 // kind must come from a fixed set (never from the network), so the map stays
 // small.
 func (r *RateLog) Warn(kind string, fields logrus.Fields, msg string) {
+	if e := r.entry(kind, fields); e != nil {
+		e.Warn(msg)
+	}
+}
+
+// Info is Warn at level info, for what a peer can cause that is not worth
+// a warning.
+func (r *RateLog) Info(kind string, fields logrus.Fields, msg string) {
+	if e := r.entry(kind, fields); e != nil {
+		e.Info(msg)
+	}
+}
+
+// entry is the line of kind to write now, or nil while its period runs.
+func (r *RateLog) entry(kind string, fields logrus.Fields) *logrus.Entry {
 	now := r.now()
 	r.mu.Lock()
 	k := r.kinds[kind]
@@ -46,7 +61,7 @@ func (r *RateLog) Warn(kind string, fields logrus.Fields, msg string) {
 	if !k.last.IsZero() && now.Sub(k.last) < logPeriod {
 		k.suppressed++
 		r.mu.Unlock()
-		return
+		return nil
 	}
 	held := k.suppressed
 	k.last, k.suppressed = now, 0
@@ -55,5 +70,5 @@ func (r *RateLog) Warn(kind string, fields logrus.Fields, msg string) {
 	if held > 0 {
 		e = e.WithField("suppressed", held)
 	}
-	e.Warn(msg)
+	return e
 }

@@ -2,9 +2,13 @@ package mesh
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -206,4 +210,110 @@ func TestTLSHandshakeTimeoutIsNotARefusal(t *testing.T) {
 	if err == nil || errors.As(err, &re) || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("handshake with a silent peer: %v; want a timeout that is not a refusal", err)
 	}
+}
+
+// TestFailedTLSHandshakesAreBoundedPerIP: each TLS handshake costs a keyed
+// node a key exchange and a signature before it knows the peer has no key.
+// Past KeyFailBurst failures from one IP, its connections are closed on
+// accept, before any TLS work, and counted.
+func TestFailedTLSHandshakesAreBoundedPerIP(t *testing.T) {
+	const burst = 5
+	a, addr := newMesh(t, "a", newRecorder(), withRing(ring(t, newKey(t))), func(c *Config) {
+		c.KeyFailBurst, c.KeyFailRate = burst, 1e-9
+	})
+	keyless := func() (answered bool) {
+		nc := rawDial(t, addr)
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		tc := tls.Client(nc, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+		err := tc.Handshake()
+		if err == nil {
+			tc.Read(make([]byte, 1)) // TLS 1.3: the server's verdict on our (empty) certificate
+		}
+		nc.Close()
+		return tc.ConnectionState().HandshakeComplete || err == nil || !errors.Is(err, io.EOF)
+	}
+	for i := range burst {
+		if !keyless() {
+			t.Fatalf("handshake %d of the burst was not answered", i)
+		}
+		for deadline := time.Now().Add(5 * time.Second); a.Stats().Refused < uint64(i+1); {
+			if time.Now().After(deadline) {
+				t.Fatalf("handshake %d not refused", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Past it, replays sent at once: none is answered.
+	hello := clientHelloBytes(t)
+	const replays = 50
+	errs := make(chan error, replays)
+	for i := range replays {
+		go func() {
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer nc.Close()
+			nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			nc.Write(hello)
+			if n, err := nc.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+				errs <- fmt.Errorf("replay %d past the bound: read %d bytes, %v; want it closed unanswered", i, n, err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range replays {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := a.Stats().KeyThrottled; n != replays {
+		t.Fatalf("%d connections counted as closed for their IP's failures, want %d", n, replays)
+	}
+}
+
+// TestKeyGateReservesOnlyForFailingIPs: an IP that never failed starts any
+// number of handshakes at once (a join storm from one host); one that
+// failed lately starts as many as it has tokens, and a success gives its
+// token back.
+func TestKeyGateReservesOnlyForFailingIPs(t *testing.T) {
+	g := newGate(1024, 256, 4096, 1024)
+	g.failBurst, g.failRate = 4, 1e-9
+	now := time.Unix(1000, 0)
+	for i := range 300 {
+		if ok, reserved := g.keyEnter("10.0.0.1", now); !ok || reserved {
+			t.Fatalf("handshake %d of a clean IP: ok %v, reserved %v", i, ok, reserved)
+		}
+	}
+	g.keyLeave("10.0.0.2", now, false, true) // one failure: 3 tokens left
+	for i := range 3 {
+		if ok, reserved := g.keyEnter("10.0.0.2", now); !ok || !reserved {
+			t.Fatalf("handshake %d of a failing IP: ok %v, reserved %v", i, ok, reserved)
+		}
+	}
+	if ok, _ := g.keyEnter("10.0.0.2", now); ok {
+		t.Fatal("a failing IP started more handshakes at once than its tokens")
+	}
+	g.keyLeave("10.0.0.2", now, true, false) // one of them succeeded
+	if ok, _ := g.keyEnter("10.0.0.2", now); !ok {
+		t.Fatal("a success did not give its token back")
+	}
+}
+
+// clientHelloBytes is a keyless client's first flight, as an attacker
+// records it once and replays it.
+func clientHelloBytes(t *testing.T) []byte {
+	t.Helper()
+	c1, c2 := net.Pipe()
+	defer c1.Close()
+	go tls.Client(c2, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}).Handshake()
+	buf := make([]byte, 4096)
+	n, err := c1.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.Close()
+	return buf[:n]
 }

@@ -118,6 +118,8 @@ func (n *Node) writeMetrics(w *metrics.Writer) {
 	fam("meshell_received_bytes_total", "Bytes of frames read from peers, by message family.", func(f mesh.FamilyStats) uint64 { return f.BytesReceived })
 	fam("meshell_frames_dropped_total", "Frames dropped before they were written (full queue, failed dial), by message family.", func(f mesh.FamilyStats) uint64 { return f.Dropped })
 	w.Metric("meshell_connections", g, "Established peer connections.", L(float64(ms.Conns)))
+	w.Metric("meshell_membership_frames_paced_total", c, "Membership frames a connection's reader held back: its peer sent faster than the membership rate.", L(float64(ms.Throttled)))
+	w.Metric("meshell_tls_conns_refused_total", c, "Connections closed on accept: their address's TLS handshakes kept failing.", L(float64(ms.KeyThrottled)))
 
 	jc := n.jobs.Counts()
 	w.Metric("meshell_jobs_dispatched_total", c, "Jobs this node dispatched.", L(float64(jc.Dispatched)))

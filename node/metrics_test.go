@@ -108,6 +108,8 @@ func TestMetricsCountWhatTheNodeDid(t *testing.T) {
 		{"meshell_control_requests_total", []string{"op", "other", "result", "error"}, 1},
 		{"meshell_connections", nil, 2},
 		{"meshell_metrics_conns_refused_total", nil, 0},
+		{"meshell_membership_frames_paced_total", nil, 0},
+		{"meshell_tls_conns_refused_total", nil, 0},
 	} {
 		if got := value(t, fams, tc.name, tc.labels...); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)

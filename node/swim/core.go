@@ -48,6 +48,7 @@ type Core struct {
 	joined     map[string]time.Time // members new to the table less than suspicionMax ago, and when (probeFailed)
 	heardAt    map[string]time.Time // when each member last sent this node a message (merge)
 	askedAt    map[string]time.Time // when each member was last asked for its record (ask)
+	answeredPP map[string]time.Time // when each member's PushPull was last answered (pushPullDue)
 	buckets    map[string]*bucket   // new-member rate limit per sender (limit.go)
 	redialPace bucket               // re-dials across all failed members (RedialRate)
 	redialWait []waitingRedial      // re-dials due while redialPace was empty, oldest first
@@ -100,6 +101,8 @@ type Stats struct {
 	Hearsay                      uint64 // third-party news that a member in touch with us left, or giving it a later incarnation or other tags, not believed (doubt)
 	ForeignLeaves                uint64 // Leave messages about another member than their sender, ignored
 	PingReqsRefused              uint64 // PingReqs for a target not known or left, nacked at once
+	PingReqsOverCap              uint64 // PingReqs past the bounds of relays in flight (maxRelaysPerOrigin, maxRelays), nacked at once
+	PushPullsUnanswered          uint64 // PushPulls merged but not answered: their sender asked again within half PushPullMinGap (pushPullDue)
 	RateLimited                  uint64 // new members refused by their sender's rate limit
 	OverCap                      uint64 // new members refused by MaxMembers
 	MadeRoom                     uint64 // failed or left members reaped early to make room for a new one
@@ -145,6 +148,7 @@ func New(self protocol.Member, cfg Config, seed int64, now time.Time) *Core {
 		joined:     map[string]time.Time{},
 		heardAt:    map[string]time.Time{},
 		askedAt:    map[string]time.Time{},
+		answeredPP: map[string]time.Time{},
 		buckets:    map[string]*bucket{},
 		redialPace: bucket{tokens: float64(cfg.RedialRate), at: now},
 		pendingAt:  map[string]int{},
@@ -259,7 +263,9 @@ func (c *Core) Step(now time.Time, from string, m protocol.Message) {
 		changed, correct := c.merge(now, from, m.Members)
 		c.spread(now, from, changed)
 		if !m.Reply {
-			c.sendTo(from, &protocol.PushPull{Reply: true, Members: c.table.Members()})
+			if c.pushPullDue(now, from) {
+				c.sendTo(from, &protocol.PushPull{Reply: true, Members: c.table.Members()})
+			}
 		} else {
 			c.correct(from, correct)
 		}

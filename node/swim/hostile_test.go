@@ -739,3 +739,84 @@ func TestRefutationsToAllArePaced(t *testing.T) {
 		}
 	}
 }
+
+// TestPingReqFloodIsBounded: a member that sends PingReqs for an honest
+// target as fast as it can gets at most maxRelaysPerOrigin relays run for
+// it (each would ping the target), the rest nacked at once; many askers
+// together get at most maxRelays. An honest asker still gets its relay,
+// and relays that ended make room again.
+func TestPingReqFloodIsBounded(t *testing.T) {
+	h := newHarness(t, LANConfig(), 80)
+	h.drain()
+	for i := range 10_000 {
+		h.step("b", &protocol.PingReq{Seq: uint32(i), Target: "c"})
+	}
+	out := h.drain()
+	pingsTo, _ := sent[*protocol.Ping](out)
+	nackTo, _ := sent[*protocol.Nack](out)
+	if len(pingsTo) != maxRelaysPerOrigin || len(nackTo) != 10_000-maxRelaysPerOrigin {
+		t.Fatalf("10,000 ping-reqs from b: %d pings, %d nacks; want %d pings", len(pingsTo), len(nackTo), maxRelaysPerOrigin)
+	}
+	if n := h.c.Stats().PingReqsOverCap; n != 10_000-maxRelaysPerOrigin {
+		t.Fatalf("%d ping-reqs over the bound counted", n)
+	}
+	if len(h.c.relays) != maxRelaysPerOrigin {
+		t.Fatalf("%d relays in flight", len(h.c.relays))
+	}
+	// d, honest, asks once: its relay runs.
+	h.step("d", &protocol.PingReq{Seq: 1, Target: "c"})
+	if to, _ := sent[*protocol.Ping](h.drain()); len(to) != 1 || to[0] != "c" {
+		t.Fatalf("honest ping-req beside the flood: pings to %v", to)
+	}
+	// Many askers at once: the total bound.
+	for i := range 80 {
+		for j := range maxRelaysPerOrigin {
+			h.step(peerName(i), &protocol.PingReq{Seq: uint32(1000 + j), Target: "e"})
+		}
+	}
+	h.drain()
+	if len(h.c.relays) != maxRelays {
+		t.Fatalf("%d relays in flight, want the bound %d", len(h.c.relays), maxRelays)
+	}
+	// Once they time out (nacked), b is served again.
+	h.advance(h.c.relayTimeout() + time.Millisecond)
+	h.drain()
+	h.step("b", &protocol.PingReq{Seq: 20_000, Target: "c"})
+	if to, _ := sent[*protocol.Ping](h.drain()); len(to) != 1 {
+		t.Fatalf("after the relays ended, b's ping-req sent %d pings", len(to))
+	}
+}
+
+// TestPushPullFloodIsAnsweredAtMostOncePerHalfGap: every answer to a
+// PushPull carries the whole table, so a member asking as fast as it can
+// is answered at most once per half PushPullMinGap (its news still
+// merged), and another member asking meanwhile is answered.
+func TestPushPullFloodIsAnsweredAtMostOncePerHalfGap(t *testing.T) {
+	h := newHarness(t, LANConfig(), 6)
+	h.drain()
+	for range 1000 {
+		h.step("b", &protocol.PushPull{Members: []protocol.Member{member("b", protocol.StateAlive, 0)}})
+	}
+	to, _ := sent[*protocol.PushPull](h.drain())
+	if len(to) != 1 || to[0] != "b" {
+		t.Fatalf("1,000 push-pulls from b at once: answers to %v, want one", to)
+	}
+	if n := h.c.Stats().PushPullsUnanswered; n != 999 {
+		t.Fatalf("%d unanswered push-pulls counted, want 999", n)
+	}
+	// Its news is still taken.
+	h.step("b", &protocol.PushPull{Members: []protocol.Member{member("zz", protocol.StateAlive, 0)}})
+	if st := h.state("zz"); st != protocol.StateAlive {
+		t.Fatalf("news in an unanswered push-pull: zz %s", st)
+	}
+	h.step("c", &protocol.PushPull{})
+	if to, _ := sent[*protocol.PushPull](h.drain()); len(to) != 1 || to[0] != "c" {
+		t.Fatalf("c's push-pull beside b's flood: answers to %v", to)
+	}
+	h.advance(h.c.cfg.PushPullMinGap / 2)
+	h.drain()
+	h.step("b", &protocol.PushPull{})
+	if to, _ := sent[*protocol.PushPull](h.drain()); len(to) != 1 || to[0] != "b" {
+		t.Fatalf("b after half the gap: answers to %v", to)
+	}
+}

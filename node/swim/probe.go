@@ -656,6 +656,7 @@ func (c *Core) forget(now time.Time, m protocol.Member) {
 	delete(c.joined, alias)
 	delete(c.heardAt, alias)
 	delete(c.askedAt, alias)
+	delete(c.answeredPP, alias)
 	c.queue.remove(alias)
 	c.setLive(alias, false)
 	c.ready.Events = append(c.ready.Events, Event{Kind: MemberReap, Member: m, At: now})
@@ -701,6 +702,25 @@ func (c *Core) repair(now time.Time, from string, digest uint32) {
 }
 
 // repairWait is the longest a differing digest waits for a quiet table.
+// pushPullDue reports whether from's PushPull is answered with the whole
+// table: at most once per half PushPullMinGap for a member in the table (an
+// honest member asks at most once per PushPullMinGap, for a repair, and
+// once per PushPullInterval), never for one that is not. Each answer costs
+// this node the encoding of its whole table; a flood of requests would
+// otherwise cost it that per request. Its news is merged all the same.
+func (c *Core) pushPullDue(now time.Time, from string) bool {
+	if !c.table.Has(from) {
+		c.stats.PushPullsUnanswered++
+		return false
+	}
+	if at, ok := c.answeredPP[from]; ok && now.Sub(at) < c.cfg.PushPullMinGap/2 {
+		c.stats.PushPullsUnanswered++
+		return false
+	}
+	c.answeredPP[from] = now
+	return true
+}
+
 func (c *Core) repairWait() time.Duration { return 10 * c.cfg.PushPullMinGap }
 
 // handleNack counts a relay's answer that it could not reach the target.
@@ -737,11 +757,44 @@ func (c *Core) handlePingReq(now time.Time, from string, m *protocol.PingReq) {
 		c.sendTo(from, &protocol.Nack{Seq: m.Seq})
 		return
 	}
+	if !c.relayRoom(from) {
+		// An honest prober has a few probes in flight at most, each asking
+		// this node once: past the bounds the asker is flooding, and each
+		// relay would ping the target (an honest member) for it.
+		c.stats.PingReqsOverCap++
+		c.sendTo(from, &protocol.Nack{Seq: m.Seq})
+		return
+	}
 	c.seq++
 	r := &relay{seq: c.seq, origin: from, origSeq: m.Seq, target: m.Target, addr: e.Addr, deadline: now.Add(c.relayTimeout())}
 	r.updates = c.piggyback(r.target, false)
 	c.relays = append(c.relays, r)
 	c.relayPing(now, r)
+}
+
+// Bounds of the relays in flight (drop-newest: a PingReq past them is
+// nacked at once). An honest member asks this node once per probe of its
+// own, of which it runs a few at once (its turn and a bounded number out of
+// turn), and a relay lasts less than a probe interval.
+const (
+	maxRelaysPerOrigin = 8
+	maxRelays          = 512
+)
+
+// relayRoom reports whether origin may have one more relay run for it.
+func (c *Core) relayRoom(origin string) bool {
+	if len(c.relays) >= maxRelays {
+		return false
+	}
+	n := 0
+	for _, r := range c.relays {
+		if r.origin == origin {
+			if n++; n >= maxRelaysPerOrigin {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // relayPing sends (or sends again) a relay's Ping to its target, at the
