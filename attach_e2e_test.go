@@ -121,7 +121,7 @@ func TestAttachRunsCommandsAsTheAgentAndAddsNoMember(t *testing.T) {
 	})
 	t.Run("a failed command exits 1 with its error on stderr only", func(t *testing.T) {
 		out, errOut, code := attachRun(t, "", socks[0], "-c", "!wait nobody alive 100ms")
-		if code != 1 || out != "" || !strings.HasPrefix(errOut, "error: timed out after 100ms waiting for nobody") {
+		if code != 1 || out != "" || !strings.HasPrefix(errOut, "error: -c 1: !wait: timed out after 100ms waiting for nobody") {
 			t.Fatalf("exit %d\nstdout %q\nstderr %q", code, out, errOut)
 		}
 	})
@@ -155,7 +155,7 @@ func TestAttachRunsCommandsAsTheAgentAndAddsNoMember(t *testing.T) {
 		p.waitOutput(t, "ready", 20*time.Second)
 		p.cmd.Process.Signal(syscall.SIGINT)
 		code := p.wait(t, 10*time.Second)
-		if errOut := p.stderr.String(); code != 1 || !strings.Contains(errOut, "\nerror: cancelled: ") || !strings.Contains(errOut, "1 cancelled (n1)") {
+		if errOut := p.stderr.String(); code != 1 || !strings.Contains(errOut, "\nerror: -c 1: !run: cancelled: ") || !strings.Contains(errOut, "1 cancelled (n1)") {
 			t.Fatalf("exit %d\nstdout %q\nstderr %q, want 1 and the cancellation on stderr", code, p.stdout.String(), errOut)
 		}
 	})
