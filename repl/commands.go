@@ -187,7 +187,7 @@ func init() {
 		{
 			Name: "!wait", Group: "cluster", Args: "members N [TIMEOUT] | ALIAS STATE [TIMEOUT]", Min: 2, Max: 3,
 			Summary:  "block until N members are alive, or ALIAS is in STATE",
-			Help:     "STATE is alive, suspect, failed (or dead) or left. TIMEOUT defaults to 10s; Ctrl-C cancels.",
+			Help:     "STATE is alive, suspect, failed (or dead) or left; only alive waits for a node that is not a member yet (to join). TIMEOUT defaults to 10s; Ctrl-C cancels.",
 			Example:  "!wait members 3 5s\n!wait worker2 alive",
 			Complete: completeWait,
 			Run:      runWait,
@@ -471,6 +471,15 @@ func runWait(ctx context.Context, s *Shell, a *Args) error {
 	st, err := node.ParseState(a.Pos[1])
 	if err != nil {
 		return err
+	}
+	if _, ok := s.Node.Members().Get(alias); !ok && st != node.StateAlive {
+		// Only a member becomes suspect, failed or left: waiting would
+		// last the whole timeout, for a typo as for a node long gone.
+		if err := s.inCluster(); err != nil {
+			return err
+		}
+		return fmt.Errorf("no member %q: members are %s; a node that is not one cannot become %s (!wait %s alive waits for it to join)",
+			alias, someOf(cleanAll(s.aliases()), 10), st, alias)
 	}
 	err = s.Node.WaitFor(ctx, func(sn *nodeSnapshot) bool {
 		e, ok := sn.Get(alias)

@@ -322,6 +322,16 @@ func TestWordingOfWaitAndPing(t *testing.T) {
 	if err := s.Exec(ctx, "!wait b left 20s"); err != nil || out.String() != "b has left\n" {
 		t.Errorf("!wait b left: %v %q", err, out.String())
 	}
+	// A node that is not a member cannot become left, suspect or failed:
+	// said at once, not after the timeout.
+	for _, state := range []string{"left", "suspect", "failed", "dead"} {
+		start := time.Now()
+		err := s.Exec(ctx, "!wait nobody "+state+" 20s")
+		want := `no member "nobody": members are a, b; a node that is not one cannot become `
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), "(!wait nobody alive waits for it to join)") || time.Since(start) > 5*time.Second {
+			t.Errorf("!wait nobody %s: %v after %v, want at once %q…", state, err, time.Since(start), want)
+		}
+	}
 	start := time.Now()
 	err := s.Exec(ctx, "!ping b")
 	if err == nil || err.Error() != "b left the cluster" || time.Since(start) > time.Second {
