@@ -287,7 +287,7 @@ func TestAttachInATerminal(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "s")
 	sock := filepath.Join(dir, "a.sock")
 	port := freePort(t)
-	agent := serveNode(t, "a", port, 0, "--socket", sock)
+	agent := serveNode(t, "a", port, 0, "--socket", sock, "--allow-run")
 	ts := newTmux(t, shellCommand("attach", sock, "--history-file", filepath.Join(t.TempDir(), "hist")))
 	ts.waitFor("attached to a")
 	ts.waitLastLine("a [1 alive]>")
@@ -325,6 +325,20 @@ func TestAttachInATerminal(t *testing.T) {
 		return strings.Contains(s, "\nafter-enter-ctrl-c\n") && lastLine(s) == "a [2 alive]>"
 	}); strings.Contains(s, "a [2 alive]> ^C") {
 		t.Errorf("the Ctrl-C came back at the next prompt:\n%s", s)
+	}
+
+	// A Ctrl-C after some output is said where it came, before the node
+	// says how the command ended.
+	ts.keys("C-l")
+	ts.waitLastLine("a [2 alive]>")
+	ts.line("!run a -- sh -c 'echo ready; sleep 100'")
+	ts.waitFor("a: ready")
+	ts.keys("C-c")
+	s := ts.waitScreen("the !run cancelled", func(s string) bool {
+		return strings.Contains(s, "\nerror: cancelled: ") && lastLine(s) == "a [2 alive]>"
+	})
+	if _, out, _ := strings.Cut(s, "a: ready\n"); !strings.HasPrefix(out, "^C\na: cancelled") {
+		t.Errorf("^C is not between the output and the cancellation:\n%s", s)
 	}
 
 	ts.line("!quit")

@@ -335,6 +335,23 @@ func TestTerminalCtrlCWithEnterCancelsTheCommand(t *testing.T) {
 			}
 		})
 	}
+	// A Ctrl-C pressed once the command printed something is said where it
+	// came: after that output, before the command says how it ended.
+	t.Run("^C between the output and the end", func(t *testing.T) {
+		ts.t = t
+		ts.run("clear-history", "-t", "t")
+		ts.keys("C-l")
+		ts.waitLastLine(prompt)
+		ts.line("!run worker1 -- sh -c 'echo ready; sleep 100'")
+		ts.waitFor("worker1: ready")
+		ts.keys("C-c")
+		s := ts.waitScreen("the command cancelled and a fresh prompt", func(s string) bool {
+			return strings.Contains(s, "\nerror: cancelled: ") && lastLine(s) == prompt
+		})
+		if _, out, _ := strings.Cut(s, "worker1: ready\n"); !strings.HasPrefix(out, "^C\nworker1: cancelled") {
+			t.Errorf("^C is not between the output and the cancellation:\n%s", s)
+		}
+	})
 	// One Ctrl-C at the prompt now only arms the leave.
 	ts.t = t
 	ts.keys("C-c")

@@ -244,7 +244,7 @@ func (c *client) Do(line []rune, pos int) ([][]rune, int) {
 // completion and history of a local shell; Ctrl-C cancels the running
 // command on the agent; Ctrl-D detaches.
 func (c *client) interactive(historyFile string) int {
-	var cmd interrupts
+	cmd := interrupts{echo: func() { c.printf("^C\n") }} // where the key reached the command
 	rl, stdin, hist, histErr, err := openTerminal(c.s.Prompt, historyFile, c, c.pal.on, ttyHooks{raw: cmd.rawMode, interrupt: cmd.interrupt})
 	if err != nil {
 		c.errorLine(fmt.Errorf("terminal: %w", err))
@@ -318,9 +318,6 @@ func (c *client) interactive(historyFile string) int {
 		err = c.exec(ctx, line)
 		echoBack()
 		cmd.done()
-		if ctx.Err() != nil {
-			c.printf("^C\n")
-		}
 		stop()
 		if status, over := c.afterCommand(err); over {
 			return status
