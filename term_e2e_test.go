@@ -529,6 +529,21 @@ func TestTmuxClusterScript(t *testing.T) {
 	if out, err := tmux("has-session", "-t", session); err == nil {
 		t.Fatalf("session %s still exists after -k: %s", session, out)
 	}
+
+	// A node that cannot start (a bad flag in MESHELL_FLAGS) fails the
+	// script with meshell's own error, and its pane stays to look at:
+	// without it the pane closed with the error, and the session with it.
+	bad := session + "b"
+	cmd := exec.Command("scripts/tmux-cluster.sh", "-d", "-s", bad, "-b", binary, "2", fmt.Sprint(reservePorts(t, 2)))
+	cmd.Env = append(env, "MESHELL_FLAGS=--bogus")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "error: node1 never showed") || !strings.Contains(string(out), "flag provided but not defined: --bogus") {
+		t.Errorf("tmux-cluster.sh with MESHELL_FLAGS=--bogus: %v, want it to fail naming the flag:\n%s", err, out)
+	}
+	if pane, err := tmux("capture-pane", "-p", "-t", bad+":cluster.0"); err != nil || !strings.Contains(pane, "meshell exited with status 2") {
+		t.Errorf("node1's pane after the failed start: %v\n%s", err, pane)
+	}
+	script("-k", "-s", bad)
 }
 
 func TestTerminalNoColour(t *testing.T) {
