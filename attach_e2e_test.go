@@ -279,6 +279,39 @@ func TestAnotherUserCannotOpenTheSocket(t *testing.T) {
 	if ms := attachedMembers(t, sock); len(ms) != 1 {
 		t.Fatalf("the owner cannot attach any more: %v", ms)
 	}
+
+	// The other way round: a node of another user (here nobody's, attached
+	// to by root) is not attached to, since what it sends reaches the
+	// terminal unchecked.
+	theirs := filepath.Join(t.TempDir(), "theirs")
+	if err := os.Mkdir(theirs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Dir(theirs), 0o755)
+	theirSock := filepath.Join(theirs, "evil.sock")
+	agent := exec.Command(exe, "--serve", "--alias", "evil", "-P", fmt.Sprint(freePort(t)), "--socket", theirSock)
+	agent.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var agentErr strings.Builder
+	agent.Stderr = &agentErr
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(theirSock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nobody's node never made its socket:\n%s", agentErr.String())
+		}
+	}
+	out, errOut, code := attachRun(t, "", theirSock, "-c", "!echo hi")
+	if code != 1 || out != "" || !strings.Contains(errOut, "its node runs as uid 65534, not as this user (uid 0)") {
+		t.Fatalf("root attached to nobody's node: exit %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
 }
 
 func TestAttachInATerminal(t *testing.T) {

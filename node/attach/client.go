@@ -71,6 +71,12 @@ func Dial(path string, h Hello, out Output) (*Client, error) {
 		}
 		return nil, fmt.Errorf("cannot attach to %s: %w", path, err)
 	}
+	if uc, ok := nc.(*net.UnixConn); ok {
+		if err := checkAgent(uc, path); err != nil {
+			nc.Close() // before a byte of it is read
+			return nil, err
+		}
+	}
 	c := &Client{k: newConn(nc), out: out,
 		done: make(chan *protocol.Local, 1), comps: make(chan *protocol.Local, 1), closed: make(chan struct{})}
 	var flags uint8
