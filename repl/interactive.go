@@ -289,11 +289,18 @@ func (in *Interactive) Stderr() io.Writer { return in.rl.Stderr() }
 
 // keepInHistory reports whether a line goes to the history file: commands
 // marked NoHistory (remote shutdown, restart, scale) never do, so that an
-// Up arrow and Enter cannot repeat them by accident.
+// Up arrow and Enter cannot repeat them by accident, nor does !keys, whose
+// install takes a key. A broken line (an open quote) is kept so it can be
+// fixed, unless its first word is one of those.
 func keepInHistory(line string) bool {
-	words, err := tokenize(strings.TrimSpace(line))
-	if err != nil || len(words) == 0 {
-		return err != nil // a broken line is kept so it can be fixed
+	line = strings.TrimSpace(line)
+	words, err := tokenize(line)
+	if err != nil {
+		first, _, _ := strings.Cut(strings.ReplaceAll(line, "\t", " "), " ")
+		words = []string{strings.Trim(first, `"'`)}
+	}
+	if len(words) == 0 {
+		return false
 	}
 	cmd := lookup(words[0])
 	return cmd == nil || !cmd.NoHistory
