@@ -298,6 +298,7 @@ func runStartCluster(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
+	s.neverIn.Store(false)
 	s.printf("listening on %s as %s (cluster %s)\n", clean(adv), clean(s.Node.Alias()), clean(s.Node.Cluster()))
 	return nil
 }
@@ -307,10 +308,13 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
+	fresh := !s.Node.Running() && (len(s.Node.Members().Entries) == 0 || s.neverIn.Load())
 	res, err := s.join(ctx, addr, a.Duration("retry", 0))
 	if err != nil {
+		s.neverIn.Store(fresh && !s.Node.Running())
 		return s.joinFailed(ctx, err, a.Duration("retry", 0) > 0)
 	}
+	s.neverIn.Store(false)
 	s.printf("joined cluster %s through %s (%s) as %s: %d live members\n", clean(s.Node.Cluster()), clean(res.Seed.Alias), clean(addr),
 		clean(s.Node.Alias()), res.Members)
 	if len(res.Failed) > 0 {
@@ -378,7 +382,7 @@ func (s *Shell) inCluster() error {
 	switch {
 	case s.Node.Running():
 		return nil
-	case len(s.Node.Members().Entries) == 0:
+	case len(s.Node.Members().Entries) == 0 || s.neverIn.Load():
 		return errors.New("this node is not in a cluster: run !start_cluster or !join_cluster first")
 	}
 	return errors.New("this node left the cluster: run !start_cluster or !join_cluster to take part again")

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -354,4 +356,46 @@ func TestALeftNodeSaysSoAlike(t *testing.T) {
 			t.Errorf("%s after !leave: %v", line, err)
 		}
 	}
+}
+
+// A node whose joins all failed was never in a cluster: it says "not in a
+// cluster … first", as before any join, not "this node left the cluster"
+// (the node marks itself left after a failed join, as after a !leave).
+// Once it has been in one and left, it says that it left.
+func TestAFailedFirstJoinIsNotALeave(t *testing.T) {
+	var out bytes.Buffer
+	s := testShell(t, &out)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := ln.Addr().String()
+	ln.Close() // nothing listens there
+	ctx := context.Background()
+	says := func(when, want string) {
+		t.Helper()
+		for _, line := range []string{"!cluster_members", "!run --all -- true", "!dispatch echo x", "!ping --all", "!wait x left"} {
+			if err := s.Exec(ctx, line); err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("%s: %s: %v, want %q…", when, line, err, want)
+			}
+		}
+	}
+	const never, left = "this node is not in a cluster: run !start_cluster or !join_cluster first", "this node left the cluster: "
+	for i := 1; i <= 2; i++ {
+		if err := s.Exec(ctx, "!join_cluster "+nobody); err == nil {
+			t.Fatalf("join %d through %s: no error", i, nobody)
+		}
+		says(fmt.Sprintf("after failed join %d", i), never)
+	}
+	if err := s.Exec(ctx, "!start_cluster"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Exec(ctx, "!leave"); err != nil {
+		t.Fatal(err)
+	}
+	says("after !leave", left)
+	if err := s.Exec(ctx, "!join_cluster "+nobody); err == nil {
+		t.Fatal("join after !leave: no error")
+	}
+	says("after !leave and a failed join", left)
 }
