@@ -121,7 +121,7 @@ func TestAttachRunsCommandsAsTheAgentAndAddsNoMember(t *testing.T) {
 	})
 	t.Run("a failed command exits 1 with its error on stderr only", func(t *testing.T) {
 		out, errOut, code := attachRun(t, "", socks[0], "-c", "!wait nobody alive 100ms")
-		if code != 1 || out != "" || !strings.HasPrefix(errOut, "error: timed out after 100ms waiting for nobody") {
+		if code != 1 || out != "" || !strings.HasPrefix(errOut, "error: -c 1: !wait: timed out after 100ms waiting for nobody") {
 			t.Fatalf("exit %d\nstdout %q\nstderr %q", code, out, errOut)
 		}
 	})
@@ -155,7 +155,7 @@ func TestAttachRunsCommandsAsTheAgentAndAddsNoMember(t *testing.T) {
 		p.waitOutput(t, "ready", 20*time.Second)
 		p.cmd.Process.Signal(syscall.SIGINT)
 		code := p.wait(t, 10*time.Second)
-		if errOut := p.stderr.String(); code != 1 || !strings.Contains(errOut, "\nerror: cancelled: ") || !strings.Contains(errOut, "1 cancelled (n1)") {
+		if errOut := p.stderr.String(); code != 1 || !strings.Contains(errOut, "\nerror: -c 1: !run: cancelled: ") || !strings.Contains(errOut, "1 cancelled (n1)") {
 			t.Fatalf("exit %d\nstdout %q\nstderr %q, want 1 and the cancellation on stderr", code, p.stdout.String(), errOut)
 		}
 	})
@@ -279,6 +279,39 @@ func TestAnotherUserCannotOpenTheSocket(t *testing.T) {
 	if ms := attachedMembers(t, sock); len(ms) != 1 {
 		t.Fatalf("the owner cannot attach any more: %v", ms)
 	}
+
+	// The other way round: a node of another user (here nobody's, attached
+	// to by root) is not attached to, since what it sends reaches the
+	// terminal unchecked.
+	theirs := filepath.Join(t.TempDir(), "theirs")
+	if err := os.Mkdir(theirs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(theirs, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Dir(theirs), 0o755)
+	theirSock := filepath.Join(theirs, "evil.sock")
+	agent := exec.Command(exe, "--serve", "--alias", "evil", "-P", fmt.Sprint(freePort(t)), "--socket", theirSock)
+	agent.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var agentErr strings.Builder
+	agent.Stderr = &agentErr
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(theirSock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nobody's node never made its socket:\n%s", agentErr.String())
+		}
+	}
+	out, errOut, code := attachRun(t, "", theirSock, "-c", "!echo hi")
+	if code != 1 || out != "" || !strings.Contains(errOut, "its node runs as uid 65534, not as this user (uid 0)") {
+		t.Fatalf("root attached to nobody's node: exit %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
 }
 
 func TestAttachInATerminal(t *testing.T) {
@@ -287,7 +320,7 @@ func TestAttachInATerminal(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "s")
 	sock := filepath.Join(dir, "a.sock")
 	port := freePort(t)
-	agent := serveNode(t, "a", port, 0, "--socket", sock)
+	agent := serveNode(t, "a", port, 0, "--socket", sock, "--allow-run")
 	ts := newTmux(t, shellCommand("attach", sock, "--history-file", filepath.Join(t.TempDir(), "hist")))
 	ts.waitFor("attached to a")
 	ts.waitLastLine("a [1 alive]>")
@@ -325,6 +358,20 @@ func TestAttachInATerminal(t *testing.T) {
 		return strings.Contains(s, "\nafter-enter-ctrl-c\n") && lastLine(s) == "a [2 alive]>"
 	}); strings.Contains(s, "a [2 alive]> ^C") {
 		t.Errorf("the Ctrl-C came back at the next prompt:\n%s", s)
+	}
+
+	// A Ctrl-C after some output is said where it came, before the node
+	// says how the command ended.
+	ts.keys("C-l")
+	ts.waitLastLine("a [2 alive]>")
+	ts.line("!run a -- sh -c 'echo ready; sleep 100'")
+	ts.waitFor("a: ready")
+	ts.keys("C-c")
+	s := ts.waitScreen("the !run cancelled", func(s string) bool {
+		return strings.Contains(s, "\nerror: cancelled: ") && lastLine(s) == "a [2 alive]>"
+	})
+	if _, out, _ := strings.Cut(s, "a: ready\n"); !strings.HasPrefix(out, "^C\na: cancelled") {
+		t.Errorf("^C is not between the output and the cancellation:\n%s", s)
 	}
 
 	ts.line("!quit")

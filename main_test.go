@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,7 +47,20 @@ func freePort(t testing.TB) int { return reservePorts(t, 1) }
 
 // Ports the tests reserve: below the kernel's ephemeral range (32768 up),
 // so no socket bound to port 0 or dialling out is given one meanwhile.
-const testPortLow, testPortHigh = 20000, 32000
+// MESHELL_TEST_PORTS=LOW-HIGH keeps a run to a range of its own (a machine
+// shared by several runs that were each given one).
+var testPortLow, testPortHigh = testPorts(os.Getenv("MESHELL_TEST_PORTS"))
+
+// testPorts reads MESHELL_TEST_PORTS, 20000-32000 when unset or unreadable.
+func testPorts(v string) (low, high int) {
+	lo, hi, ok := strings.Cut(v, "-")
+	l, err1 := strconv.Atoi(lo)
+	h, err2 := strconv.Atoi(hi)
+	if !ok || err1 != nil || err2 != nil || l < 1 || h > 65535 || h-l < 20 {
+		return 20000, 32000
+	}
+	return l, h
+}
 
 // reservePorts returns p such that p..p+n-1 are free on loopback and held
 // for this test alone until it ends (holdPorts).

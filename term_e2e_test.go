@@ -335,6 +335,23 @@ func TestTerminalCtrlCWithEnterCancelsTheCommand(t *testing.T) {
 			}
 		})
 	}
+	// A Ctrl-C pressed once the command printed something is said where it
+	// came: after that output, before the command says how it ended.
+	t.Run("^C between the output and the end", func(t *testing.T) {
+		ts.t = t
+		ts.run("clear-history", "-t", "t")
+		ts.keys("C-l")
+		ts.waitLastLine(prompt)
+		ts.line("!run worker1 -- sh -c 'echo ready; sleep 100'")
+		ts.waitFor("worker1: ready")
+		ts.keys("C-c")
+		s := ts.waitScreen("the command cancelled and a fresh prompt", func(s string) bool {
+			return strings.Contains(s, "\nerror: cancelled: ") && lastLine(s) == prompt
+		})
+		if _, out, _ := strings.Cut(s, "worker1: ready\n"); !strings.HasPrefix(out, "^C\nworker1: cancelled") {
+			t.Errorf("^C is not between the output and the cancellation:\n%s", s)
+		}
+	})
 	// One Ctrl-C at the prompt now only arms the leave.
 	ts.t = t
 	ts.keys("C-c")
@@ -512,6 +529,21 @@ func TestTmuxClusterScript(t *testing.T) {
 	if out, err := tmux("has-session", "-t", session); err == nil {
 		t.Fatalf("session %s still exists after -k: %s", session, out)
 	}
+
+	// A node that cannot start (a bad flag in MESHELL_FLAGS) fails the
+	// script with meshell's own error, and its pane stays to look at:
+	// without it the pane closed with the error, and the session with it.
+	bad := session + "b"
+	cmd := exec.Command("scripts/tmux-cluster.sh", "-d", "-s", bad, "-b", binary, "2", fmt.Sprint(reservePorts(t, 2)))
+	cmd.Env = append(env, "MESHELL_FLAGS=--bogus")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "error: node1 never showed") || !strings.Contains(string(out), "flag provided but not defined: --bogus") {
+		t.Errorf("tmux-cluster.sh with MESHELL_FLAGS=--bogus: %v, want it to fail naming the flag:\n%s", err, out)
+	}
+	if pane, err := tmux("capture-pane", "-p", "-t", bad+":cluster.0"); err != nil || !strings.Contains(pane, "meshell exited with status 2") {
+		t.Errorf("node1's pane after the failed start: %v\n%s", err, pane)
+	}
+	script("-k", "-s", bad)
 }
 
 func TestTerminalNoColour(t *testing.T) {

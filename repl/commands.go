@@ -187,7 +187,7 @@ func init() {
 		{
 			Name: "!wait", Group: "cluster", Args: "members N [TIMEOUT] | ALIAS STATE [TIMEOUT]", Min: 2, Max: 3,
 			Summary:  "block until N members are alive, or ALIAS is in STATE",
-			Help:     "STATE is alive, suspect, failed (or dead) or left. TIMEOUT defaults to 10s; Ctrl-C cancels.",
+			Help:     "STATE is alive, suspect, failed (or dead) or left; only alive waits for a node that is not a member yet (to join). TIMEOUT defaults to 10s; Ctrl-C cancels.",
 			Example:  "!wait members 3 5s\n!wait worker2 alive",
 			Complete: completeWait,
 			Run:      runWait,
@@ -298,6 +298,7 @@ func runStartCluster(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
+	s.neverIn.Store(false)
 	s.printf("listening on %s as %s (cluster %s)\n", clean(adv), clean(s.Node.Alias()), clean(s.Node.Cluster()))
 	return nil
 }
@@ -307,10 +308,13 @@ func runJoinCluster(ctx context.Context, s *Shell, a *Args) error {
 	if err != nil {
 		return err
 	}
+	fresh := !s.Node.Running() && (len(s.Node.Members().Entries) == 0 || s.neverIn.Load())
 	res, err := s.join(ctx, addr, a.Duration("retry", 0))
 	if err != nil {
+		s.neverIn.Store(fresh && !s.Node.Running())
 		return s.joinFailed(ctx, err, a.Duration("retry", 0) > 0)
 	}
+	s.neverIn.Store(false)
 	s.printf("joined cluster %s through %s (%s) as %s: %d live members\n", clean(s.Node.Cluster()), clean(res.Seed.Alias), clean(addr),
 		clean(s.Node.Alias()), res.Members)
 	if len(res.Failed) > 0 {
@@ -378,7 +382,7 @@ func (s *Shell) inCluster() error {
 	switch {
 	case s.Node.Running():
 		return nil
-	case len(s.Node.Members().Entries) == 0:
+	case len(s.Node.Members().Entries) == 0 || s.neverIn.Load():
 		return errors.New("this node is not in a cluster: run !start_cluster or !join_cluster first")
 	}
 	return errors.New("this node left the cluster: run !start_cluster or !join_cluster to take part again")
@@ -471,6 +475,15 @@ func runWait(ctx context.Context, s *Shell, a *Args) error {
 	st, err := node.ParseState(a.Pos[1])
 	if err != nil {
 		return err
+	}
+	if _, ok := s.Node.Members().Get(alias); !ok && st != node.StateAlive {
+		// Only a member becomes suspect, failed or left: waiting would
+		// last the whole timeout, for a typo as for a node long gone.
+		if err := s.inCluster(); err != nil {
+			return err
+		}
+		return fmt.Errorf("no member %q: members are %s; a node that is not one cannot become %s (!wait %s alive waits for it to join)",
+			alias, someOf(cleanAll(s.aliases()), 10), st, alias)
 	}
 	err = s.Node.WaitFor(ctx, func(sn *nodeSnapshot) bool {
 		e, ok := sn.Get(alias)

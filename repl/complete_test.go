@@ -383,6 +383,10 @@ func TestKeepInHistory(t *testing.T) {
 		"#!testsecret":                true,
 		"!help testsecret":            true,
 		"!cluster_members --json x y": true,
+		`!testsecret "unterminated`:   false, // broken, but of a command kept out
+		"!keys install c2VjcmV0":      false, // key bytes
+		`!keys install 'c2VjcmV0`:     false,
+		"!keys list":                  false,
 	} {
 		if got := keepInHistory(line); got != want {
 			t.Errorf("keepInHistory(%q) = %v, want %v", line, got, want)

@@ -88,6 +88,7 @@ type Interactive struct {
 // that cannot be written is warned about once, and no history is kept.
 func NewInteractive(s *Shell, historyFile string) (*Interactive, error) {
 	in := &Interactive{s: s}
+	in.cmd.echo = in.echoInterrupt
 	rl, stdin, hist, histErr, err := openTerminal(s.Prompt, historyFile, completer{s}, s.pal.on, ttyHooks{raw: in.cmd.rawMode, hangup: in.hangup, interrupt: in.cmd.interrupt})
 	if err != nil {
 		return nil, err
@@ -288,11 +289,18 @@ func (in *Interactive) Stderr() io.Writer { return in.rl.Stderr() }
 
 // keepInHistory reports whether a line goes to the history file: commands
 // marked NoHistory (remote shutdown, restart, scale) never do, so that an
-// Up arrow and Enter cannot repeat them by accident.
+// Up arrow and Enter cannot repeat them by accident, nor does !keys, whose
+// install takes a key. A broken line (an open quote) is kept so it can be
+// fixed, unless its first word is one of those.
 func keepInHistory(line string) bool {
-	words, err := tokenize(strings.TrimSpace(line))
-	if err != nil || len(words) == 0 {
-		return err != nil // a broken line is kept so it can be fixed
+	line = strings.TrimSpace(line)
+	words, err := tokenize(line)
+	if err != nil {
+		first, _, _ := strings.Cut(strings.ReplaceAll(line, "\t", " "), " ")
+		words = []string{strings.Trim(first, `"'`)}
+	}
+	if len(words) == 0 {
+		return false
 	}
 	cmd := lookup(words[0])
 	return cmd == nil || !cmd.NoHistory
@@ -397,9 +405,9 @@ func (in *Interactive) Run(base context.Context) int {
 }
 
 // exec runs one command line with Ctrl-C cancelling it (even one pressed
-// before it started, with Enter or after it: see ttyReader) and the
-// terminal's echo off, so that what is typed meanwhile waits for the next
-// prompt.
+// before it started, with Enter or after it: see ttyReader), said "^C"
+// when it comes, and the terminal's echo off, so that what is typed
+// meanwhile waits for the next prompt.
 func (in *Interactive) exec(base context.Context, line string) error {
 	ctx, cancel := context.WithCancel(base)
 	defer cancel()
@@ -416,10 +424,19 @@ func (in *Interactive) exec(base context.Context, line string) error {
 	in.echoBack()
 	in.echoBack = nil
 	in.mu.Unlock()
-	if ctx.Err() != nil && base.Err() == nil && !in.inputEnded() {
-		in.s.printf("^C\n") // Ctrl-C: the terminal did not echo it
-	}
 	return err
+}
+
+// echoInterrupt says "^C" where a Ctrl-C reached the running command (see
+// interrupts), unless the shell is stopping: a signal that stops it is no
+// key.
+func (in *Interactive) echoInterrupt() {
+	in.mu.Lock()
+	stopping := in.stopSig != nil || in.ended || in.leaving
+	in.mu.Unlock()
+	if !stopping {
+		in.s.printf("^C\n")
+	}
 }
 
 // endInput ends the pending Readline, at once and for good.
@@ -480,24 +497,38 @@ func (in *Interactive) hangup() { in.stop(syscall.SIGHUP) }
 // one, or, out of raw mode before it started (Ctrl-C right after Enter),
 // the one about to start. In raw mode (at the prompt) readline reads Ctrl-C
 // as a key, so a SIGINT then is ignored.
+//
+// echo, if set, says "^C" for the first Ctrl-C that reaches a command,
+// when it does: the terminal's echo is off while a command runs, and a
+// terminal that echoed would have put it there, between the output before
+// the key and what the command says of its end ("cancelled"), not below
+// all of it. It runs before the command is cancelled, without mu.
 type interrupts struct {
+	echo func()
+
 	mu     sync.Mutex
 	cancel context.CancelFunc // of the running command; nil at the prompt
 	raw    bool               // readline reads keys: Ctrl-C is a key, not SIGINT
-	// early: an interrupt came with no command to cancel yet; the command
-	// about to start takes it.
-	early bool
+	// early: an interrupt (or a stop) came with no command to cancel yet;
+	// the command about to start takes it. earlyKey: one was a Ctrl-C, to
+	// echo as that command starts.
+	early, earlyKey bool
+	echoed          bool // the running command's Ctrl-C was echoed
 }
 
 // start makes cancel the running command's, cancelled at once when an
 // interrupt came first.
 func (c *interrupts) start(cancel context.CancelFunc) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.early {
+	early, key := c.early, c.earlyKey
+	c.early, c.earlyKey, c.echoed, c.cancel = false, false, key, cancel
+	c.mu.Unlock()
+	if key && c.echo != nil {
+		c.echo()
+	}
+	if early {
 		cancel()
 	}
-	c.early, c.cancel = false, cancel
 }
 
 // done: no command runs.
@@ -515,11 +546,21 @@ func (c *interrupts) stop() { c.cancelRunning(true) }
 
 func (c *interrupts) cancelRunning(always bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cancel != nil {
-		c.cancel()
-	} else if always || !c.raw {
+	cancel, echo := c.cancel, false
+	switch {
+	case cancel != nil:
+		echo = !always && !c.echoed
+		c.echoed = c.echoed || echo
+	case always || !c.raw:
 		c.early = true
+		c.earlyKey = c.earlyKey || !always
+	}
+	c.mu.Unlock()
+	if echo && c.echo != nil {
+		c.echo() // before the command says that it was cancelled
+	}
+	if cancel != nil {
+		cancel()
 	}
 }
 
@@ -529,7 +570,7 @@ func (c *interrupts) rawMode(on bool) {
 	c.mu.Lock()
 	c.raw = on
 	if on {
-		c.early = false
+		c.early, c.earlyKey = false, false
 	}
 	c.mu.Unlock()
 }

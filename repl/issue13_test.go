@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -322,6 +324,16 @@ func TestWordingOfWaitAndPing(t *testing.T) {
 	if err := s.Exec(ctx, "!wait b left 20s"); err != nil || out.String() != "b has left\n" {
 		t.Errorf("!wait b left: %v %q", err, out.String())
 	}
+	// A node that is not a member cannot become left, suspect or failed:
+	// said at once, not after the timeout.
+	for _, state := range []string{"left", "suspect", "failed", "dead"} {
+		start := time.Now()
+		err := s.Exec(ctx, "!wait nobody "+state+" 20s")
+		want := `no member "nobody": members are a, b; a node that is not one cannot become `
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), "(!wait nobody alive waits for it to join)") || time.Since(start) > 5*time.Second {
+			t.Errorf("!wait nobody %s: %v after %v, want at once %q…", state, err, time.Since(start), want)
+		}
+	}
 	start := time.Now()
 	err := s.Exec(ctx, "!ping b")
 	if err == nil || err.Error() != "b left the cluster" || time.Since(start) > time.Second {
@@ -344,4 +356,46 @@ func TestALeftNodeSaysSoAlike(t *testing.T) {
 			t.Errorf("%s after !leave: %v", line, err)
 		}
 	}
+}
+
+// A node whose joins all failed was never in a cluster: it says "not in a
+// cluster … first", as before any join, not "this node left the cluster"
+// (the node marks itself left after a failed join, as after a !leave).
+// Once it has been in one and left, it says that it left.
+func TestAFailedFirstJoinIsNotALeave(t *testing.T) {
+	var out bytes.Buffer
+	s := testShell(t, &out)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := ln.Addr().String()
+	ln.Close() // nothing listens there
+	ctx := context.Background()
+	says := func(when, want string) {
+		t.Helper()
+		for _, line := range []string{"!cluster_members", "!run --all -- true", "!dispatch echo x", "!ping --all", "!wait x left"} {
+			if err := s.Exec(ctx, line); err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("%s: %s: %v, want %q…", when, line, err, want)
+			}
+		}
+	}
+	const never, left = "this node is not in a cluster: run !start_cluster or !join_cluster first", "this node left the cluster: "
+	for i := 1; i <= 2; i++ {
+		if err := s.Exec(ctx, "!join_cluster "+nobody); err == nil {
+			t.Fatalf("join %d through %s: no error", i, nobody)
+		}
+		says(fmt.Sprintf("after failed join %d", i), never)
+	}
+	if err := s.Exec(ctx, "!start_cluster"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Exec(ctx, "!leave"); err != nil {
+		t.Fatal(err)
+	}
+	says("after !leave", left)
+	if err := s.Exec(ctx, "!join_cluster "+nobody); err == nil {
+		t.Fatal("join after !leave: no error")
+	}
+	says("after !leave and a failed join", left)
 }

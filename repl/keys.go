@@ -109,8 +109,12 @@ func runKeys(ctx context.Context, s *Shell, a *Args) error {
 		}
 		i := slices.IndexFunc(keys, func(k keyHolding) bool { return k.ID == id })
 		switch {
+		case i < 0 && !isKeyID(id):
+			// Neither a key nor an id: likely a key mistyped or cut short,
+			// nearly all of its bytes, which are never printed.
+			return fmt.Errorf("no member holds that key: it is neither a key nor a key id (12 hex digits), and is not shown in case it is a mistyped key; !keys list shows the installed ones")
 		case i < 0:
-			return fmt.Errorf("no member holds key %s: !keys list shows the installed ones", clean(id))
+			return fmt.Errorf("no member holds key %s: !keys list shows the installed ones", id)
 		case op == "use" && keys[i].Nodes < keys[i].Of:
 			return fmt.Errorf("key %s is on %d of %d members (missing on %s): run !keys install first", id, keys[i].Nodes, keys[i].Of,
 				strings.Join(missing(live, keys[i].Holders), ", "))
@@ -199,4 +203,18 @@ func (s *Shell) liveAliases() []string {
 		}
 	}
 	return out
+}
+
+// isKeyID reports whether s has the shape of a key id, 12 hex digits: one
+// is safe to print, any other text given for a key may be one mistyped.
+func isKeyID(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +53,27 @@ func TestKeysListJSONIsOneArray(t *testing.T) {
 		docs := list(t, k1)
 		if len(docs) != 1 || docs[0]["nodes"] != 2.0 || docs[0]["of"] != 2.0 || len(asSlice(docs[0]["primary"])) != 2 {
 			t.Errorf("listed %+v, want one key held and primary on both nodes", docs)
+		}
+
+		// A key mistyped (one character more, or cut short) for !keys use
+		// or remove is not a key id: its text, nearly the key, is not
+		// printed. An id that no member holds is named.
+		other, err := node.NewClusterKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		s := New(k1, Options{Out: &out, Err: &out})
+		for _, given := range []string{other + "x", other[:len(other)-2], key[:30]} {
+			for _, op := range []string{"use", "remove"} {
+				err := s.Exec(ctx, "!keys "+op+" "+given)
+				if err == nil || strings.Contains(err.Error(), given[:16]) || strings.Contains(out.String(), given[:16]) || !strings.Contains(err.Error(), "no member holds that key") {
+					t.Errorf("!keys %s with a mistyped key: %v (printed %q), want an error without it", op, err, out.String())
+				}
+			}
+		}
+		if err := s.Exec(ctx, "!keys use 0123456789ab"); err == nil || err.Error() != "no member holds key 0123456789ab: !keys list shows the installed ones" {
+			t.Errorf("!keys use of an id no member holds: %v", err)
 		}
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -41,6 +42,12 @@ type Shell struct {
 	evSub  *node.Subscription
 	evStop chan struct{}
 	evDone chan struct{}
+
+	// neverIn: the node has been in no cluster, as far as this shell
+	// knows: it only tried to join, and failed. The node marks itself left
+	// after such a join, as after a !leave, and its table alone cannot
+	// tell the two apart.
+	neverIn atomic.Bool
 }
 
 // New returns a shell for n.

@@ -79,8 +79,11 @@ func Attach(target string, o AttachOptions) int {
 
 // runCommands runs the -c commands in order, as the lines of a script:
 // the first failure stops them unless keepGoing, !quit or the session's
-// end stops them, and the status is 1 if one failed. With several, an
-// error names the one it is of: `-c 2: !wait: …`.
+// end stops them, and the status is 1 if one failed. An error names the
+// -c it is of, `-c 2: !wait: …`, even when there is one, as a script's
+// names its line (and sh -c its line 1): its shape does not depend on how
+// many -c a caller passed, and it tells a command's failure from the
+// attach's own ("no node listens at …"), which exits 1 too.
 func (c *client) runCommands(ctx context.Context, cmds []string, keepGoing bool) int {
 	status := 0
 	for i, line := range cmds {
@@ -89,9 +92,7 @@ func (c *client) runCommands(ctx context.Context, cmds []string, keepGoing bool)
 			break
 		}
 		if err != nil {
-			if len(cmds) > 1 {
-				err = fmt.Errorf("-c %d: %s: %w", i+1, firstWord(strings.TrimSpace(line)), err)
-			}
+			err = fmt.Errorf("-c %d: %s: %w", i+1, firstWord(strings.TrimSpace(line)), err)
 			c.errorLine(err)
 			status = 1
 		}
@@ -243,7 +244,7 @@ func (c *client) Do(line []rune, pos int) ([][]rune, int) {
 // completion and history of a local shell; Ctrl-C cancels the running
 // command on the agent; Ctrl-D detaches.
 func (c *client) interactive(historyFile string) int {
-	var cmd interrupts
+	cmd := interrupts{echo: func() { c.printf("^C\n") }} // where the key reached the command
 	rl, stdin, hist, histErr, err := openTerminal(c.s.Prompt, historyFile, c, c.pal.on, ttyHooks{raw: cmd.rawMode, interrupt: cmd.interrupt})
 	if err != nil {
 		c.errorLine(fmt.Errorf("terminal: %w", err))
@@ -317,9 +318,6 @@ func (c *client) interactive(historyFile string) int {
 		err = c.exec(ctx, line)
 		echoBack()
 		cmd.done()
-		if ctx.Err() != nil {
-			c.printf("^C\n")
-		}
 		stop()
 		if status, over := c.afterCommand(err); over {
 			return status

@@ -3,6 +3,7 @@ package repl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 	"unicode/utf8"
@@ -39,9 +40,11 @@ func listenSocket(n *node.Node, path string, log logrus.FieldLogger, hello time.
 // attachedShell is a session's shell on the agent.
 type attachedShell struct{ sh *Shell }
 
-// errAttachedQuit answers !quit in a session: the agent is not this
-// shell's to stop.
-var errAttachedQuit = errors.New("!quit would stop the node you are attached to: use !shutdown ALIAS to stop it, or Ctrl-D to detach and leave it running")
+// attachedQuit answers !quit in a session: the agent, named, is not this
+// shell's to stop; the !shutdown that would stop it is given whole.
+func attachedQuit(alias string) error {
+	return fmt.Errorf("!quit would stop the node you are attached to, %s: use !shutdown %s to stop it, or Ctrl-D to detach and leave it running", alias, alias)
+}
 
 func (a attachedShell) Exec(ctx context.Context, line string) error {
 	err := a.sh.Exec(ctx, line)
@@ -49,7 +52,7 @@ func (a attachedShell) Exec(ctx context.Context, line string) error {
 		return nil // the session's end says so
 	}
 	if errors.Is(err, errQuit) {
-		err = errAttachedQuit
+		err = attachedQuit(a.sh.Node.Alias())
 	}
 	if err != nil {
 		// Raw, as the local shell keeps it: the client cleans it once,

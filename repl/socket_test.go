@@ -64,7 +64,7 @@ func TestAttachedCommandsRunAsTheNode(t *testing.T) {
 	if out.String() != "b is alive\n" || errb.String() != "" {
 		t.Fatalf("stdout %q, stderr %q: the error belongs to exec's result only", out.String(), errb.String())
 	}
-	if err := c.exec(context.Background(), "!quit"); err == nil || !strings.Contains(err.Error(), "!shutdown") {
+	if err := c.exec(context.Background(), "!quit"); err == nil || !strings.Contains(err.Error(), "attached to, a: use !shutdown a to stop it") {
 		t.Fatalf("!quit: %v", err)
 	}
 	if err := c.exec(context.Background(), "!echo still here"); err != nil {

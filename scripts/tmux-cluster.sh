@@ -62,10 +62,16 @@ fi
 [[ -x $binary ]] || { echo "error: $binary is not an executable" >&2; exit 1; }
 binary=$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")
 
-pane_cmd() { # alias port [tags]
+# pane_cmd ALIAS PORT [TAGS]: the pane's command. A meshell that fails
+# (a bad flag in MESHELL_FLAGS, say) keeps its pane, and its error on it,
+# until Enter: tmux would close the pane at once, taking the error along,
+# and the session too when it was its only pane. One that exits 0 (!quit,
+# Ctrl-D) closes its pane as before.
+pane_cmd() {
 	printf '%q --alias %q -P %q --profile local --history-file %q' "$binary" "$1" "$2" "$tmp/history-$1"
 	[[ -n ${3:-} ]] && printf ' --tags %q' "$3"
 	printf ' %s' "${MESHELL_FLAGS:-}"
+	printf ' || { echo "meshell exited with status $?; Enter closes this pane"; read -r _; }'
 }
 
 tmux new-session -d -s "$session" -x 200 -y 50 -n cluster "$(pane_cmd node1 "$base")"
@@ -88,7 +94,10 @@ tmux select-layout -t "$session:cluster" tiled >/dev/null
 wait_for() {
 	local out
 	for _ in $(seq 1 200); do
-		out=$(tmux capture-pane -p -t "$session:cluster.$1")
+		if ! out=$(tmux capture-pane -p -t "$session:cluster.$1" 2>&1); then
+			echo "error: node$(($1 + 1))'s pane is gone ($out)" >&2
+			return 1
+		fi
 		grep -q -- "$2" <<<"$out" && return 0
 		grep -q '^error: ' <<<"$out" && break
 		sleep 0.1

@@ -41,6 +41,10 @@ type Ended struct {
 
 func (e *Ended) Error() string { return "the session ended: " + e.Reason }
 
+// dialHelloTimeout bounds the wait for the agent's hello (a variable for
+// tests).
+var dialHelloTimeout = helloTimeout
+
 // completeTimeout bounds the wait for the agent's completions.
 const completeTimeout = 2 * time.Second
 
@@ -71,6 +75,12 @@ func Dial(path string, h Hello, out Output) (*Client, error) {
 		}
 		return nil, fmt.Errorf("cannot attach to %s: %w", path, err)
 	}
+	if uc, ok := nc.(*net.UnixConn); ok {
+		if err := checkAgent(uc, path); err != nil {
+			nc.Close() // before a byte of it is read
+			return nil, err
+		}
+	}
 	c := &Client{k: newConn(nc), out: out,
 		done: make(chan *protocol.Local, 1), comps: make(chan *protocol.Local, 1), closed: make(chan struct{})}
 	var flags uint8
@@ -81,7 +91,14 @@ func Dial(path string, h Hello, out Output) (*Client, error) {
 		flags |= protocol.LocalColor
 	}
 	serr := c.k.Send(&protocol.Local{Op: protocol.LocalHello, Flags: flags})
+	// A node answers a hello at once (busy or refused included); one that
+	// does not, stopped (SIGSTOP) or no meshell at all, would hold the
+	// shell for the whole Idle.
+	silent := time.AfterFunc(dialHelloTimeout, func() { nc.SetReadDeadline(time.Now()) })
 	m, err := c.k.Recv() // a refusal may be waiting even when the hello could not be written
+	if !silent.Stop() && errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("no answer within %v: its node is stopped or hung, or it is no meshell socket", dialHelloTimeout)
+	}
 	switch {
 	case err != nil && serr != nil:
 		err = fmt.Errorf("cannot attach to %s: %w", path, serr)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -173,5 +174,42 @@ func TestASessionsInterruptAndEnd(t *testing.T) {
 	}
 	if err := c.Exec(context.Background(), "out late"); err == nil {
 		t.Fatal("a command after the end succeeded")
+	}
+}
+
+// A socket whose listener never answers the hello (a node stopped with
+// SIGSTOP, or no meshell) fails the dial after dialHelloTimeout, saying
+// so, instead of holding the shell for Idle.
+func TestDialGivesUpOnASilentSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "silent.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent
+		}
+	}()
+	old := dialHelloTimeout
+	dialHelloTimeout = 200 * time.Millisecond
+	t.Cleanup(func() { dialHelloTimeout = old })
+	done := make(chan error, 1)
+	go func() {
+		_, err := Dial(path, Hello{}, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "no answer within 200ms: its node is stopped or hung") {
+			t.Fatalf("dial of a silent socket: %v", err)
+		}
+	case <-time.After(Idle / 2):
+		t.Fatal("dial of a silent socket still waits")
 	}
 }
