@@ -296,7 +296,7 @@ func (m *Mesh) accept(nc net.Conn, sh *shake, reserved bool) {
 		raw := withRawIO(nc)
 		look = &lookAgain{Conn: raw, r: raw}
 		tnc, alias, err := m.secureAccept(nc, look)
-		m.gate.keyLeave(remoteIP(nc), time.Now(), reserved, err != nil)
+		m.gate.keyLeave(remoteIP(nc), time.Now(), reserved, costsIP(err))
 		if err != nil {
 			m.refused.Add(1)
 			m.warn.Warn("handshake-key", logrus.Fields{"remote": remote["remote"], "reason": err.Error()}, "mesh: refused a peer's TLS handshake")

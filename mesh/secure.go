@@ -64,7 +64,25 @@ func (m *Mesh) secureAccept(nc net.Conn, look *lookAgain) (net.Conn, string, err
 		m.refusePlain(nc, pe.Peeked, fmt.Sprintf("this cluster is encrypted (key ids %s): pass the cluster's key with --key-file or %s", strings.Join(ring.IDs(), ", "), keyring.EnvVar))
 	}
 	nc.Close()
-	return nil, "", errors.New(keyring.Describe(err))
+	return nil, "", &refusedTLS{msg: keyring.Describe(err), timedOut: errors.Is(err, os.ErrDeadlineExceeded)}
+}
+
+// refusedTLS is a failed TLS handshake as a log line names it, and whether
+// its deadline ended it.
+type refusedTLS struct {
+	msg      string
+	timedOut bool
+}
+
+func (e *refusedTLS) Error() string { return e.msg }
+
+// costsIP says whether a failed handshake counts against its source IP
+// (gate.keyLeave): one that timed out does not, since a loaded host's
+// honest joiners time out too, and a peer that holds a handshake open is
+// bounded by the handshakes in progress per IP.
+func costsIP(err error) bool {
+	var r *refusedTLS
+	return err != nil && !(errors.As(err, &r) && r.timedOut)
 }
 
 // refusing is this node as a refusal names it: by alias only. The peer is

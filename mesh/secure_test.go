@@ -317,3 +317,36 @@ func clientHelloBytes(t *testing.T) []byte {
 	c2.Close()
 	return buf[:n]
 }
+
+// TestTimedOutTLSHandshakesDoNotCostTheIP: handshakes that end at their
+// deadline (a loaded host's joiners are slow, not hostile) do not use up
+// their IP's failures; a later handshake from it is still answered.
+func TestTimedOutTLSHandshakesDoNotCostTheIP(t *testing.T) {
+	const burst = 2
+	a, addr := newMesh(t, "a", newRecorder(), withRing(ring(t, newKey(t))), func(c *Config) {
+		c.KeyFailBurst, c.KeyFailRate = burst, 1e-9
+		c.HandshakeTimeout = 200 * time.Millisecond
+	})
+	hello := clientHelloBytes(t)
+	// answered sends a ClientHello, says nothing more, and reports whether
+	// the node answered it before closing the connection.
+	answered := func() bool {
+		nc := rawDial(t, addr)
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(5 * time.Second))
+		nc.Write(hello)
+		n, _ := io.Copy(io.Discard, nc) // to the node's close at its deadline
+		return n > 0
+	}
+	for i := range 2 * burst {
+		if !answered() {
+			t.Fatalf("silent handshake %d was not answered", i)
+		}
+	}
+	if !answered() {
+		t.Fatalf("after %d handshakes that timed out, the IP's next one was closed unanswered", 2*burst)
+	}
+	if n := a.Stats().KeyThrottled; n != 0 {
+		t.Fatalf("%d connections closed for their IP's failures; timeouts are not failures", n)
+	}
+}
