@@ -31,13 +31,7 @@ type gate struct {
 	// failRate a second, that IP's connections are closed on accept.
 	failBurst int
 	failRate  float64
-	fails     map[string]*tokens
-}
-
-// tokens is a token bucket: how many more failed handshakes an IP may cost.
-type tokens struct {
-	n  float64
-	at time.Time
+	fails     map[string]*bucket // how many more failed handshakes each IP may cost
 }
 
 // maxFailIPs bounds the failed-handshake buckets kept: past it the full
@@ -54,17 +48,14 @@ type shake struct {
 
 func newGate(maxShakes, maxShakesPerIP, maxConns, maxConnsPerIP int) *gate {
 	return &gate{maxShakes: maxShakes, maxShakesPerIP: maxShakesPerIP, maxConns: maxConns, maxConnsPerIP: maxConnsPerIP,
-		perIP: map[string]int{}, conns: map[string]int{}, fails: map[string]*tokens{}}
+		perIP: map[string]int{}, conns: map[string]int{}, fails: map[string]*bucket{}}
 }
 
 // refill brings ip's bucket up to now; nil when ip has no bucket.
-func (g *gate) refill(ip string, now time.Time) *tokens {
+func (g *gate) refill(ip string, now time.Time) *bucket {
 	b := g.fails[ip]
 	if b != nil {
-		if d := now.Sub(b.at); d > 0 {
-			b.n = min(float64(g.failBurst), b.n+d.Seconds()*g.failRate)
-			b.at = now
-		}
+		b.refill(now, g.failRate, g.failBurst)
 	}
 	return b
 }
@@ -117,7 +108,8 @@ func (g *gate) keyLeave(ip string, now time.Time, reserved, failed bool) {
 				clear(g.fails)
 			}
 		}
-		b = &tokens{n: float64(g.failBurst), at: now}
+		nb := newBucket(now, g.failBurst)
+		b = &nb
 		g.fails[ip] = b
 	}
 	b.n = max(0, b.n-1)

@@ -16,10 +16,7 @@ import (
 // suspected. Past the bucket the reader waits for a token (backpressure: the
 // flooding peer's own stream slows, nothing is dropped). An honest member
 // sends a few tens of membership frames a second on one connection.
-type pace struct {
-	tokens float64
-	at     time.Time
-}
+type pace struct{ b bucket }
 
 // wait takes one token at now and returns how long the reader must wait
 // before the frame it holds is delivered: zero while the bucket has
@@ -28,19 +25,32 @@ func (p *pace) wait(now time.Time, rate float64, burst int) time.Duration {
 	if rate <= 0 {
 		return 0
 	}
-	if p.at.IsZero() {
-		p.tokens, p.at = float64(burst), now
+	if p.b.at.IsZero() {
+		p.b = newBucket(now, burst)
 	}
-	if d := now.Sub(p.at); d > 0 {
-		p.tokens = min(float64(burst), p.tokens+d.Seconds()*rate)
-		p.at = now
-	}
-	p.tokens--
-	if p.tokens >= 0 {
+	p.b.refill(now, rate, burst)
+	p.b.n--
+	if p.b.n >= 0 {
 		return 0
 	}
-	// In debt by -tokens: that many tokens' worth of time.
-	return time.Duration(-p.tokens / rate * float64(time.Second))
+	// In debt by -n: that many tokens' worth of time.
+	return time.Duration(-p.b.n / rate * float64(time.Second))
+}
+
+// bucket is a token bucket, kept by one owner: n tokens as of at.
+type bucket struct {
+	n  float64
+	at time.Time
+}
+
+func newBucket(now time.Time, burst int) bucket { return bucket{n: float64(burst), at: now} }
+
+// refill adds what rate (tokens a second) earned since at, up to burst.
+func (b *bucket) refill(now time.Time, rate float64, burst int) {
+	if d := now.Sub(b.at); d > 0 {
+		b.n = min(float64(burst), b.n+d.Seconds()*rate)
+		b.at = now
+	}
 }
 
 // paceMembership holds the reader while the peer is over its membership
