@@ -540,8 +540,10 @@ func TestMembershipFloodIsPaced(t *testing.T) {
 	if took := time.Since(start); took < least*9/10 {
 		t.Fatalf("%d membership frames delivered in %v: want at least %v at %d/s past a burst of %d", n, took, least, rate, burst)
 	}
-	if th := a.Stats().Throttled; th < n-burst-5 {
-		t.Fatalf("%d frames counted as held back, want about %d", th, n-burst)
+	// How many were held back depends on how promptly the reader ran (a
+	// late one finds tokens refilled); TestPaceTokenBucket counts them exactly.
+	if th := a.Stats().Throttled; th == 0 || th > n-burst {
+		t.Fatalf("%d frames counted as held back, want 1 to %d", th, n-burst)
 	}
 }
 
