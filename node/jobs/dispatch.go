@@ -535,6 +535,9 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 	if !j.h.Running() {
 		return res, ErrNotRunning
 	}
+	if err := ctx.Err(); err != nil {
+		return res, err // stopped before it began: no worker sees it
+	}
 	if req.Kind == RunKind && req.Worker == "" {
 		// A command may have effects: it goes to named nodes, never to
 		// whichever worker a strategy picks, nor to a second one.

@@ -250,3 +250,22 @@ func TestNoWorkerNamesAFewOfTheMembers(t *testing.T) {
 		t.Errorf("error %q: want %d members named and the count of the rest", msg, maxKnownListed)
 	}
 }
+
+// A job whose caller has already given up (Ctrl-C before it began) is not
+// sent: it ends in the context's error and no worker sees it.
+func TestDispatchWithACancelledContextSendsNothing(t *testing.T) {
+	c, d, _ := jobCluster(t, "w1")
+	var sent []protocol.Message
+	c.host("d").send = func(_ string, m protocol.Message) error {
+		sent = append(sent, m)
+		return ErrNotConnected
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := d.Dispatch(ctx, DispatchRequest{Kind: "echo"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("dispatch with a cancelled context: %v", err)
+	}
+	if len(sent) != 0 {
+		t.Errorf("sent %d messages for a job cancelled before it began: %v", len(sent), sent)
+	}
+}
