@@ -535,9 +535,6 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 	if !j.h.Running() {
 		return res, ErrNotRunning
 	}
-	if err := ctx.Err(); err != nil {
-		return res, err // stopped before it began: no worker sees it
-	}
 	if req.Kind == RunKind && req.Worker == "" {
 		// A command may have effects: it goes to named nodes, never to
 		// whichever worker a strategy picks, nor to a second one.
@@ -573,6 +570,9 @@ func (j *Jobs) Dispatch(ctx context.Context, req DispatchRequest) (res DispatchR
 	}
 	if req.Worker != "" {
 		maxAttempts = 1
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err // stopped before it began: counted as cancelled, and no worker sees it
 	}
 	var (
 		skip       []string // workers not to try again this round
