@@ -142,6 +142,11 @@ func (s *state) index(k Key) int {
 func Load(path string) (*Keyring, error) {
 	f, err := os.Open(path)
 	if err != nil {
+		if _, kerr := parseKey(path); kerr == nil {
+			// The key itself was given where its file's path belongs: an
+			// error that named the path would print the key.
+			return nil, errors.New("keyring: the path given is a key, not a file: write the key to a file (chmod 600) and pass its path")
+		}
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
 	defer f.Close()

@@ -158,6 +158,17 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 	}
 }
 
+// --key-file given the key instead of its file's path: the error says so
+// and does not print the key.
+func TestLoadOfAKeyInsteadOfAPathDoesNotEchoIt(t *testing.T) {
+	k := newKey(t)
+	_, err := Load(k.Encode())
+	if err == nil || !strings.Contains(err.Error(), "is a key, not a file") {
+		t.Fatalf("Load(key text): %v", err)
+	}
+	assertNoKeyBytes(t, "Load error", err.Error(), k)
+}
+
 func TestFromEnv(t *testing.T) {
 	k1, k2, k3 := newKey(t), newKey(t), newKey(t)
 	r, err := FromEnv(" " + k1.Encode() + "," + k2.Encode() + " \n\t" + k3.Encode() + ",")
