@@ -87,10 +87,15 @@ func FilterString(filter map[string]string) string {
 // SlotsTag is the tag under which a worker advertises its slot count.
 const SlotsTag = "slots"
 
-// Slots reads the slot count a member advertises (0 when it advertises none).
+// maxAdvertisedSlots caps what a member's slots tag may claim, so that the
+// load ratio's cross-multiplication in pick cannot overflow.
+const maxAdvertisedSlots = 1 << 16
+
+// Slots reads the slot count a member advertises (0 when it advertises none
+// or nonsense), at most maxAdvertisedSlots.
 func Slots(tags map[string]string) int {
 	n, _ := strconv.Atoi(tags[SlotsTag])
-	return n
+	return min(max(n, 0), maxAdvertisedSlots)
 }
 
 // Load counts one worker's jobs as seen by one dispatcher. Its methods are

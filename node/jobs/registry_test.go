@@ -193,6 +193,32 @@ func TestLeastConnectionsWeighsSlots(t *testing.T) {
 	}
 }
 
+// A member's slots tag is its own claim: one past any sane count is capped,
+// so the load ratio's arithmetic cannot overflow and pick the busier worker.
+func TestLeastConnectionsSurvivesAbsurdSlots(t *testing.T) {
+	r := newRegistry()
+	cands := r.Candidates(members(
+		workerMember("huge", protocol.StateAlive, map[string]string{"role": "worker", "slots": "9223372036854775807"}),
+		workerMember("one", protocol.StateAlive, map[string]string{"role": "worker", "slots": "1"}),
+		workerMember("neg", protocol.StateAlive, map[string]string{"role": "worker", "slots": "-5"}),
+	), "d", DefaultFilter())
+	if cands[0].Slots != maxAdvertisedSlots || cands[2].Slots != 0 {
+		t.Fatalf("slots read as %d and %d", cands[0].Slots, cands[2].Slots)
+	}
+	for i := 0; i < 3; i++ {
+		cands[0].Load.Start()
+	}
+	for i := 0; i < 2; i++ {
+		cands[1].Load.Start()
+		cands[2].Load.Start()
+	}
+	for i := 0; i < 6; i++ { // every rotation of the tie-break start
+		if got := cands[r.pick(cands, LeastConnections, nil, 0)].Alias; got != "huge" {
+			t.Fatalf("picked %s, want huge (3 of %d in flight beats 2 of 1)", got, maxAdvertisedSlots)
+		}
+	}
+}
+
 func TestRandomUsesTheCallersNumber(t *testing.T) {
 	r := newRegistry()
 	cands := threeWorkers(r)
