@@ -76,6 +76,10 @@ func DefaultConfig() Config {
 const (
 	inboxLen    = 4096
 	evidenceLen = 1024
+	// inboxShare bounds one sender's messages waiting in the inbox: a peer
+	// that floods fills its share, its excess is dropped (and counted), and
+	// the others' messages still find room.
+	inboxShare = inboxLen / 8
 )
 
 // Node is one cluster member.
@@ -108,6 +112,7 @@ type Node struct {
 	helloMu     sync.Mutex
 	helloAt     map[string]uint64 // table version of each Hello answer not yet up; guarded by helloMu
 	dropped     atomic.Uint64
+	shares      inboxShares
 	warn        *mesh.RateLog // warnings a peer can trigger: one line per kind per period
 	eventLines  lineBudget    // membership lines, which peers' news can cause; run loop only
 
@@ -435,6 +440,7 @@ func (n *Node) handle(in inbound) {
 	now := time.Now()
 	switch in.kind {
 	case inMsg:
+		n.shares.give(in.from)
 		n.core.Step(now, in.from, in.msg)
 	case inUp:
 		if in.introduced {
@@ -851,9 +857,14 @@ func (h *handler) Receive(from string, m protocol.Message) {
 	n := (*Node)(h)
 	switch m.Type().Family() {
 	case protocol.FamilyMembership:
+		if !n.shares.take(from) {
+			n.dropped.Add(1)
+			return
+		}
 		select {
 		case n.inbox <- inbound{kind: inMsg, from: from, msg: m}:
 		default:
+			n.shares.give(from)
 			n.dropped.Add(1)
 		}
 	case protocol.FamilyJobs:
@@ -862,6 +873,39 @@ func (h *handler) Receive(from string, m protocol.Message) {
 		n.control.receive(from, m)
 	default:
 		n.log.WithField("alias", from).Debugf("node: %s message ignored", m.Type())
+	}
+}
+
+// inboxShares counts each sender's messages waiting in the inbox. Entries
+// at zero are deleted, so the map holds only senders with messages queued.
+type inboxShares struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// take reserves a place for one more message from sender; false when the
+// sender already has inboxShare waiting.
+func (s *inboxShares) take(sender string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[sender] >= inboxShare {
+		return false
+	}
+	if s.n == nil {
+		s.n = make(map[string]int)
+	}
+	s.n[sender]++
+	return true
+}
+
+// give returns the place of one message from sender, taken or not sent.
+func (s *inboxShares) give(sender string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[sender] <= 1 {
+		delete(s.n, sender)
+	} else {
+		s.n[sender]--
 	}
 }
 

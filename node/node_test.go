@@ -507,3 +507,39 @@ func TestMembershipLinesBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestAFloodingPeerFillsOnlyItsShareOfTheInbox: while the run loop is busy,
+// one peer's flood takes inboxShare places and is dropped past them; another
+// peer's messages still get in.
+func TestAFloodingPeerFillsOnlyItsShareOfTheInbox(t *testing.T) {
+	n := startNode(t, "a")
+	release := make(chan struct{})
+	busy := make(chan struct{})
+	n.calls <- func() { close(busy); <-release }
+	<-busy
+	h := (*handler)(n)
+	for i := range inboxLen {
+		h.Receive("flooder", &protocol.Ping{Seq: uint32(i)})
+	}
+	for i := range 10 {
+		h.Receive("honest", &protocol.Ping{Seq: uint32(i)})
+	}
+	queued, dropped := len(n.inbox), n.dropped.Load()
+	close(release)
+	if queued != inboxShare+10 || dropped != inboxLen-inboxShare {
+		t.Fatalf("%d queued and %d dropped, want the flooder's %d and the other's 10 queued, %d dropped",
+			queued, dropped, inboxShare, inboxLen-inboxShare)
+	}
+	// Handled messages give their places back: the flooder may send again.
+	err := n.WaitFor(ctxFor(t, 10*time.Second), func(*Snapshot) bool { return len(n.inbox) == 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.call(ctxFor(t, 10*time.Second), func(*swim.Core) {}) // the last message taken is handled too
+	n.shares.mu.Lock()
+	left := len(n.shares.n)
+	n.shares.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d senders still hold places in an empty inbox", left)
+	}
+}
