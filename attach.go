@@ -75,7 +75,10 @@ func attachCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	o.In, o.Out, o.Err = stdin, stdout, stderr
 	o.Interactive = len(o.Commands) == 0 && isTTY(stdin) && isTTY(stdout)
-	o.Color = o.Interactive && !noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+	// -c typed at a terminal is coloured as the shell is; a script on stdin
+	// is not, as in script mode.
+	tty := o.Interactive || (len(o.Commands) > 0 && isTTY(stdout))
+	o.Color = tty && !noColor && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
 	if o.Interactive {
 		o.HistoryFile = historyPath(o.HistoryFile)
 	}

@@ -401,6 +401,30 @@ func TestAttachInATerminal(t *testing.T) {
 	checkLastWords(t, screen)
 }
 
+// attach -c typed at a terminal is coloured as the shell is; --no-color
+// and a pipe are not.
+func TestAttachCommandColouredOnATerminal(t *testing.T) {
+	t.Parallel()
+	needTmux(t)
+	sock := filepath.Join(t.TempDir(), "s", "a.sock")
+	serveNode(t, "a", freePort(t), 0, "--socket", sock)
+	attach := "env -u NO_COLOR " + binary + " attach '" + sock + "' "
+	ts := newTmux(t, attach+"-c '!cluster_members' -c '!echo coloured-done'; "+
+		attach+"--no-color -c '!cluster_members' -c '!echo plain-done'; sleep 600")
+	ts.waitFor("plain-done")
+	screen := ts.run("capture-pane", "-p", "-e", "-t", "t")
+	coloured, plain, _ := strings.Cut(screen, "coloured-done")
+	if !strings.Contains(coloured, "\x1b[") || !strings.Contains(coloured, "alive") {
+		t.Errorf("attach -c on a terminal printed no colour: %q", coloured)
+	}
+	if strings.Contains(plain, "\x1b[") {
+		t.Errorf("attach --no-color -c printed escape codes: %q", plain)
+	}
+	if out, _, code := attachRun(t, "", sock, "-c", "!cluster_members"); code != 0 || strings.Contains(out, "\x1b[") {
+		t.Errorf("attach -c into a pipe: exit %d, %q", code, out)
+	}
+}
+
 func TestAShellWhoseJoinFailsOpensThePrompt(t *testing.T) {
 	t.Parallel()
 	needTmux(t)
