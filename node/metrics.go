@@ -101,7 +101,7 @@ func (n *Node) writeMetrics(w *metrics.Writer) {
 	w.Metric("meshell_suspicions_total", c, "Members this node suspected from its own probes.", L(float64(st.Suspected)))
 	w.Metric("meshell_refutations_total", c, "Times this node raised its incarnation to deny news about itself.", L(float64(st.Refutations)))
 	w.Histogram("meshell_probe_rtt_seconds", "Round trips of direct probes.", rtt.Snapshot())
-	w.Metric("meshell_membership_inbox_dropped_total", c, "Membership messages dropped because the run loop's inbox was full.", L(float64(n.dropped.Load())))
+	w.Metric("meshell_membership_inbox_dropped_total", c, "Membership messages dropped because the run loop's inbox, or their sender's share of it, was full.", L(float64(n.dropped.Load())))
 
 	ms := n.mesh.Stats()
 	fam := func(name, help string, v func(f mesh.FamilyStats) uint64) {
