@@ -473,32 +473,55 @@ func TestPaceTokenBucket(t *testing.T) {
 	var p pace
 	t0 := time.Unix(1000, 0)
 	for i := range 10 {
-		if d := p.wait(t0, 100, 10); d != 0 {
+		if d := p.wait(t0, 1, 100, 10); d != 0 {
 			t.Fatalf("frame %d of the burst waits %v", i, d)
 		}
 	}
-	if d := p.wait(t0, 100, 10); d != 10*time.Millisecond {
+	if d := p.wait(t0, 1, 100, 10); d != 10*time.Millisecond {
 		t.Fatalf("past the burst: wait %v, want 10ms", d)
 	}
 	// The reader waited its 10 ms: the next frame right then waits again.
-	if d := p.wait(t0.Add(10*time.Millisecond), 100, 10); d != 10*time.Millisecond {
+	if d := p.wait(t0.Add(10*time.Millisecond), 1, 100, 10); d != 10*time.Millisecond {
 		t.Fatalf("the frame after: wait %v, want 10ms", d)
 	}
 	// Idle for a second: the burst is back, no more.
 	t1 := t0.Add(2 * time.Second)
 	for i := range 10 {
-		if d := p.wait(t1, 100, 10); d != 0 {
+		if d := p.wait(t1, 1, 100, 10); d != 0 {
 			t.Fatalf("after idling, frame %d waits %v", i, d)
 		}
 	}
-	if d := p.wait(t1, 100, 10); d == 0 {
+	if d := p.wait(t1, 1, 100, 10); d == 0 {
 		t.Fatal("the burst grew past its bound while idle")
 	}
 	var off pace
 	for range 1000 {
-		if d := off.wait(t0, 0, 0); d != 0 {
+		if d := off.wait(t0, 1, 0, 0); d != 0 {
 			t.Fatalf("rate 0 waits %v", d)
 		}
+	}
+}
+
+// A frame of many members costs more of the pace than a ping: a flood of
+// invented push/pulls is held to the same work a second as a ping flood.
+func TestPaceWeighsFramesByWhatTheyCarry(t *testing.T) {
+	ms := make([]protocol.Member, 8192)
+	for i := range ms {
+		ms[i] = protocol.Member{Alias: fmt.Sprint("m", i)}
+	}
+	if c := frameCost(&protocol.PushPull{Members: ms}); c != 513 {
+		t.Fatalf("a push/pull of 8192 members costs %v, want 513", c)
+	}
+	if c := frameCost(&protocol.Ping{}); c != 1 {
+		t.Fatalf("a bare ping costs %v", c)
+	}
+	var p pace
+	t0 := time.Unix(1000, 0)
+	if d := p.wait(t0, 513, 256, 1024); d != 0 {
+		t.Fatalf("the first big frame waits %v", d)
+	}
+	if d := p.wait(t0, 513, 256, 1024); d == 0 {
+		t.Fatal("a second 8192-member frame at once fits a burst of 1024")
 	}
 }
 

@@ -84,7 +84,7 @@ type Config struct {
 	AnswerWindow     time.Duration          // a connection that delivered a frame this recently is answering: its alias is not taken over
 	Settle           time.Duration          // ... once it is up this long; before, crossed dials compete by register's rule
 	Takeover         time.Duration          // a handshake claiming an alias held from another address waits this long for the holder to go
-	MembershipRate   float64                // membership frames a second one connection delivers; past it (and MembershipBurst) its reader waits; 0 = no bound
+	MembershipRate   float64                // membership frames a second one connection delivers (one more per 16 members a frame carries); past it (and MembershipBurst) its reader waits; 0 = no bound
 	MembershipBurst  int                    // ... and the burst it may deliver at once
 	KeyFailBurst     int                    // failed TLS handshakes one source IP may cost (keyed mode); past it, and KeyFailRate, its connections are closed on accept; 0 = no bound
 	KeyFailRate      float64                // ... a second, after the burst

@@ -18,10 +18,16 @@ import (
 // sends a few tens of membership frames a second on one connection.
 type pace struct{ b bucket }
 
-// wait takes one token at now and returns how long the reader must wait
+// frameCost is what one membership frame takes of its connection's pace:
+// one token, plus one per 16 members or tags it carries, so that a peer
+// sending frames of thousands of invented members is held to the same work
+// a second as one sending pings (an honest push/pull of 200 members costs 13).
+func frameCost(msg protocol.Message) float64 { return 1 + float64(protocol.Carried(msg)/16) }
+
+// wait takes cost tokens at now and returns how long the reader must wait
 // before the frame it holds is delivered: zero while the bucket has
 // tokens. rate <= 0 turns pacing off.
-func (p *pace) wait(now time.Time, rate float64, burst int) time.Duration {
+func (p *pace) wait(now time.Time, cost, rate float64, burst int) time.Duration {
 	if rate <= 0 {
 		return 0
 	}
@@ -29,7 +35,7 @@ func (p *pace) wait(now time.Time, rate float64, burst int) time.Duration {
 		p.b = newBucket(now, burst)
 	}
 	p.b.refill(now, rate, burst)
-	p.b.n--
+	p.b.n -= cost
 	if p.b.n >= 0 {
 		return 0
 	}
@@ -60,7 +66,7 @@ func (c *conn) paceMembership(msg protocol.Message) bool {
 		return true
 	}
 	m := c.m
-	d := c.pace.wait(time.Now(), m.cfg.MembershipRate, m.cfg.MembershipBurst)
+	d := c.pace.wait(time.Now(), frameCost(msg), m.cfg.MembershipRate, m.cfg.MembershipBurst)
 	if d <= 0 {
 		return true
 	}

@@ -80,6 +80,15 @@ const (
 	// that floods fills its share, its excess is dropped (and counted), and
 	// the others' messages still find room.
 	inboxShare = inboxLen / 8
+	// A message weighs one plus the members and tags it carries. One
+	// sender's messages waiting weigh at most inboxWeightShare, past its
+	// first (which may be a frame at the codec's limits); those heavier
+	// than smallWeight wait only while all waiting weigh at most
+	// inboxWeight. So frames of thousands of invented members cannot queue
+	// gigabytes, and pings and acks, light, always find room.
+	inboxWeightShare = 1 << 15
+	inboxWeight      = 1 << 18
+	smallWeight      = 64
 )
 
 // Node is one cluster member.
@@ -136,8 +145,9 @@ const (
 // all allocated up front.
 type inbound struct {
 	kind       inboundKind
-	refused    bool // inDialFailed: the dial was refused
-	introduced bool // inUp: the peer joined through this node
+	refused    bool  // inDialFailed: the dial was refused
+	introduced bool  // inUp: the peer joined through this node
+	weight     int32 // inMsg: its weight in the sender's share (inboxShares)
 	from       string
 	msg        protocol.Message
 	member     *protocol.Member // inUp only
@@ -440,7 +450,7 @@ func (n *Node) handle(in inbound) {
 	now := time.Now()
 	switch in.kind {
 	case inMsg:
-		n.shares.give(in.from)
+		n.shares.give(in.from, int(in.weight))
 		n.core.Step(now, in.from, in.msg)
 	case inUp:
 		if in.introduced {
@@ -857,14 +867,15 @@ func (h *handler) Receive(from string, m protocol.Message) {
 	n := (*Node)(h)
 	switch m.Type().Family() {
 	case protocol.FamilyMembership:
-		if !n.shares.take(from) {
+		w := 1 + protocol.Carried(m)
+		if !n.shares.take(from, w) {
 			n.dropped.Add(1)
 			return
 		}
 		select {
-		case n.inbox <- inbound{kind: inMsg, from: from, msg: m}:
+		case n.inbox <- inbound{kind: inMsg, from: from, msg: m, weight: int32(w)}:
 		default:
-			n.shares.give(from)
+			n.shares.give(from, w)
 			n.dropped.Add(1)
 		}
 	case protocol.FamilyJobs:
@@ -876,36 +887,51 @@ func (h *handler) Receive(from string, m protocol.Message) {
 	}
 }
 
-// inboxShares counts each sender's messages waiting in the inbox. Entries
-// at zero are deleted, so the map holds only senders with messages queued.
+// inboxShares counts each sender's messages and their weight waiting in
+// the inbox, and the weight of all. Senders at zero are deleted, so the map
+// holds only those with messages queued.
 type inboxShares struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu     sync.Mutex
+	n      map[string]senderShare
+	weight int
 }
 
-// take reserves a place for one more message from sender; false when the
-// sender already has inboxShare waiting.
-func (s *inboxShares) take(sender string) bool {
+type senderShare struct{ msgs, weight int }
+
+// take reserves a place for one more message of weight w from sender;
+// false when the sender's share, or the inbox's weight, is full.
+func (s *inboxShares) take(sender string, w int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.n[sender] >= inboxShare {
+	sh := s.n[sender]
+	switch {
+	case sh.msgs >= inboxShare,
+		sh.msgs > 0 && sh.weight+w > inboxWeightShare,
+		w > smallWeight && s.weight+w > inboxWeight:
 		return false
 	}
 	if s.n == nil {
-		s.n = make(map[string]int)
+		s.n = make(map[string]senderShare)
 	}
-	s.n[sender]++
+	s.n[sender] = senderShare{sh.msgs + 1, sh.weight + w}
+	s.weight += w
 	return true
 }
 
-// give returns the place of one message from sender, taken or not sent.
-func (s *inboxShares) give(sender string) {
+// give returns the place of one message of weight w from sender, taken or
+// not sent.
+func (s *inboxShares) give(sender string, w int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.n[sender] <= 1 {
+	sh, ok := s.n[sender]
+	if !ok {
+		return // not taken (a test's message put in the inbox directly)
+	}
+	s.weight -= w
+	if sh.msgs <= 1 {
 		delete(s.n, sender)
 	} else {
-		s.n[sender]--
+		s.n[sender] = senderShare{sh.msgs - 1, sh.weight - w}
 	}
 }
 

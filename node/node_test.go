@@ -543,3 +543,42 @@ func TestAFloodingPeerFillsOnlyItsShareOfTheInbox(t *testing.T) {
 		t.Errorf("%d senders still hold places in an empty inbox", left)
 	}
 }
+
+// TestHeavyFramesAreBoundedByWeight: frames of thousands of members weigh
+// what they carry: one sender queues a few, all senders together a bounded
+// weight, and a ping still gets in past them.
+func TestHeavyFramesAreBoundedByWeight(t *testing.T) {
+	n := startNode(t, "a")
+	release := make(chan struct{})
+	busy := make(chan struct{})
+	n.calls <- func() { close(busy); <-release }
+	<-busy
+	defer close(release)
+	ms := make([]protocol.Member, 8192)
+	for i := range ms {
+		ms[i] = protocol.Member{Alias: fmt.Sprint("m", i)}
+	}
+	h := (*handler)(n)
+	for s := range 64 {
+		for range 100 {
+			h.Receive(fmt.Sprint("flooder", s), &protocol.PushPull{Members: ms})
+		}
+	}
+	n.shares.mu.Lock()
+	weight, first := n.shares.weight, n.shares.n["flooder0"]
+	n.shares.mu.Unlock()
+	if want := 1 + (inboxWeightShare-8193)/8193; first.msgs != want { // each weighs 8193
+		t.Errorf("one sender queued %d frames of 8192 members, want %d", first.msgs, want)
+	}
+	if weight > inboxWeight {
+		t.Errorf("the inbox holds a weight of %d, over its bound %d", weight, inboxWeight)
+	}
+	queued := len(n.inbox)
+	h.Receive("honest", &protocol.Ping{Seq: 1, Updates: ms[:3]})
+	if len(n.inbox) != queued+1 {
+		t.Error("a ping was dropped behind the heavy frames")
+	}
+	if want := uint64(64*100 - queued); n.dropped.Load() != want {
+		t.Errorf("%d dropped, want %d", n.dropped.Load(), want)
+	}
+}

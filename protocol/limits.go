@@ -288,3 +288,25 @@ func firstErr(errs ...error) error {
 	}
 	return nil
 }
+
+// Carried is how many members and tags a membership message carries (0 for
+// the others): its work for the run loop, by which the paces and queues
+// that see decoded frames bound them rather than by their count.
+func Carried(m Message) int {
+	var ms []Member
+	switch m := m.(type) {
+	case *Ping:
+		ms = m.Updates
+	case *Ack:
+		ms = m.Updates
+	case *Gossip:
+		ms = m.Updates
+	case *PushPull:
+		ms = m.Members
+	}
+	n := len(ms)
+	for i := range ms {
+		n += len(ms[i].Tags)
+	}
+	return n
+}

@@ -351,3 +351,22 @@ func TestScan(t *testing.T) {
 		t.Errorf("scan allocates %v times per run", n)
 	}
 }
+
+func TestCarriedCountsMembersAndTags(t *testing.T) {
+	two := []Member{{Alias: "a", Tags: map[string]string{"k": "v", "r": "w"}}, {Alias: "b"}}
+	for _, tc := range []struct {
+		m    Message
+		want int
+	}{
+		{&Ping{Updates: two}, 4},
+		{&Ack{Updates: two[1:]}, 1},
+		{&Gossip{Updates: two}, 4},
+		{&PushPull{Members: two}, 4},
+		{&PingReq{Target: "a"}, 0},
+		{&Leave{Alias: "a"}, 0},
+	} {
+		if got := Carried(tc.m); got != tc.want {
+			t.Errorf("Carried(%T) = %d, want %d", tc.m, got, tc.want)
+		}
+	}
+}
