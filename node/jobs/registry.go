@@ -160,6 +160,8 @@ type candidate struct {
 	Tags  map[string]string
 	Slots int
 	Load  *Load
+	// Suspect: picked only when no alive worker is left (pick).
+	Suspect bool
 }
 
 // registry is a dispatcher's view of the workers: one Load per alias (kept
@@ -195,17 +197,17 @@ func (r *registry) peek(alias string) (*Load, bool) {
 	return l, ok
 }
 
-// Candidates returns the members eligible for a job under filter: alive
-// (a suspect gets no new jobs; failed and left ones are dropped) and tagged
-// with every key=value of filter. self is the dispatcher's own alias.
+// Candidates returns the members eligible for a job under filter: alive or
+// suspect (failed and left ones are dropped) and tagged with every
+// key=value of filter. self is the dispatcher's own alias.
 func (r *registry) Candidates(members []protocol.Member, self string, filter map[string]string) []candidate {
 	var out []candidate
 	for _, m := range members {
-		if m.State != protocol.StateAlive || !matchTags(m.Tags, filter) {
+		if (m.State != protocol.StateAlive && m.State != protocol.StateSuspect) || !matchTags(m.Tags, filter) {
 			continue
 		}
 		out = append(out, candidate{Alias: m.Alias, Addr: m.Addr, Self: m.Alias == self, Tags: m.Tags,
-			Slots: Slots(m.Tags), Load: r.Load(m.Alias)})
+			Slots: Slots(m.Tags), Load: r.Load(m.Alias), Suspect: m.State == protocol.StateSuspect})
 	}
 	return out
 }
@@ -213,22 +215,39 @@ func (r *registry) Candidates(members []protocol.Member, self string, filter map
 // pick returns the index in cands of the worker strategy s chooses, skipping
 // the aliases in skip; -1 when every candidate is skipped. rnd is a random
 // number supplied by the caller (Random uses it; the registry has no source
-// of its own). Workers marked down are chosen only when no other is left.
+// of its own). A suspect worker is chosen only when no alive one is left,
+// and one marked down only when no other is: a suspicion that anyone may
+// raise (and a refutation ends) does not stop the jobs when it is all
+// there is, and a worker that is really gone loses the attempt, which is
+// retried.
 func (r *registry) pick(cands []candidate, s Strategy, skip []string, rnd uint64) int {
-	if i := r.pickFrom(cands, s, skip, rnd, false); i >= 0 {
-		return i
+	for tier := range 3 {
+		if i := r.pickFrom(cands, s, skip, rnd, tier); i >= 0 {
+			return i
+		}
 	}
-	return r.pickFrom(cands, s, skip, rnd, true)
+	return -1
 }
 
-func (r *registry) pickFrom(cands []candidate, s Strategy, skip []string, rnd uint64, withDown bool) int {
+// tier orders the candidates for pick: alive, suspect, down.
+func (c *candidate) tier() int {
+	switch {
+	case c.Load.isDown():
+		return 2
+	case c.Suspect:
+		return 1
+	}
+	return 0
+}
+
+func (r *registry) pickFrom(cands []candidate, s Strategy, skip []string, rnd uint64, tier int) int {
 	n := len(cands)
 	if n == 0 {
 		return -1
 	}
 	ok := func(i int) bool {
 		c := &cands[i]
-		if c.Load.isDown() != withDown {
+		if c.tier() != tier {
 			return false
 		}
 		for _, a := range skip {

@@ -40,10 +40,10 @@ func TestCandidatesFilterAndState(t *testing.T) {
 		filter map[string]string
 		want   []string
 	}{
-		{"default role=worker drops suspect, failed, left", DefaultFilter(), []string{"a", "f"}},
+		{"default role=worker keeps suspect, drops failed, left", DefaultFilter(), []string{"a", "b", "f"}},
 		{"every tag must match", map[string]string{"role": "worker", "zone": "x"}, []string{"a"}},
 		{"no match", map[string]string{"role": "tpu"}, nil},
-		{"empty filter matches every alive member", map[string]string{}, []string{"a", "e", "f", "g"}},
+		{"empty filter matches every alive or suspect member", map[string]string{}, []string{"a", "b", "e", "f", "g"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -216,6 +216,31 @@ func TestLeastConnectionsSurvivesAbsurdSlots(t *testing.T) {
 		if got := cands[r.pick(cands, LeastConnections, nil, 0)].Alias; got != "huge" {
 			t.Fatalf("picked %s, want huge (3 of %d in flight beats 2 of 1)", got, maxAdvertisedSlots)
 		}
+	}
+}
+
+// A suspect worker gets a job only when no alive one is left: a suspicion
+// (anyone may raise one) does not stop the jobs of its only worker.
+func TestSuspectWorkersArePickedLast(t *testing.T) {
+	r := newRegistry()
+	cands := r.Candidates(members(
+		workerMember("s", protocol.StateSuspect, roleWorker),
+		workerMember("a", protocol.StateAlive, roleWorker),
+	), "d", DefaultFilter())
+	cands[1].Load.Start() // busier than the suspect: still preferred
+	for _, st := range []Strategy{LeastConnections, RoundRobin, Random} {
+		for i := range 4 {
+			if got := cands[r.pick(cands, st, nil, uint64(i))].Alias; got != "a" {
+				t.Fatalf("%v picked %s, want the alive worker", st, got)
+			}
+		}
+		if got := cands[r.pick(cands, st, []string{"a"}, 0)].Alias; got != "s" {
+			t.Fatalf("%v with the alive worker skipped picked %s, want the suspect", st, got)
+		}
+	}
+	cands[0].Load.setDown(true)
+	if got := cands[r.pick(cands, LeastConnections, []string{"a"}, 0)].Alias; got != "s" {
+		t.Fatalf("a suspect worker marked down is still the last resort: picked %s", got)
 	}
 }
 
