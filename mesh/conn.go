@@ -218,6 +218,7 @@ func (m *Mesh) register(c *conn) (loser *conn, ok bool) {
 		return nil, false
 	}
 	m.all[c] = struct{}{}
+	m.metLocked(c.peer.Alias)
 	c.up = time.Now()
 	self := m.cfg.Self().Alias
 	prefer := func(x *conn) bool { return (self < x.peer.Alias) == x.dialed }

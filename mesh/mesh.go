@@ -135,9 +135,12 @@ type Mesh struct {
 
 	mu           sync.Mutex
 	ln           net.Listener
-	conns        map[string]*conn // registered connection per alias
-	dialing      map[string]*conn // dials under way for Send, with their queues
-	heldDown     map[string]error // peer-downs held until the dial under way ends (conn.go)
+	conns        map[string]*conn    // registered connection per alias
+	dialing      map[string]*conn    // dials under way for Send, with their queues
+	heldDown     map[string]error    // peer-downs held until the dial under way ends (conn.go)
+	dialWaits    map[string]dialWait // members never met whose dials back off (dialwait.go)
+	met          map[string]struct{} // members this node has had a connection with
+	now          func() time.Time    // the dial backoff's clock
 	all          map[*conn]struct{}
 	claims       map[string]*claim // aliases held by accepted handshakes not yet registered (claim.go)
 	ownDials     map[uint64]bool   // ConnIDs of this node's handshakes under way; true once one reached this node
@@ -194,7 +197,7 @@ func New(cfg Config, h Handler) *Mesh {
 		ownDials: map[uint64]bool{},
 		gate:     newGate(cfg.MaxHandshakes, cfg.MaxHandshakesIP, cfg.MaxConns, cfg.MaxConnsPerIP),
 		budget:   protocol.NewBudget(cfg.ReadBudget),
-		warn:     NewRateLog(cfg.Log, time.Now)}
+		warn:     NewRateLog(cfg.Log, time.Now), now: time.Now}
 	m.gate.failBurst, m.gate.failRate = cfg.KeyFailBurst, cfg.KeyFailRate
 	m.dialCtx, m.stopDial = context.WithCancel(context.Background())
 	return m
@@ -693,6 +696,11 @@ func (m *Mesh) Send(alias, addr string, msg protocol.Message) error {
 				m.mu.Unlock()
 				return ErrNotConnected
 			}
+			if !m.mayDialLocked(alias, m.now()) { // backing off (dialwait.go)
+				m.mu.Unlock()
+				m.drop(msg)
+				return ErrNotConnected
+			}
 			if len(m.dialing) >= m.cfg.MaxDials {
 				m.mu.Unlock()
 				m.drop(msg)
@@ -718,7 +726,8 @@ func (m *Mesh) Send(alias, addr string, msg protocol.Message) error {
 func (m *Mesh) Connect(alias, addr string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed || m.ln == nil || m.live(alias) != nil || m.dialing[alias] != nil || len(m.dialing) >= m.cfg.MaxDials {
+	if m.closed || m.ln == nil || m.live(alias) != nil || m.dialing[alias] != nil || len(m.dialing) >= m.cfg.MaxDials ||
+		!m.mayDialLocked(alias, m.now()) {
 		return
 	}
 	c := m.newConn(nil, true)
@@ -789,6 +798,9 @@ func (m *Mesh) dialFor(c *conn, addr string) {
 	m.mu.Lock()
 	if m.dialing[alias] == c {
 		delete(m.dialing, alias)
+	}
+	if err != nil {
+		m.dialFailedLocked(alias, m.now())
 	}
 	held, wasHeld := m.heldDown[alias]
 	delete(m.heldDown, alias)
