@@ -290,6 +290,16 @@ func (n *Node) runControl(m *protocol.Control, from string) (*protocol.ControlAc
 	if local {
 		notice = log.Info // typed here, and answered here: a warning would only repeat it
 	}
+	// changed logs a change made at info; another node's requests go
+	// through the rate limit, since a peer may send thousands a second.
+	changed := func(kind string, f logrus.Fields, msg string) {
+		if local {
+			log.WithFields(f).Info(msg)
+			return
+		}
+		f["op"], f["from"] = m.Op, from
+		n.warn.Info(kind, f, msg)
+	}
 	if mutating(m) && !local {
 		if n.cfg.RefuseControl {
 			n.warn.Warn("control-refused", logrus.Fields{"op": m.Op, "from": from}, "control: refused (--accept-control=false)")
@@ -317,14 +327,14 @@ func (n *Node) runControl(m *protocol.Control, from string) (*protocol.ControlAc
 		}
 		st := n.status()
 		ack.Status = &st
-		log.WithField("slots", m.N).Info("control: scaled")
+		changed("control-scaled", logrus.Fields{"slots": m.N}, "control: scaled")
 	case OpConfig:
 		if m.Key != "" {
 			if err := n.SetConfig(m.Key, m.Value); err != nil {
 				ack.Error = err.Error()
 				break
 			}
-			log.WithField(m.Key, m.Value).Info("control: config set")
+			changed("control-config", logrus.Fields{m.Key: m.Value}, "control: config set")
 		}
 		st := n.status()
 		ack.Status = &st
@@ -342,7 +352,7 @@ func (n *Node) runControl(m *protocol.Control, from string) (*protocol.ControlAc
 			ack.Error = err.Error()
 			break
 		}
-		log.WithField("member", m.Key).Info("control: forced out")
+		changed("control-forced-out", logrus.Fields{"member": m.Key}, "control: forced out")
 	case OpShutdown:
 		notice("control: shutting down")
 		now := m.Now

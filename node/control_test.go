@@ -277,3 +277,33 @@ func TestControlStatusWithoutAStatusIsAnError(t *testing.T) {
 		t.Errorf("status acknowledged with one: %+v", r)
 	}
 }
+
+// A peer's accepted changes are logged through the rate limit: a peer that
+// sends thousands of requests a second must not write as many lines.
+func TestRemoteChangesAreLoggedAtARate(t *testing.T) {
+	logger, hook := logtest.NewNullLogger()
+	logger.SetLevel(logrus.InfoLevel)
+	a, b, _ := cluster3(t, func(c *Config) { c.Log = logger })
+	const requests = 50
+	for i := range requests {
+		v := []string{"random", "round-robin"}[i%2]
+		replies, err := a.Control(ctxFor(t, 10*time.Second), []string{"b"}, ControlRequest{Op: OpConfig, Key: "strategy", Value: v}, 5*time.Second)
+		if err != nil || !replies[0].OK {
+			t.Fatalf("request %d: %v %+v", i, err, replies)
+		}
+	}
+	if got := b.ConfigMap()["strategy"]; got != "round-robin" {
+		t.Fatalf("strategy %s after the last request", got)
+	}
+	lines := 0
+	for _, e := range hook.AllEntries() {
+		if e.Message == "control: config set" {
+			lines++
+		}
+	}
+	// One line a period (10 s) at most; this loop takes far less unless the
+	// machine stalls for minutes.
+	if lines == 0 || lines > 5 {
+		t.Errorf("%d requests wrote %d \"config set\" lines, want 1 (a few on a stalled machine)", requests, lines)
+	}
+}
