@@ -1,9 +1,11 @@
 package jobs
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -135,5 +137,28 @@ func TestDeclaredKindRefusesOptionArguments(t *testing.T) {
 	}
 	if _, err := os.Stat(ran); err != nil {
 		t.Errorf("the plain job did not run: %v", err)
+	}
+}
+
+// primes counts exactly, at the edges of its sieve's words and at its
+// largest N.
+func TestPrimesCounts(t *testing.T) {
+	for n, want := range map[string]string{"0": "0", "1": "0", "2": "1", "3": "2", "10": "4", "127": "31", "128": "31",
+		"129": "31", "131": "32", "1000": "168", "1000000": "78498", "50000000": "3001134"} {
+		got, err := kindPrimes(context.Background(), []string{n}, nil)
+		if err != nil || got != want {
+			t.Errorf("primes %s = %q, %v; want %s", n, got, err, want)
+		}
+	}
+	if _, err := kindPrimes(context.Background(), []string{"50000001"}, nil); err == nil {
+		t.Error("primes past its bound was run")
+	}
+	// A member may ask any worker for its largest N: one bit a number.
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	kindPrimes(context.Background(), []string{"50000000"}, nil)
+	runtime.ReadMemStats(&after)
+	if d := after.TotalAlloc - before.TotalAlloc; d > 4<<20 {
+		t.Errorf("primes 50000000 allocated %d bytes, want at most 4 MiB", d)
 	}
 }
