@@ -508,15 +508,21 @@ func TestMembershipLinesBounded(t *testing.T) {
 	}
 }
 
+// holdRunLoop keeps n's run loop busy until the channel returned is closed,
+// so that what peers send waits in the inbox.
+func holdRunLoop(n *Node) chan struct{} {
+	release, busy := make(chan struct{}), make(chan struct{})
+	n.calls <- func() { close(busy); <-release }
+	<-busy
+	return release
+}
+
 // TestAFloodingPeerFillsOnlyItsShareOfTheInbox: while the run loop is busy,
 // one peer's flood takes inboxShare places and is dropped past them; another
 // peer's messages still get in.
 func TestAFloodingPeerFillsOnlyItsShareOfTheInbox(t *testing.T) {
 	n := startNode(t, "a")
-	release := make(chan struct{})
-	busy := make(chan struct{})
-	n.calls <- func() { close(busy); <-release }
-	<-busy
+	release := holdRunLoop(n)
 	h := (*handler)(n)
 	for i := range inboxLen {
 		h.Receive("flooder", &protocol.Ping{Seq: uint32(i)})
@@ -549,11 +555,7 @@ func TestAFloodingPeerFillsOnlyItsShareOfTheInbox(t *testing.T) {
 // weight, and a ping still gets in past them.
 func TestHeavyFramesAreBoundedByWeight(t *testing.T) {
 	n := startNode(t, "a")
-	release := make(chan struct{})
-	busy := make(chan struct{})
-	n.calls <- func() { close(busy); <-release }
-	<-busy
-	defer close(release)
+	defer close(holdRunLoop(n))
 	ms := make([]protocol.Member, 8192)
 	for i := range ms {
 		ms[i] = protocol.Member{Alias: fmt.Sprint("m", i)}
