@@ -19,9 +19,24 @@ const (
 )
 
 type dialWait struct {
-	fails int
-	until time.Time
+	fails   int
+	until   time.Time
+	refused bool // the last dial was refused
 }
+
+// BackoffError is Send's error for a message not sent because its member's
+// dials back off: to a failure detector it is the last dial's failure again.
+type BackoffError struct {
+	Alias   string
+	Refused bool // the last dial was refused
+}
+
+func (e *BackoffError) Error() string {
+	return "not dialled: " + e.Alias + " is backing off after a failed dial"
+}
+
+// Unwrap makes a BackoffError an ErrNotConnected.
+func (e *BackoffError) Unwrap() error { return ErrNotConnected }
 
 // mayDialLocked reports whether alias may be dialled at now. Caller holds m.mu.
 func (m *Mesh) mayDialLocked(alias string, now time.Time) bool {
@@ -33,7 +48,7 @@ func (m *Mesh) mayDialLocked(alias string, now time.Time) bool {
 }
 
 // dialFailedLocked records a failed dial of alias at now. Caller holds m.mu.
-func (m *Mesh) dialFailedLocked(alias string, now time.Time) {
+func (m *Mesh) dialFailedLocked(alias string, refused bool, now time.Time) {
 	if _, ok := m.met[alias]; ok {
 		return
 	}
@@ -49,6 +64,7 @@ func (m *Mesh) dialFailedLocked(alias string, now time.Time) {
 	}
 	w := m.dialWaits[alias]
 	w.fails++
+	w.refused = refused
 	w.until = now.Add(min(dialWaitFirst<<min(w.fails-1, 20), dialWaitMax))
 	m.dialWaits[alias] = w
 }

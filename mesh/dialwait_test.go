@@ -61,8 +61,9 @@ func TestDialsToAMemberNeverMetBackOff(t *testing.T) {
 		t.Helper()
 		before := accepts.Load()
 		for range 20 {
-			if err := a.Send("ghost", ln.Addr().String(), &protocol.Ping{}); !errors.Is(err, ErrNotConnected) {
-				t.Fatalf("%s: send %v, want ErrNotConnected", what, err)
+			var bo *BackoffError
+			if err := a.Send("ghost", ln.Addr().String(), &protocol.Ping{}); !errors.Is(err, ErrNotConnected) || !errors.As(err, &bo) || bo.Alias != "ghost" {
+				t.Fatalf("%s: send %v, want a BackoffError for ghost", what, err)
 			}
 		}
 		a.mu.Lock()
@@ -85,7 +86,7 @@ func TestDialsToAMemberNeverMetBackOff(t *testing.T) {
 
 	a.mu.Lock()
 	a.metLocked("ghost") // as a connection with it would
-	a.dialFailedLocked("ghost", a.now())
+	a.dialFailedLocked("ghost", false, a.now())
 	ok := a.mayDialLocked("ghost", a.now())
 	a.mu.Unlock()
 	if !ok {

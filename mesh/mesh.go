@@ -697,9 +697,10 @@ func (m *Mesh) Send(alias, addr string, msg protocol.Message) error {
 				return ErrNotConnected
 			}
 			if !m.mayDialLocked(alias, m.now()) { // backing off (dialwait.go)
+				err := &BackoffError{Alias: alias, Refused: m.dialWaits[alias].refused}
 				m.mu.Unlock()
 				m.drop(msg)
-				return ErrNotConnected
+				return err
 			}
 			if len(m.dialing) >= m.cfg.MaxDials {
 				m.mu.Unlock()
@@ -800,7 +801,7 @@ func (m *Mesh) dialFor(c *conn, addr string) {
 		delete(m.dialing, alias)
 	}
 	if err != nil {
-		m.dialFailedLocked(alias, m.now())
+		m.dialFailedLocked(alias, refused(err), m.now())
 	}
 	held, wasHeld := m.heldDown[alias]
 	delete(m.heldDown, alias)

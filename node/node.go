@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"strconv"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,8 +123,9 @@ type Node struct {
 	helloAt     map[string]uint64 // table version of each Hello answer not yet up; guarded by helloMu
 	dropped     atomic.Uint64
 	shares      inboxShares
-	warn        *mesh.RateLog // warnings a peer can trigger: one line per kind per period
-	eventLines  lineBudget    // membership lines, which peers' news can cause; run loop only
+	warn        *mesh.RateLog       // warnings a peer can trigger: one line per kind per period
+	eventLines  lineBudget          // membership lines, which peers' news can cause; run loop only
+	backedOff   []mesh.BackoffError // sends the mesh's dial backoff refused, for the next flush; run loop only
 
 	// The job and control families have their own files and goroutines;
 	// the run loop only tells them about membership.
@@ -402,7 +404,7 @@ func (n *Node) run() {
 		now := time.Now()
 		n.flush(now)
 		d := n.core.NextDeadline(now).Sub(now)
-		if d < 0 {
+		if d < 0 || len(n.backedOff) > 0 {
 			d = 0
 		}
 		timer.Reset(d)
@@ -472,6 +474,14 @@ func (n *Node) handle(in inbound) {
 // flush sends what the core produced, publishes the snapshot, then the
 // events (so that a subscriber woken by an event sees it in the snapshot).
 func (n *Node) flush(now time.Time) {
+	// Messages the mesh did not send because their member's dials back off
+	// are, to the failure detector, failed dials (as they were when every
+	// message dialled): an invented member is failed and reaped as fast.
+	for _, b := range n.backedOff {
+		n.core.DialFailed(now, b.Alias, b.Refused)
+	}
+	clear(n.backedOff)
+	n.backedOff = n.backedOff[:0]
 	rd := n.core.Ready()
 	var shared protocol.Message // the core's message to several members, encoded once
 	var prep protocol.Message
@@ -484,7 +494,12 @@ func (n *Node) flush(now time.Time) {
 				shared, prep, msg = o.Msg, p, p
 			}
 		}
-		if err := n.mesh.Send(o.To, o.Addr, msg); err != nil && !errors.Is(err, mesh.ErrClosed) {
+		var bo *mesh.BackoffError
+		if err := n.mesh.Send(o.To, o.Addr, msg); errors.As(err, &bo) {
+			if len(n.backedOff) < maxBackedOff && !slices.ContainsFunc(n.backedOff, func(b mesh.BackoffError) bool { return b.Alias == bo.Alias }) {
+				n.backedOff = append(n.backedOff, *bo)
+			}
+		} else if err != nil && !errors.Is(err, mesh.ErrClosed) {
 			n.log.WithField("alias", o.To).WithError(err).Debug("node: membership message not sent")
 		}
 	}
@@ -844,6 +859,10 @@ func (h *handler) Admit(hello bool, peer protocol.Member) ([]protocol.Member, er
 	// (mesh/claim.go) before this was called.
 	return members, nil
 }
+
+// maxBackedOff bounds the refused sends one flush hands to the next (the
+// rest are told at their next message).
+const maxBackedOff = 1024
 
 // maxHelloAt bounds helloAt: past it, the record starts afresh and the
 // newcomers then in their handshake are sent the table once more.

@@ -584,3 +584,54 @@ func TestHeavyFramesAreBoundedByWeight(t *testing.T) {
 		t.Errorf("%d dropped, want %d", n.dropped.Load(), want)
 	}
 }
+
+// TestInventedMembersAreFailedDespiteTheDialBackoff: members gossiped at an
+// address that answers no handshake are dialled only as the mesh's backoff
+// allows, and the sends it refuses count as failed dials: every one of them
+// is suspected, then failed, rather than left alive until its turn in the
+// probe round.
+func TestInventedMembersAreFailedDespiteTheDialBackoff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	lan := func(c *Config) { c.SWIM = LANTunables() }
+	a, b := startNode(t, "a", lan), startNode(t, "b", lan)
+	if _, err := b.Join(ctxFor(t, 5*time.Second), a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitAlive(t, a, 2)
+	const invented = 100
+	ups := make([]protocol.Member, invented)
+	for i := range ups {
+		ups[i] = protocol.Member{Alias: fmt.Sprintf("ghost%03d", i), Addr: ln.Addr().String(), State: protocol.StateAlive, Incarnation: 1}
+	}
+	(*handler)(a).Receive("b", &protocol.Gossip{Updates: ups})
+	err = a.WaitFor(ctxFor(t, 60*time.Second), func(s *Snapshot) bool {
+		for _, u := range ups {
+			if e, ok := s.Get(u.Alias); !ok || e.State == StateAlive {
+				return false // not heard of yet, or still alive
+			}
+		}
+		return true
+	})
+	if err != nil {
+		alive := 0
+		for _, u := range ups {
+			if e, ok := a.Members().Get(u.Alias); !ok || e.State == StateAlive {
+				alive++
+			}
+		}
+		t.Fatalf("%d of %d invented members unknown or still alive: %v", alive, invented, err)
+	}
+}
