@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -496,7 +495,7 @@ func (n *Node) flush(now time.Time) {
 		}
 		var bo *mesh.BackoffError
 		if err := n.mesh.Send(o.To, o.Addr, msg); errors.As(err, &bo) {
-			if len(n.backedOff) < maxBackedOff && !slices.ContainsFunc(n.backedOff, func(b mesh.BackoffError) bool { return b.Alias == bo.Alias }) {
+			if len(n.backedOff) < maxBackedOff { // repeats are harmless: a probe counts its failed dial once
 				n.backedOff = append(n.backedOff, *bo)
 			}
 		} else if err != nil && !errors.Is(err, mesh.ErrClosed) {

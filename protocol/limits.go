@@ -209,11 +209,7 @@ func validateIntro(cluster, errText string, from Member) error {
 // validateList checks a member list of up to MaxMembersPerFrame members and
 // MaxTagsPerFrame tags.
 func validateList(what string, ms []Member) error {
-	tags := 0
-	for i := range ms {
-		tags += len(ms[i].Tags)
-	}
-	if tags > MaxTagsPerFrame {
+	if tags := tagsIn(ms); tags > MaxTagsPerFrame {
 		return fmt.Errorf("%d tags in all exceed the limit of %d", tags, MaxTagsPerFrame)
 	}
 	return validateMembers(what, ms, MaxMembersPerFrame)
@@ -304,7 +300,12 @@ func Carried(m Message) int {
 	case *PushPull:
 		ms = m.Members
 	}
-	n := len(ms)
+	return len(ms) + tagsIn(ms)
+}
+
+// tagsIn counts the tags of the members ms.
+func tagsIn(ms []Member) int {
+	n := 0
 	for i := range ms {
 		n += len(ms[i].Tags)
 	}
