@@ -588,8 +588,8 @@ func TestHeavyFramesAreBoundedByWeight(t *testing.T) {
 // TestInventedMembersAreFailedDespiteTheDialBackoff: members gossiped at an
 // address that answers no handshake are dialled only as the mesh's backoff
 // allows, and the sends it refuses count as failed dials: every one of them
-// is suspected, then failed, rather than left alive until its turn in the
-// probe round.
+// is suspected within seconds (then failed), rather than left alive until
+// its turn in the probe round.
 func TestInventedMembersAreFailedDespiteTheDialBackoff(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
